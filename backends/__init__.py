@@ -1,0 +1,1 @@
+"""Backends (installed as ``nncompile.backends``): numpy (eager reference), later llvm, cuda."""

@@ -1,0 +1,3 @@
+"""Op definitions. Importing this package registers every primitive."""
+
+from . import elementwise, movement, nn, reduction, source  # noqa: F401

@@ -1,0 +1,92 @@
+"""Elementwise ops: unary math, binary arithmetic with broadcasting, comparisons, where, cast."""
+
+from __future__ import annotations
+
+from .. import dtypes as dt
+from ..registry import (
+    AttrSpec,
+    OpDef,
+    broadcast_shapes,
+    register_op,
+    require_kind,
+    require_same_dtype,
+)
+from ..types import TensorType
+
+# op name -> dtype kinds it accepts
+UNARY_OPS = {
+    "neg": "numeric",
+    "abs": "numeric",
+    "sign": "numeric",
+    "relu": "numeric",
+    "exp": "float",
+    "log": "float",
+    "sqrt": "float",
+    "reciprocal": "float",
+    "tanh": "float",
+    "sigmoid": "float",
+    "erf": "float",
+    "logical_not": "bool",
+}
+
+ARITHMETIC_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
+LOGICAL_OPS = ("logical_and", "logical_or", "logical_xor")
+EQUALITY_OPS = ("equal", "not_equal")
+ORDER_OPS = ("less", "less_equal", "greater", "greater_equal")
+COMPARISON_OPS = EQUALITY_OPS + ORDER_OPS
+
+
+def _unary(kinds: str):
+    def infer(types, attrs):
+        require_kind(types[0], kinds)
+        return [types[0]]
+
+    return infer
+
+
+def _binary(kinds: str, result_bool: bool):
+    def infer(types, attrs):
+        d = require_same_dtype(types)
+        require_kind(types[0], kinds)
+        shape = broadcast_shapes(types[0].shape, types[1].shape)
+        return [TensorType(shape, dt.bool_ if result_bool else d)]
+
+    return infer
+
+
+def _infer_pow(types, attrs):
+    # ONNX Pow: the result keeps the base's dtype; the exponent may differ.
+    require_kind(types[0], "numeric", "base")
+    require_kind(types[1], "numeric", "exponent")
+    return [TensorType(broadcast_shapes(types[0].shape, types[1].shape), types[0].dtype)]
+
+
+def _infer_where(types, attrs):
+    cond, x, y = types
+    require_kind(cond, "bool", "condition")
+    d = require_same_dtype([x, y])
+    return [TensorType(broadcast_shapes(cond.shape, x.shape, y.shape), d)]
+
+
+def _infer_cast(types, attrs):
+    return [TensorType(types[0].shape, attrs["to"])]
+
+
+for _name, _kinds in UNARY_OPS.items():
+    register_op(OpDef(_name, _unary(_kinds), num_inputs=1, category="elementwise"))
+for _name in ARITHMETIC_OPS:
+    register_op(OpDef(_name, _binary("numeric", False), num_inputs=2, category="elementwise"))
+for _name in LOGICAL_OPS:
+    register_op(OpDef(_name, _binary("bool", False), num_inputs=2, category="elementwise"))
+for _name in EQUALITY_OPS:
+    register_op(OpDef(_name, _binary("any", True), num_inputs=2, category="elementwise"))
+for _name in ORDER_OPS:
+    register_op(OpDef(_name, _binary("numeric", True), num_inputs=2, category="elementwise"))
+
+register_op(OpDef("pow", _infer_pow, num_inputs=2, category="elementwise"))
+register_op(OpDef("where", _infer_where, num_inputs=3, category="elementwise"))
+register_op(
+    OpDef(
+        "cast", _infer_cast, num_inputs=1, attrs={"to": AttrSpec("dtype")}, category="elementwise"
+    )
+)

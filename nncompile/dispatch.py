@@ -1,0 +1,40 @@
+"""bind: the one place where an op call becomes either an eager computation or a node.
+
+Eager and traced code share everything above this function; only here do they part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backends.numpy import call_reference
+from .ir.errors import TraceError
+from .ir.graph import infer_or_raise
+from .ir.registry import get_op
+from .source_location import user_location
+from .tensor import Tensor
+from .tracing import current_trace
+
+
+def bind_multi(op: str, *inputs: Tensor, **attrs: Any) -> list[Tensor]:
+    opdef = get_op(op)
+    tr = current_trace()
+    if tr is None:
+        for t in inputs:
+            if t._trace is not None:
+                raise TraceError(
+                    f"{op}: a traced value escaped from a finished trace and was used eagerly; "
+                    "return it from the traced function instead"
+                )
+        norm, _ = infer_or_raise(opdef, [t._type for t in inputs], attrs, loc=user_location)
+        outs = call_reference(op, [t._array for t in inputs], norm)
+        return [Tensor._concrete(a) for a in outs]
+    values = [tr.value_of(t) for t in inputs]
+    node = tr.graph.add_node(op, values, attrs, loc=user_location)
+    return [Tensor._symbolic(v, tr) for v in node.outputs]
+
+
+def bind(op: str, *inputs: Tensor, **attrs: Any) -> Tensor:
+    """Apply a single-output primitive to tensors (attributes as keywords)."""
+    (out,) = bind_multi(op, *inputs, **attrs)
+    return out

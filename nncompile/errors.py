@@ -1,0 +1,25 @@
+"""nncompile's exception types (defined in the IR package, the lowest layer)."""
+
+from .ir.errors import (
+    AttributeError_,
+    DTypeError,
+    ExecutionError,
+    GraphError,
+    NCError,
+    OpAttributeError,
+    SerializationError,
+    ShapeError,
+    TraceError,
+)
+
+__all__ = [
+    "AttributeError_",
+    "DTypeError",
+    "ExecutionError",
+    "GraphError",
+    "NCError",
+    "OpAttributeError",
+    "SerializationError",
+    "ShapeError",
+    "TraceError",
+]

@@ -1,0 +1,383 @@
+"""Array ops with NumPy's names and arguments (``sum``, ``max``, ``abs`` shadow the
+builtins on purpose). Each is written once on the primitives
+and works eagerly and under tracing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .dispatch import bind
+from .ir import dtypes as dt
+from .ir.errors import ShapeError
+from .ir.registry import normalize_axis
+from .tensor import Tensor, as_tensor
+
+ArrayLike = Any
+Axis = int | Sequence[int] | None
+
+_PY_SCALARS = (bool, int, float)
+
+
+def _is_py_scalar(x: Any) -> bool:
+    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
+
+
+def promote_operands(*xs: ArrayLike) -> list[Tensor]:
+    """Tensors of one common dtype. Python scalars are weakly typed: they follow the
+    tensors' dtype (a float next to int tensors gives float32)."""
+    strong = [as_tensor(x) for x in xs if not _is_py_scalar(x)]
+    if strong:
+        common = dt.promote(*(t._type.dtype for t in strong))
+    else:
+        common = None
+    for x in xs:
+        if _is_py_scalar(x):
+            s = dt.weak_scalar_dtype(x, common)
+            common = s if common is None else dt.promote(common, s)
+    out = []
+    for x in xs:
+        if _is_py_scalar(x):
+            out.append(as_tensor(np.asarray(x, dtype=common.np)))
+        else:
+            out.append(astype(as_tensor(x), common))
+    return out
+
+
+def astype(x: ArrayLike, dtype: Any) -> Tensor:
+    x, d = as_tensor(x), dt.dtype(dtype)
+    return x if x._type.dtype == d else bind("cast", x, to=d)
+
+
+def _float(x: ArrayLike) -> Tensor:
+    """Float-only ops accept ints and bools by casting them to the default float."""
+    x = as_tensor(x)
+    return x if x._type.dtype.is_float else astype(x, dt.DEFAULT_FLOAT)
+
+
+# ---- elementwise ------------------------------------------------------------------------
+
+
+def negative(x: ArrayLike) -> Tensor:
+    return bind("neg", as_tensor(x))
+
+
+def abs(x: ArrayLike) -> Tensor:
+    return bind("abs", as_tensor(x))
+
+
+def sign(x: ArrayLike) -> Tensor:
+    return bind("sign", as_tensor(x))
+
+
+def relu(x: ArrayLike) -> Tensor:
+    return bind("relu", as_tensor(x))
+
+
+def exp(x: ArrayLike) -> Tensor:
+    return bind("exp", _float(x))
+
+
+def log(x: ArrayLike) -> Tensor:
+    return bind("log", _float(x))
+
+
+def sqrt(x: ArrayLike) -> Tensor:
+    return bind("sqrt", _float(x))
+
+
+def reciprocal(x: ArrayLike) -> Tensor:
+    return bind("reciprocal", _float(x))
+
+
+def tanh(x: ArrayLike) -> Tensor:
+    return bind("tanh", _float(x))
+
+
+def sigmoid(x: ArrayLike) -> Tensor:
+    return bind("sigmoid", _float(x))
+
+
+def erf(x: ArrayLike) -> Tensor:
+    return bind("erf", _float(x))
+
+
+def square(x: ArrayLike) -> Tensor:
+    x = as_tensor(x)
+    return multiply(x, x)
+
+
+def logical_not(x: ArrayLike) -> Tensor:
+    return bind("logical_not", astype(x, dt.bool_))
+
+
+def add(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("add", *promote_operands(a, b))
+
+
+def subtract(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("sub", *promote_operands(a, b))
+
+
+def multiply(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("mul", *promote_operands(a, b))
+
+
+def divide(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """True division; integer operands are divided as float32."""
+    a, b = promote_operands(a, b)
+    if not a._type.dtype.is_float:
+        a, b = astype(a, dt.DEFAULT_FLOAT), astype(b, dt.DEFAULT_FLOAT)
+    return bind("div", a, b)
+
+
+def trunc_divide(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """The IR's Div as ONNX defines it: integer division rounds toward zero."""
+    return bind("div", *promote_operands(a, b))
+
+
+def power(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("pow", *promote_operands(a, b))
+
+
+def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("maximum", *promote_operands(a, b))
+
+
+def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("minimum", *promote_operands(a, b))
+
+
+def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Tensor:
+    x = as_tensor(x)
+    if a_min is not None:
+        x = maximum(x, a_min)
+    if a_max is not None:
+        x = minimum(x, a_max)
+    return x
+
+
+def equal(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("equal", *promote_operands(a, b))
+
+
+def not_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("not_equal", *promote_operands(a, b))
+
+
+def less(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("less", *promote_operands(a, b))
+
+
+def less_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("less_equal", *promote_operands(a, b))
+
+
+def greater(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("greater", *promote_operands(a, b))
+
+
+def greater_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("greater_equal", *promote_operands(a, b))
+
+
+def logical_and(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("logical_and", astype(a, dt.bool_), astype(b, dt.bool_))
+
+
+def logical_or(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("logical_or", astype(a, dt.bool_), astype(b, dt.bool_))
+
+
+def logical_xor(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("logical_xor", astype(a, dt.bool_), astype(b, dt.bool_))
+
+
+def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> Tensor:
+    return bind("where", astype(condition, dt.bool_), *promote_operands(x, y))
+
+
+# ---- reductions -------------------------------------------------------------------------
+
+
+def _axes(x: Tensor, axis: Axis) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(x.ndim))
+    if isinstance(axis, (int, np.integer)):
+        return (int(axis),)
+    return tuple(int(a) for a in axis)
+
+
+def sum(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    x = as_tensor(x)
+    if x._type.dtype.is_bool:
+        x = astype(x, dt.DEFAULT_INT)
+    return bind("reduce_sum", x, axes=_axes(x, axis), keepdims=keepdims)
+
+
+def mean(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    x = _float(x)
+    return bind("reduce_mean", x, axes=_axes(x, axis), keepdims=keepdims)
+
+
+def max(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    """Maximum over axes; an empty reduction gives -inf (ONNX), not a NumPy error."""
+    x = as_tensor(x)
+    return bind("reduce_max", x, axes=_axes(x, axis), keepdims=keepdims)
+
+
+def min(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    x = as_tensor(x)
+    return bind("reduce_min", x, axes=_axes(x, axis), keepdims=keepdims)
+
+
+def _arg(op: str, x: ArrayLike, axis: int | None, keepdims: bool) -> Tensor:
+    x = as_tensor(x)
+    if x._type.dtype.is_bool:
+        x = astype(x, dt.int32)
+    if axis is None:
+        out = bind(op, reshape(x, (-1,)), axis=0, keepdims=False)
+        return reshape(out, (1,) * x.ndim) if keepdims else out
+    return bind(op, x, axis=int(axis), keepdims=keepdims)
+
+
+def argmax(x: ArrayLike, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return _arg("argmax", x, axis, keepdims)
+
+
+def argmin(x: ArrayLike, axis: int | None = None, keepdims: bool = False) -> Tensor:
+    return _arg("argmin", x, axis, keepdims)
+
+
+# ---- movement ---------------------------------------------------------------------------
+
+
+def _resolve_shape(x: Tensor, shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = [int(d) for d in shape]
+    unknown = [i for i, d in enumerate(shape) if d == -1]
+    if len(unknown) > 1 or any(d < -1 for d in shape):
+        raise ShapeError(f"reshape: invalid target shape {tuple(shape)} for {x._type}")
+    if unknown:
+        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        if known == 0 or x.size % known:
+            raise ShapeError(f"reshape: cannot reshape {x._type} to {tuple(shape)}")
+        shape[unknown[0]] = x.size // known
+    return tuple(shape)
+
+
+def reshape(x: ArrayLike, shape: Any) -> Tensor:
+    """NumPy reshape: one dim may be -1."""
+    x = as_tensor(x)
+    target = _resolve_shape(x, shape)
+    return x if target == x.shape else bind("reshape", x, shape=target)
+
+
+def transpose(x: ArrayLike, axes: Sequence[int] | None = None) -> Tensor:
+    x = as_tensor(x)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    perm = tuple(int(a) + x.ndim if int(a) < 0 else int(a) for a in axes)
+    return bind("transpose", x, perm=perm)
+
+
+def broadcast_to(x: ArrayLike, shape: Sequence[int]) -> Tensor:
+    x, shape = as_tensor(x), tuple(int(d) for d in shape)
+    out = bind("expand", x, shape=shape)
+    if out.shape != shape:
+        raise ShapeError(f"broadcast_to: cannot broadcast {x._type} to {shape}")
+    return out
+
+
+def expand_dims(x: ArrayLike, axis: int) -> Tensor:
+    x = as_tensor(x)
+    axis = normalize_axis(axis, x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def squeeze(x: ArrayLike, axis: Axis = None) -> Tensor:
+    x = as_tensor(x)
+    if axis is None:
+        drop = {i for i, d in enumerate(x.shape) if d == 1}
+    else:
+        drop = {normalize_axis(a, x.ndim) for a in _axes(x, axis)}
+        if any(x.shape[i] != 1 for i in drop):
+            raise ShapeError(f"squeeze: axes {sorted(drop)} of {x._type} are not all size 1")
+    return reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in drop))
+
+
+def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
+    w = np.asarray(pad_width, dtype=np.int64)
+    try:
+        return [tuple(int(v) for v in row) for row in np.broadcast_to(w, (ndim, 2))]
+    except ValueError:
+        raise ShapeError(f"pad: pad_width {pad_width!r} does not fit rank {ndim}") from None
+
+
+def pad(x: ArrayLike, pad_width: Any, mode: str = "constant", constant_values: float = 0) -> Tensor:
+    """NumPy pad with modes 'constant', 'reflect' and 'edge'."""
+    x = as_tensor(x)
+    widths = _pad_widths(pad_width, x.ndim)
+    pads = tuple(b for b, _ in widths) + tuple(e for _, e in widths)
+    return bind("pad", x, pads=pads, mode=mode, value=float(constant_values))
+
+
+def concatenate(xs: Sequence[ArrayLike], axis: int = 0) -> Tensor:
+    if len(xs) == 0:
+        raise ShapeError("concatenate: needs at least one array")
+    return bind("concat", *promote_operands(*xs), axis=int(axis))
+
+
+def stack(xs: Sequence[ArrayLike], axis: int = 0) -> Tensor:
+    if len(xs) == 0:
+        raise ShapeError("stack: needs at least one array")
+    ts = promote_operands(*xs)
+    axis = normalize_axis(axis, ts[0].ndim + 1)
+    return concatenate([expand_dims(t, axis) for t in ts], axis)
+
+
+def _indices(indices: ArrayLike) -> Tensor:
+    if isinstance(indices, Tensor):
+        return indices
+    a = np.asarray(indices)
+    return as_tensor(a.astype(np.int64) if a.dtype.kind in "iu" or a.size == 0 else a)
+
+
+def take(x: ArrayLike, indices: ArrayLike, axis: int | None = None) -> Tensor:
+    """NumPy take (ONNX Gather): negative indices count from the end; out of range raises."""
+    x = as_tensor(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    return bind("gather", x, _indices(indices), axis=int(axis))
+
+
+def take_along_axis(x: ArrayLike, indices: ArrayLike, axis: int) -> Tensor:
+    return bind("gather_elements", as_tensor(x), _indices(indices), axis=int(axis))
+
+
+def one_hot(
+    indices: ArrayLike, num_classes: int, dtype: Any = dt.float32, axis: int = -1
+) -> Tensor:
+    """ONNX OneHot: indices outside [-num_classes, num_classes) give all-zero rows."""
+    return bind(
+        "one_hot", _indices(indices), depth=int(num_classes), axis=axis, dtype=dt.dtype(dtype)
+    )
+
+
+def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
+    return bind("matmul", *promote_operands(a, b))
+
+
+def zeros_like(x: ArrayLike, dtype: Any = None) -> Tensor:
+    x = as_tensor(x)
+    d = dt.dtype(dtype) if dtype is not None else x._type.dtype
+    return broadcast_to(as_tensor(np.zeros((), d.np)), x.shape)
+
+
+def ones_like(x: ArrayLike, dtype: Any = None) -> Tensor:
+    x = as_tensor(x)
+    d = dt.dtype(dtype) if dtype is not None else x._type.dtype
+    return broadcast_to(as_tensor(np.ones((), d.np)), x.shape)

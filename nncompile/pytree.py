@@ -1,0 +1,90 @@
+"""Nested containers of arrays ("pytrees"): flatten to leaves and rebuild.
+
+Tuples, lists, dicts and None are containers; arrays and Tensors are leaves; anything
+else (Python numbers, strings, objects) is a *static* leaf, kept in the tree definition.
+Tree definitions are plain JSON data so a Graph can store and serialize them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+TreeDef = dict[str, Any]
+
+
+def _json_static(x: Any) -> Any:
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+def flatten(tree: Any, is_array: Callable[[Any], bool]) -> tuple[list[Any], list[Any], TreeDef]:
+    """Returns (array leaves, static leaves, treedef)."""
+    arrays: list[Any] = []
+    statics: list[Any] = []
+
+    def go(x: Any) -> TreeDef:
+        if is_array(x):
+            arrays.append(x)
+            return {"kind": "array"}
+        if isinstance(x, tuple) and not hasattr(x, "_fields"):
+            return {"kind": "tuple", "children": [go(c) for c in x]}
+        if isinstance(x, list):
+            return {"kind": "list", "children": [go(c) for c in x]}
+        if isinstance(x, dict):
+            keys = list(x)
+            if not all(isinstance(k, str) for k in keys):
+                return _static(x)
+            return {"kind": "dict", "keys": keys, "children": [go(x[k]) for k in keys]}
+        if x is None:
+            return {"kind": "none"}
+        return _static(x)
+
+    def _static(x: Any) -> TreeDef:
+        statics.append(x)
+        return {"kind": "static", "value": _json_static(x)}
+
+    return arrays, statics, go(tree)
+
+
+def unflatten(treedef: TreeDef, arrays: Sequence[Any], statics: Sequence[Any] = ()) -> Any:
+    """Rebuild a tree; static leaves come from ``statics`` if given, else from the treedef."""
+    arr_it, st_it = iter(arrays), iter(statics)
+
+    def go(t: TreeDef) -> Any:
+        kind = t["kind"]
+        if kind == "array":
+            return next(arr_it)
+        if kind == "tuple":
+            return tuple(go(c) for c in t["children"])
+        if kind == "list":
+            return [go(c) for c in t["children"]]
+        if kind == "dict":
+            return {k: go(c) for k, c in zip(t["keys"], t["children"], strict=True)}
+        if kind == "none":
+            return None
+        if kind == "static":
+            return next(st_it, t["value"])
+        raise ValueError(f"unknown tree node kind {kind!r}")
+
+    return go(treedef)
+
+
+def leaf_paths(treedef: TreeDef, prefix: str) -> list[str]:
+    """A readable name for every array leaf, e.g. ``params_w1`` or ``xs_0``."""
+    out: list[str] = []
+
+    def go(t: TreeDef, path: str) -> None:
+        kind = t["kind"]
+        if kind == "array":
+            out.append(path)
+        elif kind in ("tuple", "list"):
+            for i, c in enumerate(t["children"]):
+                go(c, f"{path}_{i}")
+        elif kind == "dict":
+            for k, c in zip(t["keys"], t["children"], strict=True):
+                go(c, f"{path}_{k}")
+
+    go(treedef, prefix)
+    return out

@@ -1,0 +1,125 @@
+"""Tracing: run a Python function on symbolic Tensors and record an ir.Graph.
+
+Tracing is an interpreter swap: the same op functions that compute eagerly append
+nodes to the innermost active Trace instead. Every op called while a trace is active is
+recorded (concrete arrays it touches become constants), so the graph is the whole
+computation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import pytree
+from .ir.errors import TraceError
+from .ir.graph import Graph, Value
+from .ir.types import TensorType
+
+_STACK: list[Trace] = []
+
+
+class Trace:
+    def __init__(self, name: str):
+        self.graph = Graph(name)
+        self.active = True
+        self._constants: dict[int, Value] = {}
+        self._keep_alive: list[Any] = []  # ids in _constants stay valid while we trace
+
+    def value_of(self, t: Any) -> Value:
+        """The graph value of a Tensor; concrete tensors become (deduplicated) constants."""
+        from .tensor import Tensor
+
+        assert isinstance(t, Tensor)
+        if t._trace is self:
+            return t._value
+        if t._trace is not None:
+            if not t._trace.active:
+                raise TraceError(
+                    "a traced value escaped from a finished trace (stored in a global or "
+                    "closure?) and was used later; return it from the traced function instead"
+                )
+            raise NotImplementedError(
+                "using a value of an outer trace inside a nested trace (closure over a traced "
+                "value) is not supported"
+            )
+        key = id(t._array)
+        if key not in self._constants:
+            self._keep_alive.append(t._array)
+            node = self.graph.add_node(
+                "constant", [], {"value": t._array}, name=self.graph.fresh_name("c")
+            )
+            self._constants[key] = node.output
+        return self._constants[key]
+
+
+def current_trace() -> Trace | None:
+    return _STACK[-1] if _STACK else None
+
+
+def is_array_leaf(x: Any) -> bool:
+    from .tensor import Tensor
+
+    return isinstance(x, (Tensor, np.ndarray, np.generic))
+
+
+def _arg_names(fn: Callable, n: int) -> list[str]:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(n):
+        p = params[i] if i < len(params) else None
+        if p is not None and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            names.append(p.name)
+        elif p is not None and p.kind == p.VAR_POSITIONAL:
+            names.append(f"{p.name}{i}")
+        else:
+            names.append(f"arg{i}")
+    return names
+
+
+def _clean(name: str) -> str:
+    return re.sub(r"\W", "_", name) or "x"
+
+
+def trace(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Graph:
+    """Trace ``fn(*args)`` into an ir.Graph with static shapes and dtypes taken from args.
+
+    Array leaves of ``args`` (NumPy arrays, scalars, Tensors; nested in tuples, lists and
+    dicts) become graph inputs; any other argument is static and baked into the graph.
+    """
+    from .tensor import Tensor, as_tensor
+
+    arrays, statics, in_tree = pytree.flatten(args, is_array_leaf)
+    tr = Trace(name or getattr(fn, "__name__", "graph").strip("<>"))
+    paths = []
+    for argname, sub in zip(_arg_names(fn, len(args)), in_tree["children"], strict=True):
+        paths += pytree.leaf_paths(sub, _clean(argname))
+    _STACK.append(tr)
+    try:
+        symbolic = []
+        for path, a in zip(paths, arrays, strict=True):
+            concrete = as_tensor(a)
+            name_ = path if path not in tr.graph._names else tr.graph.fresh_name(path + "_")
+            v = tr.graph.add_input(TensorType(concrete._type.shape, concrete._type.dtype), name_)
+            symbolic.append(Tensor._symbolic(v, tr))
+        result = fn(*pytree.unflatten(in_tree, symbolic, statics))
+        out_leaves, out_statics, out_tree = pytree.flatten(result, is_array_leaf)
+        if out_statics:
+            # Python numbers returned from the function become constant outputs.
+            out_leaves, _, out_tree = pytree.flatten(
+                result, lambda x: is_array_leaf(x) or isinstance(x, (bool, int, float))
+            )
+        tr.graph.set_outputs([tr.value_of(as_tensor(x)) for x in out_leaves])
+    finally:
+        _STACK.pop()
+        tr.active = False
+    tr.graph.in_tree, tr.graph.out_tree = in_tree, out_tree
+    tr.graph.verify()
+    return tr.graph
