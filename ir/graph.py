@@ -117,13 +117,15 @@ class Graph:
                 return name
 
     def _claim(self, name: str) -> str:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"value and node names must be non-empty strings, got {name!r}")
         if name in self._names:
             raise GraphError(f"duplicate value name {name!r} in graph {self.name}")
         self._names.add(name)
         return name
 
     def add_input(self, type: TensorType, name: str | None = None) -> Value:
-        v = Value(type, self._claim(name or self.fresh_name("in")))
+        v = Value(type, self._claim(self.fresh_name("in") if name is None else name))
         self.inputs.append(v)
         return v
 
@@ -140,7 +142,9 @@ class Graph:
         inputs = tuple(inputs)
         norm, out_types = infer_or_raise(opdef, [v.type for v in inputs], attrs or {}, loc)
         where = loc() if callable(loc) else loc
-        node = Node(op, inputs, norm, self._claim(name or self.fresh_name("t")), where)
+        node = Node(
+            op, inputs, norm, self._claim(self.fresh_name("t") if name is None else name), where
+        )
         if output_names is None:
             output_names = (
                 [node.name]

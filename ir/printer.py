@@ -27,6 +27,8 @@ def format_node(node: Node) -> str:
     attrs = ", ".join(f"{k}={format_attr(v)}" for k, v in node.attrs.items())
     types = ", ".join(str(v.type) for v in node.outputs)
     line = f"{outs} = {node.op}({args})"
+    if [v.name for v in node.outputs] != [node.name]:
+        line = f"{node.name}: {line}"  # the node's own name, when it is not its output's
     if attrs:
         line += " {" + attrs + "}"
     line = f"{line:<60} : {types}"

@@ -105,6 +105,8 @@ def _coerce_attr(op: str, name: str, spec: AttrSpec, v: Any) -> Any:
             raise bad(f"one of {list(spec.choices)}" if spec.choices else "a string")
         return v
     if k == "dtype":
+        if v is None:
+            raise bad("a dtype")
         try:
             return dt.dtype(v) if not isinstance(v, str) else dt.from_name(v)
         except DTypeError as e:

@@ -71,7 +71,10 @@ def decode_array(obj: Any, where: str) -> np.ndarray:
         raise SerializationError(
             f"{where}: {len(raw)} data bytes for {d}{list(shape)} ({nbytes} expected)"
         )
-    arr = np.frombuffer(raw, dtype=d.np.newbyteorder("<")).astype(d.np).reshape(shape)
+    try:
+        arr = np.frombuffer(raw, dtype=d.np.newbyteorder("<")).astype(d.np).reshape(shape)
+    except ValueError as e:  # e.g. a zero-size shape whose other dims NumPy cannot index
+        raise SerializationError(f"{where}: cannot build {d}{list(shape)}: {e}") from None
     if d.is_bool and nbytes and raw.strip(b"\x00\x01"):
         raise SerializationError(f"{where}: bool data must be bytes 0 or 1")
     return arr.copy()
@@ -124,6 +127,8 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any
     v = obj[key]
     if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
         raise SerializationError(f"{where}: field {key!r} has the wrong type ({type(v).__name__})")
+    if key == "name" and not v:
+        raise SerializationError(f"{where}: names must not be empty")
     return v
 
 
@@ -153,12 +158,13 @@ def _decode_attrs(op: str, attrs: Any, where: str) -> dict[str, Any]:
 def graph_from_json(text: str | bytes) -> Graph:
     try:
         doc = json.loads(text)
-    except (ValueError, TypeError) as e:
-        raise SerializationError(f"not valid JSON: {e}") from None
+    except (ValueError, TypeError, RecursionError) as e:
+        raise SerializationError(f"not valid JSON: {type(e).__name__}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise SerializationError(f"not an nncompile graph (expected format {FORMAT!r})")
-    if doc.get("version") != VERSION:
-        raise SerializationError(f"unsupported graph version {doc.get('version')!r}")
+    version = doc.get("version")
+    if type(version) is not int or version != VERSION:
+        raise SerializationError(f"unsupported graph version {version!r}")
     g = Graph(_field(doc, "name", str, "graph"))
     raw_inputs = _field(doc, "inputs", list, "graph")
     raw_nodes = _field(doc, "nodes", list, "graph")
@@ -236,5 +242,8 @@ def graph_from_json(text: str | bytes) -> Graph:
     g.set_outputs(outs)
     g.in_tree = doc.get("in_tree")
     g.out_tree = doc.get("out_tree")
-    g.verify()
+    try:
+        g.verify()
+    except NCError as e:
+        raise SerializationError(f"loaded graph is invalid: {e}") from None
     return g

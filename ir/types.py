@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .dtypes import DType
+from .dtypes import dtype as dtype_of
 from .errors import ShapeError
 
 Shape = tuple[int, ...]
+
+
+MAX_DIM = 2**62  # keeps sizes and byte offsets inside int64 arithmetic
 
 
 def check_shape(shape: object, what: str = "shape") -> Shape:
@@ -16,8 +20,10 @@ def check_shape(shape: object, what: str = "shape") -> Shape:
         raise ShapeError(f"{what} must be a tuple of ints, got {shape!r}")
     out = []
     for d in shape:
-        if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-            raise ShapeError(f"{what} must hold non-negative ints, got {tuple(shape)!r}")
+        if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DIM:
+            raise ShapeError(
+                f"{what} must hold non-negative ints (at most 2**62), got {tuple(shape)!r}"
+            )
         out.append(int(d))
     return tuple(out)
 
@@ -26,6 +32,13 @@ def check_shape(shape: object, what: str = "shape") -> Shape:
 class TensorType:
     shape: Shape
     dtype: DType
+
+    def __post_init__(self) -> None:
+        # Accept anything dtype-like (np.float32, "float32") and any int sequence.
+        if not isinstance(self.dtype, DType):
+            object.__setattr__(self, "dtype", dtype_of(self.dtype))
+        if type(self.shape) is not tuple:
+            object.__setattr__(self, "shape", tuple(self.shape))
 
     @property
     def rank(self) -> int:

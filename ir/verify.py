@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dtypes import DType
 from .errors import GraphError, NCError
 from .graph import Graph, infer_or_raise
 from .registry import has_op
 from .types import TensorType, check_shape
 
 
-def _attrs_equal(a: dict, b: dict) -> bool:
-    if a.keys() != b.keys():
+def _same(x: object, y: object) -> bool:
+    """Equal values of the same types (so np.int64(1) is not mistaken for canonical 1)."""
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        return (
+            isinstance(x, np.ndarray)
+            and isinstance(y, np.ndarray)
+            and x.dtype == y.dtype
+            and x.shape == y.shape
+            and x.tobytes() == y.tobytes()
+        )
+    if type(x) is not type(y):
         return False
-    for k in a:
-        x, y = a[k], b[k]
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
-                return False
-            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-                return False
-        elif x != y and not (x != x and y != y):  # NaN == NaN for float attributes
-            return False
-    return True
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y, strict=True))
+    return x == y or (x != x and y != y)  # NaN equals NaN for float attributes
+
+
+def _attrs_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
 
 
 def verify(graph: Graph) -> None:
@@ -81,6 +88,8 @@ def verify(graph: Graph) -> None:
 
 
 def _check_type(t: TensorType, what: str) -> None:
+    if not isinstance(t, TensorType) or not isinstance(t.dtype, DType):
+        raise GraphError(f"{what} has no valid tensor type: {t!r}")
     try:
         check_shape(t.shape, f"{what} shape")
     except NCError as e:

@@ -31,6 +31,7 @@ from .ops import (
     transpose,
     where,
 )
+from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
 
 
@@ -46,6 +47,7 @@ def _finite_or_zero(m: Tensor) -> Tensor:
     return where(abs(m) < math.inf, m, 0.0)
 
 
+@reports_user_line
 def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _float_tensor(x, "logsumexp")
     m = _finite_or_zero(max(x, axis, keepdims=True))
@@ -55,18 +57,21 @@ def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor
     return sum(out, axis, keepdims=False)  # drop the kept size-1 axes exactly
 
 
+@reports_user_line
 def softmax(x: ArrayLike, axis: int = -1) -> Tensor:
     x = _float_tensor(x, "softmax")
     e = exp(x - _finite_or_zero(max(x, axis, keepdims=True)))
     return e / sum(e, axis, keepdims=True)
 
 
+@reports_user_line
 def log_softmax(x: ArrayLike, axis: int = -1) -> Tensor:
     x = _float_tensor(x, "log_softmax")
     shifted = x - _finite_or_zero(max(x, axis, keepdims=True))
     return shifted - log(sum(exp(shifted), axis, keepdims=True))
 
 
+@reports_user_line
 def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Tensor:
     """Mean over the batch of -log softmax(logits)[label]. ``logits`` is (N, C); ``labels``
     is (N,) integer class ids, or (N, C) one-hot / probability rows."""
@@ -90,6 +95,7 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Tensor:
     return -mean(sum(labels * lp, axis=1))
 
 
+@reports_user_line
 def binary_cross_entropy(probs: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean BCE from probabilities; log terms are clamped at -100 as PyTorch does."""
     p = _float_tensor(probs, "binary_cross_entropy")
@@ -97,6 +103,7 @@ def binary_cross_entropy(probs: ArrayLike, target: ArrayLike) -> Tensor:
     return -mean(t * maximum(log(p), -100.0) + (1 - t) * maximum(log(1 - p), -100.0))
 
 
+@reports_user_line
 def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean BCE from logits: max(x, 0) - x t + log(1 + e^-|x|), which never overflows."""
     x = _float_tensor(logits, "binary_cross_entropy_with_logits")
@@ -104,22 +111,26 @@ def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike) -> Te
     return mean(maximum(x, 0.0) - x * t + log(1 + exp(-abs(x))))
 
 
+@reports_user_line
 def mse(pred: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean squared error over all elements."""
     return mean(square(as_tensor(pred) - target))
 
 
+@reports_user_line
 def mae(pred: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean absolute error over all elements."""
     return mean(abs(as_tensor(pred) - target))
 
 
+@reports_user_line
 def linear(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> Tensor:
     """torch.nn.functional.linear: x @ weight.T + bias, weight of shape (out, in)."""
     y = matmul(x, transpose(as_tensor(weight)))
     return y if bias is None else y + bias
 
 
+@reports_user_line
 def gelu(x: ArrayLike, approximate: str = "none") -> Tensor:
     x = _float_tensor(x, "gelu")
     if approximate == "tanh":
@@ -130,16 +141,19 @@ def gelu(x: ArrayLike, approximate: str = "none") -> Tensor:
     return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
 
 
+@reports_user_line
 def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Tensor:
     x = as_tensor(x)
     return where(x > 0, x, x * negative_slope)
 
 
+@reports_user_line
 def elu(x: ArrayLike, alpha: float = 1.0) -> Tensor:
     x = _float_tensor(x, "elu")
     return where(x > 0, x, alpha * (exp(minimum(x, 0.0)) - 1))
 
 
+@reports_user_line
 def softplus(x: ArrayLike, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """torch.nn.functional.softplus: log(1 + e^(beta x)) / beta, linear above threshold."""
     x = _float_tensor(x, "softplus")
@@ -148,6 +162,7 @@ def softplus(x: ArrayLike, beta: float = 1.0, threshold: float = 20.0) -> Tensor
     return where(bx > threshold, x, smooth)
 
 
+@reports_user_line
 def layer_norm(
     x: ArrayLike,
     normalized_shape: int | Sequence[int],

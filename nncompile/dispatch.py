@@ -5,6 +5,7 @@ Eager and traced code share everything above this function; only here do they pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .backends.numpy import call_reference
@@ -17,6 +18,31 @@ from .tracing import current_trace
 
 
 def bind_multi(op: str, *inputs: Tensor, **attrs: Any) -> list[Tensor]:
+    return apply_op(op, inputs, attrs)
+
+
+_LOC_OVERRIDE: list[str | None] = []
+
+
+class source_location_override:
+    """Within this block, recorded nodes get ``loc`` instead of the caller's line (the
+    backward pass labels its nodes with the forward node they differentiate)."""
+
+    def __init__(self, loc: str | None):
+        self.loc = loc
+
+    def __enter__(self) -> None:
+        _LOC_OVERRIDE.append(self.loc)
+
+    def __exit__(self, *exc: object) -> None:
+        _LOC_OVERRIDE.pop()
+
+
+def apply_op(
+    op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], loc: str | None = None
+) -> list[Tensor]:
+    """Run ``op`` now (eager) or record it in the innermost trace. ``loc`` overrides the
+    source location (graph transforms pass on the original node's line)."""
     opdef = get_op(op)
     tr = current_trace()
     if tr is None:
@@ -30,7 +56,9 @@ def bind_multi(op: str, *inputs: Tensor, **attrs: Any) -> list[Tensor]:
         outs = call_reference(op, [t._array for t in inputs], norm)
         return [Tensor._concrete(a) for a in outs]
     values = [tr.value_of(t) for t in inputs]
-    node = tr.graph.add_node(op, values, attrs, loc=user_location)
+    if loc is None and _LOC_OVERRIDE:
+        loc = _LOC_OVERRIDE[-1]
+    node = tr.graph.add_node(op, values, attrs, loc=loc or user_location)
     return [Tensor._symbolic(v, tr) for v in node.outputs]
 
 

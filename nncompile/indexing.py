@@ -10,6 +10,7 @@ import numpy as np
 from .dispatch import bind
 from .ir.errors import ShapeError
 from .ops import reshape, take
+from .source_location import reports_user_line
 from .tensor import Tensor
 
 
@@ -29,6 +30,7 @@ def _is_bool_index(i: Any) -> bool:
     return isinstance(i, (np.ndarray, list)) and np.asarray(i).dtype == bool
 
 
+@reports_user_line
 def getitem(x: Tensor, index: Any) -> Tensor:
     items = list(index) if isinstance(index, tuple) else [index]
     for i in items:
@@ -41,8 +43,8 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
     if consumed > x.ndim:
         raise ShapeError(f"too many indices ({consumed}) for {x._type}")
-    if Ellipsis in items:
-        at = items.index(Ellipsis)
+    if any(i is Ellipsis for i in items):  # `in` would compare arrays elementwise
+        at = next(k for k, i in enumerate(items) if i is Ellipsis)
         items[at : at + 1] = [slice(None)] * (x.ndim - consumed)
     else:
         items += [slice(None)] * (x.ndim - consumed)
@@ -63,12 +65,17 @@ def getitem(x: Tensor, index: Any) -> Tensor:
         if _is_int(i):
             k = int(i)
             if not -n <= k < n:
-                raise ShapeError(f"index {k} is out of bounds for axis {axis} with size {n}")
+                raise ShapeError(
+                    f"getitem: index {k} is out of bounds for axis {axis} with size {n} "
+                    f"of {x._type}"
+                )
             k %= n
             starts.append(k), ends.append(k + 1), axes.append(axis), steps.append(1)
         elif isinstance(i, slice):
-            r = range(*i.indices(n))
-            if len(r) != n or r.step != 1:
+            r = range(*i.indices(n))  # NumPy's rules, then stated in ONNX terms:
+            if len(r) == 0:
+                starts.append(0), ends.append(0), axes.append(axis), steps.append(1)
+            elif len(r) != n or r.step != 1:
                 starts.append(r.start), ends.append(r.stop if r.stop >= 0 else -(2**63))
                 axes.append(axis), steps.append(r.step)
             out_shape.append(len(r))

@@ -7,6 +7,7 @@ from typing import Any
 from .dispatch import bind
 from .ir.errors import ShapeError
 from .ops import ArrayLike, add, promote_operands, reshape
+from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
 
 
@@ -18,6 +19,7 @@ def _pair(v: Any, name: str) -> tuple[int, int]:
     raise ShapeError(f"{name} must be an int or a pair of ints, got {v!r}")
 
 
+@reports_user_line
 def same_pads(
     size: tuple[int, int],
     kernel: tuple[int, int],
@@ -49,6 +51,7 @@ def _require_nchw(op: str, x: Tensor) -> None:
         raise ShapeError(f"{op}: expects an NCHW input of rank 4, got {x._type}")
 
 
+@reports_user_line
 def conv2d(
     x: ArrayLike,
     w: ArrayLike,
@@ -84,6 +87,7 @@ def _pool_args(op: str, x: Tensor, kernel_size, stride, padding, dilation, ceil_
     return kernel, strides, _pads(padding, x, kernel, strides, dilation), dilation
 
 
+@reports_user_line
 def max_pool2d(
     x: ArrayLike,
     kernel_size: Any,
@@ -98,6 +102,7 @@ def max_pool2d(
     return bind("max_pool2d", x, kernel=k, strides=s, pads=p, dilations=d)
 
 
+@reports_user_line
 def avg_pool2d(
     x: ArrayLike,
     kernel_size: Any,

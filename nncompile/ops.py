@@ -13,6 +13,7 @@ from .dispatch import bind
 from .ir import dtypes as dt
 from .ir.errors import ShapeError
 from .ir.registry import normalize_axis
+from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
 
 ArrayLike = Any
@@ -25,6 +26,7 @@ def _is_py_scalar(x: Any) -> bool:
     return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
 
 
+@reports_user_line
 def promote_operands(*xs: ArrayLike) -> list[Tensor]:
     """Tensors of one common dtype. Python scalars are weakly typed: they follow the
     tensors' dtype (a float next to int tensors gives float32)."""
@@ -46,6 +48,7 @@ def promote_operands(*xs: ArrayLike) -> list[Tensor]:
     return out
 
 
+@reports_user_line
 def astype(x: ArrayLike, dtype: Any) -> Tensor:
     x, d = as_tensor(x), dt.dtype(dtype)
     return x if x._type.dtype == d else bind("cast", x, to=d)
@@ -60,71 +63,88 @@ def _float(x: ArrayLike) -> Tensor:
 # ---- elementwise ------------------------------------------------------------------------
 
 
+@reports_user_line
 def negative(x: ArrayLike) -> Tensor:
     return bind("neg", as_tensor(x))
 
 
+@reports_user_line
 def abs(x: ArrayLike) -> Tensor:
     return bind("abs", as_tensor(x))
 
 
+@reports_user_line
 def sign(x: ArrayLike) -> Tensor:
     return bind("sign", as_tensor(x))
 
 
+@reports_user_line
 def relu(x: ArrayLike) -> Tensor:
     return bind("relu", as_tensor(x))
 
 
+@reports_user_line
 def exp(x: ArrayLike) -> Tensor:
     return bind("exp", _float(x))
 
 
+@reports_user_line
 def log(x: ArrayLike) -> Tensor:
     return bind("log", _float(x))
 
 
+@reports_user_line
 def sqrt(x: ArrayLike) -> Tensor:
     return bind("sqrt", _float(x))
 
 
+@reports_user_line
 def reciprocal(x: ArrayLike) -> Tensor:
     return bind("reciprocal", _float(x))
 
 
+@reports_user_line
 def tanh(x: ArrayLike) -> Tensor:
     return bind("tanh", _float(x))
 
 
+@reports_user_line
 def sigmoid(x: ArrayLike) -> Tensor:
     return bind("sigmoid", _float(x))
 
 
+@reports_user_line
 def erf(x: ArrayLike) -> Tensor:
     return bind("erf", _float(x))
 
 
+@reports_user_line
 def square(x: ArrayLike) -> Tensor:
     x = as_tensor(x)
     return multiply(x, x)
 
 
+@reports_user_line
 def logical_not(x: ArrayLike) -> Tensor:
     return bind("logical_not", astype(x, dt.bool_))
 
 
+@reports_user_line
 def add(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("add", *promote_operands(a, b))
 
 
+@reports_user_line
 def subtract(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("sub", *promote_operands(a, b))
 
 
+@reports_user_line
 def multiply(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("mul", *promote_operands(a, b))
 
 
+@reports_user_line
 def divide(a: ArrayLike, b: ArrayLike) -> Tensor:
     """True division; integer operands are divided as float32."""
     a, b = promote_operands(a, b)
@@ -133,23 +153,28 @@ def divide(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("div", a, b)
 
 
+@reports_user_line
 def trunc_divide(a: ArrayLike, b: ArrayLike) -> Tensor:
     """The IR's Div as ONNX defines it: integer division rounds toward zero."""
     return bind("div", *promote_operands(a, b))
 
 
+@reports_user_line
 def power(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("pow", *promote_operands(a, b))
 
 
+@reports_user_line
 def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("maximum", *promote_operands(a, b))
 
 
+@reports_user_line
 def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("minimum", *promote_operands(a, b))
 
 
+@reports_user_line
 def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Tensor:
     x = as_tensor(x)
     if a_min is not None:
@@ -159,42 +184,52 @@ def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Tens
     return x
 
 
+@reports_user_line
 def equal(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("equal", *promote_operands(a, b))
 
 
+@reports_user_line
 def not_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("not_equal", *promote_operands(a, b))
 
 
+@reports_user_line
 def less(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("less", *promote_operands(a, b))
 
 
+@reports_user_line
 def less_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("less_equal", *promote_operands(a, b))
 
 
+@reports_user_line
 def greater(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("greater", *promote_operands(a, b))
 
 
+@reports_user_line
 def greater_equal(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("greater_equal", *promote_operands(a, b))
 
 
+@reports_user_line
 def logical_and(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("logical_and", astype(a, dt.bool_), astype(b, dt.bool_))
 
 
+@reports_user_line
 def logical_or(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("logical_or", astype(a, dt.bool_), astype(b, dt.bool_))
 
 
+@reports_user_line
 def logical_xor(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("logical_xor", astype(a, dt.bool_), astype(b, dt.bool_))
 
 
+@reports_user_line
 def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> Tensor:
     return bind("where", astype(condition, dt.bool_), *promote_operands(x, y))
 
@@ -210,6 +245,7 @@ def _axes(x: Tensor, axis: Axis) -> tuple[int, ...]:
     return tuple(int(a) for a in axis)
 
 
+@reports_user_line
 def sum(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = as_tensor(x)
     if x._type.dtype.is_bool:
@@ -217,17 +253,20 @@ def sum(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     return bind("reduce_sum", x, axes=_axes(x, axis), keepdims=keepdims)
 
 
+@reports_user_line
 def mean(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _float(x)
     return bind("reduce_mean", x, axes=_axes(x, axis), keepdims=keepdims)
 
 
+@reports_user_line
 def max(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     """Maximum over axes; an empty reduction gives -inf (ONNX), not a NumPy error."""
     x = as_tensor(x)
     return bind("reduce_max", x, axes=_axes(x, axis), keepdims=keepdims)
 
 
+@reports_user_line
 def min(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = as_tensor(x)
     return bind("reduce_min", x, axes=_axes(x, axis), keepdims=keepdims)
@@ -243,10 +282,12 @@ def _arg(op: str, x: ArrayLike, axis: int | None, keepdims: bool) -> Tensor:
     return bind(op, x, axis=int(axis), keepdims=keepdims)
 
 
+@reports_user_line
 def argmax(x: ArrayLike, axis: int | None = None, keepdims: bool = False) -> Tensor:
     return _arg("argmax", x, axis, keepdims)
 
 
+@reports_user_line
 def argmin(x: ArrayLike, axis: int | None = None, keepdims: bool = False) -> Tensor:
     return _arg("argmin", x, axis, keepdims)
 
@@ -269,6 +310,7 @@ def _resolve_shape(x: Tensor, shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
+@reports_user_line
 def reshape(x: ArrayLike, shape: Any) -> Tensor:
     """NumPy reshape: one dim may be -1."""
     x = as_tensor(x)
@@ -276,6 +318,7 @@ def reshape(x: ArrayLike, shape: Any) -> Tensor:
     return x if target == x.shape else bind("reshape", x, shape=target)
 
 
+@reports_user_line
 def transpose(x: ArrayLike, axes: Sequence[int] | None = None) -> Tensor:
     x = as_tensor(x)
     if axes is None:
@@ -284,20 +327,25 @@ def transpose(x: ArrayLike, axes: Sequence[int] | None = None) -> Tensor:
     return bind("transpose", x, perm=perm)
 
 
+@reports_user_line
 def broadcast_to(x: ArrayLike, shape: Sequence[int]) -> Tensor:
     x, shape = as_tensor(x), tuple(int(d) for d in shape)
+    if x.shape == shape:
+        return x
     out = bind("expand", x, shape=shape)
     if out.shape != shape:
         raise ShapeError(f"broadcast_to: cannot broadcast {x._type} to {shape}")
     return out
 
 
+@reports_user_line
 def expand_dims(x: ArrayLike, axis: int) -> Tensor:
     x = as_tensor(x)
     axis = normalize_axis(axis, x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
+@reports_user_line
 def squeeze(x: ArrayLike, axis: Axis = None) -> Tensor:
     x = as_tensor(x)
     if axis is None:
@@ -317,6 +365,7 @@ def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
         raise ShapeError(f"pad: pad_width {pad_width!r} does not fit rank {ndim}") from None
 
 
+@reports_user_line
 def pad(x: ArrayLike, pad_width: Any, mode: str = "constant", constant_values: float = 0) -> Tensor:
     """NumPy pad with modes 'constant', 'reflect' and 'edge'."""
     x = as_tensor(x)
@@ -325,12 +374,14 @@ def pad(x: ArrayLike, pad_width: Any, mode: str = "constant", constant_values: f
     return bind("pad", x, pads=pads, mode=mode, value=float(constant_values))
 
 
+@reports_user_line
 def concatenate(xs: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     if len(xs) == 0:
         raise ShapeError("concatenate: needs at least one array")
     return bind("concat", *promote_operands(*xs), axis=int(axis))
 
 
+@reports_user_line
 def stack(xs: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     if len(xs) == 0:
         raise ShapeError("stack: needs at least one array")
@@ -346,6 +397,7 @@ def _indices(indices: ArrayLike) -> Tensor:
     return as_tensor(a.astype(np.int64) if a.dtype.kind in "iu" or a.size == 0 else a)
 
 
+@reports_user_line
 def take(x: ArrayLike, indices: ArrayLike, axis: int | None = None) -> Tensor:
     """NumPy take (ONNX Gather): negative indices count from the end; out of range raises."""
     x = as_tensor(x)
@@ -354,10 +406,12 @@ def take(x: ArrayLike, indices: ArrayLike, axis: int | None = None) -> Tensor:
     return bind("gather", x, _indices(indices), axis=int(axis))
 
 
+@reports_user_line
 def take_along_axis(x: ArrayLike, indices: ArrayLike, axis: int) -> Tensor:
     return bind("gather_elements", as_tensor(x), _indices(indices), axis=int(axis))
 
 
+@reports_user_line
 def one_hot(
     indices: ArrayLike, num_classes: int, dtype: Any = dt.float32, axis: int = -1
 ) -> Tensor:
@@ -367,16 +421,19 @@ def one_hot(
     )
 
 
+@reports_user_line
 def matmul(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("matmul", *promote_operands(a, b))
 
 
+@reports_user_line
 def zeros_like(x: ArrayLike, dtype: Any = None) -> Tensor:
     x = as_tensor(x)
     d = dt.dtype(dtype) if dtype is not None else x._type.dtype
     return broadcast_to(as_tensor(np.zeros((), d.np)), x.shape)
 
 
+@reports_user_line
 def ones_like(x: ArrayLike, dtype: Any = None) -> Tensor:
     x = as_tensor(x)
     d = dt.dtype(dtype) if dtype is not None else x._type.dtype

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 from . import backends as _backends
 from . import ir as _ir
+from .ir.errors import NCError
 
 # nncompile/, ir/ and backends/ may live in different folders (package-dir mapping).
 _PACKAGE_DIRS = tuple(
@@ -34,3 +38,26 @@ def user_location() -> str | None:
             return f"{shown}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
     return None
+
+
+F = TypeVar("F", bound=Callable)
+_AT = "\n  at "
+
+
+def reports_user_line(fn: F) -> F:
+    """Errors raised inside ``fn`` (a user-facing op function) name the user's line,
+    as errors from type inference already do."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NCError as e:
+            if _AT in str(e):
+                raise
+            where = user_location()
+            if where is None:
+                raise
+            raise type(e)(f"{e}{_AT}{where}") from None
+
+    return wrapper  # type: ignore[return-value]

@@ -24,11 +24,16 @@ _STACK: list[Trace] = []
 
 
 class Trace:
-    def __init__(self, name: str):
+    def __init__(self, name: str, allow_captures: bool = False):
         self.graph = Graph(name)
         self.active = True
-        self._constants: dict[int, Value] = {}
+        self._constants: dict[object, Value] = {}
         self._keep_alive: list[Any] = []  # ids in _constants stay valid while we trace
+        # Tensors of an enclosing trace that the function closes over. A transform (grad)
+        # traces with captures allowed: each becomes an extra graph input, fed back in
+        # when the transformed graph is replayed in the enclosing trace.
+        self.captures: list[Any] | None = [] if allow_captures else None
+        self._captured: dict[int, Value] = {}
 
     def value_of(self, t: Any) -> Value:
         """The graph value of a Tensor; concrete tensors become (deduplicated) constants."""
@@ -43,11 +48,19 @@ class Trace:
                     "a traced value escaped from a finished trace (stored in a global or "
                     "closure?) and was used later; return it from the traced function instead"
                 )
-            raise NotImplementedError(
-                "using a value of an outer trace inside a nested trace (closure over a traced "
-                "value) is not supported"
-            )
-        key = id(t._array)
+            if self.captures is None:
+                raise NotImplementedError(
+                    "nc.trace inside a traced function cannot close over the outer function's "
+                    "traced values; pass them as arguments"
+                )
+            if id(t) not in self._captured:
+                v = self.graph.add_input(t._type, self.graph.fresh_name("capture"))
+                self._captured[id(t)] = v
+                self.captures.append(t)
+            return self._captured[id(t)]
+        a = t._array
+        # Small constants are shared by value (every `x * 2` need not add its own 2).
+        key = (a.dtype.str, a.shape, a.tobytes()) if a.size <= 16 else id(a)
         if key not in self._constants:
             self._keep_alive.append(t._array)
             node = self.graph.add_node(
@@ -94,10 +107,19 @@ def trace(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Graph:
     Array leaves of ``args`` (NumPy arrays, scalars, Tensors; nested in tuples, lists and
     dicts) become graph inputs; any other argument is static and baked into the graph.
     """
+    graph, _ = trace_with_captures(fn, args, name, allow_captures=False)
+    return graph
+
+
+def trace_with_captures(
+    fn: Callable[..., Any], args: tuple, name: str | None = None, allow_captures: bool = True
+) -> tuple[Graph, list[Any]]:
+    """Like ``trace``; also returns the enclosing trace's Tensors that ``fn`` closed over,
+    which were appended to the graph's inputs (after the arguments' leaves)."""
     from .tensor import Tensor, as_tensor
 
     arrays, statics, in_tree = pytree.flatten(args, is_array_leaf)
-    tr = Trace(name or getattr(fn, "__name__", "graph").strip("<>"))
+    tr = Trace(name or getattr(fn, "__name__", "graph").strip("<>"), allow_captures)
     paths = []
     for argname, sub in zip(_arg_names(fn, len(args)), in_tree["children"], strict=True):
         paths += pytree.leaf_paths(sub, _clean(argname))
@@ -122,4 +144,4 @@ def trace(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Graph:
         tr.active = False
     tr.graph.in_tree, tr.graph.out_tree = in_tree, out_tree
     tr.graph.verify()
-    return tr.graph
+    return tr.graph, list(tr.captures or [])

@@ -26,7 +26,8 @@ def call_reference(
         ) from None
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return fn(list(arrays), attrs)
+        # np.asarray: some NumPy functions return scalars for 0-d results.
+        return [np.asarray(a) for a in fn(list(arrays), attrs)]
 
 
 def check_input(value: Value, array: Any, position: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...ir.errors import ExecutionError
 from ...ir.ops.elementwise import ARITHMETIC_OPS, COMPARISON_OPS, LOGICAL_OPS
-from ...ir.ops.movement import slice_ranges
+from ...ir.ops.movement import range_to_slice, slice_ranges
 
 RefFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 REFERENCE: dict[str, RefFn] = {}
@@ -204,14 +204,15 @@ def _expand(ins, attrs):
 def _slice(ins, attrs):
     x = ins[0]
     ranges = slice_ranges(x.shape, attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"])
-    index = tuple(slice(r.start, r.stop if r.stop >= 0 else None, r.step) for r in ranges)
-    return [x[index]]
+    return [np.asarray(x[tuple(range_to_slice(r) for r in ranges)])]
 
 
 @reference("pad")
 def _pad(ins, attrs):
     x = ins[0]
     n = x.ndim
+    if n == 0:
+        return [x.copy()]
     widths = list(zip(attrs["pads"][:n], attrs["pads"][n:], strict=True))
     if attrs["mode"] == "constant":
         value = np.array(attrs["value"]).astype(x.dtype)
@@ -235,7 +236,7 @@ def _checked_indices(idx: np.ndarray, size: int, op: str) -> np.ndarray:
 def _gather(ins, attrs):
     data, idx = ins
     axis = attrs["axis"] % data.ndim
-    return [np.take(data, _checked_indices(idx, data.shape[axis], "gather"), axis=axis)]
+    return [np.asarray(np.take(data, _checked_indices(idx, data.shape[axis], "gather"), axis))]
 
 
 @reference("gather_elements")

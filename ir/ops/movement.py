@@ -39,9 +39,11 @@ def _infer_expand(types, attrs):
 
 
 def slice_ranges(shape: tuple[int, ...], starts, ends, axes, steps) -> list[range]:
-    """ONNX Slice semantics as one ``range`` per axis: starts/ends are clamped (ends may be
-    huge sentinels), and with a negative step an end of -1 after clamping means 'through
-    index 0'. Python's ``slice.indices`` implements exactly these rules."""
+    """ONNX Slice semantics as one ``range`` per axis. Negative starts/ends count from the
+    end once; then, for a positive step, both clamp to [0, dim]; for a negative step the
+    start clamps to [0, dim - 1] and the end to [-1, dim - 1], so an end of -1 after
+    clamping means 'through index 0'. (NumPy differs for a start below -dim with a
+    negative step: it gives an empty slice, ONNX starts at 0.)"""
     if not (len(starts) == len(ends) == len(axes) == len(steps)):
         raise ShapeError("slice: starts, ends, axes and steps must have the same length")
     ranges = [range(d) for d in shape]
@@ -53,8 +55,23 @@ def slice_ranges(shape: tuple[int, ...], starts, ends, axes, steps) -> list[rang
         seen.add(a)
         if step == 0:
             raise ShapeError("slice: step must not be 0")
-        ranges[a] = range(*slice(start, end, step).indices(shape[a]))
+        dim = shape[a]
+        start = start + dim if start < 0 else start
+        end = end + dim if end < 0 else end
+        if dim == 0:
+            ranges[a] = range(0)
+        elif step > 0:
+            ranges[a] = range(min(max(start, 0), dim), min(max(end, 0), dim), step)
+        else:
+            ranges[a] = range(min(max(start, 0), dim - 1), min(max(end, -1), dim - 1), step)
     return ranges
+
+
+def range_to_slice(r: range) -> slice:
+    """The Python slice selecting exactly ``r`` (a stop of -1 must become None)."""
+    if len(r) == 0:
+        return slice(0, 0)
+    return slice(r.start, r.stop if r.stop >= 0 else None, r.step)
 
 
 def _infer_slice(types, attrs):

@@ -1,0 +1,887 @@
+"""Every primitive's NumPy reference, checked against independent expectations.
+
+Expected values are built here from first principles (index loops, Python ints, float64
+math, the ONNX spec's rules), never from backends/numpy/reference.py, so a mistake made
+there cannot also be made here. Each case runs through ``call_reference`` and through the
+eager op-level API ``dispatch.bind``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+from nncompile.backends.numpy import call_reference
+from nncompile.ir import all_ops, get_op
+
+import nncompile as nc
+from nncompile.dispatch import bind
+
+F32, F64, I32, I64, BOOL = map(np.dtype, ("float32", "float64", "int32", "int64", "bool"))
+FLOATS = (F32, F64)
+INTS = (I32, I64)
+NUMERIC = FLOATS + INTS
+ALL = NUMERIC + (BOOL,)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# (rtol, atol). "math": transcendental functions (a few ulp). "acc": sums, where float32
+# accumulation order legitimately differs from the exact sum computed here.
+TOLERANCES = {
+    "math": {F32: (1e-6, 1e-7), F64: (1e-12, 1e-15)},
+    "acc": {F32: (1e-5, 1e-5), F64: (1e-12, 1e-12)},
+}
+
+
+@dataclass
+class Case:
+    op: str
+    inputs: list[np.ndarray]
+    attrs: dict[str, Any]
+    expected: Callable[[], np.ndarray]  # lazy: a broken expectation fails one test only
+    id: str
+    tol: str = "exact"  # "exact" | "math" | "acc"
+
+
+CASES: list[Case] = []
+_SEEDS = itertools.count(1)
+
+
+def case(op: str, inputs: Sequence[Any], attrs: dict, expected: Any, tag: str, tol="exact"):
+    if isinstance(expected, np.ndarray):
+        expected = partial(np.array, expected, copy=True)
+    ins = [np.asarray(a) for a in inputs]
+    tag = tag.replace(" ", "")  # ids without spaces are easier to select with -k
+    CASES.append(Case(op, ins, dict(attrs), expected, f"{op}-{tag}-{len(CASES)}", tol))
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def rand(shape, dtype, low=-3.0, high=3.0) -> np.ndarray:
+    rng = np.random.default_rng(next(_SEEDS))
+    dtype = np.dtype(dtype)
+    if dtype == BOOL:
+        return np.asarray(rng.random(shape) < 0.5)
+    if dtype.kind == "i":
+        return np.asarray(rng.integers(int(low), int(high), size=shape, endpoint=True), dtype)
+    return np.asarray(rng.uniform(low, high, size=shape), dtype)
+
+
+def nonzero(shape, dtype) -> np.ndarray:
+    mag = rand(shape, dtype, 1, 7) if np.dtype(dtype).kind == "i" else rand(shape, dtype, 0.5, 3)
+    return np.where(rand(shape, BOOL), mag, -mag).astype(dtype)
+
+
+def ties(shape, dtype) -> np.ndarray:
+    # Few distinct values so comparisons and arg-reductions meet equal elements.
+    return rand(shape, I64, -2, 2).astype(dtype)
+
+
+# ---- independent helpers: broadcasting, index loops -----------------------------------------
+
+
+def bshape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = {s[i - rank + len(s)] for s in shapes if i - rank + len(s) >= 0} - {1}
+        assert len(dims) <= 1, shapes
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def bindex(idx: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element of an operand of ``shape`` that broadcasts to output index ``idx``."""
+    off = len(idx) - len(shape)
+    return tuple(0 if d == 1 else idx[off + k] for k, d in enumerate(shape))
+
+
+def build(shape, dtype, value_at: Callable[[tuple[int, ...]], Any]) -> np.ndarray:
+    out = np.zeros(shape, dtype)
+    with np.errstate(all="ignore"):  # float64 -> float32 overflow to inf is intended
+        for idx in np.ndindex(*shape):
+            out[idx] = value_at(idx)
+    return out
+
+
+def elementwise(fn, out_dtype, *arrays: np.ndarray) -> np.ndarray:
+    shape = bshape(*(a.shape for a in arrays))
+    return build(shape, out_dtype, lambda i: fn(*(a[bindex(i, a.shape)].item() for a in arrays)))
+
+
+def _exp(v: float) -> float:
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _trunc_div(a, b):
+    if isinstance(a, float):
+        return a / b
+    q = abs(a) // abs(b)
+    return -q if (a < 0) != (b < 0) else q
+
+
+def _int_pow(a: int, b: float | int) -> int:
+    if b >= 0 and float(b).is_integer():
+        return a ** int(b)
+    return math.trunc(float(a) ** b)
+
+
+# ---- elementwise ------------------------------------------------------------------------------
+
+UNARY_SHAPES = [(), (7,), (2, 3, 4), (0, 3), (1, 1, 5)]
+BINARY_SHAPES = [
+    ((3, 1), (1, 4)),
+    ((2, 3, 4), (4,)),
+    ((), (2, 3)),
+    ((2, 3), ()),
+    ((), ()),
+    ((0, 3), (1, 3)),
+    ((1,), (0,)),
+    ((5,), (5,)),
+]
+
+
+def _positive(shape, dtype):
+    return rand(shape, dtype, 0.1, 5)
+
+
+# op -> (dtypes, scalar function, tolerance, data maker)
+UNARY = {
+    "neg": (NUMERIC, operator.neg, "exact", rand),
+    "abs": (NUMERIC, abs, "exact", rand),
+    "sign": (NUMERIC, lambda v: (v > 0) - (v < 0), "exact", ties),
+    "relu": (NUMERIC, lambda v: v if v > 0 else 0, "exact", rand),
+    "exp": (FLOATS, _exp, "math", rand),
+    "log": (FLOATS, math.log, "math", _positive),
+    "sqrt": (FLOATS, math.sqrt, "exact", _positive),  # IEEE: correctly rounded
+    "reciprocal": (FLOATS, lambda v: 1 / v, "exact", nonzero),
+    "tanh": (FLOATS, math.tanh, "math", rand),
+    "sigmoid": (FLOATS, lambda v: 1 / (1 + _exp(-v)), "math", rand),
+    "erf": (FLOATS, math.erf, "math", rand),
+    "logical_not": ((BOOL,), operator.not_, "exact", rand),
+}
+
+for _op, (_dtypes, _fn, _tol, _make) in UNARY.items():
+    for _dtype, _shape in itertools.product(_dtypes, UNARY_SHAPES):
+        _x = _make(_shape, _dtype)
+        case(_op, [_x], {}, partial(elementwise, _fn, _dtype, _x), f"{_dtype}{_shape}", _tol)
+
+# IEEE special values: overflow, infinities, NaN, the two sigmoid branches. Expected
+# values are float64 results, rounded to the tested dtype.
+_SPECIAL_UNARY = {
+    "exp": (
+        [-np.inf, -200, 0, 100, np.inf, np.nan],
+        [0, math.exp(-200), 1, math.exp(100)] + [np.inf, np.nan],
+    ),
+    "log": ([0, -1, np.inf, 1], [-np.inf, np.nan, np.inf, 0]),
+    "sqrt": ([-1, 0, np.inf, 4], [np.nan, 0, np.inf, 2]),
+    "reciprocal": ([0, -0.0, np.inf, -4], [np.inf, -np.inf, 0, -0.25]),
+    "tanh": ([-np.inf, -20, 0, 20, np.inf], [-1, math.tanh(-20), 0, math.tanh(20), 1]),
+    "erf": ([-np.inf, -6, 0, 6, np.inf, np.nan], [-1, math.erf(-6), 0, math.erf(6), 1, np.nan]),
+    "sigmoid": (
+        [-1000, -100, -20, 0, 20, 100, 1000, -np.inf, np.inf],
+        [0, 1 / (1 + math.exp(100)), 1 / (1 + math.exp(20)), 0.5]
+        + [1 / (1 + math.exp(-20)), 1, 1, 0, 1],
+    ),
+}
+for _op, (_x, _y) in _SPECIAL_UNARY.items():
+    for _dtype in FLOATS:
+        with np.errstate(over="ignore"):  # exp(100) overflows float32 to inf on purpose
+            _want = np.array(_y, np.float64).astype(_dtype)
+        case(_op, [np.array(_x, _dtype)], {}, _want, f"special-{_dtype}", "math")
+
+# op -> (dtypes, scalar function, result is bool, tolerance, data maker)
+BINARY = {
+    "add": (NUMERIC, operator.add, False, rand),
+    "sub": (NUMERIC, operator.sub, False, rand),
+    "mul": (NUMERIC, operator.mul, False, rand),
+    "div": (NUMERIC, _trunc_div, False, None),
+    "maximum": (NUMERIC, max, False, ties),
+    "minimum": (NUMERIC, min, False, ties),
+    "logical_and": ((BOOL,), lambda a, b: a and b, False, rand),
+    "logical_or": ((BOOL,), lambda a, b: a or b, False, rand),
+    "logical_xor": ((BOOL,), operator.ne, False, rand),
+    "equal": (ALL, operator.eq, True, ties),
+    "not_equal": (ALL, operator.ne, True, ties),
+    "less": (NUMERIC, operator.lt, True, ties),
+    "less_equal": (NUMERIC, operator.le, True, ties),
+    "greater": (NUMERIC, operator.gt, True, ties),
+    "greater_equal": (NUMERIC, operator.ge, True, ties),
+}
+
+for _op, (_dtypes, _fn, _is_cmp, _make) in BINARY.items():
+    for _dtype, (_sa, _sb) in itertools.product(_dtypes, BINARY_SHAPES):
+        _a = (_make or rand)(_sa, _dtype)
+        _b = (_make or nonzero)(_sb, _dtype)  # div: never divide by zero (UB for ints)
+        _out = BOOL if _is_cmp else _dtype
+        _exp_fn = partial(elementwise, _fn, _out, _a, _b)
+        case(_op, [_a, _b], {}, _exp_fn, f"{_dtype}{_sa}{_sb}")
+
+# ONNX Div on integers truncates toward zero; NumPy's // floors.
+for _dtype in INTS:
+    _a = np.array([-7, 7, -7, 7, 6, -6, 0, 1, -1, -9], _dtype)
+    _b = np.array([2, 2, -2, -2, 3, 3, 5, -3, 3, -3], _dtype)
+    _want = np.array([-3, 3, 3, -3, 2, -2, 0, 0, 0, 3], _dtype)
+    case("div", [_a, _b], {}, _want, f"trunc-{_dtype}")
+for _dtype in FLOATS:
+    case(
+        "div",
+        [np.array([1, -1, 0, 3], _dtype), np.array([0, 0, 0, -0.0], _dtype)],
+        {},
+        np.array([np.inf, -np.inf, np.nan, -np.inf], _dtype),
+        f"by-zero-{_dtype}",
+    )
+
+# Pow keeps the base's dtype whatever the exponent's dtype.
+_POW = [
+    (rand((3, 1), F32, 0.1, 3), rand((1, 4), F32), "math"),
+    (nonzero((2, 3, 4), F64), rand((4,), I32), "math"),
+    (rand((2, 3), F32, 0.1, 3), rand((), F64), "math"),
+    (rand((), F64, 0.1, 3), rand((), F64), "math"),
+    (rand((0, 3), F32, 0.1, 3), rand((1, 3), F32), "math"),
+    (rand((5,), I32, -4, 4), rand((5,), I64, 0, 5), "exact"),
+    (rand((3, 1), I64, -4, 4), rand((1, 4), I32, 0, 5), "exact"),
+    (np.array([2, -1, 1, -2, 3, 5], I64), np.array([-1, -1, -2, -1, 0, -2], I64), "exact"),
+    (np.array([4, 2, 9, 8], I32), np.array(0.5, F32), "exact"),  # truncated back to int
+    (np.array([2, 3], I32), np.array([3.0, 2.0], F64), "exact"),
+]
+for _a, _b, _tol in _POW:
+    _fn = _int_pow if _a.dtype.kind == "i" else operator.pow
+    _tag = f"{_a.dtype}{_a.shape}^{_b.dtype}{_b.shape}"
+    case("pow", [_a, _b], {}, partial(elementwise, _fn, _a.dtype, _a, _b), _tag, _tol)
+case(
+    "pow",
+    [np.array([2, -1, 1, -2, 3], I64), np.array([-1, -1, -2, -1, 0], I64)],
+    {},
+    np.array([0, -1, 1, 0, 1], I64),
+    "negative-int-exponent",
+)
+
+_WHERE_SHAPES = [
+    ((3, 1), (1, 4), ()),
+    ((2, 3, 4), (4,), (3, 1)),
+    ((), (), ()),
+    ((0, 3), (1, 3), (0, 1)),
+    ((5,), (5,), (5,)),
+]
+for _dtype, (_sc, _sx, _sy) in itertools.product(ALL, _WHERE_SHAPES):
+    _c, _x, _y = rand(_sc, BOOL), rand(_sx, _dtype), rand(_sy, _dtype)
+    _fn = partial(elementwise, lambda c, x, y: x if c else y, _dtype, _c, _x, _y)
+    case("where", [_c, _x, _y], {}, _fn, f"{_dtype}{_sc}{_sx}{_sy}")
+
+
+def _convert(v, dst: np.dtype):
+    if dst == BOOL:
+        return v != 0
+    return int(v) if dst.kind == "i" else float(v)  # int() truncates toward zero
+
+
+_CAST_SOURCES = {
+    "float": [-2.75, -1.0, -0.5, 0.0, 0.5, 1.0, 3.9, 100.25],
+    "int": [-3, -1, 0, 1, 2, 7, 100, -100],
+    "bool": [True, False, False, True, True, False, True, False],
+}
+for _src, _dst in itertools.product(ALL, ALL):
+    _kind = "bool" if _src == BOOL else ("int" if _src.kind == "i" else "float")
+    _vals = np.array(_CAST_SOURCES[_kind], _src)
+    for _x in (_vals.reshape(2, 4), _vals[6].reshape(()), _vals[:0].reshape(0, 2)):
+        _fn = partial(elementwise, partial(_convert, dst=_dst), _dst, _x)
+        case("cast", [_x], {"to": _dst}, _fn, f"{_src}-{_dst}{_x.shape}")
+# dtype names are accepted as well as dtypes
+case("cast", [np.array([1.5, -1.5], F64)], {"to": "int32"}, np.array([1, -1], I32), "by-name")
+
+
+# ---- reductions ----------------------------------------------------------------------------
+
+
+def _lowest(dtype: np.dtype):
+    if dtype.kind == "f":
+        return -math.inf
+    return False if dtype == BOOL else int(np.iinfo(dtype).min)
+
+
+def _highest(dtype: np.dtype):
+    if dtype.kind == "f":
+        return math.inf
+    return True if dtype == BOOL else int(np.iinfo(dtype).max)
+
+
+def fold(x: np.ndarray, axes, keepdims: bool, combine, out_dtype) -> np.ndarray:
+    """Reduce by visiting every element of every reduced slice in Python."""
+    n = x.ndim
+    red = sorted({a % n for a in axes}) if n else []
+    keep = [i for i in range(n) if i not in red]
+
+    def at(idx):
+        values = []
+        for r in np.ndindex(*(x.shape[i] for i in red)):
+            full = dict(zip(keep, idx, strict=True)) | dict(zip(red, r, strict=True))
+            values.append(x[tuple(full[i] for i in range(n))].item())
+        return combine(values)
+
+    out = build(tuple(x.shape[i] for i in keep), out_dtype, at)
+    if keepdims:
+        out = out.reshape(tuple(1 if i in red else d for i, d in enumerate(x.shape)))
+    return out
+
+
+def _sum(values, dtype):
+    return math.fsum(values) if dtype.kind == "f" else sum(values)
+
+
+def _mean(values):
+    return math.fsum(values) / len(values) if values else math.nan
+
+
+REDUCE = {
+    "reduce_sum": (NUMERIC, lambda v, d: _sum(v, d)),
+    "reduce_mean": (FLOATS, lambda v, d: _mean(v)),
+    "reduce_max": (ALL, lambda v, d: max(v, default=_lowest(d))),
+    "reduce_min": (ALL, lambda v, d: min(v, default=_highest(d))),
+}
+_REDUCE_SHAPES = [
+    ((2, 3, 4), (1,), False),
+    ((2, 3, 4), (0, 2), True),
+    ((2, 3, 4), (-1,), False),
+    ((2, 3, 4), (2, 0, 1), False),
+    ((2, 3, 4), (), True),
+    ((), (), False),
+    ((3, 1), (1,), True),
+    ((0, 3), (0,), False),  # reduces an empty axis: the identity (0, -inf, +inf, NaN)
+    ((0, 3), (1,), True),
+    ((2, 0, 3), (0, 2), False),
+]
+for _op, (_dtypes, _combine) in REDUCE.items():
+    for _dtype, (_shape, _axes, _keep) in itertools.product(_dtypes, _REDUCE_SHAPES):
+        _x = rand(_shape, _dtype, 0, 3) if _op == "reduce_sum" else ties(_shape, _dtype)
+        if _dtype.kind == "f" and _op != "reduce_sum":
+            _x = rand(_shape, _dtype)
+        _fn = partial(fold, _x, _axes, _keep, partial(_combine, d=_dtype), _dtype)
+        _attrs = {"axes": _axes, "keepdims": _keep}
+        case(_op, [_x], _attrs, _fn, f"{_dtype}{_shape}{_axes}{_keep}", "acc")
+
+for _dtype in FLOATS:
+    _empty = np.zeros((0, 3), _dtype)
+    _attrs = {"axes": [0], "keepdims": False}
+    case("reduce_max", [_empty], _attrs, np.full(3, -np.inf, _dtype), f"empty-is-ninf-{_dtype}")
+    case("reduce_min", [_empty], _attrs, np.full(3, np.inf, _dtype), f"empty-is-inf-{_dtype}")
+    case("reduce_mean", [_empty], _attrs, np.full(3, np.nan, _dtype), f"empty-is-nan-{_dtype}")
+
+_ARG_SHAPES = [
+    ((2, 3, 4), 1, False),
+    ((2, 3, 4), -1, True),
+    ((2, 3, 4), 0, False),
+    ((5,), 0, False),
+    ((3, 1), 1, True),
+    ((0, 3), 1, False),
+    ((4, 3), -2, True),
+]
+_ARG = {"argmax": max, "argmin": min}
+for _op, _pick in _ARG.items():
+    for _dtype, (_shape, _axis, _keep) in itertools.product(NUMERIC, _ARG_SHAPES):
+        _x = ties(_shape, _dtype)
+        _combine = partial(lambda pick, v: v.index(pick(v)), _pick)  # first occurrence
+        _fn = partial(fold, _x, (_axis,), _keep, _combine, I64)
+        case(_op, [_x], {"axis": _axis, "keepdims": _keep}, _fn, f"{_dtype}{_shape}{_axis}")
+    for _dtype in NUMERIC:
+        _x = np.array([1, 3, 0, 3, 0, 3], _dtype)
+        _want = 1 if _op == "argmax" else 2
+        case(_op, [_x], {"axis": 0, "keepdims": False}, np.array(_want, I64), f"first-{_dtype}")
+
+
+# ---- movement ----------------------------------------------------------------------------------
+
+
+def reshape_expected(x: np.ndarray, shape) -> np.ndarray:
+    flat = [x[i].item() for i in np.ndindex(*x.shape)]  # row-major order
+    return np.array(flat, x.dtype).reshape(shape)
+
+
+_RESHAPES = [
+    ((2, 3, 4), (6, 4)),
+    ((2, 3, 4), (4, 1, 6)),
+    ((), (1, 1)),
+    ((1,), ()),
+    ((0, 3), (3, 0, 1)),
+    ((6,), (6,)),
+]
+for _dtype, (_src, _dst) in itertools.product(ALL, _RESHAPES):
+    _x = rand(_src, _dtype)
+    case("reshape", [_x], {"shape": _dst}, partial(reshape_expected, _x, _dst), f"{_dtype}{_dst}")
+
+
+def transpose_expected(x: np.ndarray, perm) -> np.ndarray:
+    def at(o):
+        src = [0] * x.ndim
+        for j, p in enumerate(perm):
+            src[p] = o[j]
+        return x[tuple(src)]
+
+    return build(tuple(x.shape[p] for p in perm), x.dtype, at)
+
+
+_PERMS = [((2, 3, 4), (2, 0, 1)), ((2, 3), (1, 0)), ((), ()), ((0, 3, 1), (1, 2, 0))]
+_PERMS += [((5,), (0,)), ((2, 3, 4), (0, 1, 2)), ((2, 3, 4), (1, 2, 0))]
+for _dtype, (_shape, _perm) in itertools.product(ALL, _PERMS):
+    _x = rand(_shape, _dtype)
+    _fn = partial(transpose_expected, _x, _perm)
+    case("transpose", [_x], {"perm": _perm}, _fn, f"{_dtype}{_shape}{_perm}")
+
+
+def expand_expected(x: np.ndarray, out_shape) -> np.ndarray:
+    return build(out_shape, x.dtype, lambda o: x[bindex(o, x.shape)])
+
+
+# (input shape, target, result): ONNX Expand broadcasts both ways.
+_EXPANDS = [
+    ((3, 1), (2, 1, 6), (2, 3, 6)),
+    ((4,), (3, 4), (3, 4)),
+    ((), (2, 3), (2, 3)),
+    ((2, 1), (1,), (2, 1)),
+    ((2, 1), (3,), (2, 3)),
+    ((1, 3), (0, 3), (0, 3)),
+    ((0, 1), (1, 5), (0, 5)),
+    ((2, 3), (), (2, 3)),
+    ((1, 1), (3, 1, 1), (3, 1, 1)),
+]
+for _dtype, (_shape, _target, _result) in itertools.product(ALL, _EXPANDS):
+    _x = rand(_shape, _dtype)
+    _fn = partial(expand_expected, _x, _result)
+    case("expand", [_x], {"shape": list(_target)}, _fn, f"{_dtype}{_shape}->{_target}")
+
+
+def onnx_slice_indices(dim: int, start: int, end: int, step: int) -> list[int]:
+    """The indices ONNX Slice selects on one axis, from the spec's clamping rules."""
+    start += dim if start < 0 else 0
+    end += dim if end < 0 else 0
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:  # an end of -1 after clamping means "through index 0"
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return list(range(start, end, step))
+
+
+def slice_expected(x: np.ndarray, starts, ends, axes, steps) -> np.ndarray:
+    picks = [list(range(d)) for d in x.shape]
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        picks[a % x.ndim] = onnx_slice_indices(x.shape[a % x.ndim], s, e, st)
+    shape = tuple(len(p) for p in picks)
+    return build(shape, x.dtype, lambda o: x[tuple(p[i] for p, i in zip(picks, o, strict=True))])
+
+
+# (shape, starts, ends, axes, steps)
+_SLICES = [
+    ((5,), [1], [4], [0], [1]),
+    ((5,), [0], [5], [0], [2]),
+    ((5,), [4], [INT64_MIN], [0], [-1]),  # sentinel end: through index 0
+    ((5,), [-1], [INT64_MIN], [0], [-2]),
+    ((5,), [2], [INT64_MAX], [0], [1]),  # sentinel end clamps to the dim
+    ((5,), [-100], [100], [0], [1]),
+    ((5,), [3], [1], [0], [1]),  # empty
+    ((5,), [1], [3], [0], [-1]),  # empty
+    ((5,), [10], [1], [0], [-1]),  # start clamps to dim - 1
+    ((5,), [-1], [-4], [0], [-1]),
+    ((5,), [-10], [2], [0], [-1]),  # start clamps below the axis: empty
+    ((4, 5, 6), [1, -1], [3, INT64_MIN], [0, -1], [1, -2]),
+    ((4, 5, 6), [5, 0], [0, 4], [2, 0], [-2, 3]),  # axes out of order
+    ((4, 5, 6), [0, 1, 2], [INT64_MAX, 5, 3], [0, 1, 2], [3, 2, 1]),
+    ((3, 1), [0], [INT64_MAX], [1], [-1]),
+    ((0, 3), [0], [INT64_MAX], [1], [-1]),
+    ((0, 3), [INT64_MAX], [INT64_MIN], [0], [-1]),
+    ((), [], [], [], []),
+]
+for _dtype, (_shape, *_spec) in itertools.product((F32, F64, I32, I64, BOOL), _SLICES):
+    _x = rand(_shape, _dtype)
+    _attrs = dict(zip(("starts", "ends", "axes", "steps"), _spec, strict=True))
+    _fn = partial(slice_expected, _x, *_spec)
+    case("slice", [_x], _attrs, _fn, f"{_dtype}{_shape}{_spec}")
+
+
+def pad_expected(x: np.ndarray, pads, mode: str, value: float) -> np.ndarray:
+    n = x.ndim
+    begin, end = pads[:n], pads[n:]
+
+    def source(i: int, d: int, b: int) -> int | None:
+        j = i - b
+        if 0 <= j < d:
+            return j
+        if mode == "constant":
+            return None
+        if mode == "edge":
+            return min(max(j, 0), d - 1)
+        while not 0 <= j < d:  # reflect about the edge elements, not repeating them
+            j = -j if j < 0 else 2 * (d - 1) - j
+        return j
+
+    def at(o):
+        src = [source(i, d, b) for i, d, b in zip(o, x.shape, begin, strict=True)]
+        return value if None in src else x[tuple(src)]
+
+    shape = tuple(d + b + e for d, b, e in zip(x.shape, begin, end, strict=True))
+    return build(shape, x.dtype, at)
+
+
+# (shape, pads, mode, value)
+_PADS = [
+    ((3, 4), [1, 2, 0, 1], "constant", 0.0),
+    ((3, 4), [0, 0, 2, 3], "constant", 1.0),
+    ((2, 3, 4), [0, 1, 2, 1, 0, 1], "constant", 0.0),
+    ((), [], "constant", 0.0),
+    ((0, 3), [1, 0, 2, 1], "constant", 1.0),
+    ((3, 4), [2, 1, 1, 3], "reflect", 0.0),
+    ((4,), [3, 3], "reflect", 0.0),
+    ((2, 3, 4), [1, 0, 2, 0, 2, 3], "reflect", 0.0),
+    ((0, 3), [0, 1, 0, 1], "reflect", 0.0),
+    ((3, 4), [2, 1, 1, 3], "edge", 0.0),
+    ((1,), [2, 3], "edge", 0.0),
+    ((0, 3), [0, 1, 0, 2], "edge", 0.0),
+]
+for _dtype, (_shape, _pads, _mode, _value) in itertools.product(ALL, _PADS):
+    _x = rand(_shape, _dtype)
+    _fn = partial(pad_expected, _x, _pads, _mode, _value)
+    _attrs = {"pads": _pads, "mode": _mode, "value": _value}
+    case("pad", [_x], _attrs, _fn, f"{_dtype}{_shape}{_mode}{_pads}")
+for _dtype in FLOATS:
+    _x = rand((2, 2), _dtype)
+    _fn = partial(pad_expected, _x, [1, 1, 1, 1], "constant", -2.5)
+    case("pad", [_x], {"pads": [1, 1, 1, 1], "value": -2.5}, _fn, f"value-{_dtype}")
+
+
+def concat_expected(xs: list[np.ndarray], axis: int) -> np.ndarray:
+    axis %= xs[0].ndim
+    shape = list(xs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+
+    def at(o):
+        i = o[axis]
+        for x in xs:
+            if i < x.shape[axis]:
+                return x[o[:axis] + (i,) + o[axis + 1 :]]
+            i -= x.shape[axis]
+        raise AssertionError(o)
+
+    return build(tuple(shape), xs[0].dtype, at)
+
+
+_CONCATS = [
+    ([(2, 3), (1, 3), (4, 3)], 0),
+    ([(2, 1), (2, 0), (2, 3)], 1),
+    ([(2, 3, 1), (2, 3, 2), (2, 3, 3)], -1),
+    ([(2, 1, 3), (2, 2, 3), (2, 1, 3)], -2),
+    ([(3,)], 0),
+    ([(0, 2), (0, 2), (0, 2)], 1),
+]
+for _dtype, (_shapes, _axis) in itertools.product(ALL, _CONCATS):
+    _xs = [rand(s, _dtype) for s in _shapes]
+    _fn = partial(concat_expected, _xs, _axis)
+    case("concat", _xs, {"axis": _axis}, _fn, f"{_dtype}{_shapes}{_axis}")
+
+
+def gather_expected(data: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    axis %= data.ndim
+    size, k = data.shape[axis], idx.ndim
+
+    def at(o):
+        i = int(idx[o[axis : axis + k]])
+        return data[o[:axis] + (i + size if i < 0 else i,) + o[axis + k :]]
+
+    return build(data.shape[:axis] + idx.shape + data.shape[axis + 1 :], data.dtype, at)
+
+
+# (data shape, indices, axis)
+_GATHERS = [
+    ((5, 3), np.array([0, -1, 2, -5, 4], I64), 0),
+    ((2, 4, 3), np.array([[1, -1], [-4, 3]], I32), 1),
+    ((4,), np.array(-2, I64), -1),
+    ((3, 4), np.zeros((0,), I64), 1),
+    ((0, 3), np.array([1, -3], I32), 1),
+    ((3, 4), np.array([[3], [-2]], I64), -1),
+    ((2, 3), np.array(1, I32), 0),
+]
+for _dtype, (_shape, _idx, _axis) in itertools.product(ALL, _GATHERS):
+    _x = rand(_shape, _dtype)
+    _fn = partial(gather_expected, _x, _idx, _axis)
+    case("gather", [_x, _idx], {"axis": _axis}, _fn, f"{_dtype}{_shape}{_idx.shape}{_axis}")
+
+
+def gather_elements_expected(data: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
+    axis %= data.ndim
+    size = data.shape[axis]
+
+    def at(o):
+        i = int(idx[o])
+        return data[o[:axis] + (i + size if i < 0 else i,) + o[axis + 1 :]]
+
+    return build(idx.shape, data.dtype, at)
+
+
+# (data shape, indices shape, axis); indices may be smaller than data off the axis
+_GATHER_ELEMENTS = [
+    ((3, 4), (2, 3), 0),
+    ((3, 4), (2, 5), 1),
+    ((2, 3, 4), (2, 2, 4), 1),
+    ((2, 3, 4), (1, 3, 2), -1),
+    ((3, 4), (3, 4), -2),
+    ((3,), (0,), 0),
+    ((0, 3), (0, 2), 1),
+]
+for _dtype, (_shape, _ishape, _axis) in itertools.product(ALL, _GATHER_ELEMENTS):
+    _x = rand(_shape, _dtype)
+    _n = _shape[_axis]
+    _idx = rand(_ishape, I64 if _axis >= 0 else I32, -_n, _n - 1)
+    _fn = partial(gather_elements_expected, _x, _idx, _axis)
+    _tag = f"{_dtype}{_shape}{_ishape}{_axis}"
+    case("gather_elements", [_x, _idx], {"axis": _axis}, _fn, _tag)
+
+
+def one_hot_expected(idx: np.ndarray, depth: int, axis: int, dtype) -> np.ndarray:
+    axis %= idx.ndim + 1
+
+    def at(o):
+        v = int(idx[o[:axis] + o[axis + 1 :]])
+        v += depth if -depth <= v < 0 else 0  # others out of range: an all-zero row
+        return 1 if v == o[axis] else 0
+
+    return build(idx.shape[:axis] + (depth,) + idx.shape[axis:], dtype, at)
+
+
+# (indices, depth, axis, dtype or None for the default float32)
+_ONE_HOTS = [
+    (np.array([0, 2, -1, 3, -4, 5, 4, -5], I64), 4, -1, None),
+    (np.array([[0, -1, 2], [3, -3, 1]], I32), 3, 0, I32),
+    (np.array([[0, -1, 2], [3, -3, 1]], I64), 3, 1, BOOL),
+    (np.array([[0, -1, 2], [3, -3, 1]], I64), 3, -2, F64),
+    (np.array([[0, -1, 2], [3, -3, 1]], I64), 3, 2, I64),
+    (np.array(2, I64), 5, 0, F64),
+    (np.array(-7, I32), 5, -1, None),
+    (np.zeros((0,), I64), 3, -1, F32),
+    (np.array([0, 1, -1], I64), 0, -1, F32),
+]
+for _idx, _depth, _axis, _dtype in _ONE_HOTS:
+    _attrs = {"depth": _depth, "axis": _axis} | ({"dtype": _dtype} if _dtype else {})
+    _fn = partial(one_hot_expected, _idx, _depth, _axis, _dtype or F32)
+    case("one_hot", [_idx], _attrs, _fn, f"{_idx.shape}-d{_depth}-a{_axis}-{_dtype}")
+
+_CONSTANTS = [rand((2, 3), F32), rand((), I64), rand((0, 2), BOOL), rand((3,), F64)]
+_CONSTANTS += [rand((1,), I32)]
+for _v in _CONSTANTS:
+    case("constant", [], {"value": _v}, _v.copy(), f"{_v.dtype}{_v.shape}")
+
+
+# ---- contractions -----------------------------------------------------------------------------
+
+
+def matmul_expected(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    batch = bshape(a2.shape[:-2], b2.shape[:-2])
+    (m, k), n = a2.shape[-2:], b2.shape[-1]
+
+    def at(o):
+        ai, bi = bindex(o[:-2], a2.shape[:-2]), bindex(o[:-2], b2.shape[:-2])
+        terms = [a2[ai + (o[-2], j)].item() * b2[bi + (j, o[-1])].item() for j in range(k)]
+        return _sum(terms, a.dtype)
+
+    out = build(batch + (m, n), a.dtype, at)
+    if a.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+_MATMULS = [
+    ((3, 4), (4, 5)),
+    ((4,), (4, 5)),
+    ((3, 4), (4,)),
+    ((4,), (4,)),
+    ((2, 1, 3, 4), (5, 4, 2)),
+    ((4,), (2, 4, 3)),
+    ((2, 3, 4), (4,)),
+    ((3, 0), (0, 2)),
+    ((0, 4), (4, 2)),
+    ((1, 1), (1, 1)),
+]
+for _dtype, (_sa, _sb) in itertools.product(NUMERIC, _MATMULS):
+    _a, _b = rand(_sa, _dtype), rand(_sb, _dtype)
+    case("matmul", [_a, _b], {}, partial(matmul_expected, _a, _b), f"{_dtype}{_sa}{_sb}", "acc")
+
+
+def _window_out(size: int, k: int, s: int, pad_total: int, d: int) -> int:
+    return (size + pad_total - d * (k - 1) - 1) // s + 1
+
+
+def _window_taps(x: np.ndarray, o, kernel, strides, pads, dilations):
+    """(ki, kj, y, x) of every in-bounds tap of output position o=(i, j)."""
+    h, w = x.shape[2:]
+    for ki in range(kernel[0]):
+        for kj in range(kernel[1]):
+            y = o[0] * strides[0] - pads[0] + ki * dilations[0]
+            xx = o[1] * strides[1] - pads[1] + kj * dilations[1]
+            if 0 <= y < h and 0 <= xx < w:
+                yield ki, kj, y, xx
+
+
+def conv2d_expected(x, w, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), groups=1):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    oh = _window_out(h, kh, strides[0], pads[0] + pads[2], dilations[0])
+    ow = _window_out(wd, kw, strides[1], pads[1] + pads[3], dilations[1])
+    per_group = o // groups
+
+    def at(idx):
+        b, oc, i, j = idx
+        g = oc // per_group
+        terms = [
+            x[b, g * cg + ci, y, xx].item() * w[oc, ci, ki, kj].item()
+            for ci in range(cg)
+            for ki, kj, y, xx in _window_taps(x, (i, j), (kh, kw), strides, pads, dilations)
+        ]
+        return math.fsum(terms)
+
+    return build((n, o, oh, ow), x.dtype, at)
+
+
+def pool_expected(x, kind, kernel, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), cip=False):
+    n, c, h, w = x.shape
+    oh = _window_out(h, kernel[0], strides[0], pads[0] + pads[2], dilations[0])
+    ow = _window_out(w, kernel[1], strides[1], pads[1] + pads[3], dilations[1])
+
+    def at(idx):
+        b, ch, i, j = idx
+        taps = _window_taps(x, (i, j), kernel, strides, pads, dilations)
+        vals = [x[b, ch, y, xx].item() for _, _, y, xx in taps]
+        if kind == "max":
+            return max(vals, default=-math.inf)  # padding never wins
+        return math.fsum(vals) / (kernel[0] * kernel[1] if cip else len(vals))
+
+    return build((n, c, oh, ow), x.dtype, at)
+
+
+# (x shape, w shape, attrs)
+_CONVS = [
+    ((1, 1, 5, 5), (1, 1, 3, 3), {}),
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1]}),
+    ((1, 2, 5, 6), (3, 2, 3, 3), {"pads": [1, 0, 2, 1]}),
+    ((1, 2, 6, 7), (2, 2, 2, 3), {"dilations": [2, 1], "pads": [2, 1, 2, 1]}),
+    ((1, 4, 5, 5), (6, 2, 3, 3), {"groups": 2}),
+    ((2, 3, 6, 6), (3, 1, 3, 3), {"groups": 3, "pads": [1, 1, 1, 1]}),  # depthwise
+    ((1, 3, 5, 5), (6, 1, 2, 2), {"groups": 3, "strides": [2, 2]}),  # channel multiplier 2
+    (
+        (2, 4, 9, 8),
+        (4, 2, 2, 3),
+        {"strides": [2, 3], "pads": [0, 2, 1, 1], "dilations": [2, 2], "groups": 2},
+    ),
+    ((1, 2, 4, 4), (3, 2, 1, 1), {}),
+    ((0, 2, 4, 4), (3, 2, 3, 3), {}),
+    ((1, 2, 3, 4), (2, 2, 3, 4), {}),  # kernel covers the input: 1x1 output
+]
+for _dtype, (_sx, _sw, _attrs) in itertools.product(FLOATS, _CONVS):
+    _x, _w = rand(_sx, _dtype), rand(_sw, _dtype)
+    _fn = partial(
+        conv2d_expected, _x, _w, **{k: tuple(v) if k != "groups" else v for k, v in _attrs.items()}
+    )
+    case("conv2d", [_x, _w], _attrs, _fn, f"{_dtype}{_sx}{_sw}{_attrs}", "acc")
+
+# (x shape, attrs); max-pool data is negative so a padding value of 0 would win
+_POOLS = [
+    ((1, 2, 4, 4), {"kernel": [2, 2], "strides": [2, 2]}),
+    ((2, 1, 5, 5), {"kernel": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 5, 4), {"kernel": [3, 2], "pads": [0, 1, 2, 0]}),
+    ((1, 1, 6, 6), {"kernel": [2, 2], "dilations": [2, 2]}),
+    ((1, 2, 5, 7), {"kernel": [2, 3], "strides": [1, 2], "pads": [1, 2, 0, 1]}),
+    (
+        (1, 1, 7, 7),
+        {"kernel": [3, 2], "strides": [2, 2], "pads": [2, 1, 1, 0], "dilations": [1, 2]},
+    ),
+    ((0, 2, 4, 4), {"kernel": [2, 2]}),
+    ((1, 1, 1, 1), {"kernel": [1, 1]}),
+]
+
+
+def _tupled(attrs: dict) -> dict:
+    return {k: tuple(v) for k, v in attrs.items() if k != "kernel"}
+
+
+for _dtype, (_sx, _attrs) in itertools.product(FLOATS, _POOLS):
+    _x = rand(_sx, _dtype, -3, -0.5)
+    _fn = partial(pool_expected, _x, "max", tuple(_attrs["kernel"]), **_tupled(_attrs))
+    case("max_pool2d", [_x], _attrs, _fn, f"{_dtype}{_sx}{_attrs}")
+    for _cip in (False, True):
+        _x = rand(_sx, _dtype)
+        _k = tuple(_attrs["kernel"])
+        _fn = partial(pool_expected, _x, "avg", _k, **_tupled(_attrs), cip=_cip)
+        _a = _attrs | {"count_include_pad": _cip}
+        case("avg_pool2d", [_x], _a, _fn, f"{_dtype}{_sx}{_attrs}-cip{_cip}", "acc")
+# count_include_pad defaults to False, as in ONNX
+_x = rand((1, 1, 3, 3), F64)
+_fn = partial(pool_expected, _x, "avg", (2, 2), pads=(1, 1, 0, 0))
+case("avg_pool2d", [_x], {"kernel": [2, 2], "pads": [1, 1, 0, 0]}, _fn, "default-cip")
+
+
+# ---- the tests ---------------------------------------------------------------------------------
+
+
+def check(actual: Any, c: Case) -> None:
+    expected = c.expected()
+    assert isinstance(actual, np.ndarray), f"{c.op} returned {type(actual).__name__}"
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if c.tol == "exact" or expected.dtype.kind != "f":
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        rtol, atol = TOLERANCES[c.tol][expected.dtype]
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_call_reference(c: Case) -> None:
+    inputs = [a.copy() for a in c.inputs]
+    outs = call_reference(c.op, inputs, get_op(c.op).normalize_attrs(c.attrs))
+    assert len(outs) == 1
+    check(outs[0], c)
+    for before, after in zip(c.inputs, inputs, strict=True):
+        np.testing.assert_array_equal(before, after)  # references must not write inputs
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_bind(c: Case) -> None:
+    out = bind(c.op, *[nc.Tensor(a) for a in c.inputs], **c.attrs)
+    assert isinstance(out, nc.Tensor)
+    check(out.numpy(), c)
+
+
+@pytest.mark.parametrize("op", sorted(all_ops()))
+def test_every_registered_op_has_cases(op: str) -> None:
+    assert op in {c.op for c in CASES}, f"op {op!r} has no case in test_reference_ops.py"
+
+
+# ---- data-dependent errors ----------------------------------------------------------------------
+
+_BAD_INDICES = [
+    ("gather", np.arange(10.0).reshape(5, 2), np.array([0, 5], I64), 0),
+    ("gather", np.arange(10.0).reshape(5, 2), np.array([[-6]], I32), 0),
+    ("gather", np.arange(10.0).reshape(5, 2), np.array([2], I64), -1),
+    ("gather", np.zeros((0, 2)), np.array([0], I64), 0),
+    ("gather_elements", np.arange(6).reshape(2, 3), np.array([[0, 3]], I64), 1),
+    ("gather_elements", np.arange(6).reshape(2, 3), np.array([[-3], [0]], I32), 0),
+]
+
+
+@pytest.mark.parametrize(("op", "data", "idx", "axis"), _BAD_INDICES)
+def test_out_of_range_index_raises(op, data, idx, axis) -> None:
+    attrs = get_op(op).normalize_attrs({"axis": axis})
+    with pytest.raises(nc.ExecutionError):
+        call_reference(op, [data, idx], attrs)
+    with pytest.raises(nc.ExecutionError):
+        bind(op, nc.Tensor(data), nc.Tensor(idx), axis=axis)
