@@ -103,6 +103,9 @@ class Graph:
         # data, interpreted by nncompile.pytree); None for hand-built graphs.
         self.in_tree: Any = None
         self.out_tree: Any = None
+        # Set by the fusion pass: the partition into kernels and the refused fusions.
+        self.fusion_groups: list[Any] | None = None
+        self.fusion_rejections: list[Any] = []
         self._names: set[str] = set()
         self._counter = 0
 

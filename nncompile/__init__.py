@@ -65,6 +65,7 @@ from .ops import (
     square,
     squeeze,
     stack,
+    stop_gradient,
     subtract,
     sum,
     take,
@@ -94,6 +95,10 @@ from .composites import (
 )
 from .tracing import trace
 from .run import run
+from . import autodiff, functional, init, losses, optim
+from .autodiff import value_and_grad
+from .autodiff.api import grad
+from .training import train_step
 
 tensor = as_tensor
 asarray = as_tensor

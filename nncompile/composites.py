@@ -25,6 +25,7 @@ from .ops import (
     reshape,
     sqrt,
     square,
+    stop_gradient,
     sum,
     take_along_axis,
     tanh,
@@ -42,15 +43,17 @@ def _float_tensor(x: ArrayLike, what: str) -> Tensor:
     return x
 
 
-def _finite_or_zero(m: Tensor) -> Tensor:
-    # A row that is all -inf has max -inf; shifting by it would give NaN.
-    return where(abs(m) < math.inf, m, 0.0)
+def _shift(m: Tensor) -> Tensor:
+    """The max used to shift exponentials: a row that is all -inf has max -inf, and
+    shifting by it would give NaN, so use 0 there. The shift cancels mathematically, so
+    no gradient flows through it (as in JAX), which keeps the backward pass small."""
+    return stop_gradient(where(abs(m) < math.inf, m, 0.0))
 
 
 @reports_user_line
 def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor:
     x = _float_tensor(x, "logsumexp")
-    m = _finite_or_zero(max(x, axis, keepdims=True))
+    m = _shift(max(x, axis, keepdims=True))
     out = log(sum(exp(x - m), axis, keepdims=True)) + m
     if keepdims:
         return out
@@ -60,14 +63,14 @@ def logsumexp(x: ArrayLike, axis: Axis = None, keepdims: bool = False) -> Tensor
 @reports_user_line
 def softmax(x: ArrayLike, axis: int = -1) -> Tensor:
     x = _float_tensor(x, "softmax")
-    e = exp(x - _finite_or_zero(max(x, axis, keepdims=True)))
+    e = exp(x - _shift(max(x, axis, keepdims=True)))
     return e / sum(e, axis, keepdims=True)
 
 
 @reports_user_line
 def log_softmax(x: ArrayLike, axis: int = -1) -> Tensor:
     x = _float_tensor(x, "log_softmax")
-    shifted = x - _finite_or_zero(max(x, axis, keepdims=True))
+    shifted = x - _shift(max(x, axis, keepdims=True))
     return shifted - log(sum(exp(shifted), axis, keepdims=True))
 
 

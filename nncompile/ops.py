@@ -119,6 +119,12 @@ def erf(x: ArrayLike) -> Tensor:
 
 
 @reports_user_line
+def stop_gradient(x: ArrayLike) -> Tensor:
+    """The same values; gradients do not flow back through it."""
+    return bind("stop_gradient", as_tensor(x))
+
+
+@reports_user_line
 def square(x: ArrayLike) -> Tensor:
     x = as_tensor(x)
     return multiply(x, x)

@@ -56,6 +56,7 @@ UNARY_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": _sigmoid,
     "erf": lambda x: _erf(x).astype(x.dtype) if x.size else x.copy(),
     "logical_not": np.logical_not,
+    "stop_gradient": np.copy,
 }
 
 

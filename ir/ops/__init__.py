@@ -1,3 +1,3 @@
 """Op definitions. Importing this package registers every primitive."""
 
-from . import elementwise, movement, nn, reduction, source  # noqa: F401
+from . import elementwise, gradient, movement, nn, reduction, source  # noqa: F401

@@ -84,6 +84,15 @@ for _name in ORDER_OPS:
     register_op(OpDef(_name, _binary("numeric", True), num_inputs=2, category="elementwise"))
 
 register_op(OpDef("pow", _infer_pow, num_inputs=2, category="elementwise"))
+register_op(
+    OpDef(
+        "stop_gradient",
+        _unary("any"),
+        num_inputs=1,
+        category="elementwise",
+        doc="Identity whose output carries no gradient (e.g. softmax's max shift).",
+    )
+)
 register_op(OpDef("where", _infer_where, num_inputs=3, category="elementwise"))
 register_op(
     OpDef(

@@ -1,0 +1,168 @@
+"""Feed-forward building blocks: dense, convolution, pooling, flatten, dropout, batch norm,
+embedding and activations by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .. import composites as C
+from .. import ops
+from ..dispatch import bind
+from ..ir.errors import ShapeError
+from ..nn_ops import avg_pool2d, conv2d, max_pool2d
+from ..tensor import Tensor, as_tensor
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "linear": lambda x: x,
+    "relu": ops.relu,
+    "sigmoid": ops.sigmoid,
+    "tanh": ops.tanh,
+    "softmax": lambda x: C.softmax(x, axis=-1),
+    "log_softmax": lambda x: C.log_softmax(x, axis=-1),
+    "gelu": C.gelu,
+    "elu": C.elu,
+    "leaky_relu": C.leaky_relu,
+    "softplus": C.softplus,
+}
+
+
+def activation(x: Any, name: str | Callable | None) -> Tensor:
+    if name is None:
+        return as_tensor(x)
+    if callable(name):
+        return name(x)
+    try:
+        return ACTIVATIONS[name](as_tensor(x))
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
+def dense(x: Any, kernel: Any, bias: Any = None, act: str | Callable | None = None) -> Tensor:
+    """Keras Dense: x @ kernel + bias with a kernel of shape (in, out)."""
+    y = ops.matmul(x, kernel)
+    if bias is not None:
+        y = y + bias
+    return activation(y, act)
+
+
+def _to_nchw(x: Tensor) -> Tensor:
+    return ops.transpose(x, (0, 3, 1, 2))
+
+
+def _to_nhwc(x: Tensor) -> Tensor:
+    return ops.transpose(x, (0, 2, 3, 1))
+
+
+def _channels_first(fn: Callable[[Tensor], Tensor], x: Any, data_format: str) -> Tensor:
+    """Run an NCHW op on data in either layout (Keras defaults to channels_last)."""
+    x = as_tensor(x)
+    if x.ndim != 4:
+        raise ShapeError(f"expected 4-D image data, got {x._type}")
+    if data_format == "channels_first":
+        return fn(x)
+    if data_format != "channels_last":
+        raise ValueError("data_format must be 'channels_last' or 'channels_first'")
+    return _to_nhwc(fn(_to_nchw(x)))
+
+
+def conv2d_layer(
+    x: Any,
+    kernel: Any,
+    bias: Any = None,
+    strides: Any = 1,
+    padding: str | Any = "valid",
+    dilation: Any = 1,
+    groups: int = 1,
+    data_format: str = "channels_last",
+    act: str | Callable | None = None,
+) -> Tensor:
+    """A convolution layer: ``kernel`` is OIHW; the data is NHWC (channels_last) or NCHW."""
+    y = _channels_first(
+        lambda t: conv2d(t, kernel, bias, strides, padding, dilation, groups), x, data_format
+    )
+    return activation(y, act)
+
+
+def max_pool(
+    x: Any,
+    pool_size: Any = 2,
+    strides: Any = None,
+    padding: str | Any = "valid",
+    data_format: str = "channels_last",
+) -> Tensor:
+    return _channels_first(lambda t: max_pool2d(t, pool_size, strides, padding), x, data_format)
+
+
+def avg_pool(
+    x: Any,
+    pool_size: Any = 2,
+    strides: Any = None,
+    padding: str | Any = "valid",
+    data_format: str = "channels_last",
+) -> Tensor:
+    """Average pooling; padded cells are not counted (as Keras does)."""
+    return _channels_first(
+        lambda t: avg_pool2d(t, pool_size, strides, padding, count_include_pad=False),
+        x,
+        data_format,
+    )
+
+
+def flatten(x: Any) -> Tensor:
+    """(N, ...) -> (N, prod(...)), in the data's own element order."""
+    x = as_tensor(x)
+    return ops.reshape(x, (x.shape[0], -1)) if x.ndim != 2 else x
+
+
+def dropout(x: Any, rate: float, key: Any, training: bool = True) -> Tensor:
+    """Inverted dropout: zero each element with probability ``rate`` and scale the rest
+    by 1 / (1 - rate). The mask comes from ``key`` (an int64 scalar input), so a graph
+    stays a pure function and different keys give different masks."""
+    x = as_tensor(x)
+    if not training or rate == 0:
+        return x
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+    u = bind("random_uniform", ops.astype(key, "int64"), shape=x.shape, dtype=x._type.dtype)
+    return ops.where(u >= rate, x * (1 / (1 - rate)), 0)
+
+
+def batch_norm(
+    x: Any,
+    gamma: Any,
+    beta: Any,
+    running_mean: Any,
+    running_var: Any,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    axis: int = 1,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """torch.nn.functional.batch_norm over channel ``axis`` (1 for NCHW, -1 for NHWC).
+    Training normalizes with the batch's biased variance and updates the running stats with
+    the unbiased one; inference uses the running stats. Returns (y, mean, var)."""
+    x = as_tensor(x)
+    axis %= x.ndim
+    reduce = tuple(i for i in range(x.ndim) if i != axis)
+    shape = tuple(d if i == axis else 1 for i, d in enumerate(x.shape))
+    rm, rv = as_tensor(running_mean), as_tensor(running_var)
+    if training:
+        mean = ops.mean(x, reduce, keepdims=True)
+        centered = x - mean
+        var = ops.mean(centered * centered, reduce, keepdims=True)
+        n = x.size // max(x.shape[axis], 1)
+        unbiased = ops.reshape(var, rm.shape) * (n / max(n - 1, 1))
+        new_mean = (1 - momentum) * rm + momentum * ops.reshape(mean, rm.shape)
+        new_var = (1 - momentum) * rv + momentum * unbiased
+    else:
+        mean, var = ops.reshape(rm, shape), ops.reshape(rv, shape)
+        centered = x - mean
+        new_mean, new_var = rm, rv
+    y = centered / ops.sqrt(var + eps) * ops.reshape(gamma, shape) + ops.reshape(beta, shape)
+    return y, new_mean, new_var
+
+
+def embedding(ids: Any, table: Any) -> Tensor:
+    """Rows of ``table`` (vocab, dim) for integer ``ids`` of any shape."""
+    return ops.take(table, ids, axis=0)

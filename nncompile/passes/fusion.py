@@ -1,0 +1,395 @@
+"""Operator fusion: partition a graph's nodes into groups, each of which will be one kernel.
+
+Ops are classified as in TVM's FuseOps: *injective* (elementwise, broadcasting and index
+remapping ops: every output element depends on a few input elements), *reduction*,
+*contraction* (matmul, convolutions, pooling and their gradients: they get tiled
+kernels) and *opaque* (scatter-adds). Walking the nodes in order, a node joins the group
+of one of its producers when the group's iteration space fits:
+
+- an injective node joins an injective group of the same element count, or the epilogue
+  of a contraction (bias, activation, residual add, an optimizer update of the gradient
+  it computes); further producer groups of that node with the same element count are
+  merged in too (so an optimizer's moment updates and the parameter update become one
+  kernel), and so are groups that only compute scalars (they become the kernel's
+  preamble);
+- a reduction joins the injective group that produces its input. A reduction group
+  runs row by row: its *rows* are the reduced axes of the reduction's input, its
+  *outer* space the kept ones. Later nodes join it if they run over the row space (same
+  shape as the reduction's input: softmax's ``exp(x - max)``) or over the outer space
+  (``log(sum)``, a bias's optimizer update), and later reductions over the same rows
+  join too, so a whole softmax, log-softmax or layer norm is one kernel;
+- contractions and opaque ops always start a group (no prologue fusion), except that a
+  matmul takes in transposes that only it reads.
+
+A join or merge that would create a cycle between groups is refused (reachability is
+checked on the group DAG with networkx). Nothing is ever duplicated: groups partition
+the nodes. Every refused producer -> consumer edge is recorded with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.ops.elementwise import ARITHMETIC_OPS, COMPARISON_OPS, LOGICAL_OPS, UNARY_OPS
+from .rewriter import GraphRewriter
+
+INJECTIVE = (
+    set(UNARY_OPS)
+    | set(ARITHMETIC_OPS)
+    | set(COMPARISON_OPS)
+    | set(LOGICAL_OPS)
+    | {
+        "pow",
+        "where",
+        "cast",
+        "reshape",
+        "transpose",
+        "expand",
+        "slice",
+        "pad",
+        "concat",
+        "gather",
+        "gather_elements",
+        "one_hot",
+        "random_uniform",
+        "slice_backward",
+        "stop_gradient",
+    }
+)
+REDUCTION = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin"}
+CONTRACTION = {
+    "matmul",
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "max_pool2d",
+    "avg_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+}
+OPAQUE = {"scatter_add", "scatter_elements_add"}
+
+
+def node_class(node: Node) -> str:
+    """op_class, refined by shapes: a scatter_elements_add whose indices have extent 1 on
+    the scatter axis (cross-entropy's gradient) writes each output element at most once
+    from one update, so it is injective."""
+    if node.op == "scatter_elements_add":
+        idx = node.inputs[1]
+        if idx.shape[node.attrs["axis"] % len(idx.shape)] == 1:
+            return "injective"
+    return op_class(node.op)
+
+
+def op_class(op: str) -> str:
+    for name, ops in (
+        ("injective", INJECTIVE),
+        ("reduction", REDUCTION),
+        ("contraction", CONTRACTION),
+        ("opaque", OPAQUE),
+    ):
+        if op in ops:
+            return name
+    if op == "constant":
+        return "constant"
+    raise NotImplementedError(f"fusion has no class for op {op!r}")
+
+
+@dataclass
+class FusionGroup:
+    """One future kernel. ``kind``: elementwise | reduction | contraction | opaque."""
+
+    id: int
+    kind: str
+    nodes: list[Node] = field(default_factory=list)
+    numel: int = 0  # element count of the (outer) iteration space members must match
+    anchor: Node | None = None  # the first reduction or the contraction of the group
+    row_shape: tuple[int, ...] | None = None  # reduction groups: the reduced input's shape
+    row_axes: tuple[int, ...] = ()  # reduction groups: the reduced axes
+    name: str = ""
+    inputs: list[Value] = field(default_factory=list)
+    outputs: list[Value] = field(default_factory=list)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def __repr__(self) -> str:
+        return f"<FusionGroup {self.name} {self.kind}: {', '.join(self.node_names)}>"
+
+
+@dataclass(frozen=True)
+class NotFused:
+    producer: str
+    consumer: str
+    reason: str
+
+
+def _numel(v: Value) -> int:
+    return v.type.size
+
+
+def _reduced_axes(node: Node) -> tuple[int, ...]:
+    rank = len(node.inputs[0].shape)
+    axes = node.attrs["axes"] if "axes" in node.attrs else (node.attrs["axis"],)
+    return tuple(sorted(a % rank for a in axes))
+
+
+class _Partitioner:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.group_of: dict[int, FusionGroup] = {}
+        self.groups: dict[int, FusionGroup] = {}
+        self.dag = nx.DiGraph()
+        self.rejections: list[NotFused] = []
+        self._next = 0
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    def new_group(self, node: Node, kind: str) -> FusionGroup:
+        g = FusionGroup(self._next, kind, numel=_numel(node.outputs[0]))
+        if kind in ("reduction", "contraction"):
+            g.anchor = node
+        self._next += 1
+        self.groups[g.id] = g
+        self.dag.add_node(g.id)
+        self.add(g, node)
+        return g
+
+    def add(self, g: FusionGroup, node: Node) -> None:
+        g.nodes.append(node)
+        self.group_of[id(node)] = g
+        for p in self.producer_groups(node):
+            if p is not g:
+                self.dag.add_edge(p.id, g.id)
+
+    def producer_groups(self, node: Node) -> list[FusionGroup]:
+        out: list[FusionGroup] = []
+        for v in node.inputs:
+            g = self.group_of.get(id(v.producer)) if v.producer is not None else None
+            if g is not None and g not in out:
+                out.append(g)
+        return out
+
+    def reaches(self, a: FusionGroup, b: FusionGroup) -> bool:
+        """Is there a path a -> ... -> b of length >= 1 in the group DAG?"""
+        return any(s == b.id or nx.has_path(self.dag, s, b.id) for s in self.dag.successors(a.id))
+
+    def reaches_indirectly(self, a: FusionGroup, b: FusionGroup) -> bool:
+        """Is there a path a -> x -> ... -> b through some other group x?"""
+        return any(s != b.id and nx.has_path(self.dag, s, b.id) for s in self.dag.successors(a.id))
+
+    def merge(self, into: FusionGroup, other: FusionGroup) -> None:
+        for n in other.nodes:
+            self.group_of[id(n)] = into
+        into.nodes.extend(other.nodes)
+        into.nodes.sort(key=lambda n: self.position[id(n)])
+        self.dag = nx.contracted_nodes(self.dag, into.id, other.id, self_loops=False)
+        del self.groups[other.id]
+
+    # ---- legality ----------------------------------------------------------------------
+
+    def fits(self, g: FusionGroup, v: Value) -> bool:
+        """Can a value of this type be computed in g's iteration space?"""
+        if g.kind == "reduction":
+            return v.shape == g.row_shape or _numel(v) == g.numel
+        return _numel(v) == g.numel
+
+    def join_refusal(self, g: FusionGroup, node: Node) -> str | None:
+        """Why injective ``node`` cannot join producer group ``g`` (None if it can)."""
+        if g.kind == "opaque":
+            return f"producer group runs an opaque op ({g.nodes[0].op})"
+        if not self.fits(g, node.outputs[0]):
+            space = f"rows {g.row_shape} / outer {g.numel}" if g.kind == "reduction" else g.numel
+            return f"iteration spaces differ ({space} vs {node.outputs[0].shape})"
+        for h in self.producer_groups(node):
+            if h is not g and self.reaches(g, h):
+                return f"would create a cycle through group {h.id}"
+        return None
+
+    def merge_refusal(self, g: FusionGroup, h: FusionGroup) -> str | None:
+        if h.kind != "elementwise":
+            return f"a {h.kind} group cannot merge into another group"
+        scalar = all(_numel(v) == 1 for n in h.nodes for v in n.outputs)
+        if not scalar and not all(self.fits(g, v) for n in h.nodes for v in n.outputs):
+            return f"iteration spaces differ ({g.numel} vs {h.numel} elements)"
+        if self.reaches_indirectly(g, h) or self.reaches_indirectly(h, g):
+            return "would create a cycle between the groups"
+        return None
+
+    def reject(self, producer_group: FusionGroup, node: Node, reason: str) -> None:
+        for v in node.inputs:
+            if v.producer is not None and self.group_of.get(id(v.producer)) is producer_group:
+                self.rejections.append(NotFused(v.producer.name, node.name, reason))
+                return
+
+    # ---- the walk -----------------------------------------------------------------------
+
+    def run(self) -> list[FusionGroup]:
+        self.position = {id(n): i for i, n in enumerate(self.graph.nodes)}
+        self.consumers: dict[int, list[Node]] = {}
+        for n in self.graph.nodes:
+            for v in n.inputs:
+                self.consumers.setdefault(id(v), []).append(n)
+        for node in self.graph.nodes:
+            cls = node_class(node)
+            if cls == "constant":
+                continue
+            # Prefer joining a group built around a contraction or reduction: the
+            # elementwise groups of the other inputs can then merge into it.
+            producers = sorted(self.producer_groups(node), key=lambda g: g.anchor is None)
+            if cls == "injective":
+                self.place_injective(node, producers)
+            elif cls == "reduction":
+                self.place_reduction(node, producers)
+            else:
+                self.place_alone(node, cls, producers)
+        return self.finish()
+
+    def place_alone(self, node: Node, cls: str, producers: list[FusionGroup]) -> None:
+        """Contractions and opaque ops start a group. A matmul also takes in transposes
+        that only it reads: GEMM packing reads a transposed operand for free."""
+        absorbed = []
+        if node.op == "matmul":
+            for v in node.inputs:
+                g = self.group_of.get(id(v.producer)) if v.producer is not None else None
+                if (
+                    g is not None
+                    and g.kind == "elementwise"
+                    and len(g.nodes) == 1
+                    and v.producer.op == "transpose"
+                    and self.only_consumer(v, node)
+                ):
+                    absorbed.append(g)
+        for g in producers:
+            if g in absorbed:
+                continue
+            reason = (
+                "contractions start their own kernel (inputs are materialized)"
+                if cls == "contraction"
+                else f"{node.op} is opaque"
+            )
+            self.reject(g, node, reason)
+        group = self.new_group(node, cls)
+        for g in absorbed:
+            self.merge(group, g)
+
+    def only_consumer(self, v: Value, node: Node) -> bool:
+        if any(o is v for o in self.graph.outputs):
+            return False
+        return self.consumers[id(v)] == [node]
+
+    def place_injective(self, node: Node, producers: list[FusionGroup]) -> None:
+        target = None
+        for g in producers:
+            reason = self.join_refusal(g, node)
+            if reason is None:
+                target = g
+                break
+            self.reject(g, node, reason)
+        if target is None:
+            self.new_group(node, "elementwise")
+            return
+        self.add(target, node)
+        for h in producers:
+            if h is target or h.id not in self.groups:
+                continue
+            reason = self.merge_refusal(target, h)
+            if reason is None:
+                self.merge(target, h)
+            else:
+                self.reject(h, node, reason)
+
+    def place_reduction(self, node: Node, producers: list[FusionGroup]) -> None:
+        x = node.inputs[0]
+        axes = _reduced_axes(node)
+        g = self.group_of.get(id(x.producer)) if x.producer is not None else None
+        reason = None
+        if g is None:
+            self.new_reduction(node, x, axes)
+            return
+        if g.kind == "elementwise" and g.numel == _numel(x):
+            pass
+        elif g.kind == "reduction" and g.row_shape == x.shape and g.row_axes == axes:
+            pass  # another pass over the same rows
+        elif g.kind == "reduction":
+            reason = (
+                f"reduces other rows ({g.row_shape} over {g.row_axes} vs {x.shape} over {axes})"
+            )
+        elif g.kind == "elementwise":
+            reason = f"iteration spaces differ ({g.numel} vs {_numel(x)} elements)"
+        else:
+            reason = f"the input comes from a {g.kind} group"
+        if reason is None and any(h is not g and self.reaches(g, h) for h in producers):
+            reason = "would create a cycle"
+        if reason is not None:
+            self.reject(g, node, reason)
+            self.new_reduction(node, x, axes)
+            return
+        self.add(g, node)
+        if g.kind == "elementwise":
+            g.kind, g.anchor, g.row_shape, g.row_axes = "reduction", node, x.shape, axes
+            g.numel = _numel(node.outputs[0])
+
+    def new_reduction(self, node: Node, x: Value, axes: tuple[int, ...]) -> None:
+        g = self.new_group(node, "reduction")
+        g.row_shape, g.row_axes = x.shape, axes
+
+    def finish(self) -> list[FusionGroup]:
+        # Kernels run in a topological order of the group DAG (a merged-in preamble can
+        # make a group needed before its first node's position suggests).
+        if not nx.is_directed_acyclic_graph(self.dag):
+            raise AssertionError("fusion produced a cycle between groups")
+        first = {gid: self.position[id(g.nodes[0])] for gid, g in self.groups.items()}
+        order = nx.lexicographical_topological_sort(self.dag, key=first.__getitem__)
+        groups = [self.groups[gid] for gid in order]
+        used_outside: set[int] = {id(v) for v in self.graph.outputs}
+        for node in self.graph.nodes:
+            g = self.group_of.get(id(node))
+            for v in node.inputs:
+                if v.producer is not None and self.group_of.get(id(v.producer)) is not g:
+                    used_outside.add(id(v))
+        for i, g in enumerate(groups):
+            g.id = i
+            members = {id(n) for n in g.nodes}
+            seen: set[int] = set()
+            for n in g.nodes:
+                for v in n.inputs:
+                    if (v.producer is None or id(v.producer) not in members) and id(v) not in seen:
+                        seen.add(id(v))
+                        g.inputs.append(v)
+                g.outputs += [v for v in n.outputs if id(v) in used_outside]
+            ops = [n.op for n in g.nodes if n.op not in ("reshape", "expand")] or [g.nodes[0].op]
+            g.name = f"k{i}_" + "_".join(dict.fromkeys(ops[:4]))
+        return groups
+
+
+def fuse(graph: Graph) -> Graph:
+    """A copy of ``graph`` with ``fusion_groups`` and ``fusion_rejections`` set."""
+    rw = GraphRewriter(graph, "fuse")
+    for node in graph.nodes:
+        rw.copy(node)
+    out = rw.finish()
+    partitioner = _Partitioner(out)
+    out.fusion_groups = partitioner.run()
+    out.fusion_rejections = partitioner.rejections
+    return out
+
+
+def format_fusion(graph: Graph) -> str:
+    """The groups (one line each, with their nodes) and the reasons edges were not fused."""
+    groups = getattr(graph, "fusion_groups", None)
+    if groups is None:
+        return "(graph not fused)"
+    lines = [f"{len(groups)} fusion groups for {len(graph.nodes)} nodes:"]
+    for g in groups:
+        ins = ", ".join(f"%{v.name}" for v in g.inputs)
+        outs = ", ".join(f"%{v.name}" for v in g.outputs)
+        lines.append(f"  {g.name} [{g.kind}] ({ins}) -> ({outs})")
+        lines.append(f"      nodes: {' '.join(g.node_names)}")
+    lines.append("why not fused:")
+    lines += [f"  %{r.producer} -> %{r.consumer}: {r.reason}" for r in graph.fusion_rejections]
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Layout clean-up: move transposes toward the graph's outputs so pairs meet and cancel.
+
+Keras-style layers keep data channels-last (NHWC) while the IR's conv2d and pooling are
+NCHW, so every layer is wrapped in a pair of transposes: ``pool(T(relu(T'(conv))))``.
+This pass moves a transpose that only one elementwise op reads to after that op:
+``relu(T'(y)) -> T'(relu(y))`` (unary ops, and binary ops whose operands are all
+transposed the same way or are scalars). Simplification then composes ``T(T'(...))``
+and drops the identity, leaving ``pool(relu(conv))``. Moving only downward (never back
+up) keeps the pass from oscillating, so the pipeline reaches a fixed point.
+
+Not done: folding a remaining transpose into the convolution itself (the IR's conv2d has
+no layout attribute), so the transposes at the model's input and before Flatten stay.
+"""
+
+from __future__ import annotations
+
+from ..ir.graph import Graph, Node, Value
+from .rewriter import GraphRewriter
+from .simplify import ELEMENTWISE_UNARY
+
+BINARY = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"}
+
+
+def _use_counts(graph: Graph) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            uses[id(v)] = uses.get(id(v), 0) + 1
+    for v in graph.outputs:
+        uses[id(v)] = uses.get(id(v), 0) + 1
+    return uses
+
+
+def _transposed_operand(v: Value, uses: dict[int, int]) -> tuple[int, ...] | None:
+    """The perm of a single-use transpose producing ``v`` (None if it is not one)."""
+    node = v.producer
+    if node is None or node.op != "transpose" or uses.get(id(v), 0) != 1:
+        return None
+    return node.attrs["perm"]
+
+
+def _movable_perm(node: Node, uses: dict[int, int]) -> tuple[int, ...] | None:
+    """If every non-scalar operand of elementwise ``node`` is a single-use transpose with
+    one common perm, that perm."""
+    if len(node.outputs) != 1 or not (node.op in ELEMENTWISE_UNARY or node.op in BINARY):
+        return None
+    perms = {_transposed_operand(v, uses) for v in node.inputs if v.shape != ()}
+    if len(perms) != 1 or None in perms:
+        return None
+    return perms.pop()
+
+
+def sink_transposes(graph: Graph) -> Graph:
+    uses = _use_counts(graph)
+    rw = GraphRewriter(graph, "layout")
+    for node in graph.nodes:
+        perm = _movable_perm(node, uses)
+        if perm is None:
+            rw.copy(node)
+            continue
+        # Apply the op to the untransposed operands, then transpose its result once.
+        args = [
+            rw.value(v) if v.shape == () else rw.value(v.producer.inputs[0]) for v in node.inputs
+        ]
+        y = rw.emit(node.op, args, node.attrs, node.loc)
+        rw.bind(node.outputs[0], rw.emit("transpose", [y], {"perm": perm}, node.loc))
+    return rw.finish()

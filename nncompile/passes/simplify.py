@@ -1,0 +1,197 @@
+"""Algebraic simplification: local rewrites that never change a result.
+
+Rules (each exact: results are equal as IEEE values, NaN where NaN, though the sign of
+a zero may differ):
+  x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1, x ** 1 -> x      (only where no broadcasting)
+  x ** 2 -> x * x
+  x * 0 -> 0 for integer and bool x only: for floats, NaN * 0 and inf * 0 are NaN
+  -(-x) -> x;  -(a - b) -> b - a;  exp(log(x)) -> x when x = exp(...) or sigmoid(...)
+  transpose(transpose(x)) -> one transpose; identity transpose -> x
+  reshape(reshape(x)) -> one reshape; reshape/expand/cast/slice that change nothing -> x
+  reductions over axes that all have size 1 -> reshape;  where(c, x, x) -> x
+  concat of one input -> x
+  log(exp(x)) is NOT rewritten: exp overflows to inf for large x.
+Stability rewrites (these change values, for the better):
+  exp(x) / sum(exp(x)) with x not already shifted by its max -> the max-shifted softmax
+  log(exp(d) / sum(exp(d))) -> d - log(sum(exp(d)))   (log-softmax; also covers
+  cross-entropy written as -sum(labels * log(softmax)))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph, Node, Value
+from .rewriter import GraphRewriter, is_scalar_constant, producer_op
+
+ELEMENTWISE_UNARY = {
+    "neg",
+    "abs",
+    "sign",
+    "relu",
+    "exp",
+    "log",
+    "sqrt",
+    "reciprocal",
+    "tanh",
+    "sigmoid",
+    "erf",
+    "logical_not",
+    "cast",
+}
+
+
+def _same_type(a: Value, b: Value) -> bool:
+    return a.type == b.type
+
+
+def _is_max_shifted(x: Value) -> bool:
+    """x = z - m where m is a max reduction (possibly guarded by where(finite, m, 0))."""
+    if producer_op(x) != "sub":
+        return False
+    m = x.producer.inputs[1]
+    if producer_op(m) == "where":
+        m = m.producer.inputs[1]
+    return producer_op(m) in ("reduce_max", "expand", "reshape")
+
+
+def _softmax_parts(v: Value) -> tuple[Value, Value, Node] | None:
+    """If v = exp(d) / sum(exp(d), axes, keepdims) return (d, the sum, the sum node)."""
+    if producer_op(v) != "div":
+        return None
+    return _exp_over_sum(*v.producer.inputs)
+
+
+def _exp_over_sum(e: Value, s: Value) -> tuple[Value, Value, Node] | None:
+    """If e = exp(d) and s = sum(e, axes, keepdims) return (d, s, the sum node)."""
+    if producer_op(e) != "exp" or producer_op(s) != "reduce_sum":
+        return None
+    sum_node = s.producer
+    if sum_node.inputs[0] is not e or not sum_node.attrs["keepdims"]:
+        return None
+    return e.producer.inputs[0], s, sum_node
+
+
+def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | None:
+    """A replacement for ``node``'s single output, or None to keep the node."""
+    op, out = node.op, node.outputs[0]
+    loc = node.loc
+
+    if op in ("add", "sub", "mul", "div", "pow"):
+        a, b = ins
+        unit = {"add": 0, "sub": 0, "mul": 1, "div": 1, "pow": 1}[op]
+        if is_scalar_constant(b, unit) and _same_type(a, out):
+            return a
+        if op in ("add", "mul") and is_scalar_constant(a, unit) and _same_type(b, out):
+            return b
+        if op == "mul" and not out.dtype.is_float:
+            for z in (a, b):
+                if is_scalar_constant(z, 0):
+                    zero = rw.constant(np.zeros((), out.dtype.np), loc)
+                    return rw.emit("expand", [zero], {"shape": out.shape}, loc)
+        if op == "pow" and is_scalar_constant(b, 2) and _same_type(a, out) and a.dtype.is_float:
+            return rw.emit("mul", [a, a], loc=loc)
+        if op == "div" and out.dtype.is_float:
+            return _stable_softmax(rw, node, a, b)
+        return None
+
+    if op == "neg":
+        (x,) = ins
+        if producer_op(x) == "neg":
+            return x.producer.inputs[0]
+        if producer_op(x) == "sub":
+            a, b = x.producer.inputs
+            return rw.emit("sub", [b, a], loc=loc)
+        return None
+
+    if op == "exp":
+        (x,) = ins
+        if producer_op(x) == "log" and producer_op(x.producer.inputs[0]) in ("exp", "sigmoid"):
+            return x.producer.inputs[0]
+        return None
+
+    if op == "log":
+        parts = _softmax_parts(ins[0])
+        if parts is not None:
+            d, s, _ = parts
+            return rw.emit("sub", [d, rw.emit("log", [s], loc=loc)], loc=loc)
+        return None
+
+    if op == "transpose":
+        (x,) = ins
+        perm = node.attrs["perm"]
+        if producer_op(x) == "transpose":
+            inner = x.producer.attrs["perm"]
+            perm = tuple(inner[p] for p in perm)
+            x = x.producer.inputs[0]
+        if perm == tuple(range(len(perm))):
+            return x
+        if x is not ins[0]:
+            return rw.emit("transpose", [x], {"perm": perm}, loc)
+        return None
+
+    if op == "reshape":
+        (x,) = ins
+        if producer_op(x) == "reshape":
+            x = x.producer.inputs[0]
+        if x.shape == out.shape:
+            return x
+        if x is not ins[0]:
+            return rw.emit("reshape", [x], {"shape": out.shape}, loc)
+        return None
+
+    if op in ("expand", "cast", "slice"):
+        (x,) = ins
+        return x if _same_type(x, out) and _is_identity_slice(node, x) else None
+
+    if op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"):
+        (x,) = ins
+        axes = node.attrs["axes"]
+        if all(x.shape[a] == 1 for a in axes):
+            return x if x.shape == out.shape else rw.emit("reshape", [x], {"shape": out.shape}, loc)
+        return None
+
+    if op == "where":
+        c, a, b = ins
+        if a is b and _same_type(a, out):
+            return a
+        return None
+
+    if op == "concat" and len(ins) == 1:
+        return ins[0]
+    return None
+
+
+def _is_identity_slice(node: Node, x: Value) -> bool:
+    if node.op != "slice":
+        return True
+    return all(s == 1 for s in node.attrs["steps"])  # same shape + step 1 = everything
+
+
+def _stable_softmax(rw: GraphRewriter, node: Node, a: Value, b: Value) -> Value | None:
+    """exp(x) / sum(exp(x)) with an unshifted x -> exp(x - max) / sum(exp(x - max))."""
+    parts = _exp_over_sum(a, b)
+    if parts is None:
+        return None
+    x, _, sum_node = parts
+    if _is_max_shifted(x):
+        return None
+    axes, loc = sum_node.attrs["axes"], node.loc
+    m = rw.emit("reduce_max", [x], {"axes": axes, "keepdims": True}, loc)
+    e = rw.emit("exp", [rw.emit("sub", [x, m], loc=loc)], loc=loc)
+    s = rw.emit("reduce_sum", [e], {"axes": axes, "keepdims": True}, loc)
+    return rw.emit("div", [e, s], loc=loc)
+
+
+def simplify(graph: Graph) -> Graph:
+    rw = GraphRewriter(graph, "simp")
+    for node in graph.nodes:
+        if len(node.outputs) != 1 or node.op == "constant":
+            rw.copy(node)
+            continue
+        new = simplify_node(rw, node, rw.inputs(node))
+        if new is None:
+            rw.copy(node)
+        else:
+            rw.bind(node.outputs[0], new)
+    return rw.finish()
