@@ -4,6 +4,7 @@ from . import ops  # noqa: F401  (registers every op)
 from .dtypes import ALL_DTYPES, DType, bool_, dtype, float32, float64, int32, int64
 from .errors import (
     AttributeError_,
+    CompileError,
     DTypeError,
     ExecutionError,
     GraphError,

@@ -35,6 +35,10 @@ class TraceError(NCError, RuntimeError):
     """An operation is impossible while tracing (e.g. reading a traced value's data)."""
 
 
+class CompileError(NCError, RuntimeError):
+    """A graph could not be compiled: a missing toolchain, device or feature."""
+
+
 class ExecutionError(NCError, RuntimeError):
     """A graph failed while running: wrong inputs, or a data-dependent error such as an
     out-of-range gather index."""

@@ -10,6 +10,7 @@ lower them to native code. Eager execution on NumPy is the semantic reference.
 from . import ir  # noqa: I001  (ir first: it registers the ops)
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .errors import (
+    CompileError,
     DTypeError,
     ExecutionError,
     GraphError,
@@ -95,10 +96,12 @@ from .composites import (
 )
 from .tracing import trace
 from .run import run
-from . import autodiff, functional, init, losses, optim
+from . import autodiff, functional, init, losses, optim, passes
+from .passes import optimize
 from .autodiff import value_and_grad
 from .autodiff.api import grad
 from .training import train_step
+from .compiler import compile, jit, lower
 
 tensor = as_tensor
 asarray = as_tensor

@@ -2,6 +2,7 @@
 
 from .ir.errors import (
     AttributeError_,
+    CompileError,
     DTypeError,
     ExecutionError,
     GraphError,
@@ -14,6 +15,7 @@ from .ir.errors import (
 
 __all__ = [
     "AttributeError_",
+    "CompileError",
     "DTypeError",
     "ExecutionError",
     "GraphError",

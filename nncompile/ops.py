@@ -182,11 +182,12 @@ def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
 
 @reports_user_line
 def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Tensor:
+    """Limit values to [a_min, a_max]; at a bound the gradient passes (as torch.clamp)."""
     x = as_tensor(x)
     if a_min is not None:
-        x = maximum(x, a_min)
+        x = where(less(x, a_min), a_min, x)
     if a_max is not None:
-        x = minimum(x, a_max)
+        x = where(greater(x, a_max), a_max, x)
     return x
 
 

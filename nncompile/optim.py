@@ -61,7 +61,7 @@ class Optimizer:
     def update(
         self, params: Params, grads: Params, state: dict[str, Any], lr: Any = None
     ) -> tuple[Params, dict[str, Any]]:
-        lr = as_tensor(self.lr if lr is None else lr)
+        lr = self.lr if lr is None else lr
         step = as_tensor(state["step"]) + 1
         p_leaves, treedef = _leaves(params)
         g_leaves, _ = _leaves(grads)
@@ -72,7 +72,9 @@ class Optimizer:
             p, g = as_tensor(p), as_tensor(g)
             bufs = {name: as_tensor(buf_leaves[k][i]) for k, name in enumerate(self.buffers)}
             if p.dtype not in shared_by_dtype:
-                shared_by_dtype[p.dtype] = self.shared_terms(step, lr, p.dtype)
+                # A Python lr stays a weak scalar; a tensor lr is cast to the params' dtype.
+                lr_p = lr if isinstance(lr, (int, float)) else ops.astype(lr, p.dtype)
+                shared_by_dtype[p.dtype] = self.shared_terms(step, lr_p, p.dtype)
             p2, bufs2 = self.step_one(p, g, bufs, shared_by_dtype[p.dtype])
             new_p.append(ops.astype(p2, p.dtype))
             for k, name in enumerate(self.buffers):

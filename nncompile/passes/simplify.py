@@ -3,14 +3,14 @@
 Rules (each exact: results are equal as IEEE values, NaN where NaN, though the sign of
 a zero may differ):
   x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1, x ** 1 -> x      (only where no broadcasting)
-  x ** 2 -> x * x
   x * 0 -> 0 for integer and bool x only: for floats, NaN * 0 and inf * 0 are NaN
   -(-x) -> x;  -(a - b) -> b - a;  exp(log(x)) -> x when x = exp(...) or sigmoid(...)
   transpose(transpose(x)) -> one transpose; identity transpose -> x
   reshape(reshape(x)) -> one reshape; reshape/expand/cast/slice that change nothing -> x
   reductions over axes that all have size 1 -> reshape;  where(c, x, x) -> x
   concat of one input -> x
-  log(exp(x)) is NOT rewritten: exp overflows to inf for large x.
+  log(exp(x)) is NOT rewritten: exp overflows to inf for large x; nor is x ** 2 -> x * x:
+  libm's pow is not always the correctly rounded square.
 Stability rewrites (these change values, for the better):
   exp(x) / sum(exp(x)) with x not already shifted by its max -> the max-shifted softmax
   log(exp(d) / sum(exp(d))) -> d - log(sum(exp(d)))   (log-softmax; also covers
@@ -89,8 +89,6 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
                 if is_scalar_constant(z, 0):
                     zero = rw.constant(np.zeros((), out.dtype.np), loc)
                     return rw.emit("expand", [zero], {"shape": out.shape}, loc)
-        if op == "pow" and is_scalar_constant(b, 2) and _same_type(a, out) and a.dtype.is_float:
-            return rw.emit("mul", [a, a], loc=loc)
         if op == "div" and out.dtype.is_float:
             return _stable_softmax(rw, node, a, b)
         return None

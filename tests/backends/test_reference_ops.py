@@ -169,6 +169,7 @@ UNARY = {
     "sigmoid": (FLOATS, lambda v: 1 / (1 + _exp(-v)), "math", rand),
     "erf": (FLOATS, math.erf, "math", rand),
     "logical_not": ((BOOL,), operator.not_, "exact", rand),
+    "stop_gradient": (ALL, lambda v: v, "exact", rand),  # the identity (no gradient)
 }
 
 for _op, (_dtypes, _fn, _tol, _make) in UNARY.items():
@@ -829,6 +830,262 @@ _fn = partial(pool_expected, _x, "avg", (2, 2), pads=(1, 1, 0, 0))
 case("avg_pool2d", [_x], {"kernel": [2, 2], "pads": [1, 1, 0, 0]}, _fn, "default-cip")
 
 
+# ---- gradient primitives -----------------------------------------------------------------------
+# Expected values by index loops: the conv/pool adjoints gather, for every input position, the
+# output positions whose window covers it (the references scatter window by window instead).
+
+
+def _covering(pos: int, size_out: int, k: int, s: int, p: int, d: int):
+    """(output index, kernel offset) pairs whose window tap lands on input index ``pos``."""
+    for ki in range(k):
+        q, r = divmod(pos + p - ki * d, s)
+        if r == 0 and 0 <= q < size_out:
+            yield q, ki
+
+
+def conv2d_backward_input_expected(g, w, input_hw, strides, pads, dilations, groups):
+    n, o, oh, ow = g.shape
+    _, cg, kh, kw = w.shape
+    per_group = o // groups
+
+    def at(idx):
+        b, c, y, xx = idx
+        grp, ci = divmod(c, cg)
+        terms = [
+            g[b, oc, i, j].item() * w[oc, ci, ki, kj].item()
+            for oc in range(grp * per_group, (grp + 1) * per_group)
+            for i, ki in _covering(y, oh, kh, strides[0], pads[0], dilations[0])
+            for j, kj in _covering(xx, ow, kw, strides[1], pads[1], dilations[1])
+        ]
+        return math.fsum(terms)
+
+    return build((n, cg * groups) + tuple(input_hw), g.dtype, at)
+
+
+def conv2d_backward_weight_expected(x, g, kernel, strides, pads, dilations, groups):
+    n, c, h, wd = x.shape
+    o, oh, ow = g.shape[1:]
+    cg = c // groups
+    per_group = o // groups
+
+    def at(idx):
+        oc, ci, ki, kj = idx
+        ch = oc // per_group * cg + ci
+        terms = []
+        for b, i, j in itertools.product(range(n), range(oh), range(ow)):
+            y = i * strides[0] - pads[0] + ki * dilations[0]
+            xx = j * strides[1] - pads[1] + kj * dilations[1]
+            if 0 <= y < h and 0 <= xx < wd:
+                terms.append(x[b, ch, y, xx].item() * g[b, oc, i, j].item())
+        return math.fsum(terms)
+
+    return build((o, cg) + tuple(kernel), x.dtype, at)
+
+
+def _conv_tuples(attrs: dict) -> dict:
+    out = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1), "groups": 1}
+    return out | {k: v if k == "groups" else tuple(v) for k, v in attrs.items()}
+
+
+for _dtype, (_sx, _sw, _attrs) in itertools.product(FLOATS, _CONVS):
+    _full = _conv_tuples(_attrs)
+    _probe = conv2d_expected(np.zeros(_sx, F64), np.zeros(_sw, F64), **_full)
+    _g, _w, _x = rand(_probe.shape, _dtype), rand(_sw, _dtype), rand(_sx, _dtype)
+    _tag = f"{_dtype}{_sx}{_sw}{_attrs}"
+    _fn = partial(conv2d_backward_input_expected, _g, _w, _sx[2:], **_full)
+    _a = _attrs | {"input_hw": list(_sx[2:])}
+    case("conv2d_backward_input", [_g, _w], _a, _fn, _tag, "acc")
+    _fn = partial(conv2d_backward_weight_expected, _x, _g, _sw[2:], **_full)
+    _a = _attrs | {"kernel": list(_sw[2:])}
+    case("conv2d_backward_weight", [_x, _g], _a, _fn, _tag, "acc")
+
+
+def max_pool2d_backward_expected(x, g, kernel, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1)):
+    """Each window's gradient goes to its first maximal element in row-major order."""
+    out = np.zeros(x.shape, F64)
+    for b, ch, i, j in np.ndindex(*g.shape):
+        best = None
+        for _, _, y, xx in _window_taps(x, (i, j), kernel, strides, pads, dilations):
+            if best is None or x[b, ch, y, xx] > x[b, ch, best[0], best[1]]:
+                best = (y, xx)
+        if best is not None:
+            out[b, ch, best[0], best[1]] += g[b, ch, i, j].item()
+    return out.astype(x.dtype)
+
+
+def avg_pool2d_backward_expected(g, input_hw, kernel, strides, pads, dilations, cip):
+    n, c, oh, ow = g.shape
+    h, w = input_hw
+
+    def at(idx):
+        b, ch, y, xx = idx
+        terms = []
+        for i, _ in _covering(y, oh, kernel[0], strides[0], pads[0], dilations[0]):
+            for j, _ in _covering(xx, ow, kernel[1], strides[1], pads[1], dilations[1]):
+                probe = np.zeros((1, 1, h, w))
+                taps = len(list(_window_taps(probe, (i, j), kernel, strides, pads, dilations)))
+                terms.append(g[b, ch, i, j].item() / (kernel[0] * kernel[1] if cip else taps))
+        return math.fsum(terms)
+
+    return build((n, c, h, w), g.dtype, at)
+
+
+def _pool_tuples(attrs: dict) -> dict:
+    out = {"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+    return out | {k: tuple(v) for k, v in attrs.items() if k != "kernel"}
+
+
+for _dtype, (_sx, _attrs) in itertools.product(FLOATS, _POOLS):
+    _k, _full = tuple(_attrs["kernel"]), _pool_tuples(_attrs)
+    _oshape = pool_expected(np.zeros(_sx, F64), "avg", _k, **_full).shape
+    _tag = f"{_dtype}{_sx}{_attrs}"
+    # Negative data (zero padding would win), then few distinct values (ties everywhere).
+    for _name, _x in (("neg", rand(_sx, _dtype, -3, -0.5)), ("ties", ties(_sx, _dtype))):
+        _g = rand(_oshape, _dtype)
+        _fn = partial(max_pool2d_backward_expected, _x, _g, _k, **_full)
+        case("max_pool2d_backward", [_x, _g], _attrs, _fn, f"{_name}-{_tag}", "acc")
+    for _cip in (False, True):
+        _g = rand(_oshape, _dtype)
+        _fn = partial(avg_pool2d_backward_expected, _g, _sx[2:], _k, **_full, cip=_cip)
+        _a = _attrs | {"count_include_pad": _cip, "input_hw": list(_sx[2:])}
+        case("avg_pool2d_backward", [_g], _a, _fn, f"{_tag}-cip{_cip}", "acc")
+_g = rand((1, 1, 3, 3), F64)
+_fn = partial(avg_pool2d_backward_expected, _g, (3, 3), (2, 2), (1, 1), (1, 1, 0, 0), (1, 1), False)
+_a = {"kernel": [2, 2], "pads": [1, 1, 0, 0], "input_hw": [3, 3]}
+case("avg_pool2d_backward", [_g], _a, _fn, "default-cip", "acc")
+
+# Ties by hand (x, g, kernel, strides, expected): the first maximum in row-major order of
+# each window takes the gradient, and overlapping windows add up on a shared maximum.
+_MAX_POOL_TIES = [
+    ([[1, 1], [1, 1]], [[5]], (2, 2), (2, 2), [[5, 0], [0, 0]]),
+    (
+        [[5, 5, 1], [5, 2, 5], [0, 5, 5]],
+        [[1, 2], [3, 4]],
+        (2, 2),
+        (1, 1),
+        [[1, 2, 0], [3, 0, 4], [0, 0, 0]],
+    ),
+    (
+        [[0, 0, 0], [0, 9, 0], [0, 0, 0]],
+        [[1, 2], [3, 4]],
+        (2, 2),
+        (1, 1),
+        [[0, 0, 0], [0, 10, 0], [0, 0, 0]],
+    ),
+    ([[2, 3, 3, 2]], [[1, 10, 100]], (1, 2), (1, 1), [[0, 11, 100, 0]]),
+    ([[7, 7, 7, 7]], [[1, 10]], (1, 3), (1, 1), [[1, 10, 0, 0]]),
+]
+for _dtype, (_x, _g, _k, _s, _want) in itertools.product(FLOATS, _MAX_POOL_TIES):
+    _x4, _g4 = np.array(_x, _dtype)[None, None], np.array(_g, _dtype)[None, None]
+    _attrs = {"kernel": list(_k), "strides": list(_s)}
+    _tag = f"ties-by-hand-{_dtype}{_x4.shape}{_k}{_s}"
+    case("max_pool2d_backward", [_x4, _g4], _attrs, np.array(_want, _dtype)[None, None], _tag)
+
+
+def scatter_add_expected(g: np.ndarray, idx: np.ndarray, axis: int, shape) -> np.ndarray:
+    axis %= len(shape)
+    k = idx.ndim
+    out = np.zeros(shape, F64 if g.dtype.kind == "f" else I64)
+    for o in np.ndindex(*g.shape):
+        i = int(idx[o[axis : axis + k]])
+        out[o[:axis] + (i + shape[axis] if i < 0 else i,) + o[axis + k :]] += g[o]
+    return out.astype(g.dtype)
+
+
+def scatter_elements_add_expected(g, idx, axis: int, shape) -> np.ndarray:
+    axis %= len(shape)
+    out = np.zeros(shape, F64 if g.dtype.kind == "f" else I64)
+    for o in np.ndindex(*g.shape):
+        i = int(idx[o])
+        out[o[:axis] + (i + shape[axis] if i < 0 else i,) + o[axis + 1 :]] += g[o]
+    return out.astype(g.dtype)
+
+
+# Repeated indices add up (both signs of the same place too).
+_SCATTERS = _GATHERS + [
+    ((4, 2), np.array([1, 1, -3, 3, 1], I64), 0),
+    ((2, 3, 2), np.array([[2, -1], [0, 2], [2, 2]], I32), 1),
+]
+for _dtype, (_shape, _idx, _axis) in itertools.product((F32, F64, I32, I64), _SCATTERS):
+    if 0 in _shape:
+        continue  # scatter into an empty axis has no valid index
+    _a = _axis % len(_shape)
+    _g = rand(_shape[:_a] + _idx.shape + _shape[_a + 1 :], _dtype)
+    _fn = partial(scatter_add_expected, _g, _idx, _axis, _shape)
+    _attrs = {"axis": _axis, "shape": list(_shape)}
+    case("scatter_add", [_g, _idx], _attrs, _fn, f"{_dtype}{_shape}{_idx.shape}{_axis}", "acc")
+
+for _dtype, (_shape, _ishape, _axis) in itertools.product((F32, F64, I64), _GATHER_ELEMENTS):
+    _n = _shape[_axis]
+    _idx = rand(_ishape, I64 if _axis >= 0 else I32, -_n, _n - 1)
+    _g = rand(_ishape, _dtype)
+    _fn = partial(scatter_elements_add_expected, _g, _idx, _axis, _shape)
+    _attrs = {"axis": _axis, "shape": list(_shape)}
+    _tag = f"{_dtype}{_shape}{_ishape}{_axis}"
+    case("scatter_elements_add", [_g, _idx], _attrs, _fn, _tag, "acc")
+_idx = np.array([[0, 0, 2], [0, -3, 2]], I64)  # every column hits row 0 or 2 twice
+_g = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], F64)
+_want = np.array([[11.0, 22.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 33.0]], F64)
+case("scatter_elements_add", [_g, _idx], {"axis": 0, "shape": [3, 3]}, _want, "duplicates")
+
+
+def slice_backward_expected(g: np.ndarray, shape, starts, ends, axes, steps) -> np.ndarray:
+    picks = [list(range(d)) for d in shape]
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        picks[a % len(shape)] = onnx_slice_indices(shape[a % len(shape)], s, e, st)
+    out = np.zeros(shape, g.dtype)
+    for o in np.ndindex(*g.shape):
+        out[tuple(p[i] for p, i in zip(picks, o, strict=True))] = g[o]
+    return out
+
+
+for _dtype, (_shape, *_spec) in itertools.product((F32, F64, I64), _SLICES):
+    _gshape = slice_expected(np.zeros(_shape), *_spec).shape
+    _g = rand(_gshape, _dtype)
+    _attrs = dict(zip(("starts", "ends", "axes", "steps"), _spec, strict=True))
+    _fn = partial(slice_backward_expected, _g, _shape, *_spec)
+    case("slice_backward", [_g], _attrs | {"shape": list(_shape)}, _fn, f"{_dtype}{_shape}{_spec}")
+
+
+# random_uniform: splitmix64 with Python ints (mod 2**64), independent of the NumPy version.
+_M64 = 2**64 - 1
+
+
+def splitmix64_int(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def random_uniform_expected(key: int, shape, dtype) -> np.ndarray:
+    """u[i] = top bits of splitmix64(splitmix64(key) + i) for the flat index i: 24 bits
+    for float32, 53 for float64, scaled to [0, 1)."""
+    seed = splitmix64_int(key & _M64)  # an int64 key is read as its two's complement
+    bits = [splitmix64_int((seed + i) & _M64) for i in range(math.prod(shape))]
+    if np.dtype(dtype) == F32:
+        vals = [(b >> 40) * 2.0**-24 for b in bits]
+    else:
+        vals = [(b >> 11) * 2.0**-53 for b in bits]
+    return np.array(vals, F64).astype(dtype).reshape(shape)
+
+
+_RANDOM_KEYS = [(0, I64), (1, I64), (-1, I64), (INT64_MAX, I64), (INT64_MIN, I64), (12345, I32)]
+_RANDOM_KEYS += [(-7, I32)]
+for (_key, _kdt), _dtype in itertools.product(_RANDOM_KEYS, FLOATS):
+    for _shape in ((2, 3), (), (0, 4)):
+        _fn = partial(random_uniform_expected, _key, _shape, _dtype)
+        _attrs = {"shape": list(_shape), "dtype": _dtype}
+        case("random_uniform", [np.array(_key, _kdt)], _attrs, _fn, f"{_key}{_kdt}{_dtype}{_shape}")
+case(
+    "random_uniform",
+    [np.array(3, I64)],
+    {"shape": [5]},  # float32 by default
+    partial(random_uniform_expected, 3, (5,), F32),
+    "default-dtype",
+)
+
+
 # ---- the tests ---------------------------------------------------------------------------------
 
 
@@ -864,6 +1121,116 @@ def test_bind(c: Case) -> None:
 @pytest.mark.parametrize("op", sorted(all_ops()))
 def test_every_registered_op_has_cases(op: str) -> None:
     assert op in {c.op for c in CASES}, f"op {op!r} has no case in test_reference_ops.py"
+
+
+# ---- gradient primitives: adjoint identities and random_uniform's statistics ---------------------
+# <A x, g> == <x, A^T g> for each linear forward op A and its adjoint primitive, in float64.
+
+
+def _ref(op: str, inputs, **attrs) -> np.ndarray:
+    (out,) = call_reference(op, list(inputs), get_op(op).normalize_attrs(attrs))
+    return out
+
+
+def _assert_inner_equal(lhs: np.ndarray, a: np.ndarray, rhs: np.ndarray, b: np.ndarray):
+    assert lhs.shape == a.shape and rhs.shape == b.shape
+    left, right = float(np.vdot(lhs, a)), float(np.vdot(rhs, b))
+    scale = np.abs(lhs).ravel() @ np.abs(a).ravel() + 1e-300
+    assert abs(left - right) <= 1e-12 * scale, (left, right)
+
+
+@pytest.mark.parametrize(("sx", "sw", "attrs"), _CONVS, ids=[str(c) for c in _CONVS])
+def test_conv2d_adjoints(sx, sw, attrs) -> None:
+    x, w = rand(sx, F64), rand(sw, F64)
+    y = _ref("conv2d", [x, w], **attrs)
+    g = rand(y.shape, F64)
+    dx = _ref("conv2d_backward_input", [g, w], input_hw=sx[2:], **attrs)
+    dw = _ref("conv2d_backward_weight", [x, g], kernel=sw[2:], **attrs)
+    _assert_inner_equal(y, g, x, dx)  # <conv(x, w), g> == <x, conv^T_x(g, w)>
+    _assert_inner_equal(y, g, w, dw)  # <conv(x, w), g> == <w, conv^T_w(x, g)>
+
+
+@pytest.mark.parametrize(("sx", "attrs"), _POOLS, ids=[str(p) for p in _POOLS])
+@pytest.mark.parametrize("cip", [False, True])
+def test_avg_pool2d_adjoint(sx, attrs, cip) -> None:
+    x = rand(sx, F64)
+    y = _ref("avg_pool2d", [x], count_include_pad=cip, **attrs)
+    g = rand(y.shape, F64)
+    dx = _ref("avg_pool2d_backward", [g], count_include_pad=cip, input_hw=sx[2:], **attrs)
+    _assert_inner_equal(y, g, x, dx)
+
+
+@pytest.mark.parametrize(("shape", "idx", "axis"), _SCATTERS)
+def test_scatter_add_is_adjoint_of_gather(shape, idx, axis) -> None:
+    x = rand(shape, F64)
+    y = _ref("gather", [x, idx], axis=axis)
+    g = rand(y.shape, F64)
+    _assert_inner_equal(y, g, x, _ref("scatter_add", [g, idx], axis=axis, shape=shape))
+
+
+@pytest.mark.parametrize(("shape", "ishape", "axis"), _GATHER_ELEMENTS)
+def test_scatter_elements_add_is_adjoint_of_gather_elements(shape, ishape, axis) -> None:
+    n = shape[axis]
+    idx = rand(ishape, I64, -n, n - 1)
+    x = rand(shape, F64)
+    y = _ref("gather_elements", [x, idx], axis=axis)
+    g = rand(y.shape, F64)
+    dx = _ref("scatter_elements_add", [g, idx], axis=axis, shape=shape)
+    _assert_inner_equal(y, g, x, dx)
+
+
+@pytest.mark.parametrize("spec", _SLICES, ids=[str(s) for s in _SLICES])
+def test_slice_backward_is_adjoint_of_slice(spec) -> None:
+    shape, starts, ends, axes, steps = spec
+    attrs = {"starts": starts, "ends": ends, "axes": axes, "steps": steps}
+    x = rand(shape, F64)
+    y = _ref("slice", [x], **attrs)
+    g = rand(y.shape, F64)
+    _assert_inner_equal(y, g, x, _ref("slice_backward", [g], shape=shape, **attrs))
+
+
+def test_max_pool2d_backward_sums_each_window_gradient_once() -> None:
+    # Whatever the ties, every window passes its whole gradient to exactly one element.
+    x = ties((2, 3, 7, 6), F64)
+    attrs = {"kernel": [3, 2], "strides": [1, 2], "pads": [1, 1, 1, 0], "dilations": [2, 1]}
+    y = _ref("max_pool2d", [x], **attrs)
+    g = rand(y.shape, F64)
+    dx = _ref("max_pool2d_backward", [x, g], **attrs)
+    np.testing.assert_allclose(dx.sum(axis=(2, 3)), g.sum(axis=(2, 3)), rtol=1e-12)
+    assert np.all(np.isin(x[dx != 0], y))  # gradients only land on window maxima
+
+
+def _uniform(key: int, shape, dtype, key_dtype=I64) -> np.ndarray:
+    out = bind("random_uniform", nc.Tensor(np.array(key, key_dtype)), shape=shape, dtype=dtype)
+    return out.numpy()
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_random_uniform_statistics(dtype) -> None:
+    u = _uniform(2024, (100_000,), dtype)
+    assert u.dtype == dtype and u.shape == (100_000,)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(float(u.mean()) - 0.5) < 0.005  # sd of the mean is 0.0009
+    assert abs(float(u.var()) - 1 / 12) < 0.002
+    counts = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert np.all(np.abs(counts - 10_000) < 600)  # about 6 sd of a binomial count
+    assert len(np.unique(u)) > 99_000  # no short cycle
+    # the golden prefix, from the Python-int splitmix64 above
+    np.testing.assert_array_equal(u[:8], random_uniform_expected(2024, (8,), dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_random_uniform_is_a_function_of_key_and_index(dtype) -> None:
+    a = _uniform(7, (3, 4), dtype)
+    np.testing.assert_array_equal(a, _uniform(7, (3, 4), dtype))  # deterministic
+    np.testing.assert_array_equal(a, _uniform(7, (3, 4), dtype, I32))  # key dtype is irrelevant
+    np.testing.assert_array_equal(a.ravel(), _uniform(7, (12,), dtype))  # flat index counter
+    np.testing.assert_array_equal(a.ravel()[:5], _uniform(7, (5,), dtype))
+    for other in (8, -7, 7 + 2**32):
+        assert not np.any(a == _uniform(other, (3, 4), dtype)), other
+    f32, f64 = _uniform(7, (12,), F32), _uniform(7, (12,), F64)
+    # float32 keeps the top 24 of float64's 53 bits: the same draws, truncated
+    np.testing.assert_array_equal(f32, np.floor(f64 * 2**24) / 2**24)
 
 
 # ---- data-dependent errors ----------------------------------------------------------------------

@@ -34,6 +34,7 @@ EXAMPLES: dict[str, tuple[list[TensorType], dict]] = {
     **{op: ([T(2, 3), T(3)], {}) for op in ARITHMETIC_OPS + EQUALITY_OPS + ORDER_OPS},
     **{op: ([T(2, 1, dtype=B), T(3, dtype=B)], {}) for op in LOGICAL_OPS},
     "pow": ([T(2, 3), T(3)], {}),
+    "stop_gradient": ([T(2, 3)], {}),
     "where": ([T(2, 1, dtype=B), T(1, 3), T(2, 3)], {}),
     "cast": ([T(2, 3)], {"to": I}),
     **{
@@ -56,6 +57,27 @@ EXAMPLES: dict[str, tuple[list[TensorType], dict]] = {
     "max_pool2d": ([T(1, 2, 5, 5)], {"kernel": (2, 2), "strides": (2, 1)}),
     "avg_pool2d": ([T(1, 2, 5, 5)], {"kernel": (3, 3), "pads": (1, 1, 1, 1)}),
     "constant": ([], {"value": np.arange(6, dtype=np.int32).reshape(2, 3)}),
+    # the gradient primitives: adjoints of the conv2d / pooling / gather / slice examples
+    "conv2d_backward_input": (
+        [T(1, 6, 5, 5), T(6, 2, 3, 3)],
+        {"groups": 2, "pads": (1, 1, 0, 0), "input_hw": (6, 6)},
+    ),
+    "conv2d_backward_weight": (
+        [T(1, 4, 6, 6), T(1, 6, 5, 5)],
+        {"groups": 2, "pads": (1, 1, 0, 0), "kernel": (3, 3)},
+    ),
+    "max_pool2d_backward": ([T(1, 2, 5, 5), T(1, 2, 2, 4)], {"kernel": (2, 2), "strides": (2, 1)}),
+    "avg_pool2d_backward": (
+        [T(1, 2, 5, 5)],
+        {"kernel": (3, 3), "pads": (1, 1, 1, 1), "input_hw": (5, 5)},
+    ),
+    "scatter_add": ([T(2, 2, 3), T(2, 2, dtype=I)], {"axis": 0, "shape": (4, 3)}),
+    "scatter_elements_add": ([T(2, 3), T(2, 3, dtype=I)], {"axis": 0, "shape": (4, 3)}),
+    "slice_backward": (
+        [T(3, 3)],
+        {"shape": (4, 5), "starts": (3, 0), "ends": (0, 5), "axes": (0, 1), "steps": (-1, 2)},
+    ),
+    "random_uniform": ([T(dtype=I)], {"shape": (2, 3)}),
 }
 
 # More calls per op, so each attribute value that changes the output type is exercised.
@@ -87,7 +109,43 @@ VARIANTS: list[tuple[str, list[TensorType], dict]] = [
     ("max_pool2d", [T(1, 1, 7, 7)], {"kernel": (2, 3), "dilations": (2, 1), "pads": (1, 0, 0, 2)}),
     ("conv2d", [T(2, 3, 7, 5), T(4, 3, 2, 3)], {"strides": (2, 1), "dilations": (1, 2)}),
     ("constant", [], {"value": np.array(True)}),
+    ("stop_gradient", [T(0, 2, dtype=B)], {}),
     ("constant", [], {"value": np.zeros((0, 2), np.float64)}),
+    (
+        "conv2d_backward_input",
+        [T(2, 4, 3, 1), T(4, 3, 2, 3)],
+        {"strides": (2, 1), "dilations": (1, 2), "input_hw": (7, 5)},
+    ),
+    (
+        "conv2d_backward_input",  # stride 2 leaves the last row uncovered: input_hw says 8
+        [T(1, 2, 3, 3), T(2, 1, 3, 3)],
+        {"strides": (2, 2), "groups": 2, "input_hw": (8, 7)},
+    ),
+    (
+        "conv2d_backward_weight",
+        [T(2, 3, 7, 5), T(2, 4, 3, 1)],
+        {"strides": (2, 1), "dilations": (1, 2), "kernel": (2, 3)},
+    ),
+    (
+        "max_pool2d_backward",
+        [T(1, 1, 7, 7), T(1, 1, 6, 7)],
+        {"kernel": (2, 3), "dilations": (2, 1), "pads": (1, 0, 0, 2)},
+    ),
+    (
+        "avg_pool2d_backward",
+        [T(1, 2, 3, 2)],
+        {"kernel": (2, 3), "strides": (2, 2), "count_include_pad": True, "input_hw": (6, 5)},
+    ),
+    ("scatter_add", [T(4), T(dtype=I)], {"axis": -1, "shape": (4, 3)}),
+    ("scatter_add", [T(2, 0, 3), T(0, dtype=I)], {"axis": 1, "shape": (2, 5, 3)}),
+    ("scatter_elements_add", [T(2, 2, 1), T(2, 2, 1, dtype=I)], {"axis": -2, "shape": (2, 3, 4)}),
+    (
+        "slice_backward",
+        [T(5, 2)],
+        {"shape": (5, 6), "starts": (4,), "ends": (0,), "axes": (-1,), "steps": (-2,)},
+    ),
+    ("random_uniform", [T(dtype=I)], {"shape": (), "dtype": nc.float64}),
+    ("random_uniform", [T(dtype=nc.int32)], {"shape": (0, 3), "dtype": F}),
 ]
 
 

@@ -1,0 +1,445 @@
+"""Kernel IR -> LLVM IR (llvmlite).
+
+One LLVM module per Program: one internal function per kernel (buffer pointers as
+``noalias`` parameters) and an exported ``nc_entry(ptr args)`` that runs the kernels in
+order, so a whole training step is one native call. ``args`` is an array of pointers:
+inputs, outputs, constants, then the arena and the status word.
+
+Float arithmetic carries the ``contract`` flag (FMA), accumulations also ``reassoc`` so
+reductions vectorize; nothing assumes the absence of NaN or inf. Integer division and
+float-to-int conversion are guarded so no input can trap (x / 0 gives 0, NaN -> int
+saturates).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import llvmlite.ir as ir
+
+from ...ir import dtypes as dt
+from ...ir.kernel import (
+    Assign,
+    Binary,
+    Cast,
+    Const,
+    Expr,
+    Gemm,
+    If,
+    Kernel,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+)
+from . import mathlib
+from .parallel import ParallelRuntime
+
+F32, F64 = ir.FloatType(), ir.DoubleType()
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR, VOID = ir.PointerType(), ir.VoidType()
+_REG = {"float32": F32, "float64": F64, "int32": I32, "int64": I64, "bool": I1}
+_FLOAT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "=="}
+_INT_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+FLAGS = ("contract",)
+ACC_FLAGS = ("contract", "reassoc")
+
+
+def reg_type(d: dt.DType) -> ir.Type:
+    return _REG[d.name]
+
+
+def mem_type(d: dt.DType) -> ir.Type:
+    return I8 if d.is_bool else _REG[d.name]  # NumPy stores bools as bytes
+
+
+class KernelEmitter:
+    def __init__(
+        self,
+        module: ir.Module,
+        kernel: Kernel,
+        parallel: ParallelRuntime,
+        fn: ir.Function | None = None,
+        buffers: dict[str, tuple[ir.Value, dt.DType]] | None = None,
+    ):
+        """Emit ``kernel`` as a new function, or (``fn`` and ``buffers`` given) emit into an
+        outlined function whose buffers are already loaded (a parallel loop's body)."""
+        self.module = module
+        self.kernel = kernel
+        self.parallel = parallel
+        if fn is None:
+            fn = ir.Function(
+                module, ir.FunctionType(VOID, [PTR] * len(kernel.params)), f"k_{kernel.name}"
+            )
+            fn.linkage = "internal"
+            buffers = {}
+            for arg, p in zip(fn.args, kernel.params, strict=True):
+                arg.add_attribute("noalias")
+                arg.name = p.name
+                buffers[p.name] = (arg, p.dtype)
+            self.entry = fn.append_basic_block("entry")
+        else:
+            self.entry = fn.entry_basic_block
+        set_function_attributes(fn)
+        self.fn = fn
+        self.buffers = buffers
+        self.b = ir.IRBuilder(fn.blocks[-1])
+        self.scopes: list[dict[str, ir.Value]] = [{}]
+        self.locals: dict[str, tuple[ir.Value, dt.DType]] = {}
+        self.memo: list[dict[int, tuple[Expr, ir.Value]]] = [{}]
+        self._has_local: dict[int, bool] = {}
+        self.in_parallel = False  # inside an outlined parallel body: no nested regions
+        # NNCOMPILE_BOUNDS_CHECK=1: every load and store checks its index (a debugging aid
+        # for code generator bugs; a violation sets status -1 and touches element 0).
+        self.bounds_check = os.environ.get("NNCOMPILE_BOUNDS_CHECK") == "1"
+        self.sizes = {p.name: p.size for p in kernel.params}
+        self.kernel_number = 0  # set by the module builder; names the kernel in debug codes
+
+    def emit(self) -> ir.Function:
+        self.block(self.kernel.body)
+        self.b.ret_void()
+        return self.fn
+
+    # ---- statements --------------------------------------------------------------------
+
+    def block(self, stmts: Sequence[Stmt]) -> None:
+        for s in stmts:
+            self.stmt(s)
+
+    def push(self) -> None:
+        self.scopes.append({})
+        self.memo.append({})
+
+    def pop(self) -> None:
+        self.scopes.pop()
+        self.memo.pop()
+
+    def stmt(self, s: Stmt) -> None:
+        if isinstance(s, Loop):
+            if s.parallel and self.parallel.enabled and not self.in_parallel:
+                self.parallel.emit_parallel_loop(self, s)
+            else:
+                self.loop(s)
+        elif isinstance(s, Store):
+            buf, d = self.buffers[s.buffer]
+            ptr = self.b.gep(buf, [self.checked_index(s.buffer, s.index)], source_etype=mem_type(d))
+            value = self.expr(s.value)
+            if d.is_bool:
+                value = self.b.zext(value, I8)
+            self.b.store(value, ptr)
+        elif isinstance(s, Let):
+            self.scopes[-1][s.name] = self.expr(s.value)
+        elif isinstance(s, Local):
+            with self.b.goto_entry_block():
+                slot = self.b.alloca(reg_type(s.dtype), name=s.name)
+            self.locals[s.name] = (slot, s.dtype)
+            self.b.store(self.expr(s.init), slot)
+        elif isinstance(s, Assign):
+            slot, d = self.locals[s.name]
+            self.b.store(self.expr(s.value, accumulate=True), slot)
+        elif isinstance(s, If):
+            self.branch(s)
+        elif isinstance(s, Gemm):
+            self.gemm(s)
+        else:
+            raise TypeError(f"unknown statement {s!r}")
+
+    def loop(self, s: Loop, start: ir.Value | None = None, stop: ir.Value | None = None) -> None:
+        lo = start if start is not None else ir.Constant(I64, 0)
+        hi = stop if stop is not None else self.index(s.extent)
+        pre = self.b.block
+        header = self.fn.append_basic_block(f"{s.var}.head")
+        body = self.fn.append_basic_block(f"{s.var}.body")
+        done = self.fn.append_basic_block(f"{s.var}.done")
+        self.b.branch(header)
+        self.b.position_at_end(header)
+        i = self.b.phi(I64, name=s.var)
+        i.add_incoming(lo, pre)
+        self.b.cbranch(self.b.icmp_signed("<", i, hi), body, done)
+        self.b.position_at_end(body)
+        self.push()
+        self.scopes[-1][s.var] = i
+        self.block(s.body)
+        self.pop()
+        nxt = self.b.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
+        i.add_incoming(nxt, self.b.block)
+        self.b.branch(header)
+        self.b.position_at_end(done)
+
+    def branch(self, s: If) -> None:
+        cond = self.expr(s.cond)
+        then = self.fn.append_basic_block("then")
+        other = self.fn.append_basic_block("else")
+        done = self.fn.append_basic_block("endif")
+        self.b.cbranch(cond, then, other)
+        for block, body in ((then, s.then), (other, s.otherwise)):
+            self.b.position_at_end(block)
+            self.push()
+            self.block(body)
+            self.pop()
+            self.b.branch(done)
+        self.b.position_at_end(done)
+
+    def gemm(self, s: Gemm) -> None:
+        """C (+)= A @ B as loops i, p, j with j innermost: unit-stride B and C rows
+        vectorize, and strides are constants the optimizer sees."""
+        from .gemm import emit_gemm
+
+        emit_gemm(self, s)
+
+    # ---- expressions -------------------------------------------------------------------
+
+    def checked_index(self, buffer: str, index: Expr) -> ir.Value:
+        i = self.expr(index)
+        if not self.bounds_check:
+            return i
+        ok = self.b.icmp_unsigned("<", i, ir.Constant(I64, self.sizes[buffer]))
+        status, _ = self.buffers["status"] if "status" in self.buffers else (None, None)
+        if status is not None:
+            code = ir.Constant(I64, -1 - self.kernel_number)
+            bad = self.b.select(ok, self.b.load(status, typ=I64), code)
+            self.b.store(bad, status)
+        return self.b.select(ok, i, ir.Constant(I64, 0))
+
+    def index(self, e: Expr | int) -> ir.Value:
+        return ir.Constant(I64, e) if isinstance(e, int) else self.expr(e)
+
+    def lookup(self, name: str) -> ir.Value:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        raise KeyError(f"unknown variable {name!r} in kernel {self.kernel.name}")
+
+    def has_local(self, e: Expr) -> bool:
+        key = id(e)
+        if key not in self._has_local:
+            if isinstance(e, Var):
+                r = e.name in self.locals
+            elif isinstance(e, (Const,)):
+                r = False
+            else:
+                r = any(self.has_local(c) for c in _children(e))
+            self._has_local[key] = r
+        return self._has_local[key]
+
+    def expr(self, e: Expr, accumulate: bool = False) -> ir.Value:
+        if isinstance(e, Const):
+            return constant(e.value, e.dtype)
+        if isinstance(e, Var):
+            if e.name in self.locals:
+                slot, d = self.locals[e.name]
+                return self.b.load(slot, typ=reg_type(d))
+            return self.lookup(e.name)
+        cacheable = not self.has_local(e)
+        if cacheable:
+            for layer in reversed(self.memo):
+                hit = layer.get(id(e))
+                if hit is not None:
+                    return hit[1]
+        v = self._compute(e, accumulate)
+        if cacheable:
+            self.memo[-1][id(e)] = (e, v)
+        return v
+
+    def _compute(self, e: Expr, accumulate: bool) -> ir.Value:
+        b = self.b
+        if isinstance(e, Load):
+            buf, d = self.buffers[e.buffer]
+            ptr = b.gep(buf, [self.checked_index(e.buffer, e.index)], source_etype=mem_type(d))
+            v = b.load(ptr, typ=mem_type(d))
+            return b.icmp_unsigned("!=", v, ir.Constant(I8, 0)) if d.is_bool else v
+        if isinstance(e, Select):
+            return b.select(self.expr(e.cond), self.expr(e.a), self.expr(e.b))
+        if isinstance(e, Cast):
+            return self.cast(self.expr(e.x), e.x.dtype, e.dtype)
+        if isinstance(e, Unary):
+            return self.unary(e.op, self.expr(e.x), e.x.dtype)
+        if isinstance(e, Binary):
+            return self.binary(e, self.expr(e.a), self.expr(e.b), accumulate)
+        raise TypeError(f"unknown expression {e!r}")
+
+    def intrinsic(self, name: str, args: list[ir.Value]) -> ir.Value:
+        t = args[0].type
+        full = f"llvm.{name}.{_type_suffix(t)}"
+        fn = self.module.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(t, [t] * len(args)), full)
+        return self.b.call(fn, args)
+
+    def unary(self, op: str, x: ir.Value, d: dt.DType) -> ir.Value:
+        b = self.b
+        if op == "not":
+            return b.xor(x, ir.Constant(I1, 1))
+        if d.is_float:
+            if op == "neg":
+                return b.fneg(x)
+            if op == "abs":
+                return self.intrinsic("fabs", [x])
+            if op == "sqrt":
+                return self.intrinsic("sqrt", [x])
+            if op == "floor":
+                return self.intrinsic("floor", [x])
+            if op == "sign":
+                one, zero = ir.Constant(x.type, 1.0), ir.Constant(x.type, 0.0)
+                neg = b.select(b.fcmp_ordered("<", x, zero), b.fneg(one), x)
+                return b.select(b.fcmp_ordered(">", x, zero), one, neg)
+            if op == "sigmoid":  # 1 / (1 + e^-x): e^-x = inf gives 0, never NaN
+                e = mathlib.call(b, self.module, "exp", [b.fneg(x)])
+                one = ir.Constant(x.type, 1.0)
+                return b.fdiv(one, b.fadd(one, e, flags=FLAGS), flags=FLAGS)
+            if op in mathlib.FUNCTIONS:
+                return mathlib.call(b, self.module, op, [x])
+        else:
+            zero = ir.Constant(x.type, 0)
+            if op == "neg":
+                return b.sub(zero, x)
+            if op == "abs":
+                return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+            if op == "sign":
+                pos = b.zext(b.icmp_signed(">", x, zero), x.type)
+                neg = b.zext(b.icmp_signed("<", x, zero), x.type)
+                return b.sub(pos, neg)
+        raise NotImplementedError(f"unary {op} on {d}")
+
+    def binary(self, e: Binary, a: ir.Value, c: ir.Value, accumulate: bool) -> ir.Value:
+        b, op = self.b, e.op
+        d = e.a.dtype
+        if op in ("lt", "le", "gt", "ge", "eq", "ne"):
+            if d.is_float:
+                if op == "ne":
+                    return b.fcmp_unordered("!=", a, c)  # NaN != NaN
+                return b.fcmp_ordered(_FLOAT_CMP[op], a, c)
+            if d.is_bool:
+                return b.icmp_unsigned(_INT_CMP[op], a, c)
+            return b.icmp_signed(_INT_CMP[op], a, c)
+        if op in ("and", "or", "xor"):
+            return getattr(b, op + "_" if op in ("and", "or") else op)(a, c)
+        if d.is_float:
+            flags = ACC_FLAGS if accumulate else FLAGS
+            if op == "add":
+                return b.fadd(a, c, flags=flags)
+            if op == "sub":
+                return b.fsub(a, c, flags=flags)
+            if op == "mul":
+                return b.fmul(a, c, flags=flags)
+            if op == "div":
+                return b.fdiv(a, c, flags=FLAGS)
+            if op == "max":
+                return self.intrinsic("maximum", [a, c])  # NaN-propagating, as np.maximum
+            if op == "min":
+                return self.intrinsic("minimum", [a, c])
+            if op == "pow":
+                return mathlib.call(b, self.module, "pow", [a, c])
+        elif d.is_bool:
+            if op == "max":
+                return b.or_(a, c)
+            if op == "min":
+                return b.and_(a, c)
+        else:
+            if op == "add":
+                return b.add(a, c)
+            if op == "sub":
+                return b.sub(a, c)
+            if op == "mul":
+                return b.mul(a, c)
+            if op in ("idiv", "mod"):
+                return self.int_division(op, e, a, c)
+            if op == "max":
+                return self.intrinsic("smax", [a, c])
+            if op == "min":
+                return self.intrinsic("smin", [a, c])
+            if op == "shl":
+                return b.shl(a, c)
+            if op == "lshr":
+                return b.lshr(a, c)
+        raise NotImplementedError(f"binary {op} on {d}")
+
+    def int_division(self, op: str, e: Binary, a: ir.Value, c: ir.Value) -> ir.Value:
+        """Truncating division / remainder that never traps: x / 0 gives 0 (as NumPy), and
+        MIN / -1 wraps to MIN."""
+        b = self.b
+        if isinstance(e.b, Const) and e.b.value not in (0, -1):
+            return b.sdiv(a, c) if op == "idiv" else b.srem(a, c)
+        t = a.type
+        zero, one, minus = ir.Constant(t, 0), ir.Constant(t, 1), ir.Constant(t, -1)
+        lowest = ir.Constant(t, -(1 << (t.width - 1)))
+        by_zero = b.icmp_signed("==", c, zero)
+        overflow = b.and_(b.icmp_signed("==", a, lowest), b.icmp_signed("==", c, minus))
+        safe = b.select(b.or_(by_zero, overflow), one, c)
+        if op == "idiv":
+            q = b.sdiv(a, safe)
+            return b.select(by_zero, zero, b.select(overflow, a, q))
+        r = b.srem(a, safe)
+        return b.select(b.or_(by_zero, overflow), zero, r)
+
+    def cast(self, x: ir.Value, src: dt.DType, dst: dt.DType) -> ir.Value:
+        b = self.b
+        if src == dst:
+            return x
+        t = reg_type(dst)
+        if dst.is_bool:
+            if src.is_float:
+                return b.fcmp_unordered("!=", x, ir.Constant(x.type, 0.0))  # NaN is True
+            return b.icmp_signed("!=", x, ir.Constant(x.type, 0))
+        if src.is_bool:
+            return b.uitofp(x, t) if dst.is_float else b.zext(x, t)
+        if src.is_float and dst.is_float:
+            return b.fpext(x, t) if dst.itemsize > src.itemsize else b.fptrunc(x, t)
+        if src.is_float:  # saturating: NaN -> 0, out of range -> the nearest bound
+            name = f"llvm.fptosi.sat.{_type_suffix(t)}.{_type_suffix(x.type)}"
+            fn = self.module.globals.get(name) or ir.Function(
+                self.module, ir.FunctionType(t, [x.type]), name
+            )
+            return b.call(fn, [x])
+        if dst.is_float:
+            return b.sitofp(x, t)
+        return b.sext(x, t) if dst.itemsize > src.itemsize else b.trunc(x, t)
+
+
+class FunctionAttributes(ir.values.FunctionAttributes):
+    """llvmlite accepts only known attribute names; codegen also needs string ones."""
+
+    def add(self, name: str) -> None:
+        set.add(self, name)
+
+
+def set_function_attributes(fn: ir.Function) -> None:
+    attrs = FunctionAttributes()
+    attrs.update(fn.attributes)
+    attrs.add("nounwind")
+    # LLVM uses 256-bit vectors on AVX-512 machines unless told otherwise.
+    attrs.add('"prefer-vector-width"="512"')
+    fn.attributes = attrs
+
+
+def _type_suffix(t: ir.Type) -> str:
+    if t == F32:
+        return "f32"
+    if t == F64:
+        return "f64"
+    return f"i{t.width}"
+
+
+def _children(e: Expr) -> tuple[Expr, ...]:
+    if isinstance(e, Load):
+        return (e.index,)
+    if isinstance(e, (Unary, Cast)):
+        return (e.x,)
+    if isinstance(e, Binary):
+        return (e.a, e.b)
+    if isinstance(e, Select):
+        return (e.cond, e.a, e.b)
+    return ()
+
+
+def constant(value: object, d: dt.DType) -> ir.Constant:
+    t = reg_type(d)
+    if d.is_float:
+        return ir.Constant(t, float(value))
+    return ir.Constant(t, int(value))

@@ -1,0 +1,113 @@
+"""A compiled program, callable with NumPy arrays: one native call per invocation.
+
+Before native code runs, every argument is checked: dtype, shape, C-contiguity and
+alignment; a violation raises DTypeError / ShapeError naming the input. Outputs are
+fresh arrays (or, with donation, the donated input arrays themselves). The arena and the
+argument pointer table are allocated once and reused across calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...ir.errors import DTypeError, ExecutionError, ShapeError
+from ...lowering.program import Program
+from .jit import NativeCode
+from .module import argument_slots
+
+_ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # releases the GIL during the call
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    raw = np.empty(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start : start + nbytes]
+
+
+class LLVMExecutable:
+    def __init__(self, program: Program, native: NativeCode):
+        self.program = program
+        self.native = native  # keeps the engine (and so the code) alive
+        self._entry = _ENTRY(native.entry_address)
+        slots = argument_slots(program)
+        self._slots = slots
+        self._args = (ctypes.c_void_p * len(slots))()
+        self._arena = aligned_empty(max(program.arena_bytes, 64))
+        self._status = np.zeros(1, np.int64)
+        self._constants = {n: np.ascontiguousarray(a) for n, a in program.constants.items()}
+        for name, array in self._constants.items():
+            self._args[slots[name]] = array.ctypes.data
+        self._args[slots["__arena__"]] = self._arena.ctypes.data
+        self._args[slots["status"]] = self._status.ctypes.data
+        self._inputs = [program.buffers[n] for n in program.inputs]
+        self._outputs = [program.buffers[n] for n in program.outputs]
+        self._lock = threading.Lock()  # one arena: calls must not overlap
+
+    def check_input(self, i: int, value: object) -> np.ndarray:
+        buf = self._inputs[i]
+        want_dtype, want_shape = buf.dtype.np, self.program.graph.inputs[i].shape
+        name = self.program.graph.inputs[i].name
+        if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+            value = np.asarray(value, dtype=want_dtype)  # a Python number for a scalar input
+        if not isinstance(value, np.ndarray):
+            value = np.asarray(value)
+        if value.dtype != want_dtype:
+            raise DTypeError(f"input {i} (%{name}) must be {want_dtype}, got {value.dtype}")
+        if value.shape != want_shape:
+            raise ShapeError(f"input {i} (%{name}) must have shape {want_shape}, got {value.shape}")
+        if not value.flags.c_contiguous:
+            raise ShapeError(
+                f"input {i} (%{name}) must be C-contiguous "
+                "(np.ascontiguousarray makes a contiguous copy)"
+            )
+        if value.ctypes.data % value.dtype.itemsize:
+            raise ShapeError(f"input {i} (%{name}) is misaligned for {value.dtype}")
+        return value
+
+    def __call__(
+        self, arrays: Sequence[object], out: dict[int, np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        """Run on flat input arrays. ``out`` maps output numbers to arrays to write into
+        (donation); the others are allocated here."""
+        if len(arrays) != len(self._inputs):
+            raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
+        inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
+        outputs = []
+        for i, buf in enumerate(self._outputs):
+            given = (out or {}).get(i)
+            shape = self.program.graph.outputs[i].shape
+            outputs.append(given if given is not None else np.empty(shape, buf.dtype.np))
+        with self._lock:
+            for name, a in zip(self.program.inputs, inputs, strict=True):
+                self._args[self._slots[name]] = a.ctypes.data
+            for name, a in zip(self.program.outputs, outputs, strict=True):
+                self._args[self._slots[name]] = a.ctypes.data
+            self._status[0] = 0
+            self._entry(ctypes.addressof(self._args))
+            code = int(self._status[0])
+            if code:
+                message = self.program.status_messages.get(code, f"error code {code}")
+                if code < 0:
+                    kernel = self.program.kernels[-code - 1].name
+                    message = f"out-of-bounds access in kernel {kernel} (a compiler bug)"
+                raise ExecutionError(f"{message} (detected in compiled code)")
+            for i, src in self.program.output_copies:
+                outputs[i][...] = self._read(src, inputs, outputs).reshape(outputs[i].shape)
+        return outputs
+
+    def _read(self, name: str, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> np.ndarray:
+        buf = self.program.buffers[name]
+        if buf.kind == "input":
+            return inputs[buf.position]
+        if buf.kind == "output":
+            return outputs[buf.position]
+        if buf.kind == "constant":
+            return self._constants[name]
+        if buf.kind == "arena":
+            raw = self._arena[buf.offset : buf.offset + buf.nbytes]
+            return raw.view(buf.dtype.np)
+        raise ExecutionError(f"cannot read buffer {name} ({buf.kind})")

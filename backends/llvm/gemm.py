@@ -1,0 +1,67 @@
+"""Rendering of the Gemm template for the CPU.
+
+The template becomes a loop nest over (batch, i, p, j) with j innermost, built as kernel
+IR and emitted like any other code: with constant strides the unit-stride rows of B and
+C vectorize into FMAs, and the row loop runs in parallel for large products.
+"""
+
+from __future__ import annotations
+
+from ...ir.kernel import (
+    INDEX,
+    Binary,
+    Const,
+    Expr,
+    Gemm,
+    Let,
+    Load,
+    Loop,
+    Stmt,
+    Store,
+    Var,
+    const_index,
+    iadd,
+    imul,
+)
+
+PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
+
+
+def _offset(base: Expr | int, terms: list[tuple[Expr, int]]) -> Expr:
+    e: Expr = const_index(base) if isinstance(base, int) else base
+    for var, stride in terms:
+        if stride:
+            e = iadd(e, imul(var, const_index(stride)))
+    return e
+
+
+def gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
+    d = s.dtype
+    bt, i, p, j = (Var(f"{prefix}{n}", INDEX) for n in ("b", "i", "p", "j"))
+    a_at = _offset(s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])])
+    b_at = _offset(s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])])
+    c_at = _offset(s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])])
+    aip = f"{prefix}a"
+    update = Store(
+        s.c,
+        c_at,
+        Binary("add", Load(s.c, c_at, d), Binary("mul", Var(aip, d), Load(s.b, b_at, d), d), d),
+    )
+    row: list[Stmt] = []
+    if not s.accumulate:
+        row.append(Loop(j.name, s.n, [Store(s.c, c_at, Const(0.0, d))], vectorize=True))
+    row.append(
+        Loop(
+            p.name, s.k, [Let(aip, Load(s.a, a_at, d)), Loop(j.name, s.n, [update], vectorize=True)]
+        )
+    )
+    big = 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
+    rows = Loop(i.name, s.m, row, parallel=parallel and big and s.m > 1)
+    return (
+        [Loop(bt.name, s.batch, [rows])] if s.batch != 1 else [Let(bt.name, const_index(0)), rows]
+    )
+
+
+def emit_gemm(emitter, s: Gemm) -> None:
+    prefix = f"g{len(emitter.fn.blocks)}_"
+    emitter.block(gemm_loops(s, prefix, parallel=not emitter.in_parallel))

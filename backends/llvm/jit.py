@@ -1,0 +1,163 @@
+"""LLVM IR text -> optimized native code in this process, with an on-disk object cache.
+
+Target: the host CPU with all its features (AVX-512 here). Optimization: the new pass
+manager at O3 with loop and SLP vectorization. Engine: MCJIT, one per compiled program
+(MCJIT owns its target machine, so each engine gets a fresh one).
+
+Cache: ``NNCOMPILE_CACHE_DIR`` (default ``~/.cache/nncompile``; ``off`` disables it)
+holds object files named by a hash of the unoptimized IR (which encodes the graph and
+its input signature), the CPU name and features, and the nncompile and llvmlite
+versions. Each file carries a SHA-256 of its payload; a corrupt or truncated entry is
+detected, deleted and rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from ...ir.errors import CompileError
+
+_MAGIC = b"NCOBJ1\n"
+
+
+@functools.cache
+def _init_llvm() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+def target_machine() -> llvm.TargetMachine:
+    _init_llvm()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        codemodel="jitdefault",
+    )
+
+
+def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(module, pb)
+
+
+def cache_dir() -> str | None:
+    d = os.environ.get(
+        "NNCOMPILE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
+    )
+    return None if d.strip().lower() in ("", "off", "0", "none") else d
+
+
+def cache_key(ir_text: str) -> str:
+    from ... import __version__
+
+    h = hashlib.sha256()
+    for part in (
+        ir_text,
+        llvm.get_host_cpu_name(),
+        llvm.get_host_cpu_features().flatten(),
+        __version__,
+        llvmlite.__version__,
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def read_cached(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 32
+    if len(blob) < head or not blob.startswith(_MAGIC):
+        _discard(path)
+        return None
+    digest, payload = blob[len(_MAGIC) : head], blob[head:]
+    if hashlib.sha256(payload).digest() != digest:
+        _discard(path)
+        return None
+    return payload
+
+
+def write_cached(path: str, payload: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+    os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def _discard(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+@dataclass
+class NativeCode:
+    engine: object
+    entry_address: int
+    optimized_ir: str = ""
+    assembly: str = ""
+    from_cache: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def compile_ir(ir_text: str, entry: str = "nc_entry", keep_text: bool = False) -> NativeCode:
+    """Optimize and JIT-compile ``ir_text``; returns the engine and the entry address."""
+    _init_llvm()
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    directory = cache_dir()
+    path = os.path.join(directory, cache_key(ir_text) + ".o") if directory else None
+    payload = read_cached(path) if path and not keep_text else None
+    tm = target_machine()
+    if payload is not None:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
+        engine.finalize_object()
+        times["load_cached"] = time.perf_counter() - t0
+        return NativeCode(
+            engine, engine.get_function_address(entry), from_cache=True, seconds=times
+        )
+    try:
+        module = llvm.parse_assembly(ir_text)
+        module.verify()
+    except RuntimeError as e:
+        raise CompileError(f"generated LLVM IR is invalid (a code generator bug): {e}") from None
+    times["parse"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    optimize(module, tm)
+    times["optimize"] = time.perf_counter() - t1
+    optimized = str(module) if keep_text else ""
+    t2 = time.perf_counter()
+    obj = tm.emit_object(module)
+    assembly = tm.emit_assembly(module) if keep_text else ""
+    times["codegen"] = time.perf_counter() - t2
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    if path:
+        try:
+            write_cached(path, obj)
+        except OSError:
+            pass  # a read-only cache folder only costs speed
+    times["total"] = time.perf_counter() - t0
+    return NativeCode(
+        engine, engine.get_function_address(entry), optimized, assembly, seconds=times
+    )

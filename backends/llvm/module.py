@@ -1,0 +1,63 @@
+"""A Program -> one LLVM module with the exported entry point ``nc_entry(ptr args)``."""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+from ...lowering.program import Program
+from . import mathlib
+from .codegen import I8, I32, PTR, VOID, KernelEmitter, set_function_attributes
+from .parallel import ParallelRuntime
+
+
+def argument_slots(program: Program) -> dict[str, int]:
+    """Position in ``args`` of each buffer passed from Python (arena buffers are offsets
+    into the arena instead)."""
+    slots: dict[str, int] = {}
+    for name in program.inputs:
+        slots[name] = len(slots)
+    for name in program.outputs:
+        slots[name] = len(slots)
+    for name in program.constants:
+        slots[name] = len(slots)
+    slots["__arena__"] = len(slots)
+    slots["status"] = len(slots)
+    return slots
+
+
+def build_module(program: Program, threads: int) -> str:
+    module = ir.Module(name=program.graph.name)
+    module.triple = llvm.get_process_triple()
+    parallel = ParallelRuntime(module, threads)
+    kernels = []
+    for number, k in enumerate(program.kernels):
+        emitter = KernelEmitter(module, k, parallel)
+        emitter.kernel_number = number
+        kernels.append(emitter.emit())
+
+    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), "nc_entry")
+    set_function_attributes(entry)
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    args = entry.args[0]
+    slots = argument_slots(program)
+
+    def slot(k: int) -> ir.Value:
+        return b.load(b.gep(args, [ir.Constant(I32, k)], source_etype=PTR), typ=PTR)
+
+    loaded = {name: slot(k) for name, k in slots.items()}
+    arena = loaded["__arena__"]
+    for kernel, fn in zip(program.kernels, kernels, strict=True):
+        ptrs = []
+        for p in kernel.params:
+            buf = program.buffers[p.name]
+            if buf.kind == "arena":
+                ptrs.append(
+                    b.gep(arena, [ir.Constant(ir.IntType(64), buf.offset)], source_etype=I8)
+                )
+            else:
+                ptrs.append(loaded[p.name])
+        b.call(fn, ptrs)
+    b.ret_void()
+    mathlib.finish(module)
+    return str(module)

@@ -1,0 +1,118 @@
+"""Parallel loops through libgomp: ``GOMP_parallel(fn, data, nthreads, 0)``.
+
+A loop marked parallel is outlined into its own function taking one pointer to a struct
+of everything the body reads (buffer pointers and scalars in scope). Each thread runs a
+contiguous chunk of the iterations, chosen from ``omp_get_thread_num`` and
+``omp_get_num_threads``. Nested parallel loops run serially inside their region.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import functools
+import os
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+from ...ir.errors import CompileError
+
+I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
+
+
+def store_untyped(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value) -> None:
+    """A store without llvmlite's pointee check: it types a struct field's GEP as pointing
+    to the whole struct, which LLVM's opaque pointers do not care about."""
+    st = ir.instructions.StoreInstr(b.block, value, ptr)
+    st.align = None
+    b._insert(st)
+
+
+@functools.cache
+def load_libgomp() -> bool:
+    path = ctypes.util.find_library("gomp")
+    if not path:
+        return False
+    try:
+        llvm.load_library_permanently(path)
+    except RuntimeError:
+        return False
+    return True
+
+
+def default_threads() -> int:
+    env = os.environ.get("NNCOMPILE_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise CompileError(f"NNCOMPILE_THREADS must be an integer, got {env!r}") from None
+        return max(n, 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class ParallelRuntime:
+    def __init__(self, module: ir.Module, threads: int):
+        self.module = module
+        self.threads = threads
+        self.enabled = threads > 1 and load_libgomp()
+        self.count = 0
+
+    def _fn(self, name: str, ftype: ir.FunctionType) -> ir.Function:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ftype, name)
+        return fn
+
+    def emit_parallel_loop(self, em, loop) -> None:
+        from .codegen import KernelEmitter
+
+        # Everything the outlined body may read: buffers, then scalars in scope.
+        names = list(em.buffers)
+        scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
+        fields = [PTR] * len(names) + [v.type for _, v in scalars] + [I64]
+        struct = ir.LiteralStructType(fields)
+        self.count += 1
+        outlined = ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR]), f"{em.fn.name}.par{self.count}"
+        )
+        outlined.linkage = "internal"
+
+        # Caller: pack the struct and start the team.
+        b = em.b
+        with b.goto_entry_block():
+            slot = b.alloca(struct)
+        values = [em.buffers[n][0] for n in names] + [v for _, v in scalars]
+        values.append(em.index(loop.extent))
+        for k, v in enumerate(values):
+            field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct)
+            store_untyped(b, v, field)
+        gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
+        b.call(gomp, [outlined, slot, ir.Constant(I32, self.threads), ir.Constant(I32, 0)])
+
+        # Callee: unpack, take this thread's chunk, run the loop serially.
+        entry = outlined.append_basic_block("entry")
+        cb = ir.IRBuilder(entry)
+        data = outlined.args[0]
+        loaded = [
+            cb.load(
+                cb.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct), typ=t
+            )
+            for k, t in enumerate(fields)
+        ]
+        buffers = {n: (loaded[k], em.buffers[n][1]) for k, n in enumerate(names)}
+        child = KernelEmitter(em.module, em.kernel, self, fn=outlined, buffers=buffers)
+        child.in_parallel = True
+        child.kernel_number = em.kernel_number
+        child.b = cb
+        for k, (n, _) in enumerate(scalars):
+            child.scopes[0][n] = loaded[len(names) + k]
+        extent = loaded[-1]
+        tid = cb.sext(cb.call(self._fn("omp_get_thread_num", ir.FunctionType(I32, [])), []), I64)
+        nth = cb.sext(cb.call(self._fn("omp_get_num_threads", ir.FunctionType(I32, [])), []), I64)
+        chunk = cb.sdiv(cb.add(extent, cb.sub(nth, ir.Constant(I64, 1))), nth)
+        lo = cb.mul(tid, chunk)
+        hi = cb.add(lo, chunk)
+        hi = cb.select(cb.icmp_signed("<", hi, extent), hi, extent)
+        child.loop(loop, start=lo, stop=hi)
+        cb.ret_void()

@@ -1,0 +1,213 @@
+"""nc.compile / nc.jit / nc.lower: trace, optimize, lower and build native code.
+
+``compile(fn, backend)`` returns a callable that takes the same arguments as ``fn``
+(NumPy arrays or nested containers of them) and returns NumPy arrays in ``fn``'s output
+structure. It traces and compiles on the first call for each input signature (tree
+structure, static arguments, shapes and dtypes) and keeps the result in memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import pytree
+from .ir.errors import CompileError
+from .ir.graph import Graph
+from .lowering import Program, lower_graph
+from .passes import optimize
+from .tracing import is_array_leaf, trace
+
+BACKENDS = ("numpy", "llvm", "cuda")
+
+
+def _signature(args: tuple) -> tuple:
+    arrays, statics, tree = pytree.flatten(args, is_array_leaf)
+    shapes = tuple(
+        (np.shape(a), np.asarray(a).dtype.str if not hasattr(a, "_type") else a.dtype.str)
+        for a in arrays
+    )
+    return (repr(tree), repr(statics), shapes)
+
+
+@dataclass
+class Lowered:
+    """A traced, optimized and lowered function, not yet turned into native code."""
+
+    graph: Graph  # the optimized graph
+    program: Program
+    backend: str
+    source: str  # LLVM IR (llvm) or CUDA C (cuda)
+    threads: int = 1
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def compile(self):
+        """Native code for this program (needs the backend's toolchain and device)."""
+        if self.backend == "llvm":
+            from .backends.llvm.executable import LLVMExecutable
+            from .backends.llvm.jit import compile_ir
+
+            start = time.perf_counter()
+            native = compile_ir(self.source, keep_text=_dump_dir() is not None)
+            self.timings["llvm"] = time.perf_counter() - start
+            _dump_native(self, native)
+            return LLVMExecutable(self.program, native)
+        if self.backend == "cuda":
+            return _cuda().compile_program(self)
+        raise CompileError(f"backend {self.backend!r} produces no native code")
+
+
+def _cuda():
+    try:
+        from .backends import cuda
+    except ImportError:
+        raise NotImplementedError(
+            "the CUDA backend is not implemented yet (planned in issue #6); "
+            "use backend='llvm' or 'numpy'"
+        ) from None
+    return cuda
+
+
+def _dump_dir() -> str | None:
+    return os.environ.get("NNCOMPILE_DUMP") or None
+
+
+def _dump(lowered: Lowered, name: str, text: str) -> None:
+    root = _dump_dir()
+    if not root:
+        return
+    folder = os.path.join(root, lowered.graph.name)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _dump_native(lowered: Lowered, native) -> None:
+    if native.optimized_ir:
+        _dump(lowered, "llvm_optimized.ll", native.optimized_ir)
+    if native.assembly:
+        _dump(lowered, "assembly.s", native.assembly)
+
+
+def lower_graph_for(
+    graph: Graph, backend: str = "llvm", level: int = 2, threads: int | None = None
+) -> Lowered:
+    if backend not in BACKENDS:
+        raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    opt = optimize(graph, level=max(level, 2) if backend != "numpy" else level)
+    timings["optimize"] = time.perf_counter() - start
+    start = time.perf_counter()
+    program = lower_graph(opt) if backend != "numpy" else None
+    timings["lower"] = time.perf_counter() - start
+    source = ""
+    if backend == "llvm":
+        from .backends.llvm.module import build_module
+        from .backends.llvm.parallel import default_threads
+
+        threads = threads or default_threads()
+        start = time.perf_counter()
+        source = build_module(program, threads)
+        timings["codegen"] = time.perf_counter() - start
+    elif backend == "cuda":
+        source = _cuda().emit_program(program)
+    lowered = Lowered(opt, program, backend, source, threads or 1, timings)
+    if program is not None:
+        _dump(lowered, "kernels.txt", program.text())
+    if backend == "llvm":
+        _dump(lowered, "llvm.ll", source)
+    elif backend == "cuda":
+        _dump(lowered, "kernels.cu", source)
+    return lowered
+
+
+def lower(
+    fn: Callable[..., Any],
+    *examples: Any,
+    backend: str = "llvm",
+    level: int = 2,
+    threads: int | None = None,
+) -> Lowered:
+    """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code."""
+    return lower_graph_for(trace(fn, *examples), backend, level, threads)
+
+
+class CompiledFunction:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        backend: str = "llvm",
+        level: int = 2,
+        donate_argnums: Sequence[int] = (),
+        threads: int | None = None,
+        check: bool | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        self.fn = fn
+        self.backend = backend
+        self.level = level
+        self.donate_argnums = tuple(donate_argnums)
+        self.threads = threads
+        self.check = check
+        self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
+        functools.update_wrapper(self, fn)
+
+    def compiled_for(self, *args: Any) -> tuple[Lowered, Any, Graph]:
+        key = _signature(args)
+        if key not in self._cache:
+            graph = trace(self.fn, *args)
+            if self.backend == "numpy":
+                opt = optimize(graph, self.level)
+                self._cache[key] = (None, None, opt)
+            else:
+                lowered = lower_graph_for(graph, self.backend, self.level, self.threads)
+                self._cache[key] = (lowered, lowered.compile(), graph)
+        return self._cache[key]
+
+    def __call__(self, *args: Any) -> Any:
+        lowered, executable, graph = self.compiled_for(*args)
+        arrays, _, _ = pytree.flatten(args, is_array_leaf)
+        if executable is None:  # the numpy backend: the reference interpreter
+            from .run import run
+
+            return run(graph, *args)
+        outs = executable(
+            [np.asarray(a) if hasattr(a, "_type") else a for a in arrays],
+            out=self._donated_outputs(lowered, arrays),
+        )
+        return pytree.unflatten(lowered.graph.out_tree, outs)
+
+    def _donated_outputs(self, lowered: Lowered, arrays: list) -> dict[int, np.ndarray] | None:
+        if not self.donate_argnums:
+            return None
+        from .donation import donated_outputs
+
+        return donated_outputs(lowered, self.donate_argnums, arrays)
+
+
+def compile(
+    fn: Callable[..., Any],
+    backend: str = "llvm",
+    *,
+    level: int = 2,
+    donate_argnums: Sequence[int] = (),
+    threads: int | None = None,
+    check: bool | None = None,
+) -> CompiledFunction:
+    """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda")."""
+    return CompiledFunction(fn, backend, level, donate_argnums, threads, check)
+
+
+def jit(fn: Callable[..., Any] | None = None, **options: Any):
+    """Decorator form of ``compile``: ``@nc.jit`` or ``@nc.jit(backend="llvm")``."""
+    if fn is None:
+        return lambda f: compile(f, **options)
+    return compile(fn, **options)

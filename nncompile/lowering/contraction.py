@@ -1,0 +1,508 @@
+"""Lowering of the compute-heavy ops: matmul and convolutions onto the Gemm template
+(convolutions through im2col / col2im in arena scratch), pooling and its gradients as
+window loops, and the scatter-adds."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.graph import Node, Value
+from ..ir.kernel import (
+    INDEX,
+    Assign,
+    Binary,
+    Expr,
+    Gemm,
+    If,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    const_index,
+    iadd,
+    imul,
+    isub,
+    linearize,
+)
+from .exprs import clamp_index, const, in_range
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, s = [], 1
+    for d in reversed(shape):
+        strides.append(s)
+        s *= d
+    return tuple(reversed(strides))
+
+
+def _operand(kb, v: Value) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
+    """(buffer, shape, strides) of a matmul operand; an absorbed transpose is a view."""
+    p = v.producer
+    if p is not None and p in kb.absorbed():
+        x = p.inputs[0]
+        base = contiguous_strides(x.shape)
+        return kb.buffer(x), v.shape, tuple(base[i] for i in p.attrs["perm"])
+    return kb.buffer(v), v.shape, contiguous_strides(v.shape)
+
+
+def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
+    (a_buf, a_shape, a_str), (b_buf, b_shape, b_str) = (_operand(kb, v) for v in node.inputs)
+    if len(a_shape) == 1:
+        a_shape, a_str = (1,) + a_shape, (0,) + a_str
+    if len(b_shape) == 1:
+        b_shape, b_str = b_shape + (1,), b_str + (0,)
+    m, k = a_shape[-2:]
+    n = b_shape[-1]
+    batch = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+    c_str = contiguous_strides(tuple(batch) + (m, n))
+
+    def batch_strides(shape, strides):
+        lead = len(batch) - (len(shape) - 2)
+        out = [0] * lead
+        for d, s in zip(shape[:-2], strides[:-2], strict=True):
+            out.append(0 if d == 1 else s)
+        return out
+
+    sa, sb, sc = batch_strides(a_shape, a_str), batch_strides(b_shape, b_str), list(c_str[:-2])
+    d = node.outputs[0].dtype
+    if not batch:
+        return [
+            Gemm(
+                a_buf,
+                b_buf,
+                target,
+                1,
+                m,
+                n,
+                k,
+                (0, *a_str[-2:]),
+                (0, *b_str[-2:]),
+                (0, *c_str[-2:]),
+                dtype=d,
+            )
+        ]
+    # One Gemm per index of the leading batch dims; the last batch dim is the Gemm's.
+    stmts: list[Stmt] = []
+    for lead in itertools.product(*(range(x) for x in batch[:-1])):
+        off = [sum(i * s for i, s in zip(lead, st[:-1], strict=True)) for st in (sa, sb, sc)]
+        stmts.append(
+            Gemm(
+                a_buf,
+                b_buf,
+                target,
+                batch[-1],
+                m,
+                n,
+                k,
+                (sa[-1], *a_str[-2:]),
+                (sb[-1], *b_str[-2:]),
+                (sc[-1], *c_str[-2:]),
+                off[0],
+                off[1],
+                off[2],
+                dtype=d,
+            )
+        )
+    return stmts
+
+
+# ---- convolution ----------------------------------------------------------------------------
+
+
+class _ConvShape:
+    def __init__(self, x_shape, w_shape, out_hw, attrs):
+        self.n, self.c, self.h, self.w = x_shape
+        self.o, self.cg, self.kh, self.kw = w_shape
+        self.oh, self.ow = out_hw
+        self.g = attrs["groups"]
+        self.og = self.o // self.g
+        self.sh, self.sw = attrs["strides"]
+        self.ph, self.pw = attrs["pads"][0], attrs["pads"][1]
+        self.dh, self.dw = attrs["dilations"]
+        self.k = self.cg * self.kh * self.kw  # contraction length per group
+        self.p = self.oh * self.ow  # output pixels
+
+    def input_pos(self, oh: Expr, ow: Expr, i: Expr, j: Expr) -> tuple[Expr, Expr]:
+        h = iadd(
+            isub(imul(oh, const_index(self.sh)), const_index(self.ph)),
+            imul(i, const_index(self.dh)),
+        )
+        w = iadd(
+            isub(imul(ow, const_index(self.sw)), const_index(self.pw)),
+            imul(j, const_index(self.dw)),
+        )
+        return h, w
+
+
+def _valid(h: Expr, w: Expr, cs: _ConvShape) -> Expr:
+    return Binary("and", in_range(h, cs.h), in_range(w, cs.w), dt.bool_)
+
+
+def _im2col(kb, x_buf: str, cs: _ConvShape, d: dt.DType) -> tuple[str, list[Stmt]]:
+    """col[n, c, i, j, oh, ow] = x[n, c, h, w] (0 outside): (N, C*kh*kw, OH*OW) in scratch."""
+    col = kb.scratch("col", d, cs.n * cs.c * cs.kh * cs.kw * cs.p)
+    shape = (cs.n, cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, i, j, oh, ow = ix
+        h, w = cs.input_pos(oh, ow, i, j)
+        src = linearize(
+            [n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], (cs.n, cs.c, cs.h, cs.w)
+        )
+        value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(0, d), d)
+        return [Store(col, linearize(ix, shape), value)]
+
+    return col, kb.nest(shape, body)
+
+
+def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
+    return kb.nest((size,), lambda ix: [Store(buf, ix[0], const(0, d))])
+
+
+def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
+    x, w = node.inputs
+    out = node.outputs[0]
+    cs = _ConvShape(x.shape, w.shape, out.shape[2:], node.attrs)
+    d = out.dtype
+    col, stmts = _im2col(kb, kb.buffer(x), cs, d)
+    w_buf = kb.buffer(w)
+    for g in range(cs.g):
+        stmts.append(
+            Gemm(
+                w_buf,
+                col,
+                target,
+                cs.n,
+                cs.og,
+                cs.p,
+                cs.k,
+                (0, cs.k, 1),
+                (cs.g * cs.k * cs.p, cs.p, 1),
+                (cs.o * cs.p, cs.p, 1),
+                g * cs.og * cs.k,
+                g * cs.k * cs.p,
+                g * cs.og * cs.p,
+                dtype=d,
+            )
+        )
+    return stmts
+
+
+def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
+    gout, w = node.inputs
+    dx = node.outputs[0]
+    cs = _ConvShape(dx.shape, w.shape, gout.shape[2:], node.attrs)
+    d = dx.dtype
+    dcol = kb.scratch("dcol", d, cs.n * cs.c * cs.kh * cs.kw * cs.p)
+    w_buf, g_buf = kb.buffer(w), kb.buffer(gout)
+    stmts: list[Stmt] = []
+    for g in range(cs.g):  # dcol[n, g] = W_g^T @ gout[n, g]
+        stmts.append(
+            Gemm(
+                w_buf,
+                g_buf,
+                dcol,
+                cs.n,
+                cs.k,
+                cs.p,
+                cs.og,
+                (0, 1, cs.k),
+                (cs.o * cs.p, cs.p, 1),
+                (cs.g * cs.k * cs.p, cs.p, 1),
+                g * cs.og * cs.k,
+                g * cs.og * cs.p,
+                g * cs.k * cs.p,
+                dtype=d,
+            )
+        )
+    stmts += _zero(kb, target, dx.type.size, d)
+    col_shape = (cs.n, cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
+
+    def body(ix: list[Expr]) -> list[Stmt]:  # col2im: scatter-add back into dx
+        n, c, i, j, oh, ow = ix
+        h, wpos = cs.input_pos(oh, ow, i, j)
+        dst = linearize(
+            [n, c, clamp_index(h, cs.h), clamp_index(wpos, cs.w)], (cs.n, cs.c, cs.h, cs.w)
+        )
+        add = Binary("add", Load(target, dst, d), Load(dcol, linearize(ix, col_shape), d), d)
+        return [If(_valid(h, wpos, cs), [Store(target, dst, add)])]
+
+    # Parallel over (n, c) planes only: windows overlap inside a plane.
+    stmts += _plane_parallel(kb, col_shape, body)
+    return stmts
+
+
+def _plane_parallel(kb, shape: tuple[int, ...], body) -> list[Stmt]:
+    """A nest whose first two dims (n, c) run in parallel and the rest serially."""
+    planes = kb.nest(
+        shape[:2],
+        lambda outer: kb.nest(
+            shape[2:], lambda inner: body(outer + inner), parallel=False, prefix="w"
+        ),
+    )
+    return planes
+
+
+def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
+    x, gout = node.inputs
+    dw = node.outputs[0]
+    cs = _ConvShape(x.shape, dw.shape, gout.shape[2:], node.attrs)
+    d = dw.dtype
+    col, stmts = _im2col(kb, kb.buffer(x), cs, d)
+    g_buf = kb.buffer(gout)
+    stmts += _zero(kb, target, dw.type.size, d)
+    n_var = kb.fresh("n")
+    n = Var(n_var, INDEX)
+    per_n: list[Stmt] = []
+    for g in range(cs.g):  # dW_g += gout[n, g] @ col[n, g]^T
+        per_n.append(
+            Gemm(
+                g_buf,
+                col,
+                target,
+                1,
+                cs.og,
+                cs.k,
+                cs.p,
+                (0, cs.p, 1),
+                (0, 1, cs.p),
+                (0, cs.k, 1),
+                iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p)),
+                iadd(
+                    imul(n, const_index(cs.c * cs.kh * cs.kw * cs.p)), const_index(g * cs.k * cs.p)
+                ),
+                g * cs.og * cs.k,
+                accumulate=True,
+                dtype=d,
+            )
+        )
+    stmts.append(Loop(n_var, cs.n, per_n))
+    return stmts
+
+
+# ---- pooling --------------------------------------------------------------------------------
+
+
+def _pool_geometry(node: Node, x_shape, out_shape):
+    attrs = node.attrs
+    fake = {
+        "groups": 1,
+        "strides": attrs["strides"],
+        "pads": attrs["pads"],
+        "dilations": attrs["dilations"],
+    }
+    return _ConvShape(x_shape, (x_shape[1], 1, *attrs["kernel"]), out_shape[2:], fake)
+
+
+def _window(kb, cs: _ConvShape, body) -> list[Stmt]:
+    """Loops over the kernel window; body(i, j, h, w, valid) gives the statements."""
+    i, j = kb.fresh("ki"), kb.fresh("kj")
+    return [Loop(i, cs.kh, [Loop(j, cs.kw, body(Var(i, INDEX), Var(j, INDEX)))])]
+
+
+def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
+    x, out = node.inputs[0], node.outputs[0]
+    cs = _pool_geometry(node, x.shape, out.shape)
+    d, x_buf = out.dtype, kb.buffer(x)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        acc = kb.fresh("acc")
+
+        def step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
+            value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(-np.inf, d), d)
+            return [Assign(acc, Binary("max", Var(acc, d), value, d))]
+
+        return [
+            Local(acc, d, const(-np.inf, d)),
+            *_window(kb, cs, step),
+            Store(target, linearize(ix, out.shape), Var(acc, d)),
+        ]
+
+    return kb.nest(out.shape, body)
+
+
+def lower_avg_pool2d(kb, node: Node, target: str) -> list[Stmt]:
+    x, out = node.inputs[0], node.outputs[0]
+    cs = _pool_geometry(node, x.shape, out.shape)
+    d, x_buf = out.dtype, kb.buffer(x)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        acc, cnt = kb.fresh("acc"), kb.fresh("cnt")
+
+        def step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            valid = _valid(h, w, cs)
+            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
+            value = Select(valid, Load(x_buf, src, d), const(0, d), d)
+            return [
+                Assign(acc, Binary("add", Var(acc, d), value, d)),
+                Assign(
+                    cnt, Binary("add", Var(cnt, d), Select(valid, const(1, d), const(0, d), d), d)
+                ),
+            ]
+
+        count: Expr = Var(cnt, d)
+        if node.attrs["count_include_pad"]:
+            count = const(cs.kh * cs.kw, d)
+        return [
+            Local(acc, d, const(0, d)),
+            Local(cnt, d, const(0, d)),
+            *_window(kb, cs, step),
+            Store(target, linearize(ix, out.shape), Binary("div", Var(acc, d), count, d)),
+        ]
+
+    return kb.nest(out.shape, body)
+
+
+def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
+    x, gout = node.inputs
+    dx = node.outputs[0]
+    cs = _pool_geometry(node, x.shape, gout.shape)
+    d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
+    stmts = _zero(kb, target, dx.type.size, d)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        best, bh, bw = kb.fresh("best"), kb.fresh("bh"), kb.fresh("bw")
+        h0, w0 = cs.input_pos(oh, ow, const_index(0), const_index(0))
+
+        def step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
+            value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(-np.inf, d), d)
+            cur = Var(best, d)
+            better = Binary("gt", value, cur, dt.bool_)
+            first_nan = Binary(
+                "and",
+                Binary("ne", value, value, dt.bool_),
+                Unary("not", Binary("ne", cur, cur, dt.bool_), dt.bool_),
+                dt.bool_,
+            )
+            return [
+                If(
+                    Binary("or", better, first_nan, dt.bool_),
+                    [Assign(best, value), Assign(bh, h), Assign(bw, w)],
+                )
+            ]
+
+        dst = linearize(
+            [n, c, clamp_index(Var(bh, INDEX), cs.h), clamp_index(Var(bw, INDEX), cs.w)], x.shape
+        )
+        grad = Load(g_buf, linearize(ix, gout.shape), d)
+        keep = _valid(Var(bh, INDEX), Var(bw, INDEX), cs)  # a padded winner drops its grad
+        return [
+            Local(best, d, const(-np.inf, d)),
+            Local(bh, INDEX, h0),
+            Local(bw, INDEX, w0),
+            *_window(kb, cs, step),
+            If(keep, [Store(target, dst, Binary("add", Load(target, dst, d), grad, d))]),
+        ]
+
+    # Windows of one (n, c) plane overlap, so only planes run in parallel.
+    return stmts + _plane_parallel(kb, gout.shape, body)
+
+
+def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
+    (gout,) = node.inputs
+    dx = node.outputs[0]
+    cs = _pool_geometry(node, dx.shape, gout.shape)
+    d, g_buf = dx.dtype, kb.buffer(gout)
+    stmts = _zero(kb, target, dx.type.size, d)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        cnt = kb.fresh("cnt")
+        share = kb.fresh("share")
+
+        def count_step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            one = Select(_valid(h, w, cs), const(1, d), const(0, d), d)
+            return [Assign(cnt, Binary("add", Var(cnt, d), one, d))]
+
+        def add_step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            dst = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], dx.shape)
+            return [
+                If(
+                    _valid(h, w, cs),
+                    [Store(target, dst, Binary("add", Load(target, dst, d), Var(share, d), d))],
+                )
+            ]
+
+        grad = Load(g_buf, linearize(ix, gout.shape), d)
+        if node.attrs["count_include_pad"]:
+            head = [Let(share, Binary("div", grad, const(cs.kh * cs.kw, d), d))]
+        else:
+            head = [
+                Local(cnt, d, const(0, d)),
+                *_window(kb, cs, count_step),
+                Let(share, Binary("div", grad, Var(cnt, d), d)),
+            ]
+        return head + _window(kb, cs, add_step)
+
+    return stmts + _plane_parallel(kb, gout.shape, body)
+
+
+ANCHORS = {
+    "matmul": lower_matmul,
+    "conv2d": lower_conv2d,
+    "conv2d_backward_input": lower_conv2d_backward_input,
+    "conv2d_backward_weight": lower_conv2d_backward_weight,
+    "max_pool2d": lower_max_pool2d,
+    "avg_pool2d": lower_avg_pool2d,
+    "max_pool2d_backward": lower_max_pool2d_backward,
+    "avg_pool2d_backward": lower_avg_pool2d_backward,
+}
+
+
+def lower_anchor(kb, node: Node, target: str) -> list[Stmt]:
+    try:
+        rule = ANCHORS[node.op]
+    except KeyError:
+        raise NotImplementedError(f"no contraction lowering for op {node.op!r}") from None
+    if node.outputs[0].type.size == 0:
+        return []
+    return rule(kb, node, target)
+
+
+# ---- scatter-adds ---------------------------------------------------------------------------
+
+
+def lower_scatter(kb, node: Node) -> list[Stmt]:
+    g, idx = node.inputs
+    out = node.outputs[0]
+    d, target = out.dtype, kb.buffer(out)
+    axis = node.attrs["axis"] % len(out.shape)
+    stmts = _zero(kb, target, out.type.size, d)
+    size = out.shape[axis]
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        start = len(kb.elements.checks)
+        if node.op == "scatter_add":
+            k = len(idx.shape)
+            raw = kb.elements.at(idx, ix[axis : axis + k])
+            j = kb.elements._checked(raw, size, "scatter_add")
+            dst_ix = ix[:axis] + [j] + ix[axis + k :]
+        else:
+            j = kb.elements._checked(kb.elements.at(idx, ix), size, "scatter_elements_add")
+            dst_ix = list(ix)
+            dst_ix[axis] = j
+        dst = linearize(dst_ix, out.shape)
+        add = Binary("add", Load(target, dst, d), kb.elements.at(g, ix), d)
+        return kb.checked([Store(target, dst, add)], start)
+
+    if g.type.size:
+        stmts += kb.nest(g.shape, body, parallel=False)
+    return stmts

@@ -1,0 +1,376 @@
+"""Element expressions: the value of a graph value at a multi-index, as kernel IR.
+
+``ElementBuilder.at(v, index)`` inlines the injective ops of a fusion group: elementwise
+arithmetic becomes kernel-IR arithmetic, movement ops become index arithmetic
+(broadcasting maps a size-1 dim to index 0, a transpose permutes the index, a slice is
+``start + i * step``), and a value produced outside the group is a load from its buffer.
+Values already computed in an enclosing scope (a reduction's result, a hoisted scalar)
+are bound to variables.
+
+Data-dependent indices (gather) are clamped into range so no load can leave its buffer;
+the out-of-range condition is collected in ``checks`` so the kernel can report it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.graph import Node, Value
+from ..ir.kernel import (
+    INDEX,
+    Binary,
+    Cast,
+    Const,
+    Expr,
+    Load,
+    Select,
+    Unary,
+    const_index,
+    delinearize,
+    iadd,
+    imul,
+    isub,
+    linearize,
+)
+from ..ir.ops.movement import slice_ranges
+
+Index = list[Expr]
+
+_UNARY = {
+    "neg": "neg",
+    "abs": "abs",
+    "sign": "sign",
+    "exp": "exp",
+    "log": "log",
+    "sqrt": "sqrt",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "erf": "erf",
+    "logical_not": "not",
+}
+_BINARY = {
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "maximum": "max",
+    "minimum": "min",
+    "logical_and": "and",
+    "logical_or": "or",
+    "logical_xor": "xor",
+}
+_COMPARE = {
+    "equal": "eq",
+    "not_equal": "ne",
+    "less": "lt",
+    "less_equal": "le",
+    "greater": "gt",
+    "greater_equal": "ge",
+}
+
+
+def const(value: Any, dtype: dt.DType) -> Const:
+    if dtype.is_float:
+        return Const(float(value), dtype)
+    if dtype.is_bool:
+        return Const(bool(value), dtype)
+    return Const(int(value), dtype)
+
+
+def broadcast_index(index: Index, out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> Index:
+    """NumPy broadcasting: align right; a size-1 input dim reads index 0."""
+    lead = len(out_shape) - len(in_shape)
+    return [const_index(0) if d == 1 else index[lead + i] for i, d in enumerate(in_shape)]
+
+
+def clamp_index(i: Expr, size: int) -> Expr:
+    lo = Binary("max", i, const_index(0), INDEX)
+    return Binary("min", lo, const_index(max(size - 1, 0)), INDEX)
+
+
+def in_range(i: Expr, size: int) -> Expr:
+    return Binary(
+        "and",
+        Binary("ge", i, const_index(0), dt.bool_),
+        Binary("lt", i, const_index(size), dt.bool_),
+        dt.bool_,
+    )
+
+
+class ElementBuilder:
+    def __init__(
+        self,
+        members: set[int],
+        buffer_of: Callable[[Value], str],
+        scalar_constants: dict[int, np.ndarray],
+    ):
+        self.members = members  # ids of the nodes inlined here
+        self.buffer_of = buffer_of
+        self.scalar_constants = scalar_constants  # size-1 constants become literals
+        self.bound: dict[int, Expr] = {}  # id(value) -> expression valid in this scope
+        self.checks: list[tuple[Expr, str]] = []  # (bad condition, message)
+        self._memo: dict[tuple, Expr] = {}
+
+    def bind(self, v: Value, e: Expr) -> None:
+        self.bound[id(v)] = e
+
+    def load(self, v: Value, index: Index) -> Expr:
+        return Load(self.buffer_of(v), linearize(index, v.shape), v.dtype)
+
+    def at(self, v: Value, index: Index) -> Expr:
+        if id(v) in self.bound:
+            return self.bound[id(v)]
+        if id(v) in self.scalar_constants:
+            return const(self.scalar_constants[id(v)].reshape(-1)[0], v.dtype)
+        if v.producer is None or id(v.producer) not in self.members:
+            return self.load(v, index)
+        key = (id(v), tuple(index))
+        if key not in self._memo:
+            self._memo[key] = self._node_at(v.producer, v, index)
+        return self._memo[key]
+
+    # ---- one rule per injective op -----------------------------------------------------
+
+    def _operand(self, node: Node, i: int, index: Index) -> Expr:
+        x = node.inputs[i]
+        return self.at(x, broadcast_index(index, node.outputs[0].shape, x.shape))
+
+    def _node_at(self, node: Node, v: Value, index: Index) -> Expr:
+        op, d = node.op, v.dtype
+        rule = getattr(self, f"_op_{op}", None)
+        if rule is not None:
+            return rule(node, index)
+        if op in _UNARY:
+            return Unary(_UNARY[op], self._operand(node, 0, index), d)
+        if op in _BINARY:
+            return Binary(
+                _BINARY[op], self._operand(node, 0, index), self._operand(node, 1, index), d
+            )
+        if op in _COMPARE:
+            return Binary(
+                _COMPARE[op], self._operand(node, 0, index), self._operand(node, 1, index), dt.bool_
+            )
+        raise NotImplementedError(f"no element rule for op {op!r} (node {node.name})")
+
+    def _op_relu(self, node, index):
+        x = self._operand(node, 0, index)
+        return Binary("max", x, const(0, x.dtype), x.dtype)
+
+    def _op_reciprocal(self, node, index):
+        x = self._operand(node, 0, index)
+        return Binary("div", const(1, x.dtype), x, x.dtype)
+
+    def _op_stop_gradient(self, node, index):
+        return self._operand(node, 0, index)
+
+    def _op_div(self, node, index):
+        d = node.outputs[0].dtype
+        a, b = self._operand(node, 0, index), self._operand(node, 1, index)
+        return Binary("div" if d.is_float else "idiv", a, b, d)
+
+    def _op_pow(self, node, index):
+        d = node.outputs[0].dtype
+        a, b = self._operand(node, 0, index), self._operand(node, 1, index)
+        if node.inputs[1].dtype != d:
+            b = Cast(b, d)
+        if d.is_float:
+            return Binary("pow", a, b, d)
+        return Cast(Binary("pow", Cast(a, dt.float64), Cast(b, dt.float64), dt.float64), d)
+
+    def _op_where(self, node, index):
+        c, a, b = (self._operand(node, i, index) for i in range(3))
+        return Select(c, a, b, node.outputs[0].dtype)
+
+    def _op_cast(self, node, index):
+        return Cast(self._operand(node, 0, index), node.attrs["to"])
+
+    # ---- movement ----------------------------------------------------------------------
+
+    def _op_reshape(self, node, index):
+        x, out = node.inputs[0], node.outputs[0]
+        squeezed_in = [d for d in x.shape if d != 1]
+        squeezed_out = [(i, d) for i, d in zip(index, out.shape, strict=True) if d != 1]
+        if squeezed_in == [d for _, d in squeezed_out]:
+            # Only size-1 dims appear or disappear: the non-trivial indices carry over.
+            it = iter(i for i, _ in squeezed_out)
+            return self.at(x, [const_index(0) if d == 1 else next(it) for d in x.shape])
+        return self.at(x, delinearize(linearize(index, out.shape), x.shape))
+
+    def _op_transpose(self, node, index):
+        perm = node.attrs["perm"]
+        inner: Index = [const_index(0)] * len(perm)
+        for i, p in enumerate(perm):
+            inner[p] = index[i]
+        return self.at(node.inputs[0], inner)
+
+    def _op_expand(self, node, index):
+        return self._operand(node, 0, index)
+
+    def _op_slice(self, node, index):
+        x = node.inputs[0]
+        a = node.attrs
+        ranges = slice_ranges(x.shape, a["starts"], a["ends"], a["axes"], a["steps"])
+        inner = [
+            iadd(const_index(r.start if len(r) else 0), imul(i, const_index(r.step)))
+            for i, r in zip(index, ranges, strict=True)
+        ]
+        return self.at(x, inner)
+
+    def _op_pad(self, node, index):
+        x, out = node.inputs[0], node.outputs[0]
+        pads, mode = node.attrs["pads"], node.attrs["mode"]
+        inner, valid = [], None
+        for axis, (i, size) in enumerate(zip(index, x.shape, strict=True)):
+            j = isub(i, const_index(pads[axis]))
+            if mode == "reflect":  # mirror without repeating the edge
+                j = _reflect(j, size)
+            elif mode == "edge" or size == 0:
+                j = clamp_index(j, size)
+            else:
+                ok = in_range(j, size)
+                valid = ok if valid is None else Binary("and", valid, ok, dt.bool_)
+                j = clamp_index(j, size)
+            inner.append(j)
+        if x.type.size == 0:
+            return const(node.attrs["value"], out.dtype)
+        loaded = self.at(x, inner)
+        if valid is None:
+            return loaded
+        return Select(valid, loaded, const(node.attrs["value"], out.dtype), out.dtype)
+
+    def _op_concat(self, node, index):
+        axis = node.attrs["axis"] % len(node.outputs[0].shape)
+        pieces, start = [], 0
+        for x in node.inputs:
+            size = x.shape[axis]
+            if size:
+                inner = list(index)
+                inner[axis] = clamp_index(isub(index[axis], const_index(start)), size)
+                pieces.append((start, self.at(x, inner)))
+            start += size
+        # The last piece whose start the index has reached.
+        result = pieces[0][1]
+        for begin, value in pieces[1:]:
+            reached = Binary("ge", index[axis], const_index(begin), dt.bool_)
+            result = Select(reached, value, result, node.outputs[0].dtype)
+        return result
+
+    def _checked(self, raw: Expr, size: int, op: str) -> Expr:
+        """Normalize a negative index once, clamp it, and record the out-of-range case."""
+        i = Cast(raw, INDEX)
+        wrapped = Select(
+            Binary("lt", i, const_index(0), dt.bool_), iadd(i, const_index(size)), i, INDEX
+        )
+        bad = Unary("not", in_range(wrapped, size), dt.bool_)
+        self.checks.append((bad, f"{op}: index out of range for an axis of size {size}"))
+        return clamp_index(wrapped, size)
+
+    def _op_gather(self, node, index):
+        data, idx = node.inputs
+        axis = node.attrs["axis"] % len(data.shape)
+        k = len(idx.shape)
+        raw = self.at(idx, index[axis : axis + k])
+        j = self._checked(raw, data.shape[axis], "gather")
+        return self.at(data, index[:axis] + [j] + index[axis + k :])
+
+    def _op_gather_elements(self, node, index):
+        data, idx = node.inputs
+        axis = node.attrs["axis"] % len(data.shape)
+        j = self._checked(self.at(idx, index), data.shape[axis], "gather_elements")
+        inner = list(index)
+        inner[axis] = j
+        return self.at(data, inner)
+
+    def _op_one_hot(self, node, index):
+        (idx,) = node.inputs
+        out = node.outputs[0]
+        depth = node.attrs["depth"]
+        axis = node.attrs["axis"] % len(out.shape)
+        raw = Cast(self.at(idx, index[:axis] + index[axis + 1 :]), INDEX)
+        wrapped = Select(
+            Binary("lt", raw, const_index(0), dt.bool_), iadd(raw, const_index(depth)), raw, INDEX
+        )
+        hit = Binary("eq", wrapped, index[axis], dt.bool_)
+        return Select(hit, const(1, out.dtype), const(0, out.dtype), out.dtype)
+
+    def _op_slice_backward(self, node, index):
+        (g,) = node.inputs
+        a, out = node.attrs, node.outputs[0]
+        ranges = slice_ranges(out.shape, a["starts"], a["ends"], a["axes"], a["steps"])
+        inner, valid = [], None
+        for i, r in zip(index, ranges, strict=True):
+            if len(r) == 0:
+                return const(0, out.dtype)
+            off = isub(i, const_index(r.start))
+            step = r.step
+            q = Binary("idiv", off, const_index(step), INDEX) if step != 1 else off
+            ok = Binary("eq", imul(q, const_index(step)), off, dt.bool_)
+            ok = Binary("and", ok, in_range(q, len(r)), dt.bool_)
+            valid = ok if valid is None else Binary("and", valid, ok, dt.bool_)
+            inner.append(clamp_index(q, len(r)))
+        value = self.at(g, inner)
+        return value if valid is None else Select(valid, value, const(0, out.dtype), out.dtype)
+
+    def _op_scatter_elements_add(self, node, index):
+        # Only reached when the indices have extent 1 on the axis (see fusion.node_class).
+        g, idx = node.inputs
+        out = node.outputs[0]
+        axis = node.attrs["axis"] % len(out.shape)
+        inner = list(index)
+        inner[axis] = const_index(0)
+        in_bounds = None  # updates may cover only a corner of the output
+        for a, (gs, os) in enumerate(zip(g.shape, out.shape, strict=True)):
+            if a != axis and gs < os:
+                ok = Binary("lt", index[a], const_index(gs), dt.bool_)
+                in_bounds = ok if in_bounds is None else Binary("and", in_bounds, ok, dt.bool_)
+                inner[a] = clamp_index(index[a], gs)
+        j = self._checked(self.at(idx, inner), out.shape[axis], "scatter_elements_add")
+        hit = Binary("eq", j, index[axis], dt.bool_)
+        if in_bounds is not None:
+            hit = Binary("and", hit, in_bounds, dt.bool_)
+        return Select(hit, self.at(g, inner), const(0, out.dtype), out.dtype)
+
+    def _op_random_uniform(self, node, index):
+        out = node.outputs[0]
+        key = Cast(self.at(node.inputs[0], []), dt.int64)
+        counter = linearize(index, out.shape)
+        bits = _splitmix64(Binary("add", _splitmix64(key), counter, dt.int64))
+        if out.dtype == dt.float32:
+            top = Binary("lshr", bits, Const(40, dt.int64), dt.int64)
+            return Binary("mul", Cast(top, dt.float32), Const(2.0**-24, dt.float32), dt.float32)
+        top = Binary("lshr", bits, Const(11, dt.int64), dt.int64)
+        return Binary("mul", Cast(top, dt.float64), Const(2.0**-53, dt.float64), dt.float64)
+
+
+def _reflect(j: Expr, size: int) -> Expr:
+    """Mirror an index into [0, size) without repeating the edge (pads < size)."""
+    neg = Binary("lt", j, const_index(0), dt.bool_)
+    j = Select(neg, isub(const_index(0), j), j, INDEX)
+    over = Binary("ge", j, const_index(size), dt.bool_)
+    return Select(over, isub(const_index(2 * size - 2), j), j, INDEX)
+
+
+def _u64(v: int) -> Const:
+    return Const(v - (1 << 64) if v >= 1 << 63 else v, dt.int64)  # the same bits as int64
+
+
+def _splitmix64(z: Expr) -> Expr:
+    """The splitmix64 finalizer on int64 bits (wrapping arithmetic, logical shifts)."""
+    i64 = dt.int64
+    z = Binary("add", z, _u64(0x9E3779B97F4A7C15), i64)
+    z = Binary(
+        "mul",
+        Binary("xor", z, Binary("lshr", z, Const(30, i64), i64), i64),
+        _u64(0xBF58476D1CE4E5B9),
+        i64,
+    )
+    z = Binary(
+        "mul",
+        Binary("xor", z, Binary("lshr", z, Const(27, i64), i64), i64),
+        _u64(0x94D049BB133111EB),
+        i64,
+    )
+    return Binary("xor", z, Binary("lshr", z, Const(31, i64), i64), i64)

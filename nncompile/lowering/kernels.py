@@ -1,0 +1,350 @@
+"""Lower one fusion group to one Kernel.
+
+- elementwise groups: a loop nest over the group's iteration space; each output is the
+  inlined expression of its producers at the loop index;
+- reduction groups: a parallel loop over the outer (kept) index; inside it one pass over
+  the row per reduction, then the outer-space outputs, then a pass storing row-space
+  outputs;
+- contraction groups: the anchor op (Gemm template, or window loops for pooling and
+  convolution data movement), then the epilogue as an elementwise loop over its output;
+- opaque groups (scatter-adds): zero the output, then accumulate serially.
+Scalars (values with one element that do not depend on the loop) are computed once
+before the loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.graph import Node, Value
+from ..ir.kernel import (
+    INDEX,
+    Assign,
+    Binary,
+    BufferParam,
+    Cast,
+    Const,
+    Expr,
+    If,
+    Kernel,
+    Let,
+    Local,
+    Loop,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    const_index,
+    delinearize,
+    linearize,
+)
+from ..passes.fusion import FusionGroup
+from . import contraction
+from .exprs import ElementBuilder, const
+
+PARALLEL_MIN = 2048  # iterations below this stay on one thread
+
+
+class KernelBuilder:
+    """State shared while lowering one group: buffer parameters, names, checks."""
+
+    def __init__(
+        self,
+        group: FusionGroup,
+        buffer_of: Callable[[Value], str],
+        buffer_info: Callable[[str], tuple[dt.DType, int]],
+        scalar_constants: dict[int, np.ndarray],
+        report: Callable[[str], int],
+        scratch: Callable[[str, dt.DType, int], str],
+    ):
+        self.group = group
+        self._buffer_of = buffer_of
+        self._buffer_info = buffer_info
+        self._report = report  # message -> status code
+        self._scratch = scratch  # (hint, dtype, size) -> arena buffer name
+        self.params: dict[str, BufferParam] = {}
+        self._names = 0
+        members = {id(n) for n in group.nodes}
+        if group.kind == "contraction":
+            members -= {id(group.anchor)} | {id(n) for n in self.absorbed()}
+        self.elements = ElementBuilder(members, self.buffer, scalar_constants)
+
+    # ---- names and buffers -------------------------------------------------------------
+
+    def fresh(self, prefix: str) -> str:
+        self._names += 1
+        return f"{prefix}{self._names}"
+
+    def buffer(self, v: Value) -> str:
+        return self.use(self._buffer_of(v))
+
+    def use(self, name: str) -> str:
+        if name not in self.params:
+            dtype, size = self._buffer_info(name)
+            self.params[name] = BufferParam(name, dtype, size)
+        return name
+
+    def scratch(self, hint: str, dtype: dt.DType, size: int) -> str:
+        return self.use(self._scratch(f"{self.group.name}_{hint}", dtype, size))
+
+    def absorbed(self) -> list[Node]:
+        """Transposes taken into a matmul group (the Gemm reads them with strides)."""
+        return [
+            n
+            for n in self.group.nodes
+            if n is not self.group.anchor
+            and n.op == "transpose"
+            and self.group.anchor is not None
+            and self.group.anchor.op == "matmul"
+            and any(v is n.outputs[0] for v in self.group.anchor.inputs)
+        ]
+
+    # ---- loops -------------------------------------------------------------------------
+
+    def nest(
+        self,
+        shape: tuple[int, ...],
+        body: Callable[[list[Expr]], list[Stmt]],
+        parallel: bool = True,
+        prefix: str = "i",
+    ) -> list[Stmt]:
+        """A loop nest over ``shape``: outermost loop parallel if big enough, innermost
+        marked for vectorization; size-1 dims get no loop."""
+        names = [self.fresh(prefix) if d != 1 else None for d in shape]
+        index: list[Expr] = [Var(n, INDEX) if n else const_index(0) for n in names]
+        stmts = body(index)
+        looped = [(n, d) for n, d in zip(names, shape, strict=True) if n is not None]
+        total = math.prod(shape)
+        for depth, (n, d) in enumerate(reversed(looped)):
+            outermost = depth == len(looped) - 1
+            stmts = [
+                Loop(
+                    n,
+                    d,
+                    stmts,
+                    parallel=parallel and outermost and total >= PARALLEL_MIN,
+                    vectorize=depth == 0,
+                )
+            ]
+        return stmts
+
+    def checked(self, stmts: list[Stmt], start: int) -> list[Stmt]:
+        """Append the out-of-range checks collected since ``start``."""
+        out = list(stmts)
+        for cond, message in self.elements.checks[start:]:
+            code = self._report(message)
+            out.append(If(cond, [Store(self.use("status"), const_index(0), Const(code, INDEX))]))
+        return out
+
+    def store_at(self, v: Value, index: list[Expr], space: tuple[int, ...]) -> Store:
+        """Store ``v`` at the point ``index`` of ``space`` (same element count)."""
+        if v.shape == space:
+            flat, at = linearize(index, space), index
+        else:
+            flat = linearize(index, space)
+            at = delinearize(flat, v.shape)
+        return Store(self.buffer(v), flat, self.elements.at(v, at))
+
+    def hoist_scalars(self, nodes: list[Node], blocked: set[int]) -> list[Stmt]:
+        """Let-bind one-element values that do not depend on anything in ``blocked``."""
+        stmts: list[Stmt] = []
+        dependent = set(blocked)
+        for n in nodes:
+            if id(n) in dependent:
+                continue
+            if any(v.producer is not None and id(v.producer) in dependent for v in n.inputs):
+                dependent.add(id(n))
+                continue
+            if id(n) not in self.elements.members or len(n.outputs) != 1:
+                continue
+            v = n.outputs[0]
+            if v.type.size != 1:
+                dependent.add(id(n))
+                continue
+            name = self.fresh("s")
+            stmts.append(Let(name, self.elements.at(v, [const_index(0)] * len(v.shape))))
+            self.elements.bind(v, Var(name, v.dtype))
+        return stmts
+
+    def kernel(self, body: list[Stmt]) -> Kernel:
+        self.use("status")  # every kernel can report (and bounds-checked builds do)
+        ops = ", ".join(f"{n.name}={n.op}" for n in self.group.nodes)
+        return Kernel(self.group.name, list(self.params.values()), body, comment=ops)
+
+
+# ---- elementwise ----------------------------------------------------------------------------
+
+
+def lower_elementwise(kb: KernelBuilder) -> Kernel:
+    g = kb.group
+    outputs = g.outputs
+    space = max((v.shape for v in outputs), key=lambda s: math.prod(s))
+    pre = kb.hoist_scalars(g.nodes, set()) if math.prod(space) > 1 else []
+    scalars = [v for v in outputs if v.type.size == 1 and math.prod(space) > 1]
+    body: list[Stmt] = list(pre)
+    for v in scalars:
+        body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
+    loop_outputs = [v for v in outputs if v not in scalars]
+
+    def inner(index: list[Expr]) -> list[Stmt]:
+        start = len(kb.elements.checks)
+        return kb.checked([kb.store_at(v, index, space) for v in loop_outputs], start)
+
+    if loop_outputs:
+        body += kb.nest(space, inner)
+    return kb.kernel(body)
+
+
+# ---- reductions -----------------------------------------------------------------------------
+
+
+def _init(op: str, d: dt.DType) -> Expr:
+    if op in ("reduce_sum", "reduce_mean"):
+        return const(0, d)
+    if op in ("reduce_max", "argmax"):
+        return const(-np.inf if d.is_float else (False if d.is_bool else np.iinfo(d.np).min), d)
+    return const(np.inf if d.is_float else (True if d.is_bool else np.iinfo(d.np).max), d)
+
+
+def _combine(op: str, acc: Expr, x: Expr, d: dt.DType) -> Expr:
+    if op in ("reduce_sum", "reduce_mean"):
+        return Binary("add", acc, x, d)
+    if d.is_bool:
+        return Binary("or" if op == "reduce_max" else "and", acc, x, d)
+    return Binary("max" if op == "reduce_max" else "min", acc, x, d)
+
+
+def lower_reduction(kb: KernelBuilder) -> Kernel:
+    g = kb.group
+    row_shape, axes = g.row_shape, g.row_axes
+    outer_dims = [i for i in range(len(row_shape)) if i not in axes]
+    outer_shape = tuple(row_shape[i] for i in outer_dims)
+    reductions = [
+        n
+        for n in g.nodes
+        if n.op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin")
+    ]
+    pre = kb.hoist_scalars(g.nodes, {id(n) for n in reductions})
+    row_outputs = [v for v in g.outputs if v.shape == row_shape and v.producer not in reductions]
+    outer_outputs = [v for v in g.outputs if v not in row_outputs]
+
+    def merge(outer: list[Expr], row: list[Expr]) -> list[Expr]:
+        it_o, it_r = iter(outer), iter(row)
+        return [next(it_r) if i in axes else next(it_o) for i in range(len(row_shape))]
+
+    def body(outer: list[Expr]) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        start = len(kb.elements.checks)
+        for r in reductions:
+            stmts += _reduction_pass(kb, r, outer, merge, row_shape, axes)
+        flat = linearize(outer, outer_shape)
+        for v in outer_outputs:
+            stmts.append(Store(kb.buffer(v), flat, kb.elements.at(v, delinearize(flat, v.shape))))
+        if row_outputs:
+            row = tuple(row_shape[i] for i in axes)
+            stmts += kb.nest(
+                row,
+                lambda ri: [kb.store_at(v, merge(outer, ri), row_shape) for v in row_outputs],
+                parallel=False,
+                prefix="r",
+            )
+        return kb.checked(stmts, start)
+
+    return kb.kernel(pre + kb.nest(outer_shape, body))
+
+
+def _reduction_pass(
+    kb: KernelBuilder, r: Node, outer: list[Expr], merge, row_shape, axes
+) -> list[Stmt]:
+    x, out = r.inputs[0], r.outputs[0]
+    d = x.dtype
+    row = tuple(row_shape[i] for i in axes)
+    acc = kb.fresh("acc")
+    stmts: list[Stmt] = [Local(acc, d, _init(r.op, d))]
+    if r.op in ("argmax", "argmin"):
+        best = kb.fresh("arg")
+        stmts.append(Local(best, INDEX, const_index(0)))
+
+        def step(ri: list[Expr]) -> list[Stmt]:
+            value = kb.elements.at(x, merge(outer, ri))
+            cur = Var(acc, d)
+            better = Binary("gt" if r.op == "argmax" else "lt", value, cur, dt.bool_)
+            if d.is_float:  # the first NaN wins, as in NumPy
+                nan_new = Binary("ne", value, value, dt.bool_)
+                nan_old = Binary("ne", cur, cur, dt.bool_)
+                better = Binary(
+                    "or",
+                    better,
+                    Binary("and", nan_new, Unary("not", nan_old, dt.bool_), dt.bool_),
+                    dt.bool_,
+                )
+            flat = linearize(ri, row)
+            return [If(better, [Assign(acc, value), Assign(best, flat)])]
+
+        stmts += kb.nest(row, step, parallel=False, prefix="r")
+        kb.elements.bind(
+            out, Var(best, INDEX) if out.dtype == INDEX else Cast(Var(best, INDEX), out.dtype)
+        )
+        return stmts
+
+    def step(ri: list[Expr]) -> list[Stmt]:
+        value = kb.elements.at(x, merge(outer, ri))
+        return [Assign(acc, _combine(r.op, Var(acc, d), value, d))]
+
+    stmts += kb.nest(row, step, parallel=False, prefix="r")
+    result: Expr = Var(acc, d)
+    if r.op == "reduce_mean":
+        result = Binary("div", result, const(max(math.prod(row), 0), d), d)
+    name = kb.fresh("red")
+    stmts.append(Let(name, result))
+    kb.elements.bind(out, Var(name, d))
+    return stmts
+
+
+# ---- contraction and opaque groups ----------------------------------------------------------
+
+
+def lower_contraction(kb: KernelBuilder) -> Kernel:
+    g = kb.group
+    anchor = g.anchor
+    out = anchor.outputs[0]
+    # The memory plan gives the anchor's result a buffer even when only the epilogue
+    # reads it (then it is kernel-local scratch in the arena).
+    body = contraction.lower_anchor(kb, anchor, kb.buffer(out))
+    epilogue = [v for v in g.outputs if v is not out]
+    if epilogue:
+        body += kb.hoist_scalars([n for n in g.nodes if n is not anchor], {id(anchor)})
+        scalars = [v for v in epilogue if v.type.size == 1 and out.type.size > 1]
+        for v in scalars:
+            body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
+        looped = [v for v in epilogue if v not in scalars]
+
+        def inner(index: list[Expr]) -> list[Stmt]:
+            start = len(kb.elements.checks)
+            return kb.checked([kb.store_at(v, index, out.shape) for v in looped], start)
+
+        if looped:
+            body += kb.nest(out.shape, inner)
+    return kb.kernel(body)
+
+
+def lower_opaque(kb: KernelBuilder) -> Kernel:
+    (node,) = kb.group.nodes
+    return kb.kernel(contraction.lower_scatter(kb, node))
+
+
+def lower_group(kb: KernelBuilder) -> Kernel:
+    kind = kb.group.kind
+    if kind == "elementwise":
+        return lower_elementwise(kb)
+    if kind == "reduction":
+        return lower_reduction(kb)
+    if kind == "contraction":
+        return lower_contraction(kb)
+    if kind == "opaque":
+        return lower_opaque(kb)
+    raise NotImplementedError(f"no lowering for fusion groups of kind {kind!r}")
