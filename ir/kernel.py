@@ -270,6 +270,11 @@ def delinearize(flat: Expr, shape: tuple[int, ...]) -> list[Expr]:
         strides.append(stride)
         stride *= d
     strides.reverse()
-    for d, s in zip(shape, strides, strict=True):
-        out.append(const_index(0) if d == 1 else imod(idiv(flat, s), d))
+    for k, (d, s) in enumerate(zip(shape, strides, strict=True)):
+        if d == 1:
+            out.append(const_index(0))
+        elif k == 0 or all(x == 1 for x in shape[:k]):
+            out.append(idiv(flat, s))  # flat < numel: the outermost index needs no modulo
+        else:
+            out.append(imod(idiv(flat, s), d))
     return out

@@ -27,13 +27,18 @@ from .tracing import is_array_leaf, trace
 BACKENDS = ("numpy", "llvm", "cuda")
 
 
-def _signature(args: tuple) -> tuple:
-    arrays, statics, tree = pytree.flatten(args, is_array_leaf)
-    shapes = tuple(
-        (np.shape(a), np.asarray(a).dtype.str if not hasattr(a, "_type") else a.dtype.str)
-        for a in arrays
-    )
-    return (repr(tree), repr(statics), shapes)
+def _hashable(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return tuple((k, _hashable(v)) for k, v in tree.items())
+    if isinstance(tree, list):
+        return tuple(_hashable(v) for v in tree)
+    return tree
+
+
+def _signature(arrays: list, statics: list, tree: dict) -> tuple:
+    """What a compiled program depends on: structure, static values, shapes and dtypes."""
+    types = tuple((np.shape(a), np.result_type(a).str) for a in arrays)
+    return (_hashable(tree), tuple(map(repr, statics)), types)
 
 
 @dataclass
@@ -96,7 +101,11 @@ def _dump_native(lowered: Lowered, native) -> None:
 
 
 def lower_graph_for(
-    graph: Graph, backend: str = "llvm", level: int = 2, threads: int | None = None
+    graph: Graph,
+    backend: str = "llvm",
+    level: int = 2,
+    threads: int | None = None,
+    donated_inputs: frozenset[int] = frozenset(),
 ) -> Lowered:
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -106,6 +115,10 @@ def lower_graph_for(
     timings["optimize"] = time.perf_counter() - start
     start = time.perf_counter()
     program = lower_graph(opt) if backend != "numpy" else None
+    if program is not None:
+        from .donation import plan_donations
+
+        program.donations = plan_donations(program, set(donated_inputs))
     timings["lower"] = time.perf_counter() - start
     source = ""
     if backend == "llvm":
@@ -161,36 +174,40 @@ class CompiledFunction:
         functools.update_wrapper(self, fn)
 
     def compiled_for(self, *args: Any) -> tuple[Lowered, Any, Graph]:
-        key = _signature(args)
+        arrays, statics, tree = pytree.flatten(args, is_array_leaf)
+        return self._compiled(args, arrays, statics, tree)
+
+    def _compiled(self, args, arrays, statics, tree) -> tuple[Lowered, Any, Graph]:
+        key = _signature(arrays, statics, tree)
         if key not in self._cache:
             graph = trace(self.fn, *args)
             if self.backend == "numpy":
-                opt = optimize(graph, self.level)
-                self._cache[key] = (None, None, opt)
+                self._cache[key] = (None, None, optimize(graph, self.level))
             else:
-                lowered = lower_graph_for(graph, self.backend, self.level, self.threads)
+                donated = self._donated_inputs(args)
+                lowered = lower_graph_for(graph, self.backend, self.level, self.threads, donated)
                 self._cache[key] = (lowered, lowered.compile(), graph)
         return self._cache[key]
 
+    def _donated_inputs(self, args: tuple) -> frozenset[int]:
+        """Flat input numbers of the leaves of the donated arguments."""
+        donated, start = set(), 0
+        for k, a in enumerate(args):
+            n = len(pytree.flatten(a, is_array_leaf)[0])
+            if k in self.donate_argnums or k - len(args) in self.donate_argnums:
+                donated.update(range(start, start + n))
+            start += n
+        return frozenset(donated)
+
     def __call__(self, *args: Any) -> Any:
-        lowered, executable, graph = self.compiled_for(*args)
-        arrays, _, _ = pytree.flatten(args, is_array_leaf)
+        arrays, statics, tree = pytree.flatten(args, is_array_leaf)
+        lowered, executable, graph = self._compiled(args, arrays, statics, tree)
         if executable is None:  # the numpy backend: the reference interpreter
             from .run import run
 
             return run(graph, *args)
-        outs = executable(
-            [np.asarray(a) if hasattr(a, "_type") else a for a in arrays],
-            out=self._donated_outputs(lowered, arrays),
-        )
+        outs = executable([np.asarray(a) if hasattr(a, "_type") else a for a in arrays])
         return pytree.unflatten(lowered.graph.out_tree, outs)
-
-    def _donated_outputs(self, lowered: Lowered, arrays: list) -> dict[int, np.ndarray] | None:
-        if not self.donate_argnums:
-            return None
-        from .donation import donated_outputs
-
-        return donated_outputs(lowered, self.donate_argnums, arrays)
 
 
 def compile(

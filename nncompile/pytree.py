@@ -88,3 +88,22 @@ def leaf_paths(treedef: TreeDef, prefix: str) -> list[str]:
 
     go(treedef, prefix)
     return out
+
+
+def leaf_keys(treedef: TreeDef) -> list[tuple]:
+    """The key path of every array leaf: tuple indices and dict keys from the root."""
+    out: list[tuple] = []
+
+    def go(t: TreeDef, path: tuple) -> None:
+        kind = t["kind"]
+        if kind == "array":
+            out.append(path)
+        elif kind in ("tuple", "list"):
+            for i, c in enumerate(t["children"]):
+                go(c, path + (i,))
+        elif kind == "dict":
+            for k, c in zip(t["keys"], t["children"], strict=True):
+                go(c, path + (k,))
+
+    go(treedef, ())
+    return out

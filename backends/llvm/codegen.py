@@ -67,6 +67,7 @@ class KernelEmitter:
         parallel: ParallelRuntime,
         fn: ir.Function | None = None,
         buffers: dict[str, tuple[ir.Value, dt.DType]] | None = None,
+        aliased: frozenset[str] = frozenset(),
     ):
         """Emit ``kernel`` as a new function, or (``fn`` and ``buffers`` given) emit into an
         outlined function whose buffers are already loaded (a parallel loop's body)."""
@@ -80,7 +81,8 @@ class KernelEmitter:
             fn.linkage = "internal"
             buffers = {}
             for arg, p in zip(fn.args, kernel.params, strict=True):
-                arg.add_attribute("noalias")
+                if p.name not in aliased:  # a donated input and its output share memory
+                    arg.add_attribute("noalias")
                 arg.name = p.name
                 buffers[p.name] = (arg, p.dtype)
             self.entry = fn.append_basic_block("entry")
@@ -88,6 +90,7 @@ class KernelEmitter:
             self.entry = fn.entry_basic_block
         set_function_attributes(fn)
         self.fn = fn
+        self.aliased = aliased
         self.buffers = buffers
         self.b = ir.IRBuilder(fn.blocks[-1])
         self.scopes: list[dict[str, ir.Value]] = [{}]
@@ -169,6 +172,26 @@ class KernelEmitter:
         self.pop()
         nxt = self.b.add(i, ir.Constant(I64, 1), flags=["nsw", "nuw"])
         i.add_incoming(nxt, self.b.block)
+        self.b.branch(header)
+        self.b.position_at_end(done)
+
+    def loop_with_body(self, var: str, extent: int, body) -> None:
+        """A serial loop whose body is emitted by a Python callback (templates)."""
+        pre = self.b.block
+        header = self.fn.append_basic_block(f"{var}.head")
+        block = self.fn.append_basic_block(f"{var}.body")
+        done = self.fn.append_basic_block(f"{var}.done")
+        self.b.branch(header)
+        self.b.position_at_end(header)
+        i = self.b.phi(I64, name=var)
+        i.add_incoming(ir.Constant(I64, 0), pre)
+        self.b.cbranch(self.b.icmp_signed("<", i, ir.Constant(I64, extent)), block, done)
+        self.b.position_at_end(block)
+        self.push()
+        self.scopes[-1][var] = i
+        body()
+        self.pop()
+        i.add_incoming(self.b.add(i, ir.Constant(I64, 1)), self.b.block)
         self.b.branch(header)
         self.b.position_at_end(done)
 

@@ -68,19 +68,28 @@ class LLVMExecutable:
             raise ShapeError(f"input {i} (%{name}) is misaligned for {value.dtype}")
         return value
 
-    def __call__(
-        self, arrays: Sequence[object], out: dict[int, np.ndarray] | None = None
-    ) -> list[np.ndarray]:
-        """Run on flat input arrays. ``out`` maps output numbers to arrays to write into
-        (donation); the others are allocated here."""
+    def __call__(self, arrays: Sequence[object]) -> list[np.ndarray]:
+        """Run on flat input arrays. Outputs are new arrays, except donated ones, which are
+        written into (and returned as) the input arrays they took over."""
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
         inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
         outputs = []
+        donations = self.program.donations
         for i, buf in enumerate(self._outputs):
-            given = (out or {}).get(i)
-            shape = self.program.graph.outputs[i].shape
-            outputs.append(given if given is not None else np.empty(shape, buf.dtype.np))
+            if i in donations:
+                given = inputs[donations[i]]
+                if not given.flags.writeable:
+                    name = self.program.graph.inputs[donations[i]].name
+                    raise ExecutionError(
+                        f"input {donations[i]} (%{name}) is donated but read-only; pass a "
+                        "writable array or compile without donate_argnums"
+                    )
+                outputs.append(given)
+            else:
+                shape = self.program.graph.outputs[i].shape
+                outputs.append(np.empty(shape, buf.dtype.np))
+
         with self._lock:
             for name, a in zip(self.program.inputs, inputs, strict=True):
                 self._args[self._slots[name]] = a.ctypes.data

@@ -7,6 +7,8 @@ C vectorize into FMAs, and the row loop runs in parallel for large products.
 
 from __future__ import annotations
 
+import llvmlite.ir as ir
+
 from ...ir.kernel import (
     INDEX,
     Binary,
@@ -63,5 +65,44 @@ def gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
 
 
 def emit_gemm(emitter, s: Gemm) -> None:
-    prefix = f"g{len(emitter.fn.blocks)}_"
-    emitter.block(gemm_loops(s, prefix, parallel=not emitter.in_parallel))
+    """Float GEMMs call the module's packed GEMM once per batch entry; integer ones (rare)
+    become plain loops."""
+    if not s.dtype.is_float:
+        prefix = f"g{len(emitter.fn.blocks)}_"
+        emitter.block(gemm_loops(s, prefix, parallel=not emitter.in_parallel))
+        return
+    from .codegen import reg_type
+    from .gemm_packed import gemm_function
+
+    fn = gemm_function(emitter.module, reg_type(s.dtype), emitter.parallel)
+    b = emitter.b
+    t = reg_type(s.dtype)
+    bt = f"g{len(emitter.fn.blocks)}_b"
+
+    def call(batch_index: Expr) -> None:
+        ptrs = []
+        for buf, off, stride in (
+            (s.a, s.a_offset, s.a_strides[0]),
+            (s.b, s.b_offset, s.b_strides[0]),
+            (s.c, s.c_offset, s.c_strides[0]),
+        ):
+            at = _offset(off, [(batch_index, stride)])
+            ptrs.append(b.gep(emitter.buffers[buf][0], [emitter.expr(at)], source_etype=t))
+        consts = [
+            s.m,
+            s.n,
+            s.k,
+            s.a_strides[1],
+            s.a_strides[2],
+            s.b_strides[1],
+            s.b_strides[2],
+            s.c_strides[1],
+            s.c_strides[2],
+            int(s.accumulate),
+        ]
+        b.call(fn, ptrs + [ir.Constant(ir.IntType(64), v) for v in consts])
+
+    if s.batch == 1:
+        call(const_index(0))
+        return
+    emitter.loop_with_body(bt, s.batch, lambda: call(Var(bt, INDEX)))

@@ -26,17 +26,30 @@ def argument_slots(program: Program) -> dict[str, int]:
     return slots
 
 
-def build_module(program: Program, threads: int) -> str:
+def build_module(program: Program, threads: int, per_kernel_entries: bool = False) -> str:
+    """The module's IR text. With ``per_kernel_entries`` it also exports
+    ``nc_kernel_<i>(ptr args)`` running kernel i alone (for per-kernel profiles)."""
     module = ir.Module(name=program.graph.name)
     module.triple = llvm.get_process_triple()
     parallel = ParallelRuntime(module, threads)
     kernels = []
     for number, k in enumerate(program.kernels):
-        emitter = KernelEmitter(module, k, parallel)
+        emitter = KernelEmitter(module, k, parallel, aliased=frozenset(program.aliased))
         emitter.kernel_number = number
         kernels.append(emitter.emit())
 
-    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), "nc_entry")
+    _emit_entry(module, program, kernels, "nc_entry", range(len(kernels)))
+    if per_kernel_entries:
+        for i in range(len(kernels)):
+            _emit_entry(module, program, kernels, f"nc_kernel_{i}", [i])
+    mathlib.finish(module)
+    return str(module)
+
+
+def _emit_entry(
+    module: ir.Module, program: Program, kernels: list[ir.Function], name: str, which
+) -> None:
+    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
     set_function_attributes(entry)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     args = entry.args[0]
@@ -47,7 +60,8 @@ def build_module(program: Program, threads: int) -> str:
 
     loaded = {name: slot(k) for name, k in slots.items()}
     arena = loaded["__arena__"]
-    for kernel, fn in zip(program.kernels, kernels, strict=True):
+    for i in which:
+        kernel, fn = program.kernels[i], kernels[i]
         ptrs = []
         for p in kernel.params:
             buf = program.buffers[p.name]
@@ -59,5 +73,3 @@ def build_module(program: Program, threads: int) -> str:
                 ptrs.append(loaded[p.name])
         b.call(fn, ptrs)
     b.ret_void()
-    mathlib.finish(module)
-    return str(module)

@@ -20,11 +20,13 @@ from ...ir.errors import CompileError
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
 
-def store_untyped(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value) -> None:
+def store_untyped(
+    b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, align: int | None = None
+) -> None:
     """A store without llvmlite's pointee check: it types a struct field's GEP as pointing
     to the whole struct, which LLVM's opaque pointers do not care about."""
     st = ir.instructions.StoreInstr(b.block, value, ptr)
-    st.align = None
+    st.align = align
     b._insert(st)
 
 
@@ -90,9 +92,31 @@ class ParallelRuntime:
         gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
         b.call(gomp, [outlined, slot, ir.Constant(I32, self.threads), ir.Constant(I32, 0)])
 
-        # Callee: unpack, take this thread's chunk, run the loop serially.
-        entry = outlined.append_basic_block("entry")
-        cb = ir.IRBuilder(entry)
+        # The body runs in a function whose buffer pointers are noalias *arguments*: read
+        # from the struct they would be plain pointers, and possible aliasing would stop
+        # the vectorizer. The trampoline below inlines it, keeping the noalias facts.
+        arg_types = [PTR] * len(names) + [v.type for _, v in scalars] + [I64, I64]
+        body_fn = ir.Function(
+            self.module, ir.FunctionType(VOID, arg_types), f"{em.fn.name}.par{self.count}.body"
+        )
+        body_fn.linkage = "internal"
+        aliased = getattr(em, "aliased", frozenset())
+        for arg, n in zip(body_fn.args, names, strict=False):
+            if n not in aliased:
+                arg.add_attribute("noalias")
+        body_fn.append_basic_block("entry")
+        buffers = {n: (body_fn.args[k], em.buffers[n][1]) for k, n in enumerate(names)}
+        child = KernelEmitter(em.module, em.kernel, self, fn=body_fn, buffers=buffers)
+        child.in_parallel = True
+        child.kernel_number = em.kernel_number
+        child.aliased = aliased
+        for k, (n, _) in enumerate(scalars):
+            child.scopes[0][n] = body_fn.args[len(names) + k]
+        child.loop(loop, start=body_fn.args[-2], stop=body_fn.args[-1])
+        child.b.ret_void()
+
+        # Trampoline: unpack the struct, take this thread's chunk, call the body.
+        cb = ir.IRBuilder(outlined.append_basic_block("entry"))
         data = outlined.args[0]
         loaded = [
             cb.load(
@@ -100,13 +124,6 @@ class ParallelRuntime:
             )
             for k, t in enumerate(fields)
         ]
-        buffers = {n: (loaded[k], em.buffers[n][1]) for k, n in enumerate(names)}
-        child = KernelEmitter(em.module, em.kernel, self, fn=outlined, buffers=buffers)
-        child.in_parallel = True
-        child.kernel_number = em.kernel_number
-        child.b = cb
-        for k, (n, _) in enumerate(scalars):
-            child.scopes[0][n] = loaded[len(names) + k]
         extent = loaded[-1]
         tid = cb.sext(cb.call(self._fn("omp_get_thread_num", ir.FunctionType(I32, [])), []), I64)
         nth = cb.sext(cb.call(self._fn("omp_get_num_threads", ir.FunctionType(I32, [])), []), I64)
@@ -114,5 +131,5 @@ class ParallelRuntime:
         lo = cb.mul(tid, chunk)
         hi = cb.add(lo, chunk)
         hi = cb.select(cb.icmp_signed("<", hi, extent), hi, extent)
-        child.loop(loop, start=lo, stop=hi)
+        cb.call(body_fn, loaded[:-1] + [lo, hi])
         cb.ret_void()

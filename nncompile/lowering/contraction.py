@@ -12,27 +12,32 @@ from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
 from ..ir.kernel import (
     INDEX,
-    Assign,
     Binary,
     Expr,
     Gemm,
     If,
-    Let,
     Load,
-    Local,
     Loop,
     Select,
     Stmt,
     Store,
-    Unary,
     Var,
     const_index,
     iadd,
     imul,
-    isub,
     linearize,
 )
-from .exprs import clamp_index, const, in_range
+from .exprs import clamp_index, const
+from .window_ops import (
+    ConvShape,
+    direct_conv_applies,
+    lower_avg_pool2d,
+    lower_avg_pool2d_backward,
+    lower_conv2d_direct,
+    lower_max_pool2d,
+    lower_max_pool2d_backward,
+    plane_parallel,
+)
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -117,33 +122,11 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
 # ---- convolution ----------------------------------------------------------------------------
 
 
-class _ConvShape:
-    def __init__(self, x_shape, w_shape, out_hw, attrs):
-        self.n, self.c, self.h, self.w = x_shape
-        self.o, self.cg, self.kh, self.kw = w_shape
-        self.oh, self.ow = out_hw
-        self.g = attrs["groups"]
-        self.og = self.o // self.g
-        self.sh, self.sw = attrs["strides"]
-        self.ph, self.pw = attrs["pads"][0], attrs["pads"][1]
-        self.dh, self.dw = attrs["dilations"]
-        self.k = self.cg * self.kh * self.kw  # contraction length per group
-        self.p = self.oh * self.ow  # output pixels
-
-    def input_pos(self, oh: Expr, ow: Expr, i: Expr, j: Expr) -> tuple[Expr, Expr]:
-        h = iadd(
-            isub(imul(oh, const_index(self.sh)), const_index(self.ph)),
-            imul(i, const_index(self.dh)),
-        )
-        w = iadd(
-            isub(imul(ow, const_index(self.sw)), const_index(self.pw)),
-            imul(j, const_index(self.dw)),
-        )
-        return h, w
+_ConvShape = ConvShape
 
 
-def _valid(h: Expr, w: Expr, cs: _ConvShape) -> Expr:
-    return Binary("and", in_range(h, cs.h), in_range(w, cs.w), dt.bool_)
+def _valid(h: Expr, w: Expr, cs: ConvShape) -> Expr:
+    return cs.valid(h, w)
 
 
 def _im2col(kb, x_buf: str, cs: _ConvShape, d: dt.DType) -> tuple[str, list[Stmt]]:
@@ -171,6 +154,8 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
     cs = _ConvShape(x.shape, w.shape, out.shape[2:], node.attrs)
+    if direct_conv_applies(cs):
+        return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     w_buf = kb.buffer(w)
@@ -236,22 +221,16 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
         return [If(_valid(h, wpos, cs), [Store(target, dst, add)])]
 
     # Parallel over (n, c) planes only: windows overlap inside a plane.
-    stmts += _plane_parallel(kb, col_shape, body)
+    stmts += plane_parallel(kb, col_shape, body)
     return stmts
 
 
-def _plane_parallel(kb, shape: tuple[int, ...], body) -> list[Stmt]:
-    """A nest whose first two dims (n, c) run in parallel and the rest serially."""
-    planes = kb.nest(
-        shape[:2],
-        lambda outer: kb.nest(
-            shape[2:], lambda inner: body(outer + inner), parallel=False, prefix="w"
-        ),
-    )
-    return planes
-
-
 def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
+    """dW_g^T (K x og) += col[n, g] (K x P) @ gout[n, g]^T (P x og), summed over n.
+
+    This orientation puts the long pixel axis P in the GEMM's contraction and the
+    typically small K = cg*kh*kw and og in its rows and columns; the result is written
+    transposed through the output strides."""
     x, gout = node.inputs
     dw = node.outputs[0]
     cs = _ConvShape(x.shape, dw.shape, gout.shape[2:], node.attrs)
@@ -262,23 +241,25 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     n_var = kb.fresh("n")
     n = Var(n_var, INDEX)
     per_n: list[Stmt] = []
-    for g in range(cs.g):  # dW_g += gout[n, g] @ col[n, g]^T
+    for g in range(cs.g):
+        col_at = iadd(
+            imul(n, const_index(cs.c * cs.kh * cs.kw * cs.p)), const_index(g * cs.k * cs.p)
+        )
+        g_at = iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p))
         per_n.append(
             Gemm(
-                g_buf,
                 col,
+                g_buf,
                 target,
                 1,
-                cs.og,
                 cs.k,
+                cs.og,
                 cs.p,
                 (0, cs.p, 1),
                 (0, 1, cs.p),
-                (0, cs.k, 1),
-                iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p)),
-                iadd(
-                    imul(n, const_index(cs.c * cs.kh * cs.kw * cs.p)), const_index(g * cs.k * cs.p)
-                ),
+                (0, 1, cs.k),
+                col_at,
+                g_at,
                 g * cs.og * cs.k,
                 accumulate=True,
                 dtype=d,
@@ -286,173 +267,6 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         )
     stmts.append(Loop(n_var, cs.n, per_n))
     return stmts
-
-
-# ---- pooling --------------------------------------------------------------------------------
-
-
-def _pool_geometry(node: Node, x_shape, out_shape):
-    attrs = node.attrs
-    fake = {
-        "groups": 1,
-        "strides": attrs["strides"],
-        "pads": attrs["pads"],
-        "dilations": attrs["dilations"],
-    }
-    return _ConvShape(x_shape, (x_shape[1], 1, *attrs["kernel"]), out_shape[2:], fake)
-
-
-def _window(kb, cs: _ConvShape, body) -> list[Stmt]:
-    """Loops over the kernel window; body(i, j, h, w, valid) gives the statements."""
-    i, j = kb.fresh("ki"), kb.fresh("kj")
-    return [Loop(i, cs.kh, [Loop(j, cs.kw, body(Var(i, INDEX), Var(j, INDEX)))])]
-
-
-def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
-    x, out = node.inputs[0], node.outputs[0]
-    cs = _pool_geometry(node, x.shape, out.shape)
-    d, x_buf = out.dtype, kb.buffer(x)
-
-    def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
-        acc = kb.fresh("acc")
-
-        def step(i, j):
-            h, w = cs.input_pos(oh, ow, i, j)
-            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
-            value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(-np.inf, d), d)
-            return [Assign(acc, Binary("max", Var(acc, d), value, d))]
-
-        return [
-            Local(acc, d, const(-np.inf, d)),
-            *_window(kb, cs, step),
-            Store(target, linearize(ix, out.shape), Var(acc, d)),
-        ]
-
-    return kb.nest(out.shape, body)
-
-
-def lower_avg_pool2d(kb, node: Node, target: str) -> list[Stmt]:
-    x, out = node.inputs[0], node.outputs[0]
-    cs = _pool_geometry(node, x.shape, out.shape)
-    d, x_buf = out.dtype, kb.buffer(x)
-
-    def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
-        acc, cnt = kb.fresh("acc"), kb.fresh("cnt")
-
-        def step(i, j):
-            h, w = cs.input_pos(oh, ow, i, j)
-            valid = _valid(h, w, cs)
-            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
-            value = Select(valid, Load(x_buf, src, d), const(0, d), d)
-            return [
-                Assign(acc, Binary("add", Var(acc, d), value, d)),
-                Assign(
-                    cnt, Binary("add", Var(cnt, d), Select(valid, const(1, d), const(0, d), d), d)
-                ),
-            ]
-
-        count: Expr = Var(cnt, d)
-        if node.attrs["count_include_pad"]:
-            count = const(cs.kh * cs.kw, d)
-        return [
-            Local(acc, d, const(0, d)),
-            Local(cnt, d, const(0, d)),
-            *_window(kb, cs, step),
-            Store(target, linearize(ix, out.shape), Binary("div", Var(acc, d), count, d)),
-        ]
-
-    return kb.nest(out.shape, body)
-
-
-def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
-    x, gout = node.inputs
-    dx = node.outputs[0]
-    cs = _pool_geometry(node, x.shape, gout.shape)
-    d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
-    stmts = _zero(kb, target, dx.type.size, d)
-
-    def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
-        best, bh, bw = kb.fresh("best"), kb.fresh("bh"), kb.fresh("bw")
-        h0, w0 = cs.input_pos(oh, ow, const_index(0), const_index(0))
-
-        def step(i, j):
-            h, w = cs.input_pos(oh, ow, i, j)
-            src = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], x.shape)
-            value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(-np.inf, d), d)
-            cur = Var(best, d)
-            better = Binary("gt", value, cur, dt.bool_)
-            first_nan = Binary(
-                "and",
-                Binary("ne", value, value, dt.bool_),
-                Unary("not", Binary("ne", cur, cur, dt.bool_), dt.bool_),
-                dt.bool_,
-            )
-            return [
-                If(
-                    Binary("or", better, first_nan, dt.bool_),
-                    [Assign(best, value), Assign(bh, h), Assign(bw, w)],
-                )
-            ]
-
-        dst = linearize(
-            [n, c, clamp_index(Var(bh, INDEX), cs.h), clamp_index(Var(bw, INDEX), cs.w)], x.shape
-        )
-        grad = Load(g_buf, linearize(ix, gout.shape), d)
-        keep = _valid(Var(bh, INDEX), Var(bw, INDEX), cs)  # a padded winner drops its grad
-        return [
-            Local(best, d, const(-np.inf, d)),
-            Local(bh, INDEX, h0),
-            Local(bw, INDEX, w0),
-            *_window(kb, cs, step),
-            If(keep, [Store(target, dst, Binary("add", Load(target, dst, d), grad, d))]),
-        ]
-
-    # Windows of one (n, c) plane overlap, so only planes run in parallel.
-    return stmts + _plane_parallel(kb, gout.shape, body)
-
-
-def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
-    (gout,) = node.inputs
-    dx = node.outputs[0]
-    cs = _pool_geometry(node, dx.shape, gout.shape)
-    d, g_buf = dx.dtype, kb.buffer(gout)
-    stmts = _zero(kb, target, dx.type.size, d)
-
-    def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
-        cnt = kb.fresh("cnt")
-        share = kb.fresh("share")
-
-        def count_step(i, j):
-            h, w = cs.input_pos(oh, ow, i, j)
-            one = Select(_valid(h, w, cs), const(1, d), const(0, d), d)
-            return [Assign(cnt, Binary("add", Var(cnt, d), one, d))]
-
-        def add_step(i, j):
-            h, w = cs.input_pos(oh, ow, i, j)
-            dst = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], dx.shape)
-            return [
-                If(
-                    _valid(h, w, cs),
-                    [Store(target, dst, Binary("add", Load(target, dst, d), Var(share, d), d))],
-                )
-            ]
-
-        grad = Load(g_buf, linearize(ix, gout.shape), d)
-        if node.attrs["count_include_pad"]:
-            head = [Let(share, Binary("div", grad, const(cs.kh * cs.kw, d), d))]
-        else:
-            head = [
-                Local(cnt, d, const(0, d)),
-                *_window(kb, cs, count_step),
-                Let(share, Binary("div", grad, Var(cnt, d), d)),
-            ]
-        return head + _window(kb, cs, add_step)
-
-    return stmts + _plane_parallel(kb, gout.shape, body)
 
 
 ANCHORS = {

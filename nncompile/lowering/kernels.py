@@ -42,6 +42,7 @@ from ..ir.kernel import (
     delinearize,
     linearize,
 )
+from ..ir.kernel_simplify import simplify_kernel
 from ..passes.fusion import FusionGroup
 from . import contraction
 from .exprs import ElementBuilder, const
@@ -173,30 +174,49 @@ class KernelBuilder:
     def kernel(self, body: list[Stmt]) -> Kernel:
         self.use("status")  # every kernel can report (and bounds-checked builds do)
         ops = ", ".join(f"{n.name}={n.op}" for n in self.group.nodes)
-        return Kernel(self.group.name, list(self.params.values()), body, comment=ops)
+        return simplify_kernel(
+            Kernel(self.group.name, list(self.params.values()), body, comment=ops)
+        )
 
 
 # ---- elementwise ----------------------------------------------------------------------------
 
 
+def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) -> list[Stmt]:
+    """Statements computing and storing ``outputs`` (all of one element count, or one
+    element): hoisted scalars first, then one loop nest per *natural shape*. An output
+    made by reshapes is iterated in the shape before the reshapes (row-major order is the
+    same, so the store stays at the flat loop index), which keeps transposes affine
+    instead of splitting a merged dimension with divisions."""
+    numel = max((v.type.size for v in outputs), default=0)
+    body = kb.hoist_scalars(kb.group.nodes, blocked) if numel > 1 else []
+    by_shape: dict[tuple[int, ...], list[tuple[Value, Value]]] = {}
+    for v in outputs:
+        if v.type.size == 1 and numel > 1:
+            body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
+            continue
+        u = v
+        while (
+            u.producer is not None
+            and u.producer.op == "reshape"
+            and id(u.producer) in kb.elements.members
+        ):
+            u = u.producer.inputs[0]
+        by_shape.setdefault(u.shape, []).append((v, u))
+    for shape, pairs in by_shape.items():
+
+        def inner(index: list[Expr], pairs=pairs, shape=shape) -> list[Stmt]:
+            start = len(kb.elements.checks)
+            flat = linearize(index, shape)
+            stores = [Store(kb.buffer(v), flat, kb.elements.at(u, index)) for v, u in pairs]
+            return kb.checked(stores, start)
+
+        body += kb.nest(shape, inner)
+    return body
+
+
 def lower_elementwise(kb: KernelBuilder) -> Kernel:
-    g = kb.group
-    outputs = g.outputs
-    space = max((v.shape for v in outputs), key=lambda s: math.prod(s))
-    pre = kb.hoist_scalars(g.nodes, set()) if math.prod(space) > 1 else []
-    scalars = [v for v in outputs if v.type.size == 1 and math.prod(space) > 1]
-    body: list[Stmt] = list(pre)
-    for v in scalars:
-        body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
-    loop_outputs = [v for v in outputs if v not in scalars]
-
-    def inner(index: list[Expr]) -> list[Stmt]:
-        start = len(kb.elements.checks)
-        return kb.checked([kb.store_at(v, index, space) for v in loop_outputs], start)
-
-    if loop_outputs:
-        body += kb.nest(space, inner)
-    return kb.kernel(body)
+    return kb.kernel(store_outputs(kb, kb.group.outputs, set()))
 
 
 # ---- reductions -----------------------------------------------------------------------------
@@ -317,18 +337,7 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     body = contraction.lower_anchor(kb, anchor, kb.buffer(out))
     epilogue = [v for v in g.outputs if v is not out]
     if epilogue:
-        body += kb.hoist_scalars([n for n in g.nodes if n is not anchor], {id(anchor)})
-        scalars = [v for v in epilogue if v.type.size == 1 and out.type.size > 1]
-        for v in scalars:
-            body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
-        looped = [v for v in epilogue if v not in scalars]
-
-        def inner(index: list[Expr]) -> list[Stmt]:
-            start = len(kb.elements.checks)
-            return kb.checked([kb.store_at(v, index, out.shape) for v in looped], start)
-
-        if looped:
-            body += kb.nest(out.shape, inner)
+        body += store_outputs(kb, epilogue, {id(anchor)})
     return kb.kernel(body)
 
 

@@ -35,6 +35,13 @@ class Program:
     constants: dict[str, np.ndarray]
     arena_bytes: int
     status_messages: dict[int, str] = field(default_factory=dict)
+    donations: dict[int, int] = field(default_factory=dict)  # output -> donated input
+
+    @property
+    def aliased(self) -> set[str]:
+        """Buffers that may share memory with another (donated pairs): not noalias."""
+        names = {self.outputs[o] for o in self.donations}
+        return names | {self.inputs[i] for i in self.donations.values()}
 
     def text(self) -> str:
         lines = [

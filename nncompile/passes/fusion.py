@@ -207,7 +207,7 @@ class _Partitioner:
             return f"iteration spaces differ ({space} vs {node.outputs[0].shape})"
         for h in self.producer_groups(node):
             if h is not g and self.reaches(g, h):
-                return f"would create a cycle through group {h.id}"
+                return f"would create a cycle through the group of {h.nodes[0].name}"
         return None
 
     def merge_refusal(self, g: FusionGroup, h: FusionGroup) -> str | None:
@@ -339,6 +339,14 @@ class _Partitioner:
         g.row_shape, g.row_axes = x.shape, axes
 
     def finish(self) -> list[FusionGroup]:
+        # A refused edge may still have ended inside one group (a later merge): drop it.
+        by_name = {n.name: n for n in self.graph.nodes}
+        self.rejections = [
+            r
+            for r in self.rejections
+            if self.group_of.get(id(by_name[r.producer]))
+            is not self.group_of.get(id(by_name[r.consumer]))
+        ]
         # Kernels run in a topological order of the group DAG (a merged-in preamble can
         # make a group needed before its first node's position suggests).
         if not nx.is_directed_acyclic_graph(self.dag):

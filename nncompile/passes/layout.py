@@ -31,36 +31,39 @@ def _use_counts(graph: Graph) -> dict[int, int]:
     return uses
 
 
-def _transposed_operand(v: Value, uses: dict[int, int]) -> tuple[int, ...] | None:
-    """The perm of a single-use transpose producing ``v`` (None if it is not one)."""
-    node = v.producer
-    if node is None or node.op != "transpose" or uses.get(id(v), 0) != 1:
+def _transposed_operand(rw: GraphRewriter, v: Value, uses: dict[int, int]) -> Value | None:
+    """If source value ``v`` is used once and is now a transpose (copied, or produced by
+    this pass a step earlier in a chain), that transpose's output in the new graph."""
+    new = rw.value(v)
+    if new.producer is None or new.producer.op != "transpose" or uses.get(id(v), 0) != 1:
         return None
-    return node.attrs["perm"]
+    return new
 
 
-def _movable_perm(node: Node, uses: dict[int, int]) -> tuple[int, ...] | None:
+def _movable(rw: GraphRewriter, node: Node, uses: dict[int, int]) -> tuple[int, ...] | None:
     """If every non-scalar operand of elementwise ``node`` is a single-use transpose with
     one common perm, that perm."""
     if len(node.outputs) != 1 or not (node.op in ELEMENTWISE_UNARY or node.op in BINARY):
         return None
-    perms = {_transposed_operand(v, uses) for v in node.inputs if v.shape != ()}
-    if len(perms) != 1 or None in perms:
+    found = [_transposed_operand(rw, v, uses) for v in node.inputs if v.shape != ()]
+    if not found or any(t is None for t in found):
         return None
-    return perms.pop()
+    perms = {t.producer.attrs["perm"] for t in found}
+    return perms.pop() if len(perms) == 1 else None
 
 
 def sink_transposes(graph: Graph) -> Graph:
     uses = _use_counts(graph)
     rw = GraphRewriter(graph, "layout")
     for node in graph.nodes:
-        perm = _movable_perm(node, uses)
+        perm = _movable(rw, node, uses)
         if perm is None:
             rw.copy(node)
             continue
-        # Apply the op to the untransposed operands, then transpose its result once.
+        # Apply the op to the untransposed operands, then transpose its result once; a
+        # chain of such ops moves the transpose all the way down in one run.
         args = [
-            rw.value(v) if v.shape == () else rw.value(v.producer.inputs[0]) for v in node.inputs
+            rw.value(v) if v.shape == () else rw.value(v).producer.inputs[0] for v in node.inputs
         ]
         y = rw.emit(node.op, args, node.attrs, node.loc)
         rw.bind(node.outputs[0], rw.emit("transpose", [y], {"perm": perm}, node.loc))

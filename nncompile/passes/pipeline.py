@@ -3,7 +3,7 @@
 Levels: 0 = nothing; 1 = fold, simplify, CSE, DCE; 2 = also layout clean-up and fusion.
 With ``NNCOMPILE_DUMP=<dir>`` the IR after every pass is written to
 ``<dir>/<graph>/NN_<pass>.txt`` with its statistics, and the fusion groups with their
-"why not fused" reasons to ``<dir>/<graph>/fusion.txt``.
+"why not fused" reasons to ``<dir>/<graph>/NN_fusion.txt``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CLEANUP: list[tuple[str, Pass]] = [
     ("dce", eliminate_dead_code),
 ]
 LAYOUT: list[tuple[str, Pass]] = [("layout", sink_transposes)]
-MAX_ROUNDS = 10
+MAX_ROUNDS = 50  # a safety net: each round must shrink or settle the graph
 
 
 def passes_for(level: int) -> list[tuple[str, Pass]]:

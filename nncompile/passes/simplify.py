@@ -1,16 +1,18 @@
 """Algebraic simplification: local rewrites that never change a result.
 
-Rules (each exact: results are equal as IEEE values, NaN where NaN, though the sign of
-a zero may differ):
-  x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1, x ** 1 -> x      (only where no broadcasting)
+Rules (each exact, bit for bit, signed zeros included; only where no broadcasting):
+  x + (-0.0), (-0.0) + x, x - (+0.0), x * 1, 1 * x, x / 1, x ** 1 -> x   (floats: adding
+      +0.0 would turn -0.0 into +0.0; for ints any zero)
   x * 0 -> 0 for integer and bool x only: for floats, NaN * 0 and inf * 0 are NaN
-  -(-x) -> x;  -(a - b) -> b - a;  exp(log(x)) -> x when x = exp(...) or sigmoid(...)
+  -(-x) -> x;  -(a - b) -> b - a for integers only (for floats -(a - a) is -0.0)
   transpose(transpose(x)) -> one transpose; identity transpose -> x
   reshape(reshape(x)) -> one reshape; reshape/expand/cast/slice that change nothing -> x
-  reductions over axes that all have size 1 -> reshape;  where(c, x, x) -> x
-  concat of one input -> x
-  log(exp(x)) is NOT rewritten: exp overflows to inf for large x; nor is x ** 2 -> x * x:
-  libm's pow is not always the correctly rounded square.
+  max/min over axes that all have size 1 -> reshape (sum and mean only for integers:
+      a float sum starts from +0.0, so it turns -0.0 into +0.0)
+  where(c, x, x) -> x;  concat of one input -> x
+Not rewritten, because the result could change: log(exp(x)) (exp overflows),
+exp(log(x)) (one rounding step apart), x ** 2 -> x * x (libm's pow is not always the
+correctly rounded square).
 Stability rewrites (these change values, for the better):
   exp(x) / sum(exp(x)) with x not already shifted by its max -> the max-shifted softmax
   log(exp(d) / sum(exp(d))) -> d - log(sum(exp(d)))   (log-softmax; also covers
@@ -22,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
-from .rewriter import GraphRewriter, is_scalar_constant, producer_op
+from .rewriter import GraphRewriter, constant_value, is_scalar_constant, producer_op
 
 ELEMENTWISE_UNARY = {
     "neg",
@@ -45,11 +47,26 @@ def _same_type(a: Value, b: Value) -> bool:
     return a.type == b.type
 
 
+def _is_identity_operand(v: Value, op: str, side: str, dtype) -> bool:
+    """Is ``v`` a constant that leaves the other operand of ``op`` unchanged, bit for bit?"""
+    unit = {"add": 0, "sub": 0, "mul": 1, "div": 1, "pow": 1}[op]
+    a = constant_value(v)
+    if a is None or a.size == 0 or not np.all(a == unit):
+        return False
+    if op in ("add", "sub") and dtype.is_float:
+        # x + (-0.0) == x and x - (+0.0) == x for every x, -0.0 included; not with +0.0.
+        negative = bool(np.all(np.signbit(a)))
+        return negative if op == "add" else not bool(np.any(np.signbit(a)))
+    return side == "right" or op in ("add", "mul")
+
+
 def _is_max_shifted(x: Value) -> bool:
     """x = z - m where m is a max reduction (possibly guarded by where(finite, m, 0))."""
     if producer_op(x) != "sub":
         return False
     m = x.producer.inputs[1]
+    if producer_op(m) == "stop_gradient":
+        m = m.producer.inputs[0]
     if producer_op(m) == "where":
         m = m.producer.inputs[1]
     return producer_op(m) in ("reduce_max", "expand", "reshape")
@@ -79,10 +96,13 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
 
     if op in ("add", "sub", "mul", "div", "pow"):
         a, b = ins
-        unit = {"add": 0, "sub": 0, "mul": 1, "div": 1, "pow": 1}[op]
-        if is_scalar_constant(b, unit) and _same_type(a, out):
+        if _is_identity_operand(b, op, "right", out.dtype) and _same_type(a, out):
             return a
-        if op in ("add", "mul") and is_scalar_constant(a, unit) and _same_type(b, out):
+        if (
+            op in ("add", "mul")
+            and _is_identity_operand(a, op, "left", out.dtype)
+            and _same_type(b, out)
+        ):
             return b
         if op == "mul" and not out.dtype.is_float:
             for z in (a, b):
@@ -97,15 +117,9 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
         (x,) = ins
         if producer_op(x) == "neg":
             return x.producer.inputs[0]
-        if producer_op(x) == "sub":
+        if producer_op(x) == "sub" and not out.dtype.is_float:
             a, b = x.producer.inputs
             return rw.emit("sub", [b, a], loc=loc)
-        return None
-
-    if op == "exp":
-        (x,) = ins
-        if producer_op(x) == "log" and producer_op(x.producer.inputs[0]) in ("exp", "sigmoid"):
-            return x.producer.inputs[0]
         return None
 
     if op == "log":
@@ -130,13 +144,9 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
 
     if op == "reshape":
         (x,) = ins
-        if producer_op(x) == "reshape":
-            x = x.producer.inputs[0]
-        if x.shape == out.shape:
-            return x
-        if x is not ins[0]:
-            return rw.emit("reshape", [x], {"shape": out.shape}, loc)
-        return None
+        if producer_op(x) != "reshape" and x.shape != out.shape:
+            return None  # nothing to fold
+        return _reshaped(rw, x, out.shape, loc)
 
     if op in ("expand", "cast", "slice"):
         (x,) = ins
@@ -145,8 +155,9 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
     if op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"):
         (x,) = ins
         axes = node.attrs["axes"]
-        if all(x.shape[a] == 1 for a in axes):
-            return x if x.shape == out.shape else rw.emit("reshape", [x], {"shape": out.shape}, loc)
+        exact = op in ("reduce_max", "reduce_min") or not out.dtype.is_float
+        if exact and all(x.shape[a] == 1 for a in axes):
+            return _reshaped(rw, x, out.shape, loc)
         return None
 
     if op == "where":
@@ -158,6 +169,16 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
     if op == "concat" and len(ins) == 1:
         return ins[0]
     return None
+
+
+def _reshaped(rw: GraphRewriter, x: Value, shape: tuple[int, ...], loc) -> Value:
+    """``x`` reshaped to ``shape``, folding a reshape that produced ``x`` and dropping
+    the reshape when nothing changes (so simplification is idempotent)."""
+    if producer_op(x) == "reshape":
+        x = x.producer.inputs[0]
+    if x.shape == shape:
+        return x
+    return rw.emit("reshape", [x], {"shape": shape}, loc)
 
 
 def _is_identity_slice(node: Node, x: Value) -> bool:

@@ -1,0 +1,397 @@
+"""A packed, register-tiled GEMM in LLVM IR (GotoBLAS / BLIS structure).
+
+    for jc in N by NC:                      (columns of C held by the packed B panel)
+      for pc in K by KC:                    (one rank-KC update)
+        for ic in M by MC:                  one parallel region:
+          threads pack A[ic:+MC, pc:+KC] into MR-row micro-panels and
+                 pack B[pc:+KC, jc:+NC] into NR-column micro-panels (split by panel),
+          barrier,
+          threads share the (MR x NR) tiles of the block: micro-kernel per tile.
+
+Micro-kernel: MR = 6 rows by NR = 4 vectors (64 floats or 32 doubles): 24 vector
+accumulators; per step of k it loads 4 vectors of B, broadcasts 6 elements of A and issues
+24 FMAs (llvm.fma on <16 x float> / <8 x double>). Packing reads A and B through
+arbitrary strides, so transposed operands and broadcast batches cost nothing extra.
+Partial tiles run the same micro-kernel on zero-padded panels and store through a small
+tile buffer.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from .parallel import ParallelRuntime, store_untyped
+
+I1, I32, I64, PTR, VOID = (
+    ir.IntType(1),
+    ir.IntType(32),
+    ir.IntType(64),
+    ir.PointerType(),
+    ir.VoidType(),
+)
+
+MR = 6
+VECTORS = 4  # per row of the micro-tile
+KC = 256
+MC = 384  # a multiple of MR
+NC = 2048
+
+
+class _Loops:
+    """Small helpers for writing loops with llvmlite."""
+
+    def __init__(self, fn: ir.Function, b: ir.IRBuilder):
+        self.fn, self.b = fn, b
+
+    def range(self, start, stop, step, body, name="i"):
+        b = self.b
+        start = _c(start)
+        stop = _c(stop)
+        pre = b.block
+        head = self.fn.append_basic_block(f"{name}.head")
+        loop = self.fn.append_basic_block(f"{name}.body")
+        done = self.fn.append_basic_block(f"{name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=name)
+        i.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", i, stop), loop, done)
+        b.position_at_end(loop)
+        body(i)
+        i.add_incoming(b.add(i, _c(step)), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def when(self, cond, body):
+        b = self.b
+        then = self.fn.append_basic_block("then")
+        done = self.fn.append_basic_block("endif")
+        b.cbranch(cond, then, done)
+        b.position_at_end(then)
+        body()
+        b.branch(done)
+        b.position_at_end(done)
+
+
+def _c(v):
+    return ir.Constant(I64, v) if isinstance(v, int) else v
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+class GemmBuilder:
+    """Emits ``nc_gemm_<dtype>`` once per module and dtype."""
+
+    ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
+
+    def __init__(self, module: ir.Module, ftype: ir.Type, lanes: int, parallel: ParallelRuntime):
+        self.module, self.t, self.lanes, self.parallel = module, ftype, lanes, parallel
+        self.vt = ir.VectorType(ftype, lanes)
+        self.nr = VECTORS * lanes
+        suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
+        self.suffix = suffix
+        self.apack = self._global(f"nc_gemm_apack_{suffix}", MC * KC)
+        self.bpack = self._global(f"nc_gemm_bpack_{suffix}", KC * NC)
+        # What a region reads: the 13 call arguments, then jc, pc, ic, mc, nc, kc, beta.
+        self.block_type = ir.LiteralStructType([PTR] * 3 + [I64] * 17)
+        self.region_body = self._region_body()
+        self.region = self._region_entry() if parallel.enabled else None
+        self.fn = self._driver()
+
+    def _global(self, name: str, size: int) -> ir.GlobalVariable:
+        arr = ir.ArrayType(self.t, size)
+        g = ir.GlobalVariable(self.module, arr, name)
+        g.linkage = "internal"
+        g.initializer = ir.Constant(arr, None)
+        g.align = 64
+        return g
+
+    # ---- the driver: the three blocking loops, one region per block -------------------
+
+    def _driver(self) -> ir.Function:
+        args = [PTR] * 3 + [I64] * 10
+        fn = ir.Function(self.module, ir.FunctionType(VOID, args), f"nc_gemm_{self.suffix}")
+        fn.linkage = "internal"
+        for a, name in zip(fn.args, self.ARGS, strict=True):
+            a.name = name
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        slot = b.alloca(self.block_type)
+        L = _Loops(fn, b)
+        a, bb, c, m, n, k = fn.args[:6]
+        strides = fn.args[6:12]
+        beta = fn.args[12]
+
+        def put(idx, v):
+            store_untyped(
+                b,
+                v,
+                b.gep(
+                    slot, [ir.Constant(I32, 0), ir.Constant(I32, idx)], source_etype=self.block_type
+                ),
+            )
+
+        for idx, v in enumerate([a, bb, c, m, n, k, *strides, beta]):
+            put(idx, v)
+
+        def jc_body(jc):
+            nc = _min(b, NC_c, b.sub(n, jc))
+
+            def pc_body(pc):
+                kc = _min(b, KC_c, b.sub(k, pc))
+                # Accumulate into C after the first rank-KC update (or when asked to).
+                first = b.icmp_signed("==", pc, ir.Constant(I64, 0))
+                acc = b.select(first, beta, ir.Constant(I64, 1))
+
+                def ic_body(ic):
+                    mc = _min(b, MC_c, b.sub(m, ic))
+                    for idx, v in enumerate([jc, pc, ic, mc, nc, kc, acc]):
+                        put(13 + idx, v)
+                    if self.region is not None:
+                        gomp = _declare(
+                            self.module,
+                            "GOMP_parallel",
+                            ir.FunctionType(VOID, [PTR, PTR, I32, I32]),
+                        )
+                        b.call(
+                            gomp,
+                            [
+                                self.region,
+                                slot,
+                                ir.Constant(I32, self.parallel.threads),
+                                ir.Constant(I32, 0),
+                            ],
+                        )
+                    else:
+                        b.call(self.region_body, [slot, ir.Constant(I64, 0), ir.Constant(I64, 1)])
+
+                L.range(0, m, MC, ic_body, "ic")
+
+            L.range(0, k, KC, pc_body, "pc")
+
+        NC_c, KC_c, MC_c = ir.Constant(I64, NC), ir.Constant(I64, KC), ir.Constant(I64, MC)
+        # K == 0: C = 0 (or unchanged when accumulating).
+        L.when(
+            b.and_(
+                b.icmp_signed("==", k, ir.Constant(I64, 0)),
+                b.icmp_signed("==", beta, ir.Constant(I64, 0)),
+            ),
+            lambda: self._zero_c(L, c, m, n, strides[4], strides[5]),
+        )
+        L.range(0, n, NC, jc_body, "jc")
+        b.ret_void()
+        return fn
+
+    def _zero_c(self, L, c, m, n, c_rs, c_cs):
+        b = L.b
+
+        def row(i):
+            def col(j):
+                at = b.add(b.mul(i, c_rs), b.mul(j, c_cs))
+                store_untyped(b, ir.Constant(self.t, 0.0), b.gep(c, [at], source_etype=self.t))
+
+            L.range(0, n, 1, col, "zj")
+
+        L.range(0, m, 1, row, "zi")
+
+    def _region_entry(self) -> ir.Function:
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), f"nc_gemm_{self.suffix}.region")
+        fn.linkage = "internal"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tid = b.sext(
+            b.call(_declare(self.module, "omp_get_thread_num", ir.FunctionType(I32, [])), []), I64
+        )
+        nth = b.sext(
+            b.call(_declare(self.module, "omp_get_num_threads", ir.FunctionType(I32, [])), []), I64
+        )
+        b.call(self.region_body, [fn.args[0], tid, nth])
+        b.ret_void()
+        return fn
+
+    # ---- one block: pack, barrier, micro-kernels --------------------------------------
+
+    def _region_body(self) -> ir.Function:
+        fn = ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"nc_gemm_{self.suffix}.block"
+        )
+        fn.linkage = "internal"
+        data, tid, nth = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        L = _Loops(fn, b)
+        f = [
+            b.load(
+                b.gep(
+                    data, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=self.block_type
+                ),
+                typ=t,
+            )
+            for i, t in enumerate(self.block_type.elements)
+        ]
+        a, bm, c, _m, _n, _k, a_rs, a_cs, b_rs, b_cs, c_rs, c_cs, _beta = f[:13]
+        jc, pc, ic, mc, nc, kc, beta = f[13:]
+        mr, nr = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
+        m_panels = b.sdiv(b.add(mc, ir.Constant(I64, MR - 1)), mr)
+        n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
+        zero = ir.Constant(self.t, 0.0)
+
+        # Pack A: panel ir holds rows ic + ir*MR + r, as [p][r], zero beyond mc.
+        def pack_a(ir_):
+            def step(p):
+                for r in range(MR):
+                    row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
+                    valid = b.icmp_signed("<", row, mc)
+                    src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
+                    src = b.select(valid, src, ir.Constant(I64, 0))
+                    v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
+                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.add(b.mul(p, mr), ir.Constant(I64, r)))
+                    store_untyped(
+                        b, b.select(valid, v, zero), b.gep(self.apack, [dst], source_etype=self.t)
+                    )
+
+            L.range(0, kc, 1, step, "pa")
+
+        # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
+        def pack_b(jr):
+            def step(p):
+                def col(j):
+                    colno = b.add(b.mul(jr, nr), j)
+                    valid = b.icmp_signed("<", colno, nc)
+                    src = b.add(b.mul(b.add(pc, p), b_rs), b.mul(b.add(jc, colno), b_cs))
+                    src = b.select(valid, src, ir.Constant(I64, 0))
+                    v = b.load(b.gep(bm, [src], source_etype=self.t), typ=self.t)
+                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.add(b.mul(p, nr), j))
+                    store_untyped(
+                        b, b.select(valid, v, zero), b.gep(self.bpack, [dst], source_etype=self.t)
+                    )
+
+                L.range(0, self.nr, 1, col, "pj")
+
+            L.range(0, kc, 1, step, "pb")
+
+        L.range(tid, m_panels, nth, pack_a, "ira")
+        L.range(tid, n_panels, nth, pack_b, "jrb")
+        L.when(
+            b.icmp_signed(">", nth, ir.Constant(I64, 1)),
+            lambda: b.call(_declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
+        )
+
+        tiles = b.mul(m_panels, n_panels)
+
+        def tile(t):
+            ir_ = b.sdiv(t, n_panels)
+            jr = b.srem(t, n_panels)
+            self._micro(L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta)
+
+        L.range(tid, tiles, nth, tile, "tile")
+        b.ret_void()
+        return fn
+
+    def _micro(self, L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta):
+        b, t, vt, lanes = L.b, self.t, self.vt, self.lanes
+        fma = _declare(
+            self.module,
+            f"llvm.fma.v{lanes}{'f32' if self.suffix == 'f32' else 'f64'}",
+            ir.FunctionType(vt, [vt, vt, vt]),
+        )
+        mr_c, nr_c = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
+        a_base = b.mul(ir_, b.mul(kc, mr_c))
+        b_base = b.mul(jr, b.mul(kc, nr_c))
+        # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
+        acc_type = ir.ArrayType(vt, MR * VECTORS)
+        with b.goto_entry_block():
+            accs = b.alloca(acc_type, name="acc")
+        zero_v = ir.Constant(vt, None)
+        slots = [b.gep(accs, [ir.Constant(I64, i)], source_etype=vt) for i in range(MR * VECTORS)]
+        for s in slots:
+            store_untyped(b, zero_v, s)
+        undef_v = ir.Constant(vt, ir.Undefined)
+
+        def step(p):
+            bvec = []
+            for v in range(VECTORS):
+                off = b.add(b_base, b.add(b.mul(p, nr_c), ir.Constant(I64, v * lanes)))
+                ptr = b.gep(self.bpack, [off], source_etype=t)
+                bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
+            for r in range(MR):
+                off = b.add(a_base, b.add(b.mul(p, mr_c), ir.Constant(I64, r)))
+                av = b.load(b.gep(self.apack, [off], source_etype=t), typ=t)
+                splat = b.shuffle_vector(
+                    b.insert_element(undef_v, av, ir.Constant(I32, 0)),
+                    undef_v,
+                    ir.Constant(ir.VectorType(I32, lanes), None),
+                )
+                for v in range(VECTORS):
+                    s = slots[r * VECTORS + v]
+                    store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
+
+        L.range(0, kc, 1, step, "kk")
+
+        # Write back: whole tiles with unit column stride go straight to C.
+        row0 = b.add(ic, b.mul(ir_, mr_c))
+        col0 = b.add(jc, b.mul(jr, nr_c))
+        full = b.and_(
+            b.icmp_signed("<=", b.add(b.mul(ir_, mr_c), mr_c), mc),
+            b.icmp_signed("<=", b.add(b.mul(jr, nr_c), nr_c), nc),
+        )
+        full = b.and_(full, b.icmp_signed("==", c_cs, ir.Constant(I64, 1)))
+        add = b.icmp_signed("!=", beta, ir.Constant(I64, 0))
+        fast = L.fn.append_basic_block("tile.fast")
+        slow = L.fn.append_basic_block("tile.edge")
+        done = L.fn.append_basic_block("tile.done")
+        b.cbranch(full, fast, slow)
+
+        b.position_at_end(fast)
+        for r in range(MR):
+            for v in range(VECTORS):
+                at = b.add(
+                    b.mul(b.add(row0, ir.Constant(I64, r)), c_rs),
+                    b.add(col0, ir.Constant(I64, v * lanes)),
+                )
+                ptr = b.gep(c, [at], source_etype=t)
+                val = b.load(slots[r * VECTORS + v], typ=vt)
+                old = b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8)
+                val = b.select(add, b.fadd(val, old), val)
+                store_untyped(b, val, ptr, align=4 if self.suffix == "f32" else 8)
+        b.branch(done)
+
+        b.position_at_end(slow)
+        rows = _min(b, mr_c, b.sub(mc, b.mul(ir_, mr_c)))
+        cols = _min(b, nr_c, b.sub(nc, b.mul(jr, nr_c)))
+        flat_t = ir.ArrayType(t, MR * self.nr)
+        with b.goto_entry_block():
+            tilebuf = b.alloca(flat_t, name="tile")
+        for i, s in enumerate(slots):
+            ptr = b.gep(tilebuf, [ir.Constant(I64, i * lanes)], source_etype=t)
+            store_untyped(b, b.load(s, typ=vt), ptr, align=4 if self.suffix == "f32" else 8)
+
+        def edge_row(r):
+            def edge_col(j):
+                at = b.add(b.mul(b.add(row0, r), c_rs), b.mul(b.add(col0, j), c_cs))
+                ptr = b.gep(c, [at], source_etype=t)
+                src = b.gep(tilebuf, [b.add(b.mul(r, nr_c), j)], source_etype=t)
+                val = b.load(src, typ=t)
+                old = b.load(ptr, typ=t)
+                store_untyped(b, b.select(add, b.fadd(val, old), val), ptr)
+
+            L.range(0, cols, 1, edge_col, "ej")
+
+        L.range(0, rows, 1, edge_row, "ei")
+        b.branch(done)
+        b.position_at_end(done)
+
+
+def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
+    fn = module.globals.get(name)
+    return fn if fn is not None else ir.Function(module, ftype, name)
+
+
+def gemm_function(module: ir.Module, ftype: ir.Type, parallel: ParallelRuntime) -> ir.Function:
+    """``nc_gemm_f32`` / ``nc_gemm_f64`` of this module, built on first use."""
+    cache = getattr(module, "_nc_gemm", {})
+    key = str(ftype)
+    if key not in cache:
+        lanes = 16 if isinstance(ftype, ir.FloatType) else 8
+        cache[key] = GemmBuilder(module, ftype, lanes, parallel).fn
+        module._nc_gemm = cache
+    return cache[key]

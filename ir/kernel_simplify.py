@@ -1,0 +1,231 @@
+"""Simplification of index arithmetic in kernel IR, using the ranges of loop variables.
+
+Lowering composes index maps naively: a reshape after a transpose becomes
+``delinearize(linearize(...))`` with a division and a modulo per dimension. With each
+loop variable's range known, such expressions collapse: an index is rewritten as an
+affine sum ``c0 + sum(c_k * atom_k)``, and ``(sum) // d`` or ``(sum) % d`` drop the terms
+whose coefficients are multiples of ``d`` whenever the remaining terms provably stay in
+``[0, d)``. This keeps indices affine for the vectorizer and removes divisions from
+inner loops.
+"""
+
+from __future__ import annotations
+
+from .kernel import (
+    INDEX,
+    Assign,
+    Binary,
+    Cast,
+    Const,
+    Expr,
+    Gemm,
+    If,
+    Kernel,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    const_index,
+    iadd,
+    imul,
+)
+
+Range = tuple[int, int]  # inclusive bounds
+_UNKNOWN: Range = (-(2**62), 2**62)
+
+
+class IndexSimplifier:
+    def __init__(self) -> None:
+        self.ranges: dict[str, Range] = {}
+        self._memo: dict[int, tuple[Expr, Expr]] = {}
+
+    # ---- ranges ------------------------------------------------------------------------
+
+    def range_of(self, e: Expr) -> Range:
+        if isinstance(e, Const):
+            v = int(e.value)
+            return (v, v)
+        if isinstance(e, Var):
+            return self.ranges.get(e.name, _UNKNOWN)
+        if isinstance(e, Binary) and e.dtype == INDEX:
+            a, b = self.range_of(e.a), self.range_of(e.b)
+            if e.op == "add":
+                return (a[0] + b[0], a[1] + b[1])
+            if e.op == "sub":
+                return (a[0] - b[1], a[1] - b[0])
+            if e.op == "mul":
+                products = [x * y for x in a for y in b]
+                return (min(products), max(products))
+            if e.op in ("idiv", "mod") and isinstance(e.b, Const) and int(e.b.value) > 0:
+                d = int(e.b.value)
+                if a[0] >= 0:
+                    return (a[0] // d, a[1] // d) if e.op == "idiv" else (0, min(d - 1, a[1]))
+            if e.op == "max":
+                return (max(a[0], b[0]), max(a[1], b[1]))
+            if e.op == "min":
+                return (min(a[0], b[0]), min(a[1], b[1]))
+        if isinstance(e, Select) and e.dtype == INDEX:
+            a, b = self.range_of(e.a), self.range_of(e.b)
+            return (min(a[0], b[0]), max(a[1], b[1]))
+        return _UNKNOWN
+
+    # ---- affine decomposition ----------------------------------------------------------
+
+    def affine(self, e: Expr) -> tuple[int, list[tuple[Expr, int]]]:
+        """e == c0 + sum(c * atom); atoms are non-affine subexpressions or variables."""
+        if isinstance(e, Const):
+            return int(e.value), []
+        if isinstance(e, Binary) and e.dtype == INDEX and e.op in ("add", "sub"):
+            c1, t1 = self.affine(e.a)
+            c2, t2 = self.affine(e.b)
+            if e.op == "sub":
+                c2, t2 = -c2, [(a, -k) for a, k in t2]
+            return c1 + c2, _merge(t1 + t2)
+        if isinstance(e, Binary) and e.dtype == INDEX and e.op == "mul":
+            for x, y in ((e.a, e.b), (e.b, e.a)):
+                if isinstance(y, Const):
+                    c, terms = self.affine(x)
+                    k = int(y.value)
+                    return c * k, [(a, m * k) for a, m in terms]
+        return 0, [(e, 1)]
+
+    def build(self, c0: int, terms: list[tuple[Expr, int]]) -> Expr:
+        e: Expr = const_index(c0)
+        for atom, k in terms:
+            e = iadd(e, imul(atom, const_index(k)))
+        return e
+
+    def _span(self, c0: int, terms: list[tuple[Expr, int]]) -> Range:
+        lo = hi = c0
+        for atom, k in terms:
+            a, b = self.range_of(atom)
+            lo += min(a * k, b * k)
+            hi += max(a * k, b * k)
+        return lo, hi
+
+    # ---- rewriting ---------------------------------------------------------------------
+
+    def expr(self, e: Expr) -> Expr:
+        key = id(e)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        out = self._rewrite(e)
+        self._memo[key] = (e, out)
+        return out
+
+    def _rewrite(self, e: Expr) -> Expr:
+        if isinstance(e, (Const, Var)):
+            return e
+        if isinstance(e, Load):
+            return Load(e.buffer, self.expr(e.index), e.dtype)
+        if isinstance(e, Unary):
+            return Unary(e.op, self.expr(e.x), e.dtype)
+        if isinstance(e, Cast):
+            return Cast(self.expr(e.x), e.dtype)
+        if isinstance(e, Select):
+            return Select(self.expr(e.cond), self.expr(e.a), self.expr(e.b), e.dtype)
+        if not isinstance(e, Binary):
+            return e
+        a, b = self.expr(e.a), self.expr(e.b)
+        if e.dtype == INDEX and e.op in ("idiv", "mod") and isinstance(b, Const):
+            return self._div_mod(e.op, a, int(b.value))
+        if e.dtype == INDEX and e.op in ("add", "sub", "mul"):
+            c0, terms = self.affine(Binary(e.op, a, b, e.dtype))
+            return self.build(c0, terms)
+        if e.dtype == INDEX and e.op in ("max", "min"):
+            (alo, ahi), (blo, bhi) = self.range_of(a), self.range_of(b)
+            if e.op == "max":
+                return a if alo >= bhi else (b if blo >= ahi else Binary(e.op, a, b, e.dtype))
+            return a if ahi <= blo else (b if bhi <= alo else Binary(e.op, a, b, e.dtype))
+        if e.op in _COMPARE and a.dtype == INDEX and b.dtype == INDEX:
+            known = _compare(e.op, self.range_of(a), self.range_of(b))
+            if known is not None:
+                return Const(known, e.dtype)
+        if e.op == "and" and isinstance(a, Const):
+            return b if a.value else a
+        if e.op == "and" and isinstance(b, Const):
+            return a if b.value else b
+        return Binary(e.op, a, b, e.dtype)
+
+
+    def _div_mod(self, op: str, a: Expr, d: int) -> Expr:
+        c0, terms = self.affine(a)
+        if d > 0:
+            whole = [(t, k // d) for t, k in terms if k % d == 0]
+            rest = [(t, k) for t, k in terms if k % d != 0]
+            rc = c0 % d
+            lo, hi = self._span(rc, rest)
+            if 0 <= lo and hi < d:  # the remainder cannot carry into the quotient
+                if op == "idiv":
+                    return self.build(c0 // d, whole)
+                return self.build(rc, rest)
+            if not whole and 0 <= lo and op == "mod" and hi < d:
+                return self.build(rc, rest)
+        return Binary(op, self.build(c0, terms), const_index(d), INDEX)
+
+    # ---- statements --------------------------------------------------------------------
+
+    def block(self, body: list[Stmt]) -> list[Stmt]:
+        return [self.stmt(s) for s in body]
+
+    def stmt(self, s: Stmt) -> Stmt:
+        if isinstance(s, Loop):
+            if isinstance(s.extent, int):
+                self.ranges[s.var] = (0, max(s.extent - 1, 0))
+            extent = s.extent if isinstance(s.extent, int) else self.expr(s.extent)
+            return Loop(s.var, extent, self.block(s.body), s.parallel, s.vectorize)
+        if isinstance(s, Store):
+            return Store(s.buffer, self.expr(s.index), self.expr(s.value))
+        if isinstance(s, Let):
+            value = self.expr(s.value)
+            if value.dtype == INDEX:
+                self.ranges[s.name] = self.range_of(value)
+            return Let(s.name, value)
+        if isinstance(s, Local):
+            return Local(s.name, s.dtype, self.expr(s.init))
+        if isinstance(s, Assign):
+            return Assign(s.name, self.expr(s.value))
+        if isinstance(s, If):
+            return If(self.expr(s.cond), self.block(s.then), self.block(s.otherwise))
+        if isinstance(s, Gemm):
+            return s
+        raise TypeError(f"unknown statement {s!r}")
+
+
+_COMPARE = ("lt", "le", "gt", "ge")
+
+
+def _compare(op: str, a: Range, b: Range) -> bool | None:
+    """The comparison's value if the ranges decide it, else None."""
+    if op == "lt":
+        return True if a[1] < b[0] else (False if a[0] >= b[1] else None)
+    if op == "le":
+        return True if a[1] <= b[0] else (False if a[0] > b[1] else None)
+    if op == "gt":
+        return _compare("lt", b, a)
+    return _compare("le", b, a)
+
+
+def _merge(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:
+
+    out: dict[int, list] = {}
+    order: list[int] = []
+    for atom, k in terms:
+        key = id(atom) if not isinstance(atom, Var) else hash(("var", atom.name))
+        if key in out:
+            out[key][1] += k
+        else:
+            out[key] = [atom, k]
+            order.append(key)
+    return [(out[key][0], out[key][1]) for key in order if out[key][1] != 0]
+
+
+def simplify_kernel(kernel: Kernel) -> Kernel:
+    return Kernel(kernel.name, kernel.params, IndexSimplifier().block(kernel.body),
+                  kernel.comment)

@@ -1,0 +1,135 @@
+"""Donation: let outputs reuse the memory of inputs the caller gives up.
+
+``nc.compile(step, donate_argnums=(0, 1))`` marks the leaves of arguments 0 and 1 as
+donated. An output takes over a donated input when (a) they have the same type and the
+same key path in the argument / result trees (``params["w"]`` in, ``params["w"]`` out as
+element 0 of both), or failing that the next donated input of the same type, and (b) the
+program allows it: no kernel after the one writing the output reads the input, and in
+that kernel every read of the input inside a loop that writes the output is at the same
+index as the write. Then a training step updates its parameters and optimizer state in
+place and copies nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import pytree
+from .ir.kernel import Binary, Cast, Expr, Gemm, If, Kernel, Load, Loop, Select, Stmt, Store, Unary
+from .lowering.program import Program
+
+
+def _loads(e: Expr, buffer: str) -> list[Load]:
+    if isinstance(e, Load):
+        return ([e] if e.buffer == buffer else []) + _loads(e.index, buffer)
+    if isinstance(e, (Unary, Cast)):
+        return _loads(e.x, buffer)
+    if isinstance(e, Binary):
+        return _loads(e.a, buffer) + _loads(e.b, buffer)
+    if isinstance(e, Select):
+        return _loads(e.cond, buffer) + _loads(e.a, buffer) + _loads(e.b, buffer)
+    return []
+
+
+def _stmt_loads(s: Stmt, buffer: str) -> list[Load]:
+    """Loads of ``buffer`` directly in ``s`` (not inside nested loops)."""
+    if isinstance(s, Store):
+        return _loads(s.index, buffer) + _loads(s.value, buffer)
+    for attr in ("value", "init", "cond"):
+        if hasattr(s, attr):
+            return _loads(getattr(s, attr), buffer)
+    return []
+
+
+def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bool:
+    """Inside any loop that writes ``dst``, ``src`` is read only at an index that the same
+    block stores to ``dst`` (so each element is read before it is overwritten)."""
+    store_index = [s.index for s in body if isinstance(s, Store) and s.buffer == dst]
+    for s in body:
+        if isinstance(s, Gemm):
+            if s.c == dst and src in (s.a, s.b):
+                return False
+            if inside and src in (s.a, s.b):
+                return False
+            continue
+        if isinstance(s, Loop):
+            if not _safe_body(s.body, src, dst, inside or _writes_block(s.body, dst)):
+                return False
+            continue
+        if isinstance(s, If):
+            if not (
+                _safe_body(s.then, src, dst, inside) and _safe_body(s.otherwise, src, dst, inside)
+            ):
+                return False
+        for load in _stmt_loads(s, src):
+            if inside and all(load.index != i for i in store_index):
+                return False
+    return True
+
+
+def _writes(kernel: Kernel, buffer: str) -> bool:
+    return _writes_block(kernel.body, buffer)
+
+
+def _writes_block(body: Iterable[Stmt], buffer: str) -> bool:
+    def go(body: Iterable[Stmt]) -> bool:
+        for s in body:
+            if isinstance(s, Store) and s.buffer == buffer:
+                return True
+            if isinstance(s, Gemm) and s.c == buffer:
+                return True
+            if isinstance(s, Loop) and go(s.body):
+                return True
+            if isinstance(s, If) and (go(s.then) or go(s.otherwise)):
+                return True
+        return False
+
+    return go(body)
+
+
+def donation_safe(program: Program, out_buf: str, in_buf: str) -> bool:
+    writers = [k for k, kern in enumerate(program.kernels) if _writes(kern, out_buf)]
+    if len(writers) != 1:
+        return False
+    w = writers[0]
+    for k, kern in enumerate(program.kernels):
+        uses = any(p.name == in_buf for p in kern.params)
+        if k > w and uses:
+            return False
+    kern = program.kernels[w]
+    # Loops that write the output: the input may only be read at the written index;
+    # statements before the first such loop (e.g. the Gemm of a contraction) are fine.
+    return _safe_body(kern.body, in_buf, out_buf)
+
+
+def plan_donations(program: Program, donated_inputs: set[int]) -> dict[int, int]:
+    """Map output number -> input number for every output that can reuse an input."""
+    graph = program.graph
+    if not donated_inputs:
+        return {}
+    in_keys = pytree.leaf_keys(graph.in_tree) if graph.in_tree else [()] * len(graph.inputs)
+    out_keys = pytree.leaf_keys(graph.out_tree) if graph.out_tree else [()] * len(graph.outputs)
+    copied = {i for i, _ in program.output_copies}
+    free = [i for i in sorted(donated_inputs)]
+    plan: dict[int, int] = {}
+
+    def try_pair(o: int, i: int) -> bool:
+        if graph.inputs[i].type != graph.outputs[o].type or o in copied:
+            return False
+        if not donation_safe(program, program.outputs[o], program.inputs[i]):
+            return False
+        plan[o] = i
+        free.remove(i)
+        return True
+
+    by_key = {in_keys[i]: i for i in free}
+    for o, key in enumerate(out_keys):  # same key path first
+        i = by_key.get(key)
+        if i is not None and i in free:
+            try_pair(o, i)
+    for o in range(len(graph.outputs)):  # then any donated input of the same type
+        if o not in plan:
+            for i in list(free):
+                if try_pair(o, i):
+                    break
+    return plan

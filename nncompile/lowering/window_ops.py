@@ -1,0 +1,378 @@
+"""Sliding-window ops: pooling, its gradients, and direct convolution.
+
+General forms loop over the window with bounds checks. Fast forms, chosen when the
+shapes allow, keep the innermost loop over output columns so it vectorizes:
+- windows are unrolled (kernel sizes are static and small), so a pooled value is one
+  max/add expression;
+- with no padding every window position is in range: no clamps or selects;
+- non-overlapping pooling (stride == kernel, no padding or dilation) differentiates as a
+  gather: every input element belongs to one window, so dx is computed elementwise
+  instead of by scatter-adds;
+- a convolution whose contraction (in-channels per group x kernel area) is small runs
+  directly, accumulating output rows in place, instead of im2col + GEMM, and so does
+  the weight gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.graph import Node
+from ..ir.kernel import (
+    INDEX,
+    Assign,
+    Binary,
+    Expr,
+    If,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    const_index,
+    iadd,
+    idiv,
+    imul,
+    isub,
+    linearize,
+)
+from .exprs import clamp_index, const, in_range
+
+UNROLL_WINDOW = 64  # windows up to this many elements are unrolled
+DIRECT_CONV_K = 32  # in-channels per group x kernel area up to this: direct convolution
+
+
+class ConvShape:
+    def __init__(self, x_shape, w_shape, out_hw, attrs):
+        self.n, self.c, self.h, self.w = x_shape
+        self.o, self.cg, self.kh, self.kw = w_shape
+        self.oh, self.ow = out_hw
+        self.g = attrs["groups"]
+        self.og = self.o // self.g
+        self.sh, self.sw = attrs["strides"]
+        self.ph, self.pw = attrs["pads"][0], attrs["pads"][1]
+        self.dh, self.dw = attrs["dilations"]
+        self.k = self.cg * self.kh * self.kw  # contraction length per group
+        self.p = self.oh * self.ow  # output pixels
+        self.padded = any(attrs["pads"])
+
+    def input_pos(self, oh: Expr, ow: Expr, i: Expr, j: Expr) -> tuple[Expr, Expr]:
+        h = iadd(
+            isub(imul(oh, const_index(self.sh)), const_index(self.ph)),
+            imul(i, const_index(self.dh)),
+        )
+        w = iadd(
+            isub(imul(ow, const_index(self.sw)), const_index(self.pw)),
+            imul(j, const_index(self.dw)),
+        )
+        return h, w
+
+    def valid(self, h: Expr, w: Expr) -> Expr:
+        return Binary("and", in_range(h, self.h), in_range(w, self.w), dt.bool_)
+
+    def load(
+        self, buf: str, n: Expr, c: Expr, h: Expr, w: Expr, d: dt.DType, outside: float
+    ) -> Expr:
+        """x[n, c, h, w], or ``outside`` in the padding (no checks when unpadded)."""
+        shape = (self.n, self.c, self.h, self.w)
+        if not self.padded:
+            return Load(buf, linearize([n, c, h, w], shape), d)
+        at = linearize([n, c, clamp_index(h, self.h), clamp_index(w, self.w)], shape)
+        return Select(self.valid(h, w), Load(buf, at, d), const(outside, d), d)
+
+
+def pool_geometry(node: Node, x_shape, out_shape) -> ConvShape:
+    attrs = node.attrs
+    fake = {
+        "groups": 1,
+        "strides": attrs["strides"],
+        "pads": attrs["pads"],
+        "dilations": attrs["dilations"],
+    }
+    return ConvShape(x_shape, (x_shape[1], 1, *attrs["kernel"]), out_shape[2:], fake)
+
+
+def _non_overlapping(cs: ConvShape) -> bool:
+    return not cs.padded and (cs.sh, cs.sw) == (cs.kh, cs.kw) and (cs.dh, cs.dw) == (1, 1)
+
+
+def _positions(cs: ConvShape) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(cs.kh) for j in range(cs.kw)]
+
+
+def _window_loops(kb, cs: ConvShape, body) -> list[Stmt]:
+    i, j = kb.fresh("ki"), kb.fresh("kj")
+    return [Loop(i, cs.kh, [Loop(j, cs.kw, body(Var(i, INDEX), Var(j, INDEX)))])]
+
+
+# ---- pooling --------------------------------------------------------------------------------
+
+
+def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
+    x, out = node.inputs[0], node.outputs[0]
+    cs = pool_geometry(node, x.shape, out.shape)
+    d, x_buf = out.dtype, kb.buffer(x)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        if cs.kh * cs.kw <= UNROLL_WINDOW:
+            best: Expr | None = None
+            for i, j in _positions(cs):
+                h, w = cs.input_pos(oh, ow, const_index(i), const_index(j))
+                v = cs.load(x_buf, n, c, h, w, d, -np.inf)
+                best = v if best is None else Binary("max", best, v, d)
+            return [Store(target, linearize(ix, out.shape), best)]
+        acc = kb.fresh("acc")
+
+        def step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            v = cs.load(x_buf, n, c, h, w, d, -np.inf)
+            return [Assign(acc, Binary("max", Var(acc, d), v, d))]
+
+        return [
+            Local(acc, d, const(-np.inf, d)),
+            *_window_loops(kb, cs, step),
+            Store(target, linearize(ix, out.shape), Var(acc, d)),
+        ]
+
+    return kb.nest(out.shape, body)
+
+
+def lower_avg_pool2d(kb, node: Node, target: str) -> list[Stmt]:
+    x, out = node.inputs[0], node.outputs[0]
+    cs = pool_geometry(node, x.shape, out.shape)
+    d, x_buf = out.dtype, kb.buffer(x)
+    include_pad = node.attrs["count_include_pad"]
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        total: Expr | None = None
+        count: Expr | None = None
+        for i, j in _positions(cs):
+            h, w = cs.input_pos(oh, ow, const_index(i), const_index(j))
+            v = cs.load(x_buf, n, c, h, w, d, 0.0)
+            total = v if total is None else Binary("add", total, v, d)
+            if cs.padded and not include_pad:
+                one = Select(cs.valid(h, w), const(1, d), const(0, d), d)
+                count = one if count is None else Binary("add", count, one, d)
+        if count is None:
+            count = const(cs.kh * cs.kw, d)
+        return [Store(target, linearize(ix, out.shape), Binary("div", total, count, d))]
+
+    return kb.nest(out.shape, body)
+
+
+def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
+    x, gout = node.inputs
+    cs = pool_geometry(node, x.shape, gout.shape)
+    if _non_overlapping(cs) and cs.kh * cs.kw <= UNROLL_WINDOW:
+        return _max_pool_backward_gather(kb, node, target, cs)
+    return _max_pool_backward_scatter(kb, node, target, cs)
+
+
+def _first_max(values: list[Expr], d: dt.DType) -> Expr:
+    """Index (int64) of the first maximal value; the first NaN wins, as in NumPy."""
+    best, where = values[0], const_index(0)
+    for k, v in enumerate(values[1:], start=1):
+        better = Binary("gt", v, best, dt.bool_)
+        if d.is_float:
+            first_nan = Binary(
+                "and",
+                Binary("ne", v, v, dt.bool_),
+                Unary("not", Binary("ne", best, best, dt.bool_), dt.bool_),
+                dt.bool_,
+            )
+            better = Binary("or", better, first_nan, dt.bool_)
+        best = Select(better, v, best, d)
+        where = Select(better, const_index(k), where, INDEX)
+    return where
+
+
+def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+    """dx[h, w] = g[h // kh, w // kw] if (h, w) is its window's first max, else 0."""
+    x, gout = node.inputs
+    dx = node.outputs[0]
+    d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, h, w = ix
+        oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
+        inside = Binary(
+            "and",
+            Binary("lt", oh, const_index(cs.oh), dt.bool_),
+            Binary("lt", ow, const_index(cs.ow), dt.bool_),
+            dt.bool_,
+        )
+        ohc, owc = clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)
+        values = []
+        for i, j in _positions(cs):
+            hh = iadd(imul(ohc, const_index(cs.kh)), const_index(i))
+            ww = iadd(imul(owc, const_index(cs.kw)), const_index(j))
+            values.append(Load(x_buf, linearize([n, c, hh, ww], x.shape), d))
+        mine = iadd(
+            imul(isub(h, imul(ohc, const_index(cs.kh))), const_index(cs.kw)),
+            isub(w, imul(owc, const_index(cs.kw))),
+        )
+        hit = Binary("and", inside, Binary("eq", _first_max(values, d), mine, dt.bool_), dt.bool_)
+        grad = Load(g_buf, linearize([n, c, ohc, owc], gout.shape), d)
+        return [Store(target, linearize(ix, dx.shape), Select(hit, grad, const(0, d), d))]
+
+    return kb.nest(dx.shape, body)
+
+
+def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
+    return kb.nest((size,), lambda ix: [Store(buf, ix[0], const(0, d))])
+
+
+def plane_parallel(kb, shape: tuple[int, ...], body) -> list[Stmt]:
+    """A nest whose first two dims (n, c) run in parallel and the rest serially: windows
+    overlap inside a plane, so only planes are independent."""
+    return kb.nest(
+        shape[:2],
+        lambda outer: kb.nest(
+            shape[2:], lambda inner: body(outer + inner), parallel=False, prefix="w"
+        ),
+    )
+
+
+def _max_pool_backward_scatter(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+    x, gout = node.inputs
+    dx = node.outputs[0]
+    d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
+    stmts = _zero(kb, target, dx.type.size, d)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        best, bh, bw = kb.fresh("best"), kb.fresh("bh"), kb.fresh("bw")
+        h0, w0 = cs.input_pos(oh, ow, const_index(0), const_index(0))
+
+        def step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            value = cs.load(x_buf, n, c, h, w, d, -np.inf)
+            cur = Var(best, d)
+            better = Binary("gt", value, cur, dt.bool_)
+            first_nan = Binary(
+                "and",
+                Binary("ne", value, value, dt.bool_),
+                Unary("not", Binary("ne", cur, cur, dt.bool_), dt.bool_),
+                dt.bool_,
+            )
+            return [
+                If(
+                    Binary("or", better, first_nan, dt.bool_),
+                    [Assign(best, value), Assign(bh, h), Assign(bw, w)],
+                )
+            ]
+
+        dst = linearize(
+            [n, c, clamp_index(Var(bh, INDEX), cs.h), clamp_index(Var(bw, INDEX), cs.w)], x.shape
+        )
+        grad = Load(g_buf, linearize(ix, gout.shape), d)
+        keep = cs.valid(Var(bh, INDEX), Var(bw, INDEX))  # a padded winner drops its grad
+        return [
+            Local(best, d, const(-np.inf, d)),
+            Local(bh, INDEX, h0),
+            Local(bw, INDEX, w0),
+            *_window_loops(kb, cs, step),
+            If(keep, [Store(target, dst, Binary("add", Load(target, dst, d), grad, d))]),
+        ]
+
+    return stmts + plane_parallel(kb, gout.shape, body)
+
+
+def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
+    (gout,) = node.inputs
+    dx = node.outputs[0]
+    cs = pool_geometry(node, dx.shape, gout.shape)
+    d, g_buf = dx.dtype, kb.buffer(gout)
+    if _non_overlapping(cs):  # no padding: every window counts kh * kw cells
+
+        def gather(ix: list[Expr]) -> list[Stmt]:
+            n, c, h, w = ix
+            oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
+            inside = Binary(
+                "and",
+                Binary("lt", oh, const_index(cs.oh), dt.bool_),
+                Binary("lt", ow, const_index(cs.ow), dt.bool_),
+                dt.bool_,
+            )
+            at = linearize([n, c, clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)], gout.shape)
+            share = Binary("div", Load(g_buf, at, d), const(cs.kh * cs.kw, d), d)
+            return [Store(target, linearize(ix, dx.shape), Select(inside, share, const(0, d), d))]
+
+        return kb.nest(dx.shape, gather)
+    stmts = _zero(kb, target, dx.type.size, d)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, c, oh, ow = ix
+        cnt, share = kb.fresh("cnt"), kb.fresh("share")
+
+        def count_step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            one = Select(cs.valid(h, w), const(1, d), const(0, d), d)
+            return [Assign(cnt, Binary("add", Var(cnt, d), one, d))]
+
+        def add_step(i, j):
+            h, w = cs.input_pos(oh, ow, i, j)
+            dst = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], dx.shape)
+            return [
+                If(
+                    cs.valid(h, w),
+                    [Store(target, dst, Binary("add", Load(target, dst, d), Var(share, d), d))],
+                )
+            ]
+
+        grad = Load(g_buf, linearize(ix, gout.shape), d)
+        if node.attrs["count_include_pad"]:
+            head = [Let(share, Binary("div", grad, const(cs.kh * cs.kw, d), d))]
+        else:
+            head = [
+                Local(cnt, d, const(0, d)),
+                *_window_loops(kb, cs, count_step),
+                Let(share, Binary("div", grad, Var(cnt, d), d)),
+            ]
+        return head + _window_loops(kb, cs, add_step)
+
+    return stmts + plane_parallel(kb, gout.shape, body)
+
+
+# ---- direct convolution ---------------------------------------------------------------------
+
+
+def direct_conv_applies(cs: ConvShape) -> bool:
+    return cs.k <= DIRECT_CONV_K
+
+
+def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+    """out[n, o, oh, ow] = sum over (c, i, j) of w[o, c, i, j] * x[n, g*cg + c, h, w], the
+    small sum unrolled into one expression: the loop over output columns vectorizes with
+    every weight a broadcast and every input row a (shifted) vector load."""
+    x, w = node.inputs
+    out = node.outputs[0]
+    d, x_buf, w_buf = out.dtype, kb.buffer(x), kb.buffer(w)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        n, o, oh, ow = ix
+        total: Expr | None = None
+        for c in range(cs.cg):
+            channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), const_index(c))
+            for i, j in _positions(cs):
+                wv = Load(
+                    w_buf,
+                    linearize(
+                        [o, const_index(c), const_index(i), const_index(j)],
+                        (cs.o, cs.cg, cs.kh, cs.kw),
+                    ),
+                    d,
+                )
+                h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
+                term = Binary("mul", wv, cs.load(x_buf, n, channel, h, wpos, d, 0.0), d)
+                total = term if total is None else Binary("add", total, term, d)
+        return [Store(target, linearize(ix, out.shape), total)]
+
+    return kb.nest(out.shape, body)
