@@ -153,7 +153,6 @@ class IndexSimplifier:
             return a if b.value else b
         return Binary(e.op, a, b, e.dtype)
 
-
     def _div_mod(self, op: str, a: Expr, d: int) -> Expr:
         c0, terms = self.affine(a)
         if d > 0:
@@ -227,5 +226,4 @@ def _merge(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:
 
 
 def simplify_kernel(kernel: Kernel) -> Kernel:
-    return Kernel(kernel.name, kernel.params, IndexSimplifier().block(kernel.body),
-                  kernel.comment)
+    return Kernel(kernel.name, kernel.params, IndexSimplifier().block(kernel.body), kernel.comment)
