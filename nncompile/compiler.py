@@ -57,12 +57,14 @@ class Lowered:
         if self.backend == "llvm":
             from .backends.llvm.executable import LLVMExecutable
             from .backends.llvm.jit import compile_ir
+            from .backends.llvm.runtime import runtime
 
+            runtime(self.threads)  # the GEMMs the program links against
             start = time.perf_counter()
             native = compile_ir(self.source, keep_text=_dump_dir() is not None)
             self.timings["llvm"] = time.perf_counter() - start
             _dump_native(self, native)
-            return LLVMExecutable(self.program, native)
+            return LLVMExecutable(self.program, native, self.threads)
         if self.backend == "cuda":
             return _cuda().compile_program(self)
         raise CompileError(f"backend {self.backend!r} produces no native code")

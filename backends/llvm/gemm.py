@@ -72,9 +72,9 @@ def emit_gemm(emitter, s: Gemm) -> None:
         emitter.block(gemm_loops(s, prefix, parallel=not emitter.in_parallel))
         return
     from .codegen import reg_type
-    from .gemm_packed import gemm_function
+    from .gemm_packed import gemm_declaration
 
-    fn = gemm_function(emitter.module, reg_type(s.dtype), emitter.parallel)
+    fn = gemm_declaration(emitter.module, reg_type(s.dtype), emitter.parallel.threads)
     b = emitter.b
     t = reg_type(s.dtype)
     bt = f"g{len(emitter.fn.blocks)}_b"

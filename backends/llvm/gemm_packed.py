@@ -386,12 +386,30 @@ def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Functio
     return fn if fn is not None else ir.Function(module, ftype, name)
 
 
-def gemm_function(module: ir.Module, ftype: ir.Type, parallel: ParallelRuntime) -> ir.Function:
-    """``nc_gemm_f32`` / ``nc_gemm_f64`` of this module, built on first use."""
-    cache = getattr(module, "_nc_gemm", {})
-    key = str(ftype)
-    if key not in cache:
-        lanes = 16 if isinstance(ftype, ir.FloatType) else 8
-        cache[key] = GemmBuilder(module, ftype, lanes, parallel).fn
-        module._nc_gemm = cache
-    return cache[key]
+GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10)
+
+
+def runtime_symbol(suffix: str, threads: int) -> str:
+    return f"nc_rt_gemm_{suffix}_t{threads}"
+
+
+def gemm_declaration(module: ir.Module, ftype: ir.Type, threads: int) -> ir.Function:
+    """The shared runtime's GEMM for ``ftype``, declared in a program module.
+
+    The GEMM is compiled once per process and thread count (runtime.py) and registered
+    as a symbol the JIT links against, so a program's compile time does not pay for it
+    and cached program objects refer to it by name, not by address."""
+    suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
+    name = runtime_symbol(suffix, threads)
+    fn = module.globals.get(name)
+    return fn if fn is not None else ir.Function(module, GEMM_TYPE, name)
+
+
+def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime) -> dict[str, str]:
+    """Define nc_gemm_f32 and nc_gemm_f64 in ``module``: {function name: runtime symbol}."""
+    names = {}
+    for ftype, lanes, suffix in ((ir.FloatType(), 16, "f32"), (ir.DoubleType(), 8, "f64")):
+        fn = GemmBuilder(module, ftype, lanes, parallel).fn
+        fn.linkage = "external"
+        names[fn.name] = runtime_symbol(suffix, parallel.threads)
+    return names

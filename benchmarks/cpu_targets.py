@@ -1,0 +1,181 @@
+"""The CPU targets of the LLVM backend, measured against PyTorch in the same process.
+
+    python benchmarks/cpu_targets.py [--threads N] [--steps 20] [--json]
+
+Reports medians over --steps runs (after warm-up) and ratios; PyTorch uses the same
+thread count (torch.set_num_threads). Workloads:
+  mlp64 / mlp256   MLP 784-256-128-10 Adam training step, batch 64 / 256
+  cnn64            the seed CNN Adam training step, batch 64
+  chain            y = tanh(0.5x + 1) * sigmoid(x) + x*x over 4M float32
+  gemm1024         C = A @ B, 1024^3 float32 (vs NumPy/OpenBLAS)
+  compile          cold compile time of the seed CNN training step (no disk cache)
+Eager nncompile (NumPy) is timed too, for the compiled-vs-own-eager ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import graph_sizes as models  # noqa: E402
+
+import nncompile as nc  # noqa: E402
+from nncompile import optim  # noqa: E402
+
+
+def timed(fn, steps: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def nncompile_step(build, batch: int, threads: int):
+    params, loss, x = build()
+    x = np.resize(x, (batch,) + x.shape[1:]).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 10, batch)
+    opt = optim.Adam(1e-3)
+    state = opt.init(params)
+    step = nc.train_step(loss, opt)
+    compiled = nc.compile(step, donate_argnums=(0, 1), threads=threads)
+    lr = np.float32(1e-3)
+    return (lambda: compiled(params, state, x, y, lr)), (lambda: step(params, state, x, y, lr))
+
+
+def torch_mlp(batch: int):
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256),
+        torch.nn.ReLU(),
+        torch.nn.Linear(256, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 10),
+    )
+    return _torch_step(model, torch.rand(batch, 784), torch.randint(0, 10, (batch,)))
+
+
+def torch_cnn(batch: int):
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(5408, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+    return _torch_step(model, torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,)))
+
+
+def _torch_step(model, x, y):
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def chain(x):
+    return nc.tanh(0.5 * x + 1) * nc.sigmoid(x) + x * x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows: list[dict] = []
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+
+    def add(name, ours, other, other_name, eager=None):
+        row = {
+            "workload": name,
+            "nncompile_ms": ours * 1e3,
+            f"{other_name}_ms": other * 1e3 if other else None,
+            f"speedup_vs_{other_name}": other / ours if other else None,
+        }
+        if eager is not None:
+            row["nncompile_eager_ms"] = eager * 1e3
+            row["speedup_vs_own_eager"] = eager / ours
+        rows.append(row)
+
+    for name, build, batch, torch_model in (
+        ("mlp64", models.mlp, 64, torch_mlp),
+        ("mlp256", models.mlp, 256, torch_mlp),
+        ("cnn64", models.cnn, 64, torch_cnn),
+    ):
+        run, eager = nncompile_step(build, batch, args.threads)
+        ours = timed(run, args.steps)
+        own_eager = timed(eager, max(3, args.steps // 5), warmup=1)
+        theirs = timed(torch_model(batch), args.steps) if torch else None
+        add(name, ours, theirs, "torch", own_eager)
+
+    x = np.random.default_rng(0).standard_normal(4 * 1024 * 1024).astype(np.float32)
+    compiled_chain = nc.compile(chain, threads=args.threads)
+    ours = timed(lambda: compiled_chain(x), args.steps)
+    theirs = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+        tc = torch.compile(lambda t: torch.tanh(0.5 * t + 1) * torch.sigmoid(t) + t * t)
+        theirs = timed(lambda: tc(tx), args.steps)
+    add("chain", ours, theirs, "torch_compile")
+
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((1024, 1024)).astype(np.float32)
+    mm = nc.compile(lambda a, b: a @ b, threads=args.threads)
+    add("gemm1024", timed(lambda: mm(a, b), args.steps), timed(lambda: a @ b, args.steps), "numpy")
+    rows[-1]["gflops"] = 2 * 1024**3 / rows[-1]["nncompile_ms"] / 1e6
+
+    os.environ["NNCOMPILE_CACHE_DIR"] = "off"
+    params, loss, xx = models.cnn()
+    y = np.random.default_rng(1).integers(0, 10, 64)
+    opt = optim.Adam(1e-3)
+    start = time.perf_counter()
+    lowered = nc.lower(nc.train_step(loss, opt), params, opt.init(params), xx, y, np.float32(1e-3))
+    lowered.compile()
+    rows.append(
+        {
+            "workload": "compile_cnn_step",
+            "seconds": time.perf_counter() - start,
+            "phases": {k: round(v, 3) for k, v in lowered.timings.items()},
+        }
+    )
+
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        print(
+            "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())
+        )
+
+
+if __name__ == "__main__":
+    main()
