@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-
 from collections.abc import Sequence
 
 import numpy as np

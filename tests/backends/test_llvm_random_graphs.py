@@ -69,6 +69,7 @@ BINARY = {
 }
 REDUCE = {"sum": nc.sum, "mean": nc.mean, "max": nc.max, "min": nc.min}
 DIMS = st.sampled_from([1, 2, 3, 5, 17])
+KINDS = ["unary", "binary", "binary", "reduce", "reduce", "matmul", "move", "move"]
 
 
 @dataclass
@@ -116,16 +117,18 @@ def _broadcast_partner(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
 def programs(draw) -> tuple[Program, list[tuple[int, ...]]]:
     """A program and the shapes of its extra inputs (matmul weights, broadcast partners)."""
     dtype = draw(st.sampled_from(["float32", "float64"]))
-    inputs = [tuple(draw(st.lists(DIMS, min_size=0, max_size=3)))]
+    rank = draw(st.sampled_from([0, 1, 2, 2, 3, 3, 3]))
+    inputs = [tuple(draw(st.lists(DIMS, min_size=rank, max_size=rank)))]
     if draw(st.booleans()):
         inputs.append(_broadcast_partner(draw, inputs[0]))
     prog = Program(dtype, inputs)
     shapes = list(inputs)
     extra: list[tuple[int, ...]] = []
-    for _ in range(draw(st.integers(2, 7))):
-        i = draw(st.integers(0, len(shapes) - 1))
+    for _ in range(draw(st.integers(2, 8))):
+        last = len(shapes) - 1
+        i = last if draw(st.booleans()) else draw(st.integers(0, last))
         shape = shapes[i]
-        kind = draw(st.sampled_from(["unary", "binary", "binary", "reduce", "matmul", "move"]))
+        kind = draw(st.sampled_from(KINDS))
         if kind == "unary" or (kind in ("reduce", "matmul") and not shape):
             prog.instrs.append((draw(st.sampled_from(sorted(UNARY))), i))
         elif kind == "binary":
@@ -209,7 +212,7 @@ def _tol(dtype: str, ref: np.ndarray) -> tuple[float, float]:
 
 
 @settings(
-    max_examples=70,
+    max_examples=150,
     derandomize=True,
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
