@@ -43,24 +43,69 @@ _INFIX = {
 }
 
 
-def format_expr(e: Expr) -> str:
-    if isinstance(e, Const):
-        return repr(e.value) if e.dtype.name in ("int64", "bool") else f"{e.value!r}:{e.dtype}"
-    if isinstance(e, Var):
-        return e.name
+class _ExprPrinter:
+    """Prints an expression DAG in linear size: a subexpression used more than once in a
+    statement is shown in full once, as ``{$k: ...}``, and as ``$k`` afterwards."""
+
+    def __init__(self, roots: list[Expr]):
+        self.count: dict[int, int] = {}
+        for r in roots:
+            self._count(r)
+        self.names: dict[int, str] = {}
+
+    def _count(self, e: Expr) -> None:
+        key = id(e)
+        self.count[key] = self.count.get(key, 0) + 1
+        if self.count[key] == 1:
+            for c in _children(e):
+                self._count(c)
+
+    def __call__(self, e: Expr) -> str:
+        key = id(e)
+        if key in self.names:
+            return self.names[key]
+        text = self._text(e)
+        if self.count.get(key, 0) > 1 and not isinstance(e, (Const, Var)):
+            self.names[key] = f"${len(self.names)}"
+            return f"{{{self.names[key]}: {text}}}"
+        return text
+
+    def _text(self, e: Expr) -> str:
+        if isinstance(e, Const):
+            if e.dtype.name in ("int64", "bool"):
+                return repr(e.value)
+            return f"{e.value!r}:{e.dtype}"
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Load):
+            return f"{e.buffer}[{self(e.index)}]"
+        if isinstance(e, Unary):
+            return f"{e.op}({self(e.x)})"
+        if isinstance(e, Binary):
+            if e.op in _INFIX:
+                return f"({self(e.a)} {_INFIX[e.op]} {self(e.b)})"
+            return f"{e.op}({self(e.a)}, {self(e.b)})"
+        if isinstance(e, Select):
+            return f"select({self(e.cond)}, {self(e.a)}, {self(e.b)})"
+        if isinstance(e, Cast):
+            return f"{e.dtype}({self(e.x)})"
+        raise TypeError(f"not an expression: {e!r}")
+
+
+def _children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, Load):
-        return f"{e.buffer}[{format_expr(e.index)}]"
-    if isinstance(e, Unary):
-        return f"{e.op}({format_expr(e.x)})"
+        return (e.index,)
+    if isinstance(e, (Unary, Cast)):
+        return (e.x,)
     if isinstance(e, Binary):
-        if e.op in _INFIX:
-            return f"({format_expr(e.a)} {_INFIX[e.op]} {format_expr(e.b)})"
-        return f"{e.op}({format_expr(e.a)}, {format_expr(e.b)})"
+        return (e.a, e.b)
     if isinstance(e, Select):
-        return f"select({format_expr(e.cond)}, {format_expr(e.a)}, {format_expr(e.b)})"
-    if isinstance(e, Cast):
-        return f"{e.dtype}({format_expr(e.x)})"
-    raise TypeError(f"not an expression: {e!r}")
+        return (e.cond, e.a, e.b)
+    return ()
+
+
+def format_expr(e: Expr) -> str:
+    return _ExprPrinter([e])(e)
 
 
 def _stmts(body: list[Stmt], depth: int) -> list[str]:
@@ -74,7 +119,8 @@ def _stmts(body: list[Stmt], depth: int) -> list[str]:
             out.append(f"{pad}for {s.var} in 0..{extent}:{tag}")
             out += _stmts(s.body, depth + 1)
         elif isinstance(s, Store):
-            out.append(f"{pad}{s.buffer}[{format_expr(s.index)}] = {format_expr(s.value)}")
+            p = _ExprPrinter([s.index, s.value])
+            out.append(f"{pad}{s.buffer}[{p(s.index)}] = {p(s.value)}")
         elif isinstance(s, Let):
             out.append(f"{pad}let {s.name} = {format_expr(s.value)}")
         elif isinstance(s, Local):

@@ -43,7 +43,7 @@ from ..ir.kernel import (
     linearize,
 )
 from ..ir.kernel_simplify import simplify_kernel
-from ..passes.fusion import FusionGroup
+from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
 from .exprs import ElementBuilder, const
 
@@ -69,6 +69,8 @@ class KernelBuilder:
         self._scratch = scratch  # (hint, dtype, size) -> arena buffer name
         self.params: dict[str, BufferParam] = {}
         self._names = 0
+        self.fused_epilogue: tuple[Value, list[Value]] | None = None
+        self.epilogue_done = False
         members = {id(n) for n in group.nodes}
         if group.kind == "contraction":
             members -= {id(group.anchor)} | {id(n) for n in self.absorbed()}
@@ -140,6 +142,27 @@ class KernelBuilder:
             code = self._report(message)
             out.append(If(cond, [Store(self.use("status"), const_index(0), Const(code, INDEX))]))
         return out
+
+    def store_result(
+        self, target: str, index: list[Expr], shape: tuple[int, ...], value: Expr
+    ) -> list[Stmt]:
+        """How an anchor lowering stores one final element of its result. With a
+        pointwise epilogue (bias, activation, mask, optimizer update...) the epilogue is
+        computed right here on the value, so the anchor's result never goes to memory
+        and back."""
+        if self.fused_epilogue is None:
+            return [Store(target, linearize(index, shape), value)]
+        anchor_out, outputs = self.fused_epilogue
+        tmp = self.fresh("r")
+        self.elements.bind(anchor_out, Var(tmp, anchor_out.dtype))
+        start = len(self.elements.checks)
+        stores = [
+            Store(self.buffer(v), linearize(index, shape), self.elements.at(v, index))
+            for v in outputs
+        ]
+        del self.elements.bound[id(anchor_out)]
+        self.epilogue_done = True
+        return self.checked([Let(tmp, value), *stores], start)
 
     def store_at(self, v: Value, index: list[Expr], space: tuple[int, ...]) -> Store:
         """Store ``v`` at the point ``index`` of ``space`` (same element count)."""
@@ -249,30 +272,38 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
         if n.op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin")
     ]
     pre = kb.hoist_scalars(g.nodes, {id(n) for n in reductions})
-    row_outputs = [v for v in g.outputs if v.shape == row_shape and v.producer not in reductions]
+    # Values over the row space (by element count: a value from before the reduction may
+    # be a reshape of the rows) are stored in a pass over the rows.
+    row_numel = math.prod(row_shape)
+    row_outputs = [
+        v for v in g.outputs if v.type.size == row_numel and v.producer not in reductions
+    ]
     outer_outputs = [v for v in g.outputs if v not in row_outputs]
 
     def merge(outer: list[Expr], row: list[Expr]) -> list[Expr]:
         it_o, it_r = iter(outer), iter(row)
         return [next(it_r) if i in axes else next(it_o) for i in range(len(row_shape))]
 
+    def row_stores(outer: list[Expr], ri: list[Expr]) -> list[Stmt]:
+        start = len(kb.elements.checks)
+        return kb.checked([kb.store_at(v, merge(outer, ri), row_shape) for v in row_outputs], start)
+
     def body(outer: list[Expr]) -> list[Stmt]:
         stmts: list[Stmt] = []
-        start = len(kb.elements.checks)
         for r in reductions:
             stmts += _reduction_pass(kb, r, outer, merge, row_shape, axes)
+        # Index checks are placed in the loop whose variables they use.
+        start = len(kb.elements.checks)
         flat = linearize(outer, outer_shape)
-        for v in outer_outputs:
-            stmts.append(Store(kb.buffer(v), flat, kb.elements.at(v, delinearize(flat, v.shape))))
+        outer_stores = [
+            Store(kb.buffer(v), flat, kb.elements.at(v, delinearize(flat, v.shape)))
+            for v in outer_outputs
+        ]
+        stmts += kb.checked(outer_stores, start)
         if row_outputs:
             row = tuple(row_shape[i] for i in axes)
-            stmts += kb.nest(
-                row,
-                lambda ri: [kb.store_at(v, merge(outer, ri), row_shape) for v in row_outputs],
-                parallel=False,
-                prefix="r",
-            )
-        return kb.checked(stmts, start)
+            stmts += kb.nest(row, lambda ri: row_stores(outer, ri), parallel=False, prefix="r")
+        return stmts
 
     return kb.kernel(pre + kb.nest(outer_shape, body))
 
@@ -290,6 +321,7 @@ def _reduction_pass(
         stmts.append(Local(best, INDEX, const_index(0)))
 
         def step(ri: list[Expr]) -> list[Stmt]:
+            start = len(kb.elements.checks)
             value = kb.elements.at(x, merge(outer, ri))
             cur = Var(acc, d)
             better = Binary("gt" if r.op == "argmax" else "lt", value, cur, dt.bool_)
@@ -303,7 +335,7 @@ def _reduction_pass(
                     dt.bool_,
                 )
             flat = linearize(ri, row)
-            return [If(better, [Assign(acc, value), Assign(best, flat)])]
+            return kb.checked([If(better, [Assign(acc, value), Assign(best, flat)])], start)
 
         stmts += kb.nest(row, step, parallel=False, prefix="r")
         kb.elements.bind(
@@ -312,8 +344,9 @@ def _reduction_pass(
         return stmts
 
     def step(ri: list[Expr]) -> list[Stmt]:
+        start = len(kb.elements.checks)
         value = kb.elements.at(x, merge(outer, ri))
-        return [Assign(acc, _combine(r.op, Var(acc, d), value, d))]
+        return kb.checked([Assign(acc, _combine(r.op, Var(acc, d), value, d))], start)
 
     stmts += kb.nest(row, step, parallel=False, prefix="r")
     result: Expr = Var(acc, d)
@@ -332,13 +365,34 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     g = kb.group
     anchor = g.anchor
     out = anchor.outputs[0]
+    epilogue = [v for v in g.outputs if v is not out]
     # The memory plan gives the anchor's result a buffer even when only the epilogue
     # reads it (then it is kernel-local scratch in the arena).
-    body = contraction.lower_anchor(kb, anchor, kb.buffer(out))
-    epilogue = [v for v in g.outputs if v is not out]
-    if epilogue:
+    target = kb.buffer(out)
+    preamble: list[Stmt] = []
+    if epilogue and _pointwise_epilogue(g):
+        preamble = kb.hoist_scalars([n for n in g.nodes if n is not anchor], {id(anchor)})
+        stored = epilogue + ([out] if out in g.outputs else [])
+        kb.fused_epilogue = (out, stored)
+    body = preamble + contraction.lower_anchor(kb, anchor, target)
+    if epilogue and not kb.epilogue_done:
         body += store_outputs(kb, epilogue, {id(anchor)})
     return kb.kernel(body)
+
+
+def _pointwise_epilogue(g) -> bool:
+    """Every epilogue node is elementwise over the anchor's own shape (or a hoistable
+    scalar), so each result element's epilogue needs only that element."""
+    shape = g.anchor.outputs[0].shape
+    for n in g.nodes:
+        if n is g.anchor:
+            continue
+        v = n.outputs[0]
+        if v.type.size == 1 and all(i.type.size == 1 for i in n.inputs):
+            continue
+        if n.op not in POINTWISE or v.shape != shape:
+            return False
+    return True
 
 
 def lower_opaque(kb: KernelBuilder) -> Kernel:

@@ -126,7 +126,7 @@ def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
                 h, w = cs.input_pos(oh, ow, const_index(i), const_index(j))
                 v = cs.load(x_buf, n, c, h, w, d, -np.inf)
                 best = v if best is None else Binary("max", best, v, d)
-            return [Store(target, linearize(ix, out.shape), best)]
+            return kb.store_result(target, ix, out.shape, best)
         acc = kb.fresh("acc")
 
         def step(i, j):
@@ -137,7 +137,7 @@ def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
         return [
             Local(acc, d, const(-np.inf, d)),
             *_window_loops(kb, cs, step),
-            Store(target, linearize(ix, out.shape), Var(acc, d)),
+            *kb.store_result(target, ix, out.shape, Var(acc, d)),
         ]
 
     return kb.nest(out.shape, body)
@@ -162,7 +162,7 @@ def lower_avg_pool2d(kb, node: Node, target: str) -> list[Stmt]:
                 count = one if count is None else Binary("add", count, one, d)
         if count is None:
             count = const(cs.kh * cs.kw, d)
-        return [Store(target, linearize(ix, out.shape), Binary("div", total, count, d))]
+        return kb.store_result(target, ix, out.shape, Binary("div", total, count, d))
 
     return kb.nest(out.shape, body)
 
@@ -175,54 +175,57 @@ def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
     return _max_pool_backward_scatter(kb, node, target, cs)
 
 
-def _first_max(values: list[Expr], d: dt.DType) -> Expr:
-    """Index (int64) of the first maximal value; the first NaN wins, as in NumPy."""
-    best, where = values[0], const_index(0)
-    for k, v in enumerate(values[1:], start=1):
-        better = Binary("gt", v, best, dt.bool_)
-        if d.is_float:
-            first_nan = Binary(
-                "and",
-                Binary("ne", v, v, dt.bool_),
-                Unary("not", Binary("ne", best, best, dt.bool_), dt.bool_),
-                dt.bool_,
-            )
-            better = Binary("or", better, first_nan, dt.bool_)
-        best = Select(better, v, best, d)
-        where = Select(better, const_index(k), where, INDEX)
-    return where
-
-
 def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
-    """dx[h, w] = g[h // kh, w // kw] if (h, w) is its window's first max, else 0."""
+    """Non-overlapping windows: for each window find its first maximum once, then write
+    the whole window of dx (the gradient at the maximum, 0 elsewhere). Every dx element
+    is written by exactly one window, so no zeroing or accumulation is needed, except
+    for rows or columns that no window covers (then dx is zeroed first)."""
     x, gout = node.inputs
     dx = node.outputs[0]
     d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
+    covered = cs.oh * cs.kh == cs.h and cs.ow * cs.kw == cs.w
+    stmts = [] if covered else _zero(kb, target, dx.type.size, d)
+    if not covered:
+        kb.fused_epilogue = None  # uncovered cells need the epilogue too: run it separately
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, h, w = ix
-        oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
-        inside = Binary(
-            "and",
-            Binary("lt", oh, const_index(cs.oh), dt.bool_),
-            Binary("lt", ow, const_index(cs.ow), dt.bool_),
-            dt.bool_,
-        )
-        ohc, owc = clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)
-        values = []
-        for i, j in _positions(cs):
-            hh = iadd(imul(ohc, const_index(cs.kh)), const_index(i))
-            ww = iadd(imul(owc, const_index(cs.kw)), const_index(j))
-            values.append(Load(x_buf, linearize([n, c, hh, ww], x.shape), d))
-        mine = iadd(
-            imul(isub(h, imul(ohc, const_index(cs.kh))), const_index(cs.kw)),
-            isub(w, imul(owc, const_index(cs.kw))),
-        )
-        hit = Binary("and", inside, Binary("eq", _first_max(values, d), mine, dt.bool_), dt.bool_)
-        grad = Load(g_buf, linearize([n, c, ohc, owc], gout.shape), d)
-        return [Store(target, linearize(ix, dx.shape), Select(hit, grad, const(0, d), d))]
+        n, c, oh, ow = ix
+        out: list[Stmt] = []
+        positions = []
+        for k, (i, j) in enumerate(_positions(cs)):
+            h = iadd(imul(oh, const_index(cs.kh)), const_index(i))
+            w = iadd(imul(ow, const_index(cs.kw)), const_index(j))
+            positions.append([n, c, h, w])
+            name = kb.fresh("v")
+            out.append(Let(name, Load(x_buf, linearize(positions[-1], x.shape), d)))
+            if k == 0:
+                best, where = Var(name, d), const_index(0)
+                continue
+            v = Var(name, d)
+            better = Binary("gt", v, best, dt.bool_)
+            if d.is_float:  # the first NaN wins, as NumPy's argmax
+                first_nan = Binary(
+                    "and",
+                    Binary("ne", v, v, dt.bool_),
+                    Unary("not", Binary("ne", best, best, dt.bool_), dt.bool_),
+                    dt.bool_,
+                )
+                better = Binary("or", better, first_nan, dt.bool_)
+            flag, nb, nw = kb.fresh("b"), kb.fresh("m"), kb.fresh("k")
+            out += [
+                Let(flag, better),
+                Let(nb, Select(Var(flag, dt.bool_), v, best, d)),
+                Let(nw, Select(Var(flag, dt.bool_), const_index(k), where, INDEX)),
+            ]
+            best, where = Var(nb, d), Var(nw, INDEX)
+        grad = kb.fresh("g")
+        out.append(Let(grad, Load(g_buf, linearize(ix, gout.shape), d)))
+        for k, at in enumerate(positions):
+            hit = Binary("eq", where, const_index(k), dt.bool_)
+            out += kb.store_result(target, at, dx.shape, Select(hit, Var(grad, d), const(0, d), d))
+        return out
 
-    return kb.nest(dx.shape, body)
+    return stmts + kb.nest(gout.shape, body)
 
 
 def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
@@ -303,7 +306,7 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
             )
             at = linearize([n, c, clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)], gout.shape)
             share = Binary("div", Load(g_buf, at, d), const(cs.kh * cs.kw, d), d)
-            return [Store(target, linearize(ix, dx.shape), Select(inside, share, const(0, d), d))]
+            return kb.store_result(target, ix, dx.shape, Select(inside, share, const(0, d), d))
 
         return kb.nest(dx.shape, gather)
     stmts = _zero(kb, target, dx.type.size, d)
@@ -373,6 +376,6 @@ def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt
                 h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
                 term = Binary("mul", wv, cs.load(x_buf, n, channel, h, wpos, d, 0.0), d)
                 total = term if total is None else Binary("add", total, term, d)
-        return [Store(target, linearize(ix, out.shape), total)]
+        return kb.store_result(target, ix, out.shape, total)
 
     return kb.nest(out.shape, body)

@@ -71,6 +71,18 @@ CONTRACTION = {
     "avg_pool2d_backward",
 }
 OPAQUE = {"scatter_add", "scatter_elements_add"}
+POINTWISE = (
+    set(UNARY_OPS)
+    | set(ARITHMETIC_OPS)
+    | set(COMPARISON_OPS)
+    | set(LOGICAL_OPS)
+    | {
+        "pow",
+        "where",
+        "cast",
+        "stop_gradient",
+    }
+)
 
 
 def node_class(node: Node) -> str:
@@ -205,6 +217,8 @@ class _Partitioner:
         if not self.fits(g, node.outputs[0]):
             space = f"rows {g.row_shape} / outer {g.numel}" if g.kind == "reduction" else g.numel
             return f"iteration spaces differ ({space} vs {node.outputs[0].shape})"
+        if g.kind == "reduction" and not self.row_safe(g, node):
+            return f"{node.op} would move data across rows of the group's reduction"
         for h in self.producer_groups(node):
             if h is not g and self.reaches(g, h):
                 return f"would create a cycle through the group of {h.nodes[0].name}"
@@ -218,7 +232,30 @@ class _Partitioner:
             return f"iteration spaces differ ({g.numel} vs {h.numel} elements)"
         if self.reaches_indirectly(g, h) or self.reaches_indirectly(h, g):
             return "would create a cycle between the groups"
+        if g.kind == "contraction" and any(
+            v.producer is not None and v.producer in h.nodes for v in g.anchor.inputs
+        ):
+            return "it computes an input of the group's contraction, which must come first"
         return None
+
+    def row_safe(self, g: FusionGroup, node: Node) -> bool:
+        """After a reduction, a kernel runs row by row with the reduced values of the
+        current row at hand, so a joining op must not move data between rows: pointwise
+        ops (with broadcasting), reshapes, element gathers and scatters along the reduced
+        axes, and broadcasts along them."""
+        if node.op in POINTWISE or node.op == "reshape":
+            return True
+        if node.op in ("gather_elements", "scatter_elements_add"):
+            return node.attrs["axis"] % len(node.outputs[0].shape) in g.row_axes
+        if node.op == "expand":  # broadcasting along the reduced axes stays in the row
+            out, src = node.outputs[0].shape, node.inputs[0].shape
+            lead = len(out) - len(src)
+            return all(
+                i in g.row_axes
+                for i, d in enumerate(out)
+                if d != 1 and (i < lead or src[i - lead] == 1)
+            )
+        return False
 
     def reject(self, producer_group: FusionGroup, node: Node, reason: str) -> None:
         for v in node.inputs:

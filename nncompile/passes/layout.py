@@ -3,8 +3,8 @@
 Keras-style layers keep data channels-last (NHWC) while the IR's conv2d and pooling are
 NCHW, so every layer is wrapped in a pair of transposes: ``pool(T(relu(T'(conv))))``.
 This pass moves a transpose that only one elementwise op reads to after that op:
-``relu(T'(y)) -> T'(relu(y))`` (unary ops, and binary ops whose operands are all
-transposed the same way or are scalars). Simplification then composes ``T(T'(...))``
+``relu(T'(y)) -> T'(relu(y))`` (unary ops, and ops whose operands are all transposed
+the same way or are scalars). Simplification then composes ``T(T'(...))``
 and drops the identity, leaving ``pool(relu(conv))``. Moving only downward (never back
 up) keeps the pass from oscillating, so the pipeline reaches a fixed point.
 
@@ -18,7 +18,27 @@ from ..ir.graph import Graph, Node, Value
 from .rewriter import GraphRewriter
 from .simplify import ELEMENTWISE_UNARY
 
-BINARY = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"}
+# Elementwise ops with several operands: a transpose moves past them when every operand
+# that is not a scalar is a single-use transpose with the same perm.
+MULTI_OPERAND = {
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "maximum",
+    "minimum",
+    "equal",
+    "not_equal",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "where",
+}
 
 
 def _use_counts(graph: Graph) -> dict[int, int]:
@@ -43,7 +63,7 @@ def _transposed_operand(rw: GraphRewriter, v: Value, uses: dict[int, int]) -> Va
 def _movable(rw: GraphRewriter, node: Node, uses: dict[int, int]) -> tuple[int, ...] | None:
     """If every non-scalar operand of elementwise ``node`` is a single-use transpose with
     one common perm, that perm."""
-    if len(node.outputs) != 1 or not (node.op in ELEMENTWISE_UNARY or node.op in BINARY):
+    if len(node.outputs) != 1 or not (node.op in ELEMENTWISE_UNARY or node.op in MULTI_OPERAND):
         return None
     found = [_transposed_operand(rw, v, uses) for v in node.inputs if v.shape != ()]
     if not found or any(t is None for t in found):

@@ -149,7 +149,9 @@ def programs(draw) -> tuple[Program, list[tuple[int, ...]]]:
             axes = tuple(sorted(draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
             keep = draw(st.booleans())
             prog.instrs.append((draw(st.sampled_from(sorted(REDUCE))), i, axes, keep))
-            shape = tuple(1 if k in axes else d for k, d in enumerate(shape) if keep or k not in axes)
+            shape = tuple(
+                1 if k in axes else d for k, d in enumerate(shape) if keep or k not in axes
+            )
         elif kind == "matmul":
             k, n = shape[-1], draw(DIMS)
             w = (k, n) if draw(st.integers(0, 3)) else (k,)
@@ -212,7 +214,7 @@ def _tol(dtype: str, ref: np.ndarray) -> tuple[float, float]:
 
 
 @settings(
-    max_examples=150,
+    max_examples=500,
     derandomize=True,
     deadline=None,
     phases=(Phase.explicit, Phase.reuse, Phase.generate),

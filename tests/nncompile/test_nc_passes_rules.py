@@ -97,7 +97,6 @@ def test_integer_plus_zero_vanishes():
     assert o.nodes == []
 
 
-
 @pytest.mark.parametrize(
     "fn",
     [

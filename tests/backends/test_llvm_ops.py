@@ -1,0 +1,1067 @@
+"""Every primitive compiled by the LLVM backend, compared with the NumPy reference.
+
+Each case is one function returning a dict of many op results (compiling is the slow
+part, so ops are batched), traced on random data with awkward shapes: broadcasting, sizes
+that are not multiples of the vector width (1, 3, 17, 33), size-1 and zero-size dims,
+every dtype an op accepts. ``test_every_primitive_is_covered`` checks that the cases
+together reach every op of the registry.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+import sys
+import zlib
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+from nncompile.dispatch import bind
+
+
+def _support():
+    """The sibling helper module, loaded by path (tests run with --import-mode=importlib)."""
+    name = "llvm_support"
+    if name not in sys.modules:
+        path = pathlib.Path(__file__).with_name(f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+S = _support()
+F32, F64, I32, I64, BOOL = S.F32, S.F64, S.I32, S.I64, S.BOOL
+acc, check, data = S.acc, S.check, S.data
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# A case: make(param) -> (fn, args, tol). Registered under "name-param".
+CASES: dict[str, Callable[[], tuple]] = {}
+
+
+def case(name: str, *params):
+    def deco(make):
+        for p in params or (None,):
+            key = name if p is None else f"{name}-{p}"
+            CASES[key] = partial(make, p) if p is not None else make
+        return make
+
+    return deco
+
+
+def rng_for(*parts) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode()))
+
+
+BROADCAST_PAIRS = [
+    ((17, 1, 3), (33, 3)),
+    ((1,), (5, 17)),
+    ((), (3, 33)),
+    ((0, 3), (1, 3)),
+    ((2, 1, 16), (1, 17, 1)),
+    ((33,), (33,)),
+]
+
+# ---- elementwise ------------------------------------------------------------------------
+
+FLOAT_UNARY = {
+    "neg": (nc.negative, "exact"),
+    "abs": (nc.abs, "exact"),
+    "sign": (nc.sign, "exact"),
+    "relu": (nc.relu, "exact"),
+    "stop_gradient": (nc.stop_gradient, "exact"),
+    "sqrt": (nc.sqrt, "arith"),
+    "reciprocal": (nc.reciprocal, "arith"),
+    "exp": (nc.exp, "math"),
+    "log": (nc.log, "math"),
+    "tanh": (nc.tanh, "math"),
+    "sigmoid": (nc.sigmoid, "math"),
+    "erf": (nc.erf, "math"),
+}
+
+
+@case("unary", "float32", "float64")
+def _unary_float(dtype):
+    rng = rng_for("unary", dtype)
+    x = data(rng, (17, 33), dtype)
+    x[0, :5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    pos = data(rng, (3, 17), dtype, 0.01, 20.0)
+    args = (x, pos, np.zeros((0, 3), dtype), np.asarray(0.7, dtype), data(rng, (1,), dtype))
+
+    def fn(x, pos, empty, scalar, one):
+        out = {}
+        for name, (f, _) in FLOAT_UNARY.items():
+            out[f"{name}/x"] = f(x)
+            out[f"{name}/pos"] = f(pos)
+            out[f"{name}/empty"] = f(empty)
+            out[f"{name}/scalar"] = f(scalar)
+            out[f"{name}/one"] = f(one)
+        return out
+
+    return fn, args, {k: t for k, (_, t) in FLOAT_UNARY.items()}
+
+
+@case("unary", "int32", "int64")
+def _unary_int(dtype):
+    rng = rng_for("unary", dtype)
+    x = data(rng, (5, 33), dtype, -100, 100)
+    info = np.iinfo(dtype)
+    x[0, :4] = [info.min, info.max, 0, -1]
+
+    def fn(x, empty, scalar):
+        out = {}
+        for name, f in [
+            ("neg", nc.negative),
+            ("abs", nc.abs),
+            ("sign", nc.sign),
+            ("relu", nc.relu),
+            ("stop_gradient", nc.stop_gradient),
+        ]:
+            out[f"{name}/x"] = f(x)
+            out[f"{name}/empty"] = f(empty)
+            out[f"{name}/scalar"] = f(scalar)
+        return out
+
+    return fn, (x, np.zeros((3, 0), dtype), np.asarray(-7, dtype)), "exact"
+
+
+@case("unary-bool")
+def _unary_bool():
+    rng = rng_for("unary-bool")
+    x = data(rng, (3, 17), BOOL)
+
+    def fn(x, s):
+        return {
+            "not": nc.logical_not(x),
+            "not_scalar": nc.logical_not(s),
+            "stop_gradient": nc.stop_gradient(x),
+        }
+
+    return fn, (x, np.asarray(True)), "exact"
+
+
+@case("binary", "float32", "float64")
+def _binary_float(dtype):
+    rng = rng_for("binary", dtype)
+    pairs = [(data(rng, a, dtype), data(rng, b, dtype)) for a, b in BROADCAST_PAIRS]
+    pos = data(rng, (3, 17), dtype, 0.1, 4.0)
+    expo = data(rng, (17,), dtype, -2.5, 2.5)
+    neg_base = -data(rng, (3, 17), dtype, 0.5, 3.0)
+    int_expo = rng.integers(-3, 4, (17,)).astype(np.int32)
+    special = np.array([np.nan, 1.0, np.inf, -np.inf, -0.0, 0.0, np.nan, 2.0], dtype)
+    special2 = np.array([1.0, np.nan, -np.inf, np.inf, 0.0, -0.0, np.nan, np.inf], dtype)
+
+    def fn(pairs, pos, expo, neg_base, int_expo, special, special2):
+        out = {}
+        for i, (a, b) in enumerate(pairs):
+            out[f"add/{i}"] = a + b
+            out[f"sub/{i}"] = a - b
+            out[f"mul/{i}"] = a * b
+            out[f"div/{i}"] = a / b
+            out[f"maximum/{i}"] = nc.maximum(a, b)
+            out[f"minimum/{i}"] = nc.minimum(a, b)
+        for name, f in [
+            ("add", nc.add),
+            ("sub", nc.subtract),
+            ("mul", nc.multiply),
+            ("div", nc.divide),
+            ("maximum", nc.maximum),
+            ("minimum", nc.minimum),
+        ]:
+            out[f"{name}/special"] = f(special, special2)
+        out["pow/float"] = nc.power(pos, expo)
+        out["pow/neg_base_int_exp"] = nc.power(neg_base, int_expo.astype(dtype))
+        out["pow/int_exponent_dtype"] = bind("pow", neg_base, nc.as_tensor(int_expo))
+        out["pow/special"] = nc.power(special, special2)
+        out["pow/scalar"] = nc.power(pos, 2.0)
+        return out
+
+    args = (pairs, pos, expo, neg_base, int_expo, special, special2)
+    return fn, args, {"pow": "math", "div": "arith", "*": "arith"}
+
+
+@case("binary", "int32", "int64")
+def _binary_int(dtype):
+    rng = rng_for("binary", dtype)
+    pairs = [(data(rng, a, dtype, -50, 50), data(rng, b, dtype, -7, 7)) for a, b in BROADCAST_PAIRS]
+    info = np.iinfo(dtype)
+    num = np.array([7, -7, 7, -7, 0, info.min, info.min, info.max, 5, -5], dtype)
+    den = np.array([2, 2, -2, -2, 0, -1, 0, -1, 0, 0], dtype)
+    base = data(rng, (4, 17), dtype, -5, 5)
+    expo = data(rng, (17,), dtype, 0, 6)
+    nz_base = np.array([1, -1, 2, -2, 3, 7, -1, 1], dtype)
+    neg_expo = np.array([-1, -1, -1, -3, -2, -1, -4, -5], dtype)
+
+    def fn(pairs, num, den, base, expo, nz_base, neg_expo):
+        out = {}
+        for i, (a, b) in enumerate(pairs):
+            out[f"add/{i}"] = a + b
+            out[f"sub/{i}"] = a - b
+            out[f"mul/{i}"] = a * b
+            out[f"div/{i}"] = nc.trunc_divide(a, b)  # b has zeros: x / 0 == 0
+            out[f"maximum/{i}"] = nc.maximum(a, b)
+            out[f"minimum/{i}"] = nc.minimum(a, b)
+        out["div/edge"] = nc.trunc_divide(num, den)
+        out["div/by_const"] = nc.trunc_divide(num, nc.as_tensor(np.asarray(3, dtype)))
+        out["div/by_const_neg"] = nc.trunc_divide(num, nc.as_tensor(np.asarray(-3, dtype)))
+        out["div/by_const_zero"] = nc.trunc_divide(num, nc.as_tensor(np.asarray(0, dtype)))
+        out["div/by_const_minus_one"] = nc.trunc_divide(num, nc.as_tensor(np.asarray(-1, dtype)))
+        out["pow/small"] = nc.power(base, expo)
+        out["pow/negative_exponent"] = nc.power(nz_base, neg_expo)
+        out["pow/float_exponent"] = bind("pow", nz_base, nc.astype(nc.abs(neg_expo), "float32"))
+        return out
+
+    return fn, (pairs, num, den, base, expo, nz_base, neg_expo), "exact"
+
+
+@case("logical")
+def _logical():
+    rng = rng_for("logical")
+    pairs = [(data(rng, a, BOOL), data(rng, b, BOOL)) for a, b in BROADCAST_PAIRS]
+
+    def fn(pairs):
+        out = {}
+        for i, (a, b) in enumerate(pairs):
+            out[f"and/{i}"] = nc.logical_and(a, b)
+            out[f"or/{i}"] = nc.logical_or(a, b)
+            out[f"xor/{i}"] = nc.logical_xor(a, b)
+            out[f"equal/{i}"] = nc.equal(a, b)
+            out[f"not_equal/{i}"] = nc.not_equal(a, b)
+        return out
+
+    return fn, (pairs,), "exact"
+
+
+@case("compare", "float32", "float64", "int32", "int64")
+def _compare(dtype):
+    rng = rng_for("compare", dtype)
+    # Few distinct values, so many elements compare equal.
+    pairs = [
+        (data(rng, a, I64, -2, 2).astype(dtype), data(rng, b, I64, -2, 2).astype(dtype))
+        for a, b in BROADCAST_PAIRS
+    ]
+    if np.dtype(dtype).kind == "f":
+        special = np.array([np.nan, np.nan, 1.0, np.inf, -np.inf, 0.0, -0.0], dtype)
+        special2 = np.array([np.nan, 1.0, np.nan, np.inf, np.inf, -0.0, 0.0], dtype)
+    else:
+        info = np.iinfo(dtype)
+        special = np.array([info.min, info.max, info.min, 0, -1], dtype)
+        special2 = np.array([info.max, info.min, info.min, -1, 0], dtype)
+    pairs.append((special, special2))
+    ops = {
+        "equal": nc.equal,
+        "not_equal": nc.not_equal,
+        "less": nc.less,
+        "less_equal": nc.less_equal,
+        "greater": nc.greater,
+        "greater_equal": nc.greater_equal,
+    }
+
+    def fn(pairs):
+        return {f"{n}/{i}": f(a, b) for n, f in ops.items() for i, (a, b) in enumerate(pairs)}
+
+    return fn, (pairs,), "exact"
+
+
+@case("where")
+def _where():
+    rng = rng_for("where")
+    cond = data(rng, (17, 1, 3), BOOL)
+    args = {d.name: (data(rng, (33, 3), d), data(rng, (1, 33, 1), d)) for d in (F32, F64, I32, I64)}
+    args["bool"] = (data(rng, (33, 3), BOOL), data(rng, (3,), BOOL))
+
+    def fn(cond, args, scalar_cond):
+        out = {f"where/{k}": nc.where(cond, a, b) for k, (a, b) in args.items()}
+        out["where/scalar_cond"] = nc.where(scalar_cond, *args["float32"])
+        out["where/empty"] = nc.where(cond[:0], args["int32"][0], args["int32"][1])
+        return out
+
+    return fn, (cond, args, np.asarray(False)), "exact"
+
+
+@case("cast")
+def _cast():
+    rng = rng_for("cast")
+    floats = rng.uniform(-100.7, 100.7, (3, 17))  # truncation toward zero, no overflow
+    floats[0, :4] = [-0.9, 0.9, -0.0, 2.5]
+    srcs = {
+        "float32": floats.astype(F32),
+        "float64": floats,
+        "int32": data(rng, (3, 17), I32, -1000, 1000),
+        "int64": data(rng, (3, 17), I64, -1000, 1000),
+        "bool": data(rng, (3, 17), BOOL),
+    }
+    srcs["int64"][0, :2] = [2**40 + 3, -(2**40) - 3]  # wraps when cast to int32
+    nan = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30])
+
+    def fn(srcs, nan32, nan64):
+        out = {}
+        for s, x in srcs.items():
+            for d in ("float32", "float64", "int32", "int64", "bool"):
+                out[f"{s}->{d}"] = nc.astype(x, d)
+        for name, x in (("float32", nan32), ("float64", nan64)):
+            for d in ("float32", "float64", "bool"):  # NaN -> int is undefined in NumPy
+                out[f"{name}(nan)->{d}"] = nc.astype(x, d)
+        return out
+
+    return fn, (srcs, nan.astype(F32), nan), "exact"
+
+
+# ---- reductions -------------------------------------------------------------------------
+
+
+REDUCE_AXES = [
+    (None, False),
+    (0, True),
+    (1, False),
+    (2, False),
+    (2, True),
+    ((0, 2), False),
+    ((1, 2), True),
+    ((0, 1), False),
+]
+
+
+@case("reduce", "float32", "float64")
+def _reduce_float(dtype):
+    rng = rng_for("reduce", dtype)
+    x = data(rng, (3, 5, 17), dtype)
+    one = data(rng, (1, 5, 1), dtype)
+    empty = np.zeros((0, 5), dtype)
+    tol = {}
+
+    def fn(x, one, empty):
+        out = {}
+        for axes, keep in REDUCE_AXES:
+            k = f"{axes}{'k' if keep else ''}"
+            n = x.size if axes is None else math.prod(x.shape[a] for a in np.atleast_1d(axes))
+            out[f"sum/{k}"] = nc.sum(x, axes, keep)
+            out[f"mean/{k}"] = nc.mean(x, axes, keep)
+            out[f"max/{k}"] = nc.max(x, axes, keep)
+            out[f"min/{k}"] = nc.min(x, axes, keep)
+            tol[f"sum/{k}"] = acc(dtype, n, 3.0)
+            tol[f"mean/{k}"] = acc(dtype, n, 3.0 / n)
+        for name, f in (("sum", nc.sum), ("mean", nc.mean), ("max", nc.max), ("min", nc.min)):
+            out[f"{name}/one"] = f(one, (0, 2))
+            out[f"{name}/one_all"] = f(one)
+            out[f"{name}/empty_axis0"] = f(empty, 0)  # 0, nan, -inf, inf
+            out[f"{name}/empty_axis1"] = f(empty, 1, True)
+        out["sum/nothing"] = nc.sum(x, ())
+        return out
+
+    fn(*(nc.as_tensor(a) for a in (x, one, empty)))  # fills tol
+    return fn, (x, one, empty), {**tol, "*": "arith"}
+
+
+@case("reduce", "int32", "int64", "bool")
+def _reduce_int(dtype):
+    rng = rng_for("reduce", dtype)
+    x = data(rng, (3, 5, 17), dtype, -1000, 1000)
+    empty = np.zeros((0, 5), dtype)
+
+    def fn(x, empty):
+        out = {}
+        for axes, keep in REDUCE_AXES[::2]:
+            k = f"{axes}{'k' if keep else ''}"
+            if dtype != "bool":
+                out[f"sum/{k}"] = nc.sum(x, axes, keep)
+            out[f"max/{k}"] = nc.max(x, axes, keep)
+            out[f"min/{k}"] = nc.min(x, axes, keep)
+        out["max/empty"] = nc.max(empty, 0)  # the dtype's lowest value
+        out["min/empty"] = nc.min(empty, 0)
+        out["sum/empty"] = nc.sum(empty, 0)
+        return out
+
+    return fn, (x, empty), "exact"
+
+
+@case("arg", "float32", "float64", "int32", "int64")
+def _arg(dtype):
+    rng = rng_for("arg", dtype)
+    ties = data(rng, (3, 17, 33), I64, -2, 2).astype(dtype)  # many equal maxima
+    x = data(rng, (5, 33), dtype, -1000, 1000)
+    if np.dtype(dtype).kind == "f":
+        special = np.array(
+            [[1, np.nan, 3, np.nan], [np.inf, 1, np.inf, 2], [-np.inf] * 4, [0, -0.0, 0, np.nan]],
+            dtype,
+        )
+    else:
+        info = np.iinfo(dtype)
+        special = np.array([[info.min] * 4, [info.max, 0, info.max, 1], [0, 0, 0, 0]], dtype)
+
+    def fn(ties, x, special):
+        out = {}
+        for axis in (None, 0, 1, 2, -1):
+            out[f"argmax/{axis}"] = nc.argmax(ties, axis)
+            out[f"argmin/{axis}"] = nc.argmin(ties, axis)
+        out["argmax/keep"] = nc.argmax(ties, 1, keepdims=True)
+        out["argmin/keep"] = nc.argmin(x, 0, keepdims=True)
+        for axis in (0, 1):
+            out[f"argmax/special{axis}"] = nc.argmax(special, axis)
+            out[f"argmin/special{axis}"] = nc.argmin(special, axis)
+        return out
+
+    return fn, (ties, x, special), "exact"
+
+
+@case("arg-bool")
+def _arg_bool():
+    rng = rng_for("arg-bool")
+    x = data(rng, (4, 17), BOOL)
+    x[0] = False
+
+    def fn(x):
+        return {"argmax": nc.argmax(x, 1), "argmin": nc.argmin(x, 0), "all": nc.argmax(x)}
+
+    return fn, (x,), "exact"
+
+
+# ---- movement ---------------------------------------------------------------------------
+
+
+@case("movement", "float32", "int64", "bool")
+def _movement(dtype):
+    rng = rng_for("movement", dtype)
+    x = data(rng, (3, 17, 5), dtype, -100, 100)
+    v = data(rng, (1, 33), dtype, -100, 100)
+    e = np.zeros((0, 4), dtype)
+
+    def fn(x, v, e):
+        out = {}
+        out["reshape/flat"] = nc.reshape(x, (-1,))
+        out["reshape/split"] = nc.reshape(x, (51, 5))
+        out["reshape/merge"] = nc.reshape(x, (3, 5, 17))
+        out["reshape/ones"] = nc.reshape(v, (33, 1, 1))
+        out["reshape/empty"] = nc.reshape(e, (2, 0, 2))
+        out["transpose/rev"] = nc.transpose(x)
+        out["transpose/021"] = nc.transpose(x, (0, 2, 1))
+        out["transpose/102"] = nc.transpose(x, (1, 0, 2))
+        out["transpose/empty"] = nc.transpose(e)
+        out["expand/rows"] = nc.broadcast_to(v, (17, 33))
+        out["expand/new_axes"] = nc.broadcast_to(v, (2, 3, 33))
+        out["expand/onnx"] = bind("expand", v, shape=(3, 1, 1))  # shape broadcasts too
+        out["slice/basic"] = x[1:, 2:15:3, ::2]
+        out["slice/negative_step"] = x[::-1, 15:1:-4, -1:-6:-2]
+        out["slice/clamped"] = bind(
+            "slice", x, starts=(-100, 100), ends=(100, -100), axes=(0, 1), steps=(1, -1)
+        )
+        out["slice/empty"] = x[:, 5:5]
+        out["slice/int_index"] = x[1, :, 3]
+        for mode in ("constant", "reflect", "edge"):
+            out[f"pad/{mode}"] = nc.pad(x, ((1, 2), (0, 3), (4, 1)), mode=mode)
+        out["pad/value"] = nc.pad(v, ((2, 0), (1, 1)), constant_values=1)
+        out["pad/empty_axis"] = nc.pad(e, ((1, 1), (2, 0)), constant_values=1)
+        out["concat/axis1"] = nc.concatenate([x, x[:, :3], x[:, 16:]], axis=1)
+        out["concat/axis-1"] = nc.concatenate([x, x[..., :1]], axis=-1)
+        out["concat/with_empty"] = nc.concatenate([v, v[:, :0], v], axis=1)
+        out["concat/one"] = nc.concatenate([v], axis=0)
+        out["stack"] = nc.stack([v, v, v], axis=1)
+        return out
+
+    return fn, (x, v, e), "exact"
+
+
+@case("gather", "float32", "int32", "int64", "bool")
+def _gather(dtype):
+    rng = rng_for("gather", dtype)
+    x = data(rng, (5, 17, 3), dtype, -100, 100)
+    idx1 = rng.integers(-17, 17, (33,))  # negative indices count from the end
+    idx2 = rng.integers(-5, 5, (2, 3)).astype(np.int32)
+    along = rng.integers(-17, 17, (5, 4, 3))
+    along1 = rng.integers(-3, 3, (2, 1, 3))  # extent 1 on the axis, a corner of the data
+
+    def fn(x, idx1, idx2, along, along1):
+        return {
+            "take/axis1": nc.take(x, idx1, axis=1),
+            "take/axis0_2d": nc.take(x, idx2, axis=0),
+            "take/axis-1": nc.take(x, np.array([-1, 0, 2, -3]), axis=-1),
+            "take/flat": nc.take(x, idx1),
+            "take/scalar_index": nc.take(x, np.asarray(-2), axis=1),
+            "take/empty_index": nc.take(x, np.zeros((0,), np.int64), axis=1),
+            "take_along/axis1": nc.take_along_axis(x, along, axis=1),
+            "take_along/corner": nc.take_along_axis(x, along1, axis=2),
+        }
+
+    return fn, (x, idx1, idx2, along, along1), "exact"
+
+
+@case("one_hot")
+def _one_hot():
+    idx = np.array([[0, 3, -1, 4, -5, 5, -6, 2]])  # out of range -> all-zero rows
+
+    def fn(idx, idx32):
+        return {
+            "f32": nc.one_hot(idx, 5),
+            "axis0_f64": nc.one_hot(idx, 5, dtype="float64", axis=0),
+            "axis1_i32": nc.one_hot(idx32, 7, dtype="int32", axis=1),
+            "bool": nc.one_hot(idx32, 3, dtype="bool"),
+            "depth0": nc.one_hot(idx, 0),
+        }
+
+    return fn, (idx, idx.astype(np.int32)), "exact"
+
+
+# ---- contractions -----------------------------------------------------------------------
+
+MATMUL_SHAPES = [
+    ((17, 33), (33, 3)),
+    ((33,), (33, 17)),
+    ((5, 33), (33,)),
+    ((17,), (17,)),
+    ((2, 1, 3, 17), (4, 17, 5)),
+    ((1, 1), (1, 1)),
+    ((3, 0), (0, 4)),  # K = 0: zeros
+    ((0, 3), (3, 4)),
+    ((16, 16), (16, 48)),
+    ((65, 40), (40, 67)),
+]
+
+
+@case("matmul", "float32", "float64", "int32", "int64")
+def _matmul(dtype):
+    rng = rng_for("matmul", dtype)
+    pairs = [(data(rng, a, dtype, -5, 5), data(rng, b, dtype, -5, 5)) for a, b in MATMUL_SHAPES]
+    tol = {f"matmul/{i}": acc(dtype, max(a[-1], 1), 10.0) for i, (a, _) in enumerate(MATMUL_SHAPES)}
+
+    def fn(pairs):
+        out = {f"matmul/{i}": a @ b for i, (a, b) in enumerate(pairs)}
+        a, b = pairs[0]
+        out["matmul/transposed"] = nc.transpose(b) @ nc.transpose(a)
+        tol["matmul/transposed"] = acc(dtype, 3, 10.0)
+        return out
+
+    return fn, (pairs,), tol
+
+
+CONVS = [
+    # x shape, w shape, stride, padding, dilation, groups
+    ((2, 3, 17, 13), (5, 3, 3, 3), 1, 0, 1, 1),
+    ((1, 4, 16, 16), (6, 2, 3, 3), 2, 1, 1, 2),
+    ((2, 3, 9, 11), (4, 3, 2, 3), (2, 1), (0, 2), (2, 1), 1),
+    ((1, 4, 8, 8), (4, 1, 3, 3), 1, "same", 2, 4),  # depthwise, dilated, same
+    ((3, 1, 5, 5), (2, 1, 5, 5), 1, 0, 1, 1),  # window == input
+    ((1, 2, 1, 7), (3, 2, 1, 1), 3, 0, 1, 1),  # 1x1 kernel, stride 3
+]
+
+
+@case("conv2d", "float32", "float64")
+def _conv2d(dtype):
+    rng = rng_for("conv2d", dtype)
+    xs = [data(rng, c[0], dtype) for c in CONVS]
+    ws = [data(rng, c[1], dtype) for c in CONVS]
+    bias = data(rng, (5,), dtype)
+    tol = {f"conv/{i}": acc(dtype, int(np.prod(c[1][1:])), 9.0) for i, c in enumerate(CONVS)}
+    tol["conv/bias_relu"] = acc(dtype, 27, 9.0)
+
+    def fn(xs, ws, bias):
+        out = {}
+        for i, (x, w, c) in enumerate(zip(xs, ws, CONVS, strict=True)):
+            out[f"conv/{i}"] = nc.conv2d(x, w, None, c[2], c[3], c[4], c[5])
+        out["conv/bias_relu"] = nc.relu(nc.conv2d(xs[0], ws[0], bias))
+        return out
+
+    return fn, (xs, ws, bias), tol
+
+
+POOLS = [
+    # x shape, kernel, stride, pads (h0, w0, h1, w1), dilation
+    ((2, 3, 17, 13), (2, 2), (2, 2), (0, 0, 0, 0), (1, 1)),
+    ((1, 2, 9, 9), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 2, 11, 10), (3, 2), (2, 3), (1, 0, 2, 1), (2, 1)),
+    ((2, 1, 7, 7), (3, 3), (2, 2), (1, 2, 1, 0), (2, 2)),
+    ((1, 1, 1, 5), (1, 5), (1, 1), (0, 0, 0, 0), (1, 1)),
+]
+
+
+@case("pool", "float32", "float64")
+def _pool(dtype):
+    rng = rng_for("pool", dtype)
+    xs = [data(rng, p[0], dtype) for p in POOLS]
+    ties = data(rng, (1, 2, 9, 9), I64, -1, 1).astype(dtype)
+    xs[1] = ties
+
+    def fn(xs):
+        out = {}
+        for i, (x, (_, k, s, p, d)) in enumerate(zip(xs, POOLS, strict=True)):
+            attrs = {"kernel": k, "strides": s, "pads": p, "dilations": d}
+            out[f"max/{i}"] = bind("max_pool2d", x, **attrs)
+            for cip in (False, True):
+                out[f"avg/{i}_{cip}"] = bind("avg_pool2d", x, count_include_pad=cip, **attrs)
+        out["max/torch_api"] = nc.max_pool2d(xs[0], 3, 2, 1)
+        out["avg/torch_api"] = nc.avg_pool2d(xs[0], 3, 2, 1)
+        return out
+
+    return fn, (xs,), {"max": "exact", "*": "arith"}
+
+
+# ---- gradient primitives ------------------------------------------------------------------
+
+
+@case("conv-backward", "float32", "float64")
+def _conv_backward(dtype):
+    rng = rng_for("conv-backward", dtype)
+    gs, ws, xs, attrs = [], [], [], []
+    for xshape, wshape, stride, padding, dilation, groups in CONVS:
+        if padding == "same":
+            continue
+        stride = stride if isinstance(stride, tuple) else (stride, stride)
+        padding = padding if isinstance(padding, tuple) else (padding, padding)
+        dilation = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+        a = {"strides": stride, "pads": padding * 2, "dilations": dilation, "groups": groups}
+        x, w = data(rng, xshape, dtype), data(rng, wshape, dtype)
+        y = nc.run(nc.trace(lambda x, w, a=a: bind("conv2d", x, w, **a), x, w), x, w)
+        xs.append(x), ws.append(w), attrs.append(a)
+        gs.append(data(rng, y.shape, dtype))
+
+    def fn(xs, ws, gs):
+        out = {}
+        for i, (x, w, g, a) in enumerate(zip(xs, ws, gs, attrs, strict=True)):
+            out[f"dx/{i}"] = bind("conv2d_backward_input", g, w, input_hw=x.shape[2:], **a)
+            out[f"dw/{i}"] = bind("conv2d_backward_weight", x, g, kernel=w.shape[2:], **a)
+        return out
+
+    return fn, (xs, ws, gs), (acc(dtype, 200, 9.0))
+
+
+@case("pool-backward", "float32", "float64")
+def _pool_backward(dtype):
+    rng = rng_for("pool-backward", dtype)
+    xs, gs = [], []
+    for shape, k, s, p, d in POOLS:
+        x = data(rng, shape, I64, -1, 1).astype(dtype)  # ties: the first maximum wins
+        attrs = {"kernel": k, "strides": s, "pads": p, "dilations": d}
+        y = nc.run(nc.trace(lambda x, a=attrs: bind("max_pool2d", x, **a), x), x)
+        xs.append(x), gs.append(data(rng, y.shape, dtype))
+
+    def fn(xs, gs):
+        out = {}
+        for i, (x, g, (_, k, s, p, d)) in enumerate(zip(xs, gs, POOLS, strict=True)):
+            attrs = {"kernel": k, "strides": s, "pads": p, "dilations": d}
+            out[f"max/{i}"] = bind("max_pool2d_backward", x, g, **attrs)
+            for cip in (False, True):
+                out[f"avg/{i}_{cip}"] = bind(
+                    "avg_pool2d_backward", g, input_hw=x.shape[2:], count_include_pad=cip, **attrs
+                )
+        return out
+
+    return fn, (xs, gs), acc(dtype, 9, 3.0)
+
+
+@case("scatter", "float32", "float64")
+def _scatter(dtype):
+    rng = rng_for("scatter", dtype)
+    idx = rng.integers(-5, 5, (2, 7))  # duplicates and negative indices
+    g1 = data(rng, (3, 2, 7, 4), dtype)
+    eidx = rng.integers(-17, 17, (4, 6, 3)).astype(np.int32)
+    g2 = data(rng, (4, 6, 3), dtype)
+    eidx1 = rng.integers(-3, 3, (4, 1)).astype(np.int64)  # extent 1 on the axis
+    g3 = data(rng, (4, 1), dtype)
+    gs = data(rng, (2, 3, 4), dtype)
+
+    def fn(idx, g1, eidx, g2, eidx1, g3, gs):
+        return {
+            "scatter_add/axis1": bind("scatter_add", g1, idx, axis=1, shape=(3, 5, 4)),
+            "scatter_add/axis0": bind(
+                "scatter_add", g2, nc.as_tensor(np.array([1, -1, 0, 1])), axis=0, shape=(3, 6, 3)
+            ),
+            "scatter_elements/axis1": bind(
+                "scatter_elements_add", g2, eidx, axis=1, shape=(5, 17, 4)
+            ),
+            "scatter_elements/extent1": bind(
+                "scatter_elements_add", g3, eidx1, axis=1, shape=(6, 3)
+            ),
+            "slice_backward/neg_step": bind(
+                "slice_backward",
+                gs,
+                shape=(5, 7, 9),
+                starts=(4, 1, -2),
+                ends=(0, 7, -100),
+                axes=(0, 1, 2),
+                steps=(-2, 2, -2),
+            ),
+            "slice_backward/axis1": bind(
+                "slice_backward",
+                gs,
+                shape=(2, 9, 4),
+                starts=(2,),
+                ends=(8,),
+                axes=(1,),
+                steps=(2,),
+            ),
+        }
+
+    return fn, (idx, g1, eidx, g2, eidx1, g3, gs), acc(dtype, 4, 3.0)
+
+
+@case("random_uniform")
+def _random_uniform():
+    keys = [np.int64(0), np.int64(-1), np.int64(2**62 + 12345), np.int32(7)]
+
+    def fn(keys):
+        out = {}
+        for i, k in enumerate(keys):
+            out[f"f32/{i}"] = bind("random_uniform", k, shape=(17, 33), dtype=nc.float32)
+            out[f"f64/{i}"] = bind("random_uniform", k, shape=(3, 1, 5), dtype=nc.float64)
+        out["scalar"] = bind("random_uniform", keys[0], shape=(), dtype=nc.float32)
+        out["empty"] = bind("random_uniform", keys[0], shape=(0, 3), dtype=nc.float32)
+        out["dropout_mask"] = bind("random_uniform", keys[1], shape=(4, 5)) < 0.5
+        return out
+
+    return fn, ([np.asarray(k) for k in keys],), "exact"  # bit-exact
+
+
+# ---- the tests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(CASES))
+def test_op_matches_reference(key):
+    fn, args, tol = CASES[key]()
+    check(fn, *args, tol=tol)
+
+
+def test_every_primitive_is_covered():
+    covered: set[str] = set()
+    for make in CASES.values():
+        fn, args, _ = make()
+        covered |= S.traced_ops(fn, *args)
+    missing = set(nc.ir.all_ops()) - covered
+    assert not missing, f"no LLVM test case reaches {sorted(missing)}"
+
+
+# ---- semantics at the edges -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x, i: nc.take(x, i, axis=1),
+        lambda x, i: nc.take_along_axis(x, nc.reshape(i, (1, 3)), axis=1),
+        lambda x, i: bind("scatter_add", nc.ones_like(x[:, :3]), i, axis=1, shape=(2, 5)),
+    ],
+    ids=["gather", "gather_elements", "scatter_add"],
+)
+@pytest.mark.parametrize("bad", [5, -6, 2**40])
+def test_out_of_range_index_raises_execution_error(op, bad):
+    x = np.arange(10, dtype=np.float32).reshape(2, 5)
+    ok = np.array([0, -5, 4])
+    cf = nc.compile(op)
+    cf(x, ok)  # in range: fine
+    with pytest.raises(nc.ExecutionError, match="out of range"):
+        cf(x, np.array([0, bad, 1]))
+    np.testing.assert_array_equal(cf(x, ok), S.reference(op, x, ok))  # still usable
+
+
+def test_integer_division_by_zero_gives_zero():
+    def fn(a, b, c):
+        return nc.trunc_divide(a, b), nc.trunc_divide(c, b)
+
+    a = np.array([7, -7, 0, np.iinfo(np.int64).min, 1, np.iinfo(np.int64).min])
+    b = np.array([0, 0, 0, -1, -1, 0])
+    c = a.astype(np.int32) // 3
+    got = check(fn, a, b, c.astype(np.int32))
+    np.testing.assert_array_equal(got[0], [0, 0, 0, np.iinfo(np.int64).min, -1, 0])
+
+
+def test_nan_and_inf_propagate_through_max_min_relu():
+    nan, inf = np.nan, np.inf
+    x = np.array([nan, 1.0, -inf, inf, nan, -0.0, 3.0], np.float32)
+    y = np.array([1.0, nan, inf, -inf, nan, 0.0, -inf], np.float32)
+
+    def fn(x, y):
+        return {
+            "maximum": nc.maximum(x, y),
+            "minimum": nc.minimum(x, y),
+            "relu": nc.relu(x),
+            "max": nc.max(x),
+            "min": nc.min(y[2:4]),
+            "max_rows": nc.max(nc.reshape(x[:6], (3, 2)), axis=1),
+            "pool": nc.max_pool2d(nc.reshape(x[1:], (1, 1, 2, 3)), (1, 2), 1),
+            "clip": nc.clip(x, -1.0, 2.0),
+        }
+
+    got = check(fn, x, y)
+    np.testing.assert_array_equal(got["maximum"], [nan, nan, inf, inf, nan, 0.0, 3.0])
+    np.testing.assert_array_equal(got["relu"], [nan, 1.0, 0.0, inf, nan, 0.0, 3.0])
+    assert np.isnan(got["max"]) and got["min"] == -inf
+    np.testing.assert_array_equal(got["max_rows"], [nan, inf, nan])
+    np.testing.assert_array_equal(got["pool"].reshape(-1), [1.0, inf, nan, 3.0])
+
+
+def test_argmax_first_occurrence_with_ties_and_nan():
+    x = np.array(
+        [[1, 3, 3, 0], [np.nan, 2, np.nan, 9], [5, 5, 5, 5], [2, np.nan, 7, 7]], np.float32
+    )
+
+    def fn(x):
+        return nc.argmax(x, axis=1), nc.argmin(x, axis=1), nc.argmax(x, axis=0)
+
+    got = check(fn, x)
+    np.testing.assert_array_equal(got[0], [1, 0, 0, 1])  # NaN counts as the maximum
+    np.testing.assert_array_equal(got[1], [3, 0, 0, 1])
+    np.testing.assert_array_equal(got[2], [1, 3, 1, 1])
+
+
+def test_max_pool_backward_gives_the_whole_gradient_to_the_first_maximum():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    g = np.arange(1, 5, dtype=np.float32).reshape(1, 1, 2, 2)
+
+    def fn(x, g):
+        attrs = {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+        overlap = {"kernel": (3, 3), "strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1)}
+        return (
+            bind("max_pool2d_backward", x, g, **attrs),
+            bind("max_pool2d_backward", x, nc.ones_like(x), **overlap),
+        )
+
+    got = check(fn, x, g)
+    want = np.zeros((4, 4), np.float32)
+    want[0, 0], want[0, 2], want[2, 0], want[2, 2] = 1, 2, 3, 4
+    np.testing.assert_array_equal(got[0][0, 0], want)
+    assert got[1].sum() == 16  # overlapping windows add up
+
+
+def test_random_uniform_is_bit_exact_and_in_unit_interval():
+    def fn(k):
+        return bind("random_uniform", k, shape=(1000,), dtype=nc.float32), bind(
+            "random_uniform", k, shape=(257,), dtype=nc.float64
+        )
+
+    cf = nc.compile(fn)
+    for key in (0, 1, -5, 2**63 - 1):
+        k = np.asarray(key, np.int64)
+        got = check(fn, k, compiled=cf)
+        for a in got:
+            assert a.min() >= 0 and a.max() < 1
+    assert len(cf._cache) == 1
+
+
+def test_gradients_of_many_ops_compiled():
+    """nc.grad of a function using most differentiable ops: the backward graph's
+    gradient primitives and sum_to_shape reductions, compiled."""
+    rng = rng_for("grad")
+    x = data(rng, (2, 3, 9, 8), F32)
+    w = data(rng, (4, 3, 3, 3), F32) * 0.3
+    m = data(rng, (17, 5), F32)
+    idx = np.array([0, -1, 3, 3, 16])
+
+    def loss(x, w, m):
+        h = nc.conv2d(x, w, None, 1, 1)
+        h = nc.max_pool2d(nc.relu(h), 2) + nc.avg_pool2d(h, 2, count_include_pad=False)
+        h = nc.reshape(h, (2, -1))[:, 1:33:2]
+        t = nc.take(m, idx, axis=0)
+        p = nc.pad(m, ((1, 0), (0, 2)), mode="reflect")[::-1, 2:]
+        z = (
+            nc.sum(nc.tanh(h) * nc.sigmoid(h))
+            + nc.sum(nc.exp(nc.minimum(t, 1.0)) @ m[:5, :2])
+            + nc.mean(nc.softmax(p, axis=1) * m[0])
+            + nc.sum(nc.concatenate([m, t], axis=0) ** 2) * 0.01
+            + nc.max(nc.log(nc.abs(m) + 1.0))
+            + nc.sum(nc.where(m > 0, m, m * 0.1) @ nc.transpose(m[:5]))
+        )
+        return z
+
+    def fn(x, w, m):
+        return nc.value_and_grad(loss, argnums=(0, 1, 2))(x, w, m)
+
+    check(fn, x, w, m, tol=acc(F32, 200, 10.0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_elementwise_and_broadcast_gradients_compiled(dtype):
+    """nc.grad through every differentiable elementwise op, with broadcasting (the
+    gradients are summed back to each operand's shape) and a layer norm."""
+    rng = rng_for("grad-elementwise", dtype)
+    x = data(rng, (3, 17), dtype)
+    y = data(rng, (17,), dtype)
+    s = np.asarray(0.7, dtype)
+
+    def loss(x, y, s):
+        a = nc.abs(x) + 0.5
+        terms = [
+            nc.erf(x) * y,
+            nc.sigmoid(x - y),
+            nc.tanh(x * s),
+            nc.exp(nc.minimum(x, y)),
+            nc.log(a),
+            nc.sqrt(a) / (nc.abs(y) + 1.0),
+            nc.reciprocal(a + y * y),
+            nc.maximum(x, y) * nc.negative(y),
+            nc.power(a, y),
+            nc.relu(x) * nc.sign(y),
+            nc.clip(x, -1.0, 1.0) * s,
+            nc.where(x > y, x * y, x - y),
+            nc.square(nc.broadcast_to(y, (3, 17)) - x),
+            nc.layer_norm(x, (17,)) * y,
+            nc.astype(nc.astype(x, "float64"), dtype) * 0.5,
+            nc.stop_gradient(x) * x,
+        ]
+        return sum(nc.mean(t * (k + 1)) for k, t in enumerate(terms))
+
+    def fn(x, y, s):
+        return nc.value_and_grad(loss, argnums=(0, 1, 2))(x, y, s)
+
+    check(fn, x, y, s, tol=acc(dtype, 51, 10.0))
+
+
+# ---- regressions ----------------------------------------------------------------------------
+
+
+def test_reduction_group_stores_whole_row_space_outputs():
+    """A value computed in a reduction's row space and also returned must be stored
+    whole. Bug: lower_reduction classes ``s`` (shape (6,), not the row shape (3, 2)) as an
+    outer-space output and stores only its first 3 elements (``out[i1] = exp(x[i1])`` in
+    the outer loop). Two calls, so that the unwritten half cannot hold the right values
+    by chance (a recycled buffer)."""
+    x = np.linspace(-1, 1, 6, dtype=np.float32)
+
+    def fn(x):
+        s = nc.exp(x)
+        return nc.sum(nc.reshape(s, (3, 2)), axis=1), s
+
+    cf = nc.compile(fn)
+    cf(x + 1)
+    check(fn, x, tol="math", compiled=cf)
+
+
+def _gather_reduced(m, idx):
+    return nc.sum(nc.take(m, nc.reshape(idx, (-1,)), axis=0), axis=0)
+
+
+def _scatter_in_row_space(m, idx):
+    ones = nc.ones_like(nc.astype(idx, "float32"))
+    return m * nc.max(m) + bind("scatter_elements_add", ones, idx, axis=1, shape=(5, 3))
+
+
+@pytest.mark.parametrize("fn", [_gather_reduced, _scatter_in_row_space])
+def test_index_checks_inside_a_reduction_group(fn):
+    """Bug: the index-range check of a gather / scatter_elements_add fused into a
+    reduction group's row loop is emitted after the row loop (lower_reduction appends
+    all checks at the end of the outer body), where its row variable is undefined:
+    KeyError "unknown variable 'r3'" in codegen. Hit by sum(take(m, i, 0), 0) and by
+    gradients of take_along_axis next to a max/softmax."""
+    m = np.arange(15, dtype=np.float32).reshape(5, 3)
+    idx = np.array([[0], [-1], [2], [1], [0]])
+    cf = nc.compile(fn)
+    check(fn, m, idx, compiled=cf)
+    with pytest.raises(nc.ExecutionError, match="out of range"):
+        cf(m, np.array([[0], [5], [1], [0], [0]]))
+
+
+def test_take_along_axis_gradient_next_to_a_softmax():
+    """The cross-entropy pattern: log_softmax, labels picked with take_along_axis, and
+    its gradient (a scatter_elements_add with extent 1 on the axis)."""
+    rng = rng_for("xent")
+    x = data(rng, (7, 17), F32)
+    labels = rng.integers(0, 17, (7, 1))
+
+    def fn(x, labels):
+        def loss(x):
+            return -nc.mean(nc.take_along_axis(nc.log_softmax(x, axis=1), labels, axis=1))
+
+        return nc.value_and_grad(loss)(x)
+
+    check(fn, x, labels, tol=acc(F32, 17, 1.0))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: nc.transpose(nc.sum(x, axis=0)),
+        lambda x: nc.transpose(nc.mean(x, axis=2)),
+        lambda x: nc.sum(x, axis=0)[::-1],
+        lambda x: nc.max(x, axis=1)[:, 1:3],
+    ],
+    ids=["transpose-sum", "transpose-mean", "reverse-sum", "slice-max"],
+)
+def test_index_remapping_after_a_reduction(fn):
+    """Bug: a transpose / slice that joins a reduction group's outer space reads the
+    reduction's result as if it did not depend on the index (it is bound to the current
+    outer position), so transpose(sum(x, 0)) comes out untransposed. This is what breaks
+    the LSTM's w_ih gradient (a batched matmul summed over the batch, then transposed)."""
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    check(fn, x)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, w: nc.maximum(nc.tanh(x) @ w, nc.tanh(x)),
+        lambda x, w: nc.relu(x * 2.0) @ w + nc.relu(x * 2.0),  # a residual connection
+    ],
+    ids=["maximum", "residual"],
+)
+def test_matmul_epilogue_reading_the_matmul_operand(fn):
+    """Bug: the epilogue of a matmul that also reads the matmul's (computed) operand
+    merges the operand's producer group into the contraction group, so the operand is
+    never stored before the Gemm reads it: AssertionError 'value %t0 has no buffer'
+    in lowering/program.py."""
+    rng = rng_for("epilogue")
+    x, w = data(rng, (3, 4), F32), data(rng, (4, 4), F32)
+    check(fn, x, w, tol=acc(F32, 4, 3.0))
+
+
+# ---- NNCOMPILE_BOUNDS_CHECK -----------------------------------------------------------------
+
+BOUNDS_CHECKED = [
+    "movement-float32",
+    "gather-float32",
+    "reduce-float32",
+    "matmul-float32",
+    "conv2d-float32",
+    "pool-float32",
+    "conv-backward-float32",
+    "pool-backward-float32",
+    "scatter-float32",
+]
+
+
+@pytest.mark.parametrize("key", BOUNDS_CHECKED)
+def test_no_out_of_bounds_access_with_bounds_checks(key, monkeypatch):
+    """The same cases with every load and store index checked: any out-of-bounds access
+    by generated code raises ExecutionError instead of passing silently."""
+    monkeypatch.setenv("NNCOMPILE_BOUNDS_CHECK", "1")
+    fn, args, tol = CASES[key]()
+    check(fn, *args, tol=tol)
+
+
+def test_bounds_check_reports_the_kernel(monkeypatch):
+    """A store index pushed out of range by hand (standing in for a code generator bug)
+    is caught and named when bounds checks are on."""
+    from nncompile.backends.llvm.module import build_module
+    from nncompile.ir.kernel import Loop, Store, const_index, iadd
+
+    def first_store(stmts):
+        for s in stmts:
+            if isinstance(s, Store):
+                return s
+            if isinstance(s, Loop):
+                found = first_store(s.body)
+                if found is not None:
+                    return found
+        return None
+
+    def fn(x):
+        return nc.exp(x) + 1.0
+
+    x = np.ones((4, 5), np.float32)
+    monkeypatch.setenv("NNCOMPILE_BOUNDS_CHECK", "1")
+    lowered = nc.lower(fn, x)
+    (kernel,) = lowered.program.kernels
+    store = first_store(kernel.body)
+    store.index = iadd(store.index, const_index(1))  # writes one past the end
+    lowered.source = build_module(lowered.program, lowered.threads)
+    with pytest.raises(nc.ExecutionError, match=f"out-of-bounds.*{kernel.name}"):
+        lowered.compile()([x])
+    monkeypatch.setenv("NNCOMPILE_BOUNDS_CHECK", "0")
+    assert build_module(lowered.program, lowered.threads) != lowered.source  # checks cost code
