@@ -35,10 +35,10 @@ def _hashable(tree: Any) -> Any:
     return tree
 
 
-def _signature(arrays: list, statics: list, tree: dict) -> tuple:
-    """What a compiled program depends on: structure, static values, shapes and dtypes."""
-    types = tuple((np.shape(a), np.result_type(a).str) for a in arrays)
-    return (_hashable(tree), tuple(map(repr, statics)), types)
+def _leaf_type(a: Any) -> tuple:
+    if type(a) is np.ndarray:
+        return (a.shape, a.dtype)
+    return (np.shape(a), np.result_type(a))
 
 
 @dataclass
@@ -173,6 +173,8 @@ class CompiledFunction:
         self.threads = threads
         self.check = check
         self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
+        self._last: tuple | None = None
+
         functools.update_wrapper(self, fn)
 
     def compiled_for(self, *args: Any) -> tuple[Lowered, Any, Graph]:
@@ -180,7 +182,13 @@ class CompiledFunction:
         return self._compiled(args, arrays, statics, tree)
 
     def _compiled(self, args, arrays, statics, tree) -> tuple[Lowered, Any, Graph]:
-        key = _signature(arrays, statics, tree)
+        # Training loops call with the same signature every step: compare with the last
+        # call before building the hashable key.
+        types = tuple(map(_leaf_type, arrays))
+        last = self._last
+        if last is not None and last[0] == types and last[1] == tree and last[2] == statics:
+            return last[3]
+        key = (_hashable(tree), tuple(map(repr, statics)), types)
         if key not in self._cache:
             graph = trace(self.fn, *args)
             if self.backend == "numpy":
@@ -189,6 +197,7 @@ class CompiledFunction:
                 donated = self._donated_inputs(args)
                 lowered = lower_graph_for(graph, self.backend, self.level, self.threads, donated)
                 self._cache[key] = (lowered, lowered.compile(), graph)
+        self._last = (types, tree, list(statics), self._cache[key])
         return self._cache[key]
 
     def _donated_inputs(self, args: tuple) -> frozenset[int]:

@@ -67,7 +67,7 @@ class KernelEmitter:
         parallel: ParallelRuntime,
         fn: ir.Function | None = None,
         buffers: dict[str, tuple[ir.Value, dt.DType]] | None = None,
-        aliased: frozenset[str] = frozenset(),
+        physical: dict[str, str] | None = None,
     ):
         """Emit ``kernel`` as a new function, or (``fn`` and ``buffers`` given) emit into an
         outlined function whose buffers are already loaded (a parallel loop's body)."""
@@ -75,22 +75,22 @@ class KernelEmitter:
         self.kernel = kernel
         self.parallel = parallel
         if fn is None:
-            fn = ir.Function(
-                module, ir.FunctionType(VOID, [PTR] * len(kernel.params)), f"k_{kernel.name}"
-            )
+            params = physical_params(kernel, physical or {})
+            fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(params)), f"k_{kernel.name}")
             fn.linkage = "internal"
-            buffers = {}
-            for arg, p in zip(fn.args, kernel.params, strict=True):
-                if p.name not in aliased:  # a donated input and its output share memory
-                    arg.add_attribute("noalias")
+            args = {}
+            for arg, p in zip(fn.args, params, strict=True):
+                arg.add_attribute("noalias")  # buffers sharing memory share one pointer
                 arg.name = p.name
-                buffers[p.name] = (arg, p.dtype)
+                args[p.name] = arg
+            buffers = {
+                p.name: (args[(physical or {}).get(p.name, p.name)], p.dtype) for p in kernel.params
+            }
             self.entry = fn.append_basic_block("entry")
         else:
             self.entry = fn.entry_basic_block
         set_function_attributes(fn)
         self.fn = fn
-        self.aliased = aliased
         self.buffers = buffers
         self.b = ir.IRBuilder(fn.blocks[-1])
         self.scopes: list[dict[str, ir.Value]] = [{}]
@@ -423,6 +423,17 @@ class KernelEmitter:
         if dst.is_float:
             return b.sitofp(x, t)
         return b.sext(x, t) if dst.itemsize > src.itemsize else b.trunc(x, t)
+
+
+def physical_params(kernel: Kernel, physical: dict[str, str]):
+    """The kernel's parameters with donated outputs folded into their inputs' pointer."""
+    out, seen = [], set()
+    for p in kernel.params:
+        name = physical.get(p.name, p.name)
+        if name not in seen:
+            seen.add(name)
+            out.append(type(p)(name, p.dtype, p.size))
+    return out
 
 
 class FunctionAttributes(ir.values.FunctionAttributes):

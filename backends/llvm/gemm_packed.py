@@ -144,8 +144,15 @@ class GemmBuilder:
                 first = b.icmp_signed("==", pc, ir.Constant(I64, 0))
                 acc = b.select(first, beta, ir.Constant(I64, 1))
 
+                # A short K leaves room in the A buffer for more rows per block: fewer
+                # blocks means fewer parallel regions and fewer re-packings of B.
+                rows = b.mul(
+                    b.sdiv(b.sdiv(ir.Constant(I64, MC * KC), kc), ir.Constant(I64, MR)),
+                    ir.Constant(I64, MR),
+                )
+
                 def ic_body(ic):
-                    mc = _min(b, MC_c, b.sub(m, ic))
+                    mc = _min(b, rows, b.sub(m, ic))
                     for idx, v in enumerate([jc, pc, ic, mc, nc, kc, acc]):
                         put(13 + idx, v)
                     if self.region is not None:
@@ -166,11 +173,11 @@ class GemmBuilder:
                     else:
                         b.call(self.region_body, [slot, ir.Constant(I64, 0), ir.Constant(I64, 1)])
 
-                L.range(0, m, MC, ic_body, "ic")
+                L.range(0, m, rows, ic_body, "ic")
 
             L.range(0, k, KC, pc_body, "pc")
 
-        NC_c, KC_c, MC_c = ir.Constant(I64, NC), ir.Constant(I64, KC), ir.Constant(I64, MC)
+        NC_c, KC_c = ir.Constant(I64, NC), ir.Constant(I64, KC)
         # K == 0: C = 0 (or unchanged when accumulating).
         L.when(
             b.and_(
@@ -235,8 +242,47 @@ class GemmBuilder:
         n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
         zero = ir.Constant(self.t, 0.0)
 
-        # Pack A: panel ir holds rows ic + ir*MR + r, as [p][r], zero beyond mc.
+        # Pack A: panel ir holds rows ic + ir*MR + r, as [r][p] (each row's kc elements
+        # contiguous), zero beyond mc. Rows of a row-major A copy as whole vectors.
         def pack_a(ir_):
+            whole = b.icmp_signed("<=", b.add(b.mul(ir_, mr), mr), mc)
+            unit = b.icmp_signed("==", a_cs, ir.Constant(I64, 1))
+            fast = L.fn.append_basic_block("packa.fast")
+            slow = L.fn.append_basic_block("packa.slow")
+            done = L.fn.append_basic_block("packa.done")
+            b.cbranch(b.and_(whole, unit), fast, slow)
+
+            b.position_at_end(fast)
+            vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
+            tail_start = b.mul(vectors, ir.Constant(I64, self.lanes))
+            for r in range(MR):
+                row_src = b.add(
+                    b.mul(b.add(ic, b.add(b.mul(ir_, mr), ir.Constant(I64, r))), a_rs), pc
+                )
+                row_dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(ir.Constant(I64, r), kc))
+
+                def copy_vector(q, row_src=row_src, row_dst=row_dst):
+                    at = b.mul(q, ir.Constant(I64, self.lanes))
+                    vec = b.load(
+                        b.gep(a, [b.add(row_src, at)], source_etype=self.t), typ=self.vt, align=4
+                    )
+                    store_untyped(
+                        b,
+                        vec,
+                        b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t),
+                        align=4,
+                    )
+
+                def copy_scalar(p, row_src=row_src, row_dst=row_dst):
+                    v = b.load(b.gep(a, [b.add(row_src, p)], source_etype=self.t), typ=self.t)
+                    store_untyped(b, v, b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t))
+
+                L.range(0, vectors, 1, copy_vector, "pav")
+                L.range(tail_start, kc, 1, copy_scalar, "pas")
+            b.branch(done)
+
+            b.position_at_end(slow)
+
             def step(p):
                 for r in range(MR):
                     row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
@@ -244,16 +290,45 @@ class GemmBuilder:
                     src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
                     src = b.select(valid, src, ir.Constant(I64, 0))
                     v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
-                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.add(b.mul(p, mr), ir.Constant(I64, r)))
+                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.add(b.mul(ir.Constant(I64, r), kc), p))
                     store_untyped(
                         b, b.select(valid, v, zero), b.gep(self.apack, [dst], source_etype=self.t)
                     )
 
             L.range(0, kc, 1, step, "pa")
+            b.branch(done)
+            b.position_at_end(done)
 
         # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
         def pack_b(jr):
+            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
+            unit = b.icmp_signed("==", b_cs, ir.Constant(I64, 1))
+            fast = L.fn.append_basic_block("packb.fast")
+            slow = L.fn.append_basic_block("packb.slow")
+            done = L.fn.append_basic_block("packb.done")
+            b.cbranch(b.and_(whole, unit), fast, slow)
+
+            # Contiguous rows of a whole panel: copy NR elements per row as vectors.
+            b.position_at_end(fast)
+
+            def vector_row(p):
+                src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
+                dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
+                for v in range(VECTORS):
+                    off = ir.Constant(I64, v * self.lanes)
+                    vec = b.load(
+                        b.gep(bm, [b.add(src, off)], source_etype=self.t), typ=self.vt, align=4
+                    )
+                    store_untyped(
+                        b, vec, b.gep(self.bpack, [b.add(dst, off)], source_etype=self.t), align=4
+                    )
+
+            L.range(0, kc, 1, vector_row, "pbv")
+            b.branch(done)
+            b.position_at_end(slow)
+
             def step(p):
+
                 def col(j):
                     colno = b.add(b.mul(jr, nr), j)
                     valid = b.icmp_signed("<", colno, nc)
@@ -268,6 +343,8 @@ class GemmBuilder:
                 L.range(0, self.nr, 1, col, "pj")
 
             L.range(0, kc, 1, step, "pb")
+            b.branch(done)
+            b.position_at_end(done)
 
         L.range(tid, m_panels, nth, pack_a, "ira")
         L.range(tid, n_panels, nth, pack_b, "jrb")
@@ -314,7 +391,8 @@ class GemmBuilder:
                 ptr = b.gep(self.bpack, [off], source_etype=t)
                 bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
             for r in range(MR):
-                off = b.add(a_base, b.add(b.mul(p, mr_c), ir.Constant(I64, r)))
+                off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), kc), p))
+
                 av = b.load(b.gep(self.apack, [off], source_etype=t), typ=t)
                 splat = b.shuffle_vector(
                     b.insert_element(undef_v, av, ir.Constant(I32, 0)),

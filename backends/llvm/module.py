@@ -7,7 +7,7 @@ import llvmlite.ir as ir
 
 from ...lowering.program import Program
 from . import mathlib
-from .codegen import I8, I32, PTR, VOID, KernelEmitter, set_function_attributes
+from .codegen import I8, I32, PTR, VOID, KernelEmitter, physical_params, set_function_attributes
 from .parallel import ParallelRuntime
 
 
@@ -34,7 +34,7 @@ def build_module(program: Program, threads: int, per_kernel_entries: bool = Fals
     parallel = ParallelRuntime(module, threads)
     kernels = []
     for number, k in enumerate(program.kernels):
-        emitter = KernelEmitter(module, k, parallel, aliased=frozenset(program.aliased))
+        emitter = KernelEmitter(module, k, parallel, physical=program.physical)
         emitter.kernel_number = number
         kernels.append(emitter.emit())
 
@@ -63,7 +63,7 @@ def _emit_entry(
     for i in which:
         kernel, fn = program.kernels[i], kernels[i]
         ptrs = []
-        for p in kernel.params:
+        for p in physical_params(kernel, program.physical):
             buf = program.buffers[p.name]
             if buf.kind == "arena":
                 ptrs.append(

@@ -69,8 +69,13 @@ class ParallelRuntime:
     def emit_parallel_loop(self, em, loop) -> None:
         from .codegen import KernelEmitter
 
-        # Everything the outlined body may read: buffers, then scalars in scope.
-        names = list(em.buffers)
+        # Everything the outlined body may read: buffers (one pointer per distinct
+        # memory: a donated pair shares one), then scalars in scope.
+        pointers: list[ir.Value] = []
+        for value, _ in em.buffers.values():
+            if all(value is not q for q in pointers):
+                pointers.append(value)
+        names = [f"p{k}" for k in range(len(pointers))]
         scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
         fields = [PTR] * len(names) + [v.type for _, v in scalars] + [I64]
         struct = ir.LiteralStructType(fields)
@@ -84,7 +89,7 @@ class ParallelRuntime:
         b = em.b
         with b.goto_entry_block():
             slot = b.alloca(struct)
-        values = [em.buffers[n][0] for n in names] + [v for _, v in scalars]
+        values = pointers + [v for _, v in scalars]
         values.append(em.index(loop.extent))
         for k, v in enumerate(values):
             field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct)
@@ -100,16 +105,16 @@ class ParallelRuntime:
             self.module, ir.FunctionType(VOID, arg_types), f"{em.fn.name}.par{self.count}.body"
         )
         body_fn.linkage = "internal"
-        aliased = getattr(em, "aliased", frozenset())
-        for arg, n in zip(body_fn.args, names, strict=False):
-            if n not in aliased:
-                arg.add_attribute("noalias")
+        for arg in body_fn.args[: len(pointers)]:
+            arg.add_attribute("noalias")
         body_fn.append_basic_block("entry")
-        buffers = {n: (body_fn.args[k], em.buffers[n][1]) for k, n in enumerate(names)}
+        buffers = {}
+        for name, (value, dtype) in em.buffers.items():
+            k = next(i for i, q in enumerate(pointers) if q is value)
+            buffers[name] = (body_fn.args[k], dtype)
         child = KernelEmitter(em.module, em.kernel, self, fn=body_fn, buffers=buffers)
         child.in_parallel = True
         child.kernel_number = em.kernel_number
-        child.aliased = aliased
         for k, (n, _) in enumerate(scalars):
             child.scopes[0][n] = body_fn.args[len(names) + k]
         child.loop(loop, start=body_fn.args[-2], stop=body_fn.args[-1])

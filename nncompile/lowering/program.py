@@ -38,10 +38,10 @@ class Program:
     donations: dict[int, int] = field(default_factory=dict)  # output -> donated input
 
     @property
-    def aliased(self) -> set[str]:
-        """Buffers that may share memory with another (donated pairs): not noalias."""
-        names = {self.outputs[o] for o in self.donations}
-        return names | {self.inputs[i] for i in self.donations.values()}
+    def physical(self) -> dict[str, str]:
+        """Donated outputs live in their input's memory: output buffer -> input buffer.
+        Kernels address such a pair through one pointer, so it never aliases another."""
+        return {self.outputs[o]: self.inputs[i] for o, i in self.donations.items()}
 
     def text(self) -> str:
         lines = [
