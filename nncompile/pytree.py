@@ -19,56 +19,59 @@ def _json_static(x: Any) -> Any:
     return repr(x)
 
 
+# The walkers below are module-level functions taking their state as arguments: a
+# recursive nested function is a reference cycle (function -> closure cell -> function)
+# that would keep the arrays it saw alive until the cyclic garbage collector runs.
+
+
 def flatten(tree: Any, is_array: Callable[[Any], bool]) -> tuple[list[Any], list[Any], TreeDef]:
     """Returns (array leaves, static leaves, treedef)."""
     arrays: list[Any] = []
     statics: list[Any] = []
+    treedef = _flatten(tree, is_array, arrays, statics)
+    return arrays, statics, treedef
 
-    def go(x: Any) -> TreeDef:
-        if is_array(x):
-            arrays.append(x)
-            return {"kind": "array"}
-        if isinstance(x, tuple) and not hasattr(x, "_fields"):
-            return {"kind": "tuple", "children": [go(c) for c in x]}
-        if isinstance(x, list):
-            return {"kind": "list", "children": [go(c) for c in x]}
-        if isinstance(x, dict):
-            keys = list(x)
-            if not all(isinstance(k, str) for k in keys):
-                return _static(x)
-            return {"kind": "dict", "keys": keys, "children": [go(x[k]) for k in keys]}
-        if x is None:
-            return {"kind": "none"}
-        return _static(x)
 
-    def _static(x: Any) -> TreeDef:
-        statics.append(x)
-        return {"kind": "static", "value": _json_static(x)}
-
-    return arrays, statics, go(tree)
+def _flatten(x: Any, is_array, arrays: list, statics: list) -> TreeDef:
+    if is_array(x):
+        arrays.append(x)
+        return {"kind": "array"}
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return {"kind": "tuple", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
+    if isinstance(x, list):
+        return {"kind": "list", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
+    if isinstance(x, dict) and all(isinstance(k, str) for k in x):
+        keys = list(x)
+        children = [_flatten(x[k], is_array, arrays, statics) for k in keys]
+        return {"kind": "dict", "keys": keys, "children": children}
+    if x is None:
+        return {"kind": "none"}
+    statics.append(x)
+    return {"kind": "static", "value": _json_static(x)}
 
 
 def unflatten(treedef: TreeDef, arrays: Sequence[Any], statics: Sequence[Any] = ()) -> Any:
     """Rebuild a tree; static leaves come from ``statics`` if given, else from the treedef."""
-    arr_it, st_it = iter(arrays), iter(statics)
+    return _unflatten(treedef, iter(arrays), iter(statics))
 
-    def go(t: TreeDef) -> Any:
-        kind = t["kind"]
-        if kind == "array":
-            return next(arr_it)
-        if kind == "tuple":
-            return tuple(go(c) for c in t["children"])
-        if kind == "list":
-            return [go(c) for c in t["children"]]
-        if kind == "dict":
-            return {k: go(c) for k, c in zip(t["keys"], t["children"], strict=True)}
-        if kind == "none":
-            return None
-        if kind == "static":
-            return next(st_it, t["value"])
-        raise ValueError(f"unknown tree node kind {kind!r}")
 
-    return go(treedef)
+def _unflatten(t: TreeDef, arr_it, st_it) -> Any:
+    kind = t["kind"]
+    if kind == "array":
+        return next(arr_it)
+    if kind == "tuple":
+        return tuple(_unflatten(c, arr_it, st_it) for c in t["children"])
+    if kind == "list":
+        return [_unflatten(c, arr_it, st_it) for c in t["children"]]
+    if kind == "dict":
+        return {
+            k: _unflatten(c, arr_it, st_it) for k, c in zip(t["keys"], t["children"], strict=True)
+        }
+    if kind == "none":
+        return None
+    if kind == "static":
+        return next(st_it, t["value"])
+    raise ValueError(f"unknown tree node kind {kind!r}")
 
 
 def leaf_paths(treedef: TreeDef, prefix: str) -> list[str]:
