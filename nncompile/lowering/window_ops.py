@@ -23,6 +23,7 @@ from ..ir.kernel import (
     INDEX,
     Assign,
     Binary,
+    Const,
     Expr,
     If,
     Let,
@@ -176,56 +177,65 @@ def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 
 
 def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
-    """Non-overlapping windows: for each window find its first maximum once, then write
-    the whole window of dx (the gradient at the maximum, 0 elsewhere). Every dx element
-    is written by exactly one window, so no zeroing or accumulation is needed, except
-    for rows or columns that no window covers (then dx is zeroed first)."""
+    """Non-overlapping windows, computed over dx itself (contiguous stores along rows):
+    an element gets its window's gradient if it is the window's first maximum, else 0;
+    elements no window covers get 0. The "first maximum" is boolean logic over the
+    window (no index arithmetic in the vector lanes): with m the window's NaN-propagating
+    max, element k is a maximum if it equals m (or both are NaN), and the first one if
+    no earlier element is."""
     x, gout = node.inputs
     dx = node.outputs[0]
     d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
-    covered = cs.oh * cs.kh == cs.h and cs.ow * cs.kw == cs.w
-    stmts = [] if covered else _zero(kb, target, dx.type.size, d)
-    if not covered:
-        kb.fused_epilogue = None  # uncovered cells need the epilogue too: run it separately
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
-        out: list[Stmt] = []
-        positions = []
-        for k, (i, j) in enumerate(_positions(cs)):
-            h = iadd(imul(oh, const_index(cs.kh)), const_index(i))
-            w = iadd(imul(ow, const_index(cs.kw)), const_index(j))
-            positions.append([n, c, h, w])
+        n, c, h, w = ix
+        oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
+        inside = Binary(
+            "and",
+            Binary("lt", oh, const_index(cs.oh), dt.bool_),
+            Binary("lt", ow, const_index(cs.ow), dt.bool_),
+            dt.bool_,
+        )
+        ohc, owc = clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)
+        di, dj = isub(h, imul(ohc, const_index(cs.kh))), isub(w, imul(owc, const_index(cs.kw)))
+        stmts: list[Stmt] = []
+        values = []
+        for i, j in _positions(cs):
+            hh = iadd(imul(ohc, const_index(cs.kh)), const_index(i))
+            ww = iadd(imul(owc, const_index(cs.kw)), const_index(j))
             name = kb.fresh("v")
-            out.append(Let(name, Load(x_buf, linearize(positions[-1], x.shape), d)))
-            if k == 0:
-                best, where = Var(name, d), const_index(0)
-                continue
-            v = Var(name, d)
-            better = Binary("gt", v, best, dt.bool_)
-            if d.is_float:  # the first NaN wins, as NumPy's argmax
-                first_nan = Binary(
-                    "and",
-                    Binary("ne", v, v, dt.bool_),
-                    Unary("not", Binary("ne", best, best, dt.bool_), dt.bool_),
-                    dt.bool_,
-                )
-                better = Binary("or", better, first_nan, dt.bool_)
-            flag, nb, nw = kb.fresh("b"), kb.fresh("m"), kb.fresh("k")
-            out += [
-                Let(flag, better),
-                Let(nb, Select(Var(flag, dt.bool_), v, best, d)),
-                Let(nw, Select(Var(flag, dt.bool_), const_index(k), where, INDEX)),
-            ]
-            best, where = Var(nb, d), Var(nw, INDEX)
-        grad = kb.fresh("g")
-        out.append(Let(grad, Load(g_buf, linearize(ix, gout.shape), d)))
-        for k, at in enumerate(positions):
-            hit = Binary("eq", where, const_index(k), dt.bool_)
-            out += kb.store_result(target, at, dx.shape, Select(hit, Var(grad, d), const(0, d), d))
-        return out
+            stmts.append(Let(name, Load(x_buf, linearize([n, c, hh, ww], x.shape), d)))
+            values.append(Var(name, d))
+        m = values[0]
+        for v in values[1:]:
+            m = Binary("max", m, v, d)
+        mname = kb.fresh("m")
+        stmts.append(Let(mname, m))
+        m = Var(mname, d)
+        m_nan = Binary("ne", m, m, dt.bool_)
+        taken: Expr = Const(False, dt.bool_)
+        mine: Expr = Const(False, dt.bool_)
+        for k, v in enumerate(values):
+            is_max = Binary(
+                "or",
+                Binary("eq", v, m, dt.bool_),
+                Binary("and", Binary("ne", v, v, dt.bool_), m_nan, dt.bool_),
+                dt.bool_,
+            )
+            first = Binary("and", is_max, Unary("not", taken, dt.bool_), dt.bool_)
+            here = Binary(
+                "and",
+                Binary("eq", di, const_index(k // cs.kw), dt.bool_),
+                Binary("eq", dj, const_index(k % cs.kw), dt.bool_),
+                dt.bool_,
+            )
+            mine = Binary("or", mine, Binary("and", here, first, dt.bool_), dt.bool_)
+            taken = Binary("or", taken, is_max, dt.bool_)
+        hit = Binary("and", inside, mine, dt.bool_)
+        grad = Load(g_buf, linearize([n, c, ohc, owc], gout.shape), d)
+        return stmts + kb.store_result(target, ix, dx.shape, Select(hit, grad, const(0, d), d))
 
-    return stmts + kb.nest(gout.shape, body)
+    return kb.nest(dx.shape, body)
 
 
 def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
