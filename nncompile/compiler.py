@@ -162,7 +162,6 @@ class CompiledFunction:
         level: int = 2,
         donate_argnums: Sequence[int] = (),
         threads: int | None = None,
-        check: bool | None = None,
     ):
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -171,7 +170,6 @@ class CompiledFunction:
         self.level = level
         self.donate_argnums = tuple(donate_argnums)
         self.threads = threads
-        self.check = check
         self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
         self._last: tuple | None = None
 
@@ -228,10 +226,9 @@ def compile(
     level: int = 2,
     donate_argnums: Sequence[int] = (),
     threads: int | None = None,
-    check: bool | None = None,
 ) -> CompiledFunction:
     """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda")."""
-    return CompiledFunction(fn, backend, level, donate_argnums, threads, check)
+    return CompiledFunction(fn, backend, level, donate_argnums, threads)
 
 
 def jit(fn: Callable[..., Any] | None = None, **options: Any):

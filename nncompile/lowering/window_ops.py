@@ -102,6 +102,19 @@ def _non_overlapping(cs: ConvShape) -> bool:
     return not cs.padded and (cs.sh, cs.sw) == (cs.kh, cs.kw) and (cs.dh, cs.dw) == (1, 1)
 
 
+def _own_window(cs: ConvShape, h: Expr, w: Expr) -> tuple[Expr, Expr, Expr]:
+    """For non-overlapping windows: (is (h, w) inside a window, its window row, column),
+    the row and column clamped so loads stay in range when it is not."""
+    oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
+    inside = Binary(
+        "and",
+        Binary("lt", oh, const_index(cs.oh), dt.bool_),
+        Binary("lt", ow, const_index(cs.ow), dt.bool_),
+        dt.bool_,
+    )
+    return inside, clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)
+
+
 def _positions(cs: ConvShape) -> list[tuple[int, int]]:
     return [(i, j) for i in range(cs.kh) for j in range(cs.kw)]
 
@@ -189,14 +202,7 @@ def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> lis
 
     def body(ix: list[Expr]) -> list[Stmt]:
         n, c, h, w = ix
-        oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
-        inside = Binary(
-            "and",
-            Binary("lt", oh, const_index(cs.oh), dt.bool_),
-            Binary("lt", ow, const_index(cs.ow), dt.bool_),
-            dt.bool_,
-        )
-        ohc, owc = clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)
+        inside, ohc, owc = _own_window(cs, h, w)
         di, dj = isub(h, imul(ohc, const_index(cs.kh))), isub(w, imul(owc, const_index(cs.kw)))
         stmts: list[Stmt] = []
         values = []
@@ -307,14 +313,8 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 
         def gather(ix: list[Expr]) -> list[Stmt]:
             n, c, h, w = ix
-            oh, ow = idiv(h, cs.kh), idiv(w, cs.kw)
-            inside = Binary(
-                "and",
-                Binary("lt", oh, const_index(cs.oh), dt.bool_),
-                Binary("lt", ow, const_index(cs.ow), dt.bool_),
-                dt.bool_,
-            )
-            at = linearize([n, c, clamp_index(oh, cs.oh), clamp_index(ow, cs.ow)], gout.shape)
+            inside, ohc, owc = _own_window(cs, h, w)
+            at = linearize([n, c, ohc, owc], gout.shape)
             share = Binary("div", Load(g_buf, at, d), const(cs.kh * cs.kw, d), d)
             return kb.store_result(target, ix, dx.shape, Select(inside, share, const(0, d), d))
 

@@ -36,41 +36,8 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.ops.elementwise import ARITHMETIC_OPS, COMPARISON_OPS, LOGICAL_OPS, UNARY_OPS
 from .rewriter import GraphRewriter
 
-INJECTIVE = (
-    set(UNARY_OPS)
-    | set(ARITHMETIC_OPS)
-    | set(COMPARISON_OPS)
-    | set(LOGICAL_OPS)
-    | {
-        "pow",
-        "where",
-        "cast",
-        "reshape",
-        "transpose",
-        "expand",
-        "slice",
-        "pad",
-        "concat",
-        "gather",
-        "gather_elements",
-        "one_hot",
-        "random_uniform",
-        "slice_backward",
-        "stop_gradient",
-    }
-)
-REDUCTION = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin"}
-CONTRACTION = {
-    "matmul",
-    "conv2d",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d",
-    "avg_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-}
-OPAQUE = {"scatter_add", "scatter_elements_add"}
+# Elementwise ops: each output element needs only the same element of each (broadcast)
+# operand.
 POINTWISE = (
     set(UNARY_OPS)
     | set(ARITHMETIC_OPS)
@@ -83,6 +50,32 @@ POINTWISE = (
         "stop_gradient",
     }
 )
+# Injective ops: each output element needs a few input elements at computed indices.
+INJECTIVE = POINTWISE | {
+    "reshape",
+    "transpose",
+    "expand",
+    "slice",
+    "pad",
+    "concat",
+    "gather",
+    "gather_elements",
+    "one_hot",
+    "random_uniform",
+    "slice_backward",
+}
+REDUCTION = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin"}
+CONTRACTION = {
+    "matmul",
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "max_pool2d",
+    "avg_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+}
+OPAQUE = {"scatter_add", "scatter_elements_add"}
 
 
 def node_class(node: Node) -> str:
