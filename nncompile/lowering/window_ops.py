@@ -190,38 +190,39 @@ def lower_max_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 
 
 def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
-    """Non-overlapping windows, computed over dx itself (contiguous stores along rows):
-    an element gets its window's gradient if it is the window's first maximum, else 0;
-    elements no window covers get 0. The "first maximum" is boolean logic over the
-    window (no index arithmetic in the vector lanes): with m the window's NaN-propagating
-    max, element k is a maximum if it equals m (or both are NaN), and the first one if
-    no earlier element is."""
+    """Non-overlapping windows: each window is visited once; it finds its first maximum
+    with boolean logic (m = the NaN-propagating max; element k is a maximum if it equals
+    m or both are NaN, and the first one if no earlier element is) and writes all of its
+    dx cells: the gradient at the first maximum, 0 elsewhere. Cells that no window covers
+    are zeroed first (and then the epilogue runs as its own loop)."""
     x, gout = node.inputs
     dx = node.outputs[0]
     d, x_buf, g_buf = dx.dtype, kb.buffer(x), kb.buffer(gout)
+    covered = cs.oh * cs.kh == cs.h and cs.ow * cs.kw == cs.w
+    stmts = [] if covered else _zero(kb, target, dx.type.size, d)
+    if not covered:
+        kb.fused_epilogue = None  # uncovered cells need the epilogue too: run it separately
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, h, w = ix
-        inside, ohc, owc = _own_window(cs, h, w)
-        di, dj = isub(h, imul(ohc, const_index(cs.kh))), isub(w, imul(owc, const_index(cs.kw)))
-        stmts: list[Stmt] = []
-        values = []
+        n, c, oh, ow = ix
+        out: list[Stmt] = []
+        cells, values = [], []
         for i, j in _positions(cs):
-            hh = iadd(imul(ohc, const_index(cs.kh)), const_index(i))
-            ww = iadd(imul(owc, const_index(cs.kw)), const_index(j))
+            h = iadd(imul(oh, const_index(cs.kh)), const_index(i))
+            w = iadd(imul(ow, const_index(cs.kw)), const_index(j))
+            cells.append([n, c, h, w])
             name = kb.fresh("v")
-            stmts.append(Let(name, Load(x_buf, linearize([n, c, hh, ww], x.shape), d)))
+            out.append(Let(name, Load(x_buf, linearize(cells[-1], x.shape), d)))
             values.append(Var(name, d))
         m = values[0]
         for v in values[1:]:
             m = Binary("max", m, v, d)
-        mname = kb.fresh("m")
-        stmts.append(Let(mname, m))
+        mname, gname = kb.fresh("m"), kb.fresh("g")
+        out += [Let(mname, m), Let(gname, Load(g_buf, linearize(ix, gout.shape), d))]
         m = Var(mname, d)
         m_nan = Binary("ne", m, m, dt.bool_)
         taken: Expr = Const(False, dt.bool_)
-        mine: Expr = Const(False, dt.bool_)
-        for k, v in enumerate(values):
+        for cell, v in zip(cells, values, strict=True):
             is_max = Binary(
                 "or",
                 Binary("eq", v, m, dt.bool_),
@@ -229,19 +230,15 @@ def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> lis
                 dt.bool_,
             )
             first = Binary("and", is_max, Unary("not", taken, dt.bool_), dt.bool_)
-            here = Binary(
-                "and",
-                Binary("eq", di, const_index(k // cs.kw), dt.bool_),
-                Binary("eq", dj, const_index(k % cs.kw), dt.bool_),
-                dt.bool_,
+            flag = kb.fresh("t")
+            out.append(Let(flag, Binary("or", taken, is_max, dt.bool_)))
+            out += kb.store_result(
+                target, cell, dx.shape, Select(first, Var(gname, d), const(0, d), d)
             )
-            mine = Binary("or", mine, Binary("and", here, first, dt.bool_), dt.bool_)
-            taken = Binary("or", taken, is_max, dt.bool_)
-        hit = Binary("and", inside, mine, dt.bool_)
-        grad = Load(g_buf, linearize([n, c, ohc, owc], gout.shape), d)
-        return stmts + kb.store_result(target, ix, dx.shape, Select(hit, grad, const(0, d), d))
+            taken = Var(flag, dt.bool_)
+        return out
 
-    return kb.nest(dx.shape, body)
+    return stmts + kb.nest(gout.shape, body)
 
 
 def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
