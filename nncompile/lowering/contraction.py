@@ -12,11 +12,13 @@ from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
 from ..ir.kernel import (
     INDEX,
+    Assign,
     Binary,
     Expr,
     Gemm,
     If,
     Load,
+    Local,
     Loop,
     Select,
     Stmt,
@@ -24,6 +26,7 @@ from ..ir.kernel import (
     Var,
     const_index,
     iadd,
+    idiv,
     imul,
     linearize,
 )
@@ -225,48 +228,61 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
     return stmts
 
 
+CHUNKS = 8  # images are split into this many chunks, summed in parallel
+
+
 def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
-    """dW_g^T (K x og) += col[n, g] (K x P) @ gout[n, g]^T (P x og), summed over n.
+    """dW_g^T (K x og) = sum over images n of col[n, g] (K x P) @ gout[n, g]^T (P x og).
 
     This orientation puts the long pixel axis P in the GEMM's contraction and the
-    typically small K = cg*kh*kw and og in its rows and columns; the result is written
-    transposed through the output strides."""
+    typically small K = cg*kh*kw and og in its rows and columns. The images are split
+    into chunks that run in parallel, each accumulating its own partial dW; the partials
+    are summed at the end (where the epilogue, e.g. the optimizer update, is applied)."""
     x, gout = node.inputs
     dw = node.outputs[0]
     cs = _ConvShape(x.shape, dw.shape, gout.shape[2:], node.attrs)
     d = dw.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     g_buf = kb.buffer(gout)
-    stmts += _zero(kb, target, dw.type.size, d)
-    n_var = kb.fresh("n")
-    n = Var(n_var, INDEX)
-    per_n: list[Stmt] = []
-    for g in range(cs.g):
-        col_at = iadd(
-            imul(n, const_index(cs.c * cs.kh * cs.kw * cs.p)), const_index(g * cs.k * cs.p)
-        )
-        g_at = iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p))
-        per_n.append(
-            Gemm(
-                col,
-                g_buf,
-                target,
-                1,
-                cs.k,
-                cs.og,
-                cs.p,
-                (0, cs.p, 1),
-                (0, 1, cs.p),
-                (0, 1, cs.k),
-                col_at,
-                g_at,
-                g * cs.og * cs.k,
-                accumulate=True,
-                dtype=d,
-            )
-        )
-    stmts.append(Loop(n_var, cs.n, per_n))
-    return stmts
+    chunks = max(1, min(CHUNKS, cs.n))
+    per_chunk = -(-cs.n // chunks)
+    size = dw.type.size
+    partial = kb.scratch("dw_partial", d, chunks * size)
+    stmts += _zero(kb, partial, chunks * size, d)
+    t_var, i_var = kb.fresh("t"), kb.fresh("i")
+    t, i = Var(t_var, INDEX), Var(i_var, INDEX)
+    n = iadd(imul(t, const_index(per_chunk)), i)
+    # Per image: partial[t, g*og + o, q] += sum over pixels p of gout[n, g*og + o, p] *
+    # col[n, g*K + q, p]; the pixel loop is innermost (a vectorized dot product). Plain
+    # loops rather than the GEMM: the chunks run in parallel and the runtime GEMM's
+    # packing buffers are shared.
+    o_var, q_var, p_var, acc = kb.fresh("o"), kb.fresh("q"), kb.fresh("p"), kb.fresh("acc")
+    o, q, p = Var(o_var, INDEX), Var(q_var, INDEX), Var(p_var, INDEX)
+    group = idiv(o, cs.og)
+    g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
+    col_row = iadd(
+        iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k))), q
+    )
+    col_at = iadd(imul(col_row, const_index(cs.p)), p)
+    dot = Binary("mul", Load(g_buf, g_at, d), Load(col, col_at, d), d)
+    out_at = iadd(imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), q))
+    per_weight = [
+        Local(acc, d, const(0, d)),
+        Loop(p_var, cs.p, [Assign(acc, Binary("add", Var(acc, d), dot, d))], vectorize=True),
+        Store(partial, out_at, Binary("add", Load(partial, out_at, d), Var(acc, d), d)),
+    ]
+    per_n = [Loop(o_var, cs.o, [Loop(q_var, cs.k, per_weight)])]
+    real = Binary("lt", n, const_index(cs.n), dt.bool_)
+    stmts.append(Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_n)])], parallel=True))
+
+    def total(ix: list[Expr]) -> list[Stmt]:
+        flat = linearize(ix, dw.shape)
+        value: Expr = Load(partial, flat, d)
+        for c in range(1, chunks):
+            value = Binary("add", value, Load(partial, iadd(flat, const_index(c * size)), d), d)
+        return kb.store_result(target, ix, dw.shape, value)
+
+    return stmts + kb.nest(dw.shape, total)
 
 
 ANCHORS = {

@@ -370,11 +370,16 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     # reads it (then it is kernel-local scratch in the arena).
     target = kb.buffer(out)
     preamble: list[Stmt] = []
+    scalars: list[Value] = []
     if epilogue and _pointwise_epilogue(g):
         preamble = kb.hoist_scalars([n for n in g.nodes if n is not anchor], {id(anchor)})
-        stored = epilogue + ([out] if out in g.outputs else [])
+        # One-element outputs (an optimizer's step count) are stored once, not per element.
+        scalars = [v for v in epilogue if v.type.size == 1 and out.type.size > 1]
+        stored = [v for v in epilogue if v not in scalars] + ([out] if out in g.outputs else [])
         kb.fused_epilogue = (out, stored)
+        preamble += [Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])) for v in scalars]
     body = preamble + contraction.lower_anchor(kb, anchor, target)
+
     if epilogue and not kb.epilogue_done:
         body += store_outputs(kb, epilogue, {id(anchor)})
     return kb.kernel(body)
