@@ -125,7 +125,14 @@ class KernelEmitter:
 
     def stmt(self, s: Stmt) -> None:
         if isinstance(s, Loop):
-            if s.parallel and self.parallel.enabled and not self.in_parallel:
+            # A Gemm inside must not run in a parallel loop: the runtime GEMM's packing
+            # buffers are shared (it parallelizes internally instead).
+            if (
+                s.parallel
+                and self.parallel.enabled
+                and not self.in_parallel
+                and not _contains_gemm(s.body)
+            ):
                 self.parallel.emit_parallel_loop(self, s)
             else:
                 self.loop(s)
@@ -460,7 +467,19 @@ def _type_suffix(t: ir.Type) -> str:
     return f"i{t.width}"
 
 
+def _contains_gemm(body: Sequence[Stmt]) -> bool:
+    for s in body:
+        if isinstance(s, Gemm):
+            return True
+        if isinstance(s, Loop) and _contains_gemm(s.body):
+            return True
+        if isinstance(s, If) and (_contains_gemm(s.then) or _contains_gemm(s.otherwise)):
+            return True
+    return False
+
+
 def _children(e: Expr) -> tuple[Expr, ...]:
+
     if isinstance(e, Load):
         return (e.index,)
     if isinstance(e, (Unary, Cast)):
