@@ -99,6 +99,19 @@ class Cast:
 Expr = Const | Var | Load | Unary | Binary | Select | Cast
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The operands of an expression (a load's index counts as one)."""
+    if isinstance(e, Load):
+        return (e.index,)
+    if isinstance(e, (Unary, Cast)):
+        return (e.x,)
+    if isinstance(e, Binary):
+        return (e.a, e.b)
+    if isinstance(e, Select):
+        return (e.cond, e.a, e.b)
+    return ()
+
+
 # ---- statements --------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from .kernel import (
     Store,
     Unary,
     Var,
+    children,
 )
 
 _INFIX = {
@@ -57,7 +58,7 @@ class _ExprPrinter:
         key = id(e)
         self.count[key] = self.count.get(key, 0) + 1
         if self.count[key] == 1:
-            for c in _children(e):
+            for c in children(e):
                 self._count(c)
 
     def __call__(self, e: Expr) -> str:
@@ -90,18 +91,6 @@ class _ExprPrinter:
         if isinstance(e, Cast):
             return f"{e.dtype}({self(e.x)})"
         raise TypeError(f"not an expression: {e!r}")
-
-
-def _children(e: Expr) -> tuple[Expr, ...]:
-    if isinstance(e, Load):
-        return (e.index,)
-    if isinstance(e, (Unary, Cast)):
-        return (e.x,)
-    if isinstance(e, Binary):
-        return (e.a, e.b)
-    if isinstance(e, Select):
-        return (e.cond, e.a, e.b)
-    return ()
 
 
 def format_expr(e: Expr) -> str:

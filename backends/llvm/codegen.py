@@ -37,6 +37,7 @@ from ...ir.kernel import (
     Store,
     Unary,
     Var,
+    children,
 )
 from . import mathlib
 from .parallel import ParallelRuntime
@@ -254,7 +255,7 @@ class KernelEmitter:
             elif isinstance(e, (Const,)):
                 r = False
             else:
-                r = any(self.has_local(c) for c in _children(e))
+                r = any(self.has_local(c) for c in children(e))
             self._has_local[key] = r
         return self._has_local[key]
 
@@ -476,19 +477,6 @@ def _contains_gemm(body: Sequence[Stmt]) -> bool:
         if isinstance(s, If) and (_contains_gemm(s.then) or _contains_gemm(s.otherwise)):
             return True
     return False
-
-
-def _children(e: Expr) -> tuple[Expr, ...]:
-
-    if isinstance(e, Load):
-        return (e.index,)
-    if isinstance(e, (Unary, Cast)):
-        return (e.x,)
-    if isinstance(e, Binary):
-        return (e.a, e.b)
-    if isinstance(e, Select):
-        return (e.cond, e.a, e.b)
-    return ()
 
 
 def constant(value: object, d: dt.DType) -> ir.Constant:
