@@ -307,12 +307,25 @@ class _Partitioner:
         for g in absorbed:
             self.merge(group, g)
 
+    def feeds_only_matmuls(self, node: Node) -> bool:
+        v = node.outputs[0]
+        users = self.consumers.get(id(v), [])
+        return (bool(users) and all(u.op == "matmul" for u in users) and len(users) == 1
+                and not any(o is v for o in self.graph.outputs))
+
     def only_consumer(self, v: Value, node: Node) -> bool:
+
         if any(o is v for o in self.graph.outputs):
             return False
         return self.consumers[id(v)] == [node]
 
     def place_injective(self, node: Node, producers: list[FusionGroup]) -> None:
+        if node.op == "transpose" and self.feeds_only_matmuls(node):
+            # Left alone so the matmul can read it as a strided operand (no copy).
+            for g in producers:
+                self.reject(g, node, "a transpose that only matmuls read is read in place")
+            self.new_group(node, "elementwise")
+            return
         target = None
         for g in producers:
             reason = self.join_refusal(g, node)
