@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.ops.movement import range_to_slice, slice_ranges
-from .reference import _checked_indices, _pad_spatial, _windows, reference
+from ...ir.ops.nn import LAYOUT_OPS
+from .reference import REFERENCE, _checked_indices, _pad_spatial, _windows, reference
 
 
 def _crop(xp: np.ndarray, pads, hw) -> np.ndarray:
@@ -153,3 +154,25 @@ def _random_uniform(ins, attrs):
     else:
         u = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
     return [u.reshape(shape)]
+
+
+def _with_layout(op: str) -> None:
+    """Let the NCHW reference of a windowed op take NHWC activations (layout='NHWC')."""
+    activations, weight_outputs = LAYOUT_OPS[op]
+    nchw_fn = REFERENCE[op]
+
+    def fn(ins, attrs):
+        if attrs.get("layout", "NCHW") == "NCHW":
+            return nchw_fn(ins, attrs)
+        ins = [np.transpose(a, (0, 3, 1, 2)) if i in activations else a for i, a in enumerate(ins)]
+        outs = nchw_fn(ins, attrs)
+        return [
+            o if i in weight_outputs else np.ascontiguousarray(np.transpose(o, (0, 2, 3, 1)))
+            for i, o in enumerate(outs)
+        ]
+
+    REFERENCE[op] = fn
+
+
+for _op in LAYOUT_OPS:
+    _with_layout(_op)

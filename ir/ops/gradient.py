@@ -15,7 +15,7 @@ from ..registry import (
 )
 from ..types import TensorType, check_shape
 from .movement import slice_ranges
-from .nn import _WINDOW, _infer_conv2d, _infer_pool
+from .nn import _WINDOW, _infer_conv2d, _infer_pool, in_layout
 
 
 def _expect(op: str, what: str, got, want) -> None:
@@ -32,7 +32,7 @@ def _infer_conv_bwd_input(types, attrs):
     h, wd = check_shape(attrs["input_hw"], "input_hw")
     x = TensorType((g.shape[0], w.shape[1] * attrs["groups"], h, wd), d)
     fwd = {k: attrs[k] for k in ("strides", "pads", "dilations", "groups")}
-    (y,) = _infer_conv2d([x, w], fwd)  # the forward conv these are the adjoint of
+    (y,) = _infer_conv2d([x, w], fwd)  # the forward conv these are the adjoint of (NCHW)
     _expect("conv2d_backward_input", "g's shape", g.shape, y.shape)
     return [x]
 
@@ -123,7 +123,7 @@ _SLICE = {k: AttrSpec("ints") for k in ("shape", "starts", "ends", "axes", "step
 register_op(
     OpDef(
         "conv2d_backward_input",
-        _infer_conv_bwd_input,
+        in_layout("conv2d_backward_input", _infer_conv_bwd_input),
         2,
         {**_CONV, "input_hw": AttrSpec("ints")},
         "contraction",
@@ -133,7 +133,7 @@ register_op(
 register_op(
     OpDef(
         "conv2d_backward_weight",
-        _infer_conv_bwd_weight,
+        in_layout("conv2d_backward_weight", _infer_conv_bwd_weight),
         2,
         {**_CONV, "kernel": AttrSpec("ints")},
         "contraction",
@@ -143,7 +143,7 @@ register_op(
 register_op(
     OpDef(
         "max_pool2d_backward",
-        _infer_max_pool_bwd,
+        in_layout("max_pool2d_backward", _infer_max_pool_bwd),
         2,
         {"kernel": AttrSpec("ints"), **_WINDOW},
         "contraction",
@@ -154,7 +154,7 @@ register_op(
 register_op(
     OpDef(
         "avg_pool2d_backward",
-        _infer_avg_pool_bwd,
+        in_layout("avg_pool2d_backward", _infer_avg_pool_bwd),
         1,
         {
             "kernel": AttrSpec("ints"),

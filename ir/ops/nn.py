@@ -66,6 +66,51 @@ def _spatial(op, x, kernel, attrs):
     return sh, sw
 
 
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def to_nchw(t: TensorType, layout: str) -> TensorType:
+    """The NCHW view of a 4-D type in ``layout`` (NHWC data, channels last)."""
+    if layout == "NHWC" and t.rank == 4:
+        n, h, w, c = t.shape
+        return TensorType((n, c, h, w), t.dtype)
+    return t
+
+
+def from_nchw(t: TensorType, layout: str) -> TensorType:
+    if layout == "NHWC" and t.rank == 4:
+        n, c, h, w = t.shape
+        return TensorType((n, h, w, c), t.dtype)
+    return t
+
+
+# For each windowed op: which inputs are activations (they take the ``layout``), and
+# which outputs are weights (OIHW whatever the layout). Shared by inference, the
+# reference and the lowering.
+LAYOUT_OPS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "conv2d": ((0,), ()),
+    "max_pool2d": ((0,), ()),
+    "avg_pool2d": ((0,), ()),
+    "conv2d_backward_input": ((0,), ()),
+    "conv2d_backward_weight": ((0, 1), (0,)),
+    "max_pool2d_backward": ((0, 1), ()),
+    "avg_pool2d_backward": ((0,), ()),
+}
+
+
+def in_layout(op: str, infer):
+    """Wrap an NCHW inference rule so the op also takes and gives NHWC activations."""
+    activations, weight_outputs = LAYOUT_OPS[op]
+
+    def wrapped(types, attrs):
+        layout = attrs.get("layout", "NCHW")
+        nchw = [to_nchw(t, layout) if i in activations else t for i, t in enumerate(types)]
+        outs = infer(nchw, attrs)
+        return [o if i in weight_outputs else from_nchw(o, layout) for i, o in enumerate(outs)]
+
+    return wrapped
+
+
 def _infer_conv2d(types, attrs):
     x, w = types
     d = require_same_dtype(types)
@@ -102,23 +147,25 @@ _WINDOW = {
     "strides": AttrSpec("ints", (1, 1)),
     "pads": AttrSpec("ints", (0, 0, 0, 0)),
     "dilations": AttrSpec("ints", (1, 1)),
+    "layout": AttrSpec("str", "NCHW", LAYOUTS),
 }
 
 register_op(OpDef("matmul", _infer_matmul, 2, {}, "contraction", doc="numpy.matmul semantics."))
 register_op(
     OpDef(
         "conv2d",
-        _infer_conv2d,
+        in_layout("conv2d", _infer_conv2d),
         2,
         {**_WINDOW, "groups": AttrSpec("int", 1)},
         "contraction",
-        doc="ONNX Conv without bias: x NCHW, w OIHW; pads [h_begin, w_begin, h_end, w_end].",
+        doc="ONNX Conv without bias: x NCHW (or NHWC with layout='NHWC'), w OIHW; pads "
+        "[h_begin, w_begin, h_end, w_end].",
     )
 )
 register_op(
     OpDef(
         "max_pool2d",
-        _infer_pool("max_pool2d"),
+        in_layout("max_pool2d", _infer_pool("max_pool2d")),
         1,
         {"kernel": AttrSpec("ints"), **_WINDOW},
         "contraction",
@@ -128,7 +175,7 @@ register_op(
 register_op(
     OpDef(
         "avg_pool2d",
-        _infer_pool("avg_pool2d"),
+        in_layout("avg_pool2d", _infer_pool("avg_pool2d")),
         1,
         {"kernel": AttrSpec("ints"), **_WINDOW, "count_include_pad": AttrSpec("bool", False)},
         "contraction",

@@ -323,14 +323,21 @@ def _matmul(attrs, ins, y, g, needs):
 
 
 def _conv_attrs(attrs: dict) -> dict:
-    return {k: attrs[k] for k in ("strides", "pads", "dilations", "groups")}
+    return {k: attrs[k] for k in ("strides", "pads", "dilations", "groups", "layout")}
+
+
+def _spatial(t: Tensor, attrs: dict) -> tuple[int, int]:
+    """(H, W) of activations in the op's layout."""
+    return t.shape[1:3] if attrs.get("layout") == "NHWC" else t.shape[2:4]
 
 
 @vjp("conv2d")
 def _conv2d(attrs, ins, y, g, needs):
     x, w = ins
     return [
-        bind("conv2d_backward_input", g, w, input_hw=x.shape[2:], **attrs) if needs[0] else None,
+        bind("conv2d_backward_input", g, w, input_hw=_spatial(x, attrs), **attrs)
+        if needs[0]
+        else None,
         bind("conv2d_backward_weight", x, g, kernel=w.shape[2:], **attrs) if needs[1] else None,
     ]
 
@@ -350,7 +357,9 @@ def _conv2d_backward_weight(attrs, ins, y, g, needs):
     x, gy = ins  # y = dW(x, gy), with <dW(x, gy), t> = <gy, conv(x, t)>
     fwd = _conv_attrs(attrs)
     return [
-        bind("conv2d_backward_input", gy, g, input_hw=x.shape[2:], **fwd) if needs[0] else None,
+        bind("conv2d_backward_input", gy, g, input_hw=_spatial(x, attrs), **fwd)
+        if needs[0]
+        else None,
         bind("conv2d", x, g, **fwd) if needs[1] else None,
     ]
 
@@ -372,7 +381,7 @@ def _max_pool2d_backward(attrs, ins, y, g, needs):
 
 @vjp("avg_pool2d")
 def _avg_pool2d(attrs, ins, y, g, needs):
-    return [bind("avg_pool2d_backward", g, input_hw=ins[0].shape[2:], **attrs)]
+    return [bind("avg_pool2d_backward", g, input_hw=_spatial(ins[0], attrs), **attrs)]
 
 
 @vjp("avg_pool2d_backward")

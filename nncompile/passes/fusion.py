@@ -310,8 +310,12 @@ class _Partitioner:
     def feeds_only_matmuls(self, node: Node) -> bool:
         v = node.outputs[0]
         users = self.consumers.get(id(v), [])
-        return (bool(users) and all(u.op == "matmul" for u in users) and len(users) == 1
-                and not any(o is v for o in self.graph.outputs))
+        return (
+            bool(users)
+            and all(u.op == "matmul" for u in users)
+            and len(users) == 1
+            and not any(o is v for o in self.graph.outputs)
+        )
 
     def only_consumer(self, v: Value, node: Node) -> bool:
 
