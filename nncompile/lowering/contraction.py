@@ -140,9 +140,7 @@ def _im2col(kb, x_buf: str, cs: _ConvShape, d: dt.DType) -> tuple[str, list[Stmt
     def body(ix: list[Expr]) -> list[Stmt]:
         n, c, i, j, oh, ow = ix
         h, w = cs.input_pos(oh, ow, i, j)
-        src = linearize(
-            [n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], (cs.n, cs.c, cs.h, cs.w)
-        )
+        src = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w, cs.w))
         value = Select(_valid(h, w, cs), Load(x_buf, src, d), const(0, d), d)
         return [Store(col, linearize(ix, shape), value)]
 
@@ -156,12 +154,33 @@ def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
 def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
-    cs = _ConvShape(x.shape, w.shape, out.shape[2:], node.attrs)
+    cs = _ConvShape(x.shape, w.shape, out.shape, node.attrs)
     if direct_conv_applies(cs):
         return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     w_buf = kb.buffer(w)
+    if cs.nhwc:  # out[n]^T (P x og) = col[n, g]^T (P x K) @ W_g^T (K x og): rows of C are pixels
+        for g in range(cs.g):
+            stmts.append(
+                Gemm(
+                    col,
+                    w_buf,
+                    target,
+                    cs.n,
+                    cs.p,
+                    cs.og,
+                    cs.k,
+                    (cs.g * cs.k * cs.p, 1, cs.p),
+                    (0, 1, cs.k),
+                    (cs.p * cs.o, cs.o, 1),
+                    g * cs.k * cs.p,
+                    g * cs.og * cs.k,
+                    g * cs.og,
+                    dtype=d,
+                )
+            )
+        return stmts
     for g in range(cs.g):
         stmts.append(
             Gemm(
@@ -187,12 +206,15 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
 def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
     gout, w = node.inputs
     dx = node.outputs[0]
-    cs = _ConvShape(dx.shape, w.shape, gout.shape[2:], node.attrs)
+    cs = _ConvShape(dx.shape, w.shape, gout.shape, node.attrs)
     d = dx.dtype
     dcol = kb.scratch("dcol", d, cs.n * cs.c * cs.kh * cs.kw * cs.p)
     w_buf, g_buf = kb.buffer(w), kb.buffer(gout)
     stmts: list[Stmt] = []
+    # gout[n, g] as an (og x P) matrix: pixels are contiguous in NCHW, channels in NHWC.
+    g_strides = (cs.o * cs.p, 1, cs.o) if cs.nhwc else (cs.o * cs.p, cs.p, 1)
     for g in range(cs.g):  # dcol[n, g] = W_g^T @ gout[n, g]
+        g_offset = g * cs.og if cs.nhwc else g * cs.og * cs.p
         stmts.append(
             Gemm(
                 w_buf,
@@ -203,10 +225,10 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
                 cs.p,
                 cs.og,
                 (0, 1, cs.k),
-                (cs.o * cs.p, cs.p, 1),
+                g_strides,
                 (cs.g * cs.k * cs.p, cs.p, 1),
                 g * cs.og * cs.k,
-                g * cs.og * cs.p,
+                g_offset,
                 g * cs.k * cs.p,
                 dtype=d,
             )
@@ -217,9 +239,7 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
     def body(ix: list[Expr]) -> list[Stmt]:  # col2im: scatter-add back into dx
         n, c, i, j, oh, ow = ix
         h, wpos = cs.input_pos(oh, ow, i, j)
-        dst = linearize(
-            [n, c, clamp_index(h, cs.h), clamp_index(wpos, cs.w)], (cs.n, cs.c, cs.h, cs.w)
-        )
+        dst = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(wpos, cs.w))
         add = Binary("add", Load(target, dst, d), Load(dcol, linearize(ix, col_shape), d), d)
         return [If(_valid(h, wpos, cs), [Store(target, dst, add)])]
 
@@ -240,7 +260,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     are summed at the end (where the epilogue, e.g. the optimizer update, is applied)."""
     x, gout = node.inputs
     dw = node.outputs[0]
-    cs = _ConvShape(x.shape, dw.shape, gout.shape[2:], node.attrs)
+    cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
     d = dw.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     g_buf = kb.buffer(gout)
@@ -259,7 +279,10 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     o_var, q_var, p_var, acc = kb.fresh("o"), kb.fresh("q"), kb.fresh("p"), kb.fresh("acc")
     o, q, p = Var(o_var, INDEX), Var(q_var, INDEX), Var(p_var, INDEX)
     group = idiv(o, cs.og)
-    g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
+    if cs.nhwc:  # gout[n, p, o]
+        g_at = iadd(imul(iadd(imul(n, const_index(cs.p)), p), const_index(cs.o)), o)
+    else:  # gout[n, o, p]
+        g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
     col_row = iadd(
         iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k))), q
     )

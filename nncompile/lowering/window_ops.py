@@ -49,10 +49,16 @@ DIRECT_CONV_K = 32  # in-channels per group x kernel area up to this: direct con
 
 
 class ConvShape:
-    def __init__(self, x_shape, w_shape, out_hw, attrs):
-        self.n, self.c, self.h, self.w = x_shape
+    """Geometry of a windowed op. Shapes are given as stored (NCHW, or NHWC with
+    layout='NHWC'); ``n, c, h, w`` name the dims whatever their order, and ``order``
+    arranges (n, c, h, w) indices the way the data is stored."""
+
+    def __init__(self, x_shape, w_shape, out_shape, attrs):
+        self.nhwc = attrs.get("layout", "NCHW") == "NHWC"
+        self.n, self.c, self.h, self.w = self.dims(x_shape)
         self.o, self.cg, self.kh, self.kw = w_shape
-        self.oh, self.ow = out_hw
+        _, _, self.oh, self.ow = self.dims(out_shape)
+        self.x_shape, self.out_shape = tuple(x_shape), tuple(out_shape)
         self.g = attrs["groups"]
         self.og = self.o // self.g
         self.sh, self.sw = attrs["strides"]
@@ -61,6 +67,24 @@ class ConvShape:
         self.k = self.cg * self.kh * self.kw  # contraction length per group
         self.p = self.oh * self.ow  # output pixels
         self.padded = any(attrs["pads"])
+
+    def dims(self, shape) -> tuple[int, int, int, int]:
+        """(N, C, H, W) of a stored activation shape."""
+        if self.nhwc:
+            n, h, w, c = shape
+            return n, c, h, w
+        return tuple(shape)
+
+    def order(self, n: Expr, c: Expr, h: Expr, w: Expr) -> list[Expr]:
+        return [n, h, w, c] if self.nhwc else [n, c, h, w]
+
+    def split(self, ix: list[Expr]) -> tuple[Expr, Expr, Expr, Expr]:
+        """(n, c, h, w) of an index into stored activations."""
+        if self.nhwc:
+            n, h, w, c = ix
+            return n, c, h, w
+        n, c, h, w = ix
+        return n, c, h, w
 
     def input_pos(self, oh: Expr, ow: Expr, i: Expr, j: Expr) -> tuple[Expr, Expr]:
         h = iadd(
@@ -76,14 +100,16 @@ class ConvShape:
     def valid(self, h: Expr, w: Expr) -> Expr:
         return Binary("and", in_range(h, self.h), in_range(w, self.w), dt.bool_)
 
+    def x_index(self, n: Expr, c: Expr, h: Expr, w: Expr) -> Expr:
+        return linearize(self.order(n, c, h, w), self.x_shape)
+
     def load(
         self, buf: str, n: Expr, c: Expr, h: Expr, w: Expr, d: dt.DType, outside: float
     ) -> Expr:
         """x[n, c, h, w], or ``outside`` in the padding (no checks when unpadded)."""
-        shape = (self.n, self.c, self.h, self.w)
         if not self.padded:
-            return Load(buf, linearize([n, c, h, w], shape), d)
-        at = linearize([n, c, clamp_index(h, self.h), clamp_index(w, self.w)], shape)
+            return Load(buf, self.x_index(n, c, h, w), d)
+        at = self.x_index(n, c, clamp_index(h, self.h), clamp_index(w, self.w))
         return Select(self.valid(h, w), Load(buf, at, d), const(outside, d), d)
 
 
@@ -94,8 +120,10 @@ def pool_geometry(node: Node, x_shape, out_shape) -> ConvShape:
         "strides": attrs["strides"],
         "pads": attrs["pads"],
         "dilations": attrs["dilations"],
+        "layout": attrs["layout"],
     }
-    return ConvShape(x_shape, (x_shape[1], 1, *attrs["kernel"]), out_shape[2:], fake)
+    channels = x_shape[3] if attrs["layout"] == "NHWC" else x_shape[1]
+    return ConvShape(x_shape, (channels, 1, *attrs["kernel"]), out_shape, fake)
 
 
 def _non_overlapping(cs: ConvShape) -> bool:
@@ -133,7 +161,7 @@ def lower_max_pool2d(kb, node: Node, target: str) -> list[Stmt]:
     d, x_buf = out.dtype, kb.buffer(x)
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
+        n, c, oh, ow = cs.split(ix)
         if cs.kh * cs.kw <= UNROLL_WINDOW:
             best: Expr | None = None
             for i, j in _positions(cs):
@@ -164,7 +192,7 @@ def lower_avg_pool2d(kb, node: Node, target: str) -> list[Stmt]:
     include_pad = node.attrs["count_include_pad"]
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
+        n, c, oh, ow = cs.split(ix)
         total: Expr | None = None
         count: Expr | None = None
         for i, j in _positions(cs):
@@ -204,13 +232,13 @@ def _max_pool_backward_gather(kb, node: Node, target: str, cs: ConvShape) -> lis
         kb.fused_epilogue = None  # uncovered cells need the epilogue too: run it separately
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
+        n, c, oh, ow = cs.split(ix)
         out: list[Stmt] = []
         cells, values = [], []
         for i, j in _positions(cs):
             h = iadd(imul(oh, const_index(cs.kh)), const_index(i))
             w = iadd(imul(ow, const_index(cs.kw)), const_index(j))
-            cells.append([n, c, h, w])
+            cells.append(cs.order(n, c, h, w))
             name = kb.fresh("v")
             out.append(Let(name, Load(x_buf, linearize(cells[-1], x.shape), d)))
             values.append(Var(name, d))
@@ -245,13 +273,15 @@ def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
     return kb.nest((size,), lambda ix: [Store(buf, ix[0], const(0, d))])
 
 
-def plane_parallel(kb, shape: tuple[int, ...], body) -> list[Stmt]:
-    """A nest whose first two dims (n, c) run in parallel and the rest serially: windows
-    overlap inside a plane, so only planes are independent."""
+def plane_parallel(kb, shape: tuple[int, ...], body, nhwc: bool = False) -> list[Stmt]:
+    """A nest whose leading independent dims run in parallel and the rest serially:
+    windows overlap inside an image's H x W plane, so only (n, c) planes (NCHW) or
+    images (NHWC, where c comes last) are independent."""
+    split = 1 if nhwc else 2
     return kb.nest(
-        shape[:2],
+        shape[:split],
         lambda outer: kb.nest(
-            shape[2:], lambda inner: body(outer + inner), parallel=False, prefix="w"
+            shape[split:], lambda inner: body(outer + inner), parallel=False, prefix="w"
         ),
     )
 
@@ -263,7 +293,7 @@ def _max_pool_backward_scatter(kb, node: Node, target: str, cs: ConvShape) -> li
     stmts = _zero(kb, target, dx.type.size, d)
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
+        n, c, oh, ow = cs.split(ix)
         best, bh, bw = kb.fresh("best"), kb.fresh("bh"), kb.fresh("bw")
         h0, w0 = cs.input_pos(oh, ow, const_index(0), const_index(0))
 
@@ -285,9 +315,7 @@ def _max_pool_backward_scatter(kb, node: Node, target: str, cs: ConvShape) -> li
                 )
             ]
 
-        dst = linearize(
-            [n, c, clamp_index(Var(bh, INDEX), cs.h), clamp_index(Var(bw, INDEX), cs.w)], x.shape
-        )
+        dst = cs.x_index(n, c, clamp_index(Var(bh, INDEX), cs.h), clamp_index(Var(bw, INDEX), cs.w))
         grad = Load(g_buf, linearize(ix, gout.shape), d)
         keep = cs.valid(Var(bh, INDEX), Var(bw, INDEX))  # a padded winner drops its grad
         return [
@@ -298,7 +326,7 @@ def _max_pool_backward_scatter(kb, node: Node, target: str, cs: ConvShape) -> li
             If(keep, [Store(target, dst, Binary("add", Load(target, dst, d), grad, d))]),
         ]
 
-    return stmts + plane_parallel(kb, gout.shape, body)
+    return stmts + plane_parallel(kb, gout.shape, body, cs.nhwc)
 
 
 def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
@@ -309,9 +337,9 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
     if _non_overlapping(cs):  # no padding: every window counts kh * kw cells
 
         def gather(ix: list[Expr]) -> list[Stmt]:
-            n, c, h, w = ix
+            n, c, h, w = cs.split(ix)
             inside, ohc, owc = _own_window(cs, h, w)
-            at = linearize([n, c, ohc, owc], gout.shape)
+            at = linearize(cs.order(n, c, ohc, owc), gout.shape)
             share = Binary("div", Load(g_buf, at, d), const(cs.kh * cs.kw, d), d)
             return kb.store_result(target, ix, dx.shape, Select(inside, share, const(0, d), d))
 
@@ -319,7 +347,7 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
     stmts = _zero(kb, target, dx.type.size, d)
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, c, oh, ow = ix
+        n, c, oh, ow = cs.split(ix)
         cnt, share = kb.fresh("cnt"), kb.fresh("share")
 
         def count_step(i, j):
@@ -329,7 +357,7 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 
         def add_step(i, j):
             h, w = cs.input_pos(oh, ow, i, j)
-            dst = linearize([n, c, clamp_index(h, cs.h), clamp_index(w, cs.w)], dx.shape)
+            dst = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w, cs.w))
             return [
                 If(
                     cs.valid(h, w),
@@ -348,7 +376,7 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
             ]
         return head + _window_loops(kb, cs, add_step)
 
-    return stmts + plane_parallel(kb, gout.shape, body)
+    return stmts + plane_parallel(kb, gout.shape, body, cs.nhwc)
 
 
 # ---- direct convolution ---------------------------------------------------------------------
@@ -367,7 +395,7 @@ def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt
     d, x_buf, w_buf = out.dtype, kb.buffer(x), kb.buffer(w)
 
     def body(ix: list[Expr]) -> list[Stmt]:
-        n, o, oh, ow = ix
+        n, o, oh, ow = cs.split(ix)
         total: Expr | None = None
         for c in range(cs.cg):
             channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), const_index(c))

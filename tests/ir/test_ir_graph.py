@@ -50,7 +50,13 @@ def test_attrs_are_canonicalized_and_defaults_filled():
     w = g.add_input(TensorType((4, 2, 3, 3), float32), "w")
     conv = g.add_node("conv2d", [x, w], {"pads": [1, 1, 1, 1]})
     # Lists become tuples; omitted attributes get their schema defaults.
-    assert conv.attrs == {"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1), "groups": 1}
+    assert conv.attrs == {
+        "strides": (1, 1),
+        "pads": (1, 1, 1, 1),
+        "dilations": (1, 1),
+        "groups": 1,
+        "layout": "NCHW",
+    }
     assert conv.output.shape == (1, 4, 5, 5)
     cast = g.add_node("cast", [x], {"to": "int64"})
     assert cast.attrs["to"] is int64
