@@ -37,18 +37,26 @@ def same_pads(
     return (begin[0], begin[1], end[0], end[1])
 
 
-def _pads(padding: Any, x: Tensor, kernel, stride, dilation) -> tuple[int, int, int, int]:
+def _spatial(x: Tensor, layout: str) -> tuple[int, int]:
+    return x.shape[1:3] if layout == "NHWC" else x.shape[2:4]
+
+
+def _pads(
+    padding: Any, x: Tensor, kernel, stride, dilation, layout: str
+) -> tuple[int, int, int, int]:
     if padding == "valid":
         return (0, 0, 0, 0)
     if padding == "same":
-        return same_pads(x.shape[2:4], kernel, stride, dilation)
+        return same_pads(_spatial(x, layout), kernel, stride, dilation)
     ph, pw = _pair(padding, "padding")
     return (ph, pw, ph, pw)
 
 
-def _require_nchw(op: str, x: Tensor) -> None:
+def _require_image(op: str, x: Tensor, layout: str) -> None:
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"{op}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
     if x.ndim != 4:
-        raise ShapeError(f"{op}: expects an NCHW input of rank 4, got {x._type}")
+        raise ShapeError(f"{op}: expects an {layout} input of rank 4, got {x._type}")
 
 
 @reports_user_line
@@ -60,31 +68,43 @@ def conv2d(
     padding: Any = 0,
     dilation: Any = 1,
     groups: int = 1,
+    layout: str = "NCHW",
 ) -> Tensor:
     """torch.nn.functional.conv2d: x (N, C, H, W), w (O, C/groups, kH, kW), bias (O,);
-    padding an int, a pair, 'valid' or 'same'."""
+    padding an int, a pair, 'valid' or 'same'. layout='NHWC' takes and gives channels-last
+    activations (x (N, H, W, C)); the weights stay OIHW."""
     x, w = promote_operands(x, w)
-    _require_nchw("conv2d", x)
+    _require_image("conv2d", x, layout)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     kernel = w.shape[2:4] if w.ndim == 4 else (1, 1)
-    pads = _pads(padding, x, kernel, stride, dilation)
-    y = bind("conv2d", x, w, strides=stride, pads=pads, dilations=dilation, groups=int(groups))
+    pads = _pads(padding, x, kernel, stride, dilation, layout)
+    y = bind(
+        "conv2d",
+        x,
+        w,
+        strides=stride,
+        pads=pads,
+        dilations=dilation,
+        groups=int(groups),
+        layout=layout,
+    )
     if bias is not None:
         bias = as_tensor(bias)
-        if bias.shape != (y.shape[1],):
-            raise ShapeError(f"conv2d: bias {bias._type} must have shape ({y.shape[1]},)")
-        y = add(y, reshape(bias, (1, -1, 1, 1)))
+        channels = y.shape[3] if layout == "NHWC" else y.shape[1]
+        if bias.shape != (channels,):
+            raise ShapeError(f"conv2d: bias {bias._type} must have shape ({channels},)")
+        y = add(y, bias if layout == "NHWC" else reshape(bias, (1, -1, 1, 1)))
     return y
 
 
-def _pool_args(op: str, x: Tensor, kernel_size, stride, padding, dilation, ceil_mode):
+def _pool_args(op: str, x: Tensor, kernel_size, stride, padding, dilation, ceil_mode, layout):
     if ceil_mode:
         raise NotImplementedError(f"{op}: ceil_mode=True is not supported (floor mode only)")
-    _require_nchw(op, x)
+    _require_image(op, x, layout)
     kernel = _pair(kernel_size, "kernel_size")
     strides = kernel if stride is None else _pair(stride, "stride")
     dilation = _pair(dilation, "dilation")
-    return kernel, strides, _pads(padding, x, kernel, strides, dilation), dilation
+    return kernel, strides, _pads(padding, x, kernel, strides, dilation, layout), dilation
 
 
 @reports_user_line
@@ -95,11 +115,14 @@ def max_pool2d(
     padding: Any = 0,
     dilation: Any = 1,
     ceil_mode: bool = False,
+    layout: str = "NCHW",
 ) -> Tensor:
     """torch.nn.functional.max_pool2d: stride defaults to the kernel size."""
     x = as_tensor(x)
-    k, s, p, d = _pool_args("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    return bind("max_pool2d", x, kernel=k, strides=s, pads=p, dilations=d)
+    k, s, p, d = _pool_args(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode, layout
+    )
+    return bind("max_pool2d", x, kernel=k, strides=s, pads=p, dilations=d, layout=layout)
 
 
 @reports_user_line
@@ -110,10 +133,11 @@ def avg_pool2d(
     padding: Any = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
+    layout: str = "NCHW",
 ) -> Tensor:
     """torch.nn.functional.avg_pool2d: count_include_pad defaults to True (ONNX: False)."""
     x = as_tensor(x)
-    k, s, p, d = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    k, s, p, d = _pool_args("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode, layout)
     return bind(
         "avg_pool2d",
         x,
@@ -122,4 +146,5 @@ def avg_pool2d(
         pads=p,
         dilations=d,
         count_include_pad=bool(count_include_pad),
+        layout=layout,
     )

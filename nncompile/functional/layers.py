@@ -46,24 +46,16 @@ def dense(x: Any, kernel: Any, bias: Any = None, act: str | Callable | None = No
     return activation(y, act)
 
 
-def _to_nchw(x: Tensor) -> Tensor:
-    return ops.transpose(x, (0, 3, 1, 2))
-
-
-def _to_nhwc(x: Tensor) -> Tensor:
-    return ops.transpose(x, (0, 2, 3, 1))
-
-
-def _channels_first(fn: Callable[[Tensor], Tensor], x: Any, data_format: str) -> Tensor:
-    """Run an NCHW op on data in either layout (Keras defaults to channels_last)."""
+def _layout(x: Any, data_format: str) -> tuple[Tensor, str]:
+    """The op layout for Keras' data_format. channels_last data goes to the NHWC ops as it
+    is: no transposes around every layer (the lowering handles both layouts)."""
     x = as_tensor(x)
     if x.ndim != 4:
         raise ShapeError(f"expected 4-D image data, got {x._type}")
-    if data_format == "channels_first":
-        return fn(x)
-    if data_format != "channels_last":
+    layouts = {"channels_last": "NHWC", "channels_first": "NCHW"}
+    if data_format not in layouts:
         raise ValueError("data_format must be 'channels_last' or 'channels_first'")
-    return _to_nhwc(fn(_to_nchw(x)))
+    return x, layouts[data_format]
 
 
 def conv2d_layer(
@@ -78,9 +70,8 @@ def conv2d_layer(
     act: str | Callable | None = None,
 ) -> Tensor:
     """A convolution layer: ``kernel`` is OIHW; the data is NHWC (channels_last) or NCHW."""
-    y = _channels_first(
-        lambda t: conv2d(t, kernel, bias, strides, padding, dilation, groups), x, data_format
-    )
+    x, layout = _layout(x, data_format)
+    y = conv2d(x, kernel, bias, strides, padding, dilation, groups, layout=layout)
     return activation(y, act)
 
 
@@ -91,7 +82,8 @@ def max_pool(
     padding: str | Any = "valid",
     data_format: str = "channels_last",
 ) -> Tensor:
-    return _channels_first(lambda t: max_pool2d(t, pool_size, strides, padding), x, data_format)
+    x, layout = _layout(x, data_format)
+    return max_pool2d(x, pool_size, strides, padding, layout=layout)
 
 
 def avg_pool(
@@ -102,11 +94,8 @@ def avg_pool(
     data_format: str = "channels_last",
 ) -> Tensor:
     """Average pooling; padded cells are not counted (as Keras does)."""
-    return _channels_first(
-        lambda t: avg_pool2d(t, pool_size, strides, padding, count_include_pad=False),
-        x,
-        data_format,
-    )
+    x, layout = _layout(x, data_format)
+    return avg_pool2d(x, pool_size, strides, padding, count_include_pad=False, layout=layout)
 
 
 def flatten(x: Any) -> Tensor:

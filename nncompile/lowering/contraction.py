@@ -264,6 +264,21 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     d = dw.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     g_buf = kb.buffer(gout)
+    if cs.nhwc:  # gout (N, P, O) -> (N, O, P): the pixels must be contiguous (cheap next to
+        # the K*O*P multiply-adds; an o-innermost loop would load and store dW per pixel)
+        g_t = kb.scratch("gout_t", d, gout.type.size)
+        nop = (cs.n, cs.o, cs.p)
+        stmts += kb.nest(
+            nop,
+            lambda ix: [
+                Store(
+                    g_t,
+                    linearize(ix, nop),
+                    Load(g_buf, linearize([ix[0], ix[2], ix[1]], (cs.n, cs.p, cs.o)), d),
+                )
+            ],
+        )
+        g_buf = g_t
     chunks = max(1, min(CHUNKS, cs.n))
     per_chunk = -(-cs.n // chunks)
     size = dw.type.size
@@ -279,15 +294,13 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     o_var, q_var, p_var, acc = kb.fresh("o"), kb.fresh("q"), kb.fresh("p"), kb.fresh("acc")
     o, q, p = Var(o_var, INDEX), Var(q_var, INDEX), Var(p_var, INDEX)
     group = idiv(o, cs.og)
-    if cs.nhwc:  # gout[n, p, o]
-        g_at = iadd(imul(iadd(imul(n, const_index(cs.p)), p), const_index(cs.o)), o)
-    else:  # gout[n, o, p]
-        g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
     col_row = iadd(
         iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k))), q
     )
-    col_at = iadd(imul(col_row, const_index(cs.p)), p)
-    dot = Binary("mul", Load(g_buf, g_at, d), Load(col, col_at, d), d)
+    col = Load(col, iadd(imul(col_row, const_index(cs.p)), p), d)
+    # gout[n, o, p]: per weight, a dot product over the contiguous pixels p
+    g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
+    dot = Binary("mul", Load(g_buf, g_at, d), col, d)
     out_at = iadd(imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), q))
     per_weight = [
         Local(acc, d, const(0, d)),
@@ -300,6 +313,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
 
     def total(ix: list[Expr]) -> list[Stmt]:
         flat = linearize(ix, dw.shape)
+
         value: Expr = Load(partial, flat, d)
         for c in range(1, chunks):
             value = Binary("add", value, Load(partial, iadd(flat, const_index(c * size)), d), d)

@@ -393,6 +393,24 @@ def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt
     x, w = node.inputs
     out = node.outputs[0]
     d, x_buf, w_buf = out.dtype, kb.buffer(x), kb.buffer(w)
+    stmts: list[Stmt] = []
+    # NHWC vectorizes over the output channels o: copy the (small) weights to (cg, kh, kw, o)
+    # so that each weight tap is a contiguous vector load, not a gather.
+    w_shape, w_order = (cs.o, cs.cg, cs.kh, cs.kw), (0, 1, 2, 3)
+    if cs.nhwc:
+        w_t = kb.scratch("w_t", d, cs.o * cs.k)
+        t_shape = (cs.cg, cs.kh, cs.kw, cs.o)
+        stmts += kb.nest(
+            w_shape,
+            lambda ix: [
+                Store(
+                    w_t,
+                    linearize([ix[1], ix[2], ix[3], ix[0]], t_shape),
+                    Load(w_buf, linearize(ix, w_shape), d),
+                )
+            ],
+        )
+        w_buf, w_shape, w_order = w_t, t_shape, (1, 2, 3, 0)
 
     def body(ix: list[Expr]) -> list[Stmt]:
         n, o, oh, ow = cs.split(ix)
@@ -400,17 +418,11 @@ def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt
         for c in range(cs.cg):
             channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), const_index(c))
             for i, j in _positions(cs):
-                wv = Load(
-                    w_buf,
-                    linearize(
-                        [o, const_index(c), const_index(i), const_index(j)],
-                        (cs.o, cs.cg, cs.kh, cs.kw),
-                    ),
-                    d,
-                )
+                oihw = [o, const_index(c), const_index(i), const_index(j)]
+                wv = Load(w_buf, linearize([oihw[k] for k in w_order], w_shape), d)
                 h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
                 term = Binary("mul", wv, cs.load(x_buf, n, channel, h, wpos, d, 0.0), d)
                 total = term if total is None else Binary("add", total, term, d)
         return kb.store_result(target, ix, out.shape, total)
 
-    return kb.nest(out.shape, body)
+    return stmts + kb.nest(out.shape, body)

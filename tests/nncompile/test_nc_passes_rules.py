@@ -576,8 +576,13 @@ def test_dce_keeps_everything_an_output_needs():
 # ---- layout ---------------------------------------------------------------------------------
 
 
+TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
+
+
 def conv_block(x, w, b):
-    return F.max_pool(F.conv2d_layer(x, w, b, act="relu"), 2)
+    """Channels-last data through the NCHW ops, each wrapped in transposes."""
+    y = nc.relu(nc.transpose(nc.conv2d(nc.transpose(x, TO_NCHW), w, b), TO_NHWC))
+    return nc.transpose(nc.max_pool2d(nc.transpose(y, TO_NCHW), 2), TO_NHWC)
 
 
 def conv_block_inputs():
@@ -596,11 +601,20 @@ def test_layout_cancels_the_transposes_around_relu_in_a_channels_last_block():
     relu = pool.inputs[0].producer
     assert relu.op == "relu", "the transpose between relu and max_pool2d is gone"
     assert relu.inputs[0].producer.op == "add"  # relu reads the conv (+ bias) directly
-    # the transposes at the input and the output stay (conv2d has no layout attribute)
+    # the transposes at the input and the output stay (the ops' layouts are fixed in the graph)
     assert ops(o)["transpose"] == 2 and ops(g)["transpose"] == 4
     assert same(nc.run(o, x, w, b), nc.run(g, x, w, b))
     # level 1 has no layout pass: the transposes stay
     assert ops(nc.optimize(g, 1))["transpose"] == 4
+
+
+def test_channels_last_layers_use_nhwc_ops_without_transposes():
+    x, w, b = conv_block_inputs()
+    layers = lambda x, w, b: F.max_pool(F.conv2d_layer(x, w, b, act="relu"), 2)  # noqa: E731
+    g = nc.trace(layers, x, w, b)
+    assert "transpose" not in ops(g)
+    assert {n.attrs["layout"] for n in g.nodes if n.op in ("conv2d", "max_pool2d")} == {"NHWC"}
+    assert same(nc.run(g, x, w, b), nc.run(nc.trace(conv_block, x, w, b), x, w, b))
 
 
 def test_layout_moves_a_transpose_below_binary_ops_with_scalars_and_equal_transposes():
