@@ -32,6 +32,7 @@ from ..ir.kernel import (
     If,
     Kernel,
     Let,
+    Load,
     Local,
     Loop,
     Stmt,
@@ -40,6 +41,8 @@ from ..ir.kernel import (
     Var,
     const_index,
     delinearize,
+    iadd,
+    imul,
     linearize,
 )
 from ..ir.kernel_simplify import simplify_kernel
@@ -288,10 +291,7 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
         start = len(kb.elements.checks)
         return kb.checked([kb.store_at(v, merge(outer, ri), row_shape) for v in row_outputs], start)
 
-    def body(outer: list[Expr]) -> list[Stmt]:
-        stmts: list[Stmt] = []
-        for r in reductions:
-            stmts += _reduction_pass(kb, r, outer, merge, row_shape, axes)
+    def store_outer(outer: list[Expr]) -> list[Stmt]:
         # Index checks are placed in the loop whose variables they use.
         start = len(kb.elements.checks)
         flat = linearize(outer, outer_shape)
@@ -299,13 +299,98 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
             Store(kb.buffer(v), flat, kb.elements.at(v, delinearize(flat, v.shape)))
             for v in outer_outputs
         ]
-        stmts += kb.checked(outer_stores, start)
+        return kb.checked(outer_stores, start)
+
+    if _is_column_reduction(reductions, row_outputs, row_shape, axes):
+        partials, stmts = _column_partials(kb, reductions, merge, row_shape, axes, outer_shape)
+
+        def finish(outer: list[Expr]) -> list[Stmt]:
+            return partials(outer) + store_outer(outer)
+
+        return kb.kernel(pre + stmts + kb.nest(outer_shape, finish))
+
+    def body(outer: list[Expr]) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        for r in reductions:
+            stmts += _reduction_pass(kb, r, outer, merge, row_shape, axes)
+        stmts += store_outer(outer)
         if row_outputs:
             row = tuple(row_shape[i] for i in axes)
             stmts += kb.nest(row, lambda ri: row_stores(outer, ri), parallel=False, prefix="r")
         return stmts
 
     return kb.kernel(pre + kb.nest(outer_shape, body))
+
+
+COLUMN_CHUNKS = 16  # a column reduction splits its rows into this many parallel chunks
+
+
+def _is_column_reduction(reductions, row_outputs, row_shape, axes) -> bool:
+    """Reduced axes leading and kept axes trailing (a bias gradient over NHWC data, say),
+    with more rows than columns: reducing row by row would read with a stride."""
+    kept = math.prod(row_shape[len(axes) :])
+    rows = math.prod(row_shape[: len(axes)])
+    return (
+        not row_outputs
+        and tuple(sorted(axes)) == tuple(range(len(axes)))
+        and len(axes) < len(row_shape)
+        and all(r.op not in ("argmax", "argmin") for r in reductions)
+        and kept >= 2
+        and rows >= max(kept, 2 * COLUMN_CHUNKS)
+    )
+
+
+def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, outer_shape):
+    """Chunks of rows in parallel, each folding whole contiguous rows into its own partial
+    results (the inner loop over the kept columns vectorizes); returns the statements and a
+    function giving, at an outer index, the statements combining the chunks' partials."""
+    row = tuple(row_shape[i] for i in axes)
+    rows, kept = math.prod(row), math.prod(outer_shape)
+    chunks = COLUMN_CHUNKS
+    per_chunk = -(-rows // chunks)
+    t_var, i_var = kb.fresh("t"), kb.fresh("i")
+    t, i = Var(t_var, INDEX), Var(i_var, INDEX)
+    r_flat = iadd(imul(t, const_index(per_chunk)), i)
+    r_index = delinearize(r_flat, row)
+    buffers = {}
+    init: list[Stmt] = []
+    for r in reductions:
+        d = r.inputs[0].dtype
+        buf = buffers[id(r)] = kb.scratch("partial", d, chunks * kept)
+        fill = _init(r.op, d)
+        init += kb.nest((chunks * kept,), lambda ix, b=buf, f=fill: [Store(b, ix[0], f)])
+
+    def fold(outer: list[Expr]) -> list[Stmt]:
+        start = len(kb.elements.checks)
+        at = iadd(imul(t, const_index(kept)), linearize(outer, outer_shape))
+        stmts: list[Stmt] = []
+        for r in reductions:
+            x, d, b = r.inputs[0], r.inputs[0].dtype, buffers[id(r)]
+            value = kb.elements.at(x, merge(outer, r_index))
+            stmts.append(Store(b, at, _combine(r.op, Load(b, at, d), value, d)))
+        return kb.checked(stmts, start)
+
+    real = Binary("lt", r_flat, const_index(rows), dt.bool_)
+    per_row = kb.nest(outer_shape, fold, parallel=False, prefix="c")
+    loop = Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_row)])], parallel=True)
+
+    def partials(outer: list[Expr]) -> list[Stmt]:
+        flat = linearize(outer, outer_shape)
+        stmts: list[Stmt] = []
+        for r in reductions:
+            d, b = r.inputs[0].dtype, buffers[id(r)]
+            total: Expr = Load(b, flat, d)
+            for c in range(1, chunks):
+                at = iadd(flat, const_index(c * kept))
+                total = _combine(r.op, total, Load(b, at, d), d)
+            if r.op == "reduce_mean":
+                total = Binary("div", total, const(rows, d), d)
+            name = kb.fresh("red")
+            stmts.append(Let(name, total))
+            kb.elements.bind(r.outputs[0], Var(name, d))
+        return stmts
+
+    return partials, init + [loop]
 
 
 def _reduction_pass(

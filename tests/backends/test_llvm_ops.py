@@ -386,6 +386,53 @@ def _reduce_int(dtype):
     return fn, (x, empty), "exact"
 
 
+# reduced axes leading, more rows than kept columns: the chunked column-reduction path
+COLUMN_REDUCTIONS = [
+    ((37, 5), (0,)),
+    ((6, 7, 3), (0, 1)),
+    ((40, 3, 1), (0,)),
+    ((33, 2, 4), (0,)),
+    ((8, 6, 2), (0, 1)),  # 48 rows: every one of the 16 chunks has rows
+]
+
+
+@case("column-reduce", "float32", "float64", "int32", "int64", "bool")
+def _column_reduce(dtype):
+    rng = rng_for("column-reduce", dtype)
+    xs = [data(rng, shape, dtype, -1000, 1000) for shape, _ in COLUMN_REDUCTIONS]
+    if np.dtype(dtype).kind == "f":
+        xs[0][3, 1], xs[0][36, 4] = np.nan, np.inf  # NaN wins max/min; inf in a sum
+    tol = {}
+
+    def fn(*xs):
+        out = {}
+        for i, (x, (shape, axes)) in enumerate(zip(xs, COLUMN_REDUCTIONS, strict=True)):
+            keep = i == 2
+            out[f"max/{i}"] = nc.max(x, axes, keep)
+            out[f"min/{i}"] = nc.min(x, axes, keep)
+            if dtype == "bool":
+                continue
+            n = math.prod(shape[a] for a in axes)
+            out[f"sum/{i}"] = nc.sum(x, axes, keep)
+            tol[f"sum/{i}"] = acc(dtype, n, 1000.0)
+            if np.dtype(dtype).kind == "f":
+                # two reductions of one input and a fused epilogue, as in a bias gradient
+                out[f"mean/{i}"] = nc.mean(x * x, axes, keep) * 2 - nc.sum(x, axes, keep)
+                tol[f"mean/{i}"] = acc(dtype, n, 1e6)
+        return out
+
+    fn(*(nc.as_tensor(a) for a in xs))  # fills tol
+    return fn, tuple(xs), {**tol, "*": "exact"}
+
+
+def test_column_reductions_take_the_chunked_path():
+    x = np.ones((37, 5), np.float32)
+    program = nc.lower(lambda x: nc.sum(x, 0), x).program
+    assert "partial" in program.text()
+    program = nc.lower(lambda x: nc.sum(x, 1), x).program  # row reduction: the plain path
+    assert "partial" not in program.text()
+
+
 @case("arg", "float32", "float64", "int32", "int64")
 def _arg(dtype):
     rng = rng_for("arg", dtype)
@@ -1017,6 +1064,7 @@ BOUNDS_CHECKED = [
     "movement-float32",
     "gather-float32",
     "reduce-float32",
+    "column-reduce-float32",
     "matmul-float32",
     "conv2d-float32",
     "pool-float32",
