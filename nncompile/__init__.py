@@ -102,6 +102,7 @@ from .autodiff import value_and_grad
 from .autodiff.api import grad
 from .training import train_step
 from .compiler import compile, jit, lower
+from .profiler import profile
 
 tensor = as_tensor
 asarray = as_tensor

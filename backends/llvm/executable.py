@@ -11,7 +11,8 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -92,6 +93,39 @@ class LLVMExecutable:
     def __call__(self, arrays: Sequence[object]) -> list[np.ndarray]:
         """Run on flat input arrays. Outputs are new arrays, except donated ones, which are
         written into (and returned as) the input arrays they took over."""
+        return self._execute(arrays, self._run_entry)
+
+    def _run_entry(self) -> None:
+        self._entry(self._args_address)
+
+    def kernel_entries(self) -> list[Callable[[int], None]]:
+        """One entry per kernel (``nc_kernel_<i>``), for modules built with
+        ``per_kernel_entries``."""
+        engine = self.native.engine
+        entries = []
+        for i in range(len(self.program.kernels)):
+            address = engine.get_function_address(f"nc_kernel_{i}")
+            if not address:
+                raise ExecutionError("this module was built without per-kernel entry points")
+            entries.append(_ENTRY(address))
+        return entries
+
+    def call_timed(
+        self, arrays: Sequence[object], entries: list[Callable[[int], None]]
+    ) -> tuple[list[np.ndarray], list[float]]:
+        """Like calling, but runs the kernels one entry at a time, in program order (so
+        each sees the data it would in a normal call); returns the seconds of each."""
+        seconds: list[float] = []
+
+        def run() -> None:
+            for entry in entries:
+                start = time.perf_counter()
+                entry(self._args_address)
+                seconds.append(time.perf_counter() - start)
+
+        return self._execute(arrays, run), seconds
+
+    def _execute(self, arrays: Sequence[object], run: Callable[[], None]) -> list[np.ndarray]:
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
         inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
@@ -118,7 +152,7 @@ class LLVMExecutable:
                     self._args[self._io_slots[slot]] = a.ctypes.data
                     self._bound[slot] = a
             self._status[0] = 0
-            self._entry(self._args_address)
+            run()
 
             code = int(self._status[0])
             if code:

@@ -1,0 +1,54 @@
+"""nc.profile: per-kernel times of a compiled function, run kernel by kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+
+
+def step(x, w):
+    h = nc.relu(nc.matmul(x, w))
+    return nc.sum(h, axis=0), nc.tanh(h)
+
+
+def test_profile_times_every_kernel_in_program_order():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 16)).astype(np.float32)
+    before = x.copy(), w.copy()
+    report = nc.profile(step, x, w, steps=3)
+    program = nc.lower(step, x, w).program
+    assert [k.name for k in report.kernels] == [k.name for k in program.kernels]
+    assert all(k.median_ms > 0 for k in report.kernels)
+    assert report.total_ms == pytest.approx(sum(k.median_ms for k in report.kernels))
+    table = report.table()
+    assert "total of" in table and all(k.name in table for k in report.kernels)
+    assert len(report.table(top=1).splitlines()) == 3  # header, one kernel, total
+    np.testing.assert_array_equal(x, before[0])  # inputs are not modified
+    np.testing.assert_array_equal(w, before[1])
+
+
+def test_kernel_by_kernel_run_gives_the_normal_results():
+    from nncompile.backends.llvm.module import build_module
+
+    from nncompile.compiler import lower_graph_for
+
+    x = np.linspace(-1, 1, 64 * 32, dtype=np.float32).reshape(64, 32)
+    w = np.linspace(1, -1, 32 * 16, dtype=np.float32).reshape(32, 16)
+    lowered = lower_graph_for(nc.trace(step, x, w))
+    lowered.source = build_module(lowered.program, lowered.threads, per_kernel_entries=True)
+    executable = lowered.compile()
+    want = executable([x, w])
+    want = [a.copy() for a in want]
+    got, seconds = executable.call_timed([x, w], executable.kernel_entries())
+    assert len(seconds) == len(lowered.program.kernels)
+    for g, e in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_profile_rejects_zero_steps():
+    x = np.ones((2, 2), np.float32)
+    with pytest.raises(ValueError, match="steps"):
+        nc.profile(step, x, x, steps=0)
