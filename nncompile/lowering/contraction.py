@@ -264,21 +264,6 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     d = dw.dtype
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     g_buf = kb.buffer(gout)
-    if cs.nhwc:  # gout (N, P, O) -> (N, O, P): the pixels must be contiguous (cheap next to
-        # the K*O*P multiply-adds; an o-innermost loop would load and store dW per pixel)
-        g_t = kb.scratch("gout_t", d, gout.type.size)
-        nop = (cs.n, cs.o, cs.p)
-        stmts += kb.nest(
-            nop,
-            lambda ix: [
-                Store(
-                    g_t,
-                    linearize(ix, nop),
-                    Load(g_buf, linearize([ix[0], ix[2], ix[1]], (cs.n, cs.p, cs.o)), d),
-                )
-            ],
-        )
-        g_buf = g_t
     chunks = max(1, min(CHUNKS, cs.n))
     per_chunk = -(-cs.n // chunks)
     size = dw.type.size
@@ -300,6 +285,17 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     col = Load(col, iadd(imul(col_row, const_index(cs.p)), p), d)
     # gout[n, o, p]: per weight, a dot product over the contiguous pixels p
     g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
+    transpose: list[Stmt] = []
+    if cs.nhwc:
+        # gout[n] is (P x O): each chunk first transposes its image into its own (O x P)
+        # scratch (cache-resident), so the dot products still run over contiguous pixels.
+        g_t = kb.scratch("gout_t", d, chunks * cs.o * cs.p)
+        own = imul(t, const_index(cs.o * cs.p))
+        src = iadd(imul(iadd(imul(n, const_index(cs.p)), p), const_index(cs.o)), o)
+        dst = iadd(own, iadd(imul(o, const_index(cs.p)), p))
+        move = Store(g_t, dst, Load(g_buf, src, d))
+        transpose = [Loop(p_var, cs.p, [Loop(o_var, cs.o, [move], vectorize=True)])]
+        g_buf, g_at = g_t, dst
     dot = Binary("mul", Load(g_buf, g_at, d), col, d)
     out_at = iadd(imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), q))
     per_weight = [
@@ -307,7 +303,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         Loop(p_var, cs.p, [Assign(acc, Binary("add", Var(acc, d), dot, d))], vectorize=True),
         Store(partial, out_at, Binary("add", Load(partial, out_at, d), Var(acc, d), d)),
     ]
-    per_n = [Loop(o_var, cs.o, [Loop(q_var, cs.k, per_weight)])]
+    per_n = transpose + [Loop(o_var, cs.o, [Loop(q_var, cs.k, per_weight)])]
     real = Binary("lt", n, const_index(cs.n), dt.bool_)
     stmts.append(Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_n)])], parallel=True))
 
