@@ -242,15 +242,39 @@ class GemmBuilder:
         n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
         zero = ir.Constant(self.t, 0.0)
 
-        # Pack A: panel ir holds rows ic + ir*MR + r, as [r][p] (each row's kc elements
-        # contiguous), zero beyond mc. Rows of a row-major A copy as whole vectors.
+        # Pack A: panel ir holds rows ic + ir*MR + r, zero beyond mc. A row-major A packs
+        # as [r][p] (each row's kc elements contiguous: rows copy as whole vectors); a
+        # transposed A (unit row stride) as [p][r], so that each step of p copies MR
+        # contiguous elements. Element (r, p) of a panel is at r*pack_rs + p*pack_ps.
+        one = ir.Constant(I64, 1)
+        unit = b.icmp_signed("==", a_cs, one)
+        tposed = b.and_(b.icmp_signed("==", a_rs, one), b.icmp_signed("!=", a_cs, one))
+        pack_rs = b.select(tposed, one, kc)
+        pack_ps = b.select(tposed, mr, one)
+
         def pack_a(ir_):
             whole = b.icmp_signed("<=", b.add(b.mul(ir_, mr), mr), mc)
-            unit = b.icmp_signed("==", a_cs, ir.Constant(I64, 1))
             fast = L.fn.append_basic_block("packa.fast")
+            check_t = L.fn.append_basic_block("packa.check_t")
+            fast_t = L.fn.append_basic_block("packa.fast_t")
             slow = L.fn.append_basic_block("packa.slow")
             done = L.fn.append_basic_block("packa.done")
-            b.cbranch(b.and_(whole, unit), fast, slow)
+            b.cbranch(b.and_(whole, unit), fast, check_t)
+            b.position_at_end(check_t)
+            b.cbranch(b.and_(whole, tposed), fast_t, slow)
+
+            b.position_at_end(fast_t)
+
+            def copy_column(p):
+                src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
+                dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
+                for r in range(MR):
+                    at = ir.Constant(I64, r)
+                    v = b.load(b.gep(a, [b.add(src, at)], source_etype=self.t), typ=self.t)
+                    store_untyped(b, v, b.gep(self.apack, [b.add(dst, at)], source_etype=self.t))
+
+            L.range(0, kc, 1, copy_column, "pat")
+            b.branch(done)
 
             b.position_at_end(fast)
             vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
@@ -290,7 +314,8 @@ class GemmBuilder:
                     src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
                     src = b.select(valid, src, ir.Constant(I64, 0))
                     v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
-                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.add(b.mul(ir.Constant(I64, r), kc), p))
+                    within = b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps))
+                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), within)
                     store_untyped(
                         b, b.select(valid, v, zero), b.gep(self.apack, [dst], source_etype=self.t)
                     )
@@ -358,13 +383,13 @@ class GemmBuilder:
         def tile(t):
             ir_ = b.sdiv(t, n_panels)
             jr = b.srem(t, n_panels)
-            self._micro(L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta)
+            self._micro(L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta, (pack_rs, pack_ps))
 
         L.range(tid, tiles, nth, tile, "tile")
         b.ret_void()
         return fn
 
-    def _micro(self, L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta):
+    def _micro(self, L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta, a_layout):
         b, t, vt, lanes = L.b, self.t, self.vt, self.lanes
         fma = _declare(
             self.module,
@@ -373,6 +398,7 @@ class GemmBuilder:
         )
         mr_c, nr_c = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
         a_base = b.mul(ir_, b.mul(kc, mr_c))
+        pack_rs, pack_ps = a_layout  # element (r, p) of the A panel: r*pack_rs + p*pack_ps
         b_base = b.mul(jr, b.mul(kc, nr_c))
         # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
         acc_type = ir.ArrayType(vt, MR * VECTORS)
@@ -391,7 +417,7 @@ class GemmBuilder:
                 ptr = b.gep(self.bpack, [off], source_etype=t)
                 bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
             for r in range(MR):
-                off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), kc), p))
+                off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps)))
 
                 av = b.load(b.gep(self.apack, [off], source_etype=t), typ=t)
                 splat = b.shuffle_vector(

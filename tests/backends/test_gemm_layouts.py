@@ -1,0 +1,46 @@
+"""The runtime GEMM on every operand layout it packs differently: row-major and
+transposed A (packed [r][p] vs [p][r]), row-major and transposed B, whole and partial
+panels, K across several rank-KC updates and M across several row blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+
+from .llvm_support import acc, check
+
+SHAPES = [  # (M, K, N)
+    (1, 5, 3),
+    (6, 1, 64),
+    (13, 300, 70),  # partial panels, two rank-KC updates
+    (7, 513, 65),
+    (1600, 64, 40),  # rows beyond one block (MC*KC / kc rows per block when K is short)
+]
+
+
+LAYOUTS = {  # each its own program: a transpose read by two matmuls would be materialized
+    "nn": lambda a, b, a_t, b_t: a @ b,
+    "tn": lambda a, b, a_t, b_t: nc.transpose(a_t) @ b,
+    "nt": lambda a, b, a_t, b_t: a @ nc.transpose(b_t),
+    "tt": lambda a, b, a_t, b_t: nc.transpose(a_t) @ nc.transpose(b_t),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_gemm_matches_reference_for_each_operand_layout(shape, dtype, layout):
+    m, k, n = shape
+    rng = np.random.default_rng(m * 1000 + k + n)
+    a = rng.uniform(-2, 2, (m, k)).astype(dtype)
+    b = rng.uniform(-2, 2, (k, n)).astype(dtype)
+    a_t, b_t = np.ascontiguousarray(a.T), np.ascontiguousarray(b.T)
+    fn = LAYOUTS[layout]
+    program = nc.lower(fn, a, b, a_t, b_t).program
+    assert len(program.kernels) == 1  # the GEMM reads the transposed operands in place
+    got = check(fn, a, b, a_t, b_t, tol=acc(dtype, k, 4.0))
+    # and against float64 NumPy, not only the reference
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * k**0.5)
