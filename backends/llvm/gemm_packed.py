@@ -329,9 +329,29 @@ class GemmBuilder:
             whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
             unit = b.icmp_signed("==", b_cs, ir.Constant(I64, 1))
             fast = L.fn.append_basic_block("packb.fast")
+            check_t = L.fn.append_basic_block("packb.check_t")
+            fast_t = L.fn.append_basic_block("packb.fast_t")
             slow = L.fn.append_basic_block("packb.slow")
             done = L.fn.append_basic_block("packb.done")
-            b.cbranch(b.and_(whole, unit), fast, slow)
+            b.cbranch(b.and_(whole, unit), fast, check_t)
+            b.position_at_end(check_t)
+            b_tposed = b.icmp_signed("==", b_rs, ir.Constant(I64, 1))
+            b.cbranch(b.and_(whole, b_tposed), fast_t, slow)
+
+            # A transposed B (unit row stride) in whole panels: no bounds selects.
+            b.position_at_end(fast_t)
+
+            def gather_row(p):
+                src = b.add(b.add(pc, p), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
+                dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
+                for j in range(self.nr):
+                    at = b.add(src, b.mul(ir.Constant(I64, j), b_cs))
+                    v = b.load(b.gep(bm, [at], source_etype=self.t), typ=self.t)
+                    out = b.gep(self.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=self.t)
+                    store_untyped(b, v, out)
+
+            L.range(0, kc, 1, gather_row, "pbt")
+            b.branch(done)
 
             # Contiguous rows of a whole panel: copy NR elements per row as vectors.
             b.position_at_end(fast)
