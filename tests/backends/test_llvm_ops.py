@@ -9,10 +9,7 @@ together reach every op of the registry.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 import zlib
 from collections.abc import Callable
 from functools import partial
@@ -23,20 +20,8 @@ import pytest
 import nncompile as nc
 from nncompile.dispatch import bind
 
+from . import llvm_support as S
 
-def _support():
-    """The sibling helper module, loaded by path (tests run with --import-mode=importlib)."""
-    name = "llvm_support"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _support()
 F32, F64, I32, I64, BOOL = S.F32, S.F64, S.I32, S.I64, S.BOOL
 acc, check, data = S.acc, S.check, S.data
 

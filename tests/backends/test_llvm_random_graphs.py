@@ -12,10 +12,7 @@ Shrinking is off (every example compiles native code); a failure prints the prog
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,20 +22,7 @@ from hypothesis import strategies as st
 
 import nncompile as nc
 
-
-def _support():
-    """The sibling helper module, loaded by path (tests run with --import-mode=importlib)."""
-    name = "llvm_support"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _support()
+from . import llvm_support as S
 
 
 @pytest.fixture(autouse=True)

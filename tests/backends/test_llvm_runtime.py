@@ -3,11 +3,9 @@ on-disk object cache, recompilation per signature, NNCOMPILE_DUMP, thread counts
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import re
-import sys
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -17,20 +15,7 @@ from nncompile.backends.llvm.parallel import load_libgomp
 
 import nncompile as nc
 
-
-def _support():
-    """The sibling helper module, loaded by path (tests run with --import-mode=importlib)."""
-    name = "llvm_support"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _support()
+from . import llvm_support as S
 
 
 @pytest.fixture(autouse=True)

@@ -4,54 +4,16 @@
 import numpy as np
 import pytest
 
-import nncompile as nc
 from nncompile import functional as fn
 from nncompile import losses
 
+from .torch_support import TOL, assert_close, check
+
 torch = pytest.importorskip("torch")
+
 F = torch.nn.functional
 
-TOL = {np.float64: 1e-8, np.float32: 1e-4}
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-
-
-def _tuple(o):
-    out = []
-    for t in o if isinstance(o, (tuple, list)) else (o,):
-        out += _tuple(t) if isinstance(t, (tuple, list)) else [t]
-    return tuple(out)
-
-
-def assert_close(got, want, rtol, what=""):
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
-    scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, err_msg=what)
-
-
-def check(nc_fn, torch_fn, args, argnums, dtype, seed=0):
-    """Forward outputs (nested tuples are flattened) and gradients w.r.t. ``argnums``."""
-    rtol = TOL[dtype]
-    args = [a.astype(dtype) if a.dtype.kind == "f" else a for a in map(np.asarray, args)]
-    outs = _tuple(nc_fn(*args))
-    rng = np.random.default_rng(seed)
-    cts = [rng.standard_normal(np.shape(o)).astype(dtype) for o in outs]
-    targs = [torch.tensor(a, requires_grad=i in argnums) for i, a in enumerate(args)]
-    touts = _tuple(torch_fn(*targs))
-    assert len(outs) == len(touts)
-    for k, (o, t) in enumerate(zip(outs, touts, strict=True)):
-        assert_close(o, t, rtol, f"output {k}")
-
-    def loss(*a):
-        return sum(nc.sum(o * c) for o, c in zip(_tuple(nc_fn(*a)), cts, strict=True))
-
-    grads = nc.grad(loss, argnums=tuple(argnums))(*args)
-    tloss = sum((t * torch.from_numpy(c)).sum() for t, c in zip(touts, cts, strict=True))
-    tgrads = torch.autograd.grad(tloss, [targs[i] for i in argnums])
-    for i, g, tg in zip(argnums, grads, tgrads, strict=True):
-        assert_close(g, tg, rtol, f"grad of arg {i}")
 
 
 R = np.random.default_rng(11)
