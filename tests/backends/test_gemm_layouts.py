@@ -17,6 +17,8 @@ SHAPES = [  # (M, K, N)
     (13, 300, 70),  # partial panels, two rank-KC updates
     (7, 513, 65),
     (1600, 64, 40),  # rows beyond one block (MC*KC / kc rows per block when K is short)
+    (5, 2100, 9),  # small M and N: rank-4KC updates, three of them
+    (100, 600, 30),  # M just above the small-M limit: rank-KC updates
 ]
 
 
