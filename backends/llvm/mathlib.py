@@ -13,9 +13,10 @@ from __future__ import annotations
 import ctypes.util
 import functools
 
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import llvmlite.ir.instructions as ins
+
+from .parallel import load_permanently
 
 # name -> (float32 symbol, float64 symbol, arity)
 FUNCTIONS = {
@@ -35,9 +36,9 @@ def libmvec_available() -> bool:
     if not path:
         return False
     try:
-        llvm.load_library_permanently(path)
+        load_permanently(path)
         return True
-    except RuntimeError:
+    except (OSError, RuntimeError):
         return False
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -373,3 +375,30 @@ def test_bad_thread_setting_is_a_compile_error(monkeypatch):
     monkeypatch.setenv("NNCOMPILE_THREADS", "many")
     with pytest.raises(nc.CompileError, match="NNCOMPILE_THREADS"):
         nc.compile(lambda x: x + 1)(np.ones(3, np.float32))
+
+
+EXIT_SCRIPT = """
+import numpy as np, nncompile as nc, os
+f = nc.compile(lambda x: nc.tanh(x) * 2, threads=2)
+x = np.ones(1 << 20, np.float32)
+for _ in range(3):
+    f(x)
+print("ok", os.environ.get("GOMP_SPINCOUNT"))
+"""
+
+
+@pytest.mark.parametrize("policy", ["active", None])
+def test_process_exits_cleanly_while_openmp_threads_spin(policy):
+    """Regression: llvmlite dlcloses libgomp at exit while its idle threads still spin in
+    it (SIGSEGV with OMP_WAIT_POLICY=active). Without a policy, nncompile sets libgomp's
+    spin count so that its threads stay awake between the parallel loops of a step."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["NNCOMPILE_CACHE_DIR"] = "off"
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    run = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    spincount = run.stdout.split()[-1]
+    assert spincount == ("None" if policy else "300000")
