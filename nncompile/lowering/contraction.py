@@ -17,6 +17,7 @@ from ..ir.kernel import (
     Expr,
     Gemm,
     If,
+    Let,
     Load,
     Local,
     Loop,
@@ -249,6 +250,7 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
 
 
 CHUNKS = 8  # images are split into this many chunks, summed in parallel
+Q_BLOCK = 8  # weights accumulated together in one pass over the pixels
 
 
 def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
@@ -276,13 +278,15 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     # col[n, g*K + q, p]; the pixel loop is innermost (a vectorized dot product). Plain
     # loops rather than the GEMM: the chunks run in parallel and the runtime GEMM's
     # packing buffers are shared.
-    o_var, q_var, p_var, acc = kb.fresh("o"), kb.fresh("q"), kb.fresh("p"), kb.fresh("acc")
-    o, q, p = Var(o_var, INDEX), Var(q_var, INDEX), Var(p_var, INDEX)
+    o_var, p_var = kb.fresh("o"), kb.fresh("p")
+    o, p = Var(o_var, INDEX), Var(p_var, INDEX)
     group = idiv(o, cs.og)
-    col_row = iadd(
-        iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k))), q
-    )
-    col = Load(col, iadd(imul(col_row, const_index(cs.p)), p), d)
+    col_buf = col
+
+    def col_at(q: Expr) -> Expr:  # col[n, group*K + q, p]
+        row = iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k)))
+        return Load(col_buf, iadd(imul(iadd(row, q), const_index(cs.p)), p), d)
+
     # gout[n, o, p]: per weight, a dot product over the contiguous pixels p
     g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
     transpose: list[Stmt] = []
@@ -296,14 +300,26 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         move = Store(g_t, dst, Load(g_buf, src, d))
         transpose = [Loop(p_var, cs.p, [Loop(o_var, cs.o, [move], vectorize=True)])]
         g_buf, g_at = g_t, dst
-    dot = Binary("mul", Load(g_buf, g_at, d), col, d)
-    out_at = iadd(imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), q))
-    per_weight = [
-        Local(acc, d, const(0, d)),
-        Loop(p_var, cs.p, [Assign(acc, Binary("add", Var(acc, d), dot, d))], vectorize=True),
-        Store(partial, out_at, Binary("add", Load(partial, out_at, d), Var(acc, d), d)),
-    ]
-    per_n = transpose + [Loop(o_var, cs.o, [Loop(q_var, cs.k, per_weight)])]
+    # Up to Q_BLOCK weights of one output channel per pass over the pixels: each gout
+    # element loaded once feeds Q_BLOCK multiply-adds into as many accumulators.
+    g_name = kb.fresh("g")
+    per_o: list[Stmt] = []
+    for first in range(0, cs.k, Q_BLOCK):
+        qs = range(first, min(first + Q_BLOCK, cs.k))
+        accs = [kb.fresh("acc") for _ in qs]
+        step: list[Stmt] = [Let(g_name, Load(g_buf, g_at, d))]
+        for a, qv in zip(accs, qs, strict=True):
+            product = Binary("mul", Var(g_name, d), col_at(const_index(qv)), d)
+            step.append(Assign(a, Binary("add", Var(a, d), product, d)))
+        per_o += [Local(a, d, const(0, d)) for a in accs]
+        per_o.append(Loop(p_var, cs.p, step, vectorize=True))
+        for a, qv in zip(accs, qs, strict=True):
+            out_at = iadd(
+                imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), const_index(qv))
+            )
+            total = Binary("add", Load(partial, out_at, d), Var(a, d), d)
+            per_o.append(Store(partial, out_at, total))
+    per_n = transpose + [Loop(o_var, cs.o, per_o)]
     real = Binary("lt", n, const_index(cs.n), dt.bool_)
     stmts.append(Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_n)])], parallel=True))
 
