@@ -1,0 +1,227 @@
+"""Kernel IR -> one CUDA C translation unit (pure code generation: no GPU, no CUDA library).
+
+Each kernel's top-level statements become launches, in order; launches on one stream run
+one after another, which gives the ordering the CPU backend gets from running statements
+in sequence:
+
+- a parallel loop (its iterations are independent) becomes an ``extern "C" __global__``
+  function whose threads take the iterations in a grid-stride loop;
+- any other loop, ``if`` or store runs on a single thread (serial accumulations);
+- a GEMM becomes a launch of a shared-memory tiled matrix product.
+
+Scalars a kernel computes once before its loops (``let``/``local``) are recomputed at the
+start of every launch that needs them. Semantics follow the LLVM backend: integer
+division by zero gives 0, float -> int casts saturate (NaN -> 0), max/min propagate NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...ir import dtypes as dt
+from ...ir.kernel import (
+    Binary,
+    Cast,
+    Const,
+    Expr,
+    Load,
+    Select,
+    Unary,
+    Var,
+    children,
+)
+
+BLOCK = 256  # threads per block of a grid-stride launch
+MAX_BLOCKS = 65535  # the grid-stride loop covers the rest
+TILE = 16  # GEMM tile edge (TILE x TILE threads per block)
+
+C_TYPES = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t"}
+UNSIGNED = {"int32": "uint32_t", "int64": "uint64_t"}
+
+
+def reg_type(d: dt.DType) -> str:
+    return "bool" if d.is_bool else C_TYPES[d.name]
+
+
+def mem_type(d: dt.DType) -> str:
+    return "uint8_t" if d.is_bool else C_TYPES[d.name]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: ``function`` with ``grid`` x ``block`` threads (3-D for GEMMs)."""
+
+    function: str
+    kind: str  # "grid-stride", "single" or "gemm"
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    params: tuple[str, ...]  # buffer names, in argument order
+
+
+def grid_stride_blocks(extent: int) -> int:
+    """Blocks for ``extent`` iterations of a grid-stride loop: enough for one iteration per
+    thread (rounded up), at least 1, at most MAX_BLOCKS."""
+    return max(1, min(MAX_BLOCKS, -(-extent // BLOCK)))
+
+
+@dataclass
+class CudaSource:
+    source: str
+    launches: list[Launch]
+
+
+# ---- expressions ---------------------------------------------------------------------------
+
+
+def literal(value: object, d: dt.DType) -> str:
+    if d.is_bool:
+        return "true" if value else "false"
+    if d.is_float:
+        v = float(value)
+        suffix = "f" if d.name == "float32" else ""
+        if math.isnan(v):
+            return f"nc_nan<{reg_type(d)}>()"
+        if math.isinf(v):
+            return f"{'-' if v < 0 else ''}nc_inf<{reg_type(d)}>()"
+        text = repr(v)
+        if "e" not in text and "." not in text:
+            text += ".0"
+        return f"{text}{suffix}"
+    v = int(value)
+    if d.name == "int64":
+        return "(-9223372036854775807LL - 1)" if v == -(2**63) else f"{v}LL"
+    return "(-2147483647 - 1)" if v == -(2**31) else str(v)
+
+
+_FLOAT_FN = {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "sqrt": "sqrt"}
+_COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
+class ExprPrinter:
+    """Expressions as C; a subexpression used more than once in a statement is computed
+    once into a named constant placed just before that statement."""
+
+    def __init__(self, buffers: dict[str, dt.DType]):
+        self.buffers = buffers
+        self.counter = 0
+
+    def statement(self, exprs: list[Expr]) -> tuple[list[str], list[str]]:
+        """(declarations to put first, the C text of each expression)."""
+        uses: dict[int, int] = {}
+
+        def count(e: Expr) -> None:
+            uses[id(e)] = uses.get(id(e), 0) + 1
+            if uses[id(e)] == 1:
+                for c in children(e):
+                    count(c)
+
+        for e in exprs:
+            count(e)
+        names: dict[int, str] = {}
+        decls: list[str] = []
+
+        def text(e: Expr) -> str:
+            if id(e) in names:
+                return names[id(e)]
+            out = self._render(e, text)
+            if uses[id(e)] > 1 and not isinstance(e, (Const, Var)):
+                self.counter += 1
+                name = f"s{self.counter}"
+                decls.append(f"const {reg_type(e.dtype)} {name} = {out};")
+                names[id(e)] = name
+                return name
+            return out
+
+        return decls, [text(e) for e in exprs]
+
+    def _render(self, e: Expr, text) -> str:
+        if isinstance(e, Const):
+            return literal(e.value, e.dtype)
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Load):
+            at = f"{e.buffer}[{text(e.index)}]"
+            return f"({at} != 0)" if e.dtype.is_bool else at
+        if isinstance(e, Select):
+            return f"({text(e.cond)} ? {text(e.a)} : {text(e.b)})"
+        if isinstance(e, Cast):
+            return cast(text(e.x), e.x.dtype, e.dtype)
+        if isinstance(e, Unary):
+            return unary(e.op, text(e.x), e.x.dtype)
+        if isinstance(e, Binary):
+            return binary(e.op, text(e.a), text(e.b), e.a.dtype)
+        raise TypeError(f"unknown expression {e!r}")
+
+
+def unary(op: str, x: str, d: dt.DType) -> str:
+    t = reg_type(d)
+    if op == "not":
+        return f"(!{x})"
+    if d.is_float:
+        if op == "neg":
+            return f"(-{x})"
+        if op == "abs":
+            return f"fabs({x})"
+        if op == "floor":
+            return f"floor({x})"
+        if op == "sign":
+            return f"nc_sign<{t}>({x})"
+        if op == "sigmoid":
+            return f"nc_sigmoid<{t}>({x})"
+        if op in _FLOAT_FN:
+            return f"{_FLOAT_FN[op]}({x})"
+    elif not d.is_bool:
+        u = UNSIGNED[d.name]
+        if op == "neg":
+            return f"(({t})(({u})0 - ({u}){x}))"
+        if op == "abs":
+            return f"nc_iabs<{t}, {u}>({x})"
+        if op == "sign":
+            return f"(({t})(({x}) > 0) - ({t})(({x}) < 0))"
+    raise NotImplementedError(f"CUDA backend: unary {op} on {d}")
+
+
+def binary(op: str, a: str, b: str, d: dt.DType) -> str:
+    if op in _COMPARE:
+        return f"({a} {_COMPARE[op]} {b})"
+    if op in ("and", "or", "xor"):
+        sym = {"and": "&", "or": "|", "xor": "^"}[op]
+        return f"(({reg_type(d)})({a} {sym} {b}))"
+    t = reg_type(d)
+    if d.is_float:
+        if op in ("add", "sub", "mul", "div"):
+            return f"({a} {'+-*/'[('add', 'sub', 'mul', 'div').index(op)]} {b})"
+        if op in ("max", "min"):
+            return f"nc_f{op}<{t}>({a}, {b})"
+        if op == "pow":
+            return f"pow({a}, {b})"
+    elif d.is_bool:
+        if op == "max":
+            return f"({a} || {b})"
+        if op == "min":
+            return f"({a} && {b})"
+    else:
+        u = UNSIGNED[d.name]
+        if op in ("add", "sub", "mul"):  # wrap around, as the CPU does
+            sym = {"add": "+", "sub": "-", "mul": "*"}[op]
+            return f"(({t})(({u}){a} {sym} ({u}){b}))"
+        if op in ("idiv", "mod"):
+            return f"nc_{op}<{t}>({a}, {b})"
+        if op in ("max", "min"):
+            return f"nc_i{op}<{t}>({a}, {b})"
+        if op == "shl":
+            return f"(({t})(({u}){a} << {b}))"
+        if op == "lshr":
+            return f"(({t})(({u}){a} >> {b}))"
+    raise NotImplementedError(f"CUDA backend: binary {op} on {d}")
+
+
+def cast(x: str, src: dt.DType, dst: dt.DType) -> str:
+    if src == dst:
+        return x
+    if dst.is_bool:
+        return f"({x} != 0)"  # NaN != 0 is true, as on the CPU
+    if src.is_float and not dst.is_float:
+        return f"nc_f2i<{reg_type(dst)}>({x})"
+    return f"(({reg_type(dst)})({x}))"
