@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...ir.kernel import Assign, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store
-from ...lowering.program import Program
+from ...lowering.program import Program, physical_params
 from .emit import (
     BLOCK,
     TILE,
@@ -17,22 +17,11 @@ from .emit import (
 from .prelude import PRELUDE
 
 
-def physical_params(kernel: Kernel, physical: dict[str, str]):
-    """Kernel parameters with donated outputs folded into their input's pointer."""
-    out, seen = [], set()
-    for p in kernel.params:
-        name = physical.get(p.name, p.name)
-        if name not in seen:
-            seen.add(name)
-            out.append((name, p.dtype))
-    return out
-
-
 class KernelWriter:
     def __init__(self, kernel: Kernel, physical: dict[str, str]):
         self.kernel = kernel
         self.physical = physical
-        self.params = physical_params(kernel, physical)
+        self.params = [(p.name, p.dtype) for p in physical_params(kernel, physical)]
         self.printer = ExprPrinter({n: d for n, d in self.params})
         self.lines: list[str] = []
 

@@ -39,6 +39,7 @@ from ...ir.kernel import (
     Var,
     children,
 )
+from ...lowering.program import physical_params
 from . import mathlib
 from .parallel import ParallelRuntime
 
@@ -431,17 +432,6 @@ class KernelEmitter:
         if dst.is_float:
             return b.sitofp(x, t)
         return b.sext(x, t) if dst.itemsize > src.itemsize else b.trunc(x, t)
-
-
-def physical_params(kernel: Kernel, physical: dict[str, str]):
-    """The kernel's parameters with donated outputs folded into their inputs' pointer."""
-    out, seen = [], set()
-    for p in kernel.params:
-        name = physical.get(p.name, p.name)
-        if name not in seen:
-            seen.add(name)
-            out.append(type(p)(name, p.dtype, p.size))
-    return out
 
 
 class FunctionAttributes(ir.values.FunctionAttributes):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from ...lowering.program import Program
+from ...lowering.program import Program, physical_params
 from . import mathlib
-from .codegen import I8, I32, PTR, VOID, KernelEmitter, physical_params, set_function_attributes
+from .codegen import I8, I32, PTR, VOID, KernelEmitter, set_function_attributes
 from .parallel import ParallelRuntime
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from ..ir.graph import Graph, Value
-from ..ir.kernel import Kernel
+from ..ir.kernel import BufferParam, Kernel
 from ..ir.kernel_printer import format_kernel
 from ..passes.fusion import FusionGroup
 from .kernels import KernelBuilder, lower_group
@@ -52,6 +52,18 @@ class Program:
             where = f"@{b.offset} live [{b.first}, {b.last}]" if b.kind == "arena" else ""
             lines.append(f"#   {b.kind:<8} {b.name}: {b.dtype}[{b.size}] {where}")
         return "\n".join(lines + [""] + [format_kernel(k) + "\n" for k in self.kernels])
+
+
+def physical_params(kernel: Kernel, physical: dict[str, str]) -> list[BufferParam]:
+    """The kernel's parameters with donated outputs folded into their input's pointer
+    (``physical``: output buffer -> input buffer, see ``Program.physical``)."""
+    out, seen = [], set()
+    for p in kernel.params:
+        name = physical.get(p.name, p.name)
+        if name not in seen:
+            seen.add(name)
+            out.append(BufferParam(name, p.dtype, p.size))
+    return out
 
 
 class _Planner:
