@@ -95,6 +95,7 @@ def literal(value: object, d: dt.DType) -> str:
 
 
 _FLOAT_FN = {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "sqrt": "sqrt"}
+_ARITH = {"add": "+", "sub": "-", "mul": "*"}
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 
@@ -105,6 +106,18 @@ class ExprPrinter:
     def __init__(self, buffers: dict[str, dt.DType]):
         self.buffers = buffers
         self.counter = 0
+        self.loop_vars: set[str] = set()  # bounded by their extents: affine index math
+
+    def affine(self, e: Expr) -> bool:
+        """Integer arithmetic on constants and loop variables only: an index, which cannot
+        overflow, so it prints as plain C arithmetic instead of wrapping arithmetic."""
+        if isinstance(e, Const):
+            return not e.dtype.is_float and not e.dtype.is_bool
+        if isinstance(e, Var):
+            return e.name in self.loop_vars
+        if isinstance(e, Binary) and e.op in ("add", "sub", "mul"):
+            return self.affine(e.a) and self.affine(e.b)
+        return False
 
     def statement(self, exprs: list[Expr]) -> tuple[list[str], list[str]]:
         """(declarations to put first, the C text of each expression)."""
@@ -150,6 +163,8 @@ class ExprPrinter:
         if isinstance(e, Unary):
             return unary(e.op, text(e.x), e.x.dtype)
         if isinstance(e, Binary):
+            if e.op in ("add", "sub", "mul") and self.affine(e):
+                return f"({text(e.a)} {_ARITH[e.op]} {text(e.b)})"
             return binary(e.op, text(e.a), text(e.b), e.a.dtype)
         raise TypeError(f"unknown expression {e!r}")
 

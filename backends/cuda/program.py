@@ -66,6 +66,7 @@ class KernelWriter:
             if extent is None:
                 raise NotImplementedError("CUDA backend: loops with a computed extent")
             v = s.var
+            self.printer.loop_vars.add(v)
             self.lines.append(f"{pad}for (int64_t {v} = 0; {v} < {extent}LL; ++{v}) {{")
             self.block(s.body, depth + 1)
             self.lines.append(pad + "}")
@@ -100,6 +101,7 @@ class KernelWriter:
             self.lines.append(self.signature(function) + " {")
             self.block(scalars, 1)
             if isinstance(s, Loop) and s.parallel and isinstance(s.extent, int):
+                self.printer.loop_vars.add(s.var)
                 self.lines.append(
                     f"  for (int64_t {s.var} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
                     f" {s.var} < {s.extent}LL; {s.var} += (int64_t)gridDim.x * blockDim.x) {{"

@@ -103,3 +103,12 @@ def test_running_raises_a_clear_error():
     x = np.ones(4, np.float32)
     with pytest.raises(NotImplementedError, match=r"issue #6.*backend='llvm'"):
         nc.compile(lambda x: x + 1, backend="cuda")(x)
+
+
+def test_index_arithmetic_is_plain_and_integer_data_arithmetic_wraps():
+    x = np.arange(12, dtype=np.int64).reshape(3, 4)
+    source = nc.lower(lambda x: nc.transpose(x) * 3 + 1, x, backend="cuda").source
+    body = source[source.index('extern "C"') :]
+    assert "(uint64_t)" in body  # int64 data: wrapping arithmetic, as on the CPU
+    index = re.search(r"in0_x\[([^\]]*)\]", body).group(1)
+    assert "uint64_t" not in index and "*" in index  # loop-variable math: plain C
