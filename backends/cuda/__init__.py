@@ -15,8 +15,20 @@ def emit_program(program) -> str:
 
 
 def compile_program(lowered):
+    """Compile the program's CUDA C to a cubin (checking it), then say what is missing:
+    the machine's driver or device, or, where a GPU is there, the runtime itself."""
+    from ...ir.errors import ExecutionError
+    from .toolchain import compile_cubin, missing_for_running
+
+    compile_cubin(lowered.source)
+    missing = missing_for_running()
+    if missing:
+        raise ExecutionError(
+            f"backend='cuda' cannot run here: {missing}. The CUDA C is generated and compiles "
+            "(nc.lower(f, *args, backend='cuda').source); use backend='llvm' on the CPU"
+        )
     raise NotImplementedError(
-        "the CUDA backend generates CUDA C (nc.lower(f, *args, backend='cuda').source) but "
-        "cannot run it yet: device memory, module loading and kernel launches are not built "
-        "(issue #6); use backend='llvm' to run on the CPU"
+        "the CUDA backend generates and compiles CUDA C but cannot run it yet: device "
+        "memory, module loading and kernel launches are not built (issue #6); use "
+        "backend='llvm' to run on the CPU"
     )

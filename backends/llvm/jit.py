@@ -20,16 +20,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import llvmlite
 import llvmlite.binding as llvm
 
+from ...disk_cache import cache_dir, read_cached, write_cached
 from ...ir.errors import CompileError
-
-_MAGIC = b"NCOBJ1\n"
 
 
 @functools.cache
@@ -61,13 +59,6 @@ def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
     pb.getModulePassManager().run(module, pb)
 
 
-def cache_dir() -> str | None:
-    d = os.environ.get(
-        "NNCOMPILE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
-    )
-    return None if d.strip().lower() in ("", "off", "0", "none") else d
-
-
 def cache_key(ir_text: str) -> str:
     from ... import __version__
 
@@ -82,38 +73,6 @@ def cache_key(ir_text: str) -> str:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
-
-
-def read_cached(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
-        return None
-    head = len(_MAGIC) + 32
-    if len(blob) < head or not blob.startswith(_MAGIC):
-        _discard(path)
-        return None
-    digest, payload = blob[len(_MAGIC) : head], blob[head:]
-    if hashlib.sha256(payload).digest() != digest:
-        _discard(path)
-        return None
-    return payload
-
-
-def write_cached(path: str, payload: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-    os.replace(tmp, path)  # atomic: readers never see half a file
-
-
-def _discard(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 @dataclass

@@ -13,7 +13,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from nncompile.backends.cuda import emit_cuda, grid_stride_blocks
+from nncompile.backends.cuda import emit_cuda, grid_stride_blocks, toolchain
 from nncompile.backends.cuda.emit import BLOCK, MAX_BLOCKS, TILE
 
 import nncompile as nc
@@ -99,10 +99,53 @@ def test_grid_stride_launch_arithmetic(extent, blocks):
     assert grid_stride_blocks(extent) == blocks
 
 
-def test_running_raises_a_clear_error():
+def test_running_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
     x = np.ones(4, np.float32)
-    with pytest.raises(NotImplementedError, match=r"issue #6.*backend='llvm'"):
-        nc.compile(lambda x: x + 1, backend="cuda")(x)
+    compiled = nc.compile(lambda x: x + 1, backend="cuda")
+    if NVCC is None:
+        with pytest.raises(nc.CompileError, match="needs nvcc"):
+            compiled(x)
+    elif toolchain.missing_for_running() is not None:
+        with pytest.raises(nc.ExecutionError, match="cannot run here: .*(driver|device)"):
+            compiled(x)
+    else:
+        with pytest.raises(NotImplementedError, match="issue #6"):
+            compiled(x)
+
+
+def test_missing_nvcc_is_a_clear_compile_error(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    with pytest.raises(nc.CompileError, match="needs nvcc"):
+        toolchain.compile_cubin("// nothing")
+
+
+@needs_nvcc
+def test_cubins_are_cached_and_a_corrupt_entry_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    x = np.ones((5, 7), np.float32)
+    source = nc.lower(lambda x: nc.exp(x) * 2, x, backend="cuda").source
+    cubin = toolchain.compile_cubin(source)
+    assert cubin.startswith(b"\x7fELF")
+    (entry,) = tmp_path.glob("cuda-*.cubin")
+
+    def no_nvcc(*args, **kwargs):
+        raise AssertionError("nvcc ran although the cubin was cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(toolchain.subprocess, "run", no_nvcc)
+        assert toolchain.compile_cubin(source) == cubin
+    entry.write_bytes(entry.read_bytes()[:-100])  # truncated: detected, rebuilt
+    assert toolchain.compile_cubin(source) == cubin
+
+
+@needs_nvcc
+def test_nvcc_rejecting_source_is_a_compile_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", "off")
+    with pytest.raises(nc.CompileError, match="nvcc rejected"):
+        toolchain.compile_cubin("this is not C")
 
 
 def test_index_arithmetic_is_plain_and_integer_data_arithmetic_wraps():

@@ -1,0 +1,54 @@
+"""The on-disk cache of compiled code shared by the backends (LLVM objects, CUDA cubins).
+
+``NNCOMPILE_CACHE_DIR`` (default ``~/.cache/nncompile``; ``off`` disables it). Each file
+holds a magic line, the SHA-256 of its payload and the payload; a corrupt or truncated
+file is deleted and reported as a miss, never returned. Writes are atomic (temporary
+file, then rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+_MAGIC = b"NCOBJ1\n"
+
+
+def cache_dir() -> str | None:
+    d = os.environ.get(
+        "NNCOMPILE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
+    )
+    return None if d.strip().lower() in ("", "off", "0", "none") else d
+
+
+def read_cached(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 32
+    if len(blob) < head or not blob.startswith(_MAGIC):
+        _discard(path)
+        return None
+    digest, payload = blob[len(_MAGIC) : head], blob[head:]
+    if hashlib.sha256(payload).digest() != digest:
+        _discard(path)
+        return None
+    return payload
+
+
+def write_cached(path: str, payload: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+    os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def _discard(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
