@@ -122,6 +122,9 @@ class Loop:
     body: list[Stmt]
     parallel: bool = False  # iterations are independent: may run on several threads
     vectorize: bool = False  # innermost, unit-stride: worth vectorizing
+    # Iterations are independent but too few to be worth CPU threads (``parallel`` is
+    # off): a GPU still runs them on separate threads.
+    independent: bool = False
 
 
 @dataclass

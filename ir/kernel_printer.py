@@ -102,7 +102,8 @@ def _stmts(body: list[Stmt], depth: int) -> list[str]:
     out: list[str] = []
     for s in body:
         if isinstance(s, Loop):
-            hints = [h for h, on in (("parallel", s.parallel), ("vectorize", s.vectorize)) if on]
+            flags = (("parallel", s.parallel), ("vectorize", s.vectorize))
+            hints = [h for h, on in flags if on]
             extent = s.extent if isinstance(s.extent, int) else format_expr(s.extent)
             tag = f"  # {', '.join(hints)}" if hints else ""
             out.append(f"{pad}for {s.var} in 0..{extent}:{tag}")

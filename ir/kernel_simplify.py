@@ -178,7 +178,7 @@ class IndexSimplifier:
             if isinstance(s.extent, int):
                 self.ranges[s.var] = (0, max(s.extent - 1, 0))
             extent = s.extent if isinstance(s.extent, int) else self.expr(s.extent)
-            return Loop(s.var, extent, self.block(s.body), s.parallel, s.vectorize)
+            return Loop(s.var, extent, self.block(s.body), s.parallel, s.vectorize, s.independent)
         if isinstance(s, Store):
             return Store(s.buffer, self.expr(s.index), self.expr(s.value))
         if isinstance(s, Let):

@@ -100,7 +100,7 @@ class KernelWriter:
                 continue
             self.lines.append(self.signature(function) + " {")
             self.block(scalars, 1)
-            if isinstance(s, Loop) and s.parallel and isinstance(s.extent, int):
+            if isinstance(s, Loop) and (s.parallel or s.independent) and isinstance(s.extent, int):
                 self.printer.loop_vars.add(s.var)
                 self.lines.append(
                     f"  for (int64_t {s.var} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"

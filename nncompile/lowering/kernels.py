@@ -134,6 +134,7 @@ class KernelBuilder:
                     stmts,
                     parallel=parallel and outermost and total >= PARALLEL_MIN,
                     vectorize=depth == 0,
+                    independent=parallel and outermost,
                 )
             ]
         return stmts

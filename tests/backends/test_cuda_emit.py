@@ -155,3 +155,13 @@ def test_index_arithmetic_is_plain_and_integer_data_arithmetic_wraps():
     assert "(uint64_t)" in body  # int64 data: wrapping arithmetic, as on the CPU
     index = re.search(r"in0_x\[([^\]]*)\]", body).group(1)
     assert "uint64_t" not in index and "*" in index  # loop-variable math: plain C
+
+
+def test_small_independent_loops_still_get_a_thread_each():
+    """64 softmax rows are too few for CPU threads, but each row is a GPU thread."""
+    x = np.zeros((64, 10), np.float32)
+    program = nc.lower(nc.softmax, x, backend="cuda").program
+    (launch,) = emit_cuda(program).launches
+    assert launch.kind == "grid-stride" and launch.block == (BLOCK, 1, 1)
+    (loop,) = [s for s in program.kernels[0].body if hasattr(s, "independent")]
+    assert loop.independent and not loop.parallel
