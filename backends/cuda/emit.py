@@ -95,7 +95,9 @@ def literal(value: object, d: dt.DType) -> str:
 
 
 _FLOAT_FN = {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "sqrt": "sqrt"}
-_ARITH = {"add": "+", "sub": "-", "mul": "*"}
+# C operators of the binary ops that have one (comparisons give bool)
+_SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "and": "&", "or": "|", "xor": "^"}
+_SYMBOL.update({"shl": "<<", "lshr": ">>"})
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 
 
@@ -103,8 +105,7 @@ class ExprPrinter:
     """Expressions as C; a subexpression used more than once in a statement is computed
     once into a named constant placed just before that statement."""
 
-    def __init__(self, buffers: dict[str, dt.DType]):
-        self.buffers = buffers
+    def __init__(self):
         self.counter = 0
         self.loop_vars: set[str] = set()  # bounded by their extents: affine index math
 
@@ -164,7 +165,7 @@ class ExprPrinter:
             return unary(e.op, text(e.x), e.x.dtype)
         if isinstance(e, Binary):
             if e.op in ("add", "sub", "mul") and self.affine(e):
-                return f"({text(e.a)} {_ARITH[e.op]} {text(e.b)})"
+                return f"({text(e.a)} {_SYMBOL[e.op]} {text(e.b)})"
             return binary(e.op, text(e.a), text(e.b), e.a.dtype)
         raise TypeError(f"unknown expression {e!r}")
 
@@ -200,13 +201,12 @@ def unary(op: str, x: str, d: dt.DType) -> str:
 def binary(op: str, a: str, b: str, d: dt.DType) -> str:
     if op in _COMPARE:
         return f"({a} {_COMPARE[op]} {b})"
-    if op in ("and", "or", "xor"):
-        sym = {"and": "&", "or": "|", "xor": "^"}[op]
-        return f"(({reg_type(d)})({a} {sym} {b}))"
     t = reg_type(d)
+    if op in ("and", "or", "xor"):
+        return f"(({t})({a} {_SYMBOL[op]} {b}))"
     if d.is_float:
         if op in ("add", "sub", "mul", "div"):
-            return f"({a} {'+-*/'[('add', 'sub', 'mul', 'div').index(op)]} {b})"
+            return f"({a} {_SYMBOL[op]} {b})"
         if op in ("max", "min"):
             return f"nc_f{op}<{t}>({a}, {b})"
         if op == "pow":
@@ -218,17 +218,13 @@ def binary(op: str, a: str, b: str, d: dt.DType) -> str:
             return f"({a} && {b})"
     else:
         u = UNSIGNED[d.name]
-        if op in ("add", "sub", "mul"):  # wrap around, as the CPU does
-            sym = {"add": "+", "sub": "-", "mul": "*"}[op]
-            return f"(({t})(({u}){a} {sym} ({u}){b}))"
+        if op in ("add", "sub", "mul", "shl", "lshr"):  # wrap around, as the CPU does
+            rhs = b if op in ("shl", "lshr") else f"({u}){b}"
+            return f"(({t})(({u}){a} {_SYMBOL[op]} {rhs}))"
         if op in ("idiv", "mod"):
             return f"nc_{op}<{t}>({a}, {b})"
         if op in ("max", "min"):
             return f"nc_i{op}<{t}>({a}, {b})"
-        if op == "shl":
-            return f"(({t})(({u}){a} << {b}))"
-        if op == "lshr":
-            return f"(({t})(({u}){a} >> {b}))"
     raise NotImplementedError(f"CUDA backend: binary {op} on {d}")
 
 

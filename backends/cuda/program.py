@@ -21,8 +21,8 @@ class KernelWriter:
     def __init__(self, kernel: Kernel, physical: dict[str, str]):
         self.kernel = kernel
         self.physical = physical
-        self.params = [(p.name, p.dtype) for p in physical_params(kernel, physical)]
-        self.printer = ExprPrinter({n: d for n, d in self.params})
+        self.params = physical_params(kernel, physical)
+        self.printer = ExprPrinter()
         self.lines: list[str] = []
 
     def name(self, buffer: str) -> str:
@@ -51,8 +51,7 @@ class KernelWriter:
             self.emit(depth, [s.value], lambda v: f"{s.name} = {v};")
         elif isinstance(s, Store):
             buf = self.name(s.buffer)
-            d = dict(self.params)[buf]
-            cast = f"({mem_type(d)})" if d.is_bool else ""
+            cast = "(uint8_t)" if s.value.dtype.is_bool else ""  # bools are bytes in memory
             self.emit(depth, [s.index, s.value], lambda i, v: f"{buf}[{i}] = {cast}{v};")
         elif isinstance(s, If):
             self.emit(depth, [s.cond], lambda c: f"if ({c}) {{")
@@ -78,14 +77,14 @@ class KernelWriter:
     # ---- launches ----------------------------------------------------------------------
 
     def signature(self, function: str) -> str:
-        args = ", ".join(f"{mem_type(d)}* __restrict__ {n}" for n, d in self.params)
+        args = ", ".join(f"{mem_type(p.dtype)}* __restrict__ {p.name}" for p in self.params)
         return f'extern "C" __global__ void {function}({args})'
 
     def launches(self) -> list[Launch]:
         scalars: list[Stmt] = []  # pure top-level statements, recomputed by every launch
         shared_locals = {s.name for s in self.kernel.body if isinstance(s, Local)}
         out: list[Launch] = []
-        names = tuple(n for n, _ in self.params)
+        names = tuple(p.name for p in self.params)
         for s in self.kernel.body:
             if _pure(s):
                 scalars.append(s)

@@ -5,11 +5,8 @@ it is not built yet."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,23 +16,18 @@ from nncompile.backends.cuda.emit import BLOCK, MAX_BLOCKS, TILE
 import nncompile as nc
 from nncompile import optim
 
+from .llvm_support import graph_sizes
 from .test_llvm_ops import CASES
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-NVCC = shutil.which("nvcc")
+NVCC = toolchain.nvcc_path()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
 
 
 def nvcc_compiles(source: str, tmp_path: pathlib.Path) -> None:
-    path = tmp_path / "program.cu"
-    path.write_text(source)
-    run = subprocess.run(
-        [NVCC, "-arch=sm_90", "-cubin", "-o", str(tmp_path / "program.cubin"), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    """The backend's own nvcc step (CompileError with nvcc's messages if it fails)."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+        assert toolchain.compile_cubin(source).startswith(b"\x7fELF")
 
 
 @needs_nvcc
@@ -45,19 +37,10 @@ def test_every_op_case_compiles_with_nvcc(key, tmp_path):
     nvcc_compiles(nc.lower(fn, *args, backend="cuda").source, tmp_path)
 
 
-def _graph_sizes():
-    spec = importlib.util.spec_from_file_location(
-        "nc_cuda_graph_sizes", ROOT / "benchmarks" / "graph_sizes.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @needs_nvcc
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_training_steps_compile_with_nvcc(model, tmp_path):
-    params, loss, x = getattr(_graph_sizes(), model)()
+    params, loss, x = getattr(graph_sizes(), model)()
     y = np.zeros(x.shape[0], np.int64)
     opt = optim.Adam(1e-3)
     step = nc.train_step(loss, opt)

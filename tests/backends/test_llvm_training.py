@@ -7,9 +7,6 @@ near-zero gradients into visible parameter differences.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -17,23 +14,14 @@ import nncompile as nc
 from nncompile import functional as F
 from nncompile import init, optim
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from .llvm_support import graph_sizes
+
 STEPS = 5
 
 
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def _graph_sizes():
-    """benchmarks/graph_sizes.py, whose cnn() is the seed CNN (loaded by path)."""
-    spec = importlib.util.spec_from_file_location(
-        "nc_bench_graph_sizes", ROOT / "benchmarks" / "graph_sizes.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _leaves(tree, prefix=""):
@@ -80,7 +68,7 @@ def train_both(loss, params, x, y, lr=0.01):
 
 
 def test_seed_cnn_sgd_steps_match_reference():
-    params, loss, x = _graph_sizes().cnn()
+    params, loss, x = graph_sizes().cnn()
     x = x[:16]
     y = np.random.default_rng(1).integers(0, 10, len(x))
     losses = train_both(loss, params, x, y)
