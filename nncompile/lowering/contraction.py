@@ -281,13 +281,12 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     o_var, p_var = kb.fresh("o"), kb.fresh("p")
     o, p = Var(o_var, INDEX), Var(p_var, INDEX)
     group = idiv(o, cs.og)
-    col_buf = col
+    col_row = iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k)))
 
     def col_at(q: Expr) -> Expr:  # col[n, group*K + q, p]
-        row = iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k)))
-        return Load(col_buf, iadd(imul(iadd(row, q), const_index(cs.p)), p), d)
+        return Load(col, iadd(imul(iadd(col_row, q), const_index(cs.p)), p), d)
 
-    # gout[n, o, p]: per weight, a dot product over the contiguous pixels p
+    # gout[n, o, p] (NCHW): the pixels of one output channel are contiguous
     g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
     transpose: list[Stmt] = []
     if cs.nhwc:
