@@ -31,7 +31,7 @@ from ..ir.kernel import (
     imul,
     linearize,
 )
-from .exprs import clamp_index, const
+from .exprs import clamp_index, combine_chunks, const
 from .window_ops import (
     ConvShape,
     direct_conv_applies,
@@ -324,10 +324,8 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
 
     def total(ix: list[Expr]) -> list[Stmt]:
         flat = linearize(ix, dw.shape)
-
-        value: Expr = Load(partial, flat, d)
-        for c in range(1, chunks):
-            value = Binary("add", value, Load(partial, iadd(flat, const_index(c * size)), d), d)
+        add = lambda a, b: Binary("add", a, b, d)  # noqa: E731
+        value = combine_chunks(partial, flat, chunks, size, d, add)
         return kb.store_result(target, ix, dw.shape, value)
 
     return stmts + kb.nest(dw.shape, total)

@@ -80,6 +80,17 @@ def const(value: Any, dtype: dt.DType) -> Const:
     return Const(int(value), dtype)
 
 
+def combine_chunks(
+    buf: str, flat: Expr, chunks: int, stride: int, d: dt.DType, combine: Callable
+) -> Expr:
+    """The partial results that ``chunks`` parallel chunks left at ``flat + c * stride`` in
+    ``buf``, folded with ``combine(a, b)``, in chunk order."""
+    total: Expr = Load(buf, flat, d)
+    for c in range(1, chunks):
+        total = combine(total, Load(buf, iadd(flat, const_index(c * stride)), d))
+    return total
+
+
 def broadcast_index(index: Index, out_shape: tuple[int, ...], in_shape: tuple[int, ...]) -> Index:
     """NumPy broadcasting: align right; a size-1 input dim reads index 0."""
     lead = len(out_shape) - len(in_shape)

@@ -48,7 +48,7 @@ from ..ir.kernel import (
 from ..ir.kernel_simplify import simplify_kernel
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
-from .exprs import ElementBuilder, const
+from .exprs import ElementBuilder, combine_chunks, const
 
 PARALLEL_MIN = 2048  # iterations below this stay on one thread
 
@@ -379,16 +379,16 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
         flat = linearize(outer, outer_shape)
         stmts: list[Stmt] = []
         for r in reductions:
-            d, b = r.inputs[0].dtype, buffers[id(r)]
-            total: Expr = Load(b, flat, d)
-            for c in range(1, chunks):
-                at = iadd(flat, const_index(c * kept))
-                total = _combine(r.op, total, Load(b, at, d), d)
-            if r.op == "reduce_mean":
-                total = Binary("div", total, const(rows, d), d)
-            name = kb.fresh("red")
-            stmts.append(Let(name, total))
-            kb.elements.bind(r.outputs[0], Var(name, d))
+            d = r.inputs[0].dtype
+            total = combine_chunks(
+                buffers[id(r)],
+                flat,
+                chunks,
+                kept,
+                d,
+                lambda a, b, op=r.op, d=d: _combine(op, a, b, d),
+            )
+            stmts += _bind_result(kb, r, total, rows)
         return stmts
 
     return partials, init + [loop]
@@ -435,13 +435,18 @@ def _reduction_pass(
         return kb.checked([Assign(acc, _combine(r.op, Var(acc, d), value, d))], start)
 
     stmts += kb.nest(row, step, parallel=False, prefix="r")
-    result: Expr = Var(acc, d)
+    return stmts + _bind_result(kb, r, Var(acc, d), math.prod(row))
+
+
+def _bind_result(kb: KernelBuilder, r: Node, total: Expr, count: int) -> list[Stmt]:
+    """Name a reduction's result (a mean divides by the ``count`` reduced elements) and
+    make it the value of the reduction's output in the rest of the kernel."""
+    d = r.inputs[0].dtype
     if r.op == "reduce_mean":
-        result = Binary("div", result, const(max(math.prod(row), 0), d), d)
+        total = Binary("div", total, const(max(count, 0), d), d)
     name = kb.fresh("red")
-    stmts.append(Let(name, result))
-    kb.elements.bind(out, Var(name, d))
-    return stmts
+    kb.elements.bind(r.outputs[0], Var(name, d))
+    return [Let(name, total)]
 
 
 # ---- contraction and opaque groups ----------------------------------------------------------
