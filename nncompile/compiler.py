@@ -108,6 +108,7 @@ def lower_graph_for(
     level: int = 2,
     threads: int | None = None,
     donated_inputs: frozenset[int] = frozenset(),
+    kernel_entries: bool = False,
 ) -> Lowered:
     if backend not in BACKENDS:
         raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -129,7 +130,7 @@ def lower_graph_for(
 
         threads = threads or default_threads()
         start = time.perf_counter()
-        source = build_module(program, threads)
+        source = build_module(program, threads, per_kernel_entries=kernel_entries)
         timings["codegen"] = time.perf_counter() - start
     elif backend == "cuda":
         source = _cuda().emit_program(program)

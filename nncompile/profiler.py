@@ -62,10 +62,7 @@ def profile(
     Donation is off: the arguments are not modified."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    from .backends.llvm.module import build_module
-
-    lowered = lower_graph_for(trace(fn, *args), "llvm", threads=threads)
-    lowered.source = build_module(lowered.program, lowered.threads, per_kernel_entries=True)
+    lowered = lower_graph_for(trace(fn, *args), "llvm", threads=threads, kernel_entries=True)
     executable = lowered.compile()
     entries = executable.kernel_entries()
     leaves, _, _ = pytree.flatten(args, is_array_leaf)

@@ -31,14 +31,11 @@ def test_profile_times_every_kernel_in_program_order():
 
 
 def test_kernel_by_kernel_run_gives_the_normal_results():
-    from nncompile.backends.llvm.module import build_module
-
     from nncompile.compiler import lower_graph_for
 
     x = np.linspace(-1, 1, 64 * 32, dtype=np.float32).reshape(64, 32)
     w = np.linspace(1, -1, 32 * 16, dtype=np.float32).reshape(32, 16)
-    lowered = lower_graph_for(nc.trace(step, x, w))
-    lowered.source = build_module(lowered.program, lowered.threads, per_kernel_entries=True)
+    lowered = lower_graph_for(nc.trace(step, x, w), kernel_entries=True)
     executable = lowered.compile()
     want = executable([x, w])
     want = [a.copy() for a in want]
