@@ -62,6 +62,22 @@ class _Loops:
         b.branch(head)
         b.position_at_end(done)
 
+    def first_of(self, name, cases, otherwise):
+        """Emit the body of the first (condition, body) case that holds, else ``otherwise``."""
+        b = self.b
+        done = self.fn.append_basic_block(f"{name}.done")
+        for number, (cond, body) in enumerate(cases):
+            then = self.fn.append_basic_block(f"{name}.case{number}")
+            rest = self.fn.append_basic_block(f"{name}.not{number}")
+            b.cbranch(cond, then, rest)
+            b.position_at_end(then)
+            body()
+            b.branch(done)
+            b.position_at_end(rest)
+        otherwise()
+        b.branch(done)
+        b.position_at_end(done)
+
     def when(self, cond, body):
         b = self.b
         then = self.fn.append_basic_block("then")
@@ -261,142 +277,113 @@ class GemmBuilder:
 
         def pack_a(ir_):
             whole = b.icmp_signed("<=", b.add(b.mul(ir_, mr), mr), mc)
-            fast = L.fn.append_basic_block("packa.fast")
-            check_t = L.fn.append_basic_block("packa.check_t")
-            fast_t = L.fn.append_basic_block("packa.fast_t")
-            slow = L.fn.append_basic_block("packa.slow")
-            done = L.fn.append_basic_block("packa.done")
-            b.cbranch(b.and_(whole, unit), fast, check_t)
-            b.position_at_end(check_t)
-            b.cbranch(b.and_(whole, tposed), fast_t, slow)
 
-            b.position_at_end(fast_t)
-
-            def copy_column(p):
-                src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
-                dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
+            def row_major():  # whole rows, copied as vectors
+                vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
+                tail_start = b.mul(vectors, ir.Constant(I64, self.lanes))
                 for r in range(MR):
-                    at = ir.Constant(I64, r)
-                    v = b.load(b.gep(a, [b.add(src, at)], source_etype=self.t), typ=self.t)
-                    store_untyped(b, v, b.gep(self.apack, [b.add(dst, at)], source_etype=self.t))
-
-            L.range(0, kc, 1, copy_column, "pat")
-            b.branch(done)
-
-            b.position_at_end(fast)
-            vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
-            tail_start = b.mul(vectors, ir.Constant(I64, self.lanes))
-            for r in range(MR):
-                row_src = b.add(
-                    b.mul(b.add(ic, b.add(b.mul(ir_, mr), ir.Constant(I64, r))), a_rs), pc
-                )
-                row_dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(ir.Constant(I64, r), kc))
-
-                def copy_vector(q, row_src=row_src, row_dst=row_dst):
-                    at = b.mul(q, ir.Constant(I64, self.lanes))
-                    vec = b.load(
-                        b.gep(a, [b.add(row_src, at)], source_etype=self.t), typ=self.vt, align=4
+                    row_src = b.add(
+                        b.mul(b.add(ic, b.add(b.mul(ir_, mr), ir.Constant(I64, r))), a_rs), pc
                     )
-                    store_untyped(
-                        b,
-                        vec,
-                        b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t),
-                        align=4,
-                    )
+                    row_dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(ir.Constant(I64, r), kc))
 
-                def copy_scalar(p, row_src=row_src, row_dst=row_dst):
-                    v = b.load(b.gep(a, [b.add(row_src, p)], source_etype=self.t), typ=self.t)
-                    store_untyped(b, v, b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t))
+                    def copy_vector(q, row_src=row_src, row_dst=row_dst):
+                        at = b.mul(q, ir.Constant(I64, self.lanes))
+                        src = b.gep(a, [b.add(row_src, at)], source_etype=self.t)
+                        dst = b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t)
+                        store_untyped(b, b.load(src, typ=self.vt, align=4), dst, align=4)
 
-                L.range(0, vectors, 1, copy_vector, "pav")
-                L.range(tail_start, kc, 1, copy_scalar, "pas")
-            b.branch(done)
+                    def copy_scalar(p, row_src=row_src, row_dst=row_dst):
+                        v = b.load(b.gep(a, [b.add(row_src, p)], source_etype=self.t), typ=self.t)
+                        dst = b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t)
+                        store_untyped(b, v, dst)
 
-            b.position_at_end(slow)
+                    L.range(0, vectors, 1, copy_vector, "pav")
+                    L.range(tail_start, kc, 1, copy_scalar, "pas")
 
-            def step(p):
-                for r in range(MR):
-                    row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
-                    valid = b.icmp_signed("<", row, mc)
-                    src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
-                    src = b.select(valid, src, ir.Constant(I64, 0))
-                    v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
-                    within = b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps))
-                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), within)
-                    store_untyped(
-                        b, b.select(valid, v, zero), b.gep(self.apack, [dst], source_etype=self.t)
-                    )
+            def transposed():  # MR contiguous elements per step of p
+                def copy_column(p):
+                    src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
+                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
+                    for r in range(MR):
+                        at = ir.Constant(I64, r)
+                        v = b.load(b.gep(a, [b.add(src, at)], source_etype=self.t), typ=self.t)
+                        out = b.gep(self.apack, [b.add(dst, at)], source_etype=self.t)
+                        store_untyped(b, v, out)
 
-            L.range(0, kc, 1, step, "pa")
-            b.branch(done)
-            b.position_at_end(done)
+                L.range(0, kc, 1, copy_column, "pat")
+
+            def general():  # any strides, rows beyond mc zero
+                def step(p):
+                    for r in range(MR):
+                        row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
+                        valid = b.icmp_signed("<", row, mc)
+                        src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
+                        src = b.select(valid, src, ir.Constant(I64, 0))
+                        v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
+                        within = b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps))
+                        dst = b.add(b.mul(ir_, b.mul(kc, mr)), within)
+                        out = b.gep(self.apack, [dst], source_etype=self.t)
+                        store_untyped(b, b.select(valid, v, zero), out)
+
+                L.range(0, kc, 1, step, "pa")
+
+            cases = [(b.and_(whole, unit), row_major), (b.and_(whole, tposed), transposed)]
+            L.first_of("packa", cases, general)
 
         # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
+        b_unit = b.icmp_signed("==", b_cs, one)
+        b_tposed = b.icmp_signed("==", b_rs, one)
+
         def pack_b(jr):
             whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
-            unit = b.icmp_signed("==", b_cs, ir.Constant(I64, 1))
-            fast = L.fn.append_basic_block("packb.fast")
-            check_t = L.fn.append_basic_block("packb.check_t")
-            fast_t = L.fn.append_basic_block("packb.fast_t")
-            slow = L.fn.append_basic_block("packb.slow")
-            done = L.fn.append_basic_block("packb.done")
-            b.cbranch(b.and_(whole, unit), fast, check_t)
-            b.position_at_end(check_t)
-            b_tposed = b.icmp_signed("==", b_rs, ir.Constant(I64, 1))
-            b.cbranch(b.and_(whole, b_tposed), fast_t, slow)
 
-            # A transposed B (unit row stride) in whole panels: no bounds selects.
-            b.position_at_end(fast_t)
+            def row_major():  # contiguous rows of a whole panel: NR elements as vectors
+                def vector_row(p):
+                    src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
+                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
+                    for v in range(VECTORS):
+                        off = ir.Constant(I64, v * self.lanes)
+                        vec = b.load(
+                            b.gep(bm, [b.add(src, off)], source_etype=self.t), typ=self.vt, align=4
+                        )
+                        out = b.gep(self.bpack, [b.add(dst, off)], source_etype=self.t)
+                        store_untyped(b, vec, out, align=4)
 
-            def gather_row(p):
-                src = b.add(b.add(pc, p), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
-                dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                for j in range(self.nr):
-                    at = b.add(src, b.mul(ir.Constant(I64, j), b_cs))
-                    v = b.load(b.gep(bm, [at], source_etype=self.t), typ=self.t)
-                    out = b.gep(self.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=self.t)
-                    store_untyped(b, v, out)
+                L.range(0, kc, 1, vector_row, "pbv")
 
-            L.range(0, kc, 1, gather_row, "pbt")
-            b.branch(done)
+            def transposed():  # unit row stride, whole panel: no bounds selects
+                def gather_row(p):
+                    src = b.add(b.add(pc, p), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
+                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
+                    for j in range(self.nr):
+                        at = b.add(src, b.mul(ir.Constant(I64, j), b_cs))
+                        v = b.load(b.gep(bm, [at], source_etype=self.t), typ=self.t)
+                        out = b.gep(
+                            self.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=self.t
+                        )
+                        store_untyped(b, v, out)
 
-            # Contiguous rows of a whole panel: copy NR elements per row as vectors.
-            b.position_at_end(fast)
+                L.range(0, kc, 1, gather_row, "pbt")
 
-            def vector_row(p):
-                src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
-                dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                for v in range(VECTORS):
-                    off = ir.Constant(I64, v * self.lanes)
-                    vec = b.load(
-                        b.gep(bm, [b.add(src, off)], source_etype=self.t), typ=self.vt, align=4
-                    )
-                    store_untyped(
-                        b, vec, b.gep(self.bpack, [b.add(dst, off)], source_etype=self.t), align=4
-                    )
+            def general():  # any strides, columns beyond nc zero
+                def step(p):
+                    def col(j):
+                        colno = b.add(b.mul(jr, nr), j)
+                        valid = b.icmp_signed("<", colno, nc)
+                        src = b.add(b.mul(b.add(pc, p), b_rs), b.mul(b.add(jc, colno), b_cs))
+                        src = b.select(valid, src, ir.Constant(I64, 0))
+                        v = b.load(b.gep(bm, [src], source_etype=self.t), typ=self.t)
+                        dst = b.add(b.mul(jr, b.mul(kc, nr)), b.add(b.mul(p, nr), j))
+                        out = b.gep(self.bpack, [dst], source_etype=self.t)
+                        store_untyped(b, b.select(valid, v, zero), out)
 
-            L.range(0, kc, 1, vector_row, "pbv")
-            b.branch(done)
-            b.position_at_end(slow)
+                    L.range(0, self.nr, 1, col, "pj")
 
-            def step(p):
+                L.range(0, kc, 1, step, "pb")
 
-                def col(j):
-                    colno = b.add(b.mul(jr, nr), j)
-                    valid = b.icmp_signed("<", colno, nc)
-                    src = b.add(b.mul(b.add(pc, p), b_rs), b.mul(b.add(jc, colno), b_cs))
-                    src = b.select(valid, src, ir.Constant(I64, 0))
-                    v = b.load(b.gep(bm, [src], source_etype=self.t), typ=self.t)
-                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.add(b.mul(p, nr), j))
-                    store_untyped(
-                        b, b.select(valid, v, zero), b.gep(self.bpack, [dst], source_etype=self.t)
-                    )
-
-                L.range(0, self.nr, 1, col, "pj")
-
-            L.range(0, kc, 1, step, "pb")
-            b.branch(done)
-            b.position_at_end(done)
+            cases = [(b.and_(whole, b_unit), row_major), (b.and_(whole, b_tposed), transposed)]
+            L.first_of("packb", cases, general)
 
         L.range(tid, m_panels, nth, pack_a, "ira")
         L.range(tid, n_panels, nth, pack_b, "jrb")
