@@ -3,6 +3,7 @@ GPU; running the code (device memory, module loading, launches) is not built yet
 
 from __future__ import annotations
 
+from ...ir.errors import ExecutionError
 from .emit import CudaSource, Launch, grid_stride_blocks
 from .program import emit_cuda
 
@@ -17,7 +18,6 @@ def emit_program(program) -> str:
 def compile_program(lowered):
     """Compile the program's CUDA C to a cubin (checking it), then say what is missing:
     the machine's driver or device, or, where a GPU is there, the runtime itself."""
-    from ...ir.errors import ExecutionError
     from .toolchain import compile_cubin, missing_for_running
 
     compile_cubin(lowered.source)

@@ -398,19 +398,16 @@ def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt
     # so that each weight tap is a contiguous vector load, not a gather.
     w_shape, w_order = (cs.o, cs.cg, cs.kh, cs.kw), (0, 1, 2, 3)
     if cs.nhwc:
+        w_order = (1, 2, 3, 0)  # the (o, c, i, j) axes in the copy's order
+        t_shape = tuple(w_shape[k] for k in w_order)
         w_t = kb.scratch("w_t", d, cs.o * cs.k)
-        t_shape = (cs.cg, cs.kh, cs.kw, cs.o)
-        stmts += kb.nest(
-            w_shape,
-            lambda ix: [
-                Store(
-                    w_t,
-                    linearize([ix[1], ix[2], ix[3], ix[0]], t_shape),
-                    Load(w_buf, linearize(ix, w_shape), d),
-                )
-            ],
-        )
-        w_buf, w_shape, w_order = w_t, t_shape, (1, 2, 3, 0)
+
+        def copy(ix: list[Expr]) -> list[Stmt]:
+            at = linearize([ix[k] for k in w_order], t_shape)
+            return [Store(w_t, at, Load(w_buf, linearize(ix, w_shape), d))]
+
+        stmts += kb.nest(w_shape, copy)
+        w_buf, w_shape = w_t, t_shape
 
     def body(ix: list[Expr]) -> list[Stmt]:
         n, o, oh, ow = cs.split(ix)
