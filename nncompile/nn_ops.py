@@ -53,8 +53,6 @@ def _pads(
 
 
 def _require_image(op: str, x: Tensor, layout: str) -> None:
-    if layout not in ("NCHW", "NHWC"):
-        raise ValueError(f"{op}: layout must be 'NCHW' or 'NHWC', got {layout!r}")
     if x.ndim != 4:
         raise ShapeError(f"{op}: expects an {layout} input of rank 4, got {x._type}")
 
