@@ -39,6 +39,18 @@ class CompileError(NCError, RuntimeError):
     """A graph could not be compiled: a missing toolchain, device or feature."""
 
 
+class ConfigError(NCError, ValueError):
+    """A model, layer, optimizer or training argument is invalid (unknown name, bad value)."""
+
+
+class DataError(NCError, ValueError):
+    """A data file or dataset is malformed: wrong magic number, truncated, mismatched sizes."""
+
+
+class MissingDependencyError(NCError, ImportError):
+    """An optional dependency a feature needs is not installed; the message says which."""
+
+
 class ExecutionError(NCError, RuntimeError):
     """A graph failed while running: wrong inputs, or a data-dependent error such as an
     out-of-range gather index."""

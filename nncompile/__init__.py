@@ -11,9 +11,12 @@ from . import ir  # noqa: I001  (ir first: it registers the ops)
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .errors import (
     CompileError,
+    ConfigError,
+    DataError,
     DTypeError,
     ExecutionError,
     GraphError,
+    MissingDependencyError,
     NCError,
     OpAttributeError,
     SerializationError,
@@ -96,7 +99,7 @@ from .composites import (
 )
 from .tracing import trace
 from .run import run
-from . import autodiff, functional, init, losses, optim, passes
+from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
 from .passes import optimize
 from .autodiff import value_and_grad
 from .autodiff.api import grad

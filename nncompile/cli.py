@@ -27,6 +27,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(args)
+
+
 def _not_yet(name: str, issue: int):
     def run(args: argparse.Namespace) -> int:
         raise NotImplementedError(
@@ -48,8 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="load a graph saved as JSON, verify it and print it")
     s.add_argument("graph", help="path to a .json graph (Graph.to_json)")
     s.set_defaults(func=_cmd_show)
+    s = sub.add_parser(
+        "demo",
+        help="train the seed MNIST CNN compiled (offline 8x8 digits, or --data DIR with MNIST)",
+    )
+    from .demo import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=_cmd_demo)
     for name, issue, text in [
-        ("demo", 7, "train the seed MNIST CNN, compiled (not implemented yet)"),
         ("bench", 8, "benchmark compiled vs eager (not implemented yet)"),
         ("viz", 8, "draw a graph with graphviz (not implemented yet)"),
         ("dump", 8, "write every compilation stage to a folder (not implemented yet)"),

@@ -1,0 +1,54 @@
+"""Keras-style models: layers, ``Sequential`` with compile / fit / evaluate / predict /
+summary / save, callbacks, and ``load_model``.
+
+    from nncompile import nn, optim
+    model = nn.Sequential([nn.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
+                           nn.MaxPooling2D((2, 2)), nn.Flatten(),
+                           nn.Dense(64, activation="relu"), nn.Dense(10, activation="softmax")])
+    model.compile(optimizer=optim.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=64, epochs=10, validation_split=0.1)
+"""
+
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from .layer import CallContext, Layer
+from .layers import (
+    Activation,
+    AveragePooling2D,
+    BatchNormalization,
+    Conv2D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    MaxPooling2D,
+    Reshape,
+)
+from .model import Sequential
+from .recurrent import GRU, LSTM, SimpleRNN
+from .saving import load_model, save_model
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Activation",
+    "AveragePooling2D",
+    "BatchNormalization",
+    "CallContext",
+    "Callback",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "Embedding",
+    "Flatten",
+    "History",
+    "Layer",
+    "MaxPooling2D",
+    "ModelCheckpoint",
+    "Reshape",
+    "Sequential",
+    "SimpleRNN",
+    "load_model",
+    "save_model",
+]

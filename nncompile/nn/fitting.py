@@ -1,0 +1,275 @@
+"""Training and inference for Keras-style models: ``compile`` builds a ``Trainer``; its
+``fit``/``evaluate``/``predict`` run compiled graphs.
+
+The training step is one graph (forward, loss, backward, optimizer update, and the batch's
+predicted classes for the metrics) taking ``(params, frozen, opt_state, state, x, y, lr,
+key)``. Parameters, optimizer state and layer state are donated, so the LLVM backend
+updates them in place. The learning rate and the dropout key are inputs, so neither a
+schedule nor a new epoch recompiles; a last partial batch compiles once more (its own
+shape) and is then reused every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from .. import losses, ops, optim, pytree
+from ..autodiff import value_and_grad
+from ..compiler import BACKENDS, compile
+from ..data.split import batch_slices, check_same_length, split_tail
+from ..functional import activation
+from ..ir.errors import ConfigError
+from ..metrics import CLASS_METRICS
+from ..tracing import is_array_leaf
+from .callbacks import Callback, CallbackList, History
+from .metrics_accumulator import EpochMetrics
+from .progress import ProgressBar
+
+# (last activation, loss) pairs computed from logits: log-softmax / log-sigmoid forms that
+# stay finite where probabilities round to 0 or 1.
+LOGIT_FORMS = {
+    ("softmax", "sparse_categorical_crossentropy"),
+    ("softmax", "categorical_crossentropy"),
+    ("sigmoid", "binary_crossentropy"),
+}
+GRAPH_METRICS = ("mse", "mae")
+METRIC_NAMES = {"acc": "accuracy", **{m: m for m in CLASS_METRICS + GRAPH_METRICS}}
+EVAL_BATCH = 256
+
+
+def _metric_names(metrics: Iterable[str] | None) -> list[str]:
+    names = []
+    for m in metrics or ():
+        if m not in METRIC_NAMES:
+            raise ConfigError(f"unknown metric {m!r}; known: {sorted(METRIC_NAMES)}")
+        if METRIC_NAMES[m] not in names:
+            names.append(METRIC_NAMES[m])
+    return names
+
+
+def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` op by op on NumPy and return NumPy leaves, like a compiled function."""
+
+    def run(*args: Any) -> Any:
+        leaves, statics, tree = pytree.flatten(fn(*args), is_array_leaf)
+        return pytree.unflatten(tree, [np.asarray(leaf) for leaf in leaves], statics)
+
+    return run
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: Any,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        metrics: Iterable[str] | None = None,
+        backend: str = "llvm",
+        run_eagerly: bool = False,
+        threads: int | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        try:
+            self.optimizer = optim.get(optimizer)
+            self.loss_fn = losses.get(loss) if loss is not None else None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.model = model
+        self.loss = loss
+        self.metrics = _metric_names(metrics)
+        self.backend = backend
+        self.run_eagerly = run_eagerly
+        self.threads = threads
+        self.opt_state: dict[str, Any] | None = None
+        self.steps_run = 0  # also the dropout key of the next step
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    # -- the graphs -----------------------------------------------------------------------
+    @property
+    def from_logits(self) -> bool:
+        return (self.model.last_activation, self.loss) in LOGIT_FORMS
+
+    def _loss(self, y: Any, out: Any) -> Any:
+        if self.from_logits:
+            return self.loss_fn(y, out, from_logits=True)
+        return self.loss_fn(y, out)
+
+    def _batch_outputs(self, out: Any, y: Any) -> dict[str, Any]:
+        """What the metrics need from a batch: predicted classes, and the graph metrics."""
+        result: dict[str, Any] = {}
+        if any(m in CLASS_METRICS for m in self.metrics):
+            if out.shape[-1] > 1:
+                result["classes"] = ops.argmax(out, axis=-1)
+            else:  # one sigmoid unit: the threshold is 0.5 on probabilities, 0 on logits
+                result["classes"] = ops.astype(out > (0.0 if self.from_logits else 0.5), "int64")
+        probs = activation(out, self.model.last_activation) if self.from_logits else out
+        if "mse" in self.metrics:
+            result["mse"] = ops.mean(ops.square(probs - y))
+        if "mae" in self.metrics:
+            result["mae"] = ops.mean(ops.abs(probs - y))
+        return result
+
+    def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
+        def objective(p: Any) -> tuple[Any, Any]:
+            out, new_state = self.model.apply(
+                {**frozen, **p}, state, x, training=True, key=key, logits=self.from_logits
+            )
+            return self._loss(y, out), (new_state, self._batch_outputs(out, y))
+
+        (loss, (new_state, outputs)), grads = value_and_grad(objective, has_aux=True)(params)
+        new_params, new_opt_state = self.optimizer.update(params, grads, opt_state, lr)
+        return new_params, new_opt_state, new_state, loss, outputs
+
+    def _eval_fn(self, params, state, x, y):
+        out, _ = self.model.apply(params, state, x, training=False, logits=self.from_logits)
+        return self._loss(y, out), self._batch_outputs(out, y)
+
+    def _predict_fn(self, params, state, x):
+        return self.model.apply(params, state, x, training=False)[0]
+
+    def function(self, kind: str) -> Callable[..., Any]:
+        """The (compiled, cached) train / eval / predict function."""
+        if kind not in self._functions:
+            fn = {"train": self._train_fn, "eval": self._eval_fn, "predict": self._predict_fn}[kind]
+            donate = (0, 2, 3) if kind == "train" else ()
+            self._functions[kind] = (
+                _eager(fn)
+                if self.run_eagerly
+                else compile(fn, self.backend, donate_argnums=donate, threads=self.threads)
+            )
+        return self._functions[kind]
+
+    # -- data -----------------------------------------------------------------------------
+    def _inputs(self, x: Any) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=self.model.input_dtype)
+        self.model.ensure_built(x)
+        return x
+
+    def _labels(self, y: Any) -> np.ndarray:
+        y = np.asarray(y)
+        if self.loss == "sparse_categorical_crossentropy":
+            if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+                raise ConfigError("sparse_categorical_crossentropy needs integer class labels")
+            return y.astype(np.int64)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def _epoch_metrics(self, y: np.ndarray) -> EpochMetrics:
+        classes = self.model.output_shape[-1] if self.model.output_shape else 1
+        wanted = [m for m in self.metrics if m in CLASS_METRICS]
+        return EpochMetrics(wanted, [m for m in self.metrics if m in GRAPH_METRICS], classes)
+
+    def _require_loss(self) -> None:
+        if self.loss_fn is None:
+            raise ConfigError("this model was compiled without a loss; compile(loss=...) first")
+
+    # -- Keras API ------------------------------------------------------------------------
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        batch_size: int = 32,
+        epochs: int = 1,
+        verbose: int | str = "auto",
+        callbacks: list[Callback] | None = None,
+        validation_split: float = 0.0,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        initial_epoch: int = 0,
+        validation_batch_size: int | None = None,
+    ) -> History:
+        """Train for ``epochs``; returns the ``History`` (also ``model.history``)."""
+        self._require_loss()
+        model = self.model
+        x, y = self._inputs(x), self._labels(y)
+        check_same_length(x, y)
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ConfigError("validation_data must be a pair (x_val, y_val)")
+            val = (self._inputs(validation_data[0]), self._labels(validation_data[1]))
+        elif validation_split:
+            (x, y), val = split_tail(x, y, validation_split)
+        else:
+            val = None
+        n = len(x)
+        if n == 0:
+            raise ConfigError("fit needs at least one training sample")
+        verbose = 1 if verbose == "auto" else int(verbose)
+        history = History()
+        cbs = CallbackList([history, *(callbacks or [])], model)
+        progress = ProgressBar(verbose, epochs, math.ceil(n / batch_size))
+        rng = np.random.default_rng(seed)
+        train = self.function("train")
+        model.stop_training = False
+        model.history = history
+        if self.opt_state is None:
+            self.opt_state = self.optimizer.init(model.params(trainable=True))
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            progress.epoch_begin(epoch)
+            params, frozen = model.params(trainable=True), model.params(trainable=False)
+            state = model.state()
+            epoch_metrics = self._epoch_metrics(y)
+            start = time.perf_counter()
+            for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
+                lr = np.float32(self.optimizer.lr)
+                key = np.int64(self.steps_run)
+                params, self.opt_state, state, loss, outputs = train(
+                    params, frozen, self.opt_state, state, x[idx], y[idx], lr, key
+                )
+                self.steps_run += 1
+                epoch_metrics.add(len(idx), loss, outputs, y[idx])
+                rate = epoch_metrics.samples / (time.perf_counter() - start)
+                progress.batch_end(epoch_metrics.running(), rate)
+                cbs.on_train_batch_end(step, {"loss": float(loss)})
+            model.assign(params, state)
+            logs = epoch_metrics.result()
+            if val is not None:
+                scores = self.evaluate(*val, batch_size=validation_batch_size or EVAL_BATCH)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            seconds = time.perf_counter() - start
+            history.epoch_seconds.append(seconds)
+            progress.epoch_end(epoch, logs, seconds, n)
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        cbs.on_train_end()
+        return history
+
+    def evaluate(
+        self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0
+    ) -> dict[str, float]:
+        """Loss and metrics over the whole data, batched, in inference mode."""
+        self._require_loss()
+        x, y = self._inputs(x), self._labels(y)
+        n = check_same_length(x, y)
+        batch_size = batch_size or EVAL_BATCH
+        run = self.function("eval")
+        params, state = self.model.params(), self.model.state()
+        epoch_metrics = self._epoch_metrics(y)
+        for start in range(0, n, batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            loss, outputs = run(params, state, xb, yb)
+            epoch_metrics.add(len(xb), loss, outputs, yb)
+        scores = epoch_metrics.result()
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
+        return scores
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        """The model's outputs (after its last activation), batched, in inference mode."""
+        x = self._inputs(x)
+        batch_size = batch_size or EVAL_BATCH
+        run = self.function("predict")
+        params, state = self.model.params(), self.model.state()
+        outs = [run(params, state, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        if not outs:
+            return np.zeros((0, *self.model.output_shape), np.float32)
+        return np.concatenate(outs)

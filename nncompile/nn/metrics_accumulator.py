@@ -1,0 +1,52 @@
+"""Per-epoch metric bookkeeping for fit/evaluate: the loss as a sample-weighted mean over
+batches, a confusion matrix of predicted against true classes (accuracy, macro precision,
+recall and F1 come from it), and graph-computed metrics (mse, mae) averaged by samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..metrics import class_ids, scores_from_confusion
+
+
+class EpochMetrics:
+    def __init__(self, class_metrics: list[str], graph_metrics: list[str], num_classes: int):
+        self.class_metrics = class_metrics
+        self.graph_metrics = graph_metrics
+        self.num_classes = max(num_classes, 2)
+        self.samples = 0
+        self.loss_sum = 0.0
+        self.sums = dict.fromkeys(graph_metrics, 0.0)
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
+
+    def add(self, n: int, loss: Any, outputs: dict[str, Any], labels: np.ndarray) -> None:
+        self.samples += n
+        self.loss_sum += float(loss) * n
+        for name in self.graph_metrics:
+            self.sums[name] += float(outputs[name]) * n
+        if self.class_metrics:
+            predicted = np.asarray(outputs["classes"]).reshape(-1)
+            truth = class_ids(labels).reshape(-1)
+            c = self.num_classes
+            valid = (truth >= 0) & (truth < c)
+            self.confusion += np.bincount(
+                truth[valid] * c + predicted[valid], minlength=c * c
+            ).reshape(c, c)
+
+    def running(self) -> dict[str, float]:
+        """What the progress bar shows during an epoch (cheap to compute every step)."""
+        shown = {"loss": self.loss_sum / max(self.samples, 1)}
+        if "accuracy" in self.class_metrics:
+            shown["accuracy"] = float(np.trace(self.confusion) / max(self.confusion.sum(), 1))
+        return shown
+
+    def result(self) -> dict[str, float]:
+        logs = {"loss": self.loss_sum / max(self.samples, 1)}
+        if self.class_metrics:
+            scores = scores_from_confusion(self.confusion)
+            logs.update({m: scores[m] for m in self.class_metrics})
+        for name in self.graph_metrics:
+            logs[name] = self.sums[name] / max(self.samples, 1)
+        return logs

@@ -1,0 +1,108 @@
+"""Keras-style recurrent layers over (batch, time, features), unrolled over the static
+sequence length. Weights use PyTorch's layout (kernel: (gates * units, features),
+recurrent_kernel: (gates * units, units)) and Keras' initialization: glorot_uniform
+kernels, orthogonal recurrent kernels, zero biases (LSTM forget gate bias 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import init
+from ..ir.errors import ConfigError, ShapeError
+from ..tensor import Tensor
+from .layer import CallContext, Layer, Shape, positive_int
+
+
+class _Recurrent(Layer):
+    gates = 1
+
+    def __init__(self, units: int, return_sequences: bool = False, **kwargs: Any):
+        super().__init__(None, **kwargs)
+        self.units = positive_int(units, f"{type(self).__name__} units")
+        self.return_sequences = bool(return_sequences)
+
+    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+        if len(input_shape) != 2:
+            raise ShapeError(
+                f"{type(self).__name__} {self.name}: expects sequences (time, features), "
+                f"got input shape {input_shape}"
+            )
+        rows = self.gates * self.units
+        self.params = {
+            "kernel": init.glorot_uniform((rows, input_shape[1]), rng),
+            "recurrent_kernel": init.orthogonal((rows, self.units), rng),
+            "bias": np.zeros(rows, np.float32),
+        }
+
+    def config(self) -> dict[str, Any]:
+        return {"units": self.units, "return_sequences": self.return_sequences}
+
+
+class SimpleRNN(_Recurrent):
+    def __init__(self, units: int, activation: str = "tanh", **kwargs: Any):
+        super().__init__(units, **kwargs)
+        if activation not in ("tanh", "relu"):
+            raise ConfigError(f"SimpleRNN activation must be 'tanh' or 'relu', got {activation!r}")
+        self.cell_activation = activation
+
+    def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
+        p = params
+        out, _ = F.simple_rnn(
+            x,
+            p["kernel"],
+            p["recurrent_kernel"],
+            p["bias"],
+            nonlinearity=self.cell_activation,
+            return_sequences=self.return_sequences,
+        )
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "activation": self.cell_activation}
+
+
+class LSTM(_Recurrent):
+    """Gates (input, forget, cell, output), as torch.nn.LSTM."""
+
+    gates = 4
+
+    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+        super().create(input_shape, rng)
+        self.params["bias"][self.units : 2 * self.units] = 1.0  # Keras' unit_forget_bias
+
+    def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
+        p = params
+        out, _ = F.lstm(
+            x,
+            p["kernel"],
+            p["recurrent_kernel"],
+            p["bias"],
+            return_sequences=self.return_sequences,
+        )
+        return out
+
+
+class GRU(_Recurrent):
+    """Gates (reset, update, new) with the reset gate applied after the recurrent matmul
+    (Keras' reset_after=True, torch.nn.GRU): separate input and recurrent biases."""
+
+    gates = 3
+
+    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+        super().create(input_shape, rng)
+        self.params["recurrent_bias"] = np.zeros(self.gates * self.units, np.float32)
+
+    def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
+        p = params
+        out, _ = F.gru(
+            x,
+            p["kernel"],
+            p["recurrent_kernel"],
+            p["bias"],
+            p["recurrent_bias"],
+            return_sequences=self.return_sequences,
+        )
+        return out
