@@ -42,7 +42,7 @@ class Value:
 
 
 class Node:
-    __slots__ = ("op", "inputs", "attrs", "outputs", "name", "loc")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "name", "loc", "scope")
 
     def __init__(
         self,
@@ -51,6 +51,7 @@ class Node:
         attrs: dict[str, Any],
         name: str,
         loc: str | None = None,
+        scope: str = "",
     ):
         self.op = op
         self.inputs = inputs
@@ -58,6 +59,9 @@ class Node:
         self.outputs: tuple[Value, ...] = ()
         self.name = name
         self.loc = loc
+        # where the node came from, "/"-separated: a layer name ("dense_1"), and for
+        # derived nodes the part of a training step ("backward/dense_1", "optimizer")
+        self.scope = scope
 
     @property
     def opdef(self) -> OpDef:
@@ -140,13 +144,19 @@ class Graph:
         name: str | None = None,
         loc: Loc = None,
         output_names: Iterable[str] | None = None,
+        scope: str = "",
     ) -> Node:
         opdef = get_op(op)
         inputs = tuple(inputs)
         norm, out_types = infer_or_raise(opdef, [v.type for v in inputs], attrs or {}, loc)
         where = loc() if callable(loc) else loc
         node = Node(
-            op, inputs, norm, self._claim(self.fresh_name("t") if name is None else name), where
+            op,
+            inputs,
+            norm,
+            self._claim(self.fresh_name("t") if name is None else name),
+            where,
+            scope,
         )
         if output_names is None:
             output_names = (

@@ -108,6 +108,7 @@ def graph_to_json(graph: Graph, indent: int | None = None) -> str:
                 "attrs": {k: _encode_attr(v) for k, v in n.attrs.items()},
                 "outputs": [{"name": v.name, **_type_json(v.type)} for v in n.outputs],
                 "loc": n.loc,
+                **({"scope": n.scope} if n.scope else {}),
             }
             for n in graph.nodes
         ],
@@ -217,6 +218,9 @@ def graph_from_json(text: str | bytes) -> Graph:
         loc = obj.get("loc")
         if loc is not None and not isinstance(loc, str):
             raise SerializationError(f"{where}: loc must be a string or null")
+        scope = obj.get("scope", "")
+        if not isinstance(scope, str):
+            raise SerializationError(f"{where}: scope must be a string")
         try:
             node = g.add_node(
                 obj["op"],
@@ -225,6 +229,7 @@ def graph_from_json(text: str | bytes) -> Graph:
                 name=obj["name"],
                 loc=loc,
                 output_names=[o["name"] for o in obj["outputs"]],
+                scope=scope,
             )
         except NCError as e:
             raise SerializationError(f"{where}: {e}") from None

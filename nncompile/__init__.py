@@ -98,6 +98,7 @@ from .composites import (
     softplus,
 )
 from .tracing import trace
+from .dispatch import name_scope
 from .run import run
 from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
 from .passes import optimize
@@ -106,6 +107,7 @@ from .autodiff.api import grad
 from .training import train_step
 from .compiler import compile, jit, lower
 from .profiler import profile
+from .visualize import viz
 
 tensor = as_tensor
 asarray = as_tensor

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .ir.errors import NCError
+
 
 def _cmd_ops(args: argparse.Namespace) -> int:
     from .backends.numpy import REFERENCE
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except NotImplementedError as e:
+    except (NotImplementedError, NCError) as e:
         print(f"nncompile: {e}", file=sys.stderr)
         return 2
 

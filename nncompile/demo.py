@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import data, metrics, nn, optim
+from .visualize import draw_training_graph
 
 # Defaults per dataset. The 8x8 digits are 1,438 training images: a larger step and more
 # epochs (20 epochs, about a second in all) reach 97-98%; MNIST uses the seed's recipe.
@@ -59,19 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _load(args: argparse.Namespace) -> tuple[str, tuple, tuple]:
-    if args.data:
-        train, test = data.load_mnist(args.data)
-        name = "mnist"
-    else:
-        train, test = data.load_digits()
-        name = "digits"
-    if args.limit:
-        train = tuple(a[: args.limit] for a in train)
-        test = tuple(a[: args.limit] for a in test)
-    return name, train, test
-
-
 def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Median seconds of one training step, compiled and eager, on copies of the trained
     weights (the compiled step updates its inputs in place)."""
@@ -98,16 +86,8 @@ def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[flo
     return timer(compiled, 30), timer(eager, 3)
 
 
-def _draw(model: nn.Sequential, x: np.ndarray, y: np.ndarray, path: str) -> str:
-    try:
-        from .viz import draw_training_graph
-    except ImportError:
-        return "graph picture: nc.viz is not available in this build"
-    return draw_training_graph(model, x, y, path)
-
-
 def run(args: argparse.Namespace) -> int:
-    name, (x_train, y_train), (x_test, y_test) = _load(args)
+    name, (x_train, y_train), (x_test, y_test) = data.load_images(args.data, args.limit)
     settings = dict(DEFAULTS[name])
     for key in settings:
         if getattr(args, key, None) is not None:
@@ -167,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
         f"eager (NumPy) {eager_s * 1e3:.2f} ms: {eager_s / compiled_s:.1f}x faster compiled"
     )
     if not args.no_graph:
-        print(_draw(model, x_train[idx], y_train[idx], os.path.abspath(args.graph)))
+        print(draw_training_graph(model, x_train[idx], y_train[idx], os.path.abspath(args.graph)))
     return 0

@@ -38,11 +38,46 @@ class source_location_override:
         _LOC_OVERRIDE.pop()
 
 
+# The scope stack: name_scope pushes a part, scope_override replaces the whole path.
+_SCOPE: list[str] = []
+
+
+def current_scope() -> str:
+    return _SCOPE[-1] if _SCOPE else ""
+
+
+class name_scope:
+    """Nodes recorded in this block get ``name`` appended to their scope ("dense_1",
+    "optimizer"); graph pictures group nodes by scope."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self) -> None:
+        outer = current_scope()
+        _SCOPE.append(f"{outer}/{self.name}" if outer else self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        _SCOPE.pop()
+
+
+class scope_override(name_scope):
+    """Nodes recorded in this block get exactly ``scope`` (graph transforms label the nodes
+    they derive from a node with that node's scope)."""
+
+    def __enter__(self) -> None:
+        _SCOPE.append(self.name)
+
+
 def apply_op(
-    op: str, inputs: Sequence[Tensor], attrs: dict[str, Any], loc: str | None = None
+    op: str,
+    inputs: Sequence[Tensor],
+    attrs: dict[str, Any],
+    loc: str | None = None,
+    scope: str | None = None,
 ) -> list[Tensor]:
-    """Run ``op`` now (eager) or record it in the innermost trace. ``loc`` overrides the
-    source location (graph transforms pass on the original node's line)."""
+    """Run ``op`` now (eager) or record it in the innermost trace. ``loc`` and ``scope``
+    override the source location and scope (graph transforms pass on the original's)."""
     opdef = get_op(op)
     tr = current_trace()
     if tr is None:
@@ -58,7 +93,13 @@ def apply_op(
     values = [tr.value_of(t) for t in inputs]
     if loc is None and _LOC_OVERRIDE:
         loc = _LOC_OVERRIDE[-1]
-    node = tr.graph.add_node(op, values, attrs, loc=loc or user_location)
+    node = tr.graph.add_node(
+        op,
+        values,
+        attrs,
+        loc=loc or user_location,
+        scope=current_scope() if scope is None else scope,
+    )
     return [Tensor._symbolic(v, tr) for v in node.outputs]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import ops, pytree
+from .dispatch import name_scope
 from .tensor import Tensor, as_tensor
 from .tracing import is_array_leaf
 
@@ -60,6 +61,12 @@ class Optimizer:
 
     def update(
         self, params: Params, grads: Params, state: dict[str, Any], lr: Any = None
+    ) -> tuple[Params, dict[str, Any]]:
+        with name_scope("optimizer"):
+            return self._update(params, grads, state, lr)
+
+    def _update(
+        self, params: Params, grads: Params, state: dict[str, Any], lr: Any
     ) -> tuple[Params, dict[str, Any]]:
         lr = self.lr if lr is None else lr
         step = as_tensor(state["step"]) + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import ops
-from ..dispatch import apply_op, source_location_override
+from ..dispatch import apply_op, scope_override, source_location_override
 from ..ir.errors import DTypeError, GraphError, ShapeError
 from ..ir.graph import Graph, Value
 from ..ir.types import TensorType
@@ -40,7 +40,9 @@ def backpropagate(
     env: dict[int, Tensor] = {id(v): t for v, t in zip(graph.inputs, inputs, strict=True)}
     depends = {id(graph.inputs[i]) for i in wrt}
     for node in graph.nodes:
-        outs = apply_op(node.op, [env[id(v)] for v in node.inputs], node.attrs, loc=node.loc)
+        outs = apply_op(
+            node.op, [env[id(v)] for v in node.inputs], node.attrs, loc=node.loc, scope=node.scope
+        )
         for v, t in zip(node.outputs, outs, strict=True):
             env[id(v)] = t
         if any(id(v) in depends for v in node.inputs):
@@ -69,13 +71,17 @@ def backpropagate(
         rule = VJP.get(node.op)
         if rule is None:
             raise NotImplementedError(f"no VJP rule for op {node.op!r} (node {node.name})")
-        with source_location_override(f"{node.loc or '?'} (vjp of {node.name})"):
+        scope = "backward/" + node.scope if node.scope else "backward"
+        with (
+            source_location_override(f"{node.loc or '?'} (vjp of {node.name})"),
+            scope_override(scope),
+        ):
             in_cts = rule(
                 node.attrs, [env[id(v)] for v in node.inputs], env[id(node.outputs[0])], g, needs
             )
-        for v, c, need in zip(node.inputs, in_cts, needs, strict=True):
-            if need and c is not None:
-                _accumulate(cts, v, c)
+            for v, c, need in zip(node.inputs, in_cts, needs, strict=True):
+                if need and c is not None:
+                    _accumulate(cts, v, c)
 
     outputs = [env[id(v)] for v in graph.outputs]
     grads = [cts.get(id(graph.inputs[i])) for i in wrt]

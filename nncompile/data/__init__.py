@@ -7,6 +7,7 @@ from .split import batch_slices, split_tail, train_test_split
 
 __all__ = [
     "batch_slices",
+    "load_images",
     "load_digits",
     "load_mnist",
     "parse_idx",
@@ -15,3 +16,15 @@ __all__ = [
     "train_test_split",
     "write_idx",
 ]
+
+
+def load_images(path: str | None = None, limit: int | None = None):
+    """MNIST from the IDX files in ``path``, or the offline 8x8 digits when ``path`` is None;
+    ``limit`` keeps the first N training and test samples. Returns (name, train, test)."""
+    if path:
+        name, (train, test) = "mnist", load_mnist(path)
+    else:
+        name, (train, test) = "digits", load_digits()
+    if limit:
+        train, test = (tuple(a[:limit] for a in part) for part in (train, test))
+    return name, train, test

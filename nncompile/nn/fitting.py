@@ -22,6 +22,7 @@ from .. import losses, ops, optim, pytree
 from ..autodiff import value_and_grad
 from ..compiler import BACKENDS, compile
 from ..data.split import batch_slices, check_same_length, split_tail
+from ..dispatch import name_scope
 from ..functional import activation
 from ..ir.errors import ConfigError
 from ..metrics import CLASS_METRICS
@@ -50,6 +51,14 @@ def _metric_names(metrics: Iterable[str] | None) -> list[str]:
         if METRIC_NAMES[m] not in names:
             names.append(METRIC_NAMES[m])
     return names
+
+
+def _batch_size(value: int | None) -> int:
+    if value is None:
+        return EVAL_BATCH
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +129,10 @@ class Trainer:
             out, new_state = self.model.apply(
                 {**frozen, **p}, state, x, training=True, key=key, logits=self.from_logits
             )
-            return self._loss(y, out), (new_state, self._batch_outputs(out, y))
+            with name_scope("loss"):
+                loss = self._loss(y, out)
+            with name_scope("metrics"):
+                return loss, (new_state, self._batch_outputs(out, y))
 
         (loss, (new_state, outputs)), grads = value_and_grad(objective, has_aux=True)(params)
         new_params, new_opt_state = self.optimizer.update(params, grads, opt_state, lr)
@@ -186,6 +198,9 @@ class Trainer:
     ) -> History:
         """Train for ``epochs``; returns the ``History`` (also ``model.history``)."""
         self._require_loss()
+        for name, value in (("batch_size", batch_size), ("epochs", epochs)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         model = self.model
         x, y = self._inputs(x), self._labels(y)
         check_same_length(x, y)
@@ -250,7 +265,7 @@ class Trainer:
         self._require_loss()
         x, y = self._inputs(x), self._labels(y)
         n = check_same_length(x, y)
-        batch_size = batch_size or EVAL_BATCH
+        batch_size = _batch_size(batch_size)
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
         epoch_metrics = self._epoch_metrics(y)
@@ -266,7 +281,7 @@ class Trainer:
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs (after its last activation), batched, in inference mode."""
         x = self._inputs(x)
-        batch_size = batch_size or EVAL_BATCH
+        batch_size = _batch_size(batch_size)
         run = self.function("predict")
         params, state = self.model.params(), self.model.state()
         outs = [run(params, state, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]

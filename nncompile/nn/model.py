@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dispatch import name_scope
 from ..ir.errors import ConfigError, ShapeError
 from ..tensor import Tensor
 from .layer import CallContext, Layer, Shape, snake_case
@@ -135,7 +136,10 @@ class Sequential:
         ctx = CallContext(training, key, state, {})
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer.call(params.get(layer.name, {}), x, ctx, skip_activation=logits and i == last)
+            with name_scope(layer.name):
+                x = layer.call(
+                    params.get(layer.name, {}), x, ctx, skip_activation=logits and i == last
+                )
         new_state = {name: ctx.state_out.get(name, arrays) for name, arrays in state.items()}
         return x, new_state
 
@@ -191,6 +195,13 @@ class Sequential:
 
             return Trainer(self).predict(x, batch_size, verbose)
         return self.trainer.predict(x, batch_size, verbose)
+
+    def plot(self, path: str = "model.svg", stage: str | None = None) -> str:
+        """Draw the layers (Keras' plot_model) or, with ``stage`` ("traced", "optimized",
+        "fused"), the compiled training step. Returns what was written."""
+        from .plot import plot_model
+
+        return plot_model(self, path, stage)
 
     def save(self, path: str, include_optimizer: bool = True) -> None:
         from .saving import save_model

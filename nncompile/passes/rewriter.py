@@ -43,10 +43,11 @@ class GraphRewriter:
         attrs: dict[str, Any] | None = None,
         loc: str | None = None,
         name: str | None = None,
+        scope: str = "",
     ) -> Value:
         if name is None or name in self.dst._names:
             name = self.dst.fresh_name(self.prefix)
-        return self.dst.add_node(op, inputs, attrs or {}, name=name, loc=loc).output
+        return self.dst.add_node(op, inputs, attrs or {}, name=name, loc=loc, scope=scope).output
 
     def constant(self, array: np.ndarray, loc: str | None = None) -> Value:
         # (np.ascontiguousarray would turn a 0-d array into a 1-d one)
@@ -64,7 +65,13 @@ class GraphRewriter:
                 for i, v in enumerate(node.outputs)
             ]
         new = self.dst.add_node(
-            node.op, self.inputs(node), node.attrs, name=name, loc=node.loc, output_names=out_names
+            node.op,
+            self.inputs(node),
+            node.attrs,
+            name=name,
+            loc=node.loc,
+            output_names=out_names,
+            scope=node.scope,
         )
         for old, v in zip(node.outputs, new.outputs, strict=True):
             self._map[id(old)] = v

@@ -1,0 +1,150 @@
+"""model.save / nn.load_model: identical predictions, optimizer state, and broken files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nncompile import nn, optim
+from nncompile.errors import SerializationError
+
+from .nn_support import blobs, small_cnn
+
+
+def trained(tmp_path, **compile_kw):
+    x, y = blobs(48)
+    model = small_cnn()
+    model.compile(optim.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"], **compile_kw)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, seed=0)
+    path = str(tmp_path / "model")
+    model.save(path)
+    return model, path, x, y
+
+
+def test_round_trip_gives_identical_predictions_and_config(tmp_path):
+    model, path, x, _ = trained(tmp_path)
+    loaded = nn.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert [type(a) for a in loaded.layers] == [type(b) for b in model.layers]
+    assert [a.name for a in loaded.layers] == [b.name for b in model.layers]
+    assert loaded.summary(print_fn=None) == model.summary(print_fn=None)
+    assert loaded.trainer.metrics == ["accuracy"]
+    assert isinstance(loaded.trainer.optimizer, optim.Adam)
+
+
+def test_training_continues_identically_after_loading(tmp_path):
+    model, path, x, y = trained(tmp_path)
+    loaded = nn.load_model(path)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=7)
+    loaded.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=7)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_every_layer_kind_round_trips(tmp_path):
+    model = nn.Sequential(
+        [
+            nn.Embedding(20, 4, input_shape=(6,)),
+            nn.GRU(5, return_sequences=True),
+            nn.LSTM(5, return_sequences=True),
+            nn.SimpleRNN(3, activation="relu"),
+            nn.Dense(8, activation="gelu", use_bias=False),
+            nn.BatchNormalization(momentum=0.9),
+            nn.Dropout(0.25),
+            nn.Reshape((2, 2, 2)),
+            nn.Conv2D(3, 2, padding="same", strides=1),
+            nn.AveragePooling2D(2, strides=1, padding="same"),
+            nn.MaxPooling2D(2),
+            nn.Flatten(),
+            nn.Activation("softmax"),
+        ],
+        name="everything",
+    )
+    ids = np.random.default_rng(0).integers(0, 20, (3, 6))
+    model.save(str(tmp_path / "m"))
+    loaded = nn.load_model(str(tmp_path / "m"))
+    assert loaded.name == "everything"
+    assert loaded.layers[3].get_config() == model.layers[3].get_config()
+    np.testing.assert_array_equal(loaded.predict(ids), model.predict(ids))
+
+
+def test_files_are_json_and_plain_npz(tmp_path):
+    _, path, _, _ = trained(tmp_path)
+    spec = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert spec["layers"][0]["class_name"] == "Conv2D"
+    assert spec["compile"]["loss"] == "sparse_categorical_crossentropy"
+    with np.load(tmp_path / "model" / "weights.npz", allow_pickle=False) as w:
+        assert "conv2d/kernel" in w.files
+    with np.load(tmp_path / "model" / "optimizer.npz", allow_pickle=False) as o:
+        assert any("exp_avg" in k for k in o.files)
+
+
+def test_save_without_optimizer(tmp_path):
+    model, path, x, _ = trained(tmp_path)
+    model.save(path, include_optimizer=False)
+    loaded = nn.load_model(path)
+    assert loaded.trainer.opt_state is None
+    assert nn.load_model(path, compile=False).trainer is None
+
+
+def corrupt(tmp_path, edit):
+    _, path, _, _ = trained(tmp_path)
+    edit(tmp_path / "model")
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: (d / "model.json").write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / "model.json").unlink(), "no model.json"),
+        (lambda d: (d / "model.json").write_text('{"format": "other"}'), "not an nncompile"),
+        (
+            lambda d: (d / "model.json").write_text(
+                (d / "model.json").read_text().replace('"Conv2D"', '"Conv9D"')
+            ),
+            "unknown or malformed layer",
+        ),
+        (
+            lambda d: (d / "model.json").write_text(
+                (d / "model.json").read_text().replace('"filters": 4', '"filters": -4')
+            ),
+            "Conv2D",
+        ),
+        (lambda d: (d / "weights.npz").write_bytes(b"garbage"), "cannot read"),
+        (
+            lambda d: np.savez(d / "weights.npz", **{"conv2d/kernel": np.zeros(3)}),
+            "does not match",
+        ),
+        (
+            lambda d: np.savez(
+                d / "weights.npz",
+                **{
+                    k: (np.zeros((1, 1), np.float32) if k == "dense/kernel" else v)
+                    for k, v in np.load(d / "weights.npz").items()
+                },
+            ),
+            "dense/kernel",
+        ),
+        (
+            lambda d: np.savez(
+                d / "weights.npz",
+                **{
+                    k: (np.array([object()], dtype=object) if k == "dense/bias" else v)
+                    for k, v in np.load(d / "weights.npz").items()
+                },
+            ),
+            "cannot read",
+        ),
+        (lambda d: np.savez(d / "optimizer.npz", other=np.zeros(2)), "optimizer state"),
+    ],
+)
+def test_broken_saved_models_raise_serialization_errors(tmp_path, edit, match):
+    path = corrupt(tmp_path, edit)
+    with pytest.raises(SerializationError, match=match):
+        nn.load_model(path)
+
+
+def test_saving_an_unbuilt_model_is_an_error(tmp_path):
+    with pytest.raises(SerializationError, match="not built"):
+        nn.Sequential([nn.Dense(2)]).save(str(tmp_path / "m"))
