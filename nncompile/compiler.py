@@ -163,6 +163,7 @@ class CompiledFunction:
         level: int = 2,
         donate_argnums: Sequence[int] = (),
         threads: int | None = None,
+        check: bool | None = None,
     ):
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -171,6 +172,8 @@ class CompiledFunction:
         self.level = level
         self.donate_argnums = tuple(donate_argnums)
         self.threads = threads
+        # check: run the reference alongside and compare every materialized buffer
+        self.check = _check_env() if check is None else check
         self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
         self._last: tuple | None = None
 
@@ -194,8 +197,16 @@ class CompiledFunction:
                 self._cache[key] = (None, None, optimize(graph, self.level))
             else:
                 donated = self._donated_inputs(args)
-                lowered = lower_graph_for(graph, self.backend, self.level, self.threads, donated)
-                self._cache[key] = (lowered, lowered.compile(), graph)
+                checked = self.check and self.backend == "llvm"
+                lowered = lower_graph_for(
+                    graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
+                )
+                executable = lowered.compile()
+                if checked:
+                    from .checking import Checker
+
+                    executable = Checker(lowered, executable)
+                self._cache[key] = (lowered, executable, graph)
         self._last = (types, tree, list(statics), self._cache[key])
         return self._cache[key]
 
@@ -220,6 +231,10 @@ class CompiledFunction:
         return pytree.unflatten(lowered.graph.out_tree, outs)
 
 
+def _check_env() -> bool:
+    return os.environ.get("NNCOMPILE_CHECK", "") not in ("", "0")
+
+
 def compile(
     fn: Callable[..., Any],
     backend: str = "llvm",
@@ -227,9 +242,12 @@ def compile(
     level: int = 2,
     donate_argnums: Sequence[int] = (),
     threads: int | None = None,
+    check: bool | None = None,
 ) -> CompiledFunction:
-    """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda")."""
-    return CompiledFunction(fn, backend, level, donate_argnums, threads)
+    """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda"). ``check=True`` (or
+    ``NNCOMPILE_CHECK=1``) runs the reference interpreter alongside and raises
+    ``CheckError`` naming the first node whose compiled buffer diverges."""
+    return CompiledFunction(fn, backend, level, donate_argnums, threads, check)
 
 
 def jit(fn: Callable[..., Any] | None = None, **options: Any):

@@ -125,6 +125,24 @@ class LLVMExecutable:
 
         return self._execute(arrays, run), seconds
 
+    def call_checked(
+        self,
+        arrays: Sequence[object],
+        entries: list[Callable[[int], None]],
+        on_kernel: Callable[[int, Callable[[str], np.ndarray]], None],
+    ) -> list[np.ndarray]:
+        """Like calling, but runs the kernels one entry at a time and calls
+        ``on_kernel(i, read)`` after kernel ``i``; ``read(buffer)`` is the buffer's memory
+        at that moment (arena buffers are reused later, so read them then)."""
+
+        def run() -> None:
+            inputs, outputs = self._current
+            for i, entry in enumerate(entries):
+                entry(self._args_address)
+                on_kernel(i, lambda name: self._read(name, inputs, outputs))
+
+        return self._execute(arrays, run)
+
     def _execute(self, arrays: Sequence[object], run: Callable[[], None]) -> list[np.ndarray]:
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
@@ -152,6 +170,7 @@ class LLVMExecutable:
                     self._args[self._io_slots[slot]] = a.ctypes.data
                     self._bound[slot] = a
             self._status[0] = 0
+            self._current = (inputs, outputs)
             run()
 
             code = int(self._status[0])

@@ -45,6 +45,13 @@ def check_input(value: Value, array: Any, position: int) -> np.ndarray:
 
 def run_graph(graph: Graph, arrays: Sequence[Any]) -> list[np.ndarray]:
     """Run ``graph`` on flat input arrays; returns the flat list of output arrays."""
+    env = evaluate_graph(graph, arrays)
+    # Outputs must not alias the caller's inputs or the graph's constants.
+    return [np.array(env[id(v)], copy=True) for v in graph.outputs]
+
+
+def evaluate_graph(graph: Graph, arrays: Sequence[Any]) -> dict[int, np.ndarray]:
+    """Every value of ``graph`` (keyed by ``id(value)``) on flat input arrays."""
     if len(arrays) != len(graph.inputs):
         raise ExecutionError(
             f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(arrays)}"
@@ -61,5 +68,4 @@ def run_graph(graph: Graph, arrays: Sequence[Any]) -> list[np.ndarray]:
                     f"expected {v.type}"
                 )
             env[id(v)] = a
-    # Outputs must not alias the caller's inputs or the graph's constants.
-    return [np.array(env[id(v)], copy=True) for v in graph.outputs]
+    return env

@@ -166,6 +166,9 @@ def lower_graph(graph: Graph) -> Program:
         if b.kind == "arena" and b.first < 0:
             b.first = b.last = 0
     arena = assign_offsets(list(pl.buffers.values()))
+    by_id = {id(v): v for v in graph.values()}
+    for vid, name in pl.of_value.items():
+        pl.buffers[name].values.append(by_id[vid].name)
     return Program(
         graph,
         kernels,
