@@ -17,6 +17,7 @@ import numpy as np
 
 from . import pytree
 from .compiler import lower_graph_for
+from .roofline import group_work
 from .tracing import is_array_leaf, trace
 
 
@@ -25,6 +26,13 @@ class KernelTime:
     name: str
     ops: str  # the source ops the kernel was fused from
     median_ms: float
+    flops: float = 0.0  # estimated from the fusion group (see roofline.py)
+    bytes: float = 0.0
+
+    def rates(self) -> tuple[float, float]:
+        """(GFLOP/s, GB/s) achieved."""
+        seconds = max(self.median_ms, 1e-9) / 1e3
+        return self.flops / seconds / 1e9, self.bytes / seconds / 1e9
 
 
 @dataclass(frozen=True)
@@ -37,14 +45,31 @@ class Profile:
     def total_ms(self) -> float:
         return sum(k.median_ms for k in self.kernels)
 
-    def table(self, top: int | None = None) -> str:
-        """The kernels, slowest first, with their share of the total."""
+    def table(self, top: int | None = None, peaks: Any = None, width: int = 60) -> str:
+        """The kernels, slowest first, with their share of the total; with ``peaks``
+        (roofline.Peaks) also the achieved GFLOP/s and GB/s and their share of the peak
+        (the bound that is closer is the kernel's limit)."""
         rows = sorted(self.kernels, key=lambda k: -k.median_ms)[:top]
         total = self.total_ms or 1.0
-        lines = [f"{'ms':>8} {'share':>6}  kernel  (ops)"]
+        if peaks is None:
+            lines = [f"{'ms':>8} {'share':>6}  kernel  (ops)"]
+        else:
+            lines = [
+                f"{'ms':>8} {'share':>6} {'GFLOP/s':>8} {'%peak':>6} {'GB/s':>7} {'%peak':>6}  "
+                f"kernel  (ops)   [peaks: {peaks.gflops:.0f} GFLOP/s, "
+                f"{peaks.gbytes_per_s:.1f} GB/s]"
+            ]
         for k in rows:
             share = 100 * k.median_ms / total
-            lines.append(f"{k.median_ms:8.3f} {share:5.1f}%  {k.name}  ({k.ops})")
+            ops = k.ops if len(k.ops) <= width else k.ops[: width - 3] + "..."
+            if peaks is None:
+                lines.append(f"{k.median_ms:8.3f} {share:5.1f}%  {k.name}  ({ops})")
+                continue
+            gf, gb = k.rates()
+            lines.append(
+                f"{k.median_ms:8.3f} {share:5.1f}% {gf:8.1f} {100 * gf / peaks.gflops:5.1f}% "
+                f"{gb:7.1f} {100 * gb / peaks.gbytes_per_s:5.1f}%  {k.name}  ({ops})"
+            )
         lines.append(
             f"{self.total_ms:8.3f} 100.0%  total of {len(self.kernels)} kernels, "
             f"median of {self.steps} steps, {self.threads} thread(s)"
@@ -69,8 +94,10 @@ def profile(
     arrays = [np.asarray(a) for a in leaves]
     executable(arrays)  # warm up: page in the arena and the outputs
     runs = [executable.call_timed(arrays, entries)[1] for _ in range(steps)]
-    kernels = [
-        KernelTime(k.name, k.comment, 1e3 * statistics.median(r[i] for r in runs))
-        for i, k in enumerate(lowered.program.kernels)
-    ]
+    groups = {g.name: g for g in getattr(lowered.graph, "fusion_groups", None) or []}
+    kernels = []
+    for i, k in enumerate(lowered.program.kernels):
+        flops, moved = group_work(groups[k.name]) if k.name in groups else (0.0, 0.0)
+        median = 1e3 * statistics.median(r[i] for r in runs)
+        kernels.append(KernelTime(k.name, k.comment, median, flops, moved))
     return Profile(kernels, steps, lowered.threads)

@@ -1,0 +1,161 @@
+"""``nncompile bench``: one workload run by every available mode, timed the same way.
+
+Modes: eager (the same Python function op by op on NumPy: the semantic reference),
+llvm (compiled), cuda (compiled; reported unavailable without a GPU), and with
+``--vs torch`` PyTorch eager and torch.compile. nncompile modes run first and PyTorch's
+after: two OpenMP runtimes with hot spinning threads slow each other down.
+
+Per mode: median and interquartile range of the step time, throughput, speedup over
+eager, compile time (first call minus a steady-state call) and peak memory (NumPy
+allocations during one call, measured with tracemalloc, plus the compiled program's arena;
+not measured for PyTorch).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .ir.errors import NCError
+from .workloads import Workload
+
+NNCOMPILE_MODES = ("eager", "llvm", "cuda")
+TORCH_MODES = ("torch", "torch.compile")
+
+
+@dataclass
+class ModeResult:
+    workload: str
+    mode: str
+    status: str = "ok"  # or "unavailable: <why>"
+    median_ms: float | None = None
+    p25_ms: float | None = None
+    p75_ms: float | None = None
+    steps: int = 0
+    throughput: float | None = None
+    unit: str = ""
+    speedup_vs_eager: float | None = None
+    compile_s: float | None = None
+    peak_mb: float | None = None
+
+
+def _time_steps(step: Callable[[], Any], steps: int, budget_s: float) -> list[float]:
+    samples: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    for _ in range(2):  # warm-up (caches, page faults, thread pools)
+        step()
+    while len(samples) < steps and (len(samples) < 3 or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        step()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _peak_mb(step: Callable[[], Any], resident_bytes: int = 0) -> float:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak + resident_bytes) / 2**20
+
+
+def _nncompile_step(w: Workload, mode: str) -> tuple[Callable[[], Any], float, int]:
+    """(step, first-call seconds, resident bytes)."""
+    from .compiler import compile
+
+    if mode == "eager":
+        start = time.perf_counter()
+        w.fn(*w.args)
+        return (lambda: w.fn(*w.args)), time.perf_counter() - start, 0
+    compiled = compile(w.fn, mode, donate_argnums=w.donate)
+    start = time.perf_counter()
+    compiled(*w.args)
+    first = time.perf_counter() - start
+    lowered, _, _ = compiled.compiled_for(*w.args)
+    arena = lowered.program.arena_bytes if lowered is not None else 0
+    return (lambda: compiled(*w.args)), first, arena
+
+
+def _result(w: Workload, mode: str, samples: list[float]) -> ModeResult:
+    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3
+    median = statistics.median(samples)
+    return ModeResult(
+        w.name,
+        mode,
+        median_ms=1e3 * median,
+        p25_ms=1e3 * q[0],
+        p75_ms=1e3 * q[2],
+        steps=len(samples),
+        throughput=w.throughput(median),
+        unit=w.unit,
+    )
+
+
+def run_mode(w: Workload, mode: str, steps: int, budget_s: float) -> ModeResult:
+    try:
+        if mode in NNCOMPILE_MODES:
+            step, first, resident = _nncompile_step(w, mode)
+        else:
+            if w.torch is None:
+                return ModeResult(w.name, mode, "unavailable: no PyTorch twin for this workload")
+            start = time.perf_counter()
+            step = w.torch(mode == "torch.compile")
+            step()
+            first, resident = time.perf_counter() - start, 0
+    except (NCError, NotImplementedError, ImportError) as e:
+        return ModeResult(w.name, mode, f"unavailable: {str(e).splitlines()[0]}")
+    samples = _time_steps(step, steps, budget_s)
+    result = _result(w, mode, samples)
+    if mode != "eager":
+        result.compile_s = max(first - statistics.median(samples), 0.0)
+    if mode in NNCOMPILE_MODES:
+        result.peak_mb = _peak_mb(step, resident)
+    return result
+
+
+def bench(
+    w: Workload, modes: list[str], steps: int = 20, budget_s: float = 10.0
+) -> list[ModeResult]:
+    ordered = [m for m in NNCOMPILE_MODES + TORCH_MODES if m in modes]
+    results = [run_mode(w, mode, steps, budget_s) for mode in ordered]
+    eager = next((r for r in results if r.mode == "eager" and r.median_ms), None)
+    for r in results:
+        if eager and r.median_ms:
+            r.speedup_vs_eager = eager.median_ms / r.median_ms
+    return results
+
+
+def _fmt(v: float | None, spec: str, missing: str = "-") -> str:
+    return missing if v is None else format(v, spec)
+
+
+def table(w: Workload, results: list[ModeResult]) -> str:
+    unit = w.unit
+    lines = [
+        f"{w.name}: {w.description}",
+        f"  {'mode':<14}{'median ms':>11}{'IQR ms':>16}{unit:>14}{'vs eager':>10}"
+        f"{'compile s':>11}{'peak MB':>9}{'steps':>7}",
+    ]
+    for r in results:
+        if r.status != "ok":
+            lines.append(f"  {r.mode:<14}{r.status}")
+            continue
+        iqr = f"{r.p25_ms:.3f}-{r.p75_ms:.3f}"
+        lines.append(
+            f"  {r.mode:<14}{r.median_ms:>11.3f}{iqr:>16}{_fmt(r.throughput, ',.1f'):>14}"
+            f"{_fmt(r.speedup_vs_eager, '.1f'):>9}x{_fmt(r.compile_s, '.2f'):>11}"
+            f"{_fmt(r.peak_mb, '.1f'):>9}{r.steps:>7}"
+        )
+    return "\n".join(lines)
+
+
+def to_json(results: list[ModeResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=1)

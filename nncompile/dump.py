@@ -1,0 +1,59 @@
+"""``nncompile dump``: every compilation stage of a workload written to a folder, the same
+files ``NNCOMPILE_DUMP=<dir>`` writes: the IR after each pass and the fusion groups
+(``NN_<pass>.txt``), the kernel IR (``kernels.txt``), LLVM IR before and after LLVM's
+optimizer (``llvm.ll``, ``llvm_optimized.ll``), assembly (``assembly.s``), or CUDA C
+(``kernels.cu``)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .compiler import lower_graph_for
+from .tracing import trace
+from .workloads import resolve
+
+STAGE_FILES = {
+    "ir": re.compile(r"^\d\d_.*\.txt$"),
+    "kernels": re.compile(r"^kernels\.txt$"),
+    "llvm": re.compile(r"^llvm(_optimized)?\.ll$"),
+    "asm": re.compile(r"^assembly\.s$"),
+    "cuda": re.compile(r"^kernels\.cu$"),
+}
+
+
+def dump_target(
+    spec: str,
+    output: str,
+    stages: list[str] | None = None,
+    backend: str = "llvm",
+    batch: int = 64,
+    size: int | None = None,
+) -> list[str]:
+    """Write the stages of ``spec`` (see ``workloads.resolve``) under ``output``; returns
+    the files kept. ``stages``: any of ir, kernels, llvm, asm, cuda, all (default)."""
+    keep = set(stages or ["all"])
+    if "all" in keep:
+        keep = set(STAGE_FILES)
+    workload = resolve(spec, batch, size)
+    graph = trace(workload.fn, *workload.args)
+    previous = os.environ.get("NNCOMPILE_DUMP")
+    os.environ["NNCOMPILE_DUMP"] = output
+    try:
+        lowered = lower_graph_for(graph, backend)
+        if backend == "llvm" and keep & {"llvm", "asm"}:
+            lowered.compile()  # LLVM's optimized IR and the assembly
+    finally:
+        if previous is None:
+            del os.environ["NNCOMPILE_DUMP"]
+        else:
+            os.environ["NNCOMPILE_DUMP"] = previous
+    written = []
+    for root, _, files in os.walk(output):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if any(STAGE_FILES[s].match(name) for s in keep):
+                written.append(path)
+            elif any(p.match(name) for p in STAGE_FILES.values()):
+                os.remove(path)
+    return sorted(written)
