@@ -199,7 +199,10 @@ def _expand(attrs, ins, y, g, needs):
 
 @vjp("slice")
 def _slice(attrs, ins, y, g, needs):
-    return [bind("slice_backward", g, shape=ins[0].shape, **attrs)]
+    # kept unmaterialized: the cotangents of many slices of one value are concatenated
+    from .accumulate import SliceCotangent
+
+    return [SliceCotangent(g, dict(attrs), tuple(ins[0].shape))]
 
 
 @vjp("slice_backward")
@@ -315,7 +318,20 @@ def _matmul(attrs, ins, y, g, needs):
         g_shape.append(1)
     g2 = ops.reshape(g, tuple(g_shape))
     da = sum_to_shape(ops.matmul(g2, _swap_last(b2)), a2.shape) if needs[0] else None
-    db = sum_to_shape(ops.matmul(_swap_last(a2), g2), b2.shape) if needs[1] else None
+    if needs[1] and b2.ndim == 2 and a2.ndim == 2 and b.ndim == 2 and a.ndim == 2:
+        from .accumulate import ProductCotangent  # combined with other uses of b
+
+        db = ProductCotangent(a2, g2)
+    elif needs[1] and b2.ndim == 2 and a2.ndim > 2:
+        # A matrix applied to every batch entry (a dense layer over a sequence): its
+        # gradient is one matmul with the batch folded into the contracted dimension,
+        # not a batched matmul followed by a sum over the batch.
+        k, n = b2.shape
+        db = ops.matmul(ops.transpose(ops.reshape(a2, (-1, k))), ops.reshape(g2, (-1, n)))
+    else:
+        db = sum_to_shape(ops.matmul(_swap_last(a2), g2), b2.shape) if needs[1] else None
+    if db is not None and not isinstance(db, Tensor):
+        return [ops.reshape(da, a.shape) if da is not None else None, db]
     return [
         ops.reshape(da, a.shape) if da is not None else None,
         ops.reshape(db, b.shape) if db is not None else None,

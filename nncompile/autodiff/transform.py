@@ -8,6 +8,7 @@ records the forward and backward nodes, which is how ``grad_graph`` builds a new
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .. import ops
 from ..dispatch import apply_op, scope_override, source_location_override
@@ -16,6 +17,7 @@ from ..ir.graph import Graph, Value
 from ..ir.types import TensorType
 from ..tensor import Tensor
 from ..tracing import _STACK, Trace
+from .accumulate import combine
 from .rules import NOT_DIFFERENTIABLE, VJP
 
 
@@ -59,10 +61,12 @@ def backpropagate(
         cotangent = ops.ones_like(y)
     elif cotangent.shape != target.shape:
         raise ShapeError(f"cotangent {cotangent._type} does not match output {target.type}")
-    cts: dict[int, Tensor] = {id(target): ops.astype(cotangent, target.dtype.np)}
+    # Each value's cotangent contributions, summed when its node is reached (combine).
+    cts: dict[int, list] = {id(target): [ops.astype(cotangent, target.dtype.np)]}
 
     for node in reversed(graph.nodes):
-        g = cts.pop(id(node.outputs[0]), None) if len(node.outputs) == 1 else None
+        pending = cts.pop(id(node.outputs[0]), None) if len(node.outputs) == 1 else None
+        g = _combine_in_scope(pending, node) if pending is not None else None
         if g is None or node.op in NOT_DIFFERENTIABLE:
             continue
         needs = [id(v) in depends and v.dtype.is_float for v in node.inputs]
@@ -84,17 +88,39 @@ def backpropagate(
                     _accumulate(cts, v, c)
 
     outputs = [env[id(v)] for v in graph.outputs]
-    grads = [cts.get(id(graph.inputs[i])) for i in wrt]
+    with scope_override("backward"):
+        grads = [
+            combine(cts[id(graph.inputs[i])]) if id(graph.inputs[i]) in cts else None for i in wrt
+        ]
     grads = [
         g if g is not None else ops.zeros_like(inputs[i]) for g, i in zip(grads, wrt, strict=True)
     ]
     return outputs, grads
 
 
-def _accumulate(cts: dict[int, Tensor], v: Value, c: Tensor) -> None:
-    if c.shape != v.shape or c.dtype != v.dtype.np:
-        raise GraphError(f"VJP produced {c._type} for %{v.name}: {v.type} (a rule bug)")
-    cts[id(v)] = cts[id(v)] + c if id(v) in cts else c
+def _accumulate(cts: dict[int, list], v: Value, c: Any) -> None:
+    if tuple(c.shape) != v.shape or c.dtype != v.dtype.np:
+        raise GraphError(
+            f"VJP produced {c.dtype}{list(c.shape)} for %{v.name}: {v.type} (a rule bug)"
+        )
+    pending = cts.setdefault(id(v), [])
+    # Tensors are summed at once (inside the rule's source location); deferred slice and
+    # product cotangents wait for their siblings (see accumulate.py).
+    if isinstance(c, Tensor) and pending and isinstance(pending[0], Tensor):
+        pending[0] = pending[0] + c
+    elif isinstance(c, Tensor):
+        pending.insert(0, c)
+    else:
+        pending.append(c)
+
+
+def _combine_in_scope(pending: list, node) -> Tensor:
+    """Sum a node's output cotangents, recorded in the node's backward scope."""
+    if len(pending) == 1 and isinstance(pending[0], Tensor):
+        return pending[0]
+    scope = "backward/" + node.scope if node.scope else "backward"
+    with scope_override(scope):
+        return combine(pending)
 
 
 def _index(graph: Graph, key: int | str, values: list[Value], what: str) -> int:

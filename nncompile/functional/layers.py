@@ -40,10 +40,20 @@ def activation(x: Any, name: str | Callable | None) -> Tensor:
 
 def dense(x: Any, kernel: Any, bias: Any = None, act: str | Callable | None = None) -> Tensor:
     """Keras Dense: x @ kernel + bias with a kernel of shape (in, out)."""
-    y = ops.matmul(x, kernel)
+    y = matmul_last_axis(x, kernel)
     if bias is not None:
         y = y + bias
     return activation(y, act)
+
+
+def matmul_last_axis(x: Any, w: Any) -> Tensor:
+    """x @ w over x's last axis. Leading axes fold into the rows first, so it is one
+    matrix product (and so is its weight gradient) rather than a batch of small ones."""
+    x = as_tensor(x)
+    if x.ndim <= 2 or as_tensor(w).ndim != 2:
+        return ops.matmul(x, w)
+    rows = ops.reshape(x, (-1, x.shape[-1]))
+    return ops.reshape(ops.matmul(rows, w), x.shape[:-1] + (as_tensor(w).shape[1],))
 
 
 def _layout(x: Any, data_format: str) -> tuple[Tensor, str]:

@@ -11,12 +11,13 @@ import numpy as np
 from .. import ops
 from ..ir.errors import ShapeError
 from ..tensor import Tensor, as_tensor
+from .layers import matmul_last_axis
 
 
 def _input_projection(x: Tensor, w_ih: Any, b_ih: Any, b_hh: Any) -> Tensor:
     if x.ndim != 3:
         raise ShapeError(f"recurrent layers take (batch, time, features), got {x._type}")
-    proj = ops.matmul(x, ops.transpose(as_tensor(w_ih)))  # (N, T, gates*H)
+    proj = matmul_last_axis(x, ops.transpose(as_tensor(w_ih)))  # (N, T, gates*H)
     if b_ih is not None:
         proj = proj + b_ih
     if b_hh is not None:

@@ -29,6 +29,7 @@ from ..ir.kernel import (
     Load,
     Select,
     Unary,
+    Var,
     const_index,
     delinearize,
     iadd,
@@ -124,6 +125,7 @@ class ElementBuilder:
         self.bound: dict[int, Expr] = {}  # id(value) -> expression valid in this scope
         self.checks: list[tuple[Expr, str]] = []  # (bad condition, message)
         self._memo: dict[tuple, Expr] = {}
+        self.ranges: dict[str, tuple[int, int]] = {}  # loop variable -> [lo, hi)
 
     def bind(self, v: Value, e: Expr) -> None:
         self.bound[id(v)] = e
@@ -252,8 +254,30 @@ class ElementBuilder:
             return loaded
         return Select(valid, loaded, const(node.attrs["value"], out.dtype), out.dtype)
 
+    def index_range(self, e: Expr) -> tuple[int, int] | None:
+        """[lo, hi) of an index expression, when loop ranges bound it."""
+        if isinstance(e, Const):
+            return int(e.value), int(e.value) + 1
+        if isinstance(e, Var):
+            return self.ranges.get(e.name)
+        if isinstance(e, Binary) and e.op == "add":
+            a, b = self.index_range(e.a), self.index_range(e.b)
+            if a is not None and b is not None:
+                return a[0] + b[0], a[1] + b[1] - 1
+        return None
+
     def _op_concat(self, node, index):
         axis = node.attrs["axis"] % len(node.outputs[0].shape)
+        known = self.index_range(index[axis])
+        if known is not None:  # the index stays inside one input: read it directly
+            start = 0
+            for x in node.inputs:
+                size = x.shape[axis]
+                if size and start <= known[0] and known[1] <= start + size:
+                    inner = list(index)
+                    inner[axis] = isub(index[axis], const_index(start))
+                    return self.at(x, inner)
+                start += size
         pieces, start = [], 0
         for x in node.inputs:
             size = x.shape[axis]

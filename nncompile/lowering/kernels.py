@@ -122,6 +122,9 @@ class KernelBuilder:
         marked for vectorization; size-1 dims get no loop."""
         names = [self.fresh(prefix) if d != 1 else None for d in shape]
         index: list[Expr] = [Var(n, INDEX) if n else const_index(0) for n in names]
+        for n, d in zip(names, shape, strict=True):
+            if n is not None:
+                self.elements.ranges[n] = (0, d)  # lets element rules resolve statically
         stmts = body(index)
         looped = [(n, d) for n, d in zip(names, shape, strict=True) if n is not None]
         total = math.prod(shape)
@@ -238,8 +241,45 @@ def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) ->
             stores = [Store(kb.buffer(v), flat, kb.elements.at(u, index)) for v, u in pairs]
             return kb.checked(stores, start)
 
-        body += kb.nest(shape, inner)
+        split = _concat_split(kb, shape)
+        if split is None:
+            body += kb.nest(shape, inner)
+            continue
+        axis, pieces = split
+        for begin, size in pieces:  # one nest per concat input: each reads one buffer
+
+            def shifted(index: list[Expr], begin=begin, inner=inner, axis=axis) -> list[Stmt]:
+                index = list(index)
+                index[axis] = iadd(index[axis], const_index(begin))
+                return inner(index)
+
+            piece_shape = shape[:axis] + (size,) + shape[axis + 1 :]
+            body += kb.nest(piece_shape, shifted)
     return body
+
+
+MAX_CONCAT_SPLIT = 64
+
+
+def _concat_split(kb: KernelBuilder, shape: tuple[int, ...]) -> tuple[int, list] | None:
+    """A concat in the group over exactly this iteration shape: iterate piece by piece
+    along its axis, so each piece's loop reads one input (the element rule resolves the
+    piece from the index range) instead of selecting among all inputs per element."""
+    best = None
+    for n in kb.group.nodes:
+        if n.op != "concat" or n.outputs[0].shape != shape or len(n.inputs) < 2:
+            continue
+        if len(n.inputs) <= MAX_CONCAT_SPLIT and (best is None or len(n.inputs) > len(best.inputs)):
+            best = n
+    if best is None:
+        return None
+    axis = best.attrs["axis"] % len(shape)
+    pieces, begin = [], 0
+    for x in best.inputs:
+        if x.shape[axis]:
+            pieces.append((begin, x.shape[axis]))
+        begin += x.shape[axis]
+    return axis, pieces
 
 
 def lower_elementwise(kb: KernelBuilder) -> Kernel:

@@ -76,6 +76,8 @@ CONTRACTION = {
     "avg_pool2d_backward",
 }
 OPAQUE = {"scatter_add", "scatter_elements_add"}
+# Concats with this many inputs stay out of reductions (see place_reduction).
+WIDE_CONCAT = 4
 
 
 def node_class(node: Node) -> str:
@@ -358,7 +360,13 @@ class _Partitioner:
         if g is None:
             self.new_reduction(node, x, axes)
             return
-        if g.kind == "elementwise" and g.numel == _numel(x):
+        wide = next((n for n in g.nodes if n.op == "concat" and len(n.inputs) >= WIDE_CONCAT), None)
+        if wide is not None:
+            reason = (
+                f"a concat of {len(wide.inputs)} inputs is stored piece by piece by its own "
+                "kernel (in a reduction it would select among its inputs per element)"
+            )
+        elif g.kind == "elementwise" and g.numel == _numel(x):
             pass
         elif g.kind == "reduction" and g.row_shape == x.shape and g.row_axes == axes:
             pass  # another pass over the same rows
