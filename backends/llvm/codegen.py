@@ -61,6 +61,11 @@ def mem_type(d: dt.DType) -> ir.Type:
     return I8 if d.is_bool else _REG[d.name]  # NumPy stores bools as bytes
 
 
+def bounds_checked() -> bool:
+    """NNCOMPILE_BOUNDS_CHECK=1: generated code checks every index (a debugging aid)."""
+    return os.environ.get("NNCOMPILE_BOUNDS_CHECK") == "1"
+
+
 class KernelEmitter:
     def __init__(
         self,
@@ -102,7 +107,7 @@ class KernelEmitter:
         self.in_parallel = False  # inside an outlined parallel body: no nested regions
         # NNCOMPILE_BOUNDS_CHECK=1: every load and store checks its index (a debugging aid
         # for code generator bugs; a violation sets status -1 and touches element 0).
-        self.bounds_check = os.environ.get("NNCOMPILE_BOUNDS_CHECK") == "1"
+        self.bounds_check = bounds_checked()
         self.sizes = {p.name: p.size for p in kernel.params}
         self.kernel_number = 0  # set by the module builder; names the kernel in debug codes
 

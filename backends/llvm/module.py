@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from ...ir.kernel_printer import format_kernel
 from ...lowering.program import Program, physical_params
 from . import mathlib
-from .codegen import I8, I32, PTR, VOID, KernelEmitter, set_function_attributes
+from .codegen import (
+    I8,
+    I32,
+    PTR,
+    VOID,
+    KernelEmitter,
+    bounds_checked,
+    set_function_attributes,
+)
 from .parallel import ParallelRuntime
 
 
@@ -26,6 +37,22 @@ def argument_slots(program: Program) -> dict[str, int]:
     return slots
 
 
+def canonical_kernel(kernel, physical: dict[str, str], number: int | None) -> str:
+    """The kernel's text with its buffers named by position (after donation folds an
+    output into its input) and without its name: equal texts compute the same thing."""
+    params = physical_params(kernel, physical)
+    rename = {p.name: f"%p{i}" for i, p in enumerate(params)}
+    for p in kernel.params:
+        rename.setdefault(p.name, rename[physical.get(p.name, p.name)])
+    lines = format_kernel(kernel).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("kernel "))
+    body = "\n".join(lines[head + 1 :])
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(rename, key=len)[::-1])) + r")\b")
+    signature = ", ".join(f"{p.dtype}[{p.size}]" for p in params)
+    text = pattern.sub(lambda m: rename[m.group(1)], body) if rename else body
+    return f"{signature}|{number}|{text}"
+
+
 def build_module(program: Program, threads: int, per_kernel_entries: bool = False) -> str:
     """The module's IR text. With ``per_kernel_entries`` it also exports
     ``nc_kernel_<i>(ptr args)`` running kernel i alone (for per-kernel profiles)."""
@@ -33,10 +60,16 @@ def build_module(program: Program, threads: int, per_kernel_entries: bool = Fals
     module.triple = llvm.get_process_triple()
     parallel = ParallelRuntime(module, threads)
     kernels = []
+    # Kernels that differ only in the buffers they get (an unrolled loop's steps) share
+    # one function: less code for LLVM to optimize, same calls.
+    shared: dict[str, ir.Function] = {}
     for number, k in enumerate(program.kernels):
-        emitter = KernelEmitter(module, k, parallel, physical=program.physical)
-        emitter.kernel_number = number
-        kernels.append(emitter.emit())
+        key = canonical_kernel(k, program.physical, number if bounds_checked() else None)
+        if key not in shared:
+            emitter = KernelEmitter(module, k, parallel, physical=program.physical)
+            emitter.kernel_number = number
+            shared[key] = emitter.emit()
+        kernels.append(shared[key])
 
     _emit_entry(module, program, kernels, "nc_entry", range(len(kernels)))
     if per_kernel_entries:

@@ -402,3 +402,21 @@ def test_process_exits_cleanly_while_openmp_threads_spin(policy):
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     spincount = run.stdout.split()[-1]
     assert spincount == ("None" if policy else "300000")
+
+
+def test_kernels_that_differ_only_in_buffers_share_one_function():
+    from nncompile.backends.llvm.module import build_module
+    from nncompile.compiler import lower_graph_for
+
+    def f(a, b, c):
+        return nc.tanh(a) * 2.0, nc.tanh(b) * 2.0, nc.exp(c)
+
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    lowered = lower_graph_for(nc.trace(f, x, x + 1, x), "llvm")
+    source = build_module(lowered.program, 1)
+    defined = [line for line in source.splitlines() if line.startswith('define internal void @"k_')]
+    assert len(lowered.program.kernels) == 3
+    assert len(defined) == 2  # the two tanh kernels share one function
+    outs = nc.compile(f)(x, x + 1, x)
+    np.testing.assert_allclose(outs[0], np.tanh(x) * 2, rtol=1e-6)
+    np.testing.assert_allclose(outs[1], np.tanh(x + 1) * 2, rtol=1e-6)
