@@ -406,6 +406,7 @@ def test_process_exits_cleanly_while_openmp_threads_spin(policy):
 
 def test_kernels_that_differ_only_in_buffers_share_one_function():
     from nncompile.backends.llvm.module import build_module
+
     from nncompile.compiler import lower_graph_for
 
     def f(a, b, c):
