@@ -6,7 +6,8 @@ llvm (compiled), cuda (compiled; reported unavailable without a GPU), and with
 after: two OpenMP runtimes with hot spinning threads slow each other down.
 
 Per mode: median and interquartile range of the step time, throughput, speedup over
-eager, compile time (first call minus a steady-state call) and peak memory (NumPy
+eager, compile time (first call minus a steady-state call; cold, without the on-disk object
+cache, unless --cached) and peak memory (NumPy
 allocations during one call, measured with tracemalloc, plus the compiled program's arena;
 not measured for PyTorch).
 """
@@ -14,6 +15,7 @@ not measured for PyTorch).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import tracemalloc
@@ -67,8 +69,9 @@ def _peak_mb(step: Callable[[], Any], resident_bytes: int = 0) -> float:
     return (peak + resident_bytes) / 2**20
 
 
-def _nncompile_step(w: Workload, mode: str) -> tuple[Callable[[], Any], float, int]:
-    """(step, first-call seconds, resident bytes)."""
+def _nncompile_step(w: Workload, mode: str, cold: bool) -> tuple[Callable[[], Any], float, int]:
+    """(step, first-call seconds, resident bytes). ``cold``: compile without the on-disk
+    object cache, so the compile time is a real one."""
     from .compiler import compile
 
     if mode == "eager":
@@ -76,9 +79,18 @@ def _nncompile_step(w: Workload, mode: str) -> tuple[Callable[[], Any], float, i
         w.fn(*w.args)
         return (lambda: w.fn(*w.args)), time.perf_counter() - start, 0
     compiled = compile(w.fn, mode, donate_argnums=w.donate)
-    start = time.perf_counter()
-    compiled(*w.args)
-    first = time.perf_counter() - start
+    previous = os.environ.get("NNCOMPILE_CACHE_DIR")
+    if cold:
+        os.environ["NNCOMPILE_CACHE_DIR"] = "off"
+    try:
+        start = time.perf_counter()
+        compiled(*w.args)
+        first = time.perf_counter() - start
+    finally:
+        if previous is None:
+            os.environ.pop("NNCOMPILE_CACHE_DIR", None)
+        else:
+            os.environ["NNCOMPILE_CACHE_DIR"] = previous
     lowered, _, _ = compiled.compiled_for(*w.args)
     arena = lowered.program.arena_bytes if lowered is not None else 0
     return (lambda: compiled(*w.args)), first, arena
@@ -99,10 +111,10 @@ def _result(w: Workload, mode: str, samples: list[float]) -> ModeResult:
     )
 
 
-def run_mode(w: Workload, mode: str, steps: int, budget_s: float) -> ModeResult:
+def run_mode(w: Workload, mode: str, steps: int, budget_s: float, cold: bool = True) -> ModeResult:
     try:
         if mode in NNCOMPILE_MODES:
-            step, first, resident = _nncompile_step(w, mode)
+            step, first, resident = _nncompile_step(w, mode, cold)
         else:
             if w.torch is None:
                 return ModeResult(w.name, mode, "unavailable: no PyTorch twin for this workload")
@@ -122,10 +134,10 @@ def run_mode(w: Workload, mode: str, steps: int, budget_s: float) -> ModeResult:
 
 
 def bench(
-    w: Workload, modes: list[str], steps: int = 20, budget_s: float = 10.0
+    w: Workload, modes: list[str], steps: int = 20, budget_s: float = 10.0, cold: bool = True
 ) -> list[ModeResult]:
     ordered = [m for m in NNCOMPILE_MODES + TORCH_MODES if m in modes]
-    results = [run_mode(w, mode, steps, budget_s) for mode in ordered]
+    results = [run_mode(w, mode, steps, budget_s, cold) for mode in ordered]
     eager = next((r for r in results if r.mode == "eager" and r.median_ms), None)
     for r in results:
         if eager and r.median_ms:
