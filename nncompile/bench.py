@@ -2,8 +2,9 @@
 
 Modes: eager (the same Python function op by op on NumPy: the semantic reference),
 llvm (compiled), cuda (compiled; reported unavailable without a GPU), and with
-``--vs torch`` PyTorch eager and torch.compile. nncompile modes run first and PyTorch's
-after: two OpenMP runtimes with hot spinning threads slow each other down.
+``--vs torch`` PyTorch eager and torch.compile. Compiled modes run first, then eager, then
+PyTorch: thread pools that keep spinning after their work (NumPy's BLAS, two OpenMP
+runtimes) slow down whatever runs next.
 
 Per mode: median and interquartile range of the step time, throughput, speedup over
 eager, compile time (first call minus a steady-state call; cold, without the on-disk object
@@ -27,6 +28,9 @@ from .ir.errors import NCError
 from .workloads import Workload
 
 NNCOMPILE_MODES = ("eager", "llvm", "cuda")
+# Run order: compiled modes first, then eager (NumPy's BLAS threads keep spinning after
+# its matmuls and would slow the next compiled run), then PyTorch.
+RUN_ORDER = ("llvm", "cuda", "eager", "torch", "torch.compile")
 TORCH_MODES = ("torch", "torch.compile")
 
 
@@ -136,8 +140,8 @@ def run_mode(w: Workload, mode: str, steps: int, budget_s: float, cold: bool = T
 def bench(
     w: Workload, modes: list[str], steps: int = 20, budget_s: float = 10.0, cold: bool = True
 ) -> list[ModeResult]:
-    ordered = [m for m in NNCOMPILE_MODES + TORCH_MODES if m in modes]
-    results = [run_mode(w, mode, steps, budget_s, cold) for mode in ordered]
+    ran = {mode: run_mode(w, mode, steps, budget_s, cold) for mode in RUN_ORDER if mode in modes}
+    results = [ran[m] for m in NNCOMPILE_MODES + TORCH_MODES if m in ran]  # shown eager first
     eager = next((r for r in results if r.mode == "eager" and r.median_ms), None)
     for r in results:
         if eager and r.median_ms:
