@@ -81,6 +81,7 @@ class Trainer:
         backend: str = "llvm",
         run_eagerly: bool = False,
         threads: int | None = None,
+        check: bool | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -95,6 +96,7 @@ class Trainer:
         self.backend = backend
         self.run_eagerly = run_eagerly
         self.threads = threads
+        self.check = check
         self.opt_state: dict[str, Any] | None = None
         self.steps_run = 0  # also the dropout key of the next step
         self._functions: dict[str, Callable[..., Any]] = {}
@@ -153,7 +155,9 @@ class Trainer:
             self._functions[kind] = (
                 _eager(fn)
                 if self.run_eagerly
-                else compile(fn, self.backend, donate_argnums=donate, threads=self.threads)
+                else compile(
+                    fn, self.backend, donate_argnums=donate, threads=self.threads, check=self.check
+                )
             )
         return self._functions[kind]
 

@@ -170,12 +170,14 @@ class Sequential:
         backend: str = "llvm",
         run_eagerly: bool = False,
         threads: int | None = None,
+        check: bool | None = None,
     ) -> None:
         """Choose optimizer, loss and metrics; ``backend`` compiles the training and
-        inference steps ("llvm", "cuda", "numpy"); ``run_eagerly`` runs them op by op."""
+        inference steps ("llvm", "cuda", "numpy"); ``run_eagerly`` runs them op by op;
+        ``check`` compares every compiled buffer with the reference (nc.compile's check)."""
         from .fitting import Trainer
 
-        self.trainer = Trainer(self, optimizer, loss, metrics, backend, run_eagerly, threads)
+        self.trainer = Trainer(self, optimizer, loss, metrics, backend, run_eagerly, threads, check)
 
     def _trainer(self):
         if self.trainer is None:

@@ -63,11 +63,8 @@ def test_check_mode_on_a_training_step():
     model = nn.Sequential(
         [nn.Conv2D(3, 3, activation="relu", input_shape=(5, 5, 1)), nn.Flatten(), nn.Dense(2)]
     )
-    model.compile(optim.Adam(), "mse")
-    trainer = model.trainer
-    trainer._functions["train"] = nc.compile(
-        trainer._train_fn, donate_argnums=(0, 2, 3), check=True
-    )
+    model.compile(optim.Adam(), "mse", check=True)
+    assert model.trainer.function("train").check
     x = np.random.default_rng(0).normal(size=(8, 5, 5, 1)).astype(np.float32)
     history = model.fit(x, np.zeros((8, 2), np.float32), batch_size=4, epochs=2, verbose=0)
     assert history.history["loss"][1] < history.history["loss"][0]
