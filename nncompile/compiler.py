@@ -36,7 +36,7 @@ def _hashable(tree: Any) -> Any:
 
 
 def _leaf_type(a: Any) -> tuple:
-    if type(a) is np.ndarray:
+    if type(a) is np.ndarray or hasattr(a, "device_pointer"):  # (a CUDA DeviceArray)
         return (a.shape, a.dtype)
     return (np.shape(a), np.result_type(a))
 
@@ -164,6 +164,7 @@ class CompiledFunction:
         donate_argnums: Sequence[int] = (),
         threads: int | None = None,
         check: bool | None = None,
+        device_outputs: bool = False,
     ):
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -174,6 +175,7 @@ class CompiledFunction:
         self.threads = threads
         # check: run the reference alongside and compare every materialized buffer
         self.check = _check_env() if check is None else check
+        self.device_outputs = device_outputs  # cuda: results stay on the device
         self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
         self._last: tuple | None = None
 
@@ -202,6 +204,10 @@ class CompiledFunction:
                     graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
                 )
                 executable = lowered.compile()
+                if self.device_outputs:
+                    if self.backend != "cuda":
+                        raise CompileError("device_outputs=True needs backend='cuda'")
+                    executable.device_outputs = True
                 if checked:
                     from .checking import Checker
 
@@ -243,11 +249,14 @@ def compile(
     donate_argnums: Sequence[int] = (),
     threads: int | None = None,
     check: bool | None = None,
+    device_outputs: bool = False,
 ) -> CompiledFunction:
     """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda"). ``check=True`` (or
     ``NNCOMPILE_CHECK=1``) runs the reference interpreter alongside and raises
-    ``CheckError`` naming the first node whose compiled buffer diverges."""
-    return CompiledFunction(fn, backend, level, donate_argnums, threads, check)
+    ``CheckError`` naming the first node whose compiled buffer diverges. With
+    ``device_outputs`` (cuda) results are DeviceArrays that stay on the GPU; passing them
+    back in (donated) keeps a training step's state on the device."""
+    return CompiledFunction(fn, backend, level, donate_argnums, threads, check, device_outputs)
 
 
 def jit(fn: Callable[..., Any] | None = None, **options: Any):

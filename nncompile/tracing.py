@@ -77,7 +77,8 @@ def current_trace() -> Trace | None:
 def is_array_leaf(x: Any) -> bool:
     from .tensor import Tensor
 
-    return isinstance(x, (Tensor, np.ndarray, np.generic))
+    # (objects with a device_pointer are the CUDA backend's DeviceArrays)
+    return isinstance(x, (Tensor, np.ndarray, np.generic)) or hasattr(x, "device_pointer")
 
 
 def _arg_names(fn: Callable, n: int) -> list[str]:

@@ -1,5 +1,9 @@
-"""The CUDA backend: kernel IR -> CUDA C (emit.py, program.py). Code generation needs no
-GPU; running the code (device memory, module loading, launches) is not built yet."""
+"""The CUDA backend: kernel IR -> CUDA C (emit.py, program.py), compiled with nvcc
+(toolchain.py) and run through the driver API (driver.py, executable.py). Code generation
+needs no GPU; running needs the NVIDIA driver and a device.
+
+Status: the runtime has not run on a GPU yet (no GPU was available where it was written);
+tests/gpu and scripts/gpu_check.sh check it when one is there."""
 
 from __future__ import annotations
 
@@ -16,19 +20,16 @@ def emit_program(program) -> str:
 
 
 def compile_program(lowered):
-    """Compile the program's CUDA C to a cubin (checking it), then say what is missing:
-    the machine's driver or device, or, where a GPU is there, the runtime itself."""
+    """The program's CUDA C compiled to a cubin and loaded on the device, or an error
+    saying what the machine lacks (nvcc, the driver, a device)."""
+    from .executable import CUDAExecutable
     from .toolchain import compile_cubin, missing_for_running
 
-    compile_cubin(lowered.source)
+    cubin = compile_cubin(lowered.source)
     missing = missing_for_running()
     if missing:
         raise ExecutionError(
             f"backend='cuda' cannot run here: {missing}. The CUDA C is generated and compiles "
             "(nc.lower(f, *args, backend='cuda').source); use backend='llvm' on the CPU"
         )
-    raise NotImplementedError(
-        "the CUDA backend generates and compiles CUDA C but cannot run it yet: device "
-        "memory, module loading and kernel launches are not built (issue #6); use "
-        "backend='llvm' to run on the CPU"
-    )
+    return CUDAExecutable(lowered.program, emit_cuda(lowered.program).launches, cubin)

@@ -1,0 +1,185 @@
+"""A compiled CUDA program, callable like the LLVM one, with its memory on the device.
+
+The executable owns one device buffer per input, output and constant, the arena (the same
+memory plan as the CPU) and the status word. A call copies NumPy inputs to the device,
+launches every kernel in order on the default stream, checks the status word and copies
+the outputs back. ``DeviceArray`` inputs are used where they are, without copies, and
+with ``device_outputs`` the results stay on the device: a training step whose parameters
+and optimizer state are donated then updates them in place on the device, and only the
+batch goes across each step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...ir.errors import DTypeError, ExecutionError, ShapeError
+from ...lowering.program import Program
+from .driver import driver, pointer_args
+from .emit import Launch
+
+
+class DeviceArray:
+    """An array in device memory. Arrays a call returns with ``device_outputs`` live in
+    the executable's output buffers: the next call overwrites them unless they were
+    donated back as inputs (then they are updated in place)."""
+
+    __slots__ = ("device_pointer", "shape", "dtype", "_owner")
+
+    def __init__(self, pointer: int, shape: tuple[int, ...], dtype: Any, owner: object = None):
+        self.device_pointer = pointer
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self._owner = owner  # keeps the memory alive
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.shape, self.dtype)
+        driver().to_host(out, self.device_pointer)
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    @staticmethod
+    def from_numpy(array: np.ndarray) -> DeviceArray:
+        """A new device copy of ``array`` (freed when the DeviceArray is collected)."""
+        array = np.ascontiguousarray(array)
+        memory = _DeviceMemory(array.nbytes)
+        driver().to_device(memory.pointer, array)
+        return DeviceArray(memory.pointer, array.shape, array.dtype, memory)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype})"
+
+
+class _DeviceMemory:
+    def __init__(self, nbytes: int):
+        self.pointer = driver().alloc(nbytes)
+
+    def __del__(self) -> None:
+        try:
+            driver().free(self.pointer)
+        except Exception:  # interpreter shutdown: the context goes with the process
+            pass
+
+
+class CUDAExecutable:
+    def __init__(self, program: Program, launches: list[Launch], cubin: bytes):
+        cu = driver()
+        self.program = program
+        self.launches = launches
+        self.device_outputs = False
+        self.module = cu.load_module(cubin)
+        self.functions = {x.function: cu.function(self.module, x.function) for x in launches}
+        self.memory: dict[str, _DeviceMemory] = {}
+        for name, buf in program.buffers.items():
+            if buf.kind in ("input", "output", "constant", "status"):
+                self.memory[name] = _DeviceMemory(buf.nbytes)
+        self.arena = _DeviceMemory(max(program.arena_bytes, 64))
+        for name, array in program.constants.items():
+            cu.to_device(self.memory[name].pointer, np.ascontiguousarray(array))
+        graph = program.graph
+        self._want = [(v.shape, v.dtype.np) for v in graph.inputs]
+        self._donated_from = {o: i for o, i in program.donations.items()}
+        self._output_pointers = {
+            self.memory[n].pointer
+            for o, n in enumerate(program.outputs)
+            if o not in program.donations
+        }
+
+    # ---- arguments ---------------------------------------------------------------------
+    def _input(self, i: int, value: object) -> tuple[int, np.ndarray | None]:
+        """(device pointer, host array or None) for input i, checked like the CPU does."""
+        shape, dtype = self._want[i]
+        name = self.program.graph.inputs[i].name
+        if isinstance(value, DeviceArray):
+            if value.dtype != dtype or value.shape != shape:
+                raise ShapeError(
+                    f"input {i} (%{name}) expects {dtype}{list(shape)}, got a device array "
+                    f"{value.dtype}{list(value.shape)}"
+                )
+            if value.device_pointer in self._output_pointers:
+                # one of our own outputs: the kernels may overwrite it while reading it
+                own = self.memory[self.program.inputs[i]].pointer
+                driver().copy(own, value.device_pointer, value.nbytes)
+                return own, None
+            return value.device_pointer, None
+        array = np.asarray(value)
+        if array.dtype != dtype:
+            if isinstance(value, (bool, int, float)) and array.shape == shape == ():
+                array = array.astype(dtype)
+            else:
+                raise DTypeError(f"input {i} (%{name}) expects {dtype}, got {array.dtype}")
+        if array.shape != shape:
+            raise ShapeError(f"input {i} (%{name}) expects shape {shape}, got {array.shape}")
+        pointer = self.memory[self.program.inputs[i]].pointer
+        driver().to_device(pointer, array)
+        return pointer, array
+
+    def _pointer(self, name: str, inputs: list[int], outputs: list[int]) -> int:
+        buf = self.program.buffers[name]
+        if buf.kind == "input":
+            return inputs[buf.position]
+        if buf.kind == "output":
+            return outputs[buf.position]
+        if buf.kind == "arena":
+            return self.arena.pointer + buf.offset
+        return self.memory[name].pointer  # constant or status
+
+    # ---- a call ------------------------------------------------------------------------
+    def __call__(self, arrays: Sequence[object]) -> list[Any]:
+        program, cu = self.program, driver()
+        if len(arrays) != len(self._want):
+            raise ExecutionError(f"expected {len(self._want)} inputs, got {len(arrays)}")
+        cu.make_current()
+        bound = [self._input(i, a) for i, a in enumerate(arrays)]
+        inputs = [p for p, _ in bound]
+        outputs = [
+            inputs[self._donated_from[o]] if o in self._donated_from else self.memory[n].pointer
+            for o, n in enumerate(program.outputs)
+        ]
+        status = self.memory["status"].pointer
+        cu.zero(status, 8)
+        for launch in self.launches:
+            values, params = pointer_args(
+                [self._pointer(p, inputs, outputs) for p in launch.params]
+            )
+            cu.launch(
+                self.functions[launch.function], launch.grid, launch.block, params, launch.function
+            )
+            del values, params
+        for o, src in program.output_copies:
+            nbytes = program.buffers[program.outputs[o]].nbytes
+            cu.copy(outputs[o], self._pointer(src, inputs, outputs), nbytes)
+        cu.synchronize()
+        code = np.zeros(1, np.int64)
+        cu.to_host(code, status)
+        if code[0]:
+            message = program.status_messages.get(int(code[0]), f"error code {int(code[0])}")
+            raise ExecutionError(f"{message} (detected in compiled CUDA code)")
+        return [self._result(o, outputs[o], bound) for o in range(len(program.outputs))]
+
+    def _result(self, o: int, pointer: int, bound: list) -> Any:
+        value = self.program.graph.outputs[o]
+        shape, dtype = value.shape, value.dtype.np
+        if self.device_outputs:
+            return DeviceArray(pointer, shape, dtype, self)
+        donor = self._donated_from.get(o)
+        if donor is not None and bound[donor][1] is not None and bound[donor][1].flags.writeable:
+            host = bound[donor][1]  # donated NumPy input: written in place, as on the CPU
+        else:
+            host = np.empty(shape, dtype)
+        driver().to_host(host, pointer)
+        return host

@@ -1,0 +1,128 @@
+"""The CUDA backend on a real GPU: every primitive and gradient case against the NumPy
+reference, device-resident arrays and donation, errors, and the seed CNN trained for five
+steps against the reference. Skipped without a GPU (see conftest.py)."""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+from nncompile import optim
+
+TESTS = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _backend_tests(name: str):
+    """A module of tests/backends (the op cases are shared with the CPU tests)."""
+    for package, path in (("tests", TESTS), ("tests.backends", TESTS / "backends")):
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(path)]
+            sys.modules[package] = module
+    return importlib.import_module(f"tests.backends.{name}")
+
+
+S = _backend_tests("llvm_support")
+CASES = _backend_tests("test_llvm_ops").CASES
+
+
+def gpu_tolerance(tol):
+    """CUDA's math library and FMA contraction differ from libm / LLVM in the last bits."""
+
+    def widen(t):
+        if t == "exact":
+            return "exact"
+        if t in ("arith", "math"):
+            return (1e-5, 1e-6)
+        return t
+
+    if callable(tol):
+        return lambda name: widen(tol(name))
+    if isinstance(tol, dict):
+        return {k: widen(v) for k, v in tol.items()}
+    return widen(tol)
+
+
+@pytest.mark.parametrize("key", sorted(CASES))
+def test_op_matches_reference_on_gpu(key):
+    fn, args, tol = CASES[key]()
+    S.check(fn, *args, tol=gpu_tolerance(tol), compiled=nc.compile(fn, backend="cuda"))
+
+
+def test_device_arrays_stay_on_the_device_and_donation_updates_in_place():
+    from nncompile.backends.cuda.executable import DeviceArray
+
+    def step(w, x):
+        return w - 0.5 * x, (w * x).sum()
+
+    w = np.arange(6, dtype=np.float32)
+    x = np.ones(6, np.float32)
+    f = nc.compile(step, backend="cuda", donate_argnums=(0,), device_outputs=True)
+    dw = DeviceArray.from_numpy(w)
+    for _ in range(3):
+        dw, total = f(dw, x)
+        assert isinstance(dw, DeviceArray)
+    np.testing.assert_allclose(dw.numpy(), w - 1.5)
+    np.testing.assert_allclose(np.asarray(total), ((w - 1.0) * x).sum())
+
+
+def test_numpy_donated_inputs_are_written_back_like_on_the_cpu():
+    f = nc.compile(lambda w: w * 2.0, backend="cuda", donate_argnums=(0,))
+    w = np.arange(4, dtype=np.float32)
+    out = f(w)
+    assert out is w
+    np.testing.assert_array_equal(w, [0, 2, 4, 6])
+
+
+def test_bad_inputs_and_data_errors():
+    f = nc.compile(lambda x, i: nc.take(x, i, axis=0), backend="cuda")
+    x = np.arange(6, dtype=np.float32)
+    with pytest.raises(nc.DTypeError):
+        f(x.astype(np.float64), np.array([0]))
+    with pytest.raises(nc.ShapeError):
+        f(x[:5], np.array([0]))
+    with pytest.raises(nc.ExecutionError, match="out of range"):
+        f(x, np.array([7]))
+    np.testing.assert_array_equal(f(x, np.array([5, -1])), [5, 5])
+
+
+def test_seed_cnn_trains_like_the_reference_for_five_steps():
+    params, loss, x = S.graph_sizes().cnn()
+    y = np.random.default_rng(1).integers(0, 10, x.shape[0])
+    opt = optim.Adam(1e-3)
+    step = nc.train_step(loss, opt)
+    gpu = nc.compile(step, backend="cuda")
+    ref = nc.compile(step, backend="numpy")
+    p_gpu, s_gpu = params, opt.init(params)
+    p_ref, s_ref = params, opt.init(params)
+    lr = np.float32(1e-3)
+    for _ in range(5):
+        p_gpu, s_gpu, loss_gpu, _ = gpu(p_gpu, s_gpu, x, y, lr)
+        p_ref, s_ref, loss_ref, _ = ref(p_ref, s_ref, x, y, lr)
+        np.testing.assert_allclose(loss_gpu, loss_ref, rtol=1e-4)
+    for name in p_ref:
+        np.testing.assert_allclose(p_gpu[name], p_ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_keras_model_fits_on_the_gpu():
+    from nncompile import nn
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype(np.int64)
+    model = nn.Sequential(
+        [
+            nn.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+            nn.Flatten(),
+            nn.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile(optim.Adam(1e-2), "sparse_categorical_crossentropy", ["accuracy"], backend="cuda")
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
