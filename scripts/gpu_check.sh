@@ -18,8 +18,7 @@ python - <<'PY'
 from nncompile.backends.cuda import toolchain
 print("nvcc:", toolchain.nvcc_path(), "| missing for running:", toolchain.missing_for_running())
 PY
-timeout 200 python -m pytest -q -p no:cacheprovider --import-mode=importlib tests/gpu -x \
-  -o addopts="" 2>&1 | tail -25
+timeout 200 python scripts/run_gpu_tests.py 2>&1 | tail -25
 echo "--- benchmark (cuda vs llvm vs eager; torch on the CPU for reference)"
 timeout 120 python -m nncompile.cli bench elementwise --size 67108864 --steps 10 --budget 5
 timeout 120 python -m nncompile.cli bench mlp cnn --batch 256 --steps 10 --budget 5
