@@ -66,13 +66,28 @@ class DeviceArray:
 
 class _DeviceMemory:
     def __init__(self, nbytes: int):
-        self.pointer = driver().alloc(nbytes)
+        self.nbytes = max(int(nbytes), 1)
+        self.pointer = driver().alloc(self.nbytes)
+
+    def holds(self, pointer: int, nbytes: int) -> bool:
+        return self.pointer <= pointer and pointer + nbytes <= self.pointer + self.nbytes
 
     def __del__(self) -> None:
         try:
             driver().free(self.pointer)
         except Exception:  # interpreter shutdown: the context goes with the process
             pass
+
+
+def _allocated_by_us(value: DeviceArray) -> bool:
+    """The array's bytes lie inside device memory nncompile allocated (so a call can never
+    read or write outside it)."""
+    owner, start, size = value._owner, value.device_pointer, value.nbytes
+    if isinstance(owner, _DeviceMemory):
+        return owner.holds(start, size)
+    if isinstance(owner, CUDAExecutable):
+        return any(m.holds(start, size) for m in owner.memory.values())
+    return False
 
 
 class CUDAExecutable:
@@ -105,6 +120,11 @@ class CUDAExecutable:
         shape, dtype = self._want[i]
         name = self.program.graph.inputs[i].name
         if isinstance(value, DeviceArray):
+            if not _allocated_by_us(value):
+                raise ExecutionError(
+                    f"input {i} (%{name}): a DeviceArray must come from DeviceArray.from_numpy "
+                    "or a compiled function's device outputs (its memory is not known)"
+                )
             if value.dtype != dtype or value.shape != shape:
                 raise ShapeError(
                     f"input {i} (%{name}) expects {dtype}{list(shape)}, got a device array "
@@ -169,14 +189,17 @@ class CUDAExecutable:
         if code[0]:
             message = program.status_messages.get(int(code[0]), f"error code {int(code[0])}")
             raise ExecutionError(f"{message} (detected in compiled CUDA code)")
-        return [self._result(o, outputs[o], bound) for o in range(len(program.outputs))]
+        return [self._result(o, outputs[o], bound, arrays) for o in range(len(program.outputs))]
 
-    def _result(self, o: int, pointer: int, bound: list) -> Any:
+    def _result(self, o: int, pointer: int, bound: list, given: Sequence[object]) -> Any:
         value = self.program.graph.outputs[o]
         shape, dtype = value.shape, value.dtype.np
-        if self.device_outputs:
-            return DeviceArray(pointer, shape, dtype, self)
         donor = self._donated_from.get(o)
+        if self.device_outputs:
+            if donor is not None and isinstance(given[donor], DeviceArray):
+                if given[donor].device_pointer == pointer:
+                    return given[donor]  # updated in place on the device
+            return DeviceArray(pointer, shape, dtype, self)
         if donor is not None and bound[donor][1] is not None and bound[donor][1].flags.writeable:
             host = bound[donor][1]  # donated NumPy input: written in place, as on the CPU
         else:

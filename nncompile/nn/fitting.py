@@ -189,7 +189,7 @@ class Trainer:
         self,
         x: Any,
         y: Any,
-        batch_size: int = 32,
+        batch_size: int | None = 32,
         epochs: int = 1,
         verbose: int | str = "auto",
         callbacks: list[Callback] | None = None,
@@ -202,6 +202,7 @@ class Trainer:
     ) -> History:
         """Train for ``epochs``; returns the ``History`` (also ``model.history``)."""
         self._require_loss()
+        batch_size = 32 if batch_size is None else batch_size  # Keras' default
         for name, value in (("batch_size", batch_size), ("epochs", epochs)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -132,14 +132,19 @@ def test_device_array_inputs_are_used_in_place(fake):
     w = np.arange(4, dtype=np.float32)
     program, exe = make(lambda w: w * 2.0, w, donate={0})
     exe.device_outputs = True
-    dw = cuda_executable.DeviceArray(fake.alloc(16), (4,), np.float32)
-    fake.to_device(dw.device_pointer, w)
+    dw = cuda_executable.DeviceArray.from_numpy(w)
     (out,) = exe([dw])
-    assert isinstance(out, cuda_executable.DeviceArray)
-    assert out.device_pointer == dw.device_pointer  # donated: the same device memory
+    assert out is dw  # donated: updated in place in the same device memory
+    (again,) = exe([out])  # and it can go straight back in
+    assert again is dw
     assert all(dw.device_pointer in ptrs for _, _, _, ptrs in fake.launches)
     with pytest.raises(nc.ShapeError, match="device array"):
-        exe([cuda_executable.DeviceArray(dw.device_pointer, (3,), np.float32)])
+        exe([cuda_executable.DeviceArray(dw.device_pointer, (3,), np.float32, dw._owner)])
+    # memory nncompile did not allocate, or a shape larger than the allocation: refused
+    with pytest.raises(nc.ExecutionError, match="must come from"):
+        exe([cuda_executable.DeviceArray(fake.alloc(16), (4,), np.float32)])
+    with pytest.raises(nc.ExecutionError, match="must come from"):
+        exe([cuda_executable.DeviceArray(dw.device_pointer + 8, (4,), np.float32, dw._owner)])
 
 
 def test_status_word_becomes_an_execution_error(fake):
