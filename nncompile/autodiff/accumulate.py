@@ -87,8 +87,8 @@ def combine(contributions: list[Any]) -> Tensor:
     if products:
         with source_location_override(products[0].loc):
             if len(products) > 1:
-                left = bind_concat([p.left for p in products], 0)
-                right = bind_concat([p.right for p in products], 0)
+                left = ops.concatenate([p.left for p in products], axis=0)
+                right = ops.concatenate([p.right for p in products], axis=0)
                 tensors.append(ops.matmul(ops.transpose(left), right))
             else:
                 tensors.append(products[0].materialize())
@@ -133,7 +133,7 @@ def _tiled(slices: list[SliceCotangent]) -> list[Tensor]:
     out = []
     for run in runs:
         pieces = [g for _, g in run]
-        joined = pieces[0] if len(pieces) == 1 else bind_concat(pieces, axis)
+        joined = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=axis)
         start, stop = run[0][0][0], run[-1][0][1]
         if (start, stop) == (0, shape[axis]):
             out.append(joined)
@@ -149,11 +149,4 @@ def _tiled(slices: list[SliceCotangent]) -> list[Tensor]:
                     steps=(1,),
                 )
             )
-    return out
-
-
-def bind_concat(pieces: list[Tensor], axis: int) -> Tensor:
-    from ..dispatch import bind_multi
-
-    (out,) = bind_multi("concat", *pieces, axis=axis)
     return out
