@@ -11,6 +11,7 @@ weight used at every step of an unrolled loop receives one ``a_t^T @ g_t`` per s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,18 +95,10 @@ def combine(contributions: list[Any]) -> Tensor:
                 tensors.append(products[0].materialize())
     total = tensors[0]
     loc = next((c.loc for c in contributions if not isinstance(c, Tensor)), None)
-    with source_location_override(loc) if loc else _nothing():
+    with source_location_override(loc) if loc else contextlib.nullcontext():
         for t in tensors[1:]:
             total = total + t
     return total
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 def _tiled(slices: list[SliceCotangent]) -> list[Tensor]:
