@@ -46,10 +46,9 @@ def _type_text(v: Value) -> str:
 
 
 def phase_of(scope: str) -> str:
+    """forward, loss, backward or optimizer, from the first part of a node's scope."""
     head = scope.split("/", 1)[0]
     if head in ("backward", "optimizer"):
-        if scope.startswith("backward/loss") or scope.startswith("backward/metrics"):
-            return "backward"
         return head
     return "loss" if head in ("loss", "metrics") else "forward"
 
@@ -131,8 +130,7 @@ def to_dot(
         "  edge [color=gray40, arrowsize=0.6];",
     ]
     node_id: dict[str, str] = {}  # node name -> drawn id (its cluster's, when collapsed)
-    for i, v in enumerate(graph.inputs):
-        role = _input_roles(graph)[i]
+    for v, role in zip(graph.inputs, _input_roles(graph), strict=True):
         shape = "ellipse" if role == "data" else "box"
         colour = "lightblue" if role == "data" else "khaki"
         label = f"{v.name}\n{_type_text(v)}"
