@@ -75,10 +75,12 @@ def current_trace() -> Trace | None:
 
 
 def is_array_leaf(x: Any) -> bool:
+    if isinstance(x, (np.ndarray, np.generic)):  # the common case, checked first: every
+        return True  # compiled call flattens its arguments with this
     from .tensor import Tensor
 
     # (objects with a device_pointer are the CUDA backend's DeviceArrays)
-    return isinstance(x, (Tensor, np.ndarray, np.generic)) or hasattr(x, "device_pointer")
+    return isinstance(x, Tensor) or hasattr(x, "device_pointer")
 
 
 def _arg_names(fn: Callable, n: int) -> list[str]:
