@@ -53,11 +53,9 @@ def _metric_names(metrics: Iterable[str] | None) -> list[str]:
     return names
 
 
-def _batch_size(value: int | None) -> int:
-    if value is None:
-        return EVAL_BATCH
-    if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {value!r}")
+def _positive(name: str, value: Any) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
@@ -175,7 +173,7 @@ class Trainer:
             return y.astype(np.int64)
         return np.ascontiguousarray(y, dtype=np.float32)
 
-    def _epoch_metrics(self, y: np.ndarray) -> EpochMetrics:
+    def _epoch_metrics(self) -> EpochMetrics:
         classes = self.model.output_shape[-1] if self.model.output_shape else 1
         wanted = [m for m in self.metrics if m in CLASS_METRICS]
         return EpochMetrics(wanted, [m for m in self.metrics if m in GRAPH_METRICS], classes)
@@ -202,10 +200,8 @@ class Trainer:
     ) -> History:
         """Train for ``epochs``; returns the ``History`` (also ``model.history``)."""
         self._require_loss()
-        batch_size = 32 if batch_size is None else batch_size  # Keras' default
-        for name, value in (("batch_size", batch_size), ("epochs", epochs)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        batch_size = _positive("batch_size", 32 if batch_size is None else batch_size)
+        epochs = _positive("epochs", epochs)
         model = self.model
         x, y = self._inputs(x), self._labels(y)
         check_same_length(x, y)
@@ -236,7 +232,7 @@ class Trainer:
             progress.epoch_begin(epoch)
             params, frozen = model.params(trainable=True), model.params(trainable=False)
             state = model.state()
-            epoch_metrics = self._epoch_metrics(y)
+            epoch_metrics = self._epoch_metrics()
             start = time.perf_counter()
             for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
                 lr = np.float32(self.optimizer.lr)
@@ -270,10 +266,10 @@ class Trainer:
         self._require_loss()
         x, y = self._inputs(x), self._labels(y)
         n = check_same_length(x, y)
-        batch_size = _batch_size(batch_size)
+        batch_size = _positive("batch_size", batch_size or EVAL_BATCH)
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
-        epoch_metrics = self._epoch_metrics(y)
+        epoch_metrics = self._epoch_metrics()
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             loss, outputs = run(params, state, xb, yb)
@@ -286,7 +282,7 @@ class Trainer:
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs (after its last activation), batched, in inference mode."""
         x = self._inputs(x)
-        batch_size = _batch_size(batch_size)
+        batch_size = _positive("batch_size", batch_size or EVAL_BATCH)
         run = self.function("predict")
         params, state = self.model.params(), self.model.state()
         outs = [run(params, state, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
