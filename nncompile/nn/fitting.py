@@ -266,7 +266,7 @@ class Trainer:
         self._require_loss()
         x, y = self._inputs(x), self._labels(y)
         n = check_same_length(x, y)
-        batch_size = _positive("batch_size", batch_size or EVAL_BATCH)
+        batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
         epoch_metrics = self._epoch_metrics()
@@ -282,7 +282,7 @@ class Trainer:
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
         """The model's outputs (after its last activation), batched, in inference mode."""
         x = self._inputs(x)
-        batch_size = _positive("batch_size", batch_size or EVAL_BATCH)
+        batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("predict")
         params, state = self.model.params(), self.model.state()
         outs = [run(params, state, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
