@@ -59,6 +59,16 @@ def _positive(name: str, value: Any) -> int:
     return int(value)
 
 
+def _padded(chunk: np.ndarray, batch_size: int) -> np.ndarray:
+    """``chunk`` with zero rows appended up to the next power of two (or batch_size)."""
+    n = len(chunk)
+    size = min(batch_size, 1 << max(n - 1, 0).bit_length())
+    if size == n:
+        return chunk
+    pad = np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)
+    return np.concatenate([chunk, pad])
+
+
 def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn`` op by op on NumPy and return NumPy leaves, like a compiled function."""
 
@@ -280,12 +290,19 @@ class Trainer:
         return scores
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
-        """The model's outputs (after its last activation), batched, in inference mode."""
+        """The model's outputs (after its last activation), batched, in inference mode.
+        A short batch is padded with zeros to a power of two (at most ``batch_size``):
+        inference treats samples independently, and predicting on 1, 3, 5, ... samples
+        then reuses a few compiled graphs instead of compiling one per size."""
         x = self._inputs(x)
         batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("predict")
         params, state = self.model.params(), self.model.state()
-        outs = [run(params, state, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        outs = []
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            padded = _padded(chunk, batch_size)
+            outs.append(run(params, state, padded)[: len(chunk)])
         if not outs:
             return np.zeros((0, *self.model.output_shape), np.float32)
         return np.concatenate(outs)

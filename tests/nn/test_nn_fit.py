@@ -311,3 +311,14 @@ def test_predict_works_uncompiled_and_on_empty_input():
     x, _ = blobs(5)
     np.testing.assert_allclose(model.predict(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     assert model.predict(x[:0]).shape == (0, 3)
+
+
+def test_predict_pads_short_batches_to_few_shapes():
+    model = compiled_model()
+    x, _ = blobs(40)
+    expected = np.asarray(model(x))
+    for n in (1, 2, 3, 5, 7, 9, 13):
+        np.testing.assert_allclose(model.predict(x[:n]), expected[:n], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, batch_size=16), expected, rtol=1e-5, atol=1e-6)
+    shapes = {key[2][-1][0] for key in model.trainer.function("predict")._cache}
+    assert shapes <= {(1, 6, 6, 1), (2, 6, 6, 1), (4, 6, 6, 1), (8, 6, 6, 1), (16, 6, 6, 1)}
