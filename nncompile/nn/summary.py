@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-WIDTHS = (33, 26, 12)
+MIN_WIDTHS = (33, 26, 12)
 
 
 def _shape(shape: Any) -> str:
     return str((None, *shape)) if shape is not None else "?"
 
 
-def _row(cells: tuple[str, str, str]) -> str:
-    return "".join(c.ljust(w) for c, w in zip(cells, WIDTHS, strict=True)).rstrip()
-
-
 def summary_table(model: Any) -> str:
-    width = sum(WIDTHS)
+    rows = []
+    for layer in model.layers:
+        count = f"{layer.param_count + layer.state_count:,}" if layer.built else "?"
+        rows.append((f" {layer.name} ({type(layer).__name__})", _shape(layer.output_shape), count))
+    # columns grow to fit long layer names and shapes, as Keras' do
+    widths = [
+        max(minimum, *(len(r[i]) + 2 for r in rows)) if rows else minimum
+        for i, minimum in enumerate(MIN_WIDTHS)
+    ]
+    width = sum(widths)
+
+    def line(cells: tuple[str, str, str]) -> str:
+        return "".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     lines = [f'Model: "{model.name}"', "_" * width]
-    lines += [_row((" Layer (type)", "Output Shape", "Param #")), "=" * width]
-    for i, layer in enumerate(model.layers):
-        name = f" {layer.name} ({type(layer).__name__})"
-        count = layer.param_count + layer.state_count if layer.built else "?"
-        lines.append(_row((name, _shape(layer.output_shape), f"{count:,}" if layer.built else "?")))
-        lines.append("" if i < len(model.layers) - 1 else "=" * width)
+    lines += [line((" Layer (type)", "Output Shape", "Param #")), "=" * width]
+    for i, row in enumerate(rows):
+        lines.append(line(row))
+        lines.append("" if i < len(rows) - 1 else "=" * width)
     trainable = sum(layer.param_count for layer in model.layers if layer.trainable)
     total = model.count_params()
     if not model.built:

@@ -247,3 +247,12 @@ def test_model_traces_into_one_graph():
     g = nc.trace(lambda p, x: model.apply(p, {}, x)[0], model.params(), x)
     assert g.outputs[0].shape == (2, 3)
     assert {"conv2d", "max_pool2d", "matmul"} <= set(g.op_counts())
+
+
+def test_summary_columns_grow_for_long_names():
+    model = nn.Sequential([nn.BatchNormalization(input_shape=(4,)), nn.Dense(2)])
+    lines = model.summary(print_fn=None).splitlines()
+    row = next(line for line in lines if "BatchNormalization" in line)
+    header = next(line for line in lines if "Output Shape" in line)
+    assert row.index("(None, 4)") == header.index("Output Shape")
+    assert "batch_normalization (BatchNormalization)  " in row
