@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from .ir.errors import NCError
 from .workloads import Workload
 
@@ -82,22 +84,23 @@ def _nncompile_step(w: Workload, mode: str, cold: bool) -> tuple[Callable[[], An
         start = time.perf_counter()
         w.fn(*w.args)
         return (lambda: w.fn(*w.args)), time.perf_counter() - start, 0
-    compiled = compile(w.fn, mode, donate_argnums=w.donate)
+    args = _on_device(w) if mode == "cuda" else w.args
+    compiled = compile(w.fn, mode, donate_argnums=w.donate, device_outputs=mode == "cuda")
     previous = os.environ.get("NNCOMPILE_CACHE_DIR")
     if cold:
         os.environ["NNCOMPILE_CACHE_DIR"] = "off"
     try:
         start = time.perf_counter()
-        compiled(*w.args)
+        compiled(*args)
         first = time.perf_counter() - start
     finally:
         if previous is None:
             os.environ.pop("NNCOMPILE_CACHE_DIR", None)
         else:
             os.environ["NNCOMPILE_CACHE_DIR"] = previous
-    lowered, _, _ = compiled.compiled_for(*w.args)
+    lowered, _, _ = compiled.compiled_for(*args)
     arena = lowered.program.arena_bytes if lowered is not None else 0
-    return (lambda: compiled(*w.args)), first, arena
+    return (lambda: compiled(*args)), first, arena
 
 
 def _result(w: Workload, mode: str, samples: list[float]) -> ModeResult:
@@ -115,7 +118,47 @@ def _result(w: Workload, mode: str, samples: list[float]) -> ModeResult:
     )
 
 
-def run_mode(w: Workload, mode: str, steps: int, budget_s: float, cold: bool = True) -> ModeResult:
+def _synchronized(step: Callable[[], Any], device: str) -> Callable[[], Any]:
+    """On a GPU a step returns before its kernels finish: wait for them, as ours do."""
+    if device == "cpu":
+        return step
+    import torch
+
+    def run() -> None:
+        step()
+        torch.cuda.synchronize()
+
+    return run
+
+
+def _on_device(w: Workload) -> tuple:
+    """The workload's arguments with the donated ones (parameters, optimizer state) moved
+    to the GPU, where a training loop keeps them; the batch still crosses every step."""
+    from . import pytree
+    from .backends.cuda import toolchain
+    from .backends.cuda.executable import DeviceArray
+    from .ir.errors import ExecutionError
+    from .tracing import is_array_leaf
+
+    missing = toolchain.missing_for_running()
+    if missing:
+        raise ExecutionError(f"backend='cuda' cannot run here: {missing}")
+    args = list(w.args)
+    for i in w.donate:
+        leaves, statics, tree = pytree.flatten(args[i], is_array_leaf)
+        moved = [DeviceArray.from_numpy(np.asarray(leaf)) for leaf in leaves]
+        args[i] = pytree.unflatten(tree, moved, statics)
+    return tuple(args)
+
+
+def run_mode(
+    w: Workload,
+    mode: str,
+    steps: int,
+    budget_s: float,
+    cold: bool = True,
+    torch_device: str = "cpu",
+) -> ModeResult:
     try:
         if mode in NNCOMPILE_MODES:
             step, first, resident = _nncompile_step(w, mode, cold)
@@ -123,8 +166,11 @@ def run_mode(w: Workload, mode: str, steps: int, budget_s: float, cold: bool = T
             if w.torch is None:
                 return ModeResult(w.name, mode, "unavailable: no PyTorch twin for this workload")
             start = time.perf_counter()
-            step = w.torch(mode == "torch.compile")
-            step()
+            try:
+                step = _synchronized(w.torch(mode == "torch.compile", torch_device), torch_device)
+                step()
+            except (RuntimeError, AssertionError) as e:  # e.g. torch without CUDA
+                raise NotImplementedError(f"PyTorch on {torch_device}: {e}") from None
             first, resident = time.perf_counter() - start, 0
     except (NCError, NotImplementedError, ImportError) as e:
         return ModeResult(w.name, mode, f"unavailable: {str(e).splitlines()[0]}")
@@ -138,9 +184,18 @@ def run_mode(w: Workload, mode: str, steps: int, budget_s: float, cold: bool = T
 
 
 def bench(
-    w: Workload, modes: list[str], steps: int = 20, budget_s: float = 10.0, cold: bool = True
+    w: Workload,
+    modes: list[str],
+    steps: int = 20,
+    budget_s: float = 10.0,
+    cold: bool = True,
+    torch_device: str = "cpu",
 ) -> list[ModeResult]:
-    ran = {mode: run_mode(w, mode, steps, budget_s, cold) for mode in RUN_ORDER if mode in modes}
+    ran = {
+        mode: run_mode(w, mode, steps, budget_s, cold, torch_device)
+        for mode in RUN_ORDER
+        if mode in modes
+    }
     results = [ran[m] for m in NNCOMPILE_MODES + TORCH_MODES if m in ran]  # shown eager first
     eager = next((r for r in results if r.mode == "eager" and r.median_ms), None)
     for r in results:

@@ -54,7 +54,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     everything = []
     for spec in targets:
         workload = resolve(spec, args.batch, args.size)
-        results = bench.bench(workload, modes, args.steps, args.budget, cold=not args.cached)
+        results = bench.bench(
+            workload, modes, args.steps, args.budget, not args.cached, args.torch_device
+        )
         everything += results
         if not args.json:
             print(bench.table(workload, results), flush=True)
@@ -125,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="time compiled vs eager (and PyTorch with --vs torch)")
     s.add_argument("targets", nargs="*", help=target_help + " (default: every built-in)")
     s.add_argument("--vs", choices=("torch",), help="also PyTorch eager and torch.compile")
+    s.add_argument(
+        "--torch-device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch runs"
+    )
     s.add_argument("--json", action="store_true", help="machine-readable results")
     s.add_argument("--profile", action="store_true", help="per-kernel roofline table")
     s.add_argument("--steps", type=int, default=20, help="timed steps per mode (default 20)")

@@ -32,8 +32,9 @@ class Workload:
     work: float  # per call, in `unit`'s numerator (samples, bytes, flops)
     unit: str  # "samples/s" | "GB/s" | "GFLOP/s"
     donate: tuple[int, ...] = ()
-    # torch(compiled: bool) builds a zero-argument PyTorch step (torch.compile'd if asked)
-    torch: Callable[[bool], Callable[[], Any]] | None = None
+    # torch(compiled, device) builds a zero-argument PyTorch step (torch.compile'd if
+    # asked) on "cpu" or "cuda"
+    torch: Callable[[bool, str], Callable[[], Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def throughput(self, seconds: float) -> float:
@@ -68,14 +69,14 @@ def model_workload(model: nn.Sequential, batch: int, name: str, description: str
 
 
 def _torch_training(model_fn: Callable[[], Any], x_shape: tuple, batch: int):
-    def build(compiled: bool) -> Callable[[], Any]:
+    def build(compiled: bool, device: str = "cpu") -> Callable[[], Any]:
         import torch
 
-        model = model_fn()
+        model = model_fn().to(device)
         if compiled:
             model = torch.compile(model)
-        x = torch.rand(batch, *x_shape)
-        y = torch.randint(0, 10, (batch,))
+        x = torch.rand(batch, *x_shape, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
         def step() -> None:
@@ -165,10 +166,10 @@ def builtin(name: str, batch: int = 64, size: int | None = None) -> Workload:
         n = size or 4 * 2**20
         x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
 
-        def torch_chain(compiled: bool):
+        def torch_chain(compiled: bool, device: str = "cpu"):
             import torch
 
-            tx = torch.from_numpy(x)
+            tx = torch.from_numpy(x).to(device)
 
             def f(t):
                 return torch.tanh(0.5 * t + 1) * torch.sigmoid(t) + t * t
@@ -183,10 +184,10 @@ def builtin(name: str, batch: int = 64, size: int | None = None) -> Workload:
         rng = np.random.default_rng(0)
         a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
 
-        def torch_matmul(compiled: bool):
+        def torch_matmul(compiled: bool, device: str = "cpu"):
             import torch
 
-            ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+            ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
             g = torch.compile(torch.matmul) if compiled else torch.matmul
             return lambda: g(ta, tb)
 

@@ -19,13 +19,18 @@ from nncompile.backends.cuda import toolchain
 print("nvcc:", toolchain.nvcc_path(), "| missing for running:", toolchain.missing_for_running())
 PY
 timeout 200 python scripts/run_gpu_tests.py 2>&1 | tail -25
-echo "--- benchmark (cuda vs llvm vs eager; torch on the CPU for reference)"
-timeout 120 python -m nncompile.cli bench elementwise --size 67108864 --steps 10 --budget 5
-timeout 120 python -m nncompile.cli bench mlp cnn --batch 256 --steps 10 --budget 5
+echo "--- benchmark (cuda vs llvm vs eager vs PyTorch on the GPU)"
+timeout 120 python -m nncompile.cli bench elementwise --size 67108864 --steps 10 --budget 5 \
+  --vs torch --torch-device cuda
+timeout 150 python -m nncompile.cli bench mlp cnn --batch 256 --steps 10 --budget 5 \
+  --vs torch --torch-device cuda
 python - <<'PY'
 # copy bandwidth of the device (cuMemcpyDtoD), the reference for the 70% target
+import sys
 import time
-import numpy as np
+from nncompile.backends.cuda import toolchain
+if toolchain.missing_for_running():
+    sys.exit(f"no device copy bandwidth: {toolchain.missing_for_running()}")
 from nncompile.backends.cuda.driver import driver
 cu = driver(); n = 64 * 2**20 * 4
 a, b = cu.alloc(n), cu.alloc(n)

@@ -147,3 +147,14 @@ def test_dump_command(tmp_path, capsys):
     cu = capsys.readouterr().out.split()
     assert len(cu) == 1 and cu[0].endswith("kernels.cu")
     assert "__global__" in open(cu[0]).read()
+
+
+def test_torch_on_a_missing_gpu_is_reported_unavailable(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    args = ["bench", "elementwise", "--size", "64", "--steps", "3", "--json", "--vs", "torch"]
+    assert main([*args, "--torch-device", "cuda"]) == 0
+    rows = {r["mode"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["torch"]["status"].startswith("unavailable: PyTorch on cuda")
+    assert rows["llvm"]["status"] == "ok"
