@@ -16,7 +16,6 @@ not measured for PyTorch).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 import tracemalloc
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .envvars import override
 from .ir.errors import NCError
 from .workloads import Workload
 
@@ -86,18 +86,10 @@ def _nncompile_step(w: Workload, mode: str, cold: bool) -> tuple[Callable[[], An
         return (lambda: w.fn(*w.args)), time.perf_counter() - start, 0
     args = _on_device(w) if mode == "cuda" else w.args
     compiled = compile(w.fn, mode, donate_argnums=w.donate, device_outputs=mode == "cuda")
-    previous = os.environ.get("NNCOMPILE_CACHE_DIR")
-    if cold:
-        os.environ["NNCOMPILE_CACHE_DIR"] = "off"
-    try:
+    with override("NNCOMPILE_CACHE_DIR", "off" if cold else None):
         start = time.perf_counter()
         compiled(*args)
         first = time.perf_counter() - start
-    finally:
-        if previous is None:
-            os.environ.pop("NNCOMPILE_CACHE_DIR", None)
-        else:
-            os.environ["NNCOMPILE_CACHE_DIR"] = previous
     lowered, _, _ = compiled.compiled_for(*args)
     arena = lowered.program.arena_bytes if lowered is not None else 0
     return (lambda: compiled(*args)), first, arena

@@ -10,6 +10,7 @@ import os
 import re
 
 from .compiler import lower_graph_for
+from .envvars import override
 from .tracing import trace
 from .workloads import resolve
 
@@ -37,17 +38,10 @@ def dump_target(
         keep = set(STAGE_FILES)
     workload = resolve(spec, batch, size)
     graph = trace(workload.fn, *workload.args)
-    previous = os.environ.get("NNCOMPILE_DUMP")
-    os.environ["NNCOMPILE_DUMP"] = output
-    try:
+    with override("NNCOMPILE_DUMP", output):
         lowered = lower_graph_for(graph, backend)
         if backend == "llvm" and keep & {"llvm", "asm"}:
             lowered.compile()  # LLVM's optimized IR and the assembly
-    finally:
-        if previous is None:
-            del os.environ["NNCOMPILE_DUMP"]
-        else:
-            os.environ["NNCOMPILE_DUMP"] = previous
     written = []
     for root, _, files in os.walk(output):
         for name in sorted(files):
