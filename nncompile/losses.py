@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from . import composites as C
 from . import ops
@@ -59,6 +60,61 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "categorical_crossentropy": categorical_crossentropy,
     "binary_crossentropy": binary_crossentropy,
 }
+
+
+# ---- per-sample forms ------------------------------------------------------------------
+# The same losses without the mean over the batch: one value per sample, so an evaluation
+# can pad its last batch and count only the real samples.
+
+
+def _mean_per_sample(t: Tensor) -> Tensor:
+    """The mean over every axis but the first (batch) axis."""
+    return ops.mean(t, tuple(range(1, t.ndim))) if t.ndim > 1 else t
+
+
+def _log_probs(y_pred: Any, from_logits: bool) -> Tensor:
+    y_pred = as_tensor(y_pred)
+    return C.log_softmax(y_pred, axis=-1) if from_logits else _clamped_log(y_pred)
+
+
+def _sparse_ce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
+    labels = ops.reshape(ops.astype(y_true, "int64"), (-1, 1))
+    picked = ops.take_along_axis(_log_probs(y_pred, from_logits), labels, axis=1)
+    return -ops.reshape(picked, (-1,))
+
+
+def _categorical_ce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
+    terms = ops.sum(as_tensor(y_true) * _log_probs(y_pred, from_logits), axis=-1)
+    return -_mean_per_sample(terms)
+
+
+def _bce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
+    x, t = as_tensor(y_pred), as_tensor(y_true)
+    if from_logits:
+        terms = ops.maximum(x, 0.0) - x * t + ops.log(1 + ops.exp(-ops.abs(x)))
+    else:
+        terms = -(t * _clamped_log(x) + (1 - t) * _clamped_log(1 - x))
+    return _mean_per_sample(terms)
+
+
+PER_SAMPLE: dict[str, Callable[..., Tensor]] = {
+    "mse": lambda y_true, y_pred, from_logits=False: _mean_per_sample(
+        ops.square(as_tensor(y_pred) - y_true)
+    ),
+    "mae": lambda y_true, y_pred, from_logits=False: _mean_per_sample(
+        ops.abs(as_tensor(y_pred) - y_true)
+    ),
+    "sparse_categorical_crossentropy": _sparse_ce_per_sample,
+    "categorical_crossentropy": _categorical_ce_per_sample,
+    "binary_crossentropy": _bce_per_sample,
+}
+for _alias, _name in (("mean_squared_error", "mse"), ("mean_absolute_error", "mae")):
+    PER_SAMPLE[_alias] = PER_SAMPLE[_name]
+
+
+def per_sample(name_or_fn: Any) -> Callable[..., Tensor] | None:
+    """The per-sample form of a loss given by name (None for user functions)."""
+    return PER_SAMPLE.get(name_or_fn) if isinstance(name_or_fn, str) else None
 
 
 def get(name_or_fn: str | Callable[..., Tensor]) -> Callable[..., Tensor]:

@@ -59,10 +59,11 @@ def _positive(name: str, value: Any) -> int:
     return int(value)
 
 
-def _padded(chunk: np.ndarray, batch_size: int) -> np.ndarray:
-    """``chunk`` with zero rows appended up to the next power of two (or batch_size)."""
+def _padded(chunk: np.ndarray, batch_size: int, full: bool = False) -> np.ndarray:
+    """``chunk`` with zero rows appended up to the next power of two (at most batch_size),
+    or up to batch_size with ``full``."""
     n = len(chunk)
-    size = min(batch_size, 1 << max(n - 1, 0).bit_length())
+    size = batch_size if full else min(batch_size, 1 << max(n - 1, 0).bit_length())
     if size == n:
         return chunk
     pad = np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)
@@ -119,8 +120,9 @@ class Trainer:
             return self.loss_fn(y, out, from_logits=True)
         return self.loss_fn(y, out)
 
-    def _batch_outputs(self, out: Any, y: Any) -> dict[str, Any]:
-        """What the metrics need from a batch: predicted classes, and the graph metrics."""
+    def _batch_outputs(self, out: Any, y: Any, per_sample: bool = False) -> dict[str, Any]:
+        """What the metrics need from a batch: predicted classes, and the graph metrics
+        (batch means, or one value per sample with ``per_sample``)."""
         result: dict[str, Any] = {}
         if any(m in CLASS_METRICS for m in self.metrics):
             if out.shape[-1] > 1:
@@ -128,10 +130,10 @@ class Trainer:
             else:  # one sigmoid unit: the threshold is 0.5 on probabilities, 0 on logits
                 result["classes"] = ops.astype(out > (0.0 if self.from_logits else 0.5), "int64")
         probs = activation(out, self.model.last_activation) if self.from_logits else out
-        if "mse" in self.metrics:
-            result["mse"] = ops.mean(ops.square(probs - y))
-        if "mae" in self.metrics:
-            result["mae"] = ops.mean(ops.abs(probs - y))
+        for name in ("mse", "mae"):
+            if name in self.metrics:
+                values = losses.PER_SAMPLE[name](y, probs)
+                result[name] = values if per_sample else ops.mean(values)
         return result
 
     def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
@@ -149,8 +151,13 @@ class Trainer:
         return new_params, new_opt_state, new_state, loss, outputs
 
     def _eval_fn(self, params, state, x, y):
+        """Per-sample losses and metrics for built-in losses (evaluate pads its last
+        batch and counts the real rows); the batch mean for a user's loss function."""
         out, _ = self.model.apply(params, state, x, training=False, logits=self.from_logits)
-        return self._loss(y, out), self._batch_outputs(out, y)
+        per_sample = losses.per_sample(self.loss)
+        if per_sample is None:
+            return self._loss(y, out), self._batch_outputs(out, y)
+        return per_sample(y, out, self.from_logits), self._batch_outputs(out, y, True)
 
     def _predict_fn(self, params, state, x):
         return self.model.apply(params, state, x, training=False)[0]
@@ -181,6 +188,8 @@ class Trainer:
             if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
                 raise ConfigError("sparse_categorical_crossentropy needs integer class labels")
             return y.astype(np.int64)
+        if not isinstance(self.loss, str) and np.issubdtype(y.dtype, np.integer):
+            return y.astype(np.int64)  # a user's loss may take class ids
         return np.ascontiguousarray(y, dtype=np.float32)
 
     def _epoch_metrics(self) -> EpochMetrics:
@@ -280,10 +289,17 @@ class Trainer:
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
         epoch_metrics = self._epoch_metrics()
+        padded = losses.per_sample(self.loss) is not None  # one graph for every batch
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-            loss, outputs = run(params, state, xb, yb)
-            epoch_metrics.add(len(xb), loss, outputs, yb)
+            if padded:
+                values, outputs = run(
+                    params, state, _padded(xb, batch_size, True), _padded(yb, batch_size, True)
+                )
+                epoch_metrics.add_rows(len(xb), values, outputs, yb)
+            else:
+                loss, outputs = run(params, state, xb, yb)
+                epoch_metrics.add(len(xb), loss, outputs, yb)
         scores = epoch_metrics.result()
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in scores.items()))

@@ -22,18 +22,32 @@ class EpochMetrics:
         self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
 
     def add(self, n: int, loss: Any, outputs: dict[str, Any], labels: np.ndarray) -> None:
+        """A batch of ``n`` samples with its mean loss and mean graph metrics."""
         self.samples += n
         self.loss_sum += float(loss) * n
         for name in self.graph_metrics:
             self.sums[name] += float(outputs[name]) * n
         if self.class_metrics:
-            predicted = np.asarray(outputs["classes"]).reshape(-1)
-            truth = class_ids(labels).reshape(-1)
-            c = self.num_classes
-            valid = (truth >= 0) & (truth < c)
-            self.confusion += np.bincount(
-                truth[valid] * c + predicted[valid], minlength=c * c
-            ).reshape(c, c)
+            self._count(np.asarray(outputs["classes"]), labels)
+
+    def add_rows(self, real: int, losses: Any, outputs: dict[str, Any], labels: np.ndarray) -> None:
+        """A padded batch with per-sample losses and metrics: the first ``real`` rows
+        count."""
+        self.samples += real
+        self.loss_sum += float(np.sum(np.asarray(losses)[:real], dtype=np.float64))
+        for name in self.graph_metrics:
+            self.sums[name] += float(np.sum(np.asarray(outputs[name])[:real], dtype=np.float64))
+        if self.class_metrics:
+            self._count(np.asarray(outputs["classes"])[:real], labels)
+
+    def _count(self, predicted: np.ndarray, labels: np.ndarray) -> None:
+        predicted = predicted.reshape(-1)
+        truth = class_ids(labels).reshape(-1)
+        c = self.num_classes
+        valid = (truth >= 0) & (truth < c)
+        self.confusion += np.bincount(truth[valid] * c + predicted[valid], minlength=c * c).reshape(
+            c, c
+        )
 
     def running(self) -> dict[str, float]:
         """What the progress bar shows during an epoch (cheap to compute every step)."""

@@ -322,3 +322,27 @@ def test_predict_pads_short_batches_to_few_shapes():
     np.testing.assert_allclose(model.predict(x, batch_size=16), expected, rtol=1e-5, atol=1e-6)
     shapes = {key[2][-1][0] for key in model.trainer.function("predict")._cache}
     assert shapes <= {(1, 6, 6, 1), (2, 6, 6, 1), (4, 6, 6, 1), (8, 6, 6, 1), (16, 6, 6, 1)}
+
+
+def test_evaluate_pads_the_last_batch_into_one_graph():
+    x, y = blobs(60)
+    model = compiled_model(metric_names=("accuracy", "f1"))
+    full = model.evaluate(x, y, batch_size=64)
+    split = model.evaluate(x, y, batch_size=25)  # 25, 25, 10 (padded to 25)
+    for k in full:
+        assert split[k] == pytest.approx(full[k], rel=1e-5)
+    shapes = {key[2][-2][0] for key in model.trainer.function("eval")._cache}
+    assert shapes == {(64, 6, 6, 1), (25, 6, 6, 1)}
+
+
+def test_a_loss_function_of_the_user_evaluates_with_exact_batches():
+    def weird_loss(y_true, y_pred):
+        return nc.mean(nc.square(y_pred - nc.one_hot(y_true, 3)))
+
+    x, y = blobs(30)
+    model = small_cnn()
+    model.compile(optim.Adam(1e-2), weird_loss, metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    probs = model.predict(x)
+    expected = np.mean((probs - np.eye(3)[y]) ** 2)
+    assert model.evaluate(x, y, batch_size=8)["loss"] == pytest.approx(expected, rel=1e-5)
