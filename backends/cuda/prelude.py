@@ -101,4 +101,22 @@ __device__ __forceinline__ void nc_gemm_tile(const T* A, const T* B, T* C, int64
     *out = accumulate ? *out + acc : acc;
   }
 }
+
+// A block-wide reduction: each thread passes its partial, every thread gets the total.
+// COMBINE is the reduction's own operation (with its NaN rules); the warp totals are
+// combined in warp order, so the result does not depend on timing.
+template <typename T, T (*COMBINE)(T, T)>
+__device__ __forceinline__ T nc_block_reduce(T v) {
+  __shared__ T partial[32];
+  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v = COMBINE(v, __shfl_down_sync(0xffffffffu, v, offset));
+  }
+  __syncthreads();  // the previous reduction's readers are done with `partial`
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  T total = partial[0];
+  for (unsigned w = 1; w < (blockDim.x + 31u) / 32u; ++w) total = COMBINE(total, partial[w]);
+  return total;
+}
 """

@@ -6,6 +6,7 @@ from ...ir.kernel import Assign, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store
 from ...lowering.program import Program, physical_params
 from .emit import (
     BLOCK,
+    MAX_BLOCKS,
     TILE,
     CudaSource,
     ExprPrinter,
@@ -15,15 +16,17 @@ from .emit import (
     reg_type,
 )
 from .prelude import PRELUDE
+from .reductions import combine_function, reduction_nest
 
 
 class KernelWriter:
-    def __init__(self, kernel: Kernel, physical: dict[str, str]):
+    def __init__(self, kernel: Kernel, physical: dict[str, str], combiners: dict[str, str]):
         self.kernel = kernel
         self.physical = physical
         self.params = physical_params(kernel, physical)
         self.printer = ExprPrinter()
         self.lines: list[str] = []
+        self.combiners = combiners  # shared by the translation unit: name -> definition
 
     def name(self, buffer: str) -> str:
         return self.physical.get(buffer, buffer)
@@ -97,6 +100,10 @@ class KernelWriter:
             if isinstance(s, Gemm):
                 out.append(self.gemm(function, s, names))
                 continue
+            rows = isinstance(s, Loop) and (s.parallel or s.independent)
+            if self._blockwise(scalars, s, rows):
+                out.append(self.block_launch(function, scalars, s, rows, names))
+                continue
             self.lines.append(self.signature(function) + " {")
             self.block(scalars, 1)
             if isinstance(s, Loop) and (s.parallel or s.independent) and isinstance(s.extent, int):
@@ -115,6 +122,93 @@ class KernelWriter:
             self.lines.append("}")
             self.lines.append("")
         return out
+
+    # ---- block launches: reductions split across a thread block ------------------------
+
+    def _locals(self, stmts: list[Stmt]) -> dict[str, Local]:
+        found: dict[str, Local] = {}
+        for s in stmts:
+            if isinstance(s, Local):
+                found[s.name] = s
+            elif isinstance(s, Loop):
+                found.update(self._locals(s.body))
+        return found
+
+    def _blockwise(self, scalars: list[Stmt], s: Stmt, rows: bool) -> bool:
+        """Run this launch as thread blocks (one per row of a row loop) if it has a
+        reduction nest the block can split and every other statement is either pure
+        (every thread computes it alike) or stores without updating a scalar (thread 0
+        runs it)."""
+        if rows and not isinstance(s.extent, int):
+            return False
+        body = scalars + (s.body if rows else [s])
+        locals_ = self._locals(body)
+        found = False
+        for stmt in body:
+            if reduction_nest(stmt, locals_) is not None:
+                found = True
+            elif not _pure(stmt) and _assigns(stmt, set(locals_)):
+                return False
+        return found
+
+    def block_body(self, stmts: list[Stmt], depth: int) -> None:
+        pad = "  " * depth
+        locals_ = self._locals(stmts)
+        for s in stmts:
+            nest = reduction_nest(s, locals_)
+            if nest is not None:
+                self.block_nest(nest, depth)
+            elif _pure(s):
+                self.stmt(s, depth)  # every thread, alike
+            else:
+                self.lines.append(f"{pad}if (threadIdx.x == 0) {{")
+                self.stmt(s, depth + 1)
+                self.lines.append(f"{pad}}}")
+                self.lines.append(f"{pad}__syncthreads();  // the stores are visible to all")
+
+    def block_nest(self, nest, depth: int) -> None:
+        pad = "  " * depth
+        total = 1
+        for _, extent in nest.loops:
+            total *= extent
+        flat = f"f_{nest.loops[-1][0]}"
+        self.printer.loop_vars.add(flat)
+        self.lines.append(
+            f"{pad}for (int64_t {flat} = threadIdx.x; {flat} < {total}LL; {flat} += blockDim.x) {{"
+        )
+        stride = total
+        for var, extent in nest.loops:
+            stride //= extent
+            self.printer.loop_vars.add(var)
+            self.lines.append(f"{pad}  const int64_t {var} = ({flat} / {stride}LL) % {extent}LL;")
+        self.block(nest.body, depth + 1)
+        self.lines.append(f"{pad}}}")
+        for acc, (op, d) in nest.accumulators.items():
+            name, definition = combine_function(op, d)
+            self.combiners[name] = definition
+            t = reg_type(d)
+            self.lines.append(f"{pad}{acc} = nc_block_reduce<{t}, {name}>({acc});")
+
+    def block_launch(
+        self, function: str, scalars: list[Stmt], s: Stmt, rows: bool, names: tuple[str, ...]
+    ) -> Launch:
+        self.lines.append(self.signature(function) + " {")
+        if rows:
+            v = s.var
+            self.printer.loop_vars.add(v)
+            self.block_body(scalars, 1)
+            self.lines.append(
+                f"  for (int64_t {v} = blockIdx.x; {v} < {s.extent}LL; {v} += gridDim.x) {{"
+            )
+            self.block_body(s.body, 2)
+            self.lines.append("    __syncthreads();  // the next row reuses the block's memory")
+            self.lines.append("  }")
+            grid = (min(s.extent, MAX_BLOCKS), 1, 1)
+        else:
+            self.block_body(scalars + [s], 1)
+            grid = (1, 1, 1)
+        self.lines += ["}", ""]
+        return Launch(function, "block", grid, (BLOCK, 1, 1), names)
 
     def gemm(self, function: str, g: Gemm, names: tuple[str, ...]) -> Launch:
         if not all(isinstance(o, int) for o in (g.a_offset, g.b_offset, g.c_offset)):
@@ -157,13 +251,16 @@ def _assigns(s: Stmt, names: set[str]) -> bool:
 
 def emit_cuda(program: Program) -> CudaSource:
     parts = [PRELUDE]
+    combiners: dict[str, str] = {}
     launches: list[Launch] = []
     for kernel in program.kernels:
-        writer = KernelWriter(kernel, program.physical)
+        writer = KernelWriter(kernel, program.physical, combiners)
         kernel_launches = writer.launches()
         comment = kernel.comment.replace("*/", "* /")
         parts.append(f"// {kernel.name}: {comment}\n" + "\n".join(writer.lines))
         launches += kernel_launches
+    if combiners:  # the reductions' combine functions, before the kernels that use them
+        parts.insert(1, "\n".join(combiners.values()) + "\n")
     plan = ["// launches, in order:"] + [
         f"//   {x.function} <<<{x.grid}, {x.block}>>> ({x.kind})" for x in launches
     ]

@@ -140,10 +140,50 @@ def test_index_arithmetic_is_plain_and_integer_data_arithmetic_wraps():
 
 
 def test_small_independent_loops_still_get_a_thread_each():
-    """64 softmax rows are too few for CPU threads, but each row is a GPU thread."""
+    """640 elements are too few for CPU threads, but each is a GPU thread."""
     x = np.zeros((64, 10), np.float32)
-    program = nc.lower(nc.softmax, x, backend="cuda").program
+    program = nc.lower(lambda x: nc.tanh(x) * 2, x, backend="cuda").program
     (launch,) = emit_cuda(program).launches
     assert launch.kind == "grid-stride" and launch.block == (BLOCK, 1, 1)
     (loop,) = [s for s in program.kernels[0].body if hasattr(s, "independent")]
     assert loop.independent and not loop.parallel
+
+
+def test_row_reductions_run_a_block_per_row_with_block_wide_reductions():
+    """softmax over 64 rows: one block per row; its max and its sum are split across the
+    block's threads and combined by nc_block_reduce with the op's own combine function."""
+    x = np.zeros((64, 700), np.float32)
+    cuda = emit_cuda(nc.lower(nc.softmax, x, backend="cuda").program)
+    (launch,) = cuda.launches
+    assert launch.kind == "block" and launch.grid == (64, 1, 1)
+    assert launch.block == (BLOCK, 1, 1)
+    source = cuda.source
+    assert "blockIdx.x; i" in source and "+= gridDim.x" in source
+    assert "nc_block_reduce<float, nc_combine_max_float>" in source
+    assert "nc_block_reduce<float, nc_combine_add_float>" in source
+    assert "nc_fmax<float>(a, b)" in source  # NaN propagates through the combination too
+    assert "if (threadIdx.x == 0)" in source  # stores happen once
+
+
+def test_a_full_reduction_is_one_block_and_argmax_stays_per_thread():
+    x = np.arange(5000, dtype=np.float32)
+    cuda = emit_cuda(nc.lower(lambda x: x.sum(), x, backend="cuda").program)
+    assert [(launch.kind, launch.grid) for launch in cuda.launches] == [("block", (1, 1, 1))]
+    cuda = emit_cuda(nc.lower(lambda x: nc.argmax(x), x, backend="cuda").program)
+    assert all(launch.kind != "block" for launch in cuda.launches)  # not a plain combine
+
+
+@needs_nvcc
+def test_block_reductions_compile_for_every_dtype(tmp_path):
+    def f(a, b, c, d):
+        return a.sum(axis=1), b.max(axis=0), c.min(), nc.mean(d, axis=1)
+
+    args = (
+        np.ones((40, 300), np.float32),
+        np.ones((300, 7), np.float64),
+        np.ones((9, 99), np.int32),
+        np.ones((5, 70), np.int64).astype(np.float32),
+    )
+    lowered = nc.lower(f, *args, backend="cuda")
+    assert "nc_block_reduce" in lowered.source
+    nvcc_compiles(lowered.source, tmp_path)
