@@ -175,15 +175,17 @@ def test_a_full_reduction_is_one_block_and_argmax_stays_per_thread():
 
 @needs_nvcc
 def test_block_reductions_compile_for_every_dtype(tmp_path):
-    def f(a, b, c, d):
-        return a.sum(axis=1), b.max(axis=0), c.min(), nc.mean(d, axis=1)
+    def f(a, b, c, d, e):
+        return a.sum(axis=1), b.max(axis=0), c.min(), nc.mean(d, axis=1), e.sum()
 
     args = (
         np.ones((40, 300), np.float32),
         np.ones((300, 7), np.float64),
         np.ones((9, 99), np.int32),
-        np.ones((5, 70), np.int64).astype(np.float32),
+        np.ones((5, 70), np.float32),
+        np.ones((50, 70), np.int64),
     )
     lowered = nc.lower(f, *args, backend="cuda")
-    assert "nc_block_reduce" in lowered.source
+    for t in ("float", "double", "int32_t", "int64_t"):
+        assert f"nc_block_reduce<{t}," in lowered.source
     nvcc_compiles(lowered.source, tmp_path)
