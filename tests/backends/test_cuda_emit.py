@@ -176,7 +176,7 @@ def test_a_full_reduction_is_one_block_and_argmax_stays_per_thread():
 @needs_nvcc
 def test_block_reductions_compile_for_every_dtype(tmp_path):
     def f(a, b, c, d, e):
-        return a.sum(axis=1), b.max(axis=0), c.min(), nc.mean(d, axis=1), e.sum()
+        return a.sum(axis=1), b.max(axis=1), c.min(), nc.mean(d, axis=1), e.sum()
 
     args = (
         np.ones((40, 300), np.float32),
