@@ -187,6 +187,12 @@ class Trainer:
         if self.loss == "sparse_categorical_crossentropy":
             if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
                 raise ConfigError("sparse_categorical_crossentropy needs integer class labels")
+            classes = self.model.output_shape[-1] if self.model.output_shape else None
+            if y.size and classes and (y.min() < 0 or y.max() >= classes):
+                bad = int(y.min()) if y.min() < 0 else int(y.max())
+                raise ConfigError(
+                    f"label {bad} is out of range: the model has {classes} output classes"
+                )
             return y.astype(np.int64)
         if not isinstance(self.loss, str) and np.issubdtype(y.dtype, np.integer):
             return y.astype(np.int64)  # a user's loss may take class ids

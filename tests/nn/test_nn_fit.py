@@ -299,6 +299,10 @@ def test_fit_errors():
         model.fit(x, y, validation_split=1.0, verbose=0)
     with pytest.raises(ConfigError, match="integer class labels"):
         model.fit(x, y + 0.5, verbose=0)
+    with pytest.raises(ConfigError, match="label 3 is out of range: the model has 3"):
+        model.fit(x, np.where(y == 0, 3, y), verbose=0)
+    with pytest.raises(ConfigError, match="label -1"):
+        model.evaluate(x, y - 1)
     with pytest.raises(ConfigError, match="batch_size"):
         model.fit(x, y, batch_size=0, verbose=0)
     model.compile()
