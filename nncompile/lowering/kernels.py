@@ -246,7 +246,12 @@ def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) ->
             body += kb.nest(shape, inner)
             continue
         axis, pieces = split
-        for begin, size in pieces:  # one nest per concat input: each reads one buffer
+        # One nest per concat input, each reading one buffer. Many pieces are dealt out
+        # to a few parallel tasks (each runs its pieces serially) rather than each piece
+        # being a parallel loop of its own: one parallel region instead of dozens.
+        tasks = min(len(pieces), CONCAT_TASKS) if len(pieces) > CONCAT_TASKS else 0
+        nests: list[list[Stmt]] = []
+        for begin, size in pieces:
 
             def shifted(index: list[Expr], begin=begin, inner=inner, axis=axis) -> list[Stmt]:
                 index = list(index)
@@ -254,8 +259,20 @@ def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) ->
                 return inner(index)
 
             piece_shape = shape[:axis] + (size,) + shape[axis + 1 :]
-            body += kb.nest(piece_shape, shifted)
+            nests.append(kb.nest(piece_shape, shifted, parallel=not tasks))
+        if not tasks:
+            body += [s for nest in nests for s in nest]
+            continue
+        task = kb.fresh("task")
+        dealt = [
+            If(Binary("eq", Var(task, INDEX), const_index(k % tasks), dt.bool_), nest)
+            for k, nest in enumerate(nests)
+        ]
+        body.append(Loop(task, tasks, dealt, parallel=True, independent=True))
     return body
+
+
+CONCAT_TASKS = 8  # a concat of more inputs deals them out to this many parallel tasks
 
 
 MAX_CONCAT_SPLIT = 64

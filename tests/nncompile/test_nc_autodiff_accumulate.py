@@ -96,6 +96,9 @@ def test_wide_concat_is_lowered_piece_by_piece():
     assert "select" not in text.split(kernel.name, 1)[1].split("kernel ", 1)[0]
     # the reduction reads the stored concat instead of selecting among ten inputs
     assert all("concat" not in k.comment for k in program.kernels if "reduce" in k.comment)
+    # ten pieces are dealt out to the parallel tasks: one parallel loop, not ten
+    body = kernel.body
+    assert sum(1 for s in body if getattr(s, "parallel", False)) <= 1
     out, total = nc.compile(f)(*pieces)
     np.testing.assert_array_equal(out, np.concatenate(pieces, axis=1) * 2)
     np.testing.assert_array_equal(total, np.concatenate(pieces, axis=1).sum(axis=(0, 1)))
