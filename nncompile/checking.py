@@ -79,6 +79,7 @@ class Checker:
         self.entries = executable.kernel_entries()
         graph = lowered.graph
         self.values = {v.name: v for v in graph.values()}
+        self.order = {name: i for i, name in enumerate(self.values)}  # graph order
         self.groups = {}
         for group in getattr(graph, "fusion_groups", None) or []:
             for node in group.nodes:
@@ -92,8 +93,6 @@ class Checker:
         reference = {v.name: env[id(v)] for v in graph.values() if id(v) in env}
         program = self.lowered.program
 
-        order = {v.name: i for i, v in enumerate(graph.values())}
-
         def on_kernel(i: int, read) -> None:
             kernel = program.kernels[i]
             stored = [
@@ -104,7 +103,7 @@ class Checker:
                 if value_name in reference
             ]
             # earliest in the graph first: a kernel may store several values
-            for value_name, name in sorted(stored, key=lambda s: order[s[0]]):
+            for value_name, name in sorted(stored, key=lambda s: self.order[s[0]]):
                 self._compare(kernel, value_name, read(name), reference[value_name])
 
         return self.executable.call_checked(arrays, self.entries, on_kernel)

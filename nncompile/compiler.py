@@ -175,6 +175,8 @@ class CompiledFunction:
         self.threads = threads
         # check: run the reference alongside and compare every materialized buffer
         self.check = _check_env() if check is None else check
+        if device_outputs and backend != "cuda":
+            raise CompileError("device_outputs=True needs backend='cuda'")
         self.device_outputs = device_outputs  # cuda: results stay on the device
         self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
         self._last: tuple | None = None
@@ -205,8 +207,6 @@ class CompiledFunction:
                 )
                 executable = lowered.compile()
                 if self.device_outputs:
-                    if self.backend != "cuda":
-                        raise CompileError("device_outputs=True needs backend='cuda'")
                     executable.device_outputs = True
                 if checked:
                     from .checking import Checker

@@ -15,11 +15,11 @@ import argparse
 import os
 import statistics
 import time
-from typing import Any
 
 import numpy as np
 
 from . import data, metrics, nn, optim
+from .nn.fitting import Trainer
 from .visualize import draw_training_graph
 
 # Defaults per dataset. The 8x8 digits are 1,438 training images: a larger step and more
@@ -64,22 +64,15 @@ def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[flo
     """Median seconds of one training step, compiled and eager, on copies of the trained
     weights (the compiled step updates its inputs in place)."""
     compiled = model.trainer
-    eager = nn.fitting.Trainer(model, compiled.optimizer, compiled.loss, compiled.metrics)
-    eager.run_eagerly = True
+    eager = Trainer(model, compiled.optimizer, compiled.loss, compiled.metrics, run_eagerly=True)
 
-    def timer(trainer: Any, repeats: int) -> float:
+    def timer(trainer: Trainer, repeats: int) -> float:
         fn = trainer.function("train")
-        params = {k: {n: a.copy() for n, a in v.items()} for k, v in model.params(True).items()}
-        frozen, state = (
-            model.params(False),
-            {k: {n: a.copy() for n, a in v.items()} for k, v in model.state().items()},
-        )
-        opt_state = compiled.optimizer.init(params)
-        lr, key = np.float32(compiled.optimizer.lr), np.int64(0)
+        params, frozen, opt_state, state, xb, yb, lr, key = trainer.step_arguments(x, y)
         samples = []
         for _ in range(repeats + 1):  # the first call warms up
             start = time.perf_counter()
-            params, opt_state, state, _, _ = fn(params, frozen, opt_state, state, x, y, lr, key)
+            params, opt_state, state, _, _ = fn(params, frozen, opt_state, state, xb, yb, lr, key)
             samples.append(time.perf_counter() - start)
         return statistics.median(samples[1:])
 

@@ -305,21 +305,8 @@ def viz(
 def draw_training_graph(model: Any, x: Any, y: Any, path: str, stage: str = "fused") -> str:
     """A picture of a compiled Keras-style model's training step (forward, loss, backward
     and optimizer, clustered into kernels). Returns a one-line message."""
-    import numpy as np
-
     trainer = model.trainer
-    params = model.params(trainable=True)
-    args = (
-        params,
-        model.params(trainable=False),
-        trainer.optimizer.init(params),
-        model.state(),
-        np.asarray(x, model.input_dtype),
-        trainer._labels(y),
-        np.float32(trainer.optimizer.lr),
-        np.int64(0),
-    )
-    graph = graph_at_stage(trainer._train_fn, args, stage)
+    graph = graph_at_stage(trainer._train_fn, trainer.step_arguments(x, y), stage)
     title = f"{model.name} training step ({stage}, {len(graph.nodes)} nodes)"
     written, message = render(to_dot(graph, "auto", 400, title), path)
     if written == path:

@@ -54,17 +54,7 @@ def model_workload(model: nn.Sequential, batch: int, name: str, description: str
         y = rng.integers(0, classes, batch)
     else:
         y = rng.random((batch, *model.output_shape)).astype(np.float32)
-    params = model.params(trainable=True)
-    args = (
-        params,
-        model.params(trainable=False),
-        trainer.optimizer.init(params),
-        model.state(),
-        x,
-        trainer._labels(y),
-        np.float32(trainer.optimizer.lr),
-        np.int64(0),
-    )
+    args = trainer.step_arguments(x, y)
     return Workload(name, description, trainer._train_fn, args, batch, "samples/s", (0, 2, 3))
 
 

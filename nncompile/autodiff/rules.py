@@ -318,7 +318,7 @@ def _matmul(attrs, ins, y, g, needs):
         g_shape.append(1)
     g2 = ops.reshape(g, tuple(g_shape))
     da = sum_to_shape(ops.matmul(g2, _swap_last(b2)), a2.shape) if needs[0] else None
-    if needs[1] and b2.ndim == 2 and a2.ndim == 2 and b.ndim == 2 and a.ndim == 2:
+    if needs[1] and a.ndim == 2 and b.ndim == 2:
         from .accumulate import ProductCotangent  # combined with other uses of b
 
         db = ProductCotangent(a2, g2)

@@ -198,6 +198,28 @@ class Trainer:
             return y.astype(np.int64)  # a user's loss may take class ids
         return np.ascontiguousarray(y, dtype=np.float32)
 
+    def step_arguments(self, x: Any, y: Any) -> tuple:
+        """The training step's arguments for one batch ``(params, frozen, opt_state, state,
+        x, y, lr, key)``, on copies of the model's weights and a fresh optimizer state (a
+        compiled step updates its inputs in place). For benchmarks and pictures."""
+
+        def copied(tree: dict) -> dict:
+            return {
+                layer: {k: np.array(a) for k, a in arrays.items()} for layer, arrays in tree.items()
+            }
+
+        params = copied(self.model.params(trainable=True))
+        return (
+            params,
+            self.model.params(trainable=False),
+            self.optimizer.init(params),
+            copied(self.model.state()),
+            self._inputs(x),
+            self._labels(y),
+            np.float32(self.optimizer.lr),
+            np.int64(self.steps_run),
+        )
+
     def _epoch_metrics(self) -> EpochMetrics:
         classes = self.model.output_shape[-1] if self.model.output_shape else 1
         wanted = [m for m in self.metrics if m in CLASS_METRICS]
@@ -267,8 +289,9 @@ class Trainer:
                 )
                 self.steps_run += 1
                 epoch_metrics.add(len(idx), loss, outputs, y[idx])
-                rate = epoch_metrics.samples / (time.perf_counter() - start)
-                progress.batch_end(epoch_metrics.running(), rate)
+                if progress.showing:  # the running figures only when a bar shows them
+                    rate = epoch_metrics.samples / (time.perf_counter() - start)
+                    progress.batch_end(epoch_metrics.running(), rate)
                 cbs.on_train_batch_end(step, {"loss": float(loss)})
             model.assign(params, state)
             logs = epoch_metrics.result()

@@ -56,7 +56,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        LAYER_TYPES[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # shared bases are not layers of their own
+            LAYER_TYPES[cls.__name__] = cls
 
     def __init__(
         self,

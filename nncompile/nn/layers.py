@@ -32,6 +32,12 @@ def initializer(name: str):
         raise ConfigError(str(e)) from None
 
 
+def check_initializers(*names: str) -> None:
+    """Unknown initializer names fail when the layer is made, not when it is built."""
+    for name in names:
+        initializer(name)
+
+
 class Dense(Layer):
     """y = activation(x @ kernel + bias) over the last axis."""
 
@@ -49,7 +55,7 @@ class Dense(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        initializer(kernel_initializer), initializer(bias_initializer)
+        check_initializers(kernel_initializer, bias_initializer)
 
     def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
         if not input_shape:
@@ -96,7 +102,7 @@ class Conv2D(Layer):
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
-        initializer(kernel_initializer), initializer(bias_initializer)
+        check_initializers(kernel_initializer, bias_initializer)
 
     def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
         if len(input_shape) != 3:

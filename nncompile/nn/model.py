@@ -31,6 +31,7 @@ class Sequential:
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self.trainer = None  # set by compile()
+        self._predictor = None  # predict() before compile()
         self.stop_training = False
         for layer in layers or ():
             self.add(layer)
@@ -145,7 +146,7 @@ class Sequential:
 
     def __call__(self, x: Any, training: bool = False) -> Tensor:
         """Eager (or traced) forward pass with the current weights."""
-        self.ensure_built(np.zeros((1,) + tuple(np.shape(x)[1:])))
+        self.ensure_built(x)
         out, _ = self.apply(self.params(), self.state(), x, training)
         return out
 
@@ -193,9 +194,11 @@ class Sequential:
 
     def predict(self, x: Any, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
         if self.trainer is None:  # predict works on an uncompiled model, as in Keras
-            from .fitting import Trainer
+            if self._predictor is None:  # kept, so its compiled graphs are reused
+                from .fitting import Trainer
 
-            return Trainer(self).predict(x, batch_size, verbose)
+                self._predictor = Trainer(self)
+            return self._predictor.predict(x, batch_size, verbose)
         return self.trainer.predict(x, batch_size, verbose)
 
     def plot(self, path: str = "model.svg", stage: str | None = None) -> str:

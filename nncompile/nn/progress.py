@@ -32,6 +32,10 @@ class ProgressBar:
                 leave=True,
             )
 
+    @property
+    def showing(self) -> bool:
+        return self.bar is not None
+
     def batch_end(self, running: dict[str, float], samples_per_second: float) -> None:
         if self.bar is not None:
             shown = {k: f"{v:.4f}" for k, v in running.items()}
