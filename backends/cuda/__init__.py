@@ -21,10 +21,16 @@ def emit_program(program) -> str:
 
 def compile_program(lowered):
     """The program's CUDA C compiled to a cubin and loaded on the device, or an error
-    saying what the machine lacks (nvcc, the driver, a device)."""
+    saying what the machine lacks (nvcc, the driver, a device). Under
+    NNCOMPILE_CUDA_EMULATOR=1 it is built with g++ and runs on the CPU (emulator.py)."""
+    from .emulator import build_library, emulating
     from .executable import CUDAExecutable
     from .toolchain import compile_cubin, missing_for_running
 
+    launches = emit_cuda(lowered.program).launches
+    if emulating():
+        library = build_library(lowered.source, launches)
+        return CUDAExecutable(lowered.program, launches, library)
     cubin = compile_cubin(lowered.source)
     missing = missing_for_running()
     if missing:
@@ -32,4 +38,4 @@ def compile_program(lowered):
             f"backend='cuda' cannot run here: {missing}. The CUDA C is generated and compiles "
             "(nc.lower(f, *args, backend='cuda').source); use backend='llvm' on the CPU"
         )
-    return CUDAExecutable(lowered.program, emit_cuda(lowered.program).launches, cubin)
+    return CUDAExecutable(lowered.program, launches, cubin)

@@ -149,8 +149,16 @@ class Driver:
         self.check(self.lib.cuCtxSynchronize(), "cuCtxSynchronize")
 
 
+def driver():
+    """The driver in use: the NVIDIA driver, or the CPU emulation under
+    NNCOMPILE_CUDA_EMULATOR=1 (emulator.py)."""
+    from .emulator import emulated_driver, emulating
+
+    return emulated_driver() if emulating() else _device_driver()
+
+
 @functools.cache
-def driver() -> Driver:
+def _device_driver() -> Driver:
     return Driver()
 
 

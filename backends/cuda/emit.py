@@ -57,6 +57,7 @@ class Launch:
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     params: tuple[str, ...]  # buffer names, in argument order
+    arg_types: tuple[str, ...] = ()  # their C element types (the arguments are pointers)
 
 
 def grid_stride_blocks(extent: int) -> int:
@@ -102,12 +103,32 @@ _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="
 
 
 class ExprPrinter:
-    """Expressions as C; a subexpression used more than once in a statement is computed
-    once into a named constant placed just before that statement."""
+    """Expressions as C; a subexpression used more than once is computed once into a
+    named constant placed just before the first statement that needs it.
 
-    def __init__(self):
+    Like the LLVM backend, an expression object shared by several statements of a block
+    is computed once for all of them (``shared``, ``memo``): the kernel IR relies on it
+    when a donated input and the output written over it share memory (``p_new =
+    p - lr * (m * buf + g)`` after ``buf_new = m * buf + g`` must see the old ``buf``).
+    Expressions reading a mutable local are recomputed at each use."""
+
+    def __init__(self, shared: set[int] = frozenset(), mutable: set[str] = frozenset()):
         self.counter = 0
         self.loop_vars: set[str] = set()  # bounded by their extents: affine index math
+        self.shared = shared  # ids of expressions used by more than one statement
+        self.mutable = mutable  # names of locals (assigned after their declaration)
+        self.memo: list[dict[int, str]] = [{}]  # one layer per open C block
+
+    def push(self) -> None:
+        self.memo.append({})
+
+    def pop(self) -> None:
+        self.memo.pop()
+
+    def reads_mutable(self, e: Expr) -> bool:
+        if isinstance(e, Var):
+            return e.name in self.mutable
+        return any(self.reads_mutable(c) for c in children(e))
 
     def affine(self, e: Expr) -> bool:
         """Integer arithmetic on constants and loop variables only: an index, which cannot
@@ -138,12 +159,20 @@ class ExprPrinter:
         def text(e: Expr) -> str:
             if id(e) in names:
                 return names[id(e)]
+            for layer in reversed(self.memo):
+                if id(e) in layer:
+                    return layer[id(e)]
             out = self._render(e, text)
-            if uses[id(e)] > 1 and not isinstance(e, (Const, Var)):
+            if isinstance(e, (Const, Var)):
+                return out
+            remembered = id(e) in self.shared and not self.reads_mutable(e)
+            if uses[id(e)] > 1 or remembered:
                 self.counter += 1
                 name = f"s{self.counter}"
                 decls.append(f"const {reg_type(e.dtype)} {name} = {out};")
                 names[id(e)] = name
+                if remembered:
+                    self.memo[-1][id(e)] = name
                 return name
             return out
 

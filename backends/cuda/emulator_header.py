@@ -1,0 +1,160 @@
+"""The C++ that lets generated CUDA C compile and run on the CPU (see emulator.py).
+
+Each CUDA thread of a block is a fiber (ucontext) on the calling thread; blocks run one
+after another. A fiber runs until it reaches ``__syncthreads`` or a warp shuffle, then the
+next one runs; a barrier opens when every live thread of its block (or warp) has reached
+it, and a thread that returns drops out of later barriers, as on sm_70+. If a full round
+over the fibers makes no progress, the launch stops and reports a deadlock instead of
+hanging. ``__shared__`` variables become function statics: one copy, reused by each block
+in turn, exactly one block's worth of shared memory at a time.
+"""
+
+EMULATOR_HEADER = r"""// nncompile's CUDA emulator: CUDA C on the CPU, one fiber per CUDA thread.
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+using std::erf; using std::exp; using std::fabs; using std::floor; using std::log;
+using std::pow; using std::sqrt; using std::tanh;
+
+struct nc_dim3 { unsigned x, y, z; };
+static nc_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+
+namespace nc_emu {
+
+const int MAX_THREADS = 1024;
+const size_t STACK_BYTES = 256 * 1024;
+
+struct Fiber {
+  ucontext_t context;
+  char* stack = nullptr;
+  nc_dim3 index;
+  bool done = false;
+};
+
+struct Barrier {  // opens when `live` threads have arrived
+  unsigned live = 0, arrived = 0, phase = 0;
+};
+
+static Fiber fibers[MAX_THREADS];
+static ucontext_t scheduler;
+static int current = 0, nthreads = 0;
+static unsigned long long progress = 0;  // arrivals and exits: a round without any is a deadlock
+static Barrier block_barrier, warp_barriers[MAX_THREADS / 32];
+static uint64_t warp_slots[MAX_THREADS];
+static void (*kernel)(void**);
+static void** kernel_params;
+
+inline void yield() {  // back to the scheduler, which sets threadIdx when it resumes us
+  swapcontext(&fibers[current].context, &scheduler);
+}
+
+inline void wait(Barrier& b) {
+  const unsigned phase = b.phase;
+  ++progress;
+  if (++b.arrived == b.live) {
+    b.arrived = 0;
+    ++b.phase;
+    return;
+  }
+  while (b.phase == phase) yield();
+}
+
+inline void leave(Barrier& b) {  // a finished thread no longer holds the barrier up
+  --b.live;
+  if (b.live > 0 && b.arrived == b.live) {
+    b.arrived = 0;
+    ++b.phase;
+  }
+}
+
+inline void run_fiber() {
+  kernel(kernel_params);
+  Fiber& f = fibers[current];
+  f.done = true;
+  ++progress;
+  leave(block_barrier);
+  leave(warp_barriers[current / 32]);
+  swapcontext(&f.context, &scheduler);  // never resumed
+}
+
+inline int lane_count(int warp) { return nthreads - warp * 32 < 32 ? nthreads - warp * 32 : 32; }
+
+// Runs one block to completion: 0, or 1 if its threads deadlocked at a barrier.
+inline int run_block() {
+  block_barrier = Barrier{(unsigned)nthreads, 0, 0};
+  for (int w = 0; w * 32 < nthreads; ++w) warp_barriers[w] = Barrier{(unsigned)lane_count(w), 0, 0};
+  for (int t = 0; t < nthreads; ++t) {
+    Fiber& f = fibers[t];
+    if (!f.stack) f.stack = (char*)malloc(STACK_BYTES);
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack;
+    f.context.uc_stack.ss_size = STACK_BYTES;
+    f.context.uc_link = nullptr;
+    makecontext(&f.context, run_fiber, 0);
+    f.done = false;
+    f.index = nc_dim3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
+  }
+  int live = nthreads;
+  while (live > 0) {
+    const unsigned long long before = progress;
+    live = 0;
+    for (int t = 0; t < nthreads; ++t) {
+      if (fibers[t].done) continue;
+      current = t;
+      threadIdx = fibers[t].index;
+      swapcontext(&scheduler, &fibers[t].context);
+      live += !fibers[t].done;
+    }
+    if (live > 0 && progress == before) return 1;
+  }
+  return 0;
+}
+
+inline int launch(const unsigned* grid, const unsigned* block, void (*fn)(void**), void** params) {
+  nthreads = (int)(block[0] * block[1] * block[2]);
+  if (nthreads < 1 || nthreads > MAX_THREADS) return 2;
+  gridDim = nc_dim3{grid[0], grid[1], grid[2]};
+  blockDim = nc_dim3{block[0], block[1], block[2]};
+  kernel = fn;
+  kernel_params = params;
+  for (unsigned z = 0; z < grid[2]; ++z)
+    for (unsigned y = 0; y < grid[1]; ++y)
+      for (unsigned x = 0; x < grid[0]; ++x) {
+        blockIdx = nc_dim3{x, y, z};
+        if (run_block()) return 1;
+      }
+  return 0;
+}
+
+inline unsigned thread_rank() {
+  return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+}
+
+}  // namespace nc_emu
+
+inline void __syncthreads() { nc_emu::wait(nc_emu::block_barrier); }
+
+template <typename T> T __shfl_down_sync(unsigned, T v, int delta) {
+  const unsigned rank = nc_emu::thread_rank(), warp = rank / 32, lane = rank % 32;
+  memcpy(&nc_emu::warp_slots[rank], &v, sizeof(T));
+  nc_emu::wait(nc_emu::warp_barriers[warp]);  // every lane has put its value
+  T out = v;  // lanes past the end keep their own value, as on the GPU
+  if (lane + delta < (unsigned)nc_emu::lane_count(warp)) {
+    memcpy(&out, &nc_emu::warp_slots[rank + delta], sizeof(T));
+  }
+  nc_emu::wait(nc_emu::warp_barriers[warp]);  // every lane has read before the next put
+  return out;
+}
+
+"""

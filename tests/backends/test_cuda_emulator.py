@@ -1,0 +1,174 @@
+"""The CPU emulation of generated CUDA C (backends/cuda/emulator.py), which lets tests/gpu
+run without a GPU: thread and block indices, shared memory, barriers and warp shuffles on
+hand-written kernels; deadlocks reported, not hung; memory outside allocations refused.
+And the loop collapsing that gives an elementwise nest one GPU thread per element."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from nncompile.backends.cuda import emit_cuda
+from nncompile.backends.cuda.collapse import collapse
+from nncompile.backends.cuda.driver import pointer_args
+from nncompile.backends.cuda.emit import Launch
+from nncompile.backends.cuda.emulator import EmulatedDriver, build_library
+from nncompile.backends.cuda.prelude import PRELUDE
+from nncompile.ir import dtypes as dt
+from nncompile.ir.kernel import INDEX, Binary, Const, Load, Loop, Store, Var
+
+import nncompile as nc
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the emulation needs g++")
+
+KERNELS = (
+    PRELUDE
+    + r"""
+__device__ __forceinline__ float add(float a, float b) { return a + b; }
+
+// each block reverses its slice through shared memory
+extern "C" __global__ void reverse(float* __restrict__ out, float* __restrict__ in) {
+  __shared__ float tile[64];
+  const int64_t base = (int64_t)blockIdx.x * blockDim.x;
+  tile[threadIdx.x] = in[base + threadIdx.x];
+  __syncthreads();
+  out[base + threadIdx.x] = tile[blockDim.x - 1 - threadIdx.x];
+}
+
+// one block sums everything with the block-wide reduction (warp shuffles + shared memory)
+extern "C" __global__ void total(float* __restrict__ out, float* __restrict__ in) {
+  float v = 0.0f;
+  for (int64_t i = threadIdx.x; i < 1000; i += blockDim.x) v += in[i];
+  v = nc_block_reduce<float, add>(v);
+  if (threadIdx.x == 0) out[0] = v;
+}
+
+// half the warp shuffles, the other half waits at the block barrier: never completes
+extern "C" __global__ void stuck(float* __restrict__ out, float* __restrict__ in) {
+  if (threadIdx.x < 16) {
+    out[threadIdx.x] = __shfl_down_sync(0xffffffffu, in[threadIdx.x], 1);
+  } else {
+    __syncthreads();
+  }
+}
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    import os
+
+    os.environ.setdefault("NNCOMPILE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    launches = [
+        Launch(name, "test", (1, 1, 1), (1, 1, 1), ("out", "in"), ("float", "float"))
+        for name in ("reverse", "total", "stuck")
+    ]
+    cu = EmulatedDriver()
+    module = cu.load_module(build_library(KERNELS, launches))
+    return cu, {name: cu.function(module, name) for name in ("reverse", "total", "stuck")}
+
+
+def run(device, name, grid, block, x, out_size):
+    cu, functions = device
+    src, dst = cu.alloc(x.nbytes), cu.alloc(out_size * 4)
+    cu.to_device(src, x)
+    cu.zero(dst, out_size * 4)
+    values, params = pointer_args([dst, src])
+    cu.launch(functions[name], grid, block, params, name)
+    out = np.empty(out_size, np.float32)
+    cu.to_host(out, dst)
+    return out
+
+
+def test_blocks_threads_shared_memory_and_barriers(device):
+    x = np.arange(3 * 64, dtype=np.float32)
+    out = run(device, "reverse", (3, 1, 1), (64, 1, 1), x, x.size)
+    np.testing.assert_array_equal(out, x.reshape(3, 64)[:, ::-1].ravel())
+
+
+@pytest.mark.parametrize("threads", [32, 96, 256])
+def test_block_reduction_with_warp_shuffles(device, threads):
+    x = np.random.default_rng(0).random(1000, dtype=np.float32)
+    out = run(device, "total", (1, 1, 1), (threads, 1, 1), x, 1)
+    np.testing.assert_allclose(out[0], x.sum(dtype=np.float64), rtol=1e-5)
+
+
+def test_a_deadlock_is_reported_not_hung(device):
+    x = np.ones(32, np.float32)
+    with pytest.raises(nc.ExecutionError, match="stuck deadlocked"):
+        run(device, "stuck", (1, 1, 1), (32, 1, 1), x, 32)
+
+
+def test_copies_outside_allocations_are_refused():
+    cu = EmulatedDriver()
+    p = cu.alloc(16)
+    with pytest.raises(nc.ExecutionError, match="not allocated"):
+        cu.to_device(p + 8, np.zeros(4, np.float32))
+    with pytest.raises(nc.ExecutionError, match="not allocated"):
+        cu.copy(p, 12345, 4)
+
+
+def test_compiled_programs_run_emulated(monkeypatch, tmp_path):
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    x = np.random.default_rng(1).standard_normal((5, 300)).astype(np.float32)
+    f = nc.compile(lambda x: nc.softmax(x, axis=-1) * nc.tanh(x).sum(), backend="cuda")
+    e = np.exp(x - x.max(-1, keepdims=True))
+    np.testing.assert_allclose(f(x), e / e.sum(-1, keepdims=True) * np.tanh(x).sum(), rtol=1e-5)
+
+
+# ---- collapsing ---------------------------------------------------------------------------
+
+
+def i(name: str) -> Var:
+    return Var(name, INDEX)
+
+
+def c(v: int) -> Const:
+    return Const(v, INDEX)
+
+
+def add(a, b):
+    return Binary("add", a, b, INDEX)
+
+
+def mul(a, b):
+    return Binary("mul", a, b, INDEX)
+
+
+def nest(store_index, value):
+    inner = Loop("j", 8, [Store("out", store_index, value)])
+    return Loop("i", 4, [inner], independent=True)
+
+
+ROW_MAJOR = add(mul(i("i"), c(8)), i("j"))
+X = Load("x", ROW_MAJOR, dt.float32)
+
+
+def test_an_elementwise_nest_collapses_into_one_flat_loop():
+    got = collapse(nest(ROW_MAJOR, X))
+    assert got.loops == [("i", 4), ("j", 8)] and got.total == 32
+
+
+@pytest.mark.parametrize(
+    "store_index, value",
+    [
+        (i("i"), X),  # every j writes the same element
+        (add(mul(i("i"), c(4)), i("j")), X),  # rows overlap: (0, 4) and (1, 0) collide
+        (ROW_MAJOR, Load("out", add(ROW_MAJOR, c(-1)), dt.float32)),  # reads its neighbour
+    ],
+    ids=["same-element", "overlapping", "reads-neighbour"],
+)
+def test_nests_whose_iterations_interact_are_not_collapsed(store_index, value):
+    assert collapse(nest(store_index, value)).loops == [("i", 4)]
+
+
+def test_the_seed_cnn_convolution_gets_a_thread_per_output():
+    x = np.zeros((64, 28, 28, 1), np.float32)
+    w = np.zeros((32, 1, 3, 3), np.float32)
+    conv = lambda x, w: nc.relu(nc.conv2d(x, w, layout="NHWC"))  # noqa: E731
+    program = nc.lower(conv, x, w, backend="cuda").program
+    launches = emit_cuda(program).launches
+    assert max(x.grid[0] * x.block[0] for x in launches) >= 64 * 26 * 26 * 32
