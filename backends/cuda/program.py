@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ...ir.kernel import Assign, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store
+from ...ir.kernel import Assign, Expr, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store, children
 from ...lowering.program import Program, physical_params
+from .collapse import collapse
 from .emit import (
     BLOCK,
     MAX_BLOCKS,
@@ -24,7 +25,7 @@ class KernelWriter:
         self.kernel = kernel
         self.physical = physical
         self.params = physical_params(kernel, physical)
-        self.printer = ExprPrinter()
+        self.printer = ExprPrinter(_shared_expressions(kernel.body), set(self._locals(kernel.body)))
         self.lines: list[str] = []
         self.combiners = combiners  # shared by the translation unit: name -> definition
 
@@ -36,6 +37,19 @@ class KernelWriter:
     def block(self, stmts: list[Stmt], depth: int) -> None:
         for s in stmts:
             self.stmt(s, depth)
+
+    def open(self, line: str) -> None:
+        """A line that opens a C block: names computed inside stay inside."""
+        self.lines.append(line)
+        self.printer.push()
+
+    def close(self, line: str) -> None:
+        self.lines.append(line)
+        self.printer.pop()
+
+    def function(self, function: str) -> None:
+        self.lines.append(self.signature(function) + " {")
+        self.printer.memo = [{}]  # a new C function: nothing computed yet
 
     def emit(self, depth: int, exprs, render) -> None:
         decls, texts = self.printer.statement(list(exprs))
@@ -58,20 +72,22 @@ class KernelWriter:
             self.emit(depth, [s.index, s.value], lambda i, v: f"{buf}[{i}] = {cast}{v};")
         elif isinstance(s, If):
             self.emit(depth, [s.cond], lambda c: f"if ({c}) {{")
+            self.printer.push()
             self.block(s.then, depth + 1)
             if s.otherwise:
-                self.lines.append(pad + "} else {")
+                self.close(pad + "} else {")
+                self.printer.push()
                 self.block(s.otherwise, depth + 1)
-            self.lines.append(pad + "}")
+            self.close(pad + "}")
         elif isinstance(s, Loop):
             extent = s.extent if isinstance(s.extent, int) else None
             if extent is None:
                 raise NotImplementedError("CUDA backend: loops with a computed extent")
             v = s.var
             self.printer.loop_vars.add(v)
-            self.lines.append(f"{pad}for (int64_t {v} = 0; {v} < {extent}LL; ++{v}) {{")
+            self.open(f"{pad}for (int64_t {v} = 0; {v} < {extent}LL; ++{v}) {{")
             self.block(s.body, depth + 1)
-            self.lines.append(pad + "}")
+            self.close(pad + "}")
         elif isinstance(s, Gemm):
             raise NotImplementedError("CUDA backend: a GEMM inside a loop or branch")
         else:
@@ -88,6 +104,7 @@ class KernelWriter:
         shared_locals = {s.name for s in self.kernel.body if isinstance(s, Local)}
         out: list[Launch] = []
         names = tuple(p.name for p in self.params)
+        types = tuple(mem_type(p.dtype) for p in self.params)
         for s in self.kernel.body:
             if _pure(s):
                 scalars.append(s)
@@ -98,27 +115,31 @@ class KernelWriter:
                     "CUDA backend: a loop that stores and updates a scalar of its kernel"
                 )
             if isinstance(s, Gemm):
-                out.append(self.gemm(function, s, names))
+                out.append(self.gemm(function, s, names, types))
                 continue
             rows = isinstance(s, Loop) and (s.parallel or s.independent)
             if self._blockwise(scalars, s, rows):
-                out.append(self.block_launch(function, scalars, s, rows, names))
+                out.append(self.block_launch(function, scalars, s, rows, names, types))
                 continue
-            self.lines.append(self.signature(function) + " {")
+            self.function(function)
             self.block(scalars, 1)
             if isinstance(s, Loop) and (s.parallel or s.independent) and isinstance(s.extent, int):
-                self.printer.loop_vars.add(s.var)
-                self.lines.append(
-                    f"  for (int64_t {s.var} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
-                    f" {s.var} < {s.extent}LL; {s.var} += (int64_t)gridDim.x * blockDim.x) {{"
+                nest = collapse(s)
+                flat = s.var if len(nest.loops) == 1 else f"f_{s.var}"
+                self.printer.loop_vars.add(flat)
+                self.open(
+                    f"  for (int64_t {flat} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
+                    f" {flat} < {nest.total}LL; {flat} += (int64_t)gridDim.x * blockDim.x) {{"
                 )
-                self.block(s.body, 2)
-                self.lines.append("  }")
-                grid = (grid_stride_blocks(s.extent), 1, 1)
-                out.append(Launch(function, "grid-stride", grid, (BLOCK, 1, 1), names))
+                if len(nest.loops) > 1:
+                    self.unflatten(flat, nest.loops, 2)
+                self.block(nest.body, 2)
+                self.close("  }")
+                grid = (grid_stride_blocks(nest.total), 1, 1)
+                out.append(Launch(function, "grid-stride", grid, (BLOCK, 1, 1), names, types))
             else:
                 self.stmt(s, 1)
-                out.append(Launch(function, "single", (1, 1, 1), (1, 1, 1), names))
+                out.append(Launch(function, "single", (1, 1, 1), (1, 1, 1), names, types))
             self.lines.append("}")
             self.lines.append("")
         return out
@@ -160,11 +181,35 @@ class KernelWriter:
                 self.block_nest(nest, depth)
             elif _pure(s):
                 self.stmt(s, depth)  # every thread, alike
+            elif isinstance(s, Store):
+                # every thread computes the value (and names shared with later statements)
+                # before thread 0 stores it over memory they may read
+                decls, (i, v) = self.printer.statement([s.index, s.value])
+                self.lines += [pad + d for d in decls]
+                if decls:
+                    self.lines.append(f"{pad}__syncthreads();  // all have read")
+                cast = "(uint8_t)" if s.value.dtype.is_bool else ""
+                buf = self.name(s.buffer)
+                self.lines.append(f"{pad}if (threadIdx.x == 0) {buf}[{i}] = {cast}{v};")
+                self.lines.append(f"{pad}__syncthreads();  // the store is visible to all")
             else:
-                self.lines.append(f"{pad}if (threadIdx.x == 0) {{")
+                self.open(f"{pad}if (threadIdx.x == 0) {{")
                 self.stmt(s, depth + 1)
-                self.lines.append(f"{pad}}}")
+                self.close(f"{pad}}}")
                 self.lines.append(f"{pad}__syncthreads();  // the stores are visible to all")
+
+    def unflatten(self, flat: str, loops: list[tuple[str, int]], depth: int) -> None:
+        """Each loop variable of a collapsed nest from the flat index (row-major)."""
+        stride = 1
+        for _, extent in loops:
+            stride *= extent
+        for i, (var, extent) in enumerate(loops):
+            stride //= extent
+            self.printer.loop_vars.add(var)
+            value = f"{flat} / {stride}LL" if stride > 1 else flat
+            if i > 0:
+                value = f"({value}) % {extent}LL"
+            self.lines.append(f"{'  ' * depth}const int64_t {var} = {value};")
 
     def block_nest(self, nest, depth: int) -> None:
         pad = "  " * depth
@@ -173,16 +218,12 @@ class KernelWriter:
             total *= extent
         flat = f"f_{nest.loops[-1][0]}"
         self.printer.loop_vars.add(flat)
-        self.lines.append(
+        self.open(
             f"{pad}for (int64_t {flat} = threadIdx.x; {flat} < {total}LL; {flat} += blockDim.x) {{"
         )
-        stride = total
-        for var, extent in nest.loops:
-            stride //= extent
-            self.printer.loop_vars.add(var)
-            self.lines.append(f"{pad}  const int64_t {var} = ({flat} / {stride}LL) % {extent}LL;")
+        self.unflatten(flat, nest.loops, depth + 1)
         self.block(nest.body, depth + 1)
-        self.lines.append(f"{pad}}}")
+        self.close(f"{pad}}}")
         for acc, (op, d) in nest.accumulators.items():
             name, definition = combine_function(op, d)
             self.combiners[name] = definition
@@ -190,27 +231,33 @@ class KernelWriter:
             self.lines.append(f"{pad}{acc} = nc_block_reduce<{t}, {name}>({acc});")
 
     def block_launch(
-        self, function: str, scalars: list[Stmt], s: Stmt, rows: bool, names: tuple[str, ...]
+        self,
+        function: str,
+        scalars: list[Stmt],
+        s: Stmt,
+        rows: bool,
+        names: tuple[str, ...],
+        types: tuple[str, ...],
     ) -> Launch:
-        self.lines.append(self.signature(function) + " {")
+        self.function(function)
         if rows:
             v = s.var
             self.printer.loop_vars.add(v)
             self.block_body(scalars, 1)
-            self.lines.append(
-                f"  for (int64_t {v} = blockIdx.x; {v} < {s.extent}LL; {v} += gridDim.x) {{"
-            )
+            self.open(f"  for (int64_t {v} = blockIdx.x; {v} < {s.extent}LL; {v} += gridDim.x) {{")
             self.block_body(s.body, 2)
             self.lines.append("    __syncthreads();  // the next row reuses the block's memory")
-            self.lines.append("  }")
+            self.close("  }")
             grid = (min(s.extent, MAX_BLOCKS), 1, 1)
         else:
             self.block_body(scalars + [s], 1)
             grid = (1, 1, 1)
         self.lines += ["}", ""]
-        return Launch(function, "block", grid, (BLOCK, 1, 1), names)
+        return Launch(function, "block", grid, (BLOCK, 1, 1), names, types)
 
-    def gemm(self, function: str, g: Gemm, names: tuple[str, ...]) -> Launch:
+    def gemm(
+        self, function: str, g: Gemm, names: tuple[str, ...], types: tuple[str, ...]
+    ) -> Launch:
         if not all(isinstance(o, int) for o in (g.a_offset, g.b_offset, g.c_offset)):
             raise NotImplementedError("CUDA backend: a GEMM with computed offsets")
         t = reg_type(g.dtype)
@@ -225,7 +272,42 @@ class KernelWriter:
             "",
         ]
         grid = (max(1, -(-g.n // TILE)), max(1, -(-g.m // TILE)), max(1, g.batch))
-        return Launch(function, "gemm", grid, (TILE, TILE, 1), names)
+        return Launch(function, "gemm", grid, (TILE, TILE, 1), names, types)
+
+
+def _shared_expressions(stmts: list[Stmt]) -> set[int]:
+    """Ids of the expression objects that more than one statement uses."""
+    users: dict[int, int] = {}
+
+    def visit(e: Expr, seen: set[int]) -> None:
+        if id(e) in seen:
+            return
+        seen.add(id(e))
+        users[id(e)] = users.get(id(e), 0) + 1
+        for c in children(e):
+            visit(c, seen)
+
+    def walk(block: list[Stmt]) -> None:
+        for s in block:
+            exprs: list[Expr] = []
+            if isinstance(s, (Let, Assign)):
+                exprs = [s.value]
+            elif isinstance(s, Local):
+                exprs = [s.init]
+            elif isinstance(s, Store):
+                exprs = [s.index, s.value]
+            elif isinstance(s, If):
+                exprs = [s.cond]
+                walk(s.then)
+                walk(s.otherwise)
+            elif isinstance(s, Loop):
+                walk(s.body)
+            seen: set[int] = set()
+            for e in exprs:
+                visit(e, seen)
+
+    walk(stmts)
+    return {k for k, n in users.items() if n > 1}
 
 
 def _pure(s: Stmt) -> bool:

@@ -1,0 +1,161 @@
+"""Collapsing a nest of independent loops into one flat index space for a grid-stride
+launch.
+
+The CPU lowering marks only the outermost loop of an elementwise nest as parallel (two
+cores need no more), so a launch over it would give a GPU as many threads as the
+outermost extent, often the batch (64 threads for a convolution over 1.4M outputs).
+A perfect nest under that loop is collapsed into one loop over the product of the
+extents when its iterations provably do not interact:
+
+- every store's index is an affine function of the loop variables that gives distinct
+  iterations distinct elements (mixed-radix strides: each stride exceeds the span of all
+  smaller ones), with every collapsed variable in it;
+- a buffer the body stores is read, if at all, only at an index it stores (its own
+  element);
+- the body assigns no scalar declared outside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...ir.kernel import Assign, Binary, Const, Expr, If, Let, Load, Local, Loop, Stmt, Store, Var
+from ...ir.kernel import children as expr_children
+
+
+@dataclass(frozen=True)
+class Collapsed:
+    loops: list[tuple[str, int]]  # (variable, extent), outermost first
+    body: list[Stmt]
+
+    @property
+    def total(self) -> int:
+        n = 1
+        for _, extent in self.loops:
+            n *= extent
+        return n
+
+
+def collapse(loop: Loop) -> Collapsed:
+    """The longest perfect nest under ``loop`` (itself independent) safe to run as one
+    flat loop; just ``loop`` when nothing below it qualifies."""
+    loops = [(loop.var, loop.extent)]
+    body = loop.body
+    best = Collapsed(list(loops), body)
+    while (
+        loop.extent > 0
+        and len(body) == 1
+        and isinstance(body[0], Loop)
+        and isinstance(body[0].extent, int)
+        and body[0].extent > 0  # an empty nest stays as it is: it runs nothing
+    ):
+        inner = body[0]
+        loops.append((inner.var, inner.extent))
+        body = inner.body
+        if _independent([v for v, _ in loops], body, dict(loops)):
+            best = Collapsed(list(loops), body)
+    return best
+
+
+# ---- the proof ---------------------------------------------------------------------------
+
+
+def _independent(nest_vars: list[str], body: list[Stmt], extents: dict[str, int]) -> bool:
+    stores: list[Store] = []
+    loads: list[Load] = []
+    declared: set[str] = set()
+    assigned: set[str] = set()
+    inner_extents = dict(extents)
+    if not _walk(body, stores, loads, declared, assigned, inner_extents):
+        return False
+    if assigned - declared:
+        return False  # updates a scalar that outlives one iteration
+    written = {s.buffer for s in stores}
+    for s in stores:
+        terms = _affine(s.index)
+        if terms is None or not all(terms.get(v) for v in nest_vars):
+            return False
+        if not _injective(terms, inner_extents):
+            return False
+    for ld in loads:
+        if ld.buffer in written and not any(
+            s.buffer == ld.buffer and s.index == ld.index for s in stores
+        ):
+            return False
+    return True
+
+
+def _walk(stmts, stores, loads, declared, assigned, extents) -> bool:
+    """Collect the body's stores, loads, declared and assigned scalars; False for
+    anything this analysis does not understand (a loop with a computed extent)."""
+    for s in stmts:
+        if isinstance(s, Store):
+            stores.append(s)
+            _loads(s.index, loads)
+            _loads(s.value, loads)
+        elif isinstance(s, (Let, Local)):
+            declared.add(s.name)
+            _loads(s.value if isinstance(s, Let) else s.init, loads)
+        elif isinstance(s, Assign):
+            assigned.add(s.name)
+            _loads(s.value, loads)
+        elif isinstance(s, If):
+            _loads(s.cond, loads)
+            if not _walk(s.then + s.otherwise, stores, loads, declared, assigned, extents):
+                return False
+        elif isinstance(s, Loop):
+            if not isinstance(s.extent, int):
+                return False
+            extents[s.var] = s.extent
+            if not _walk(s.body, stores, loads, declared, assigned, extents):
+                return False
+        else:
+            return False  # a GEMM template
+    return True
+
+
+def _loads(e: Expr, out: list[Load]) -> None:
+    if isinstance(e, Load):
+        out.append(e)
+    for c in expr_children(e):
+        _loads(c, out)
+
+
+def _affine(e: Expr) -> dict[str, int] | None:
+    """{variable: coefficient} with the constant under "" , or None if not affine."""
+    if isinstance(e, Const):
+        return {"": int(e.value)} if not e.dtype.is_float else None
+    if isinstance(e, Var):
+        return {e.name: 1}
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        a, b = _affine(e.a), _affine(e.b)
+        if a is None or b is None:
+            return None
+        sign = 1 if e.op == "add" else -1
+        out = dict(a)
+        for k, v in b.items():
+            out[k] = out.get(k, 0) + sign * v
+        return out
+    if isinstance(e, Binary) and e.op == "mul":
+        a, b = _affine(e.a), _affine(e.b)
+        if a is None or b is None:
+            return None
+        for const_side, other in ((a, b), (b, a)):
+            if set(const_side) <= {""}:
+                c = const_side.get("", 0)
+                return {k: v * c for k, v in other.items()}
+        return None
+    return None
+
+
+def _injective(terms: dict[str, int], extents: dict[str, int]) -> bool:
+    """Whether sum(coef * var) over the box 0 <= var < extent never repeats a value:
+    sorted by |coef|, each one exceeds the largest total the smaller ones can reach."""
+    reach = 0
+    for var, coef in sorted(((v, c) for v, c in terms.items() if v and c), key=lambda t: abs(t[1])):
+        if var not in extents:
+            return False  # not a loop variable (a let): unknown range
+        if abs(coef) <= reach:
+            return False
+        reach += abs(coef) * (extents[var] - 1)
+    return True
