@@ -70,6 +70,23 @@ def _padded(chunk: np.ndarray, batch_size: int, full: bool = False) -> np.ndarra
     return np.concatenate([chunk, pad])
 
 
+def to_device(tree: Any) -> Any:
+    """The tree with its arrays copied to the GPU (DeviceArrays)."""
+    from ..backends.cuda.executable import DeviceArray
+
+    return _map_arrays(tree, lambda a: DeviceArray.from_numpy(np.asarray(a)))
+
+
+def to_host(tree: Any) -> Any:
+    """The tree with its DeviceArrays copied back into NumPy arrays."""
+    return _map_arrays(tree, lambda a: a.numpy() if hasattr(a, "device_pointer") else a)
+
+
+def _map_arrays(tree: Any, fn: Callable[[Any], Any]) -> Any:
+    leaves, statics, treedef = pytree.flatten(tree, is_array_leaf)
+    return pytree.unflatten(treedef, [fn(a) for a in leaves], statics)
+
+
 def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``fn`` op by op on NumPy and return NumPy leaves, like a compiled function."""
 
@@ -171,7 +188,12 @@ class Trainer:
                 _eager(fn)
                 if self.run_eagerly
                 else compile(
-                    fn, self.backend, donate_argnums=donate, threads=self.threads, check=self.check
+                    fn,
+                    self.backend,
+                    donate_argnums=donate,
+                    threads=self.threads,
+                    check=self.check,
+                    device_outputs=kind == "train" and self._on_device,
                 )
             )
         return self._functions[kind]
@@ -219,6 +241,12 @@ class Trainer:
             np.float32(self.optimizer.lr),
             np.int64(self.steps_run),
         )
+
+    @property
+    def _on_device(self) -> bool:
+        """Training keeps parameters, optimizer and layer state on the GPU for a whole
+        epoch (each step updates them in place there); only batches cross per step."""
+        return self.backend == "cuda" and not self.run_eagerly
 
     def _epoch_metrics(self) -> EpochMetrics:
         classes = self.model.output_shape[-1] if self.model.output_shape else 1
@@ -279,6 +307,9 @@ class Trainer:
             progress.epoch_begin(epoch)
             params, frozen = model.params(trainable=True), model.params(trainable=False)
             state = model.state()
+            if self._on_device:
+                params, state = to_device(params), to_device(state)
+                self.opt_state = to_device(self.opt_state)
             epoch_metrics = self._epoch_metrics()
             start = time.perf_counter()
             for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
@@ -288,11 +319,16 @@ class Trainer:
                     params, frozen, self.opt_state, state, x[idx], y[idx], lr, key
                 )
                 self.steps_run += 1
+                if self._on_device:
+                    loss, outputs = to_host(loss), to_host(outputs)
                 epoch_metrics.add(len(idx), loss, outputs, y[idx])
                 if progress.showing:  # the running figures only when a bar shows them
                     rate = epoch_metrics.samples / (time.perf_counter() - start)
                     progress.batch_end(epoch_metrics.running(), rate)
                 cbs.on_train_batch_end(step, {"loss": float(loss)})
+            if self._on_device:
+                params, state = to_host(params), to_host(state)
+                self.opt_state = to_host(self.opt_state)
             model.assign(params, state)
             logs = epoch_metrics.result()
             if val is not None:
