@@ -4,7 +4,9 @@ pytest installed this just calls it; without, a minimal stand-in provides what t
 modules use (mark.parametrize / fixture as plain decorators, raises, approx, skip) and the
 tests run one by one.
 
-    python scripts/run_gpu_tests.py
+    python scripts/run_gpu_tests.py [--without-pytest]
+
+(``NNCOMPILE_CUDA_EMULATOR=1`` runs them on the CPU emulation instead of a GPU.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def _stand_in() -> types.ModuleType:
             def mark(*args, **kwargs):
                 if len(args) == 1 and callable(args[0]) and not kwargs:
                     return args[0]
+                if name == "parametrize":  # remembered: main() runs every case
+
+                    def remember(fn):
+                        fn.cases = [(args[0], v) for v in args[1]] + getattr(fn, "cases", [])
+                        return fn
+
+                    return remember
                 return lambda fn: fn
 
             return mark
@@ -63,7 +72,7 @@ def main() -> int:
         import pytest
     except ImportError:
         pytest = None
-    if pytest is not None:
+    if pytest is not None and "--without-pytest" not in sys.argv:
         return pytest.main(
             [
                 "-q",
@@ -78,26 +87,23 @@ def main() -> int:
         )
     sys.modules["pytest"] = _stand_in()
     sys.path.insert(0, ROOT)
-    from nncompile.backends.cuda import toolchain
+    from nncompile.backends.cuda import emulator, toolchain
 
     missing = "nvcc is not on PATH" if toolchain.nvcc_path() is None else None
     missing = missing or toolchain.missing_for_running()
-    if missing:
+    if missing and not emulator.emulating():
         print(f"no usable GPU: {missing}; nothing to run")
         return 0
     tests = importlib.import_module("tests.gpu.test_gpu_backend")
-    runs = [
-        (
-            f"test_op_matches_reference_on_gpu[{key}]",
-            lambda key=key: tests.test_op_matches_reference_on_gpu(key),
-        )
-        for key in sorted(tests.CASES)
-    ]
-    runs += [
-        (name, fn)
-        for name, fn in vars(tests).items()
-        if name.startswith("test_") and name != "test_op_matches_reference_on_gpu"
-    ]
+    runs = []
+    for name, fn in vars(tests).items():
+        if not name.startswith("test_") or not callable(fn):
+            continue
+        for arg, value in getattr(fn, "cases", [(None, None)]):
+            if arg is None:
+                runs.append((name, fn))
+            else:
+                runs.append((f"{name}[{value}]", lambda fn=fn, a=arg, v=value: fn(**{a: v})))
     failed = 0
     for name, fn in runs:
         try:

@@ -32,6 +32,7 @@ from .emit import Launch
 from .emulator_header import EMULATOR_HEADER
 
 ENV = "NNCOMPILE_CUDA_EMULATOR"
+BARRIER_FREE = ("grid-stride", "single")  # launch kinds whose threads never synchronize
 
 
 def emulating() -> bool:
@@ -44,11 +45,12 @@ def emulator_source(source: str, launches: Sequence[Launch]) -> str:
     entries = []
     for x in dict((x.function, x) for x in launches).values():
         args = ", ".join(f"*({t}**)p[{i}]" for i, t in enumerate(x.arg_types))
+        barriers = "false" if x.kind in BARRIER_FREE else "true"
         entries.append(
             f'extern "C" int nc_launch_{x.function}(const unsigned* grid, const unsigned* block,'
             " void** params) {\n"
             f"  return nc_emu::launch(grid, block, [](void** p) {{ {x.function}({args}); }},"
-            " params);\n}"
+            f" params, {barriers});\n}}"
         )
     return "\n".join([EMULATOR_HEADER, source, *entries]) + "\n"
 
@@ -76,7 +78,18 @@ def build_library(source: str, launches: Sequence[Launch]) -> bytes:
         with open(src, "w") as f:
             f.write(text)
         run = subprocess.run(
-            [cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-o", out, src],
+            [
+                cxx,
+                "-std=c++17",
+                "-O1",
+                "-U_FORTIFY_SOURCE",
+                "-fPIC",
+                "-shared",
+                "-w",
+                "-o",
+                out,
+                src,
+            ],
             capture_output=True,
             text=True,
             timeout=600,
@@ -169,6 +182,10 @@ class EmulatedDriver:
         if code == 1:
             raise ExecutionError(
                 f"emulated kernel {name} deadlocked: its threads wait at different barriers"
+            )
+        if code == 3:
+            raise ExecutionError(
+                f"emulated kernel {name} reached a barrier in a launch generated without any"
             )
         if code:
             raise ExecutionError(f"emulated cuLaunchKernel({name}): bad block size {block}")

@@ -11,6 +11,7 @@ in turn, exactly one block's worth of shared memory at a time.
 
 EMULATOR_HEADER = r"""// nncompile's CUDA emulator: CUDA C on the CPU, one fiber per CUDA thread.
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,11 @@ const int MAX_THREADS = 1024;
 const size_t STACK_BYTES = 256 * 1024;
 
 struct Fiber {
-  ucontext_t context;
+  ucontext_t start;  // enters run_fiber on the fiber's own stack (used once per block)
+  jmp_buf resume;    // where it yielded
   char* stack = nullptr;
   nc_dim3 index;
-  bool done = false;
+  bool started = false, done = false;
 };
 
 struct Barrier {  // opens when `live` threads have arrived
@@ -47,19 +49,37 @@ struct Barrier {  // opens when `live` threads have arrived
 };
 
 static Fiber fibers[MAX_THREADS];
-static ucontext_t scheduler;
+static ucontext_t scheduler_context;
+static jmp_buf scheduler;
 static int current = 0, nthreads = 0;
 static unsigned long long progress = 0;  // arrivals and exits: a round without any is a deadlock
 static Barrier block_barrier, warp_barriers[MAX_THREADS / 32];
 static uint64_t warp_slots[MAX_THREADS];
 static void (*kernel)(void**);
 static void** kernel_params;
+static bool direct = false;  // running threads one after another, without fibers
+static bool misused = false;  // a direct launch reached a barrier
 
+// Switches use _setjmp/_longjmp, which (unlike swapcontext) make no system call to save
+// the signal mask: the emulation switches fibers millions of times. swapcontext is used
+// only to first enter a fiber's stack.
 inline void yield() {  // back to the scheduler, which sets threadIdx when it resumes us
-  swapcontext(&fibers[current].context, &scheduler);
+  if (!_setjmp(fibers[current].resume)) _longjmp(scheduler, 1);
+}
+
+inline void resume(int t) {
+  Fiber& f = fibers[t];
+  if (_setjmp(scheduler)) return;  // the fiber yielded or finished
+  if (f.started) _longjmp(f.resume, 1);
+  f.started = true;
+  swapcontext(&scheduler_context, &f.start);
 }
 
 inline void wait(Barrier& b) {
+  if (direct) {  // declared barrier-free: nothing to wait for, but say so
+    misused = true;
+    return;
+  }
   const unsigned phase = b.phase;
   ++progress;
   if (++b.arrived == b.live) {
@@ -85,7 +105,7 @@ inline void run_fiber() {
   ++progress;
   leave(block_barrier);
   leave(warp_barriers[current / 32]);
-  swapcontext(&f.context, &scheduler);  // never resumed
+  _longjmp(scheduler, 1);  // never resumed
 }
 
 inline int lane_count(int warp) { return nthreads - warp * 32 < 32 ? nthreads - warp * 32 : 32; }
@@ -97,12 +117,12 @@ inline int run_block() {
   for (int t = 0; t < nthreads; ++t) {
     Fiber& f = fibers[t];
     if (!f.stack) f.stack = (char*)malloc(STACK_BYTES);
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = STACK_BYTES;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, run_fiber, 0);
-    f.done = false;
+    getcontext(&f.start);
+    f.start.uc_stack.ss_sp = f.stack;
+    f.start.uc_stack.ss_size = STACK_BYTES;
+    f.start.uc_link = nullptr;
+    makecontext(&f.start, run_fiber, 0);
+    f.started = f.done = false;
     f.index = nc_dim3{t % blockDim.x, (t / blockDim.x) % blockDim.y, t / (blockDim.x * blockDim.y)};
   }
   int live = nthreads;
@@ -113,7 +133,7 @@ inline int run_block() {
       if (fibers[t].done) continue;
       current = t;
       threadIdx = fibers[t].index;
-      swapcontext(&scheduler, &fibers[t].context);
+      resume(t);
       live += !fibers[t].done;
     }
     if (live > 0 && progress == before) return 1;
@@ -121,18 +141,35 @@ inline int run_block() {
   return 0;
 }
 
-inline int launch(const unsigned* grid, const unsigned* block, void (*fn)(void**), void** params) {
+// Threads of a launch without barriers or shuffles (grid-stride and single-thread
+// launches) cannot observe each other within a block: they run one after another on the
+// calling stack, which is much faster than fibers.
+inline int run_block_directly() {
+  for (int t = 0; t < nthreads; ++t) {
+    threadIdx = nc_dim3{t % blockDim.x, (t / blockDim.x) % blockDim.y,
+                        t / (blockDim.x * blockDim.y)};
+    kernel(kernel_params);
+  }
+  return misused ? 3 : 0;
+}
+
+// 0: done; 1: deadlock; 2: bad block size; 3: a barrier in a launch declared without.
+inline int launch(const unsigned* grid, const unsigned* block, void (*fn)(void**), void** params,
+                  bool barriers) {
   nthreads = (int)(block[0] * block[1] * block[2]);
   if (nthreads < 1 || nthreads > MAX_THREADS) return 2;
   gridDim = nc_dim3{grid[0], grid[1], grid[2]};
   blockDim = nc_dim3{block[0], block[1], block[2]};
   kernel = fn;
   kernel_params = params;
+  direct = !barriers;
+  misused = false;
   for (unsigned z = 0; z < grid[2]; ++z)
     for (unsigned y = 0; y < grid[1]; ++y)
       for (unsigned x = 0; x < grid[0]; ++x) {
         blockIdx = nc_dim3{x, y, z};
-        if (run_block()) return 1;
+        const int code = direct ? run_block_directly() : run_block();
+        if (code) return code;
       }
   return 0;
 }

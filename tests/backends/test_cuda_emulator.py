@@ -101,6 +101,16 @@ def test_a_deadlock_is_reported_not_hung(device):
         run(device, "stuck", (1, 1, 1), (32, 1, 1), x, 32)
 
 
+def test_a_barrier_in_a_launch_declared_without_barriers_is_reported():
+    launch = Launch("reverse", "grid-stride", (1, 1, 1), (1, 1, 1), ("out", "in"), ("float",) * 2)
+    cu = EmulatedDriver()
+    fn = cu.function(cu.load_module(build_library(KERNELS, [launch])), "reverse")
+    src, dst = cu.alloc(256), cu.alloc(256)
+    values, params = pointer_args([dst, src])
+    with pytest.raises(nc.ExecutionError, match="reached a barrier"):
+        cu.launch(fn, (1, 1, 1), (64, 1, 1), params, "reverse")
+
+
 def test_copies_outside_allocations_are_refused():
     cu = EmulatedDriver()
     p = cu.alloc(16)
