@@ -2,8 +2,9 @@
 (toolchain.py) and run through the driver API (driver.py, executable.py). Code generation
 needs no GPU; running needs the NVIDIA driver and a device.
 
-Status: the runtime has not run on a GPU yet (no GPU was available where it was written);
-tests/gpu and scripts/gpu_check.sh check it when one is there."""
+Status: not yet run on a GPU (none was available where it was written). tests/gpu run
+on a GPU when there is one and otherwise on the CPU emulation of the generated code
+(emulator.py, NNCOMPILE_CUDA_EMULATOR=1); scripts/gpu_check.sh is the check for a GPU."""
 
 from __future__ import annotations
 

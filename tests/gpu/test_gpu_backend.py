@@ -1,6 +1,7 @@
 """The CUDA backend on a real GPU: every primitive and gradient case against the NumPy
 reference, device-resident arrays and donation, errors, and the seed CNN trained for five
-steps against the reference. Skipped without a GPU (see conftest.py)."""
+steps against the reference. Without a GPU they run on the CPU emulation of the
+generated CUDA C (see conftest.py)."""
 
 from __future__ import annotations
 
