@@ -10,8 +10,9 @@ extents when its iterations provably do not interact:
 - every store's index is an affine function of the loop variables that gives distinct
   iterations distinct elements (mixed-radix strides: each stride exceeds the span of all
   smaller ones), with every collapsed variable in it;
-- a buffer the body stores is read, if at all, only at an index it stores (its own
-  element);
+- stores to one buffer all use the same index, and a buffer the body stores is read, if
+  at all, only at that index (its own element); buffers are compared by the memory they
+  name (a donated output shares its input's);
 - the body assigns no scalar declared outside it.
 """
 
@@ -36,9 +37,11 @@ class Collapsed:
         return n
 
 
-def collapse(loop: Loop) -> Collapsed:
+def collapse(loop: Loop, physical: dict[str, str] | None = None) -> Collapsed:
     """The longest perfect nest under ``loop`` (itself independent) safe to run as one
-    flat loop; just ``loop`` when nothing below it qualifies."""
+    flat loop; just ``loop`` when nothing below it qualifies. ``physical``: buffer ->
+    the buffer whose memory it uses (Program.physical)."""
+    memory = physical or {}
     loops = [(loop.var, loop.extent)]
     body = loop.body
     best = Collapsed(list(loops), body)
@@ -52,7 +55,7 @@ def collapse(loop: Loop) -> Collapsed:
         inner = body[0]
         loops.append((inner.var, inner.extent))
         body = inner.body
-        if _independent([v for v, _ in loops], body, dict(loops)):
+        if _independent([v for v, _ in loops], body, dict(loops), memory):
             best = Collapsed(list(loops), body)
     return best
 
@@ -60,7 +63,9 @@ def collapse(loop: Loop) -> Collapsed:
 # ---- the proof ---------------------------------------------------------------------------
 
 
-def _independent(nest_vars: list[str], body: list[Stmt], extents: dict[str, int]) -> bool:
+def _independent(
+    nest_vars: list[str], body: list[Stmt], extents: dict[str, int], memory: dict[str, str]
+) -> bool:
     stores: list[Store] = []
     loads: list[Load] = []
     declared: set[str] = set()
@@ -70,17 +75,18 @@ def _independent(nest_vars: list[str], body: list[Stmt], extents: dict[str, int]
         return False
     if assigned - declared:
         return False  # updates a scalar that outlives one iteration
-    written = {s.buffer for s in stores}
+    written: dict[str, object] = {}  # memory -> the one index it is stored at
     for s in stores:
         terms = _affine(s.index)
         if terms is None or not all(terms.get(v) for v in nest_vars):
             return False
         if not _injective(terms, inner_extents):
             return False
+        if written.setdefault(memory.get(s.buffer, s.buffer), s.index) != s.index:
+            return False
     for ld in loads:
-        if ld.buffer in written and not any(
-            s.buffer == ld.buffer and s.index == ld.index for s in stores
-        ):
+        at = written.get(memory.get(ld.buffer, ld.buffer))
+        if at is not None and at != ld.index:
             return False
     return True
 

@@ -124,7 +124,7 @@ class KernelWriter:
             self.function(function)
             self.block(scalars, 1)
             if isinstance(s, Loop) and (s.parallel or s.independent) and isinstance(s.extent, int):
-                nest = collapse(s)
+                nest = collapse(s, self.physical)
                 flat = s.var if len(nest.loops) == 1 else f"f_{s.var}"
                 self.printer.loop_vars.add(flat)
                 self.open(

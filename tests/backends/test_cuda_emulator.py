@@ -175,6 +175,19 @@ def test_nests_whose_iterations_interact_are_not_collapsed(store_index, value):
     assert collapse(nest(store_index, value)).loops == [("i", 4)]
 
 
+def test_buffers_sharing_memory_count_as_one():
+    """``out`` donated over ``x``: reading x's neighbour reads another iteration's output."""
+    shifted = Load("x", add(ROW_MAJOR, c(1)), dt.float32)
+    assert collapse(nest(ROW_MAJOR, shifted)).total == 32  # separate memory: independent
+    assert collapse(nest(ROW_MAJOR, shifted), {"out": "x"}).loops == [("i", 4)]
+
+
+def test_two_stores_to_one_buffer_at_different_elements_are_not_collapsed():
+    loop = nest(ROW_MAJOR, X)
+    loop.body[0].body.append(Store("out", add(ROW_MAJOR, c(1)), X))
+    assert collapse(loop).loops == [("i", 4)]
+
+
 def test_the_seed_cnn_convolution_gets_a_thread_per_output():
     x = np.zeros((64, 28, 28, 1), np.float32)
     w = np.zeros((32, 1, 3, 3), np.float32)
