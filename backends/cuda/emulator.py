@@ -26,10 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ...disk_cache import cache_dir, read_cached, write_cached
 from ...ir.errors import CompileError, ExecutionError
 from .emit import Launch
 from .emulator_header import EMULATOR_HEADER
+from .toolchain import build_cached
 
 ENV = "NNCOMPILE_CUDA_EMULATOR"
 BARRIER_FREE = ("grid-stride", "single")  # launch kinds whose threads never synchronize
@@ -67,43 +67,14 @@ def build_library(source: str, launches: Sequence[Launch]) -> bytes:
         raise CompileError(f"{ENV}=1 needs a C++ compiler (g++ or $CXX) to build the emulation")
     text = emulator_source(source, launches)
     key = hashlib.sha256((text + _compiler_version(cxx)).encode()).hexdigest()
-    directory = cache_dir()
-    path = os.path.join(directory, f"cuda-emulated-{key}.so") if directory else None
-    if path:
-        cached = read_cached(path)
-        if cached is not None:
-            return cached
-    with tempfile.TemporaryDirectory() as tmp:
-        src, out = os.path.join(tmp, "program.cpp"), os.path.join(tmp, "program.so")
-        with open(src, "w") as f:
-            f.write(text)
-        run = subprocess.run(
-            [
-                cxx,
-                "-std=c++17",
-                "-O1",
-                "-U_FORTIFY_SOURCE",
-                "-fPIC",
-                "-shared",
-                "-w",
-                "-o",
-                out,
-                src,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if run.returncode != 0:
-            raise CompileError("the CUDA emulation did not compile:\n" + run.stderr[-2000:])
-        with open(out, "rb") as f:
-            library = f.read()
-    if path:
-        try:
-            write_cached(path, library)
-        except OSError:
-            pass  # a read-only cache folder only costs speed
-    return library
+    flags = ["-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-fPIC", "-shared", "-w"]
+    return build_cached(
+        f"cuda-emulated-{key}.so",
+        text,
+        "program.cpp",
+        lambda src, out: [cxx, *flags, "-o", out, src],
+        "the CUDA emulation did not compile",
+    )
 
 
 class EmulatedDriver:

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 
 from ...disk_cache import cache_dir, read_cached, write_cached
 from ...ir.errors import CompileError
@@ -54,35 +55,46 @@ def compile_cubin(source: str, arch: str = ARCH) -> bytes:
             "backend='cuda' needs nvcc (on PATH or in $CUDA_HOME/bin) to compile the "
             "generated CUDA C"
         )
+    return build_cached(
+        f"cuda-{cubin_cache_key(source, arch, nvcc)}.cubin",
+        source,
+        "program.cu",
+        lambda src, out: [nvcc, f"-arch={arch}", "-cubin", "-o", out, src],
+        "nvcc rejected the generated CUDA C (a code generator bug)",
+    )
+
+
+def build_cached(
+    name: str,
+    source: str,
+    source_name: str,
+    command: Callable[[str, str], list[str]],
+    failure: str,
+) -> bytes:
+    """What ``command(source_path, output_path)`` builds from ``source``, kept in the disk
+    cache as ``name`` (the caller's key); CompileError with the compiler's messages if it
+    fails."""
     directory = cache_dir()
-    path = None
-    if directory:
-        path = os.path.join(directory, f"cuda-{cubin_cache_key(source, arch, nvcc)}.cubin")
+    path = os.path.join(directory, name) if directory else None
+    if path:
         cached = read_cached(path)
         if cached is not None:
             return cached
     with tempfile.TemporaryDirectory() as tmp:
-        cu, out = os.path.join(tmp, "program.cu"), os.path.join(tmp, "program.cubin")
-        with open(cu, "w") as f:
+        src, out = os.path.join(tmp, source_name), os.path.join(tmp, "output")
+        with open(src, "w") as f:
             f.write(source)
-        run = subprocess.run(
-            [nvcc, f"-arch={arch}", "-cubin", "-o", out, cu],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        run = subprocess.run(command(src, out), capture_output=True, text=True, timeout=600)
         if run.returncode != 0:
-            raise CompileError(
-                "nvcc rejected the generated CUDA C (a code generator bug):\n" + run.stderr[-2000:]
-            )
+            raise CompileError(f"{failure}:\n" + run.stderr[-2000:])
         with open(out, "rb") as f:
-            cubin = f.read()
+            built = f.read()
     if path:
         try:
-            write_cached(path, cubin)
+            write_cached(path, built)
         except OSError:
             pass  # a read-only cache folder only costs speed
-    return cubin
+    return built
 
 
 def missing_for_running() -> str | None:
