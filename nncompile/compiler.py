@@ -117,7 +117,8 @@ def lower_graph_for(
     opt = optimize(graph, level=max(level, 2) if backend != "numpy" else level)
     timings["optimize"] = time.perf_counter() - start
     start = time.perf_counter()
-    program = lower_graph(opt) if backend != "numpy" else None
+    device = "gpu" if backend == "cuda" else "cpu"
+    program = lower_graph(opt, device) if backend != "numpy" else None
     if program is not None:
         from .donation import plan_donations
 

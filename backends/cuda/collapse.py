@@ -10,15 +10,20 @@ extents when its iterations provably do not interact:
 - every store's index is an affine function of the loop variables that gives distinct
   iterations distinct elements (mixed-radix strides: each stride exceeds the span of all
   smaller ones), with every collapsed variable in it;
-- stores to one buffer all use the same index, and a buffer the body stores is read, if
-  at all, only at that index (its own element); buffers are compared by the memory they
-  name (a donated output shares its input's);
+- stores to one buffer at several indices (a pooling window's elements) never meet: the
+  union over all iterations has no repeats (enumerated, for nests up to 2^22 stores);
+- a buffer the body stores is read, if at all, only at an index the body stores (an
+  element of its own); buffers are compared by the memory they name (a donated output
+  shares its input's);
 - the body assigns no scalar declared outside it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from ...ir.kernel import Assign, Binary, Const, Expr, If, Let, Load, Local, Loop, Stmt, Store, Var
 from ...ir.kernel import children as expr_children
@@ -75,18 +80,22 @@ def _independent(
         return False
     if assigned - declared:
         return False  # updates a scalar that outlives one iteration
-    written: dict[str, object] = {}  # memory -> the one index it is stored at
+    written: dict[str, list] = {}  # memory -> the distinct indices it is stored at
     for s in stores:
         terms = _affine(s.index)
         if terms is None or not all(terms.get(v) for v in nest_vars):
             return False
         if not _injective(terms, inner_extents):
             return False
-        if written.setdefault(memory.get(s.buffer, s.buffer), s.index) != s.index:
+        at = written.setdefault(memory.get(s.buffer, s.buffer), [])
+        if s.index not in at:
+            at.append(s.index)
+    for indices in written.values():
+        if len(indices) > 1 and not _disjoint([_affine(i) for i in indices], inner_extents):
             return False
     for ld in loads:
         at = written.get(memory.get(ld.buffer, ld.buffer))
-        if at is not None and at != ld.index:
+        if at is not None and ld.index not in at:
             return False
     return True
 
@@ -152,6 +161,27 @@ def _affine(e: Expr) -> dict[str, int] | None:
                 return {k: v * c for k, v in other.items()}
         return None
     return None
+
+
+ENUMERATE_LIMIT = 1 << 22
+
+
+def _disjoint(indices: list[dict[str, int]], extents: dict[str, int]) -> bool:
+    """Whether several affine indices over the same box never produce one element twice
+    (each is injective already): every element they reach, enumerated."""
+    names = sorted({v for terms in indices for v in terms if v})
+    if any(v not in extents for v in names):
+        return False
+    shape = [extents[v] for v in names]
+    if len(indices) * math.prod(shape) > ENUMERATE_LIMIT:
+        return False
+    grids = np.meshgrid(*[np.arange(n, dtype=np.int64) for n in shape], indexing="ij")
+    reached = [
+        sum((terms.get(v, 0) * g for v, g in zip(names, grids, strict=True)), terms.get("", 0))
+        for terms in indices
+    ]
+    flat = np.concatenate([np.broadcast_to(r, shape).ravel() for r in reached])
+    return np.unique(flat).size == flat.size
 
 
 def _injective(terms: dict[str, int], extents: dict[str, int]) -> bool:

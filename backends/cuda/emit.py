@@ -168,7 +168,7 @@ class ExprPrinter:
             remembered = id(e) in self.shared and not self.reads_mutable(e)
             if uses[id(e)] > 1 or remembered:
                 self.counter += 1
-                name = f"s{self.counter}"
+                name = f"nc_e{self.counter}"  # kernel IR names never start with nc_
                 decls.append(f"const {reg_type(e.dtype)} {name} = {out};")
                 names[id(e)] = name
                 if remembered:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...ir.kernel import Assign, Expr, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store, children
 from ...lowering.program import Program, physical_params
-from .collapse import collapse
+from .collapse import Collapsed, collapse
 from .emit import (
     BLOCK,
     MAX_BLOCKS,
@@ -117,14 +117,14 @@ class KernelWriter:
             if isinstance(s, Gemm):
                 out.append(self.gemm(function, s, names, types))
                 continue
-            rows = isinstance(s, Loop) and (s.parallel or s.independent)
-            if self._blockwise(scalars, s, rows):
-                out.append(self.block_launch(function, scalars, s, rows, names, types))
+            independent = isinstance(s, Loop) and (s.parallel or s.independent)
+            nest = collapse(s, self.physical) if independent and isinstance(s.extent, int) else None
+            if self._blockwise(scalars, s, nest):
+                out.append(self.block_launch(function, scalars, s, nest, names, types))
                 continue
             self.function(function)
             self.block(scalars, 1)
-            if isinstance(s, Loop) and (s.parallel or s.independent) and isinstance(s.extent, int):
-                nest = collapse(s, self.physical)
+            if nest is not None:
                 flat = s.var if len(nest.loops) == 1 else f"f_{s.var}"
                 self.printer.loop_vars.add(flat)
                 self.open(
@@ -155,14 +155,12 @@ class KernelWriter:
                 found.update(self._locals(s.body))
         return found
 
-    def _blockwise(self, scalars: list[Stmt], s: Stmt, rows: bool) -> bool:
-        """Run this launch as thread blocks (one per row of a row loop) if it has a
-        reduction nest the block can split and every other statement is either pure
-        (every thread computes it alike) or stores without updating a scalar (thread 0
-        runs it)."""
-        if rows and not isinstance(s.extent, int):
-            return False
-        body = scalars + (s.body if rows else [s])
+    def _blockwise(self, scalars: list[Stmt], s: Stmt, rows: Collapsed | None) -> bool:
+        """Run this launch as thread blocks (one per row of the independent ``rows``
+        nest, collapsed) if it has a reduction nest the block can split and every other
+        statement is either pure (every thread computes it alike) or stores without
+        updating a scalar (thread 0 runs it)."""
+        body = scalars + (rows.body if rows is not None else [s])
         locals_ = self._locals(body)
         found = False
         for stmt in body:
@@ -235,20 +233,24 @@ class KernelWriter:
         function: str,
         scalars: list[Stmt],
         s: Stmt,
-        rows: bool,
+        rows: Collapsed | None,
         names: tuple[str, ...],
         types: tuple[str, ...],
     ) -> Launch:
         self.function(function)
-        if rows:
-            v = s.var
+        if rows is not None:
+            v = s.var if len(rows.loops) == 1 else f"f_{s.var}"
             self.printer.loop_vars.add(v)
             self.block_body(scalars, 1)
-            self.open(f"  for (int64_t {v} = blockIdx.x; {v} < {s.extent}LL; {v} += gridDim.x) {{")
-            self.block_body(s.body, 2)
+            self.open(
+                f"  for (int64_t {v} = blockIdx.x; {v} < {rows.total}LL; {v} += gridDim.x) {{"
+            )
+            if len(rows.loops) > 1:
+                self.unflatten(v, rows.loops, 2)
+            self.block_body(rows.body, 2)
             self.lines.append("    __syncthreads();  // the next row reuses the block's memory")
             self.close("  }")
-            grid = (min(s.extent, MAX_BLOCKS), 1, 1)
+            grid = (min(rows.total, MAX_BLOCKS), 1, 1)
         else:
             self.block_body(scalars + [s], 1)
             grid = (1, 1, 1)

@@ -260,6 +260,8 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     typically small K = cg*kh*kw and og in its rows and columns. The images are split
     into chunks that run in parallel, each accumulating its own partial dW; the partials
     are summed at the end (where the epilogue, e.g. the optimizer update, is applied)."""
+    if kb.device == "gpu":
+        return _conv2d_backward_weight_per_weight(kb, node, target)
     x, gout = node.inputs
     dw = node.outputs[0]
     cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
@@ -329,6 +331,32 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         return kb.store_result(target, ix, dw.shape, value)
 
     return stmts + kb.nest(dw.shape, total)
+
+
+def _conv2d_backward_weight_per_weight(kb, node: Node, target: str) -> list[Stmt]:
+    """dW[o, c, i, j] = sum over (n, oh, ow) of gout[n, o, oh, ow] * x[n, g*cg + c, h, w]:
+    one reduction per weight, read straight from the activations (no im2col), for a GPU,
+    where each becomes a thread block's reduction."""
+    x, gout = node.inputs
+    dw = node.outputs[0]
+    cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
+    d, x_buf, g_buf = dw.dtype, kb.buffer(x), kb.buffer(gout)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        o, c, i, j = ix
+        acc = kb.fresh("acc")
+        n, oh, ow = (Var(kb.fresh(p), INDEX) for p in ("n", "h", "w"))
+        channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), c)
+        h, w = cs.input_pos(oh, ow, i, j)
+        g = Load(g_buf, linearize(cs.order(n, o, oh, ow), gout.shape), d)
+        product = Binary("mul", g, cs.load(x_buf, n, channel, h, w, d, 0.0), d)
+        step = Assign(acc, Binary("add", Var(acc, d), product, d))
+        loops = Loop(n.name, cs.n, [Loop(oh.name, cs.oh, [Loop(ow.name, cs.ow, [step])])])
+        return [Local(acc, d, const(0, d)), loops] + kb.store_result(
+            target, ix, dw.shape, Var(acc, d)
+        )
+
+    return kb.nest(dw.shape, body)
 
 
 ANCHORS = {

@@ -64,8 +64,13 @@ class KernelBuilder:
         scalar_constants: dict[int, np.ndarray],
         report: Callable[[str], int],
         scratch: Callable[[str, dt.DType, int], str],
+        device: str = "cpu",
     ):
         self.group = group
+        # "cpu": a few threads, so sums over many rows split into a few chunks of partial
+        # sums; "gpu": thousands of threads, so each output's sum is its own reduction
+        # (a thread block reduces it, see backends/cuda/reductions.py).
+        self.device = device
         self._buffer_of = buffer_of
         self._buffer_info = buffer_info
         self._report = report  # message -> status code
@@ -359,7 +364,7 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
         ]
         return kb.checked(outer_stores, start)
 
-    if _is_column_reduction(reductions, row_outputs, row_shape, axes):
+    if kb.device == "cpu" and _is_column_reduction(reductions, row_outputs, row_shape, axes):
         partials, stmts = _column_partials(kb, reductions, merge, row_shape, axes, outer_shape)
 
         def finish(outer: list[Expr]) -> list[Stmt]:

@@ -106,8 +106,9 @@ class _Planner:
         return self.messages.setdefault(message, len(self.messages) + 1)
 
 
-def lower_graph(graph: Graph) -> Program:
-    """The Program for a graph that went through ``nc.optimize(level=2)``."""
+def lower_graph(graph: Graph, device: str = "cpu") -> Program:
+    """The Program for a graph that went through ``nc.optimize(level=2)``. ``device``
+    ("cpu" | "gpu") picks the form of the sums over many rows (see KernelBuilder)."""
     groups: list[FusionGroup] | None = graph.fusion_groups
     if groups is None:
         raise ValueError("lower_graph needs a fused graph (nc.optimize(graph, level=2))")
@@ -154,7 +155,13 @@ def lower_graph(graph: Graph) -> Program:
     for k, g in enumerate(groups):
         pl.kernel_index = k
         kb = KernelBuilder(
-            g, pl.value_buffer, pl.buffer_info, pl.scalar_constants, pl.report, pl.scratch
+            g,
+            pl.value_buffer,
+            pl.buffer_info,
+            pl.scalar_constants,
+            pl.report,
+            pl.scratch,
+            device,
         )
         kernels.append(lower_group(kb))
     # A value copied out at the end must live to the end.

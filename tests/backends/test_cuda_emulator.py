@@ -182,10 +182,15 @@ def test_buffers_sharing_memory_count_as_one():
     assert collapse(nest(ROW_MAJOR, shifted), {"out": "x"}).loops == [("i", 4)]
 
 
-def test_two_stores_to_one_buffer_at_different_elements_are_not_collapsed():
-    loop = nest(ROW_MAJOR, X)
-    loop.body[0].body.append(Store("out", add(ROW_MAJOR, c(1)), X))
-    assert collapse(loop).loops == [("i", 4)]
+def test_two_stores_to_one_buffer_collapse_only_if_they_never_meet():
+    overlapping = nest(ROW_MAJOR, X)
+    overlapping.body[0].body.append(Store("out", add(ROW_MAJOR, c(1)), X))
+    assert collapse(overlapping).loops == [("i", 4)]
+    # even and odd elements, like the windows of a max-pool gradient
+    even = add(mul(i("i"), c(16)), mul(i("j"), c(2)))
+    interleaved = nest(even, X)
+    interleaved.body[0].body.append(Store("out", add(even, c(1)), X))
+    assert collapse(interleaved).total == 32
 
 
 def test_the_seed_cnn_convolution_gets_a_thread_per_output():
