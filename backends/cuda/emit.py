@@ -7,7 +7,8 @@ in sequence:
 - a parallel loop (its iterations are independent) becomes an ``extern "C" __global__``
   function whose threads take the iterations in a grid-stride loop;
 - any other loop, ``if`` or store runs on a single thread (serial accumulations);
-- a GEMM becomes a launch of a shared-memory tiled matrix product.
+- a GEMM becomes a launch of a register-tiled matrix product (plus one adding the
+  partial tiles when K is split to give a small product enough blocks).
 
 Scalars a kernel computes once before its loops (``let``/``local``) are recomputed at the
 start of every launch that needs them. Semantics follow the LLVM backend: integer
@@ -34,7 +35,10 @@ from ...ir.kernel import (
 
 BLOCK = 256  # threads per block of a grid-stride launch
 MAX_BLOCKS = 65535  # the grid-stride loop covers the rest
-TILE = 16  # GEMM tile edge (TILE x TILE threads per block)
+GEMM_TILE = 64  # a GEMM block computes a 64 x 64 tile of C (256 threads, 4 x 4 each)
+SPLIT_TARGET = 256  # blocks a GEMM with few tiles is split up to (along K)...
+MIN_SPLIT = 128  # ...keeping at least this many steps of K per split
+WORKSPACE = "nc_workspace"  # the argument naming the executable's split-K workspace
 
 C_TYPES = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t"}
 UNSIGNED = {"int32": "uint32_t", "int64": "uint64_t"}
@@ -53,11 +57,12 @@ class Launch:
     """One kernel launch: ``function`` with ``grid`` x ``block`` threads (3-D for GEMMs)."""
 
     function: str
-    kind: str  # "grid-stride", "single" or "gemm"
+    kind: str  # "grid-stride", "single", "block" or "gemm"
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     params: tuple[str, ...]  # buffer names, in argument order
     arg_types: tuple[str, ...] = ()  # their C element types (the arguments are pointers)
+    workspace: int = 0  # bytes of scratch it needs as WORKSPACE (split-K partial tiles)
 
 
 def grid_stride_blocks(extent: int) -> int:

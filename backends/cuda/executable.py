@@ -19,7 +19,7 @@ import numpy as np
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
 from ...lowering.program import Program
 from .driver import driver, pointer_args
-from .emit import Launch
+from .emit import WORKSPACE, Launch
 
 
 class DeviceArray:
@@ -103,6 +103,8 @@ class CUDAExecutable:
             if buf.kind in ("input", "output", "constant", "status"):
                 self.memory[name] = _DeviceMemory(buf.nbytes)
         self.arena = _DeviceMemory(max(program.arena_bytes, 64))
+        # split-K GEMMs' partial tiles; launches run in order, so they share one
+        self.workspace = _DeviceMemory(max([64] + [x.workspace for x in launches]))
         for name, array in program.constants.items():
             cu.to_device(self.memory[name].pointer, np.ascontiguousarray(array))
         graph = program.graph
@@ -149,6 +151,8 @@ class CUDAExecutable:
         return pointer, array
 
     def _pointer(self, name: str, inputs: list[int], outputs: list[int]) -> int:
+        if name == WORKSPACE:
+            return self.workspace.pointer
         buf = self.program.buffers[name]
         if buf.kind == "input":
             return inputs[buf.position]

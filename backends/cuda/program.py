@@ -7,8 +7,11 @@ from ...lowering.program import Program, physical_params
 from .collapse import Collapsed, collapse
 from .emit import (
     BLOCK,
+    GEMM_TILE,
     MAX_BLOCKS,
-    TILE,
+    MIN_SPLIT,
+    SPLIT_TARGET,
+    WORKSPACE,
     CudaSource,
     ExprPrinter,
     Launch,
@@ -95,9 +98,9 @@ class KernelWriter:
 
     # ---- launches ----------------------------------------------------------------------
 
-    def signature(self, function: str) -> str:
-        args = ", ".join(f"{mem_type(p.dtype)}* __restrict__ {p.name}" for p in self.params)
-        return f'extern "C" __global__ void {function}({args})'
+    def signature(self, function: str, extra: str = "") -> str:
+        args = [f"{mem_type(p.dtype)}* __restrict__ {p.name}" for p in self.params]
+        return f'extern "C" __global__ void {function}({", ".join(args + [extra][: bool(extra)])})'
 
     def launches(self) -> list[Launch]:
         scalars: list[Stmt] = []  # pure top-level statements, recomputed by every launch
@@ -115,7 +118,7 @@ class KernelWriter:
                     "CUDA backend: a loop that stores and updates a scalar of its kernel"
                 )
             if isinstance(s, Gemm):
-                out.append(self.gemm(function, s, names, types))
+                out += self.gemm(function, s, names, types)
                 continue
             independent = isinstance(s, Loop) and (s.parallel or s.independent)
             nest = collapse(s, self.physical) if independent and isinstance(s.extent, int) else None
@@ -259,22 +262,65 @@ class KernelWriter:
 
     def gemm(
         self, function: str, g: Gemm, names: tuple[str, ...], types: tuple[str, ...]
-    ) -> Launch:
+    ) -> list[Launch]:
+        """One launch of 64 x 64 tiles; when those are too few to fill the GPU and K is
+        long, K is split and a second launch adds the splits' partial tiles."""
         if not all(isinstance(o, int) for o in (g.a_offset, g.b_offset, g.c_offset)):
             raise NotImplementedError("CUDA backend: a GEMM with computed offsets")
+        if g.batch == 0 or g.m == 0 or g.n == 0:
+            return []  # an empty product writes nothing
         t = reg_type(g.dtype)
         a, b, c = self.name(g.a), self.name(g.b), self.name(g.c)
-        strides = ", ".join(f"{s}LL" for s in (*g.a_strides, *g.b_strides, *g.c_strides))
+        cols, rows = -(-g.n // GEMM_TILE), -(-g.m // GEMM_TILE)
+        splits, chunk = gemm_splits(cols * rows * g.batch, g.k)
+        names, types = names + (WORKSPACE,), types + (t,)
+        (ab, ar, ac), (bb, br, bc), (cb, cr, cc) = g.a_strides, g.b_strides, g.c_strides
+        accumulate = "true" if g.accumulate else "false"
+        signature = self.signature(function, f"{t}* __restrict__ {WORKSPACE}")
         self.lines += [
-            self.signature(function) + " {",
-            f"  nc_gemm_tile<{t}, {TILE}>({a} + {g.a_offset}LL, {b} + {g.b_offset}LL, "
-            f"{c} + {g.c_offset}LL, {g.m}LL, {g.n}LL, {g.k}LL, {strides}, "
-            f"{'true' if g.accumulate else 'false'});",
+            signature + " {",
+            f"  nc_gemm<{t}>({a} + {g.a_offset}LL, {b} + {g.b_offset}LL, {c} + {g.c_offset}LL,"
+            f" {WORKSPACE}, {g.m}LL, {g.n}LL, {g.k}LL, {splits}LL, {chunk}LL,"
+            f" {ab}LL, {ar}LL, {ac}LL, {bb}LL, {br}LL, {bc}LL, {cb}LL, {cr}LL, {cc}LL,"
+            f" {accumulate});",
             "}",
             "",
         ]
-        grid = (max(1, -(-g.n // TILE)), max(1, -(-g.m // TILE)), max(1, g.batch))
-        return Launch(function, "gemm", grid, (TILE, TILE, 1), names, types)
+        grid = (cols, rows, g.batch * splits)
+        if splits == 1:
+            return [Launch(function, "gemm", grid, (BLOCK, 1, 1), names, types)]
+        workspace = g.batch * splits * g.m * g.n * g.dtype.itemsize
+        total = g.batch * g.m * g.n
+        self.lines += [
+            self.signature(function + "_sum", f"{t}* __restrict__ {WORKSPACE}") + " {",
+            f"  nc_gemm_sum<{t}>({WORKSPACE}, {c} + {g.c_offset}LL, {g.batch}LL, {g.m}LL,"
+            f" {g.n}LL, {splits}LL, {cb}LL, {cr}LL, {cc}LL, {accumulate});",
+            "}",
+            "",
+        ]
+        return [
+            Launch(function, "gemm", grid, (BLOCK, 1, 1), names, types, workspace),
+            Launch(
+                function + "_sum",
+                "grid-stride",
+                (grid_stride_blocks(total), 1, 1),
+                (BLOCK, 1, 1),
+                names,
+                types,
+                workspace,
+            ),
+        ]
+
+
+def gemm_splits(tiles: int, k: int) -> tuple[int, int]:
+    """(splits of K, steps per split) so that a GEMM with few output tiles still gives the
+    GPU about SPLIT_TARGET blocks, each with at least MIN_SPLIT steps of K."""
+    if tiles >= SPLIT_TARGET or k < 2 * MIN_SPLIT:
+        return 1, k
+    splits = min(-(-SPLIT_TARGET // tiles), k // MIN_SPLIT)
+    chunk = -(-k // splits)
+    chunk = -(-chunk // 16) * 16  # whole steps of the shared-memory tile
+    return -(-k // chunk), chunk
 
 
 def _shared_expressions(stmts: list[Stmt]) -> set[int]:

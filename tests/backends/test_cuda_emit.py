@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 from nncompile.backends.cuda import emit_cuda, grid_stride_blocks, toolchain
-from nncompile.backends.cuda.emit import BLOCK, MAX_BLOCKS, TILE
+from nncompile.backends.cuda.emit import BLOCK, MAX_BLOCKS
 
 import nncompile as nc
 from nncompile import optim
@@ -62,8 +62,8 @@ def test_one_global_function_per_launch_named_after_its_kernel():
     for launch in cuda.launches:
         assert any(launch.function.startswith(k + "_") for k in kernels)
     gemm = next(launch for launch in cuda.launches if launch.kind == "gemm")
-    assert gemm.block == (TILE, TILE, 1)
-    assert gemm.grid == (-(-33 // TILE), -(-33 // TILE), 1)  # 33 x 33 result: 3 x 3 tiles
+    assert gemm.block == (BLOCK, 1, 1)
+    assert gemm.grid == (1, 1, 1)  # a 33 x 33 result: one 64 x 64 tile
     assert all(k.comment.split(",")[0] in cuda.source for k in lowered.program.kernels)
 
 

@@ -12,7 +12,7 @@ import pytest
 from nncompile.backends.cuda import emit_cuda
 from nncompile.backends.cuda.collapse import collapse
 from nncompile.backends.cuda.driver import pointer_args
-from nncompile.backends.cuda.emit import Launch
+from nncompile.backends.cuda.emit import MIN_SPLIT, Launch
 from nncompile.backends.cuda.emulator import EmulatedDriver, build_library
 from nncompile.backends.cuda.prelude import PRELUDE
 from nncompile.ir import dtypes as dt
@@ -200,3 +200,37 @@ def test_the_seed_cnn_convolution_gets_a_thread_per_output():
     program = nc.lower(conv, x, w, backend="cuda").program
     launches = emit_cuda(program).launches
     assert max(x.grid[0] * x.block[0] for x in launches) >= 64 * 26 * 26 * 32
+
+
+# ---- GEMM ---------------------------------------------------------------------------------
+
+
+def test_split_k_arithmetic():
+    from nncompile.backends.cuda.program import gemm_splits
+
+    assert gemm_splits(300, 4096) == (1, 4096)  # enough tiles already
+    assert gemm_splits(1, 200) == (1, 200)  # too short a K to split
+    for tiles, k in [(1, 4096), (2, 1100), (3, 600), (16, 784), (4, 5408)]:
+        splits, chunk = gemm_splits(tiles, k)
+        assert splits > 1 and chunk % 16 == 0
+        assert (splits - 1) * chunk < k <= splits * chunk  # every split has work
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [((70, 1100), (1100, 40)), ((3, 20, 600), (3, 600, 10)), ((5, 7), (7, 130))],
+    ids=["split", "batched-split", "one-split"],
+)
+def test_gemms_run_emulated(a_shape, b_shape, monkeypatch, tmp_path):
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    fn = lambda a, b: a @ b + 1.0  # noqa: E731
+    launches = emit_cuda(nc.lower(fn, a, b, backend="cuda").program).launches
+    split = any(x.function.endswith("_sum") for x in launches)
+    assert split == (a.shape[-1] >= 2 * MIN_SPLIT)
+    f = nc.compile(fn, backend="cuda")
+    want = a.astype(np.float64) @ b.astype(np.float64) + 1.0
+    np.testing.assert_allclose(f(a, b), want, rtol=1e-4, atol=1e-4)
