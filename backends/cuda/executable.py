@@ -98,6 +98,9 @@ class CUDAExecutable:
         self.device_outputs = False
         self.module = cu.load_module(cubin)
         self.functions = {x.function: cu.function(self.module, x.function) for x in launches}
+        self._functions = [self.functions[x.function] for x in launches]
+        self._arguments_key: tuple | None = None
+        self._arguments_cache: list[tuple] = []
         self.memory: dict[str, _DeviceMemory] = {}
         for name, buf in program.buffers.items():
             if buf.kind in ("input", "output", "constant", "status"):
@@ -176,14 +179,10 @@ class CUDAExecutable:
         ]
         status = self.memory["status"].pointer
         cu.zero(status, 8)
-        for launch in self.launches:
-            values, params = pointer_args(
-                [self._pointer(p, inputs, outputs) for p in launch.params]
-            )
-            cu.launch(
-                self.functions[launch.function], launch.grid, launch.block, params, launch.function
-            )
-            del values, params
+        for launch, fn, (_, params) in zip(
+            self.launches, self._functions, self._arguments(inputs, outputs), strict=True
+        ):
+            cu.launch(fn, launch.grid, launch.block, params, launch.function)
         for o, src in program.output_copies:
             nbytes = program.buffers[program.outputs[o]].nbytes
             cu.copy(outputs[o], self._pointer(src, inputs, outputs), nbytes)
@@ -194,6 +193,19 @@ class CUDAExecutable:
             message = program.status_messages.get(int(code[0]), f"error code {int(code[0])}")
             raise ExecutionError(f"{message} (detected in compiled CUDA code)")
         return [self._result(o, outputs[o], bound, arrays) for o in range(len(program.outputs))]
+
+    def _arguments(self, inputs: list[int], outputs: list[int]) -> list[tuple]:
+        """Each launch's kernelParams for these buffers, built once and reused while the
+        buffers stay where they are (a training loop's steps): the calls then cost the
+        launches, not the Python that builds their arguments."""
+        key = (*inputs, *outputs)
+        if key != self._arguments_key:
+            self._arguments_cache = [
+                pointer_args([self._pointer(p, inputs, outputs) for p in launch.params])
+                for launch in self.launches
+            ]
+            self._arguments_key = key
+        return self._arguments_cache
 
     def _result(self, o: int, pointer: int, bound: list, given: Sequence[object]) -> Any:
         value = self.program.graph.outputs[o]

@@ -1,7 +1,7 @@
 """The CUDA executable's bookkeeping, with a recording stand-in for the driver (no GPU
 here): which device pointers each launch gets (inputs, outputs, donated outputs folded
 into their inputs, arena offsets, constants), copies in and out, the status word, and
-DeviceArray inputs used in place. The kernels themselves run only on a GPU (tests/gpu)."""
+DeviceArray inputs used in place. The kernels run in tests/gpu (on a GPU, or emulated)."""
 
 import ctypes
 
@@ -164,3 +164,16 @@ def test_bad_inputs(fake):
         exe([np.ones(4, np.float32)])
     with pytest.raises(nc.ExecutionError, match="expected 1 inputs"):
         exe([])
+
+
+def test_launch_arguments_are_built_once_while_the_buffers_stay(fake):
+    x = np.ones(4, np.float32)
+    program, exe = make(lambda x: nc.tanh(x * 2 + 1).sum(), x)
+    exe([x])
+    first = exe._arguments_cache
+    exe([x + 1])
+    assert exe._arguments_cache is first  # same device buffers: nothing rebuilt
+    moved = cuda_executable.DeviceArray.from_numpy(x)
+    exe([moved])
+    assert exe._arguments_cache is not first
+    assert any(moved.device_pointer in pointers for *_, pointers in fake.launches[-2:])
