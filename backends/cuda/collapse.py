@@ -82,7 +82,7 @@ def _independent(
         return False  # updates a scalar that outlives one iteration
     written: dict[str, list] = {}  # memory -> the distinct indices it is stored at
     for s in stores:
-        terms = _affine(s.index)
+        terms = affine(s.index)
         if terms is None or not all(terms.get(v) for v in nest_vars):
             return False
         if not _injective(terms, inner_extents):
@@ -91,7 +91,7 @@ def _independent(
         if s.index not in at:
             at.append(s.index)
     for indices in written.values():
-        if len(indices) > 1 and not _disjoint([_affine(i) for i in indices], inner_extents):
+        if len(indices) > 1 and not _disjoint([affine(i) for i in indices], inner_extents):
             return False
     for ld in loads:
         at = written.get(memory.get(ld.buffer, ld.buffer))
@@ -136,14 +136,14 @@ def _loads(e: Expr, out: list[Load]) -> None:
         _loads(c, out)
 
 
-def _affine(e: Expr) -> dict[str, int] | None:
+def affine(e: Expr) -> dict[str, int] | None:
     """{variable: coefficient} with the constant under "" , or None if not affine."""
     if isinstance(e, Const):
         return {"": int(e.value)} if not e.dtype.is_float else None
     if isinstance(e, Var):
         return {e.name: 1}
     if isinstance(e, Binary) and e.op in ("add", "sub"):
-        a, b = _affine(e.a), _affine(e.b)
+        a, b = affine(e.a), affine(e.b)
         if a is None or b is None:
             return None
         sign = 1 if e.op == "add" else -1
@@ -152,7 +152,7 @@ def _affine(e: Expr) -> dict[str, int] | None:
             out[k] = out.get(k, 0) + sign * v
         return out
     if isinstance(e, Binary) and e.op == "mul":
-        a, b = _affine(e.a), _affine(e.b)
+        a, b = affine(e.a), affine(e.b)
         if a is None or b is None:
             return None
         for const_side, other in ((a, b), (b, a)):

@@ -67,7 +67,8 @@ def build_library(source: str, launches: Sequence[Launch]) -> bytes:
         raise CompileError(f"{ENV}=1 needs a C++ compiler (g++ or $CXX) to build the emulation")
     text = emulator_source(source, launches)
     key = hashlib.sha256((text + _compiler_version(cxx)).encode()).hexdigest()
-    flags = ["-std=c++17", "-O1", "-U_FORTIFY_SOURCE", "-fPIC", "-shared", "-w"]
+    flags = ["-std=c++17", "-O1", "-fno-strict-aliasing", "-U_FORTIFY_SOURCE", "-fPIC"]
+    flags += ["-shared", "-w"]
     return build_cached(
         f"cuda-emulated-{key}.so",
         text,

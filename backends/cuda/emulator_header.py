@@ -28,6 +28,9 @@ using std::pow; using std::sqrt; using std::tanh;
 struct nc_dim3 { unsigned x, y, z; };
 static nc_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
+struct alignas(16) float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
 inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 

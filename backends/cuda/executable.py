@@ -135,8 +135,9 @@ class CUDAExecutable:
                     f"input {i} (%{name}) expects {dtype}{list(shape)}, got a device array "
                     f"{value.dtype}{list(value.shape)}"
                 )
-            if value.device_pointer in self._output_pointers:
-                # one of our own outputs: the kernels may overwrite it while reading it
+            if value.device_pointer in self._output_pointers or value.device_pointer % 16:
+                # one of our own outputs (the kernels may overwrite it while reading it), or
+                # not 16-byte aligned for the kernels' vector loads: use a copy
                 own = self.memory[self.program.inputs[i]].pointer
                 driver().copy(own, value.device_pointer, value.nbytes)
                 return own, None

@@ -21,6 +21,7 @@ from .emit import (
 )
 from .prelude import PRELUDE
 from .reductions import combine_function, reduction_nest
+from .vectorize import LANES, VectorBody, vectorize
 
 
 class KernelWriter:
@@ -127,7 +128,12 @@ class KernelWriter:
                 continue
             self.function(function)
             self.block(scalars, 1)
-            if nest is not None:
+            vector = vectorize(nest, self.physical) if nest is not None else None
+            if vector is not None:
+                self.vector_loop(s.var, nest, vector)
+                grid = (grid_stride_blocks(nest.total // LANES), 1, 1)
+                out.append(Launch(function, "grid-stride", grid, (BLOCK, 1, 1), names, types))
+            elif nest is not None:
                 flat = s.var if len(nest.loops) == 1 else f"f_{s.var}"
                 self.printer.loop_vars.add(flat)
                 self.open(
@@ -198,6 +204,39 @@ class KernelWriter:
                 self.stmt(s, depth + 1)
                 self.close(f"{pad}}}")
                 self.lines.append(f"{pad}__syncthreads();  // the stores are visible to all")
+
+    def vector_loop(self, var: str, nest: Collapsed, vector: VectorBody) -> None:
+        """A grid-stride loop taking four iterations at a time (vectorize.py)."""
+        quad, flat = f"q_{var}", f"f_{var}"
+        self.printer.loop_vars.update((quad, flat))
+        self.open(
+            f"  for (int64_t {quad} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
+            f" {quad} < {nest.total // LANES}LL; {quad} += (int64_t)gridDim.x * blockDim.x) {{"
+        )
+        self.lines.append(f"    const int64_t {flat} = {quad} * {LANES}LL;")
+        self.unflatten(flat, nest.loops, 2)
+        lanes = [s for lane in vector.lanes for s in lane]
+        self.printer.shared = self.printer.shared | _shared_expressions(lanes)
+        for i, load in enumerate(vector.loads):
+            buf = self.name(load.buffer)
+            self.emit(
+                2,
+                [load.index],
+                lambda at, i=i, buf=buf: (
+                    f"const float4 nc_v{i} = *reinterpret_cast<const float4*>(&{buf}[{at}]);"
+                ),
+            )
+        self.block(lanes, 2)
+        for store, values in vector.stores:
+            buf = self.name(store.buffer)
+            self.emit(
+                2,
+                [store.index],
+                lambda at, buf=buf, values=values: (
+                    f"*reinterpret_cast<float4*>(&{buf}[{at}]) = make_float4({', '.join(values)});"
+                ),
+            )
+        self.close("  }")
 
     def unflatten(self, flat: str, loops: list[tuple[str, int]], depth: int) -> None:
         """Each loop variable of a collapsed nest from the flat index (row-major)."""

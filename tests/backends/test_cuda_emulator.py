@@ -193,13 +193,14 @@ def test_two_stores_to_one_buffer_collapse_only_if_they_never_meet():
     assert collapse(interleaved).total == 32
 
 
-def test_the_seed_cnn_convolution_gets_a_thread_per_output():
+def test_the_seed_cnn_convolution_gets_a_thread_per_four_outputs():
     x = np.zeros((64, 28, 28, 1), np.float32)
     w = np.zeros((32, 1, 3, 3), np.float32)
     conv = lambda x, w: nc.relu(nc.conv2d(x, w, layout="NHWC"))  # noqa: E731
     program = nc.lower(conv, x, w, backend="cuda").program
-    launches = emit_cuda(program).launches
-    assert max(x.grid[0] * x.block[0] for x in launches) >= 64 * 26 * 26 * 32
+    cuda = emit_cuda(program)
+    assert max(x.grid[0] * x.block[0] for x in cuda.launches) >= 64 * 26 * 26 * 32 // 4
+    assert "make_float4" in cuda.source  # four channels' outputs stored at once
 
 
 # ---- GEMM ---------------------------------------------------------------------------------
@@ -234,3 +235,42 @@ def test_gemms_run_emulated(a_shape, b_shape, monkeypatch, tmp_path):
     f = nc.compile(fn, backend="cuda")
     want = a.astype(np.float64) @ b.astype(np.float64) + 1.0
     np.testing.assert_allclose(f(a, b), want, rtol=1e-4, atol=1e-4)
+
+
+# ---- vector loads and stores -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, vectorized",
+    [((8, 64), True), ((3, 6), False), ((5, 4), True), ((0, 4), False)],
+    ids=["rows", "odd-extent", "one-vector-per-row", "empty"],
+)
+def test_elementwise_launches_take_four_elements_with_float4(
+    shape, vectorized, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape[1:]).astype(np.float32)
+
+    def fn(x, b):  # a broadcast row, a mask (bytes: stored one by one) and a float result
+        return nc.tanh(x * 0.5 + b) * x, x > b
+
+    source = nc.lower(fn, x, b, backend="cuda").source
+    assert ("float4" in source) == vectorized
+    y, mask = nc.compile(fn, backend="cuda")(x, b)
+    np.testing.assert_allclose(y, np.tanh(x * 0.5 + b) * x, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(mask, x > b)
+
+
+def test_an_in_place_update_is_vectorized(monkeypatch, tmp_path):
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    w, g = np.arange(32, dtype=np.float32), np.ones(32, np.float32)
+    f = nc.compile(lambda w, g: w - 0.5 * g, backend="cuda", donate_argnums=(0,))
+    lowered, _, _ = f.compiled_for(w, g)
+    assert "float4" in lowered.source
+    out = f(w, g)
+    assert out is w
+    np.testing.assert_array_equal(w, np.arange(32) - 0.5)
