@@ -71,13 +71,17 @@ template <> __device__ __forceinline__ int64_t nc_f2i<int64_t>(double x) {
                                       INT64_MIN, INT64_MAX);
 }
 
-// C[b, i, j] (+)= sum over p in [k0, k1) of A[b, i, p] * B[b, p, j], any strides. A block
-// of 256 threads computes a 64 x 64 tile of C, each thread a 4 x 4 sub-tile held in
-// registers (rows ty + 16u, columns tx + 16v: neighbouring threads, neighbouring columns);
-// A and B pass through shared memory 16 steps of p at a time.
-template <typename T>
-__device__ __forceinline__ void nc_gemm_block(const T* A, const T* B, T* C, int64_t m, int64_t n,
-                                              int64_t k0, int64_t k1, int64_t a_r, int64_t a_c,
+// C[b, i, j] (+)= sum over p in [k0, k1) of A[b, i, p] * B[b, p, j]. A block of 256
+// threads computes a 64 x 64 tile of C, each thread a 4 x 4 sub-tile held in registers
+// (rows ty + 16u, columns tx + 16v: neighbouring threads, neighbouring columns); A and B
+// pass through shared memory 16 steps of p at a time. The operands are read through
+// loaders called with an element's offset (base + row * row stride + column * column
+// stride): a plain array read, or an operand computed where it is read (an implicit
+// GEMM: a convolution's im2col matrix built on the fly from the image).
+template <typename T, typename LA, typename LB>
+__device__ __forceinline__ void nc_gemm_block(LA load_a, LB load_b, T* C, int64_t m, int64_t n,
+                                              int64_t k0, int64_t k1, int64_t a_base,
+                                              int64_t a_r, int64_t a_c, int64_t b_base,
                                               int64_t b_r, int64_t b_c, int64_t c_r, int64_t c_c,
                                               bool accumulate) {
   const int BM = 64, BN = 64, BK = 16;
@@ -92,9 +96,9 @@ __device__ __forceinline__ void nc_gemm_block(const T* A, const T* B, T* C, int6
     for (int r = 0; r < 4; ++r) {  // 64 x 16 of A and 16 x 64 of B: 4 elements per thread
       const int e = threadIdx.x + 256 * r;
       const int64_t ai = row0 + e / BK, ap = p0 + e % BK;
-      As[e % BK][e / BK] = (ai < m && ap < k1) ? A[ai * a_r + ap * a_c] : (T)0;
+      As[e % BK][e / BK] = (ai < m && ap < k1) ? load_a(a_base + ai * a_r + ap * a_c) : (T)0;
       const int64_t bp = p0 + e / BN, bj = col0 + e % BN;
-      Bs[e / BN][e % BN] = (bp < k1 && bj < n) ? B[bp * b_r + bj * b_c] : (T)0;
+      Bs[e / BN][e % BN] = (bp < k1 && bj < n) ? load_b(b_base + bp * b_r + bj * b_c) : (T)0;
     }
     __syncthreads();
 #pragma unroll
@@ -120,21 +124,21 @@ __device__ __forceinline__ void nc_gemm_block(const T* A, const T* B, T* C, int6
 // grid.z runs over (batch, split of K). With one split the tile goes straight to C;
 // otherwise each split writes its partial tile to the workspace W[b][split][m][n] and
 // nc_gemm_sum adds the splits into C afterwards (in split order: deterministic).
-template <typename T>
-__device__ __forceinline__ void nc_gemm(const T* A, const T* B, T* C, T* W, int64_t m, int64_t n,
-                                        int64_t k, int64_t splits, int64_t chunk, int64_t a_b,
-                                        int64_t a_r, int64_t a_c, int64_t b_b, int64_t b_r,
-                                        int64_t b_c, int64_t c_b, int64_t c_r, int64_t c_c,
-                                        bool accumulate) {
+template <typename T, typename LA, typename LB>
+__device__ __forceinline__ void nc_gemm(LA load_a, LB load_b, T* C, T* W, int64_t m, int64_t n,
+                                        int64_t k, int64_t splits, int64_t chunk, int64_t a_0,
+                                        int64_t a_b, int64_t a_r, int64_t a_c, int64_t b_0,
+                                        int64_t b_b, int64_t b_r, int64_t b_c, int64_t c_b,
+                                        int64_t c_r, int64_t c_c, bool accumulate) {
   const int64_t batch = blockIdx.z / splits, split = blockIdx.z % splits;
   const int64_t k0 = split * chunk, k1 = k0 + chunk < k ? k0 + chunk : k;
-  A += batch * a_b;
-  B += batch * b_b;
+  const int64_t a_base = a_0 + batch * a_b, b_base = b_0 + batch * b_b;
   if (splits == 1) {
-    nc_gemm_block<T>(A, B, C + batch * c_b, m, n, k0, k1, a_r, a_c, b_r, b_c, c_r, c_c,
-                     accumulate);
+    nc_gemm_block<T>(load_a, load_b, C + batch * c_b, m, n, k0, k1, a_base, a_r, a_c, b_base,
+                     b_r, b_c, c_r, c_c, accumulate);
   } else {
-    nc_gemm_block<T>(A, B, W + blockIdx.z * m * n, m, n, k0, k1, a_r, a_c, b_r, b_c, n, 1, false);
+    nc_gemm_block<T>(load_a, load_b, W + blockIdx.z * m * n, m, n, k0, k1, a_base, a_r, a_c,
+                     b_base, b_r, b_c, n, 1, false);
   }
 }
 

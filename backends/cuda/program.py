@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from ...ir.kernel import Assign, Expr, Gemm, If, Kernel, Let, Local, Loop, Stmt, Store, children
+from ...ir.kernel import (
+    Assign,
+    Expr,
+    Gemm,
+    If,
+    Kernel,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Stmt,
+    Store,
+    children,
+)
 from ...lowering.program import Program, physical_params
-from .collapse import Collapsed, collapse
+from .collapse import Collapsed, affine, collapse
 from .emit import (
     BLOCK,
     GEMM_TILE,
@@ -51,8 +64,8 @@ class KernelWriter:
         self.lines.append(line)
         self.printer.pop()
 
-    def function(self, function: str) -> None:
-        self.lines.append(self.signature(function) + " {")
+    def function(self, function: str, extra: str = "") -> None:
+        self.lines.append(self.signature(function, extra) + " {")
         self.printer.memo = [{}]  # a new C function: nothing computed yet
 
     def emit(self, depth: int, exprs, render) -> None:
@@ -109,17 +122,21 @@ class KernelWriter:
         out: list[Launch] = []
         names = tuple(p.name for p in self.params)
         types = tuple(mem_type(p.dtype) for p in self.params)
+        self.implicit = implicit_operands(self.kernel.body, self.physical)
+        producers = {id(producer) for producer, _ in self.implicit.values()}
         for s in self.kernel.body:
             if _pure(s):
                 scalars.append(s)
                 continue
+            if id(s) in producers:
+                continue  # computed inside the GEMMs that read it (implicit GEMM)
             function = f"{self.kernel.name}_{len(out)}"
             if _assigns(s, shared_locals):
                 raise NotImplementedError(
                     "CUDA backend: a loop that stores and updates a scalar of its kernel"
                 )
             if isinstance(s, Gemm):
-                out += self.gemm(function, s, names, types)
+                out += self.gemm(function, s, scalars, names, types)
                 continue
             independent = isinstance(s, Loop) and (s.parallel or s.independent)
             nest = collapse(s, self.physical) if independent and isinstance(s.extent, int) else None
@@ -300,7 +317,12 @@ class KernelWriter:
         return Launch(function, "block", grid, (BLOCK, 1, 1), names, types)
 
     def gemm(
-        self, function: str, g: Gemm, names: tuple[str, ...], types: tuple[str, ...]
+        self,
+        function: str,
+        g: Gemm,
+        scalars: list[Stmt],
+        names: tuple[str, ...],
+        types: tuple[str, ...],
     ) -> list[Launch]:
         """One launch of 64 x 64 tiles; when those are too few to fill the GPU and K is
         long, K is split and a second launch adds the splits' partial tiles."""
@@ -309,18 +331,21 @@ class KernelWriter:
         if g.batch == 0 or g.m == 0 or g.n == 0:
             return []  # an empty product writes nothing
         t = reg_type(g.dtype)
-        a, b, c = self.name(g.a), self.name(g.b), self.name(g.c)
+        c = self.name(g.c)
         cols, rows = -(-g.n // GEMM_TILE), -(-g.m // GEMM_TILE)
         splits, chunk = gemm_splits(cols * rows * g.batch, g.k)
         names, types = names + (WORKSPACE,), types + (t,)
         (ab, ar, ac), (bb, br, bc), (cb, cr, cc) = g.a_strides, g.b_strides, g.c_strides
         accumulate = "true" if g.accumulate else "false"
-        signature = self.signature(function, f"{t}* __restrict__ {WORKSPACE}")
+        self.function(function, f"{t}* __restrict__ {WORKSPACE}")
+        if any(x in self.implicit for x in (g.a, g.b)):
+            self.block(scalars, 1)  # an implicit operand's value may use them
+        self.loader("nc_load_a", g.a, t)
+        self.loader("nc_load_b", g.b, t)
         self.lines += [
-            signature + " {",
-            f"  nc_gemm<{t}>({a} + {g.a_offset}LL, {b} + {g.b_offset}LL, {c} + {g.c_offset}LL,"
-            f" {WORKSPACE}, {g.m}LL, {g.n}LL, {g.k}LL, {splits}LL, {chunk}LL,"
-            f" {ab}LL, {ar}LL, {ac}LL, {bb}LL, {br}LL, {bc}LL, {cb}LL, {cr}LL, {cc}LL,"
+            f"  nc_gemm<{t}>(nc_load_a, nc_load_b, {c} + {g.c_offset}LL, {WORKSPACE},"
+            f" {g.m}LL, {g.n}LL, {g.k}LL, {splits}LL, {chunk}LL, {g.a_offset}LL, {ab}LL,"
+            f" {ar}LL, {ac}LL, {g.b_offset}LL, {bb}LL, {br}LL, {bc}LL, {cb}LL, {cr}LL, {cc}LL,"
             f" {accumulate});",
             "}",
             "",
@@ -349,6 +374,93 @@ class KernelWriter:
                 workspace,
             ),
         ]
+
+    def loader(self, name: str, buffer: str, t: str) -> None:
+        """A GEMM operand's element at an offset: read from its buffer, or, for an
+        implicit operand, the value its producer nest would have stored there."""
+        if buffer not in self.implicit:
+            self.lines.append(
+                f"  auto {name} = [&](int64_t at) -> {t} {{ return {self.name(buffer)}[at]; }};"
+            )
+            return
+        _, nest = self.implicit[buffer]
+        (store,) = nest.body
+        self.open(f"  auto {name} = [&](int64_t at) -> {t} {{  // {buffer}, never stored")
+        self.unflatten("at", nest.loops, 2)
+        self.emit(2, [store.value], lambda v: f"return {v};")
+        self.close("  };")
+
+
+def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, tuple]:
+    """Scratch buffers a GEMM can compute as it reads them: buffer -> (producer, nest).
+
+    The producer is a top-level nest of independent loops whose one statement stores
+    every element of the scratch in row-major order (an im2col), followed directly by the
+    GEMMs that read it as an operand, and read nowhere else; nothing those GEMMs write is
+    read by the stored value."""
+    found: dict[str, tuple] = {}
+    for i, s in enumerate(body):
+        if not (isinstance(s, Loop) and (s.parallel or s.independent)):
+            continue
+        if not isinstance(s.extent, int):
+            continue
+        nest = collapse(s, physical)
+        if len(nest.body) != 1 or not isinstance(nest.body[0], Store):
+            continue
+        store = nest.body[0]
+        buffer = store.buffer
+        if not buffer.startswith("scratch_") or not _row_major(store.index, nest.loops):
+            continue
+        readers = []
+        for r in body[i + 1 :]:
+            if not isinstance(r, Gemm) or buffer not in (r.a, r.b):
+                break
+            readers.append(r)
+        rest = [r for r in body if r is not s and not any(r is x for x in readers)]
+        written = {physical.get(r.c, r.c) for r in readers}
+        reads = {physical.get(b, b) for b in _loaded_buffers(store.value)}
+        if not readers or any(r.c == buffer for r in readers) or reads & written:
+            continue
+        if any(buffer in _stmt_buffers(r) for r in rest):
+            continue
+        found[buffer] = (s, nest)
+    return found
+
+
+def _row_major(index: Expr, loops: list[tuple[str, int]]) -> bool:
+    terms = affine(index)
+    if terms is None or terms.get("", 0) != 0:
+        return False
+    stride, want = 1, {}
+    for var, extent in reversed(loops):
+        want[var] = stride
+        stride *= extent
+    return {v: c for v, c in terms.items() if v and c} == want
+
+
+def _loaded_buffers(e: Expr) -> set[str]:
+    found = {e.buffer} if isinstance(e, Load) else set()
+    for c in children(e):
+        found |= _loaded_buffers(c)
+    return found
+
+
+def _stmt_buffers(s: Stmt) -> set[str]:
+    """Every buffer a statement reads or writes."""
+    if isinstance(s, Gemm):
+        return {s.a, s.b, s.c}
+    if isinstance(s, Store):
+        return {s.buffer} | _loaded_buffers(s.index) | _loaded_buffers(s.value)
+    if isinstance(s, (Let, Assign)):
+        return _loaded_buffers(s.value)
+    if isinstance(s, Local):
+        return _loaded_buffers(s.init)
+    if isinstance(s, If):
+        inner = [_stmt_buffers(c) for c in s.then + s.otherwise]
+        return _loaded_buffers(s.cond).union(*inner)
+    if isinstance(s, Loop):
+        return set().union(*[_stmt_buffers(c) for c in s.body])
+    return set()
 
 
 def gemm_splits(tiles: int, k: int) -> tuple[int, int]:
