@@ -16,7 +16,8 @@ cp -r backends .gpu_pkg/nncompile/backends
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python - <<'PY'
 from nncompile.backends.cuda import toolchain
-print("nvcc:", toolchain.nvcc_path(), "| missing for running:", toolchain.missing_for_running())
+print("compilers:", toolchain.available_compilers(), "| missing for running:",
+      toolchain.missing_for_running())
 PY
 timeout 200 python scripts/run_gpu_tests.py 2>&1 | tail -25
 echo "--- benchmark (cuda vs llvm vs eager vs PyTorch on the GPU)"

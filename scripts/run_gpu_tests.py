@@ -89,7 +89,7 @@ def main() -> int:
     sys.path.insert(0, ROOT)
     from nncompile.backends.cuda import emulator, toolchain
 
-    missing = "nvcc is not on PATH" if toolchain.nvcc_path() is None else None
+    missing = None if toolchain.available_compilers() else "neither NVRTC nor nvcc is here"
     missing = missing or toolchain.missing_for_running()
     if missing and not emulator.emulating():
         print(f"no usable GPU: {missing}; nothing to run")

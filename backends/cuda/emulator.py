@@ -29,7 +29,7 @@ import numpy as np
 from ...ir.errors import CompileError, ExecutionError
 from .emit import Launch
 from .emulator_header import EMULATOR_HEADER
-from .toolchain import build_cached
+from .toolchain import cached, run_compiler
 
 ENV = "NNCOMPILE_CUDA_EMULATOR"
 BARRIER_FREE = ("grid-stride", "single")  # launch kinds whose threads never synchronize
@@ -69,12 +69,14 @@ def build_library(source: str, launches: Sequence[Launch]) -> bytes:
     key = hashlib.sha256((text + _compiler_version(cxx)).encode()).hexdigest()
     flags = ["-std=c++17", "-O1", "-fno-strict-aliasing", "-U_FORTIFY_SOURCE", "-fPIC"]
     flags += ["-shared", "-w"]
-    return build_cached(
+    return cached(
         f"cuda-emulated-{key}.so",
-        text,
-        "program.cpp",
-        lambda src, out: [cxx, *flags, "-o", out, src],
-        "the CUDA emulation did not compile",
+        lambda: run_compiler(
+            text,
+            "program.cpp",
+            lambda src, out: [cxx, *flags, "-o", out, src],
+            "the CUDA emulation did not compile",
+        ),
     )
 
 

@@ -1,6 +1,9 @@
-"""CUDA C -> cubin with nvcc (cached on disk like LLVM objects), and what the machine
-lacks for running CUDA code: the driver (libcuda) and a device.
+"""CUDA C -> cubin with NVRTC (through cuda-bindings: ``pip install nncompile[cuda]``) or
+nvcc, cached on disk like LLVM objects, and what the machine lacks for running CUDA
+code: the driver (libcuda) and a device.
 
+NVRTC compiles in-process and is used when it loads; nvcc when it is on PATH (or in
+$CUDA_HOME/bin). ``NNCOMPILE_CUDA_COMPILER=nvrtc|nvcc`` picks one. Neither needs a GPU.
 The driver is probed through ctypes with two calls (cuInit, cuDeviceGetCount), so that
 ``backend="cuda"`` can say exactly what is missing on machines without a GPU.
 """
@@ -21,6 +24,7 @@ from ...disk_cache import cache_dir, read_cached, write_cached
 from ...ir.errors import CompileError
 
 ARCH = "sm_90"  # H100 / H200
+COMPILERS = ("nvrtc", "nvcc")
 
 
 def nvcc_path() -> str | None:
@@ -31,55 +35,144 @@ def nvcc_path() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
+def nvrtc():
+    """cuda-bindings' NVRTC module, or None when it is not installed or will not load."""
+    try:
+        from cuda.bindings import nvrtc as module
+
+        err, *_ = module.nvrtcVersion()
+        return module if int(err) == 0 else None
+    except Exception:  # not installed, or libnvrtc missing: nvcc is the other way
+        return None
+
+
 @functools.cache
 def nvcc_version(nvcc: str) -> str:
     run = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60)
     return run.stdout.strip()
 
 
-def cubin_cache_key(source: str, arch: str, nvcc: str) -> str:
+def available_compilers() -> list[str]:
+    """The compilers this machine has, in order of preference."""
+    found = []
+    if nvrtc() is not None:
+        found.append("nvrtc")
+    if nvcc_path() is not None:
+        found.append("nvcc")
+    return found
+
+
+def chosen_compiler() -> str:
+    """NNCOMPILE_CUDA_COMPILER's choice, or the first available; CompileError if none."""
+    wanted = os.environ.get("NNCOMPILE_CUDA_COMPILER", "").strip().lower()
+    if wanted and wanted not in COMPILERS:
+        raise CompileError(f"NNCOMPILE_CUDA_COMPILER={wanted!r}: choose one of {COMPILERS}")
+    available = available_compilers()
+    if wanted:
+        if wanted not in available:
+            raise CompileError(f"NNCOMPILE_CUDA_COMPILER={wanted} but {_how_to_get(wanted)}")
+        return wanted
+    if not available:
+        raise CompileError(
+            "backend='cuda' needs NVRTC (pip install 'nncompile[cuda]') or nvcc (on PATH or "
+            "in $CUDA_HOME/bin) to compile the generated CUDA C"
+        )
+    return available[0]
+
+
+def _how_to_get(compiler: str) -> str:
+    if compiler == "nvrtc":
+        return "NVRTC does not load (pip install 'nncompile[cuda]')"
+    return "nvcc is not on PATH or in $CUDA_HOME/bin"
+
+
+def compiler_version(compiler: str) -> str:
+    if compiler == "nvrtc":
+        _, major, minor = nvrtc().nvrtcVersion()
+        return f"nvrtc {major}.{minor}"
+    return nvcc_version(nvcc_path())
+
+
+def cubin_cache_key(source: str, arch: str, compiler: str) -> str:
     from ... import __version__
 
     h = hashlib.sha256()
-    for part in (source, arch, nvcc_version(nvcc), __version__):
+    for part in (source, arch, compiler_version(compiler), __version__):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
 
 
-def compile_cubin(source: str, arch: str = ARCH) -> bytes:
-    """The cubin for ``source``: from the disk cache, or compiled with nvcc and cached."""
+def compile_cubin(source: str, arch: str = ARCH, compiler: str | None = None) -> bytes:
+    """The cubin for ``source``: from the disk cache, or compiled (NVRTC or nvcc, see
+    chosen_compiler) and cached."""
+    compiler = compiler or chosen_compiler()
+    name = f"cuda-{cubin_cache_key(source, arch, compiler)}.cubin"
+    if compiler == "nvrtc":
+        return cached(name, lambda: _nvrtc_cubin(source, arch))
     nvcc = nvcc_path()
-    if nvcc is None:
-        raise CompileError(
-            "backend='cuda' needs nvcc (on PATH or in $CUDA_HOME/bin) to compile the "
-            "generated CUDA C"
-        )
-    return build_cached(
-        f"cuda-{cubin_cache_key(source, arch, nvcc)}.cubin",
-        source,
-        "program.cu",
-        lambda src, out: [nvcc, f"-arch={arch}", "-cubin", "-o", out, src],
-        "nvcc rejected the generated CUDA C (a code generator bug)",
+    return cached(
+        name,
+        lambda: run_compiler(
+            source,
+            "program.cu",
+            lambda src, out: [nvcc, f"-arch={arch}", "-cubin", "-o", out, src],
+            "nvcc rejected the generated CUDA C (a code generator bug)",
+        ),
     )
 
 
-def build_cached(
-    name: str,
-    source: str,
-    source_name: str,
-    command: Callable[[str, str], list[str]],
-    failure: str,
-) -> bytes:
-    """What ``command(source_path, output_path)`` builds from ``source``, kept in the disk
-    cache as ``name`` (the caller's key); CompileError with the compiler's messages if it
-    fails."""
+def _nvrtc_cubin(source: str, arch: str) -> bytes:
+    rtc = nvrtc()
+
+    def check(result, what: str):
+        err, *values = result
+        if int(err) != 0:
+            raise CompileError(f"NVRTC: {what} failed: {rtc.nvrtcGetErrorString(err)[1]!r}")
+        return values
+
+    (program,) = check(rtc.nvrtcCreateProgram(source.encode(), b"program.cu", 0, [], []), "create")
+    try:
+        options = [f"--gpu-architecture={arch}".encode(), b"-std=c++17"]
+        (err,) = rtc.nvrtcCompileProgram(program, len(options), options)
+        if int(err) != 0:
+            (size,) = check(rtc.nvrtcGetProgramLogSize(program), "log size")
+            log = b" " * size
+            check(rtc.nvrtcGetProgramLog(program, log), "log")
+            raise CompileError(
+                "NVRTC rejected the generated CUDA C (a code generator bug):\n"
+                + log.decode(errors="replace")[-2000:]
+            )
+        (size,) = check(rtc.nvrtcGetCUBINSize(program), "cubin size")
+        cubin = b" " * size
+        check(rtc.nvrtcGetCUBIN(program, cubin), "cubin")
+        return cubin
+    finally:
+        rtc.nvrtcDestroyProgram(program)
+
+
+def cached(name: str, produce: Callable[[], bytes]) -> bytes:
+    """``produce()``, kept in the disk cache under ``name`` (the caller's key)."""
     directory = cache_dir()
     path = os.path.join(directory, name) if directory else None
     if path:
-        cached = read_cached(path)
-        if cached is not None:
-            return cached
+        hit = read_cached(path)
+        if hit is not None:
+            return hit
+    built = produce()
+    if path:
+        try:
+            write_cached(path, built)
+        except OSError:
+            pass  # a read-only cache folder only costs speed
+    return built
+
+
+def run_compiler(
+    source: str, source_name: str, command: Callable[[str, str], list[str]], failure: str
+) -> bytes:
+    """What ``command(source_path, output_path)`` builds from ``source``; CompileError with
+    the compiler's messages if it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         src, out = os.path.join(tmp, source_name), os.path.join(tmp, "output")
         with open(src, "w") as f:
@@ -88,13 +181,7 @@ def build_cached(
         if run.returncode != 0:
             raise CompileError(f"{failure}:\n" + run.stderr[-2000:])
         with open(out, "rb") as f:
-            built = f.read()
-    if path:
-        try:
-            write_cached(path, built)
-        except OSError:
-            pass  # a read-only cache folder only costs speed
-    return built
+            return f.read()
 
 
 def missing_for_running() -> str | None:

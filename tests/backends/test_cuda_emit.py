@@ -19,33 +19,38 @@ from nncompile import optim
 from .llvm_support import graph_sizes
 from .test_llvm_ops import CASES
 
-NVCC = toolchain.nvcc_path()
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH")
+COMPILERS = toolchain.available_compilers()
+with_each_compiler = pytest.mark.parametrize(
+    "compiler",
+    [pytest.param(c) for c in COMPILERS]
+    or [pytest.param(None, marks=pytest.mark.skip(reason="neither NVRTC nor nvcc is here"))],
+)
 
 
-def nvcc_compiles(source: str, tmp_path: pathlib.Path) -> None:
-    """The backend's own nvcc step (CompileError with nvcc's messages if it fails)."""
+def compiles(source: str, tmp_path: pathlib.Path, compiler: str) -> None:
+    """The backend's own compile step (CompileError with the compiler's messages if it
+    fails)."""
     with pytest.MonkeyPatch.context() as m:
         m.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
-        assert toolchain.compile_cubin(source).startswith(b"\x7fELF")
+        assert toolchain.compile_cubin(source, compiler=compiler).startswith(b"\x7fELF")
 
 
-@needs_nvcc
+@with_each_compiler
 @pytest.mark.parametrize("key", sorted(CASES))
-def test_every_op_case_compiles_with_nvcc(key, tmp_path):
+def test_every_op_case_compiles(key, compiler, tmp_path):
     fn, args, _ = CASES[key]()
-    nvcc_compiles(nc.lower(fn, *args, backend="cuda").source, tmp_path)
+    compiles(nc.lower(fn, *args, backend="cuda").source, tmp_path, compiler)
 
 
-@needs_nvcc
+@with_each_compiler
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_training_steps_compile_with_nvcc(model, tmp_path):
+def test_training_steps_compile(model, compiler, tmp_path):
     params, loss, x = getattr(graph_sizes(), model)()
     y = np.zeros(x.shape[0], np.int64)
     opt = optim.Adam(1e-3)
     step = nc.train_step(loss, opt)
     lowered = nc.lower(step, params, opt.init(params), x, y, np.float32(1e-3), backend="cuda")
-    nvcc_compiles(lowered.source, tmp_path)
+    compiles(lowered.source, tmp_path, compiler)
 
 
 def test_one_global_function_per_launch_named_after_its_kernel():
@@ -86,8 +91,8 @@ def test_running_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
     x = np.ones(4, np.float32)
     compiled = nc.compile(lambda x: x + 1, backend="cuda")
-    if NVCC is None:
-        with pytest.raises(nc.CompileError, match="needs nvcc"):
+    if not COMPILERS:
+        with pytest.raises(nc.CompileError, match="needs NVRTC"):
             compiled(x)
     elif toolchain.missing_for_running() is not None:
         with pytest.raises(nc.ExecutionError, match="cannot run here: .*(driver|device)"):
@@ -96,38 +101,46 @@ def test_running_says_what_is_missing(tmp_path, monkeypatch):
         np.testing.assert_array_equal(compiled(x), x + 1)
 
 
-def test_missing_nvcc_is_a_clear_compile_error(monkeypatch):
+def test_no_compiler_is_a_clear_compile_error(monkeypatch):
     monkeypatch.setenv("PATH", "")
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
-    with pytest.raises(nc.CompileError, match="needs nvcc"):
+    monkeypatch.setattr(toolchain, "nvrtc", lambda: None)
+    with pytest.raises(nc.CompileError, match="needs NVRTC .* or nvcc"):
+        toolchain.compile_cubin("// nothing")
+    monkeypatch.setenv("NNCOMPILE_CUDA_COMPILER", "nvcc")
+    with pytest.raises(nc.CompileError, match="nvcc is not on PATH"):
+        toolchain.compile_cubin("// nothing")
+    monkeypatch.setenv("NNCOMPILE_CUDA_COMPILER", "clang")
+    with pytest.raises(nc.CompileError, match="choose one of"):
         toolchain.compile_cubin("// nothing")
 
 
-@needs_nvcc
-def test_cubins_are_cached_and_a_corrupt_entry_is_rebuilt(tmp_path, monkeypatch):
+@with_each_compiler
+def test_cubins_are_cached_and_a_corrupt_entry_is_rebuilt(compiler, tmp_path, monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
     x = np.ones((5, 7), np.float32)
     source = nc.lower(lambda x: nc.exp(x) * 2, x, backend="cuda").source
-    cubin = toolchain.compile_cubin(source)
+    cubin = toolchain.compile_cubin(source, compiler=compiler)
     assert cubin.startswith(b"\x7fELF")
     (entry,) = tmp_path.glob("cuda-*.cubin")
 
-    def no_nvcc(*args, **kwargs):
-        raise AssertionError("nvcc ran although the cubin was cached")
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the compiler ran although the cubin was cached")
 
     with monkeypatch.context() as m:
-        m.setattr(toolchain.subprocess, "run", no_nvcc)
-        assert toolchain.compile_cubin(source) == cubin
+        m.setattr(toolchain.subprocess, "run", no_compiler)
+        m.setattr(toolchain, "_nvrtc_cubin", no_compiler)
+        assert toolchain.compile_cubin(source, compiler=compiler) == cubin
     entry.write_bytes(entry.read_bytes()[:-100])  # truncated: detected, rebuilt
-    assert toolchain.compile_cubin(source) == cubin
+    assert toolchain.compile_cubin(source, compiler=compiler) == cubin
 
 
-@needs_nvcc
-def test_nvcc_rejecting_source_is_a_compile_error(tmp_path, monkeypatch):
+@with_each_compiler
+def test_a_compiler_rejecting_source_is_a_compile_error(compiler, monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CACHE_DIR", "off")
-    with pytest.raises(nc.CompileError, match="nvcc rejected"):
-        toolchain.compile_cubin("this is not C")
+    with pytest.raises(nc.CompileError, match="rejected the generated CUDA C"):
+        toolchain.compile_cubin("this is not C", compiler=compiler)
 
 
 def test_index_arithmetic_is_plain_and_integer_data_arithmetic_wraps():
@@ -173,8 +186,8 @@ def test_a_full_reduction_is_one_block_and_argmax_stays_per_thread():
     assert all(launch.kind != "block" for launch in cuda.launches)  # not a plain combine
 
 
-@needs_nvcc
-def test_block_reductions_compile_for_every_dtype(tmp_path):
+@with_each_compiler
+def test_block_reductions_compile_for_every_dtype(compiler, tmp_path):
     def f(a, b, c, d, e):
         return a.sum(axis=1), b.max(axis=1), c.min(), nc.mean(d, axis=1), e.sum()
 
@@ -188,4 +201,4 @@ def test_block_reductions_compile_for_every_dtype(tmp_path):
     lowered = nc.lower(f, *args, backend="cuda")
     for t in ("float", "double", "int32_t", "int64_t"):
         assert f"nc_block_reduce<{t}," in lowered.source
-    nvcc_compiles(lowered.source, tmp_path)
+    compiles(lowered.source, tmp_path, compiler)

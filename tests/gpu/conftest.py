@@ -1,8 +1,9 @@
-"""GPU tests run where the CUDA backend can run: on a GPU (nvcc, the NVIDIA driver and a
-device), or, without one, on the CPU emulation of the generated CUDA C
+"""GPU tests run where the CUDA backend can run: on a GPU (NVRTC or nvcc, the NVIDIA driver
+and a device), or, without one, on the CPU emulation of the generated CUDA C
 (NNCOMPILE_CUDA_EMULATOR=1, backends/cuda/emulator.py) when g++ is there. The emulation
 checks what the kernels compute, block barriers and warp shuffles included; only a GPU
-checks that nvcc's build of them runs, and how fast. Elsewhere the folder is skipped."""
+checks that the CUDA compiler's build of them runs, and how fast. Elsewhere the folder is
+skipped."""
 
 import os
 import shutil
@@ -12,8 +13,8 @@ from nncompile.backends.cuda import emulator, toolchain
 
 
 def _gpu_missing() -> str | None:
-    if toolchain.nvcc_path() is None:
-        return "nvcc is not on PATH"
+    if not toolchain.available_compilers():
+        return "neither NVRTC nor nvcc is here"
     return toolchain.missing_for_running()
 
 
