@@ -1,6 +1,7 @@
-"""The CUDA backend: kernel IR -> CUDA C (emit.py, program.py), compiled with nvcc
-(toolchain.py) and run through the driver API (driver.py, executable.py). Code generation
-needs no GPU; running needs the NVIDIA driver and a device.
+"""The CUDA backend: kernel IR -> CUDA C (emit.py, program.py, with collapse.py,
+vectorize.py and reductions.py), compiled with NVRTC or nvcc (toolchain.py) and run
+through the driver API (driver.py, executable.py). Code generation and compilation need
+no GPU; running needs the NVIDIA driver and a device.
 
 Status: not yet run on a GPU (none was available where it was written). tests/gpu run
 on a GPU when there is one and otherwise on the CPU emulation of the generated code
@@ -22,7 +23,7 @@ def emit_program(program) -> str:
 
 def compile_program(lowered):
     """The program's CUDA C compiled to a cubin and loaded on the device, or an error
-    saying what the machine lacks (nvcc, the driver, a device). Under
+    saying what the machine lacks (a CUDA compiler, the driver, a device). Under
     NNCOMPILE_CUDA_EMULATOR=1 it is built with g++ and runs on the CPU (emulator.py)."""
     from .emulator import build_library, emulating
     from .executable import CUDAExecutable
