@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import data, metrics, nn, optim
+from .backends.cuda.emulator import emulating as emulating_cuda
 from .nn.fitting import Trainer
 from .visualize import draw_training_graph
 
@@ -135,8 +136,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"inference: {len(x_test) / predict_seconds:,.0f} images/s (batches of 256)")
     idx = np.arange(min(batch, len(x_train)))
     compiled_s, eager_s = _step_times(model, x_train[idx], y_train[idx])
+    backend = args.backend
+    if backend == "cuda" and emulating_cuda():
+        backend = "cuda, emulated on the CPU: its speed says nothing of a GPU's"
     print(
-        f"training step, batch {len(idx)}: compiled ({args.backend}) {compiled_s * 1e3:.3f} ms, "
+        f"training step, batch {len(idx)}: compiled ({backend}) {compiled_s * 1e3:.3f} ms, "
         f"eager (NumPy) {eager_s * 1e3:.2f} ms: {eager_s / compiled_s:.1f}x faster compiled"
     )
     if not args.no_graph:
