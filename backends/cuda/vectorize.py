@@ -65,11 +65,14 @@ def vectorize(nest: Collapsed, memory: dict[str, str]) -> VectorBody | None:
     for ld in loads:  # a lane may read only its own element of what the body stores
         if ld.index not in stored.get(memory.get(ld.buffer, ld.buffer), [ld.index]):
             return None
-    vector_loads = _unique([ld for ld in loads if _vector_access(ld.index, ld.dtype, inner)])
+    loop_vars = {v for v, _ in nest.loops}
+    vector_loads = _unique(
+        [ld for ld in loads if _vector_access(ld.index, ld.dtype, inner, loop_vars)]
+    )
     vector_stores = [
         s
         for s in nest.body
-        if isinstance(s, Store) and _vector_access(s.index, s.value.dtype, inner)
+        if isinstance(s, Store) and _vector_access(s.index, s.value.dtype, inner, loop_vars)
     ]
     if not vector_loads and not vector_stores:
         return None
@@ -93,12 +96,15 @@ def vectorize(nest: Collapsed, memory: dict[str, str]) -> VectorBody | None:
     return out
 
 
-def _vector_access(index: Expr, dtype: dt.DType, inner: str) -> bool:
-    """A float32 access at unit stride in ``inner`` from a multiple of four elements."""
+def _vector_access(index: Expr, dtype: dt.DType, inner: str, loop_vars: set[str]) -> bool:
+    """A float32 access at unit stride in ``inner`` from a multiple of four elements,
+    indexed by the nest's loop variables only (it is addressed before the lanes' lets)."""
     if dtype != dt.float32:
         return False
     terms = affine(index)
     if terms is None or terms.get(inner) != 1:
+        return False
+    if any(v and v not in loop_vars for v in terms):
         return False
     return all(c % LANES == 0 for v, c in terms.items() if v != inner)
 

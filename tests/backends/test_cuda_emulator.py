@@ -328,3 +328,17 @@ def test_a_convolution_layer_trains_with_implicit_gemm(monkeypatch, tmp_path):
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+def test_an_access_addressed_by_a_let_is_not_a_vector_access():
+    from nncompile.backends.cuda.collapse import Collapsed
+    from nncompile.backends.cuda.vectorize import vectorize
+    from nncompile.ir.kernel import Let
+
+    at = add(mul(i("k"), c(4)), i("j"))  # k is a let, not a loop variable
+    body = [
+        Let("k", Load("offsets", i("i"), INDEX)),
+        Store("out", ROW_MAJOR, Load("x", at, dt.float32)),
+    ]
+    vector = vectorize(Collapsed([("i", 4), ("j", 8)], body), {})
+    assert vector is not None and [ld.buffer for ld in vector.loads] == []  # only the store

@@ -197,3 +197,13 @@ def test_donated_state_read_after_its_update_sees_the_old_value():
         results[backend] = p
     for name in ("w", "b"):
         np.testing.assert_allclose(results["cuda"][name], results["numpy"][name], rtol=1e-5)
+
+
+def test_check_mode_runs_with_the_cuda_backend():
+    """check=True compares every buffer the CUDA kernels store with the reference."""
+    x = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32)
+    f = nc.compile(
+        lambda x: nc.softmax(x @ nc.transpose(x), axis=-1).sum(0), backend="cuda", check=True
+    )
+    e = np.exp((x @ x.T) - (x @ x.T).max(-1, keepdims=True))
+    np.testing.assert_allclose(f(x), (e / e.sum(-1, keepdims=True)).sum(0), rtol=1e-4)
