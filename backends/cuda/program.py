@@ -9,7 +9,6 @@ from ...ir.kernel import (
     If,
     Kernel,
     Let,
-    Load,
     Local,
     Loop,
     Stmt,
@@ -17,13 +16,11 @@ from ...ir.kernel import (
     children,
 )
 from ...lowering.program import Program, physical_params
-from .collapse import Collapsed, affine, collapse
+from .collapse import Collapsed, collapse
 from .emit import (
     BLOCK,
     GEMM_TILE,
     MAX_BLOCKS,
-    MIN_SPLIT,
-    SPLIT_TARGET,
     WORKSPACE,
     CudaSource,
     ExprPrinter,
@@ -32,6 +29,7 @@ from .emit import (
     mem_type,
     reg_type,
 )
+from .gemm import gemm_splits, implicit_operands
 from .prelude import PRELUDE
 from .reductions import combine_function, reduction_nest
 from .vectorize import LANES, VectorBody, vectorize
@@ -389,89 +387,6 @@ class KernelWriter:
         self.unflatten("at", nest.loops, 2)
         self.emit(2, [store.value], lambda v: f"return {v};")
         self.close("  };")
-
-
-def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, tuple]:
-    """Scratch buffers a GEMM can compute as it reads them: buffer -> (producer, nest).
-
-    The producer is a top-level nest of independent loops whose one statement stores
-    every element of the scratch in row-major order (an im2col), followed directly by the
-    GEMMs that read it as an operand, and read nowhere else; nothing those GEMMs write is
-    read by the stored value."""
-    found: dict[str, tuple] = {}
-    for i, s in enumerate(body):
-        if not (isinstance(s, Loop) and (s.parallel or s.independent)):
-            continue
-        if not isinstance(s.extent, int):
-            continue
-        nest = collapse(s, physical)
-        if len(nest.body) != 1 or not isinstance(nest.body[0], Store):
-            continue
-        store = nest.body[0]
-        buffer = store.buffer
-        if not buffer.startswith("scratch_") or not _row_major(store.index, nest.loops):
-            continue
-        readers = []
-        for r in body[i + 1 :]:
-            if not isinstance(r, Gemm) or buffer not in (r.a, r.b):
-                break
-            readers.append(r)
-        rest = [r for r in body if r is not s and not any(r is x for x in readers)]
-        written = {physical.get(r.c, r.c) for r in readers}
-        reads = {physical.get(b, b) for b in _loaded_buffers(store.value)}
-        if not readers or any(r.c == buffer for r in readers) or reads & written:
-            continue
-        if any(buffer in _stmt_buffers(r) for r in rest):
-            continue
-        found[buffer] = (s, nest)
-    return found
-
-
-def _row_major(index: Expr, loops: list[tuple[str, int]]) -> bool:
-    terms = affine(index)
-    if terms is None or terms.get("", 0) != 0:
-        return False
-    stride, want = 1, {}
-    for var, extent in reversed(loops):
-        want[var] = stride
-        stride *= extent
-    return {v: c for v, c in terms.items() if v and c} == want
-
-
-def _loaded_buffers(e: Expr) -> set[str]:
-    found = {e.buffer} if isinstance(e, Load) else set()
-    for c in children(e):
-        found |= _loaded_buffers(c)
-    return found
-
-
-def _stmt_buffers(s: Stmt) -> set[str]:
-    """Every buffer a statement reads or writes."""
-    if isinstance(s, Gemm):
-        return {s.a, s.b, s.c}
-    if isinstance(s, Store):
-        return {s.buffer} | _loaded_buffers(s.index) | _loaded_buffers(s.value)
-    if isinstance(s, (Let, Assign)):
-        return _loaded_buffers(s.value)
-    if isinstance(s, Local):
-        return _loaded_buffers(s.init)
-    if isinstance(s, If):
-        inner = [_stmt_buffers(c) for c in s.then + s.otherwise]
-        return _loaded_buffers(s.cond).union(*inner)
-    if isinstance(s, Loop):
-        return set().union(*[_stmt_buffers(c) for c in s.body])
-    return set()
-
-
-def gemm_splits(tiles: int, k: int) -> tuple[int, int]:
-    """(splits of K, steps per split) so that a GEMM with few output tiles still gives the
-    GPU about SPLIT_TARGET blocks, each with at least MIN_SPLIT steps of K."""
-    if tiles >= SPLIT_TARGET or k < 2 * MIN_SPLIT:
-        return 1, k
-    splits = min(-(-SPLIT_TARGET // tiles), k // MIN_SPLIT)
-    chunk = -(-k // splits)
-    chunk = -(-chunk // 16) * 16  # whole steps of the shared-memory tile
-    return -(-k // chunk), chunk
 
 
 def _shared_expressions(stmts: list[Stmt]) -> set[int]:

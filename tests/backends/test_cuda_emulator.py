@@ -208,7 +208,7 @@ def test_the_seed_cnn_convolution_gets_a_thread_per_four_outputs():
 
 
 def test_split_k_arithmetic():
-    from nncompile.backends.cuda.program import gemm_splits
+    from nncompile.backends.cuda.gemm import gemm_splits
 
     assert gemm_splits(300, 4096) == (1, 4096)  # enough tiles already
     assert gemm_splits(1, 200) == (1, 200)  # too short a K to split
