@@ -51,6 +51,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         except ImportError:
             pass
+    from .backends.cuda.emulator import emulating
+
+    if emulating() and not args.json:
+        print("NNCOMPILE_CUDA_EMULATOR=1: the cuda rows ran on the CPU emulation (a test of")
+        print("the path, not a measure of any GPU)\n")
     everything = []
     for spec in targets:
         workload = resolve(spec, args.batch, args.size)

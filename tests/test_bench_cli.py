@@ -158,3 +158,17 @@ def test_torch_on_a_missing_gpu_is_reported_unavailable(capsys):
     rows = {r["mode"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["torch"]["status"].startswith("unavailable: PyTorch on cuda")
     assert rows["llvm"]["status"] == "ok"
+
+
+def test_the_cuda_mode_runs_on_the_emulation(monkeypatch, tmp_path, capsys):
+    """The GPU machine's benchmark path (device-resident parameters, donated steps,
+    device outputs) runs end to end on the CPU emulation, and says it was emulated."""
+    if shutil.which("g++") is None:
+        pytest.skip("the emulation needs g++")
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    assert main(["bench", "mlp", "--batch", "2", "--steps", "3", "--budget", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "ran on the CPU emulation" in out
+    (cuda,) = [line for line in out.splitlines() if line.strip().startswith("cuda")]
+    assert "unavailable" not in cuda
