@@ -205,7 +205,7 @@ def table(w: Workload, results: list[ModeResult]) -> str:
     unit = w.unit
     lines = [
         f"{w.name}: {w.description}",
-        f"  {'mode':<14}{'median ms':>11}{'IQR ms':>16}{unit:>14}{'vs eager':>10}"
+        f"  {'mode':<14}{'median ms':>11}{'IQR ms':>20}{unit:>14}{'vs eager':>10}"
         f"{'compile s':>11}{'peak MB':>9}{'steps':>7}",
     ]
     for r in results:
@@ -214,7 +214,7 @@ def table(w: Workload, results: list[ModeResult]) -> str:
             continue
         iqr = f"{r.p25_ms:.3f}-{r.p75_ms:.3f}"
         lines.append(
-            f"  {r.mode:<14}{r.median_ms:>11.3f}{iqr:>16}{_fmt(r.throughput, ',.1f'):>14}"
+            f"  {r.mode:<14}{r.median_ms:>11.3f}{iqr:>20}{_fmt(r.throughput, ',.1f'):>14}"
             f"{_fmt(r.speedup_vs_eager, '.1f'):>9}x{_fmt(r.compile_s, '.2f'):>11}"
             f"{_fmt(r.peak_mb, '.1f'):>9}{r.steps:>7}"
         )
