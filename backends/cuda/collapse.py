@@ -80,19 +80,34 @@ def _independent(
         return False
     if assigned - declared:
         return False  # updates a scalar that outlives one iteration
-    written: dict[str, list] = {}  # memory -> the distinct indices it is stored at
     for s in stores:
         terms = affine(s.index)
         if terms is None or not all(terms.get(v) for v in nest_vars):
             return False
         if not _injective(terms, inner_extents):
             return False
-        at = written.setdefault(memory.get(s.buffer, s.buffer), [])
-        if s.index not in at:
-            at.append(s.index)
+    written = stored_indices(stores, memory)
     for indices in written.values():
         if len(indices) > 1 and not _disjoint([affine(i) for i in indices], inner_extents):
             return False
+    return reads_only_own_elements(loads, written, memory)
+
+
+def stored_indices(stores: list[Store], memory: dict[str, str]) -> dict[str, list[Expr]]:
+    """Memory (buffers sharing it count as one) -> the distinct indices stored there."""
+    written: dict[str, list[Expr]] = {}
+    for s in stores:
+        at = written.setdefault(memory.get(s.buffer, s.buffer), [])
+        if s.index not in at:
+            at.append(s.index)
+    return written
+
+
+def reads_only_own_elements(
+    loads: list[Load], written: dict[str, list[Expr]], memory: dict[str, str]
+) -> bool:
+    """Every load of stored memory is at an index the body stores: an iteration (or a
+    lane) reads only elements of its own."""
     for ld in loads:
         at = written.get(memory.get(ld.buffer, ld.buffer))
         if at is not None and ld.index not in at:
@@ -106,16 +121,15 @@ def _walk(stmts, stores, loads, declared, assigned, extents) -> bool:
     for s in stmts:
         if isinstance(s, Store):
             stores.append(s)
-            _loads(s.index, loads)
-            _loads(s.value, loads)
+            loads += loads_in(s.index) + loads_in(s.value)
         elif isinstance(s, (Let, Local)):
             declared.add(s.name)
-            _loads(s.value if isinstance(s, Let) else s.init, loads)
+            loads += loads_in(s.value if isinstance(s, Let) else s.init)
         elif isinstance(s, Assign):
             assigned.add(s.name)
-            _loads(s.value, loads)
+            loads += loads_in(s.value)
         elif isinstance(s, If):
-            _loads(s.cond, loads)
+            loads += loads_in(s.cond)
             if not _walk(s.then + s.otherwise, stores, loads, declared, assigned, extents):
                 return False
         elif isinstance(s, Loop):
@@ -129,11 +143,12 @@ def _walk(stmts, stores, loads, declared, assigned, extents) -> bool:
     return True
 
 
-def _loads(e: Expr, out: list[Load]) -> None:
-    if isinstance(e, Load):
-        out.append(e)
+def loads_in(e: Expr) -> list[Load]:
+    """Every load in an expression (a load's index included), in order."""
+    found = [e] if isinstance(e, Load) else []
     for c in expr_children(e):
-        _loads(c, out)
+        found += loads_in(c)
+    return found
 
 
 def affine(e: Expr) -> dict[str, int] | None:

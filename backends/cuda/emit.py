@@ -35,9 +35,6 @@ from ...ir.kernel import (
 
 BLOCK = 256  # threads per block of a grid-stride launch
 MAX_BLOCKS = 65535  # the grid-stride loop covers the rest
-GEMM_TILE = 64  # a GEMM block computes a 64 x 64 tile of C (256 threads, 4 x 4 each)
-SPLIT_TARGET = 256  # blocks a GEMM with few tiles is split up to (along K)...
-MIN_SPLIT = 128  # ...keeping at least this many steps of K per split
 WORKSPACE = "nc_workspace"  # the argument naming the executable's split-K workspace
 
 C_TYPES = {"float32": "float", "float64": "double", "int32": "int32_t", "int64": "int64_t"}

@@ -97,8 +97,7 @@ class CUDAExecutable:
         self.launches = launches
         self.device_outputs = False
         self.module = cu.load_module(cubin)
-        self.functions = {x.function: cu.function(self.module, x.function) for x in launches}
-        self._functions = [self.functions[x.function] for x in launches]
+        self._functions = [cu.function(self.module, x.function) for x in launches]
         self._arguments_key: tuple | None = None
         self._arguments_cache: list[tuple] = []
         self.memory: dict[str, _DeviceMemory] = {}

@@ -3,9 +3,12 @@ them instead of loading them (implicit GEMM: a convolution's im2col matrix)."""
 
 from __future__ import annotations
 
-from ...ir.kernel import Assign, Expr, Gemm, If, Let, Load, Local, Loop, Stmt, Store, children
-from .collapse import affine, collapse
-from .emit import MIN_SPLIT, SPLIT_TARGET
+from ...ir.kernel import Assign, Expr, Gemm, If, Let, Local, Loop, Stmt, Store
+from .collapse import affine, collapse, loads_in
+
+GEMM_TILE = 64  # a GEMM block computes a 64 x 64 tile of C (256 threads, 4 x 4 each)
+SPLIT_TARGET = 256  # blocks a GEMM with few tiles is split up to (along K)...
+MIN_SPLIT = 128  # ...keeping at least this many steps of K per split
 
 
 def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, tuple]:
@@ -56,10 +59,7 @@ def _row_major(index: Expr, loops: list[tuple[str, int]]) -> bool:
 
 
 def _loaded_buffers(e: Expr) -> set[str]:
-    found = {e.buffer} if isinstance(e, Load) else set()
-    for c in children(e):
-        found |= _loaded_buffers(c)
-    return found
+    return {ld.buffer for ld in loads_in(e)}
 
 
 def _stmt_buffers(s: Stmt) -> set[str]:

@@ -19,7 +19,6 @@ from ...lowering.program import Program, physical_params
 from .collapse import Collapsed, collapse
 from .emit import (
     BLOCK,
-    GEMM_TILE,
     MAX_BLOCKS,
     WORKSPACE,
     CudaSource,
@@ -29,7 +28,7 @@ from .emit import (
     mem_type,
     reg_type,
 )
-from .gemm import gemm_splits, implicit_operands
+from .gemm import GEMM_TILE, gemm_splits, implicit_operands
 from .prelude import PRELUDE
 from .reductions import combine_function, reduction_nest
 from .vectorize import LANES, VectorBody, vectorize

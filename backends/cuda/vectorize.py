@@ -32,9 +32,8 @@ from ...ir.kernel import (
     Store,
     Unary,
     Var,
-    children,
 )
-from .collapse import Collapsed, affine
+from .collapse import Collapsed, affine, loads_in, reads_only_own_elements, stored_indices
 
 LANES = 4
 COMPONENTS = "xyzw"
@@ -54,17 +53,13 @@ def vectorize(nest: Collapsed, memory: dict[str, str]) -> VectorBody | None:
         return None
     if not all(isinstance(s, (Let, Store)) for s in nest.body):
         return None
-    stored: dict[str, list[Expr]] = {}
-    for s in nest.body:
-        if isinstance(s, Store):
-            stored.setdefault(memory.get(s.buffer, s.buffer), []).append(s.index)
+    stores = [s for s in nest.body if isinstance(s, Store)]
     loads: list[Load] = []
     for s in nest.body:
         for e in [s.value] if isinstance(s, Let) else [s.index, s.value]:
-            _collect_loads(e, loads)
-    for ld in loads:  # a lane may read only its own element of what the body stores
-        if ld.index not in stored.get(memory.get(ld.buffer, ld.buffer), [ld.index]):
-            return None
+            loads += loads_in(e)
+    if not reads_only_own_elements(loads, stored_indices(stores, memory), memory):
+        return None
     loop_vars = {v for v, _ in nest.loops}
     vector_loads = _unique(
         [ld for ld in loads if _vector_access(ld.index, ld.dtype, inner, loop_vars)]
@@ -107,13 +102,6 @@ def _vector_access(index: Expr, dtype: dt.DType, inner: str, loop_vars: set[str]
     if any(v and v not in loop_vars for v in terms):
         return False
     return all(c % LANES == 0 for v, c in terms.items() if v != inner)
-
-
-def _collect_loads(e: Expr, out: list[Load]) -> None:
-    if isinstance(e, Load):
-        out.append(e)
-    for c in children(e):
-        _collect_loads(c, out)
 
 
 def _unique(loads: list[Load]) -> list[Load]:

@@ -13,8 +13,9 @@ import pytest
 from nncompile.backends.cuda import emit_cuda
 from nncompile.backends.cuda.collapse import collapse
 from nncompile.backends.cuda.driver import pointer_args
-from nncompile.backends.cuda.emit import MIN_SPLIT, Launch
+from nncompile.backends.cuda.emit import Launch
 from nncompile.backends.cuda.emulator import EmulatedDriver, build_library
+from nncompile.backends.cuda.gemm import MIN_SPLIT
 from nncompile.backends.cuda.prelude import PRELUDE
 from nncompile.ir import dtypes as dt
 from nncompile.ir.kernel import INDEX, Binary, Const, Load, Loop, Store, Var
