@@ -71,6 +71,10 @@ class KernelWriter:
         self.lines += [pad + d for d in decls]
         self.lines.append(pad + render(*texts))
 
+    def store_text(self, s: Store, index: str, value: str) -> str:
+        cast = "(uint8_t)" if s.value.dtype.is_bool else ""  # bools are bytes in memory
+        return f"{self.name(s.buffer)}[{index}] = {cast}{value};"
+
     def stmt(self, s: Stmt, depth: int) -> None:
         pad = "  " * depth
         if isinstance(s, Let):
@@ -81,9 +85,7 @@ class KernelWriter:
         elif isinstance(s, Assign):
             self.emit(depth, [s.value], lambda v: f"{s.name} = {v};")
         elif isinstance(s, Store):
-            buf = self.name(s.buffer)
-            cast = "(uint8_t)" if s.value.dtype.is_bool else ""  # bools are bytes in memory
-            self.emit(depth, [s.index, s.value], lambda i, v: f"{buf}[{i}] = {cast}{v};")
+            self.emit(depth, [s.index, s.value], lambda i, v: self.store_text(s, i, v))
         elif isinstance(s, If):
             self.emit(depth, [s.cond], lambda c: f"if ({c}) {{")
             self.printer.push()
@@ -209,9 +211,7 @@ class KernelWriter:
                 self.lines += [pad + d for d in decls]
                 if decls:
                     self.lines.append(f"{pad}__syncthreads();  // all have read")
-                cast = "(uint8_t)" if s.value.dtype.is_bool else ""
-                buf = self.name(s.buffer)
-                self.lines.append(f"{pad}if (threadIdx.x == 0) {buf}[{i}] = {cast}{v};")
+                self.lines.append(f"{pad}if (threadIdx.x == 0) {self.store_text(s, i, v)}")
                 self.lines.append(f"{pad}__syncthreads();  // the store is visible to all")
             else:
                 self.open(f"{pad}if (threadIdx.x == 0) {{")
