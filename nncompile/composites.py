@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from .ir.errors import DTypeError, ShapeError
 from .ops import (
     ArrayLike,
@@ -25,6 +27,7 @@ from .ops import (
     reshape,
     sqrt,
     square,
+    squeeze,
     stop_gradient,
     sum,
     take_along_axis,
@@ -41,6 +44,29 @@ def _float_tensor(x: ArrayLike, what: str) -> Tensor:
     if not x._type.dtype.is_float:
         raise DTypeError(f"{what}: expects a float tensor, got {x._type}")
     return x
+
+
+def match_target(pred: ArrayLike, target: ArrayLike, what: str) -> tuple[Tensor, Tensor]:
+    """A prediction and its target, shaped to meet element by element (Keras' rule): when
+    their ranks differ by one and the longer shape ends in 1, that axis is squeezed, so
+    (n, 1) outputs meet (n,) labels instead of broadcasting to (n, n). After that the target
+    must broadcast to the prediction's shape (a scalar, or a row against a matrix);
+    anything else is a ShapeError naming both shapes."""
+    pred, target = as_tensor(pred), as_tensor(target)
+    p_shape, t_shape = pred.shape, target.shape
+    if pred.ndim == target.ndim + 1 and p_shape[-1] == 1:
+        pred = squeeze(pred, -1)
+    elif target.ndim == pred.ndim + 1 and t_shape[-1] == 1:
+        target = squeeze(target, -1)
+    try:
+        fits = np.broadcast_shapes(pred.shape, target.shape) == pred.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(
+            f"{what}: target shape {t_shape} does not match prediction shape {p_shape}"
+        )
+    return pred, target
 
 
 def _shift(m: Tensor) -> Tensor:
@@ -101,29 +127,32 @@ def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Tensor:
 @reports_user_line
 def binary_cross_entropy(probs: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean BCE from probabilities; log terms are clamped at -100 as PyTorch does."""
-    p = _float_tensor(probs, "binary_cross_entropy")
-    t = as_tensor(target)
+    p, t = match_target(
+        _float_tensor(probs, "binary_cross_entropy"), target, "binary_cross_entropy"
+    )
     return -mean(t * maximum(log(p), -100.0) + (1 - t) * maximum(log(1 - p), -100.0))
 
 
 @reports_user_line
 def binary_cross_entropy_with_logits(logits: ArrayLike, target: ArrayLike) -> Tensor:
     """Mean BCE from logits: max(x, 0) - x t + log(1 + e^-|x|), which never overflows."""
-    x = _float_tensor(logits, "binary_cross_entropy_with_logits")
-    t = as_tensor(target)
+    what = "binary_cross_entropy_with_logits"
+    x, t = match_target(_float_tensor(logits, what), target, what)
     return mean(maximum(x, 0.0) - x * t + log(1 + exp(-abs(x))))
 
 
 @reports_user_line
 def mse(pred: ArrayLike, target: ArrayLike) -> Tensor:
-    """Mean squared error over all elements."""
-    return mean(square(as_tensor(pred) - target))
+    """Mean squared error over all elements (shapes matched by ``match_target``)."""
+    pred, target = match_target(pred, target, "mse")
+    return mean(square(pred - target))
 
 
 @reports_user_line
 def mae(pred: ArrayLike, target: ArrayLike) -> Tensor:
-    """Mean absolute error over all elements."""
-    return mean(abs(as_tensor(pred) - target))
+    """Mean absolute error over all elements (shapes matched by ``match_target``)."""
+    pred, target = match_target(pred, target, "mae")
+    return mean(abs(pred - target))
 
 
 @reports_user_line

@@ -1,5 +1,9 @@
 """Losses by Keras name, each a mean over the batch and numerically stable.
 
+Predictions and targets are matched as Keras does (``composites.match_target``): a
+trailing size-1 axis is squeezed when the ranks differ by one, so a ``Dense(1)`` output
+(n, 1) meets labels (n,) element by element; other mismatches are a ShapeError.
+
 ``from_logits=True`` takes raw scores; otherwise probabilities, whose logs are clamped
 (log(p) >= -100, as PyTorch's BCE does) so a 0 probability gives a large finite loss.
 """
@@ -39,7 +43,7 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -
 
 def categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> Tensor:
     """One-hot (or soft) labels (N, C) against logits or probabilities."""
-    y_pred, y_true = as_tensor(y_pred), as_tensor(y_true)
+    y_pred, y_true = C.match_target(y_pred, y_true, "categorical_crossentropy")
     if from_logits:
         return C.cross_entropy(y_pred, y_true)
     return -ops.mean(ops.sum(y_true * _clamped_log(y_pred), axis=-1))
@@ -84,12 +88,13 @@ def _sparse_ce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
 
 
 def _categorical_ce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
-    terms = ops.sum(as_tensor(y_true) * _log_probs(y_pred, from_logits), axis=-1)
+    y_pred, y_true = C.match_target(y_pred, y_true, "categorical_crossentropy")
+    terms = ops.sum(y_true * _log_probs(y_pred, from_logits), axis=-1)
     return -_mean_per_sample(terms)
 
 
 def _bce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
-    x, t = as_tensor(y_pred), as_tensor(y_true)
+    x, t = C.match_target(y_pred, y_true, "binary_crossentropy")
     if from_logits:
         terms = ops.maximum(x, 0.0) - x * t + ops.log(1 + ops.exp(-ops.abs(x)))
     else:
@@ -97,13 +102,19 @@ def _bce_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
     return _mean_per_sample(terms)
 
 
+def _mse_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
+    y_pred, y_true = C.match_target(y_pred, y_true, "mse")
+    return _mean_per_sample(ops.square(y_pred - y_true))
+
+
+def _mae_per_sample(y_true, y_pred, from_logits: bool = False) -> Tensor:
+    y_pred, y_true = C.match_target(y_pred, y_true, "mae")
+    return _mean_per_sample(ops.abs(y_pred - y_true))
+
+
 PER_SAMPLE: dict[str, Callable[..., Tensor]] = {
-    "mse": lambda y_true, y_pred, from_logits=False: _mean_per_sample(
-        ops.square(as_tensor(y_pred) - y_true)
-    ),
-    "mae": lambda y_true, y_pred, from_logits=False: _mean_per_sample(
-        ops.abs(as_tensor(y_pred) - y_true)
-    ),
+    "mse": _mse_per_sample,
+    "mae": _mae_per_sample,
     "sparse_categorical_crossentropy": _sparse_ce_per_sample,
     "categorical_crossentropy": _categorical_ce_per_sample,
     "binary_crossentropy": _bce_per_sample,

@@ -135,6 +135,36 @@ def test_binary_and_regression_losses():
     assert scores["mae"] == pytest.approx(np.mean(np.abs(pred - target)), rel=1e-4)
 
 
+def test_one_unit_outputs_with_1d_targets_are_not_broadcast():
+    """Dense(1) gives (n, 1); targets of shape (n,) must meet it row by row (Keras squeezes
+    the trailing 1), not broadcast to (n, n), in the loss, in evaluate and in the mse/mae
+    metrics, compiled and eager."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    target = x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32) + 1.5
+    for eager in (False, True):
+        reg = nn.Sequential([nn.Dense(1, input_shape=(4,))], seed=0)
+        reg.compile(optim.SGD(0.0), "mse", metrics=["mae"], run_eagerly=eager)
+        pred = reg.predict(x)[:, 0]
+        history = reg.fit(x, target, batch_size=40, epochs=1, verbose=0)
+        assert history.history["loss"][0] == pytest.approx(np.mean((pred - target) ** 2), 1e-5)
+        scores = reg.evaluate(x, target, batch_size=16)  # padded last batch
+        assert scores["loss"] == pytest.approx(np.mean((pred - target) ** 2), rel=1e-5)
+        assert scores["mae"] == pytest.approx(np.mean(np.abs(pred - target)), rel=1e-5)
+
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.float32)
+    clf = nn.Sequential([nn.Dense(8, "tanh", input_shape=(4,)), nn.Dense(1, "sigmoid")], seed=0)
+    clf.compile(optim.Adam(0.05), "binary_crossentropy", metrics=["accuracy", "mse"])
+    history = clf.fit(x, y, batch_size=8, epochs=10, verbose=0)
+    assert history.history["accuracy"][-1] > 0.9
+    probs = clf.predict(x)[:, 0]
+    scores = clf.evaluate(x, y)
+    bce = -np.mean(y * np.log(probs) + (1 - y) * np.log(1 - probs))
+    assert scores["loss"] == pytest.approx(bce, rel=1e-4)
+    assert scores["mse"] == pytest.approx(np.mean((probs - y) ** 2), rel=1e-4)
+    assert scores["accuracy"] == pytest.approx(np.mean((probs > 0.5) == y))
+
+
 @pytest.mark.parametrize("cell", [nn.SimpleRNN, nn.LSTM, nn.GRU])
 def test_recurrent_classifiers_learn(cell):
     rng = np.random.default_rng(0)

@@ -216,6 +216,36 @@ def test_binary_cross_entropy_clamps_log_at_minus_100():
     assert float(got) == pytest.approx(50.0, rel=1e-12)  # (100 + 100 + 0 + 0) / 4
 
 
+@pytest.mark.parametrize(
+    ("name", "fn", "ref"),
+    [
+        ("mse", nc.mse, lambda d: np.mean(d**2)),
+        ("mae", nc.mae, lambda d: np.mean(np.abs(d))),
+    ],
+)
+def test_regression_losses_squeeze_a_trailing_1_instead_of_broadcasting(name, fn, ref):
+    """(3, 1) predictions against (3,) targets meet element by element (Keras), not as a
+    (3, 3) broadcast; either operand may carry the trailing 1."""
+    pred, target = np.array([[1.0], [2.0], [4.0]]), np.array([0.0, 2.0, 1.0])
+    want = ref(pred[:, 0] - target)
+    assert float(fn(pred, target)) == pytest.approx(want, rel=1e-12)
+    assert float(fn(pred[:, 0], target[:, None])) == pytest.approx(want, rel=1e-12)
+    assert float(nc.run(nc.trace(fn, pred, target), pred, target)) == pytest.approx(want, rel=1e-12)
+    with pytest.raises(nc.ShapeError, match=r"\(3, 1\).*\(1, 3\)|\(1, 3\).*\(3, 1\)"):
+        fn(pred, target[None, :])
+
+
+def test_binary_cross_entropy_squeezes_a_trailing_1():
+    p, t = np.array([[0.9], [0.2], [0.6]]), np.array([1.0, 0.0, 0.0])
+    want = ref_bce(p[:, 0], t)
+    assert float(nc.binary_cross_entropy(p, t)) == pytest.approx(want, rel=1e-12)
+    logits = np.log(p / (1 - p))
+    got = nc.binary_cross_entropy_with_logits(logits, t)
+    assert float(got) == pytest.approx(want, rel=1e-10)
+    with pytest.raises(nc.ShapeError, match=r"\(3, 2\)"):
+        nc.binary_cross_entropy(p, np.zeros((3, 2)))
+
+
 def test_logsumexp_rows_of_minus_inf():
     x = np.array([[-np.inf, -np.inf, -np.inf], [0.0, -np.inf, math.log(3.0)]])
     got = np.asarray(nc.logsumexp(x, axis=1))
