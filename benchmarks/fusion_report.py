@@ -15,6 +15,7 @@ from graph_sizes import BATCH, cnn, mlp  # noqa: I001  (benchmarks/ is the scrip
 
 import nncompile as nc
 from nncompile import optim
+from nncompile.fileio import atomic_write
 from nncompile.passes import format_fusion
 
 
@@ -52,8 +53,7 @@ def main() -> None:
         opt, row = report(name, build)
         rows.append(row)
         if args.dump_cnn and name.startswith("seed"):
-            with open(args.dump_cnn, "w", encoding="utf-8") as f:
-                f.write(format_fusion(opt) + "\n")
+            atomic_write(args.dump_cnn, format_fusion(opt) + "\n")
     if args.json:
         print(json.dumps(rows, indent=1))
         return

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 import nncompile as nc
+from nncompile.fileio import atomic_write
 
 
 def init_params(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -70,11 +71,9 @@ def main() -> None:
         assert same, key
     print(f"graph: {len(graph.nodes)} nodes, ops {graph.op_counts()}")
 
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "cnn_loss.json"), "w", encoding="utf-8") as f:
-        f.write(graph.to_json(indent=1))
-    with open(os.path.join(args.out, "cnn_loss.txt"), "w", encoding="utf-8") as f:
-        f.write(str(graph) + "\n")
+    # atomic_write: a temporary file, fsync, then a rename (never half a file)
+    atomic_write(os.path.join(args.out, "cnn_loss.json"), graph.to_json(indent=1))
+    atomic_write(os.path.join(args.out, "cnn_loss.txt"), str(graph) + "\n")
     print(f"wrote {args.out}/cnn_loss.json and {args.out}/cnn_loss.txt")
 
 

@@ -2,15 +2,16 @@
 
 ``NNCOMPILE_CACHE_DIR`` (default ``~/.cache/nncompile``; ``off`` disables it). Each file
 holds a magic line, the SHA-256 of its payload and the payload; a corrupt or truncated
-file is deleted and reported as a miss, never returned. Writes are atomic (temporary
-file, then rename), so a reader never sees half a file.
+file is deleted and reported as a miss, never returned. Writes are atomic
+(``fileio.atomic_write``), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+
+from .fileio import atomic_write, remove_quietly
 
 _MAGIC = b"NCOBJ1\n"
 
@@ -40,15 +41,8 @@ def read_cached(path: str) -> bytes | None:
 
 
 def write_cached(path: str, payload: bytes) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-    os.replace(tmp, path)  # atomic: readers never see half a file
+    atomic_write(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
 def _discard(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    remove_quietly(path)

@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from .fileio import atomic_write
 from .ir.errors import ConfigError
 from .ir.graph import Graph, Node, Value
 
@@ -208,22 +209,19 @@ def _node_line(n: Node, scope: str) -> str:
 
 def render(dot_text: str, path: str) -> tuple[str, str]:
     """Write ``dot_text`` as ``path`` (format from the extension). Returns (written path,
-    message). Without the ``dot`` program a .dot file is written instead."""
+    message). Without the ``dot`` program a .dot file is written instead. Files are
+    written atomically: ``dot`` draws to memory, not to ``path``."""
     base, ext = os.path.splitext(path)
     fmt = ext.lstrip(".").lower()
     if fmt not in FORMATS:
         raise ConfigError(f"graph pictures are {', '.join(FORMATS)}; got {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     if fmt == "dot":
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(dot_text)
+        atomic_write(path, dot_text)
         return path, f"wrote {path}"
     dot = shutil.which("dot")
     if dot is None:
         fallback = base + ".dot"
-        with open(fallback, "w", encoding="utf-8") as f:
-            f.write(dot_text)
+        atomic_write(fallback, dot_text)
         return fallback, (
             f"the graphviz 'dot' program is not installed, so {path} was not drawn; wrote "
             f"{fallback} instead. Install graphviz (Debian/Ubuntu: apt-get install graphviz; "
@@ -231,10 +229,11 @@ def render(dot_text: str, path: str) -> tuple[str, str]:
             f"dot -T{fmt} {fallback} -o {path}"
         )
     done = subprocess.run(
-        [dot, f"-T{fmt}", "-o", path], input=dot_text.encode(), capture_output=True, timeout=300
+        [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=300
     )
     if done.returncode != 0:
         raise ConfigError(f"dot failed on {path}: {done.stderr.decode(errors='replace')[:500]}")
+    atomic_write(path, done.stdout)
     return path, f"wrote {path}"
 
 

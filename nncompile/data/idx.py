@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from ..fileio import atomic_write
 from ..ir.errors import DataError
 
 IDX_DTYPES = {
@@ -82,5 +83,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     payload = header + array.astype(IDX_DTYPES[code]).tobytes()
     if compress or (compress is None and path.endswith(".gz")):
         payload = gzip.compress(payload)
-    with open(path, "wb") as f:
-        f.write(payload)
+    atomic_write(path, payload)

@@ -1,25 +1,38 @@
 """``model.save(path)`` / ``nn.load_model(path)``: a folder holding ``model.json`` (the
-architecture, and the compile settings when compiled), ``weights.npz`` (arrays keyed
-``layer/name``) and, optionally, ``optimizer.npz``. Loading never unpickles
-(``allow_pickle=False``) and checks every name and shape against the architecture."""
+architecture, and the compile settings when compiled) and the arrays it names:
+``weights-<id>.npz`` (keyed ``layer/name``) and, optionally, ``optimizer-<id>.npz``.
+Loading never unpickles (``allow_pickle=False``) and checks every name and shape against
+the architecture.
+
+Saving over an existing save is atomic: the new arrays go to files with a fresh id (each
+written atomically), then ``model.json``, which names them, replaces the old one in one
+rename; only then are the previous arrays removed. A save that fails midway (a full disk,
+a kill) leaves the previous save loadable. One writer per folder at a time.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
 import os
+import re
+import secrets
 import zipfile
 from typing import Any
 
 import numpy as np
 
 from .. import optim, pytree
+from ..fileio import atomic_write, remove_quietly, sync_folder, temp_target
 from ..ir.errors import NCError, SerializationError
 from ..tracing import is_array_leaf
 from .layer import LAYER_TYPES
 
 FORMAT = "nncompile.sequential"
-VERSION = 1
+VERSION = 2  # 2: model.json names its array files; 1: fixed weights.npz / optimizer.npz
+VERSIONS = (1, 2)
+# The array files a save writes (version 1 names them without an id).
+ARRAY_FILE = re.compile(r"(weights|optimizer)(-[0-9a-f]{16})?\.npz")
 
 
 def _optimizer_config(opt: optim.Optimizer) -> dict[str, Any]:
@@ -46,7 +59,8 @@ def _flat(tree: Any, prefix: str) -> dict[str, np.ndarray]:
 def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
     if not model.built:
         raise SerializationError("save: the model is not built yet (no weights to save)")
-    os.makedirs(path, exist_ok=True)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SerializationError(f"save: {path!r} exists and is not a folder")
     spec: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -66,19 +80,68 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
             "backend": trainer.backend,
             "steps_run": trainer.steps_run,
         }
-    weights = {
-        f"{layer.name}/{key}": array
-        for layer in model.layers
-        for key, array in (*layer.params.items(), *layer.state.items())
+    arrays = {
+        "weights": {
+            f"{layer.name}/{key}": array
+            for layer in model.layers
+            for key, array in (*layer.params.items(), *layer.state.items())
+        }
     }
-    with open(os.path.join(path, "model.json"), "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=1)
-    np.savez(os.path.join(path, "weights.npz"), **weights)
-    opt_file = os.path.join(path, "optimizer.npz")
     if include_optimizer and trainer is not None and trainer.opt_state is not None:
-        np.savez(opt_file, **_flat(trainer.opt_state, "opt"))
-    elif os.path.exists(opt_file):
-        os.remove(opt_file)
+        arrays["optimizer"] = _flat(trainer.opt_state, "opt")
+    token = secrets.token_hex(8)  # a fresh id: the previous save's files stay untouched
+    spec["files"] = {kind: f"{kind}-{token}.npz" for kind in arrays}
+    os.makedirs(path, exist_ok=True)
+    written = []
+    try:
+        for kind, named in arrays.items():
+            target = os.path.join(path, spec["files"][kind])
+            atomic_write(target, lambda f, named=named: np.savez(f, **named))
+            written.append(target)
+        # The commit: until this rename, model.json names the previous save's files.
+        atomic_write(os.path.join(path, "model.json"), json.dumps(spec, indent=1))
+    except BaseException:
+        for target in written:
+            remove_quietly(target)
+        raise
+    _remove_stale_files(path, set(spec["files"].values()))
+
+
+def _remove_stale_files(path: str, keep: set[str]) -> None:
+    """The previous save's array files, and temporary files of killed saves."""
+    for name in os.listdir(path):
+        target = temp_target(name)
+        stale_temp = target is not None and (target == "model.json" or ARRAY_FILE.fullmatch(target))
+        if stale_temp or (ARRAY_FILE.fullmatch(name) and name not in keep):
+            remove_quietly(os.path.join(path, name))
+    sync_folder(path)
+
+
+def _array_files(spec: dict[str, Any], path: str) -> dict[str, str]:
+    """The paths of the array files ``model.json`` names ("weights", and "optimizer" when
+    saved)."""
+    if spec["version"] == 1:
+        files = {"weights": "weights.npz"}
+        if os.path.exists(os.path.join(path, "optimizer.npz")):
+            files["optimizer"] = "optimizer.npz"
+    else:
+        files = spec.get("files")
+        if (
+            not isinstance(files, dict)
+            or "weights" not in files
+            or set(files) - {"weights", "optimizer"}
+        ):
+            raise SerializationError(
+                f"{path}/model.json: 'files' must name the weights file (and optionally the "
+                f"optimizer file), got {files!r}"
+            )
+        for kind, name in files.items():
+            if not isinstance(name, str) or not ARRAY_FILE.fullmatch(name):
+                raise SerializationError(
+                    f"{path}/model.json: files.{kind} must be a file name like "
+                    f"'{kind}-<id>.npz' in the same folder, got {name!r}"
+                )
+    return {kind: os.path.join(path, name) for kind, name in files.items()}
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -99,7 +162,7 @@ def _read_spec(path: str) -> dict[str, Any]:
         raise SerializationError(f"{path}/model.json is not valid JSON: {e}") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise SerializationError(f"{path}/model.json is not an nncompile model")
-    if spec.get("version") != VERSION:
+    if spec.get("version") not in VERSIONS:
         raise SerializationError(f"{path}: model format version {spec.get('version')} unknown")
     return spec
 
@@ -132,22 +195,21 @@ def _restore_weights(model: Any, weights: dict[str, np.ndarray], path: str) -> N
     if set(weights) != set(expected):
         missing, extra = set(expected) - set(weights), set(weights) - set(expected)
         raise SerializationError(
-            f"{path}/weights.npz does not match model.json: missing {sorted(missing)}, "
+            f"{path} does not match model.json: missing {sorted(missing)}, "
             f"unexpected {sorted(extra)}"
         )
     for name, (group, key, array) in expected.items():
         loaded = weights[name]
         if loaded.shape != array.shape or loaded.dtype != array.dtype:
             raise SerializationError(
-                f"{path}/weights.npz: {name} is {loaded.dtype}{list(loaded.shape)}, the model "
+                f"{path}: {name} is {loaded.dtype}{list(loaded.shape)}, the model "
                 f"needs {array.dtype}{list(array.shape)}"
             )
         group[key] = np.array(loaded)
 
 
-def _restore_optimizer(model: Any, path: str) -> None:
-    opt_file = os.path.join(path, "optimizer.npz")
-    if not os.path.exists(opt_file):
+def _restore_optimizer(model: Any, opt_file: str | None) -> None:
+    if opt_file is None:
         return
     trainer = model.trainer
     template = trainer.optimizer.init(model.params(trainable=True))
@@ -168,8 +230,9 @@ def load_model(path: str, compile: bool = True) -> Any:
     """A model saved with ``model.save(path)``: the same architecture and weights (and,
     with ``compile``, the same optimizer, optimizer state, loss and metrics)."""
     spec = _read_spec(path)
+    files = _array_files(spec, path)
     model = _build(spec)
-    _restore_weights(model, _read_npz(os.path.join(path, "weights.npz")), path)
+    _restore_weights(model, _read_npz(files["weights"]), files["weights"])
     settings = spec.get("compile")
     if compile and settings:
         model.compile(
@@ -179,5 +242,5 @@ def load_model(path: str, compile: bool = True) -> Any:
             backend=settings["backend"],
         )
         model.trainer.steps_run = int(settings.get("steps_run", 0))
-        _restore_optimizer(model, path)
+        _restore_optimizer(model, files.get("optimizer"))
     return model

@@ -1,6 +1,9 @@
 """fit / evaluate / predict: learning, metrics equal to independent NumPy computations,
 compiled training equal to eager training, partial batches, callbacks and progress."""
 
+import errno
+import os
+
 import numpy as np
 import pytest
 
@@ -263,9 +266,38 @@ def test_model_checkpoint(tmp_path):
     best = nn.ModelCheckpoint(str(tmp_path / "best"), monitor="loss", save_best_only=True)
     model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[ckpt, best])
     assert [p.rsplit("/", 1)[1] for p in ckpt.saved] == ["ckpt-01", "ckpt-02", "ckpt-03"]
-    assert (tmp_path / "ckpt-03" / "weights.npz").exists()
+    assert (tmp_path / "ckpt-03" / "model.json").exists()
     restored = nn.load_model(str(tmp_path / "ckpt-03"))
     np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+
+
+def test_model_checkpoint_best_only_keeps_the_last_good_save_when_a_save_fails(
+    tmp_path, monkeypatch
+):
+    """save_best_only rewrites one path: a save that dies midway (here the disk fills
+    while the second epoch's weights are written) must leave the first epoch's save."""
+    x, y = blobs(32)
+    model = compiled_model()
+    script = Scripted([1.0, 0.5])  # epoch 2 improves, so it is saved over epoch 1
+    path = str(tmp_path / "best")
+    best = nn.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)
+    real_savez = np.savez
+
+    def savez(f, **arrays):
+        if len(script.snapshots) == 2:  # the second epoch's save
+            with open(f, "wb") if isinstance(f, (str, os.PathLike)) else f as out:
+                out.write(b"PK half a zip file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_savez(f, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(OSError, match="No space left"):
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[script, best])
+    monkeypatch.undo()
+    assert best.saved == [path]
+    restored = nn.load_model(path)
+    assert same_weights(restored.get_weights(), script.snapshots[0])
+    assert [f for f in os.listdir(path) if not f.endswith(".npz")] == ["model.json"]
 
 
 def test_custom_callback_hooks_and_stop_training():

@@ -1,11 +1,13 @@
 """model.save / nn.load_model: identical predictions, optimizer state, and broken files."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 
-from nncompile import nn, optim
+from nncompile import fileio, nn, optim
 from nncompile.errors import SerializationError
 
 from .nn_support import blobs, small_cnn
@@ -19,6 +21,11 @@ def trained(tmp_path, **compile_kw):
     path = str(tmp_path / "model")
     model.save(path)
     return model, path, x, y
+
+
+def saved(folder, kind="weights"):
+    """The array file of ``kind`` that the save in ``folder`` names in its model.json."""
+    return folder / json.loads((folder / "model.json").read_text())["files"][kind]
 
 
 def test_round_trip_gives_identical_predictions_and_config(tmp_path):
@@ -73,9 +80,9 @@ def test_files_are_json_and_plain_npz(tmp_path):
     spec = json.loads((tmp_path / "model" / "model.json").read_text())
     assert spec["layers"][0]["class_name"] == "Conv2D"
     assert spec["compile"]["loss"] == "sparse_categorical_crossentropy"
-    with np.load(tmp_path / "model" / "weights.npz", allow_pickle=False) as w:
+    with np.load(saved(tmp_path / "model"), allow_pickle=False) as w:
         assert "conv2d/kernel" in w.files
-    with np.load(tmp_path / "model" / "optimizer.npz", allow_pickle=False) as o:
+    with np.load(saved(tmp_path / "model", "optimizer"), allow_pickle=False) as o:
         assert any("exp_avg" in k for k in o.files)
 
 
@@ -85,6 +92,12 @@ def test_save_without_optimizer(tmp_path):
     loaded = nn.load_model(path)
     assert loaded.trainer.opt_state is None
     assert nn.load_model(path, compile=False).trainer is None
+
+
+def edit_json(folder, change):
+    spec = json.loads((folder / "model.json").read_text())
+    change(spec)
+    (folder / "model.json").write_text(json.dumps(spec))
 
 
 def corrupt(tmp_path, edit):
@@ -111,32 +124,35 @@ def corrupt(tmp_path, edit):
             ),
             "Conv2D",
         ),
-        (lambda d: (d / "weights.npz").write_bytes(b"garbage"), "cannot read"),
+        (lambda d: saved(d).write_bytes(b"garbage"), "cannot read"),
+        (lambda d: saved(d).unlink(), "cannot read"),
         (
-            lambda d: np.savez(d / "weights.npz", **{"conv2d/kernel": np.zeros(3)}),
+            lambda d: np.savez(saved(d), **{"conv2d/kernel": np.zeros(3)}),
             "does not match",
         ),
         (
             lambda d: np.savez(
-                d / "weights.npz",
+                saved(d),
                 **{
                     k: (np.zeros((1, 1), np.float32) if k == "dense/kernel" else v)
-                    for k, v in np.load(d / "weights.npz").items()
+                    for k, v in np.load(saved(d)).items()
                 },
             ),
             "dense/kernel",
         ),
         (
             lambda d: np.savez(
-                d / "weights.npz",
+                saved(d),
                 **{
                     k: (np.array([object()], dtype=object) if k == "dense/bias" else v)
-                    for k, v in np.load(d / "weights.npz").items()
+                    for k, v in np.load(saved(d)).items()
                 },
             ),
             "cannot read",
         ),
-        (lambda d: np.savez(d / "optimizer.npz", other=np.zeros(2)), "optimizer state"),
+        (lambda d: np.savez(saved(d, "optimizer"), other=np.zeros(2)), "optimizer state"),
+        (lambda d: edit_json(d, lambda s: s["files"].update(weights="../w.npz")), "files"),
+        (lambda d: edit_json(d, lambda s: s.pop("files")), "files"),
     ],
 )
 def test_broken_saved_models_raise_serialization_errors(tmp_path, edit, match):
@@ -148,3 +164,73 @@ def test_broken_saved_models_raise_serialization_errors(tmp_path, edit, match):
 def test_saving_an_unbuilt_model_is_an_error(tmp_path):
     with pytest.raises(SerializationError, match="not built"):
         nn.Sequential([nn.Dense(2)]).save(str(tmp_path / "m"))
+
+
+def test_a_version_1_save_still_loads_and_is_replaced_cleanly(tmp_path):
+    model, path, x, _ = trained(tmp_path)
+    folder = tmp_path / "model"
+    # the layout before model.json named its files: fixed names, version 1
+    saved(folder).rename(folder / "weights.npz")
+    saved(folder, "optimizer").rename(folder / "optimizer.npz")
+    edit_json(folder, lambda s: (s.pop("files"), s.update(version=1)))
+    loaded = nn.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.trainer.opt_state is not None
+    loaded.save(path)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["model.json", saved(folder).name, saved(folder, "optimizer").name]
+    )
+
+
+def _fail_midway(monkeypatch, when):
+    """Make the ``when``-th atomic write of a save (1: weights, 2: optimizer state,
+    3: model.json) run out of disk space after writing part of its file."""
+    real = fileio._fsync
+    calls = []
+
+    def fsync(f):
+        calls.append(f)
+        if len(calls) == when:
+            f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(f)
+
+    monkeypatch.setattr(fileio, "_fsync", fsync)
+
+
+@pytest.mark.parametrize("when", [1, 2, 3])
+def test_a_failed_save_leaves_the_previous_save_loadable(tmp_path, monkeypatch, when):
+    model, path, x, y = trained(tmp_path)
+    before = sorted(os.listdir(path))
+    expected = model.predict(x)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1)  # new weights to save
+    _fail_midway(monkeypatch, when)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(path)
+    monkeypatch.undo()
+    assert sorted(os.listdir(path)) == before  # nothing half-written left behind
+    np.testing.assert_array_equal(nn.load_model(path).predict(x), expected)
+    model.save(path)  # and the next save replaces it
+    np.testing.assert_array_equal(nn.load_model(path).predict(x), model.predict(x))
+    assert len(os.listdir(path)) == 3
+
+
+def test_a_killed_save_leaves_the_previous_save_loadable(tmp_path, monkeypatch):
+    model, path, x, y = trained(tmp_path)
+    expected = model.predict(x)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, seed=1)
+
+    def killed(f, **arrays):  # the process dies inside np.savez: no cleanup runs
+        with open(f, "wb") if isinstance(f, (str, os.PathLike)) else f as out:
+            out.write(b"PK partial zip")
+        raise SystemExit(9)
+
+    monkeypatch.setattr(fileio, "remove_quietly", lambda path: None)
+    monkeypatch.setattr(np, "savez", killed)
+    with pytest.raises(SystemExit):
+        model.save(path)
+    monkeypatch.undo()
+    assert any(fileio.temp_target(name) for name in os.listdir(path))  # what a kill leaves
+    np.testing.assert_array_equal(nn.load_model(path).predict(x), expected)
+    model.save(path)
+    assert len(os.listdir(path)) == 3  # the next save cleans up
