@@ -194,7 +194,12 @@ class _Partitioner:
             self.group_of[id(n)] = into
         into.nodes.extend(other.nodes)
         into.nodes.sort(key=lambda n: self.position[id(n)])
-        self.dag = nx.contracted_nodes(self.dag, into.id, other.id, self_loops=False)
+        # Contract in place (nx.contracted_nodes copies the whole DAG: quadratic in the
+        # number of merges of an unrolled loop).
+        edges = [(p, into.id) for p in self.dag.predecessors(other.id)]
+        edges += [(into.id, s) for s in self.dag.successors(other.id)]
+        self.dag.remove_node(other.id)
+        self.dag.add_edges_from((a, b) for a, b in edges if a != b)
         del self.groups[other.id]
 
     # ---- legality ----------------------------------------------------------------------

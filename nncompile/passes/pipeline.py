@@ -53,6 +53,8 @@ class _Dumper:
         self.count = 0
 
     def write(self, name: str, text: str) -> None:
+        # Callers test ``self.dir`` first: printing a large graph after every pass costs
+        # more than the passes.
         if self.dir is None:
             return
         path = os.path.join(self.dir, f"{self.count:02d}_{name}.txt")
@@ -65,7 +67,8 @@ def optimize(graph: Graph, level: int = 2) -> Graph:
     """The optimized graph; at level 2 its ``fusion_groups`` lists the kernels to be."""
     graph.verify()
     dump = _Dumper(graph)
-    dump.write("input", f"# input: {len(graph.nodes)} nodes\n{graph}")
+    if dump.dir:
+        dump.write("input", f"# input: {len(graph.nodes)} nodes\n{graph}")
     passes = passes_for(level)
     before = _fingerprint(graph)
     for round_ in range(MAX_ROUNDS if passes else 0):
@@ -73,11 +76,12 @@ def optimize(graph: Graph, level: int = 2) -> Graph:
             start, n_before = time.perf_counter(), len(graph.nodes)
             graph = fn(graph)
             ms = (time.perf_counter() - start) * 1e3
-            dump.write(
-                f"{name}",
-                f"# pass {name} (round {round_}): nodes {n_before} -> "
-                f"{len(graph.nodes)}, {ms:.2f} ms\n{graph}",
-            )
+            if dump.dir:
+                dump.write(
+                    f"{name}",
+                    f"# pass {name} (round {round_}): nodes {n_before} -> "
+                    f"{len(graph.nodes)}, {ms:.2f} ms\n{graph}",
+                )
         after = _fingerprint(graph)
         if after == before:
             break
@@ -86,9 +90,10 @@ def optimize(graph: Graph, level: int = 2) -> Graph:
         start = time.perf_counter()
         graph = fuse(graph)
         ms = (time.perf_counter() - start) * 1e3
-        text = format_fusion(graph)
-        dump.write(
-            "fusion", f"# pass fusion: {len(graph.fusion_groups)} groups, {ms:.2f} ms\n{text}"
-        )
+        if dump.dir:
+            text = format_fusion(graph)
+            dump.write(
+                "fusion", f"# pass fusion: {len(graph.fusion_groups)} groups, {ms:.2f} ms\n{text}"
+            )
     graph.verify()
     return graph
