@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import pytree
+from .dump_files import dump_root, write_dump
 from .ir.errors import CompileError
 from .ir.graph import Graph
 from .lowering import Program, lower_graph
@@ -82,17 +83,11 @@ def _cuda():
 
 
 def _dump_dir() -> str | None:
-    return os.environ.get("NNCOMPILE_DUMP") or None
+    return dump_root()
 
 
 def _dump(lowered: Lowered, name: str, text: str) -> None:
-    root = _dump_dir()
-    if not root:
-        return
-    folder = os.path.join(root, lowered.graph.name)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
-        f.write(text)
+    write_dump(lowered.graph.name, name, text)
 
 
 def _dump_native(lowered: Lowered, native) -> None:

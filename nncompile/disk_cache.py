@@ -1,6 +1,7 @@
 """The on-disk cache of compiled code shared by the backends (LLVM objects, CUDA cubins).
 
-``NNCOMPILE_CACHE_DIR`` (default ``~/.cache/nncompile``; ``off`` disables it). Each file
+``NNCOMPILE_CACHE_DIR`` (default ``~/.cache/nncompile``; ``off`` disables it; a leading
+``~`` is the home folder even when the shell left it unexpanded). Each file
 holds a magic line, the SHA-256 of its payload and the payload; a corrupt or truncated
 file is deleted and reported as a miss, never returned. Writes are atomic
 (``fileio.atomic_write``), so a reader never sees half a file.
@@ -11,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import os
 
+from .envvars import path_variable
 from .fileio import atomic_write, remove_quietly
 
 _MAGIC = b"NCOBJ1\n"
 
 
 def cache_dir() -> str | None:
-    d = os.environ.get(
-        "NNCOMPILE_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
-    )
-    return None if d.strip().lower() in ("", "off", "0", "none") else d
+    setting = os.environ.get("NNCOMPILE_CACHE_DIR")
+    if setting is None:
+        return os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
+    if setting.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return path_variable("NNCOMPILE_CACHE_DIR")  # "~/x" is the home folder's x, not ./~/x
 
 
 def read_cached(path: str) -> bytes | None:

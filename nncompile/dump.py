@@ -11,6 +11,7 @@ import re
 
 from .compiler import lower_graph_for
 from .envvars import override
+from .ir.errors import ConfigError
 from .tracing import trace
 from .workloads import resolve
 
@@ -33,6 +34,10 @@ def dump_target(
 ) -> list[str]:
     """Write the stages of ``spec`` (see ``workloads.resolve``) under ``output``; returns
     the files kept. ``stages``: any of ir, kernels, llvm, asm, cuda, all (default)."""
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise ConfigError(
+            f"dump: the output {output!r} is a file; give a folder (created if missing)"
+        )
     keep = set(stages or ["all"])
     if "all" in keep:
         keep = set(STAGE_FILES)

@@ -9,10 +9,11 @@ With ``NNCOMPILE_DUMP=<dir>`` the IR after every pass is written to
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 
+from ..dump_files import dump_folder
+from ..fileio import atomic_write
 from ..ir.graph import Graph
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
@@ -45,11 +46,7 @@ def _fingerprint(g: Graph) -> str:
 
 class _Dumper:
     def __init__(self, graph: Graph):
-        root = os.environ.get("NNCOMPILE_DUMP")
-        self.dir = None
-        if root:
-            self.dir = os.path.join(root, re.sub(r"[^\w.-]", "_", graph.name) or "graph")
-            os.makedirs(self.dir, exist_ok=True)
+        self.dir = dump_folder(graph.name)
         self.count = 0
 
     def write(self, name: str, text: str) -> None:
@@ -59,8 +56,7 @@ class _Dumper:
             return
         path = os.path.join(self.dir, f"{self.count:02d}_{name}.txt")
         self.count += 1
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        atomic_write(path, text + "\n")
 
 
 def optimize(graph: Graph, level: int = 2) -> Graph:

@@ -248,6 +248,18 @@ def test_cache_off_writes_nothing(tmp_path, monkeypatch, setting):
     assert not list(tmp_path.rglob("*.o"))
 
 
+def test_cache_dir_expands_a_leading_tilde(tmp_path, monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", "~/objects")  # as a quoted "~/objects" arrives
+    x, y = _cache_args()
+    nc.compile(cached_fn)(x, y)
+    assert list((home / "objects").glob("*.o"))
+    assert list(cwd.iterdir()) == []  # no literal ./~/objects
+
+
 # ---- recompilation ------------------------------------------------------------------------
 
 

@@ -300,3 +300,27 @@ def test_no_dump_without_the_variable(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     nc.optimize(nc.trace(misc, arr(3, 4)), 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dump_to_a_file_is_a_config_error_naming_the_variable(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    g = nc.trace(misc, arr(3, 4))
+    monkeypatch.setenv("NNCOMPILE_DUMP", str(blocker))
+    with pytest.raises(nc.ConfigError, match=r"NNCOMPILE_DUMP='.*a-file' names a file"):
+        nc.optimize(g, 2)
+    monkeypatch.setenv("NNCOMPILE_DUMP", str(blocker / "below"))
+    with pytest.raises(nc.ConfigError, match=r"NNCOMPILE_DUMP=.*cannot create the folder"):
+        nc.optimize(g, 2)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_dump_expands_a_leading_tilde(tmp_path, monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("NNCOMPILE_DUMP", "~/dumps")  # as a quoted "~/dumps" reaches us
+    nc.optimize(nc.trace(misc, arr(3, 4)), 2)
+    assert (home / "dumps" / "misc" / "00_input.txt").is_file()
+    assert list(cwd.iterdir()) == []
