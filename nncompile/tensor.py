@@ -18,7 +18,6 @@ class Tensor:
     graph value. The same operators and methods work on both."""
 
     __slots__ = ("_array", "_value", "_trace", "_type", "__weakref__")
-    __array_ufunc__ = None  # make `np_array + tensor` defer to Tensor.__radd__
     __array_priority__ = 1000
 
     def __init__(self, data: Any, dtype: Any = None):
@@ -72,15 +71,33 @@ class Tensor:
     def _require_concrete(self, what: str) -> np.ndarray:
         if self._trace is not None:
             where = user_location()
-            raise TraceError(
-                f"{what} needs the value of a traced tensor {self._type}, which is unknown "
-                "while tracing (use nc.where instead of Python `if` on tensor values)"
-                + (f"\n  at {where}" if where else "")
-            )
+            if not self._trace.active:
+                message = (
+                    f"{what} was called on a traced tensor {self._type} that escaped from a "
+                    "finished trace (stored in a global or closure?); return it from the "
+                    "traced function instead"
+                )
+            else:
+                message = (
+                    f"{what} needs the value of a traced tensor {self._type}, which is "
+                    f"unknown while tracing: {_CONCRETE_HINTS.get(what, _ARRAY_HINT)}"
+                )
+            raise TraceError(message + (f"\n  at {where}" if where else ""))
         return self._array
 
     def numpy(self) -> np.ndarray:
         return self._require_concrete("numpy()")
+
+    # NumPy functions and ufuncs on Tensors run their nc equivalents (numpy_interop.py)
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        from .numpy_interop import array_function
+
+        return array_function(func, args, kwargs)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from .numpy_interop import array_ufunc
+
+        return array_ufunc(ufunc, method, inputs, kwargs)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         a = self._require_concrete("np.asarray()")
@@ -251,6 +268,20 @@ class Tensor:
 
     def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
         return ops.argmin(self, axis, keepdims)
+
+
+_ARRAY_HINT = (
+    "compute with nc ops (NumPy functions with an nc equivalent, such as np.sum, np.dot "
+    "or np.concatenate, run it), or return the tensor from the traced function"
+)
+_NUMBER_HINT = "a Python number cannot hold it; keep computing with nc ops"
+_CONCRETE_HINTS = {
+    "bool()": "use nc.where instead of Python `if` on tensor values",
+    "float()": _NUMBER_HINT,
+    "int()": _NUMBER_HINT,
+    "item()": _NUMBER_HINT,
+    "index()": "use nc.take(x, indices) with the tensor as the indices",
+}
 
 
 def _default_dtype_for_python_data(a: np.ndarray) -> np.ndarray:

@@ -405,6 +405,105 @@ def test_leaked_traced_tensor_raises_after_trace():
         nc.trace(lambda a: a + t, x)
 
 
+def test_leaked_traced_tensor_errors_say_it_escaped_not_use_where():
+    leaked = []
+    nc.trace(lambda x: leaked.append(x * 2) or x, f32(2, 3))
+    (t,) = leaked
+    for use in (
+        lambda: np.asarray(t),
+        lambda: float(t.sum()),
+        lambda: np.dot(t, f32(3, 2)),
+        lambda: np.concatenate([t, t]),
+        lambda: np.sin(t),
+    ):
+        with pytest.raises(nc.TraceError, match="escaped from a finished trace") as info:
+            use()
+        assert "nc.where" not in str(info.value)
+
+
+# ---- NumPy functions on Tensors -----------------------------------------------------------
+
+
+def numpy_written(x, w):
+    """A function written with NumPy's names: each has an nc equivalent."""
+    h = np.maximum(np.dot(x, w), 0.0)
+    both = np.concatenate([h, np.exp(-h)], axis=1)
+    stacked = np.stack([np.sum(both, axis=0), np.mean(both, axis=0)])
+    picked = np.where(both > 0.5, both, np.zeros_like(both))
+    return {
+        "sum": np.sum(stacked) + np.max(picked) - np.min(np.abs(picked)),
+        "reshaped": np.transpose(np.reshape(both, (-1, 2))),
+        "clipped": np.clip(np.sqrt(both), 0.1, 0.9),
+        "argmax": np.argmax(both, axis=1),
+    }
+
+
+def test_numpy_functions_on_traced_tensors_run_their_nc_ops():
+    x, w = f32(4, 3), f32(3, 5)
+
+    def f(x, w):
+        out = numpy_written(x, w)
+        out["matmul"] = np.matmul(np.ones((5, 3), np.float32), np.transpose(x))  # ufunc
+        out["shape"] = np.sum(x) * np.size(x) * np.ndim(x) * np.shape(x)[0]
+        return out
+
+    want = f(x, w)  # NumPy itself
+    g = nc.trace(f, x, w)
+    assert "concat" in g.op_counts() and "matmul" in g.op_counts()
+    got = nc.run(g, x, w)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_functions_on_eager_tensors_give_the_same_tensors():
+    x, w = f32(4, 3), f32(3, 5)
+    got = numpy_written(nc.tensor(x), nc.tensor(w))
+    want = numpy_written(x, w)
+    for key in ("sum", "reshaped", "clipped", "argmax"):
+        assert isinstance(got[key], nc.Tensor), key
+        np.testing.assert_allclose(got[key].numpy(), want[key], rtol=1e-5, atol=1e-6)
+    # no nc equivalent (or an argument it does not take): NumPy computes
+    t = nc.tensor(x)
+    np.testing.assert_allclose(np.sin(t), np.sin(x))
+    assert np.sum(t, dtype=np.float64) == pytest.approx(x.sum(dtype=np.float64))
+    assert np.linalg.norm(t) == pytest.approx(np.linalg.norm(x))
+
+
+@pytest.mark.parametrize(
+    "use, names",
+    [
+        (lambda t: np.sum(t, dtype=np.float64), ["np.sum", "dtype", "nc.sum"]),
+        (lambda t: np.sin(t), ["np.sin", "nc.sum, nc.matmul, nc.concatenate"]),
+        (lambda t: np.linalg.norm(t), ["np.linalg.norm", "nc ops"]),
+        (lambda t: np.add.reduce(t), ["np.add.reduce", "nc.sum"]),
+        (lambda t: np.dot(t, np.ones((2, 3, 2), np.float32)), ["np.dot", "nc.matmul"]),
+        (lambda t: np.where(t > 0), ["np.where", "nc.where"]),
+        (lambda t: np.asarray(t), ["np.asarray()", "nc ops", "np.sum, np.dot"]),
+    ],
+)
+def test_numpy_without_an_nc_equivalent_names_the_function_and_the_alternative(use, names):
+    with pytest.raises(nc.TraceError) as info:
+        nc.trace(lambda t: use(t) + 0 or t, f32(2, 3))
+    message = str(info.value)
+    for name in names:
+        assert name in message
+    assert "out'" not in message and "nc.where instead" not in message
+    assert "test_nc_trace.py" in message  # the user's line
+
+
+def test_numpy_in_place_ops_on_arrays_with_traced_values():
+    def f(x):
+        acc = np.zeros(3, np.float32)
+        acc += x
+        return acc
+
+    with pytest.raises(nc.TraceError, match=r"np.add\(\.\.\., out=\.\.\.\).*x = x \+ y"):
+        nc.trace(f, f32(3))
+    a = np.zeros(3, np.float32)
+    a += nc.tensor(np.ones(3, np.float32))  # eager: NumPy's in-place add
+    np.testing.assert_array_equal(a, np.ones(3))
+
+
 # ---- nc.run input checks ------------------------------------------------------------------
 
 
