@@ -294,3 +294,17 @@ def delinearize(flat: Expr, shape: tuple[int, ...]) -> list[Expr]:
         else:
             out.append(imod(idiv(flat, s), d))
     return out
+
+
+def walk(body: list[Stmt]):
+    """Every statement of ``body`` and of the blocks nested in it, without recursion
+    (an unrolled loop's kernels nest deeply)."""
+    stack = list(reversed(body))
+    while stack:
+        s = stack.pop()
+        yield s
+        if isinstance(s, Loop):
+            stack.extend(reversed(s.body))
+        elif isinstance(s, If):
+            stack.extend(reversed(s.otherwise))
+            stack.extend(reversed(s.then))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,22 +20,15 @@ from typing import Any
 import numpy as np
 
 from . import pytree
+from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
-from .ir.errors import CompileError
+from .ir.errors import CompileError, ConfigError
 from .ir.graph import Graph
 from .lowering import Program, lower_graph
 from .passes import optimize
 from .tracing import is_array_leaf, trace
 
 BACKENDS = ("numpy", "llvm", "cuda")
-
-
-def _hashable(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return tuple((k, _hashable(v)) for k, v in tree.items())
-    if isinstance(tree, list):
-        return tuple(_hashable(v) for v in tree)
-    return tree
 
 
 def _leaf_type(a: Any) -> tuple:
@@ -60,7 +55,7 @@ class Lowered:
             from .backends.llvm.jit import compile_ir
             from .backends.llvm.runtime import runtime
 
-            runtime(self.threads)  # the GEMMs the program links against
+            runtime()  # the GEMMs the program links against
             start = time.perf_counter()
             native = compile_ir(self.source, keep_text=_dump_dir() is not None)
             self.timings["llvm"] = time.perf_counter() - start
@@ -151,6 +146,24 @@ def lower(
     return lower_graph_for(trace(fn, *examples), backend, level, threads)
 
 
+DEFAULT_MEMORY_CACHE = 32
+
+
+def memory_cache_size() -> int:
+    """NNCOMPILE_MEMORY_CACHE: compiled signatures each function keeps (least recently
+    used ones are dropped, and their native code and arenas freed)."""
+    env = os.environ.get("NNCOMPILE_MEMORY_CACHE", "").strip()
+    if not env:
+        return DEFAULT_MEMORY_CACHE
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"NNCOMPILE_MEMORY_CACHE must be a positive integer, got {env!r}")
+    return n
+
+
 class CompiledFunction:
     def __init__(
         self,
@@ -164,6 +177,10 @@ class CompiledFunction:
     ):
         if backend not in BACKENDS:
             raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if threads is not None:
+            from .backends.llvm.parallel import check_threads
+
+            check_threads(threads)
         self.fn = fn
         self.backend = backend
         self.level = level
@@ -174,43 +191,73 @@ class CompiledFunction:
         if device_outputs and backend != "cuda":
             raise CompileError("device_outputs=True needs backend='cuda'")
         self.device_outputs = device_outputs  # cuda: results stay on the device
-        self._cache: dict[tuple, tuple[Lowered, Any, Graph]] = {}
+        # Signature -> (lowered, executable, graph), least recently used first.
+        self._cache: OrderedDict[tuple, tuple[Lowered, Any, Graph]] = OrderedDict()
         self._last: tuple | None = None
+        self._statics: dict[tuple, list] = {}
+        # Compiling is serialized per function (two threads needing one new signature
+        # compile it once); calls of compiled signatures never wait for it.
+        self._compile_lock = threading.RLock()
+        self.compile_count = 0
 
         functools.update_wrapper(self, fn)
 
-    def compiled_for(self, *args: Any) -> tuple[Lowered, Any, Graph]:
+    def compiled_for(self, *args: Any, **kwargs: Any) -> tuple[Lowered, Any, Graph]:
+        fn, args, kw = positional_call(self.fn, args, kwargs) if kwargs else (self.fn, args, ())
         arrays, statics, tree = pytree.flatten(args, is_array_leaf)
-        return self._compiled(args, arrays, statics, tree)
+        return self._compiled(fn, kw, args, arrays, statics, tree)
 
-    def _compiled(self, args, arrays, statics, tree) -> tuple[Lowered, Any, Graph]:
+    def _compiled(self, fn, kw, args, arrays, statics, tree) -> tuple[Lowered, Any, Graph]:
         # Training loops call with the same signature every step: compare with the last
-        # call before building the hashable key.
+        # call before building the whole key.
         types = tuple(map(_leaf_type, arrays))
+        statics_key = (kw, tuple(map(static_key, statics))) if statics or kw else ()
         last = self._last
-        if last is not None and last[0] == types and last[1] == tree and last[2] == statics:
+        if last is not None and last[0] == types and last[1] == statics_key and last[2] == tree:
             return last[3]
-        key = (_hashable(tree), tuple(map(repr, statics)), types)
-        if key not in self._cache:
-            graph = trace(self.fn, *args)
-            if self.backend == "numpy":
-                self._cache[key] = (None, None, optimize(graph, self.level))
-            else:
-                donated = self._donated_inputs(args)
-                checked = self.check and self.backend == "llvm"
-                lowered = lower_graph_for(
-                    graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
-                )
-                executable = lowered.compile()
-                if self.device_outputs:
-                    executable.device_outputs = True
-                if checked:
-                    from .checking import Checker
+        key = (structure_key(tree), statics_key, types)
+        entry = self._cache.get(key)
+        if entry is None:
+            with self._compile_lock:
+                entry = self._cache.get(key)
+                if entry is None:
+                    entry = self._build(fn, args)
+                    self._cache[key] = entry
+                    # Statics keyed by identity must outlive their entry (ids are reused).
+                    self._statics[key] = statics
+                    self._evict()
+        else:
+            try:
+                self._cache.move_to_end(key)
+            except KeyError:  # evicted by another thread meanwhile: still usable
+                pass
+        self._last = (types, statics_key, tree, entry)
+        return entry
 
-                    executable = Checker(lowered, executable)
-                self._cache[key] = (lowered, executable, graph)
-        self._last = (types, tree, list(statics), self._cache[key])
-        return self._cache[key]
+    def _build(self, fn, args: tuple) -> tuple[Lowered, Any, Graph]:
+        graph = trace(fn, *args)
+        self.compile_count += 1
+        if self.backend == "numpy":
+            return (None, None, optimize(graph, self.level))
+        donated = self._donated_inputs(args)
+        checked = self.check and self.backend == "llvm"
+        lowered = lower_graph_for(
+            graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
+        )
+        executable = lowered.compile()
+        if self.device_outputs:
+            executable.device_outputs = True
+        if checked:
+            from .checking import Checker
+
+            executable = Checker(lowered, executable)
+        return (lowered, executable, graph)
+
+    def _evict(self) -> None:
+        limit = memory_cache_size()
+        while len(self._cache) > limit:
+            key, _ = self._cache.popitem(last=False)
+            self._statics.pop(key, None)
 
     def _donated_inputs(self, args: tuple) -> frozenset[int]:
         """Flat input numbers of the leaves of the donated arguments."""
@@ -222,9 +269,10 @@ class CompiledFunction:
             start += n
         return frozenset(donated)
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fn, args, kw = positional_call(self.fn, args, kwargs) if kwargs else (self.fn, args, ())
         arrays, statics, tree = pytree.flatten(args, is_array_leaf)
-        lowered, executable, graph = self._compiled(args, arrays, statics, tree)
+        lowered, executable, graph = self._compiled(fn, kw, args, arrays, statics, tree)
         if executable is None:  # the numpy backend: the reference interpreter
             from .run import run
 

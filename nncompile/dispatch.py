@@ -5,6 +5,7 @@ Eager and traced code share everything above this function; only here do they pa
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,21 @@ def bind_multi(op: str, *inputs: Tensor, **attrs: Any) -> list[Tensor]:
     return apply_op(op, inputs, attrs)
 
 
-_LOC_OVERRIDE: list[str | None] = []
+class _ThreadState(threading.local):
+    """Per-thread recording state (another thread's trace must not see it)."""
+
+    def __init__(self) -> None:
+        self.loc_override: list[str | None] = []
+        self.scope: list[str] = []
+
+
+_STATE = _ThreadState()
+
+
+def location_override() -> str | None:
+    """The innermost ``source_location_override`` of this thread, if any."""
+    overrides = _STATE.loc_override
+    return overrides[-1] if overrides else None
 
 
 class source_location_override:
@@ -32,18 +47,16 @@ class source_location_override:
         self.loc = loc
 
     def __enter__(self) -> None:
-        _LOC_OVERRIDE.append(self.loc)
+        _STATE.loc_override.append(self.loc)
 
     def __exit__(self, *exc: object) -> None:
-        _LOC_OVERRIDE.pop()
+        _STATE.loc_override.pop()
 
 
 # The scope stack: name_scope pushes a part, scope_override replaces the whole path.
-_SCOPE: list[str] = []
-
-
 def current_scope() -> str:
-    return _SCOPE[-1] if _SCOPE else ""
+    scope = _STATE.scope
+    return scope[-1] if scope else ""
 
 
 class name_scope:
@@ -55,10 +68,10 @@ class name_scope:
 
     def __enter__(self) -> None:
         outer = current_scope()
-        _SCOPE.append(f"{outer}/{self.name}" if outer else self.name)
+        _STATE.scope.append(f"{outer}/{self.name}" if outer else self.name)
 
     def __exit__(self, *exc: object) -> None:
-        _SCOPE.pop()
+        _STATE.scope.pop()
 
 
 class scope_override(name_scope):
@@ -66,7 +79,7 @@ class scope_override(name_scope):
     they derive from a node with that node's scope)."""
 
     def __enter__(self) -> None:
-        _SCOPE.append(self.name)
+        _STATE.scope.append(self.name)
 
 
 def apply_op(
@@ -91,8 +104,8 @@ def apply_op(
         outs = call_reference(op, [t._array for t in inputs], norm)
         return [Tensor._concrete(a) for a in outs]
     values = [tr.value_of(t) for t in inputs]
-    if loc is None and _LOC_OVERRIDE:
-        loc = _LOC_OVERRIDE[-1]
+    if loc is None:
+        loc = location_override()
     node = tr.graph.add_node(
         op,
         values,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,21 @@ from .ir.errors import TraceError
 from .ir.graph import Graph, Value
 from .ir.types import TensorType
 
-_STACK: list[Trace] = []
+
+class _TraceStack(threading.local):
+    """The active traces of the calling thread: tracing in one thread never turns another
+    thread's eager arithmetic into graph nodes."""
+
+    def __init__(self) -> None:
+        self.traces: list[Trace] = []
+
+
+_STACKS = _TraceStack()
+
+
+def trace_stack() -> list[Trace]:
+    """This thread's stack of active traces (innermost last)."""
+    return _STACKS.traces
 
 
 class Trace:
@@ -71,7 +86,8 @@ class Trace:
 
 
 def current_trace() -> Trace | None:
-    return _STACK[-1] if _STACK else None
+    stack = _STACKS.traces
+    return stack[-1] if stack else None
 
 
 def is_array_leaf(x: Any) -> bool:
@@ -126,7 +142,7 @@ def trace_with_captures(
     paths = []
     for argname, sub in zip(_arg_names(fn, len(args)), in_tree["children"], strict=True):
         paths += pytree.leaf_paths(sub, _clean(argname))
-    _STACK.append(tr)
+    trace_stack().append(tr)
     try:
         symbolic = []
         for path, a in zip(paths, arrays, strict=True):
@@ -143,7 +159,7 @@ def trace_with_captures(
             )
         tr.graph.set_outputs([tr.value_of(as_tensor(x)) for x in out_leaves])
     finally:
-        _STACK.pop()
+        trace_stack().pop()
         tr.active = False
     tr.graph.in_tree, tr.graph.out_tree = in_tree, out_tree
     tr.graph.verify()

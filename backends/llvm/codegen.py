@@ -81,19 +81,24 @@ class KernelEmitter:
         self.module = module
         self.kernel = kernel
         self.parallel = parallel
+        self.context: ir.Value | None = None  # the call's argument table (parallel.py)
         if fn is None:
             params = physical_params(kernel, physical or {})
-            fn = ir.Function(module, ir.FunctionType(VOID, [PTR] * len(params)), f"k_{kernel.name}")
+            # The buffers, then the call context: thread count and GEMM workspace.
+            ftype = ir.FunctionType(VOID, [PTR] * (len(params) + 1))
+            fn = ir.Function(module, ftype, f"k_{kernel.name}")
             fn.linkage = "internal"
             # Kept out of nc_entry: inlined, an unrolled RNN's hundreds of kernels make one
             # huge function, and LLVM's loop passes (IndVarSimplify, LoopVectorize) cost
             # (loops x function size) there: T=300 steps took 20 s instead of 2 s.
             fn.attributes.add("noinline")
             args = {}
-            for arg, p in zip(fn.args, params, strict=True):
+            for arg, p in zip(fn.args, params, strict=False):
                 arg.add_attribute("noalias")  # buffers sharing memory share one pointer
                 arg.name = p.name
                 args[p.name] = arg
+            self.context = fn.args[-1]
+            self.context.name = "context"
             buffers = {
                 p.name: (args[(physical or {}).get(p.name, p.name)], p.dtype) for p in kernel.params
             }

@@ -17,10 +17,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
-from ...lowering.program import Program
+from ...ir.kernel import Gemm, walk
+from ...lowering.program import Program, donated_write_may_precede_error
+from .gemm_packed import WORKSPACE_BYTES
 from .jit import NativeCode
 from .module import argument_slots
+from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE
 from .runtime import runtime
+from .threads import ThreadChooser
 
 _ENTRY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # releases the GIL during the call
 
@@ -31,33 +35,51 @@ def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
     return raw[start : start + nbytes]
 
 
+class _CallContext:
+    """What one call writes besides its outputs: the argument table, the arena, the status
+    word and the GEMM workspace. Concurrent calls each take their own."""
+
+    def __init__(self, executable: LLVMExecutable):
+        program, slots = executable.program, executable._slots
+        self.args = (ctypes.c_void_p * len(slots))()
+        self.address = ctypes.addressof(self.args)
+        self.arena = aligned_empty(max(program.arena_bytes, 64))
+        self.status = np.zeros(1, np.int64)
+        # Only programs that call the packed GEMM need its packing buffers.
+        self.workspace = aligned_empty(WORKSPACE_BYTES if executable.uses_gemm else 64)
+        for name, array in executable._constants.items():
+            self.args[slots[name]] = array.ctypes.data
+        self.args[slots["__arena__"]] = self.arena.ctypes.data
+        self.args[slots["status"]] = self.status.ctypes.data
+        self.args[CONTEXT_WORKSPACE] = self.workspace.ctypes.data
+        self.bound: list[object] = [None] * len(executable._io_slots)
+        self.recycled: list[np.ndarray | None] = [None] * len(program.outputs)
+        self.current: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+
+
 class LLVMExecutable:
     def __init__(self, program: Program, native: NativeCode, threads: int = 1):
         self.program = program
         self.native = native  # keeps the engine (and so the code) alive
         self._entry = _ENTRY(native.entry_address)
-        slots = argument_slots(program)
-        self._slots = slots
-        self._args = (ctypes.c_void_p * len(slots))()
-        self._arena = aligned_empty(max(program.arena_bytes, 64))
-        self._status = np.zeros(1, np.int64)
+        self._slots = argument_slots(program)
         self._constants = {n: np.ascontiguousarray(a) for n, a in program.constants.items()}
-        for name, array in self._constants.items():
-            self._args[slots[name]] = array.ctypes.data
-        self._args[slots["__arena__"]] = self._arena.ctypes.data
-        self._args[slots["status"]] = self._status.ctypes.data
-        self._runtime = runtime(threads)  # the code it calls stays alive with it
+        self._runtime = runtime()  # the code it calls stays alive with it
         self._inputs = [program.buffers[n] for n in program.inputs]
         self._want_dtype = [b.dtype.np for b in self._inputs]
-        self._io_slots = [slots[n] for n in program.inputs + program.outputs]
-        self._bound: list[object] = [None] * len(self._io_slots)
-        self._args_address = ctypes.addressof(self._args)
-
+        self._io_slots = [self._slots[n] for n in program.inputs + program.outputs]
         self._want_shape = [v.shape for v in program.graph.inputs]
-
         self._outputs = [program.buffers[n] for n in program.outputs]
-        self._lock = threading.Lock()  # one arena: calls must not overlap
-        self._recycled: list[np.ndarray | None] = [None] * len(self._outputs)
+        self.uses_gemm = any(
+            isinstance(s, Gemm) and s.dtype.is_float for k in program.kernels for s in walk(k.body)
+        )
+        self.threads = threads
+        self.chooser = ThreadChooser(threads)
+        # A failing call must leave donated inputs as they were: when a kernel that can
+        # report an error runs after one that writes a donated buffer, keep a copy.
+        self._snapshot_donated = donated_write_may_precede_error(program)
+        self._free: list[_CallContext] = [_CallContext(self)]
+        self._free_lock = threading.Lock()
 
     def check_input(self, i: int, value: object) -> np.ndarray:
         # Fast path: the common case costs a few attribute reads (`aligned` covers
@@ -81,13 +103,10 @@ class LLVMExecutable:
             raise DTypeError(f"input {i} (%{name}) must be {want_dtype}, got {value.dtype}")
         if value.shape != want_shape:
             raise ShapeError(f"input {i} (%{name}) must have shape {want_shape}, got {value.shape}")
-        if not value.flags.c_contiguous:
-            raise ShapeError(
-                f"input {i} (%{name}) must be C-contiguous "
-                "(np.ascontiguousarray makes a contiguous copy)"
-            )
-        if value.ctypes.data % value.dtype.itemsize:
-            raise ShapeError(f"input {i} (%{name}) is misaligned for {value.dtype}")
+        if not value.flags.c_contiguous or not value.flags.aligned:
+            # Views (x.T, x[:, :3], Fortran order, negative strides) are accepted as NumPy
+            # would: the compiled code reads one contiguous copy (a copy's cost).
+            value = np.ascontiguousarray(value)
         return value
 
     def __call__(self, arrays: Sequence[object]) -> list[np.ndarray]:
@@ -95,8 +114,8 @@ class LLVMExecutable:
         written into (and returned as) the input arrays they took over."""
         return self._execute(arrays, self._run_entry)
 
-    def _run_entry(self) -> None:
-        self._entry(self._args_address)
+    def _run_entry(self, context: _CallContext) -> None:
+        self._entry(context.address)
 
     def kernel_entries(self) -> list[Callable[[int], None]]:
         """One entry per kernel (``nc_kernel_<i>``), for modules built with
@@ -117,10 +136,10 @@ class LLVMExecutable:
         each sees the data it would in a normal call); returns the seconds of each."""
         seconds: list[float] = []
 
-        def run() -> None:
+        def run(context: _CallContext) -> None:
             for entry in entries:
                 start = time.perf_counter()
-                entry(self._args_address)
+                entry(context.address)
                 seconds.append(time.perf_counter() - start)
 
         return self._execute(arrays, run), seconds
@@ -135,69 +154,94 @@ class LLVMExecutable:
         ``on_kernel(i, read)`` after kernel ``i``; ``read(buffer)`` is the buffer's memory
         at that moment (arena buffers are reused later, so read them then)."""
 
-        def run() -> None:
-            inputs, outputs = self._current
+        def run(context: _CallContext) -> None:
+            inputs, outputs = context.current
             for i, entry in enumerate(entries):
-                entry(self._args_address)
-                on_kernel(i, lambda name: self._read(name, inputs, outputs))
+                entry(context.address)
+                on_kernel(i, lambda name: self._read(name, context))
 
         return self._execute(arrays, run)
 
-    def _execute(self, arrays: Sequence[object], run: Callable[[], None]) -> list[np.ndarray]:
+    def _execute(
+        self, arrays: Sequence[object], run: Callable[[_CallContext], None]
+    ) -> list[np.ndarray]:
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
         inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
-        outputs = []
         donations = self.program.donations
-        for i, buf in enumerate(self._outputs):
-            if i in donations:
-                given = inputs[donations[i]]
-                if not given.flags.writeable:
-                    name = self.program.graph.inputs[donations[i]].name
-                    raise ExecutionError(
-                        f"input {donations[i]} (%{name}) is donated but read-only; pass a "
-                        "writable array or compile without donate_argnums"
-                    )
-                outputs.append(given)
-            else:
-                outputs.append(self._fresh_output(i, buf))
-
-        with self._lock:
+        for j in donations.values():
+            if inputs[j] is arrays[j] and not inputs[j].flags.writeable:
+                name = self.program.graph.inputs[j].name
+                raise ExecutionError(
+                    f"input {j} (%{name}) is donated but read-only; pass a "
+                    "writable array or compile without donate_argnums"
+                )
+        context = self._acquire()
+        try:
+            outputs = [
+                inputs[donations[i]] if i in donations else self._fresh_output(context, i, buf)
+                for i, buf in enumerate(self._outputs)
+            ]
+            saved = []
+            if self._snapshot_donated:
+                saved = [(inputs[j], inputs[j].copy()) for j in donations.values()]
             # A training loop passes the same arrays every step: rebind only what changed
             # (asking an array for its address is the slowest part of a call).
+            args, bound = context.args, context.bound
             for slot, a in enumerate(inputs + outputs):
-                if self._bound[slot] is not a:
-                    self._args[self._io_slots[slot]] = a.ctypes.data
-                    self._bound[slot] = a
-            self._status[0] = 0
-            self._current = (inputs, outputs)
-            run()
-
-            code = int(self._status[0])
+                if bound[slot] is not a:
+                    args[self._io_slots[slot]] = a.ctypes.data
+                    bound[slot] = a
+            context.status[0] = 0
+            context.current = (inputs, outputs)
+            threads = self.chooser.threads()
+            args[CONTEXT_THREADS] = threads
+            start = time.perf_counter()
+            run(context)
+            self.chooser.record(threads, time.perf_counter() - start)
+            code = int(context.status[0])
             if code:
-                message = self.program.status_messages.get(code, f"error code {code}")
-                if code < 0:
-                    kernel = self.program.kernels[-code - 1].name
-                    message = f"out-of-bounds access in kernel {kernel} (a compiler bug)"
-                raise ExecutionError(f"{message} (detected in compiled code)")
+                for array, copy in saved:  # the call failed: donated inputs as they were
+                    array[...] = copy
+                raise ExecutionError(self._error_message(code))
             for i, src in self.program.output_copies:
-                outputs[i][...] = self._read(src, inputs, outputs).reshape(outputs[i].shape)
-        self._recycled = [None if i in donations else o for i, o in enumerate(outputs)]
+                outputs[i][...] = self._read(src, context).reshape(outputs[i].shape)
+            context.recycled = [None if i in donations else o for i, o in enumerate(outputs)]
+        finally:
+            context.current = ([], [])
+            self._release(context)
         return outputs
 
-    def _fresh_output(self, i: int, buf) -> np.ndarray:
-        """A new output array, or last call's if the caller has dropped every reference to
-        it (fresh memory costs a page fault per 4 KiB on first touch)."""
-        old = self._recycled[i]
-        # References we hold: _recycled, _bound (the argument table's last binding), this
+    def _error_message(self, code: int) -> str:
+        message = self.program.status_messages.get(code, f"error code {code}")
+        if code < 0:
+            kernel = self.program.kernels[-code - 1].name
+            message = f"out-of-bounds access in kernel {kernel} (a compiler bug)"
+        return f"{message} (detected in compiled code)"
+
+    def _acquire(self) -> _CallContext:
+        with self._free_lock:
+            if self._free:
+                return self._free.pop()
+        return _CallContext(self)  # a concurrent call: its own arena and workspace
+
+    def _release(self, context: _CallContext) -> None:
+        with self._free_lock:
+            self._free.append(context)
+
+    def _fresh_output(self, context: _CallContext, i: int, buf) -> np.ndarray:
+        """A new output array, or this context's last one if the caller has dropped every
+        reference to it (fresh memory costs a page fault per 4 KiB on first touch)."""
+        old = context.recycled[i]
+        # References we hold: recycled, bound (the argument table's last binding), this
         # local, and getrefcount's argument. Any more and the caller still has it.
         if old is not None and sys.getrefcount(old) <= 4 and old.base is None:
             return old
-
         return np.empty(self.program.graph.outputs[i].shape, buf.dtype.np)
 
-    def _read(self, name: str, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> np.ndarray:
+    def _read(self, name: str, context: _CallContext) -> np.ndarray:
         buf = self.program.buffers[name]
+        inputs, outputs = context.current
         if buf.kind == "input":
             return inputs[buf.position]
         if buf.kind == "output":
@@ -205,6 +249,6 @@ class LLVMExecutable:
         if buf.kind == "constant":
             return self._constants[name]
         if buf.kind == "arena":
-            raw = self._arena[buf.offset : buf.offset + buf.nbytes]
+            raw = context.arena[buf.offset : buf.offset + buf.nbytes]
             return raw.view(buf.dtype.np)
         raise ExecutionError(f"cannot read buffer {name} ({buf.kind})")

@@ -73,10 +73,17 @@ def emit_gemm(emitter, s: Gemm) -> None:
         return
     from .codegen import reg_type
     from .gemm_packed import gemm_declaration
+    from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, PTR, context_slot
 
-    fn = gemm_declaration(emitter.module, reg_type(s.dtype), emitter.parallel.threads)
+    fn = gemm_declaration(emitter.module, reg_type(s.dtype))
     b = emitter.b
     t = reg_type(s.dtype)
+    workspace = context_slot(b, emitter.context, CONTEXT_WORKSPACE, PTR)
+    # A GEMM inside a parallel loop's body is never emitted (codegen keeps such loops
+    # serial), so this is the call's thread count; without libgomp it runs on one.
+    threads = context_slot(b, emitter.context, CONTEXT_THREADS, ir.IntType(64))
+    if not emitter.parallel.enabled:
+        threads = ir.Constant(ir.IntType(64), 1)
     bt = f"g{len(emitter.fn.blocks)}_b"
 
     def call(batch_index: Expr) -> None:
@@ -100,7 +107,7 @@ def emit_gemm(emitter, s: Gemm) -> None:
             s.c_strides[2],
             int(s.accumulate),
         ]
-        b.call(fn, ptrs + [ir.Constant(ir.IntType(64), v) for v in consts])
+        b.call(fn, ptrs + [ir.Constant(ir.IntType(64), v) for v in consts] + [workspace, threads])
 
     if s.batch == 1:
         call(const_index(0))

@@ -36,6 +36,13 @@ KC = 256
 MC = 384  # a multiple of MR
 NC = 2048
 
+# The packing buffers a GEMM call needs, in bytes: A's MC x KC block, then B's KC x NC
+# panel, sized for doubles (floats use the same offsets). The caller provides them.
+WORKSPACE_B_OFFSET = MC * KC * 8
+WORKSPACE_BYTES = WORKSPACE_B_OFFSET + KC * NC * 8
+# a, b, c, m, n, k, six strides, beta, workspace, threads
+GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
+
 
 class _Loops:
     """Small helpers for writing loops with llvmlite."""
@@ -100,7 +107,10 @@ def _min(b, x, y):
 class GemmBuilder:
     """Emits ``nc_gemm_<dtype>`` once per module and dtype."""
 
-    ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
+    ARGS = (
+        *("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta"),
+        *("workspace", "threads"),
+    )
 
     def __init__(self, module: ir.Module, ftype: ir.Type, lanes: int, parallel: ParallelRuntime):
         self.module, self.t, self.lanes, self.parallel = module, ftype, lanes, parallel
@@ -108,27 +118,18 @@ class GemmBuilder:
         self.nr = VECTORS * lanes
         suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
         self.suffix = suffix
-        self.apack = self._global(f"nc_gemm_apack_{suffix}", MC * KC)
-        self.bpack = self._global(f"nc_gemm_bpack_{suffix}", KC * NC)
-        # What a region reads: the 13 call arguments, then jc, pc, ic, mc, nc, kc, beta.
-        self.block_type = ir.LiteralStructType([PTR] * 3 + [I64] * 17)
+        # What a region reads: the 13 call arguments, then jc, pc, ic, mc, nc, kc, beta,
+        # then the packing buffers (the caller's workspace: concurrent calls from several
+        # threads each pack into their own).
+        self.block_type = ir.LiteralStructType([PTR] * 3 + [I64] * 17 + [PTR] * 2)
         self.region_body = self._region_body()
         self.region = self._region_entry() if parallel.enabled else None
         self.fn = self._driver()
 
-    def _global(self, name: str, size: int) -> ir.GlobalVariable:
-        arr = ir.ArrayType(self.t, size)
-        g = ir.GlobalVariable(self.module, arr, name)
-        g.linkage = "internal"
-        g.initializer = ir.Constant(arr, None)
-        g.align = 64
-        return g
-
     # ---- the driver: the three blocking loops, one region per block -------------------
 
     def _driver(self) -> ir.Function:
-        args = [PTR] * 3 + [I64] * 10
-        fn = ir.Function(self.module, ir.FunctionType(VOID, args), f"nc_gemm_{self.suffix}")
+        fn = ir.Function(self.module, GEMM_TYPE, f"nc_gemm_{self.suffix}")
         fn.linkage = "internal"
         for a, name in zip(fn.args, self.ARGS, strict=True):
             a.name = name
@@ -138,6 +139,8 @@ class GemmBuilder:
         a, bb, c, m, n, k = fn.args[:6]
         strides = fn.args[6:12]
         beta = fn.args[12]
+        workspace, threads = fn.args[13], fn.args[14]
+        bpack = b.gep(workspace, [ir.Constant(I64, WORKSPACE_B_OFFSET)], source_etype=ir.IntType(8))
 
         def put(idx, v):
             store_untyped(
@@ -150,6 +153,9 @@ class GemmBuilder:
 
         for idx, v in enumerate([a, bb, c, m, n, k, *strides, beta]):
             put(idx, v)
+        put(20, workspace)
+        put(21, bpack)
+        parallel_team = b.icmp_signed(">", threads, ir.Constant(I64, 1))
 
         def jc_body(jc):
             nc = _min(b, NC_c, b.sub(n, jc))
@@ -171,23 +177,19 @@ class GemmBuilder:
                     mc = _min(b, rows, b.sub(m, ic))
                     for idx, v in enumerate([jc, pc, ic, mc, nc, kc, acc]):
                         put(13 + idx, v)
-                    if self.region is not None:
-                        gomp = _declare(
-                            self.module,
-                            "GOMP_parallel",
-                            ir.FunctionType(VOID, [PTR, PTR, I32, I32]),
-                        )
-                        b.call(
-                            gomp,
-                            [
-                                self.region,
-                                slot,
-                                ir.Constant(I32, self.parallel.threads),
-                                ir.Constant(I32, 0),
-                            ],
-                        )
-                    else:
-                        b.call(self.region_body, [slot, ir.Constant(I64, 0), ir.Constant(I64, 1)])
+                    serial = [slot, ir.Constant(I64, 0), ir.Constant(I64, 1)]
+                    if self.region is None:
+                        b.call(self.region_body, serial)
+                        return
+                    gomp = _declare(
+                        self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
+                    )
+                    with b.if_else(parallel_team) as (team, alone):
+                        with team:
+                            count = b.trunc(threads, I32)
+                            b.call(gomp, [self.region, slot, count, ir.Constant(I32, 0)])
+                        with alone:
+                            b.call(self.region_body, serial)
 
                 L.range(0, m, rows, ic_body, "ic")
 
@@ -259,7 +261,11 @@ class GemmBuilder:
             for i, t in enumerate(self.block_type.elements)
         ]
         a, bm, c, _m, _n, _k, a_rs, a_cs, b_rs, b_cs, c_rs, c_cs, _beta = f[:13]
-        jc, pc, ic, mc, nc, kc, beta = f[13:]
+        jc, pc, ic, mc, nc, kc, beta = f[13:20]
+        # The packing buffers for this block (64-byte aligned by the caller).
+        self.apack, self.bpack = f[20], f[21]
+        for pointer in f[20:]:
+            pointer.set_metadata("align", self.module.add_metadata([ir.Constant(I64, 64)]))
         mr, nr = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
         m_panels = b.sdiv(b.add(mc, ir.Constant(I64, MR - 1)), mr)
         n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
@@ -504,21 +510,19 @@ def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Functio
     return fn if fn is not None else ir.Function(module, ftype, name)
 
 
-GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10)
+def runtime_symbol(suffix: str) -> str:
+    return f"nc_rt_gemm_{suffix}"
 
 
-def runtime_symbol(suffix: str, threads: int) -> str:
-    return f"nc_rt_gemm_{suffix}_t{threads}"
-
-
-def gemm_declaration(module: ir.Module, ftype: ir.Type, threads: int) -> ir.Function:
+def gemm_declaration(module: ir.Module, ftype: ir.Type) -> ir.Function:
     """The shared runtime's GEMM for ``ftype``, declared in a program module.
 
-    The GEMM is compiled once per process and thread count (runtime.py) and registered
-    as a symbol the JIT links against, so a program's compile time does not pay for it
-    and cached program objects refer to it by name, not by address."""
+    The GEMM is compiled once per process (runtime.py) and registered as a symbol the JIT
+    links against, so a program's compile time does not pay for it and cached program
+    objects refer to it by name, not by address. Its last two arguments are the caller's
+    packing workspace (WORKSPACE_BYTES, 64-byte aligned) and the call's thread count."""
     suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
-    name = runtime_symbol(suffix, threads)
+    name = runtime_symbol(suffix)
     fn = module.globals.get(name)
     return fn if fn is not None else ir.Function(module, GEMM_TYPE, name)
 
@@ -529,5 +533,5 @@ def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime) -> dict[s
     for ftype, lanes, suffix in ((ir.FloatType(), 16, "f32"), (ir.DoubleType(), 8, "f64")):
         fn = GemmBuilder(module, ftype, lanes, parallel).fn
         fn.linkage = "external"
-        names[fn.name] = runtime_symbol(suffix, parallel.threads)
+        names[fn.name] = runtime_symbol(suffix)
     return names

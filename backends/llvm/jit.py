@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -48,6 +49,10 @@ def target_machine() -> llvm.TargetMachine:
 
 
 def optimize(module: llvm.ModuleRef, tm: llvm.TargetMachine) -> None:
+    """The O2 pipeline with vectorization. (llvmlite's pass builder keeps ~80 KB per run
+    that it never frees - instrumentation callbacks it allocates in C++; measured, see
+    docs/architecture.md. A builder shared between runs would keep callbacks that point
+    at freed memory, so each run gets its own. Disk-cache hits run no pipeline.)"""
     pto = llvm.create_pipeline_tuning_options(speed_level=2)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -85,30 +90,50 @@ class NativeCode:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+# LLVM calls are serialized by llvmlite one by one, but a compile is a sequence of them on
+# one module and target machine: two threads compiling at once take turns whole.
+_compile_lock = threading.RLock()
+
+
 def compile_ir(ir_text: str, entry: str = "nc_entry", keep_text: bool = False) -> NativeCode:
     """Optimize and JIT-compile ``ir_text``; returns the engine and the entry address."""
+    with _compile_lock:
+        return _compile_ir(ir_text, entry, keep_text)
+
+
+def _engine(obj: bytes) -> object:
+    """An execution engine holding the object code (an empty module in the global context:
+    it owns nothing that outlives it)."""
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+def _compile_ir(ir_text: str, entry: str, keep_text: bool) -> NativeCode:
     _init_llvm()
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     directory = cache_dir()
     path = os.path.join(directory, cache_key(ir_text) + ".o") if directory else None
     payload = read_cached(path) if path and not keep_text else None
-    tm = target_machine()
     if payload is not None:
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(payload))
-        engine.finalize_object()
+        engine = _engine(payload)
         times["load_cached"] = time.perf_counter() - t0
         return NativeCode(
             engine, engine.get_function_address(entry), from_cache=True, seconds=times
         )
+    # A context of its own: the types and constants of a program are uniqued in the
+    # context that parsed it, and the global one would keep them for the whole process.
+    context = llvm.create_context()
     try:
-        module = llvm.parse_assembly(ir_text)
+        module = llvm.parse_assembly(ir_text, context=context)
         module.verify()
     except RuntimeError as e:
         raise CompileError(f"generated LLVM IR is invalid (a code generator bug): {e}") from None
     times["parse"] = time.perf_counter() - t0
     t1 = time.perf_counter()
+    tm = target_machine()
     optimize(module, tm)
     times["optimize"] = time.perf_counter() - t1
     optimized = str(module) if keep_text else ""
@@ -116,9 +141,9 @@ def compile_ir(ir_text: str, entry: str = "nc_entry", keep_text: bool = False) -
     obj = tm.emit_object(module)
     assembly = tm.emit_assembly(module) if keep_text else ""
     times["codegen"] = time.perf_counter() - t2
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-    engine.finalize_object()
+    module.close()
+    context.close()
+    engine = _engine(obj)
     if path:
         try:
             write_cached(path, obj)

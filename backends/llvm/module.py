@@ -8,24 +8,26 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ...ir.kernel_printer import format_kernel
-from ...lowering.program import Program, physical_params
+from ...lowering.program import Program, physical_params, reports_errors
 from . import mathlib
 from .codegen import (
     I8,
     I32,
+    I64,
     PTR,
     VOID,
     KernelEmitter,
     bounds_checked,
     set_function_attributes,
 )
-from .parallel import ParallelRuntime
+from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, ParallelRuntime
 
 
 def argument_slots(program: Program) -> dict[str, int]:
     """Position in ``args`` of each buffer passed from Python (arena buffers are offsets
     into the arena instead)."""
-    slots: dict[str, int] = {}
+    # The call context first (parallel.CONTEXT_THREADS, CONTEXT_WORKSPACE), then buffers.
+    slots: dict[str, int] = {"__threads__": CONTEXT_THREADS, "__workspace__": CONTEXT_WORKSPACE}
     for name in program.inputs:
         slots[name] = len(slots)
     for name in program.outputs:
@@ -104,5 +106,11 @@ def _emit_entry(
                 )
             else:
                 ptrs.append(loaded[p.name])
-        b.call(fn, ptrs)
+        b.call(fn, [*ptrs, args])
+        if reports_errors(kernel) or bounds_checked():
+            # Stop at the first error: later kernels (an optimizer's in-place update of
+            # donated weights) must not run on a failed step's values.
+            failed = b.icmp_signed("!=", b.load(loaded["status"], typ=I64), ir.Constant(I64, 0))
+            with b.if_then(failed, likely=False):
+                b.ret_void()
     b.ret_void()

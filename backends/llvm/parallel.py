@@ -4,6 +4,12 @@ A loop marked parallel is outlined into its own function taking one pointer to a
 of everything the body reads (buffer pointers and scalars in scope). Each thread runs a
 contiguous chunk of the iterations, chosen from ``omp_get_thread_num`` and
 ``omp_get_num_threads``. Nested parallel loops run serially inside their region.
+
+The team size is not baked into the code: every kernel gets the call's context (the
+argument table, whose slot ``CONTEXT_THREADS`` holds the thread count for this call), and
+a count of 1 calls the outlined body directly, never entering libgomp. That is what lets
+the executable choose per call (threads.py: fewer threads when the cores are taken) and
+run serially in a child process forked after libgomp started its threads.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import os
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from ...ir.errors import CompileError
+from ...ir.errors import ConfigError
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
@@ -62,15 +68,42 @@ def load_libgomp() -> bool:
     return True
 
 
+# Slots of the argument table every kernel reads (module.argument_slots puts them first).
+CONTEXT_THREADS = 0  # this call's thread count (an integer in a pointer-sized slot)
+CONTEXT_WORKSPACE = 1  # this call's GEMM packing buffers
+
+# More threads than this is a typo: libgomp aborts (or crashes) creating tens of thousands.
+MAX_THREADS = 1024
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_threads(n: object, what: str = "threads") -> int:
+    """``n`` as a thread count, or a ConfigError naming ``what``."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise ConfigError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {n!r}")
+    return n
+
+
 def default_threads() -> int:
+    """NNCOMPILE_THREADS, else the cores this process may run on."""
     env = os.environ.get("NNCOMPILE_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise CompileError(f"NNCOMPILE_THREADS must be an integer, got {env!r}") from None
-        return max(n, 1)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if env is None or env.strip() == "":
+        return available_cores()
+    try:
+        n = int(env.strip())
+    except ValueError:
+        n = env
+    return check_threads(n, "NNCOMPILE_THREADS")
+
+
+def context_slot(b: ir.IRBuilder, context: ir.Value, slot: int, typ: ir.Type) -> ir.Value:
+    """Slot ``slot`` of the call context (the argument table), read as ``typ``."""
+    return b.load(b.gep(context, [ir.Constant(I32, slot)], source_etype=PTR), typ=typ)
 
 
 class ParallelRuntime:
@@ -115,7 +148,13 @@ class ParallelRuntime:
             field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct)
             store_untyped(b, v, field)
         gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
-        b.call(gomp, [outlined, slot, ir.Constant(I32, self.threads), ir.Constant(I32, 0)])
+        threads = context_slot(b, em.context, CONTEXT_THREADS, I64)
+        with b.if_else(b.icmp_signed(">", threads, ir.Constant(I64, 1))) as (team, alone):
+            with team:
+                count = b.trunc(threads, I32)
+                b.call(gomp, [outlined, slot, count, ir.Constant(I32, 0)])
+            with alone:  # outside a team omp_get_num_threads() is 1: the whole range
+                b.call(outlined, [slot])
 
         # The body runs in a function whose buffer pointers are noalias *arguments*: read
         # from the struct they would be plain pointers, and possible aliasing would stop

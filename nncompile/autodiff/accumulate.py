@@ -72,7 +72,7 @@ class ProductCotangent:
 
 def _rule_location() -> str | None:
     """The source location the VJP rule creating a deferred cotangent records under."""
-    return dispatch._LOC_OVERRIDE[-1] if dispatch._LOC_OVERRIDE else None
+    return dispatch.location_override()
 
 
 def combine(contributions: list[Any]) -> Tensor:

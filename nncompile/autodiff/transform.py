@@ -16,7 +16,7 @@ from ..ir.errors import DTypeError, GraphError, ShapeError
 from ..ir.graph import Graph, Value
 from ..ir.types import TensorType
 from ..tensor import Tensor
-from ..tracing import _STACK, Trace
+from ..tracing import Trace, trace_stack
 from .accumulate import combine
 from .rules import NOT_DIFFERENTIABLE, VJP
 
@@ -149,7 +149,7 @@ def grad_graph(
         wrt_idx = [_index(graph, w, graph.inputs, "input") for w in wrt]
     of_idx = _index(graph, of, graph.outputs, "output")
     tr = Trace(f"{graph.name}_grad")
-    _STACK.append(tr)
+    trace_stack().append(tr)
     try:
         inputs = [
             Tensor._symbolic(tr.graph.add_input(TensorType(v.shape, v.dtype), v.name), tr)
@@ -159,7 +159,7 @@ def grad_graph(
         results = (outs if keep_outputs else []) + grads
         tr.graph.set_outputs([tr.value_of(t) for t in results])
     finally:
-        _STACK.pop()
+        trace_stack().pop()
         tr.active = False
     grad_tree = {"kind": "list", "children": [{"kind": "array"} for _ in grads]}
     tr.graph.in_tree = graph.in_tree

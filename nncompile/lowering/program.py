@@ -15,7 +15,7 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from ..ir.graph import Graph, Value
-from ..ir.kernel import BufferParam, Kernel
+from ..ir.kernel import BufferParam, Kernel, Store, walk
 from ..ir.kernel_printer import format_kernel
 from ..passes.fusion import FusionGroup
 from .kernels import KernelBuilder, lower_group
@@ -187,3 +187,29 @@ def lower_graph(graph: Graph, device: str = "cpu") -> Program:
         arena,
         {code: msg for msg, code in pl.messages.items()},
     )
+
+
+def reports_errors(kernel: Kernel) -> bool:
+    """Whether the kernel can set the status word (a data-dependent check)."""
+    return any(isinstance(s, Store) and s.buffer == "status" for s in walk(kernel.body))
+
+
+def donated_write_may_precede_error(program: Program) -> bool:
+    """Whether a kernel that can report an error runs at or after the first kernel that
+    writes a donated input's memory. The entry stops at the first error, so when this is
+    False a failing call has not touched any donated input; when True the executable
+    keeps a copy of them to restore."""
+    donated = {program.outputs[o] for o in program.donations}
+    if not donated:
+        return False
+    first_write = next(
+        (
+            k
+            for k, kern in enumerate(program.kernels)
+            if any(p.name in donated for p in kern.params)
+        ),
+        None,
+    )
+    if first_write is None:
+        return False
+    return any(reports_errors(kern) for kern in program.kernels[first_write:])

@@ -1,0 +1,108 @@
+"""How many threads each compiled call runs on: measured, not assumed.
+
+On an idle machine a step runs fastest on every core. When other processes (another
+training job, a test runner's workers) hold the cores, a team of threads that must meet
+at a barrier after every parallel loop waits, at each barrier, for a thread the OS has
+not scheduled: a step then takes 100x longer (measured: 0.6 ms -> 117 ms with two jobs on
+two cores). One thread never waits for another.
+
+So every executable keeps a ``ThreadChooser``: it runs calls on its chosen count and, now
+and then, one call on the other count (1 or all), and keeps whichever was faster. Probes
+of a losing choice back off so that they cost at most a few per cent: on an idle machine
+the one-thread probe is ~1.3x a call, under contention the all-threads probe can be 50x.
+A call that suddenly takes several times its recent best (contention just started)
+brings the next probe forward.
+
+Fork: libgomp's worker threads do not exist in a child made by fork(), and its first
+parallel region there waits for them forever. A child forked after this process ran a
+parallel call runs every call on one thread (one warning says so); results are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import deque
+from statistics import median
+
+FIRST_PROBE = 8  # calls before the first probe (the first calls pay page faults)
+MIN_GAP, MAX_GAP = 16, 4096  # calls between probes of the losing choice
+PROBE_BUDGET = 0.03  # a losing probe's extra time, amortized over the gap
+SWITCH_MARGIN = 0.85  # a probe must beat the current choice's median by this factor
+SUDDEN_SLOWDOWN = 4.0  # a call this many times its recent best: probe now
+
+_state = {"parallel_ran": False, "forked_child": False, "warned": False}
+
+
+def _after_fork_in_child() -> None:
+    if _state["parallel_ran"]:
+        _state["forked_child"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def serial_after_fork() -> bool:
+    """True in a child forked after parallel calls ran (libgomp cannot be used there)."""
+    if _state["forked_child"] and not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn(
+            "nncompile: this process was forked after compiled code ran on several threads; "
+            "libgomp cannot start threads in a forked child, so compiled calls here run on "
+            "one thread (start worker processes with the 'spawn' or 'forkserver' method "
+            "to keep them parallel)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return _state["forked_child"]
+
+
+class ThreadChooser:
+    """Per executable: run on ``most`` threads or on one, whichever is faster lately."""
+
+    def __init__(self, most: int):
+        self.most = most
+        self.choice = most
+        self.recent = {most: deque(maxlen=5), 1: deque(maxlen=5)}
+        self.until_probe = FIRST_PROBE
+        self.gap = MIN_GAP
+
+    def threads(self) -> int:
+        """The thread count for the next call."""
+        if self.most <= 1:
+            return 1
+        if serial_after_fork():
+            return 1
+        _state["parallel_ran"] = True
+        self.until_probe -= 1
+        if self.until_probe <= 0:
+            return 1 if self.choice != 1 else self.most
+        return self.choice
+
+    def record(self, threads: int, seconds: float) -> None:
+        """What a call on ``threads`` threads took."""
+        if self.most <= 1:
+            return
+        if threads == self.choice:
+            recent = self.recent[threads]
+            if len(recent) >= 3 and seconds > SUDDEN_SLOWDOWN * min(recent):
+                self.until_probe = min(self.until_probe, 1)
+            recent.append(seconds)
+            return
+        # A probe of the other choice.
+        current = self.recent[self.choice]
+        self.recent[threads].append(seconds)
+        if not current:
+            self.until_probe = self.gap
+            return
+        typical = median(current)
+        if seconds < SWITCH_MARGIN * typical:
+            self.choice = threads
+            self.gap = MIN_GAP
+        else:
+            # Back off: at least twice the last gap, and long enough that this probe's
+            # extra time is a small share of the calls between probes.
+            cost = seconds / max(typical, 1e-9) - 1.0
+            self.gap = min(MAX_GAP, max(2 * self.gap, int(cost / PROBE_BUDGET)))
+        self.until_probe = self.gap
