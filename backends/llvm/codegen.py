@@ -335,10 +335,8 @@ class KernelEmitter:
                 one, zero = ir.Constant(x.type, 1.0), ir.Constant(x.type, 0.0)
                 neg = b.select(b.fcmp_ordered("<", x, zero), b.fneg(one), x)
                 return b.select(b.fcmp_ordered(">", x, zero), one, neg)
-            if op == "sigmoid":  # 1 / (1 + e^-x): e^-x = inf gives 0, never NaN
-                e = mathlib.call(b, self.module, "exp", [b.fneg(x)])
-                one = ir.Constant(x.type, 1.0)
-                return b.fdiv(one, b.fadd(one, e, flags=FLAGS), flags=FLAGS)
+            if op == "sigmoid":
+                return self.sigmoid(x)
             if op in mathlib.FUNCTIONS:
                 return mathlib.call(b, self.module, op, [x])
         else:
@@ -352,6 +350,16 @@ class KernelEmitter:
                 neg = b.zext(b.icmp_signed("<", x, zero), x.type)
                 return b.sub(pos, neg)
         raise NotImplementedError(f"unary {op} on {d}")
+
+    def sigmoid(self, x: ir.Value) -> ir.Value:
+        """The reference's two branches: e = e^-|x| in (0, 1], then 1 / (1 + e) for x >= 0
+        and e / (1 + e) below, so exp never overflows and far-negative x gives e^x itself,
+        subnormals included (1 / (1 + e^-x) is 0 below -88.7 in float32); NaN stays NaN."""
+        b = self.b
+        e = mathlib.call(b, self.module, "exp", [b.fneg(self.intrinsic("fabs", [x]))])
+        one = ir.Constant(x.type, 1.0)
+        num = b.select(b.fcmp_ordered(">=", x, ir.Constant(x.type, 0.0)), one, e)
+        return b.fdiv(num, b.fadd(one, e, flags=FLAGS), flags=FLAGS)
 
     def binary(self, e: Binary, a: ir.Value, c: ir.Value, accumulate: bool) -> ir.Value:
         b, op = self.b, e.op

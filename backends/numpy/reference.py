@@ -32,6 +32,55 @@ def _zero(x: np.ndarray) -> np.generic:
     return x.dtype.type(0)
 
 
+# ---- float semantics every backend shares ---------------------------------------------------
+# NumPy leaves these cases to the platform (its float -> int cast of NaN gives INT_MIN on x86,
+# its max of +0 and -0 depends on operand order and SIMD path); the compiled backends follow
+# the rules below, and so does the reference.
+
+
+def saturating_cast(x: np.ndarray, to: np.dtype) -> np.ndarray:
+    """``x.astype(to)``, except that a float -> int cast saturates as LLVM's fptosi.sat (and
+    Rust, Java, CUDA's cvt.rzi) do: NaN gives 0, values beyond the range the nearest bound."""
+    to = np.dtype(to)
+    if x.dtype.kind != "f" or to.kind != "i":
+        return x.astype(to)
+    info = np.iinfo(to)
+    bound = float(2 ** (info.bits - 1))  # a power of two: exact in every float format
+    high, low = x >= bound, x < -bound
+    inside = np.where(high | low | np.isnan(x), 0, x).astype(to)
+    return np.where(high, info.max, np.where(low, info.min, inside)).astype(to)
+
+
+def _maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IEEE 754-2019 maximum: NaN propagates (as np.maximum) and -0 < +0."""
+    out = np.maximum(a, b)
+    if out.dtype.kind == "f":
+        tie = (a == 0) & (b == 0)
+        if np.any(tie):
+            out = np.where(tie, a + b, out)  # +0 + -0 = +0; -0 + -0 = -0
+    return out
+
+
+def _minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IEEE 754-2019 minimum: NaN propagates (as np.minimum) and -0 < +0."""
+    out = np.minimum(a, b)
+    if out.dtype.kind == "f":
+        tie = (a == 0) & (b == 0)
+        if np.any(tie):
+            out = np.where(tie, -(-a - b), out)  # -0 unless both are +0
+    return out
+
+
+def _signed_zero_extreme(out: np.ndarray, x: np.ndarray, axis: Any, keepdims: bool, top: bool):
+    """A max (``top``) or min reduction's zero results with IEEE 754-2019's -0 < +0: a max
+    is +0 if any +0 was reduced, a min -0 if any -0 was (NumPy keeps whichever came first)."""
+    if x.dtype.kind != "f" or not np.any(out == 0):
+        return out
+    found = np.any((x == 0) & (np.signbit(x) != top), axis=axis, keepdims=keepdims)
+    zero = np.zeros_like(out)
+    return np.where(out == 0, np.where(found == top, zero, -zero), out)
+
+
 # ---- elementwise ------------------------------------------------------------------------
 
 
@@ -47,7 +96,7 @@ UNARY_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "neg": np.negative,
     "abs": np.abs,
     "sign": np.sign,
-    "relu": lambda x: np.maximum(x, _zero(x)),
+    "relu": lambda x: _maximum(x, _zero(x)),
     "exp": np.exp,
     "log": np.log,
     "sqrt": np.sqrt,
@@ -81,8 +130,8 @@ def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if not (b < 0).any():
             return exact
         inexact = np.power(a.astype(np.float64), b.astype(np.float64))
-        return np.where(b >= 0, exact, inexact.astype(a.dtype))
-    return np.power(a.astype(np.float64), b.astype(np.float64)).astype(a.dtype)
+        return np.where(b >= 0, exact, saturating_cast(inexact, a.dtype))
+    return saturating_cast(np.power(a.astype(np.float64), b.astype(np.float64)), a.dtype)
 
 
 BINARY_REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -90,8 +139,8 @@ BINARY_REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "sub": np.subtract,
     "mul": np.multiply,
     "div": _divide,
-    "maximum": np.maximum,
-    "minimum": np.minimum,
+    "maximum": _maximum,
+    "minimum": _minimum,
     "pow": _pow,
     "logical_and": np.logical_and,
     "logical_or": np.logical_or,
@@ -128,7 +177,7 @@ def _where(ins, attrs):
 
 @reference("cast")
 def _cast(ins, attrs):
-    return [ins[0].astype(attrs["to"].np)]
+    return [saturating_cast(ins[0], attrs["to"].np)]
 
 
 # ---- reductions -------------------------------------------------------------------------
@@ -158,15 +207,17 @@ def _reduce_mean(ins, attrs):
 def _reduce_max(ins, attrs):
     x = ins[0]
     # `initial` makes an empty reduction give the lowest value (-inf), as ONNX says.
-    out = np.max(x, axis=attrs["axes"], keepdims=attrs["keepdims"], initial=_lowest(x.dtype))
-    return [np.asarray(out, dtype=x.dtype)]
+    axes, keep = attrs["axes"], attrs["keepdims"]
+    out = np.max(x, axis=axes, keepdims=keep, initial=_lowest(x.dtype))
+    return [np.asarray(_signed_zero_extreme(out, x, axes, keep, top=True), dtype=x.dtype)]
 
 
 @reference("reduce_min")
 def _reduce_min(ins, attrs):
     x = ins[0]
-    out = np.min(x, axis=attrs["axes"], keepdims=attrs["keepdims"], initial=_highest(x.dtype))
-    return [np.asarray(out, dtype=x.dtype)]
+    axes, keep = attrs["axes"], attrs["keepdims"]
+    out = np.min(x, axis=axes, keepdims=keep, initial=_highest(x.dtype))
+    return [np.asarray(_signed_zero_extreme(out, x, axes, keep, top=False), dtype=x.dtype)]
 
 
 @reference("argmax")
@@ -301,7 +352,8 @@ def _max_pool2d(ins, attrs):
     x = ins[0]
     xp = _pad_spatial(x, attrs["pads"], -np.inf)
     win = _windows(xp, attrs["kernel"], attrs["strides"], attrs["dilations"])
-    return [np.ascontiguousarray(win.max(axis=(4, 5), initial=-np.inf), dtype=x.dtype)]
+    out = _signed_zero_extreme(win.max(axis=(4, 5), initial=-np.inf), win, (4, 5), False, True)
+    return [np.ascontiguousarray(out, dtype=x.dtype)]
 
 
 @reference("avg_pool2d")

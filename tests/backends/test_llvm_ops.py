@@ -176,6 +176,39 @@ def _binary_float(dtype):
     return fn, args, {"pow": "math", "div": "arith", "*": "arith"}
 
 
+@case("float-edges", "float32", "float64")
+def _float_edges(dtype):
+    """Where NumPy leaves results to the platform, every backend follows the reference:
+    sigmoid's subnormal tail (e^x / (1 + e^x), not 1 / (1 + e^-x) = 0) and IEEE 754-2019
+    max / min with -0 < +0. A zero's sign shows as the sign of 1 / zero."""
+    f64 = np.dtype(dtype) == F64
+    tail = [-90.0, -100.0, -103.0, -20.0, 0.0, 20.0, 1e4, -1e4, np.nan, -np.inf, np.inf]
+    tail += [-720.0, -740.0, -744.0] if f64 else []
+    logged = [-90.0, -87.0, -50.0, 3.0] + ([-700.0, -720.0] if f64 else [])
+    a = np.array([0.0, -0.0, 0.0, -0.0, np.nan, 1.0, -0.0], dtype)
+    b = np.array([-0.0, 0.0, 0.0, -0.0, 0.0, np.nan, -1.0], dtype)
+    zeros = np.array([[-0.0, 0.0], [0.0, -0.0], [-0.0, -0.0], [0.0, 0.0]], dtype)
+
+    def fn(tail, logged, a, b, zeros):
+        inv = nc.reciprocal
+        pool = nc.max_pool2d(nc.reshape(zeros, (1, 1, 1, 8)), (1, 2), (1, 2))
+        return {
+            "sigmoid": nc.sigmoid(tail),
+            "log_sigmoid": nc.log(nc.sigmoid(logged)),
+            "signed/maximum": inv(nc.maximum(a, b)),
+            "signed/minimum": inv(nc.minimum(a, b)),
+            "signed/relu": inv(nc.relu(a)),
+            "signed/max": inv(nc.max(zeros, axis=1)),
+            "signed/min": inv(nc.min(zeros, axis=1)),
+            "signed/pool": inv(pool),
+        }
+
+    tiny = np.finfo(dtype).smallest_subnormal  # libm's exp may differ by an ulp or two
+    tol = {"sigmoid": (1e-5, 16 * tiny), "log_sigmoid": "math", "signed": "exact"}
+    args = (np.array(tail, dtype), np.array(logged, dtype), a, b, zeros)
+    return fn, args, tol
+
+
 @case("binary", "int32", "int64")
 def _binary_int(dtype):
     rng = rng_for("binary", dtype)
@@ -288,19 +321,23 @@ def _cast():
         "bool": data(rng, (3, 17), BOOL),
     }
     srcs["int64"][0, :2] = [2**40 + 3, -(2**40) - 3]  # wraps when cast to int32
-    nan = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30])
+    # Float -> int saturates everywhere (NaN -> 0, beyond the range the nearest bound)
+    edges = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, 1e10, -1e10, 2.0**31, -(2.0**31)]
+    edges += [2.0**31 - 1, -(2.0**31) - 1, 2.0**63, -(2.0**63), 1e30, -1e30, 2.9, -2.9]
+    edges = np.array(edges)
 
-    def fn(srcs, nan32, nan64):
+    def fn(srcs, edges32, edges64):
         out = {}
         for s, x in srcs.items():
             for d in ("float32", "float64", "int32", "int64", "bool"):
                 out[f"{s}->{d}"] = nc.astype(x, d)
-        for name, x in (("float32", nan32), ("float64", nan64)):
-            for d in ("float32", "float64", "bool"):  # NaN -> int is undefined in NumPy
-                out[f"{name}(nan)->{d}"] = nc.astype(x, d)
+        for name, x in (("float32", edges32), ("float64", edges64)):
+            for d in ("float32", "float64", "int32", "int64", "bool"):
+                out[f"{name}(edges)->{d}"] = nc.astype(x, d)
         return out
 
-    return fn, (srcs, nan.astype(F32), nan), "exact"
+    with np.errstate(over="ignore"):
+        return fn, (srcs, edges.astype(F32), edges), "exact"
 
 
 # ---- reductions -------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class Case:
     attrs: dict[str, Any]
     expected: Callable[[], np.ndarray]  # lazy: a broken expectation fails one test only
     id: str
-    tol: str = "exact"  # "exact" | "math" | "acc"
+    tol: str = "exact"  # "exact" | "signed" (exact, sign of zero too) | "math" | "acc"
 
 
 CASES: list[Case] = []
@@ -300,6 +300,59 @@ for _src, _dst in itertools.product(ALL, ALL):
         case("cast", [_x], {"to": _dst}, _fn, f"{_src}-{_dst}{_x.shape}")
 # dtype names are accepted as well as dtypes
 case("cast", [np.array([1.5, -1.5], F64)], {"to": "int32"}, np.array([1, -1], I32), "by-name")
+
+
+def _saturated(v: float, dst: np.dtype) -> int:
+    """Float -> int as LLVM's fptosi.sat: NaN gives 0, beyond the range the nearest bound."""
+    bound = 2 ** (np.iinfo(dst).bits - 1)
+    if math.isnan(v):
+        return 0
+    if v >= bound:
+        return bound - 1
+    return -bound if v < -bound else int(v)
+
+
+_CAST_EDGES = [math.nan, math.inf, -math.inf, 1e10, -1e10, 2.0**31, -(2.0**31), 2.0**31 - 1]
+_CAST_EDGES += [-(2.0**31) - 1, 2.0**63, -(2.0**63), 2.9, -2.9, 1e30, -1e30, -0.0]
+for _src, _dst in itertools.product(FLOATS, INTS):
+    with np.errstate(over="ignore"):
+        _x = np.array(_CAST_EDGES, _src)  # in float32, 2**31 - 1 rounds to 2**31
+    _fn = partial(elementwise, partial(_saturated, dst=_dst), _dst, _x)
+    case("cast", [_x], {"to": _dst}, _fn, f"saturating-{_src}-{_dst}")
+
+
+# Signed zeros in max / min (IEEE 754-2019 maximum and minimum: -0 < +0, NaN propagates),
+# where NumPy returns either zero depending on operand order. Checked with the sign bit.
+_NAN = math.nan
+_MAX_A = [0.0, -0.0, 0.0, -0.0, _NAN, 1.0, -0.0]
+_MAX_B = [-0.0, 0.0, 0.0, -0.0, 0.0, _NAN, -1.0]
+_SIGNED_ZERO_CASES = [
+    ("maximum", [_MAX_A, _MAX_B], {}, [0.0, 0.0, 0.0, -0.0, _NAN, _NAN, -0.0]),
+    ("minimum", [_MAX_A, _MAX_B], {}, [-0.0, -0.0, 0.0, -0.0, _NAN, _NAN, -1.0]),
+    ("relu", [[-0.0, 0.0, -1.0]], {}, [0.0, 0.0, 0.0]),
+    (
+        "reduce_max",
+        [[[-0.0, 0.0], [0.0, -0.0], [-0.0, -0.0], [0.0, 0.0], [-0.0, -1.0]]],
+        {"axes": [1], "keepdims": False},
+        [0.0, 0.0, -0.0, 0.0, -0.0],
+    ),
+    (
+        "reduce_min",
+        [[[-0.0, 0.0], [0.0, -0.0], [-0.0, -0.0], [0.0, 0.0], [0.0, 1.0]]],
+        {"axes": [1], "keepdims": False},
+        [-0.0, -0.0, -0.0, 0.0, 0.0],
+    ),
+    (
+        "max_pool2d",
+        [[[[[-0.0, 0.0, 0.0, -0.0, -0.0, -0.0]]]]],
+        {"kernel": [1, 2], "strides": [1, 2]},
+        [[[[0.0, 0.0, -0.0]]]],
+    ),
+]
+for _op, _ins, _attrs, _want in _SIGNED_ZERO_CASES:
+    for _dtype in FLOATS:
+        _arrays = [np.array(a, _dtype) for a in _ins]
+        case(_op, _arrays, _attrs, np.array(_want, _dtype), f"signed-zeros-{_dtype}", "signed")
 
 
 # ---- reductions ----------------------------------------------------------------------------
@@ -1094,7 +1147,9 @@ def check(actual: Any, c: Case) -> None:
     assert isinstance(actual, np.ndarray), f"{c.op} returned {type(actual).__name__}"
     assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    if c.tol == "exact" or expected.dtype.kind != "f":
+    if c.tol == "signed":  # exact, and -0 is not +0
+        np.testing.assert_array_equal(np.signbit(actual), np.signbit(expected))
+    if c.tol in ("exact", "signed") or expected.dtype.kind != "f":
         np.testing.assert_array_equal(actual, expected)
     else:
         rtol, atol = TOLERANCES[c.tol][expected.dtype]
