@@ -225,17 +225,12 @@ class Trainer:
         x, y, lr, key)``, on copies of the model's weights and a fresh optimizer state (a
         compiled step updates its inputs in place). For benchmarks and pictures."""
 
-        def copied(tree: dict) -> dict:
-            return {
-                layer: {k: np.array(a) for k, a in arrays.items()} for layer, arrays in tree.items()
-            }
-
-        params = copied(self.model.params(trainable=True))
+        params = _copied(self.model.params(trainable=True))
         return (
             params,
             self.model.params(trainable=False),
             self.optimizer.init(params),
-            copied(self.model.state()),
+            _copied(self.model.state()),
             self._inputs(x),
             self._labels(y),
             np.float32(self.optimizer.lr),
@@ -305,8 +300,13 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             progress.epoch_begin(epoch)
-            params, frozen = model.params(trainable=True), model.params(trainable=False)
-            state = model.state()
+            # The step updates its donated arguments in place: it gets copies, and the
+            # model takes them at the end of the epoch. An epoch that raises leaves the
+            # model's weights and the optimizer's state as they were before it.
+            params, frozen = _copied(model.params(trainable=True)), model.params(trainable=False)
+            state = _copied(model.state())
+            opt_state_before = self.opt_state
+            self.opt_state = _copied(self.opt_state)
             if self._on_device:
                 params, state = to_device(params), to_device(state)
                 self.opt_state = to_device(self.opt_state)
@@ -315,9 +315,13 @@ class Trainer:
             for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
                 lr = np.float32(self.optimizer.lr)
                 key = np.int64(self.steps_run)
-                params, self.opt_state, state, loss, outputs = train(
-                    params, frozen, self.opt_state, state, x[idx], y[idx], lr, key
-                )
+                try:
+                    params, self.opt_state, state, loss, outputs = train(
+                        params, frozen, self.opt_state, state, x[idx], y[idx], lr, key
+                    )
+                except BaseException:
+                    self.opt_state = opt_state_before
+                    raise
                 self.steps_run += 1
                 if self._on_device:
                     loss, outputs = to_host(loss), to_host(outputs)
@@ -387,3 +391,12 @@ class Trainer:
         if not outs:
             return np.zeros((0, *self.model.output_shape), np.float32)
         return np.concatenate(outs)
+
+
+def _copied(tree: Any) -> Any:
+    """A copy of a nested dict of arrays (weights, optimizer state)."""
+    if isinstance(tree, dict):
+        return {k: _copied(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_copied(v) for v in tree)
+    return np.array(tree) if isinstance(tree, np.ndarray) else tree

@@ -108,16 +108,21 @@ class Sequential:
         if len(weights) != expected:
             raise ShapeError(f"set_weights: model has {expected} arrays, got {len(weights)}")
         it = iter(weights)
+        # Checked whole before anything is assigned: a bad array leaves the model as it was.
+        # C-ordered copies: compiled steps read weights as contiguous buffers.
+        assignments = []
         for layer in self.layers:
             for group in (layer.params, layer.state):
                 for key, old in group.items():
-                    new = np.array(next(it), dtype=old.dtype)
+                    new = np.array(next(it), dtype=old.dtype, order="C")
                     if new.shape != old.shape:
                         raise ShapeError(
                             f"set_weights: {layer.name}/{key} has shape {old.shape}, "
                             f"got {new.shape}"
                         )
-                    group[key] = new
+                    assignments.append((group, key, new))
+        for group, key, new in assignments:
+            group[key] = new
 
     def count_params(self) -> int:
         return sum(layer.param_count + layer.state_count for layer in self.layers)
