@@ -7,6 +7,7 @@ lower them to native code. Eager execution on NumPy is the semantic reference.
     nc.run(g, x, w)                   # the reference interpreter, == eager
 """
 
+from . import _installed  # noqa: I001  (first: a clear error for a checkout not installed)
 from . import ir  # noqa: I001  (ir first: it registers the ops)
 from .ir.dtypes import bool_, float32, float64, int32, int64
 from .errors import (

@@ -164,6 +164,10 @@ def _size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
 
+def _result_type(*arrays_and_dtypes):
+    return np.result_type(*(a.dtype if isinstance(a, Tensor) else a for a in arrays_and_dtypes))
+
+
 # NumPy function -> (its nc equivalent, how the equivalent is named in messages)
 FUNCTIONS: dict[Callable, tuple[Callable, str]] = {
     np.sum: (_sum_like(ops.sum), "nc.sum(x, axis, keepdims)"),
@@ -190,6 +194,7 @@ FUNCTIONS: dict[Callable, tuple[Callable, str]] = {
     np.shape: (_shape, "x.shape"),
     np.ndim: (_ndim, "x.ndim"),
     np.size: (_size, "x.size"),
+    np.result_type: (_result_type, "x.dtype"),
 }
 
 UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
@@ -220,7 +225,16 @@ UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
     np.logical_or: ops.logical_or,
     np.logical_xor: ops.logical_xor,
     np.logical_not: ops.logical_not,
+    np.bitwise_and: ops.bitwise_and,
+    np.bitwise_or: ops.bitwise_or,
+    np.bitwise_xor: ops.bitwise_xor,
+    np.invert: ops.bitwise_not,  # also np.bitwise_not
     np.matmul: ops.matmul,
+    # operators the Tensor defines (`array & t` reaches the ufunc before Tensor.__rand__)
+    np.bitwise_and: lambda a, b: as_tensor(a) & b,
+    np.bitwise_or: lambda a, b: as_tensor(a) | b,
+    np.bitwise_xor: lambda a, b: as_tensor(a) ^ b,
+    np.invert: lambda x: ~as_tensor(x),
 }
 # What to use instead of a reduction method of a ufunc (np.add.reduce(x), ...).
 REDUCTIONS = {"add": "nc.sum", "maximum": "nc.max", "minimum": "nc.min"}
@@ -318,5 +332,6 @@ def array_ufunc(ufunc: np.ufunc, method: str, inputs: tuple, kwargs: dict) -> An
                 f"{name}(..., out=...) writes into a NumPy array, which cannot hold a traced "
                 "value; write `x = x + y` instead of `x += y` on arrays"
             )
-        raise _cannot_trace(name, f"nc.{op.__name__}" if op else _NC_OPS)
+        named = op is not None and op.__name__.isidentifier()
+        raise _cannot_trace(name, f"nc.{op.__name__}" if named else _NC_OPS)
     return getattr(ufunc, method)(*_as_numpy(inputs), **_as_numpy(kwargs))

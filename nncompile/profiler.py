@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import pytree
-from .compiler import lower_graph_for
+from .compiler import CompiledFunction, lower_graph_for
+from .ir.errors import ConfigError
 from .roofline import group_work
 from .tracing import is_array_leaf, trace
 
@@ -84,10 +85,16 @@ def profile(
     fn: Callable[..., Any], *args: Any, steps: int = 20, threads: int | None = None
 ) -> Profile:
     """Compile ``fn`` for ``args`` (LLVM backend) and time each kernel over ``steps`` runs.
-    Donation is off: the arguments are not modified."""
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    lowered = lower_graph_for(trace(fn, *args), "llvm", threads=threads, kernel_entries=True)
+    ``fn`` may be a plain function or one made by ``nc.compile`` / ``nc.jit`` (its function
+    is profiled, at its optimization level and thread count). Donation is off: the
+    arguments are not modified."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    level = 2
+    if isinstance(fn, CompiledFunction):  # tracing the compiled wrapper would not work
+        fn, level, threads = fn.fn, fn.level, fn.threads if threads is None else threads
+    graph = trace(fn, *args)
+    lowered = lower_graph_for(graph, "llvm", level, threads=threads, kernel_entries=True)
     executable = lowered.compile()
     entries = executable.kernel_entries()
     leaves, _, _ = pytree.flatten(args, is_array_leaf)

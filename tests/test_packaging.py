@@ -25,3 +25,20 @@ def test_every_package_folder_is_listed():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(config["tool"]["setuptools"]["packages"])
     assert listed == _expected_packages()
+
+
+def test_an_uninstalled_checkout_says_how_to_install():
+    """From the repository's root without `pip install -e .` (python -S: no site-packages,
+    so no installed nncompile), `import nncompile` says how to install instead of failing
+    with "partially initialized module"."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", "import nncompile"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: nncompile is imported from the source folder")
+    assert f"pip install -e {ROOT}" in last
+    assert "partially initialized" not in run.stderr

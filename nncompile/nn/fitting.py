@@ -279,6 +279,8 @@ class Trainer:
             if len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x_val, y_val)")
             val = (self._inputs(validation_data[0]), self._labels(validation_data[1]))
+            if check_same_length(*val) == 0:
+                raise ConfigError("validation_data holds no samples")
         elif validation_split:
             (x, y), val = split_tail(x, y, validation_split)
         else:
@@ -354,6 +356,8 @@ class Trainer:
         self._require_loss()
         x, y = self._inputs(x), self._labels(y)
         n = check_same_length(x, y)
+        if n == 0:  # a mean over no samples is undefined, not 0.0
+            raise ConfigError("evaluate needs at least one sample; the data holds none")
         batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()

@@ -8,7 +8,10 @@ dicts keyed by layer name, passes them to a compiled step, and stores what comes
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +39,37 @@ def check_activation(name: Any) -> Any:
     return name
 
 
+@dataclass(frozen=True)
+class Weight:
+    """An array a layer declares: its shape and dtype, whether the forward pass updates it
+    (``state``, e.g. batch-norm statistics) rather than training it, and ``init(shape,
+    rng)``, which makes its first value."""
+
+    shape: Shape
+    init: Callable[[Shape, np.random.Generator], np.ndarray]
+    dtype: Any = np.float32
+    state: bool = False
+
+
+# Where a layer's declared weights come from while this is set (loading a saved model):
+# source(layer, name, weight) -> array. Unset: from ``weight.init``.
+WeightSource = Callable[["Layer", str, Weight], np.ndarray]
+_SOURCE: contextvars.ContextVar[WeightSource | None] = contextvars.ContextVar(
+    "weight_source", default=None
+)
+
+
+@contextlib.contextmanager
+def weights_from(source: WeightSource) -> Iterator[None]:
+    """Layers built in this block take their declared weights from ``source`` instead of
+    initializing them, so a loader checks each shape before anything is allocated."""
+    token = _SOURCE.set(source)
+    try:
+        yield
+    finally:
+        _SOURCE.reset(token)
+
+
 @dataclass
 class CallContext:
     """What a forward pass shares between layers: the mode, the dropout key, and the
@@ -48,9 +82,10 @@ class CallContext:
 
 
 class Layer:
-    """Subclasses set ``input_dtype`` if not float32, and implement ``create`` (make the
-    arrays for an input shape, batch dimension excluded), ``forward`` (the computation
-    before the activation) and ``config`` (constructor arguments, JSON-serializable)."""
+    """Subclasses set ``input_dtype`` if not float32, and implement ``weights`` (declare
+    the arrays for an input shape, batch dimension excluded; or ``create``, which makes
+    them), ``forward`` (the computation before the activation) and ``config``
+    (constructor arguments, JSON-serializable)."""
 
     input_dtype = np.float32
 
@@ -76,8 +111,22 @@ class Layer:
         self.built = False
 
     # -- to implement ---------------------------------------------------------------------
+    def weights(self, input_shape: Shape) -> dict[str, Weight] | None:
+        """The arrays for inputs of ``input_shape``, by name, in initialization order
+        (None: ``create`` makes them)."""
+        return None
+
     def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
-        """Make ``self.params`` / ``self.state`` for inputs of ``input_shape``."""
+        """Make ``self.params`` / ``self.state`` for inputs of ``input_shape`` (layers that
+        declare ``weights`` need not implement this)."""
+        declared = self.weights(input_shape) or {}
+        source = _SOURCE.get()
+        arrays = {
+            name: source(self, name, w) if source else np.asarray(w.init(w.shape, rng), w.dtype)
+            for name, w in declared.items()
+        }
+        self.params = {name: arrays[name] for name, w in declared.items() if not w.state}
+        self.state = {name: arrays[name] for name, w in declared.items() if w.state}
 
     def forward(self, params: dict[str, Any], x: Tensor, ctx: CallContext) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__}.forward")
@@ -100,7 +149,8 @@ class Layer:
 
         self.input_shape = tuple(int(d) for d in input_shape)
         self.create(self.input_shape, rng)
-        example = np.zeros((1,) + self.input_shape, self.input_dtype)
+        # a broadcast zero: tracing needs only the shape, so none is allocated
+        example = np.broadcast_to(np.zeros((), self.input_dtype), (1,) + self.input_shape)
 
         def probe(params: dict, state: dict, x: Any) -> Tensor:
             return self.call(params, x, CallContext(False, None, {self.name: state}))

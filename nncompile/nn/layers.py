@@ -4,6 +4,7 @@ initializers are Keras' defaults (glorot_uniform kernels, zero biases)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import Any
@@ -18,6 +19,7 @@ from .layer import (
     CallContext,
     Layer,
     Shape,
+    Weight,
     as_pair,
     check_padding,
     mix_key,
@@ -57,13 +59,14 @@ class Dense(Layer):
         self.bias_initializer = bias_initializer
         check_initializers(kernel_initializer, bias_initializer)
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
         if not input_shape:
             raise ShapeError(f"Dense {self.name}: needs inputs with a feature axis")
-        shape = (input_shape[-1], self.units)
-        self.params = {"kernel": initializer(self.kernel_initializer)(shape, rng, layout="in_out")}
+        kernel = functools.partial(initializer(self.kernel_initializer), layout="in_out")
+        declared = {"kernel": Weight((input_shape[-1], self.units), kernel)}
         if self.use_bias:
-            self.params["bias"] = initializer(self.bias_initializer)((self.units,), rng)
+            declared["bias"] = Weight((self.units,), initializer(self.bias_initializer))
+        return declared
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         return F.dense(x, params["kernel"], params.get("bias"))
@@ -104,16 +107,17 @@ class Conv2D(Layer):
         self.bias_initializer = bias_initializer
         check_initializers(kernel_initializer, bias_initializer)
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
         if len(input_shape) != 3:
             raise ShapeError(
                 f"Conv2D {self.name}: expects images (height, width, channels), "
                 f"got input shape {input_shape}"
             )
         shape = (self.filters, input_shape[2]) + self.kernel_size
-        self.params = {"kernel": initializer(self.kernel_initializer)(shape, rng)}
+        declared = {"kernel": Weight(shape, initializer(self.kernel_initializer))}
         if self.use_bias:
-            self.params["bias"] = initializer(self.bias_initializer)((self.filters,), rng)
+            declared["bias"] = Weight((self.filters,), initializer(self.bias_initializer))
+        return declared
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         return F.conv2d_layer(
@@ -239,17 +243,16 @@ class BatchNormalization(Layer):
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.center, self.scale = center, scale
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
-        channels = input_shape[-1]
-        self.params = {}
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
+        channels = (input_shape[-1],)
+        declared = {}
         if self.scale:
-            self.params["gamma"] = np.ones(channels, np.float32)
+            declared["gamma"] = Weight(channels, init.ones)
         if self.center:
-            self.params["beta"] = np.zeros(channels, np.float32)
-        self.state = {
-            "moving_mean": np.zeros(channels, np.float32),
-            "moving_variance": np.ones(channels, np.float32),
-        }
+            declared["beta"] = Weight(channels, init.zeros)
+        declared["moving_mean"] = Weight(channels, init.zeros, state=True)
+        declared["moving_variance"] = Weight(channels, init.ones, state=True)
+        return declared
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         x = as_tensor(x)
@@ -291,9 +294,13 @@ class Embedding(Layer):
         self.input_dim = positive_int(input_dim, "Embedding input_dim")
         self.output_dim = positive_int(output_dim, "Embedding output_dim")
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
-        shape = (self.input_dim, self.output_dim)
-        self.params = {"embeddings": rng.uniform(-0.05, 0.05, shape).astype(np.float32)}
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
+        return {
+            "embeddings": Weight(
+                (self.input_dim, self.output_dim),
+                lambda shape, rng: rng.uniform(-0.05, 0.05, shape),
+            )
+        }
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         return F.embedding(x, params["embeddings"])

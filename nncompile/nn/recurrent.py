@@ -13,7 +13,7 @@ from .. import functional as F
 from .. import init
 from ..ir.errors import ConfigError, ShapeError
 from ..tensor import Tensor
-from .layer import CallContext, Layer, Shape, positive_int
+from .layer import CallContext, Layer, Shape, Weight, positive_int
 
 
 class _Recurrent(Layer):
@@ -24,17 +24,17 @@ class _Recurrent(Layer):
         self.units = positive_int(units, f"{type(self).__name__} units")
         self.return_sequences = bool(return_sequences)
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
         if len(input_shape) != 2:
             raise ShapeError(
                 f"{type(self).__name__} {self.name}: expects sequences (time, features), "
                 f"got input shape {input_shape}"
             )
         rows = self.gates * self.units
-        self.params = {
-            "kernel": init.glorot_uniform((rows, input_shape[1]), rng),
-            "recurrent_kernel": init.orthogonal((rows, self.units), rng),
-            "bias": np.zeros(rows, np.float32),
+        return {
+            "kernel": Weight((rows, input_shape[1]), init.glorot_uniform),
+            "recurrent_kernel": Weight((rows, self.units), init.orthogonal),
+            "bias": Weight((rows,), init.zeros),
         }
 
     def config(self) -> dict[str, Any]:
@@ -69,9 +69,15 @@ class LSTM(_Recurrent):
 
     gates = 4
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
-        super().create(input_shape, rng)
-        self.params["bias"][self.units : 2 * self.units] = 1.0  # Keras' unit_forget_bias
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
+        declared = super().weights(input_shape)
+        declared["bias"] = Weight(declared["bias"].shape, self._forget_bias)
+        return declared
+
+    def _forget_bias(self, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        bias = np.zeros(shape, np.float32)
+        bias[self.units : 2 * self.units] = 1.0  # Keras' unit_forget_bias
+        return bias
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         p = params
@@ -91,9 +97,10 @@ class GRU(_Recurrent):
 
     gates = 3
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
-        super().create(input_shape, rng)
-        self.params["recurrent_bias"] = np.zeros(self.gates * self.units, np.float32)
+    def weights(self, input_shape: Shape) -> dict[str, Weight]:
+        declared = super().weights(input_shape)
+        declared["recurrent_bias"] = Weight((self.gates * self.units,), init.zeros)
+        return declared
 
     def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
         p = params

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import re
 import secrets
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,8 @@ from .. import optim, pytree
 from ..fileio import atomic_write, remove_quietly, sync_folder, temp_target
 from ..ir.errors import NCError, SerializationError
 from ..tracing import is_array_leaf
-from .layer import LAYER_TYPES
+from .layer import LAYER_TYPES, Weight, weights_from
+from .npz import NpzArrays
 
 FORMAT = "nncompile.sequential"
 VERSION = 2  # 2: model.json names its array files; 1: fixed weights.npz / optimizer.npz
@@ -42,13 +43,47 @@ def _optimizer_config(opt: optim.Optimizer) -> dict[str, Any]:
     return {"class_name": type(opt).__name__, "config": config}
 
 
-def _optimizer_from(spec: dict[str, Any]) -> optim.Optimizer:
+def _optimizer_from(spec: Any, where: str) -> optim.Optimizer:
+    """The optimizer a ``compile.optimizer`` entry describes; every config value is checked
+    against the kind of the constructor's default (a number, a flag, a pair)."""
     classes = {cls.__name__: cls for cls in optim.OPTIMIZERS.values()}
-    cls = classes.get(spec.get("class_name"))
+    name = spec.get("class_name") if isinstance(spec, dict) else None
+    cls = classes.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise SerializationError(f"unknown optimizer {spec.get('class_name')!r} in model.json")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
-    return cls(**config)
+        raise SerializationError(
+            f"{where}.optimizer: unknown optimizer {name!r}; known: {sorted(classes)}"
+        )
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise SerializationError(f"{where}.optimizer.config must be an object, got {config!r}")
+    params = inspect.signature(cls).parameters
+    kwargs = {}
+    for key, value in config.items():
+        if key not in params:
+            raise SerializationError(f"{where}.optimizer.config: {name} takes no {key!r}")
+        default = params[key].default
+        kwargs[key] = _config_value(value, default, f"{where}.optimizer.config.{key}")
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise SerializationError(f"{where}.optimizer: {name}: {e}") from None
+
+
+def _config_value(value: Any, default: Any, where: str) -> Any:
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and len(value) == len(default) and all(map(number, value))
+        value = tuple(value) if ok else value
+    else:
+        ok = number(value)
+    if not ok:
+        like = list(default) if isinstance(default, tuple) else default
+        raise SerializationError(f"{where} must be like {like!r}, got {value!r}")
+    return value
 
 
 def _flat(tree: Any, prefix: str) -> dict[str, np.ndarray]:
@@ -144,14 +179,6 @@ def _array_files(spec: dict[str, Any], path: str) -> dict[str, str]:
     return {kind: os.path.join(path, name) for kind, name in files.items()}
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise SerializationError(f"cannot read {path}: {e}") from None
-
-
 def _read_spec(path: str) -> dict[str, Any]:
     try:
         with open(os.path.join(path, "model.json"), encoding="utf-8") as f:
@@ -167,45 +194,79 @@ def _read_spec(path: str) -> dict[str, Any]:
     return spec
 
 
-def _build(spec: dict[str, Any]) -> Any:
+def _build(spec: dict[str, Any], weights: NpzArrays) -> Any:
+    """The model ``spec`` describes, its declared weights taken from ``weights``: each
+    shape is checked against the file before anything is allocated (a model.json edited
+    to ``units: 10**12`` is an error, not a MemoryError)."""
     from .model import Sequential
 
     layers = []
-    for entry in spec.get("layers", []):
+    entries = spec.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise SerializationError(f"model.json: 'layers' must be a non-empty list, got {entries!r}")
+    for entry in entries:
         cls = LAYER_TYPES.get(entry.get("class_name") if isinstance(entry, dict) else None)
         if cls is None or not isinstance(entry.get("config"), dict):
             raise SerializationError(f"model.json: unknown or malformed layer {entry!r}")
         try:
             layers.append(cls(**entry["config"]))
-        except (TypeError, NCError) as e:
+        except (TypeError, ValueError, NCError) as e:
             raise SerializationError(f"model.json: layer {entry['class_name']}: {e}") from None
-    model = Sequential(layers, name=str(spec.get("name", "sequential")))
-    if not model.built:
-        model.build(tuple(spec["input_shape"]))
+    shape = spec.get("input_shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+    ):
+        raise SerializationError(
+            f"model.json: input_shape must be a list of positive integers, got {shape!r}"
+        )
+
+    def from_file(layer: Any, key: str, declared: Weight) -> np.ndarray:
+        return _checked_array(weights, f"{layer.name}/{key}", declared.shape, declared.dtype)
+
+    try:
+        with weights_from(from_file):
+            model = Sequential(layers, name=str(spec.get("name", "sequential")))
+            if not model.built:
+                model.build(tuple(shape))
+    except (NCError, TypeError, ValueError) as e:
+        if isinstance(e, SerializationError):
+            raise
+        raise SerializationError(f"model.json: the layers do not fit together: {e}") from None
     return model
 
 
-def _restore_weights(model: Any, weights: dict[str, np.ndarray], path: str) -> None:
-    expected = {
-        f"{layer.name}/{key}": (group, key, array)
-        for layer in model.layers
-        for group in (layer.params, layer.state)
-        for key, array in group.items()
-    }
-    if set(weights) != set(expected):
-        missing, extra = set(expected) - set(weights), set(weights) - set(expected)
+def _checked_array(arrays: NpzArrays, name: str, shape: tuple, dtype: Any) -> np.ndarray:
+    """``name`` from ``arrays`` once its header says it is ``dtype[shape]``."""
+    if name not in arrays.headers:
         raise SerializationError(
-            f"{path} does not match model.json: missing {sorted(missing)}, "
-            f"unexpected {sorted(extra)}"
+            f"{arrays.path} does not match model.json: missing {name!r} "
+            f"({np.dtype(dtype)}{list(shape)})"
         )
-    for name, (group, key, array) in expected.items():
-        loaded = weights[name]
-        if loaded.shape != array.shape or loaded.dtype != array.dtype:
-            raise SerializationError(
-                f"{path}: {name} is {loaded.dtype}{list(loaded.shape)}, the model "
-                f"needs {array.dtype}{list(array.shape)}"
-            )
-        group[key] = np.array(loaded)
+    stored_shape, stored_dtype = arrays.headers[name]
+    if stored_shape != tuple(shape) or stored_dtype != np.dtype(dtype):
+        raise SerializationError(
+            f"{arrays.path}: {name} is {stored_dtype}{list(stored_shape)}, the model "
+            f"needs {np.dtype(dtype)}{list(shape)}"
+        )
+    return np.array(arrays.read(name))
+
+
+def _restore_weights(model: Any, weights: NpzArrays) -> None:
+    """Weights of layers that make their own arrays (``create``), and a check that the
+    file holds nothing the model lacks."""
+    expected = set()
+    for layer in model.layers:
+        for group in (layer.params, layer.state):
+            for key, array in group.items():
+                name = f"{layer.name}/{key}"
+                expected.add(name)
+                if layer.weights(layer.input_shape) is None:  # not loaded while building
+                    group[key] = _checked_array(weights, name, array.shape, array.dtype)
+    extra = set(weights.headers) - expected
+    if extra:
+        raise SerializationError(
+            f"{weights.path} does not match model.json: unexpected {sorted(extra)}"
+        )
 
 
 def _restore_optimizer(model: Any, opt_file: str | None) -> None:
@@ -214,16 +275,43 @@ def _restore_optimizer(model: Any, opt_file: str | None) -> None:
     trainer = model.trainer
     template = trainer.optimizer.init(model.params(trainable=True))
     leaves, _, treedef = pytree.flatten(template, is_array_leaf)
-    stored = _read_npz(opt_file)
     names = pytree.leaf_paths(treedef, "opt")
-    if set(names) != set(stored):
-        raise SerializationError(f"{opt_file} does not match the model's optimizer state")
-    arrays = []
-    for name, leaf in zip(names, leaves, strict=True):
-        if stored[name].shape != np.shape(leaf):
-            raise SerializationError(f"{opt_file}: {name} has the wrong shape")
-        arrays.append(np.array(stored[name], dtype=np.asarray(leaf).dtype))
+    with NpzArrays(opt_file) as stored:
+        if set(names) != set(stored.headers):
+            raise SerializationError(f"{opt_file} does not match the model's optimizer state")
+        arrays = []
+        for name, leaf in zip(names, leaves, strict=True):
+            if stored.headers[name][0] != np.shape(leaf):
+                raise SerializationError(f"{opt_file}: {name} has the wrong shape")
+            arrays.append(np.array(stored.read(name), dtype=np.asarray(leaf).dtype))
     trainer.opt_state = pytree.unflatten(treedef, arrays)
+
+
+def _compile_from(model: Any, settings: Any, path: str) -> None:
+    """``model.compile`` with the settings of model.json's ``compile`` section, each field
+    checked (an edited file gives a SerializationError naming the field)."""
+    where = f"{path}/model.json: compile"
+    if not isinstance(settings, dict):
+        raise SerializationError(f"{where} must be an object, got {settings!r}")
+    unknown = set(settings) - {"optimizer", "loss", "metrics", "backend", "steps_run"}
+    if unknown:
+        raise SerializationError(f"{where}: unknown fields {sorted(unknown)}")
+    optimizer = _optimizer_from(settings.get("optimizer"), where)
+    loss, metrics = settings.get("loss"), settings.get("metrics", [])
+    backend, steps = settings.get("backend", "llvm"), settings.get("steps_run", 0)
+    if loss is not None and not isinstance(loss, str):
+        raise SerializationError(f"{where}.loss must be a loss name or null, got {loss!r}")
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise SerializationError(f"{where}.metrics must be a list of names, got {metrics!r}")
+    if not isinstance(backend, str):
+        raise SerializationError(f"{where}.backend must be a backend name, got {backend!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise SerializationError(f"{where}.steps_run must be an integer >= 0, got {steps!r}")
+    try:
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=backend)
+    except (NCError, TypeError, ValueError) as e:
+        raise SerializationError(f"{where}: {e}") from None
+    model.trainer.steps_run = steps
 
 
 def load_model(path: str, compile: bool = True) -> Any:
@@ -231,16 +319,11 @@ def load_model(path: str, compile: bool = True) -> Any:
     with ``compile``, the same optimizer, optimizer state, loss and metrics)."""
     spec = _read_spec(path)
     files = _array_files(spec, path)
-    model = _build(spec)
-    _restore_weights(model, _read_npz(files["weights"]), files["weights"])
+    with NpzArrays(files["weights"]) as weights:
+        model = _build(spec, weights)
+        _restore_weights(model, weights)
     settings = spec.get("compile")
-    if compile and settings:
-        model.compile(
-            optimizer=_optimizer_from(settings["optimizer"]),
-            loss=settings["loss"],
-            metrics=settings["metrics"],
-            backend=settings["backend"],
-        )
-        model.trainer.steps_run = int(settings.get("steps_run", 0))
+    if compile and settings is not None:
+        _compile_from(model, settings, path)
         _restore_optimizer(model, files.get("optimizer"))
     return model

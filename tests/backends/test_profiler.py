@@ -47,5 +47,19 @@ def test_kernel_by_kernel_run_gives_the_normal_results():
 
 def test_profile_rejects_zero_steps():
     x = np.ones((2, 2), np.float32)
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(nc.ConfigError, match="steps"):
         nc.profile(step, x, x, steps=0)
+
+
+def test_profile_takes_a_compiled_function():
+    """The README's own example: nc.profile(step, *args) with step = nc.compile(...)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    compiled = nc.compile(step, donate_argnums=(1,))
+    report = nc.profile(compiled, x, w, steps=2)
+    assert [k.name for k in report.kernels] == [
+        k.name for k in nc.lower(step, x, w).program.kernels
+    ]
+    jitted = nc.jit(step)
+    assert len(nc.profile(jitted, x, w, steps=2).kernels) == len(report.kernels)

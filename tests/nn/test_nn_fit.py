@@ -412,3 +412,12 @@ def test_a_loss_function_of_the_user_evaluates_with_exact_batches():
     probs = model.predict(x)
     expected = np.mean((probs - np.eye(3)[y]) ** 2)
     assert model.evaluate(x, y, batch_size=8)["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_on_no_samples_is_an_error_not_zero_loss():
+    x, y = blobs(32)
+    model = compiled_model()
+    with pytest.raises(ConfigError, match="at least one sample"):
+        model.evaluate(x[:0], y[:0])
+    with pytest.raises(ConfigError, match="validation_data holds no samples"):
+        model.fit(x, y, epochs=1, validation_data=(x[:0], y[:0]), verbose=0)

@@ -127,9 +127,16 @@ def corrupt(tmp_path, edit):
         (lambda d: saved(d).write_bytes(b"garbage"), "cannot read"),
         (lambda d: saved(d).unlink(), "cannot read"),
         (
-            lambda d: np.savez(saved(d), **{"conv2d/kernel": np.zeros(3)}),
-            "does not match",
+            lambda d: np.savez(
+                saved(d), **{k: v for k, v in np.load(saved(d)).items() if k != "dense/bias"}
+            ),
+            "does not match model.json: missing 'dense/bias'",
         ),
+        (
+            lambda d: np.savez(saved(d), **dict(np.load(saved(d)).items(), extra=np.zeros(2))),
+            r"does not match model.json: unexpected \['extra'\]",
+        ),
+        (lambda d: np.savez(saved(d), **{"conv2d/kernel": np.zeros(3)}), "conv2d/kernel"),
         (
             lambda d: np.savez(
                 saved(d),
@@ -234,3 +241,71 @@ def test_a_killed_save_leaves_the_previous_save_loadable(tmp_path, monkeypatch):
     np.testing.assert_array_equal(nn.load_model(path).predict(x), expected)
     model.save(path)
     assert len(os.listdir(path)) == 3  # the next save cleans up
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda c: c.update(optimizer={"class_name": "Adam", "config": {"lr": "fast"}}), "lr"),
+        (lambda c: c["optimizer"]["config"].update(betas=[0.9]), "betas"),
+        (lambda c: c["optimizer"]["config"].update(momentum=0.9), "momentum"),
+        (lambda c: c["optimizer"]["config"].update(lr=-1.0), "learning rate"),
+        (lambda c: c["optimizer"].update(class_name="Adagrad"), "unknown optimizer"),
+        (lambda c: c.pop("optimizer"), "compile.optimizer"),
+        (lambda c: c.update(loss=3), "compile.loss"),
+        (lambda c: c.update(loss="no_such_loss"), "no_such_loss"),
+        (lambda c: c.update(metrics="accuracy"), "compile.metrics"),
+        (lambda c: c.update(metrics=["no_such_metric"]), "no_such_metric"),
+        (lambda c: c.update(backend="tpu"), "tpu"),
+        (lambda c: c.update(steps_run="7"), "compile.steps_run"),
+        (lambda c: c.update(extra=1), "unknown fields"),
+    ],
+)
+def test_an_edited_compile_section_names_the_field(tmp_path, change, field):
+    _, path, _, _ = trained(tmp_path)
+    edit_json(tmp_path / "model", lambda spec: change(spec["compile"]))
+    with pytest.raises(SerializationError, match="model.json: compile") as info:
+        nn.load_model(path)
+    assert field in str(info.value)
+    nn.load_model(path, compile=False)  # the architecture and weights still load
+
+
+def _set_units(spec, units):
+    dense = next(layer for layer in spec["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["units"] = units
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda s: _set_units(s, 10**12), r"dense/kernel is float32\[16, 8\], the model needs"),
+        (lambda s: s["layers"][0]["config"].update(input_shape=[6, 10**12, 1]), "needs"),
+        (lambda s: s["layers"][0]["config"].update(input_shape=[6, 10**12, 10**6]), "needs"),
+        (lambda s: s.update(input_shape=[6, -6, 1]), "input_shape"),
+        (lambda s: s.update(layers=[]), "layers"),
+    ],
+)
+def test_sizes_in_model_json_are_checked_against_the_weights_before_allocating(
+    tmp_path, change, match
+):
+    """Layers declare their weights, and a loaded layer's are compared with the file's
+    headers before any array is made: units=10**12 is an error, not a MemoryError."""
+    _, path, _, _ = trained(tmp_path)
+    edit_json(tmp_path / "model", change)
+    with pytest.raises(SerializationError, match=match):
+        nn.load_model(path)
+
+
+def test_an_array_header_larger_than_its_data_is_refused_unread(tmp_path):
+    import io
+    import zipfile
+
+    _, path, _, _ = trained(tmp_path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+    )
+    with zipfile.ZipFile(saved(tmp_path / "model"), "a") as z:
+        z.writestr("huge.npy", header.getvalue() + b"\0" * 16)
+    with pytest.raises(SerializationError, match=r"huge declares float32\[1000000000000\]"):
+        nn.load_model(path)

@@ -445,6 +445,9 @@ def test_numpy_functions_on_traced_tensors_run_their_nc_ops():
         out = numpy_written(x, w)
         out["matmul"] = np.matmul(np.ones((5, 3), np.float32), np.transpose(x))  # ufunc
         out["shape"] = np.sum(x) * np.size(x) * np.ndim(x) * np.shape(x)[0]
+        assert np.result_type(x, np.float64) == np.float64  # metadata works while tracing
+        mask = np.array([True, False, True])
+        out["masked"] = np.where(mask & (x > 0.5) | ~mask, x, 0.0)  # array & traced
         return out
 
     want = f(x, w)  # NumPy itself
