@@ -147,9 +147,9 @@ class IndexSimplifier:
             known = _compare(e.op, self.range_of(a), self.range_of(b))
             if known is not None:
                 return Const(known, e.dtype)
-        if e.op == "and" and isinstance(a, Const):
+        if e.op == "and" and e.dtype.is_bool and isinstance(a, Const):  # ints: bitwise
             return b if a.value else a
-        if e.op == "and" and isinstance(b, Const):
+        if e.op == "and" and e.dtype.is_bool and isinstance(b, Const):
             return a if b.value else b
         return Binary(e.op, a, b, e.dtype)
 

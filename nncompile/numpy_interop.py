@@ -225,10 +225,6 @@ UFUNCS: dict[np.ufunc, Callable[..., Tensor]] = {
     np.logical_or: ops.logical_or,
     np.logical_xor: ops.logical_xor,
     np.logical_not: ops.logical_not,
-    np.bitwise_and: ops.bitwise_and,
-    np.bitwise_or: ops.bitwise_or,
-    np.bitwise_xor: ops.bitwise_xor,
-    np.invert: ops.bitwise_not,  # also np.bitwise_not
     np.matmul: ops.matmul,
     # operators the Tensor defines (`array & t` reaches the ufunc before Tensor.__rand__)
     np.bitwise_and: lambda a, b: as_tensor(a) & b,

@@ -11,7 +11,7 @@ import numpy as np
 
 from .dispatch import bind
 from .ir import dtypes as dt
-from .ir.errors import ShapeError
+from .ir.errors import DTypeError, ShapeError
 from .ir.registry import normalize_axis
 from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
@@ -234,6 +234,48 @@ def logical_or(a: ArrayLike, b: ArrayLike) -> Tensor:
 @reports_user_line
 def logical_xor(a: ArrayLike, b: ArrayLike) -> Tensor:
     return bind("logical_xor", astype(a, dt.bool_), astype(b, dt.bool_))
+
+
+# ---- bitwise (NumPy's ~ & | ^): logical on bools, two's complement bits on integers ------
+
+
+def _bitwise_dtype(name: str, t: Tensor) -> dt.DType:
+    d = t._type.dtype
+    if d.is_float:
+        raise DTypeError(f"{name}: needs integer or bool operands, got {t._type}")
+    return d
+
+
+@reports_user_line
+def bitwise_not(x: ArrayLike) -> Tensor:
+    """NumPy invert (``~x``): -x - 1 on integers, logical not on bools."""
+    x = as_tensor(x)
+    d = _bitwise_dtype("bitwise_not", x)
+    return bind("logical_not" if d.is_bool else "bitwise_not", x)
+
+
+def _bitwise(name: str, logical: str, a: ArrayLike, b: ArrayLike) -> Tensor:
+    a, b = promote_operands(a, b)  # bool with int gives int, as in NumPy
+    d = _bitwise_dtype(name, a)
+    return bind(logical if d.is_bool else name, a, b)
+
+
+@reports_user_line
+def bitwise_and(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """NumPy bitwise_and (``a & b``): bitwise on integers, logical and on bools."""
+    return _bitwise("bitwise_and", "logical_and", a, b)
+
+
+@reports_user_line
+def bitwise_or(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """NumPy bitwise_or (``a | b``): bitwise on integers, logical or on bools."""
+    return _bitwise("bitwise_or", "logical_or", a, b)
+
+
+@reports_user_line
+def bitwise_xor(a: ArrayLike, b: ArrayLike) -> Tensor:
+    """NumPy bitwise_xor (``a ^ b``): bitwise on integers, logical xor on bools."""
+    return _bitwise("bitwise_xor", "logical_xor", a, b)
 
 
 @reports_user_line

@@ -185,26 +185,27 @@ class Tensor:
     def __abs__(self):
         return ops.abs(self)
 
+    # NumPy's meaning: logical on bools, bitwise on integers, an error on floats.
     def __invert__(self):
-        return ops.logical_not(self)
+        return ops.bitwise_not(self)
 
     def __and__(self, o):
-        return ops.logical_and(self, o)
+        return ops.bitwise_and(self, o)
 
     def __rand__(self, o):
-        return ops.logical_and(o, self)
+        return ops.bitwise_and(o, self)
 
     def __or__(self, o):
-        return ops.logical_or(self, o)
+        return ops.bitwise_or(self, o)
 
     def __ror__(self, o):
-        return ops.logical_or(o, self)
+        return ops.bitwise_or(o, self)
 
     def __xor__(self, o):
-        return ops.logical_xor(self, o)
+        return ops.bitwise_xor(self, o)
 
     def __rxor__(self, o):
-        return ops.logical_xor(o, self)
+        return ops.bitwise_xor(o, self)
 
     def __eq__(self, o):
         return ops.equal(self, o)  # type: ignore[override]

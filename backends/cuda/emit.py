@@ -203,8 +203,8 @@ class ExprPrinter:
 
 def unary(op: str, x: str, d: dt.DType) -> str:
     t = reg_type(d)
-    if op == "not":
-        return f"(!{x})"
+    if op == "not":  # logical on bools, bitwise on ints
+        return f"(!{x})" if d.is_bool else f"(({t})~{x})"
     if d.is_float:
         if op == "neg":
             return f"(-{x})"

@@ -320,8 +320,8 @@ class KernelEmitter:
 
     def unary(self, op: str, x: ir.Value, d: dt.DType) -> ir.Value:
         b = self.b
-        if op == "not":
-            return b.xor(x, ir.Constant(I1, 1))
+        if op == "not":  # logical on bools (i1), bitwise on ints: x ^ all ones either way
+            return b.xor(x, ir.Constant(x.type, 1 if d.is_bool else -1))
         if d.is_float:
             if op == "neg":
                 return b.fneg(x)

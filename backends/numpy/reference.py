@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.errors import ExecutionError
-from ...ir.ops.elementwise import ARITHMETIC_OPS, COMPARISON_OPS, LOGICAL_OPS
+from ...ir.ops.elementwise import ARITHMETIC_OPS, BITWISE_OPS, COMPARISON_OPS, LOGICAL_OPS
 from ...ir.ops.movement import range_to_slice, slice_ranges
 
 RefFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
@@ -105,6 +105,7 @@ UNARY_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sigmoid": _sigmoid,
     "erf": lambda x: _erf(x).astype(x.dtype) if x.size else x.copy(),
     "logical_not": np.logical_not,
+    "bitwise_not": np.invert,
     "stop_gradient": np.copy,
 }
 
@@ -145,6 +146,9 @@ BINARY_REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "logical_and": np.logical_and,
     "logical_or": np.logical_or,
     "logical_xor": np.logical_xor,
+    "bitwise_and": np.bitwise_and,
+    "bitwise_or": np.bitwise_or,
+    "bitwise_xor": np.bitwise_xor,
     "equal": np.equal,
     "not_equal": np.not_equal,
     "less": np.less,
@@ -152,7 +156,7 @@ BINARY_REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "greater": np.greater,
     "greater_equal": np.greater_equal,
 }
-assert set(ARITHMETIC_OPS + LOGICAL_OPS + COMPARISON_OPS) <= set(BINARY_REFERENCE)
+assert set(ARITHMETIC_OPS + LOGICAL_OPS + BITWISE_OPS + COMPARISON_OPS) <= set(BINARY_REFERENCE)
 
 
 def _register_elementwise() -> None:

@@ -27,10 +27,12 @@ UNARY_OPS = {
     "sigmoid": "float",
     "erf": "float",
     "logical_not": "bool",
+    "bitwise_not": "int",
 }
 
 ARITHMETIC_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
 LOGICAL_OPS = ("logical_and", "logical_or", "logical_xor")
+BITWISE_OPS = ("bitwise_and", "bitwise_or", "bitwise_xor")  # two's complement, ints only
 EQUALITY_OPS = ("equal", "not_equal")
 ORDER_OPS = ("less", "less_equal", "greater", "greater_equal")
 COMPARISON_OPS = EQUALITY_OPS + ORDER_OPS
@@ -78,6 +80,8 @@ for _name in ARITHMETIC_OPS:
     register_op(OpDef(_name, _binary("numeric", False), num_inputs=2, category="elementwise"))
 for _name in LOGICAL_OPS:
     register_op(OpDef(_name, _binary("bool", False), num_inputs=2, category="elementwise"))
+for _name in BITWISE_OPS:
+    register_op(OpDef(_name, _binary("int", False), num_inputs=2, category="elementwise"))
 for _name in EQUALITY_OPS:
     register_op(OpDef(_name, _binary("any", True), num_inputs=2, category="elementwise"))
 for _name in ORDER_OPS:

@@ -52,6 +52,7 @@ _UNARY = {
     "sigmoid": "sigmoid",
     "erf": "erf",
     "logical_not": "not",
+    "bitwise_not": "not",  # the kernel IR's and/or/xor/not are bitwise on ints
 }
 _BINARY = {
     "add": "add",
@@ -62,6 +63,9 @@ _BINARY = {
     "logical_and": "and",
     "logical_or": "or",
     "logical_xor": "xor",
+    "bitwise_and": "and",
+    "bitwise_or": "or",
+    "bitwise_xor": "xor",
 }
 _COMPARE = {
     "equal": "eq",

@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.elementwise import ARITHMETIC_OPS, COMPARISON_OPS, LOGICAL_OPS, UNARY_OPS
+from ..ir.ops.elementwise import (
+    ARITHMETIC_OPS,
+    BITWISE_OPS,
+    COMPARISON_OPS,
+    LOGICAL_OPS,
+    UNARY_OPS,
+)
 from .rewriter import GraphRewriter
 
 # Elementwise ops: each output element needs only the same element of each (broadcast)
@@ -43,6 +49,7 @@ POINTWISE = (
     | set(ARITHMETIC_OPS)
     | set(COMPARISON_OPS)
     | set(LOGICAL_OPS)
+    | set(BITWISE_OPS)
     | {
         "pow",
         "where",

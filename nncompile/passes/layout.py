@@ -37,6 +37,9 @@ MULTI_OPERAND = {
     "logical_and",
     "logical_or",
     "logical_xor",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
     "where",
 }
 

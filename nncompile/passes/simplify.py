@@ -39,6 +39,7 @@ ELEMENTWISE_UNARY = {
     "sigmoid",
     "erf",
     "logical_not",
+    "bitwise_not",
     "cast",
 }
 

@@ -261,6 +261,34 @@ def _logical():
     return fn, (pairs,), "exact"
 
 
+@case("bitwise", "int32", "int64")
+def _bitwise(dtype):
+    """~ & | ^ on integers are bitwise (NumPy), on bools logical: both in one graph."""
+    rng = rng_for("bitwise", dtype)
+    info = np.iinfo(dtype)
+    pairs = [
+        (data(rng, a, dtype, info.min, info.max), data(rng, b, dtype, info.min, info.max))
+        for a, b in BROADCAST_PAIRS
+    ]
+    edges = np.array([0, -1, info.min, info.max, 0x5A5A, -0x1234], dtype)
+    edges2 = np.array([-1, info.min, info.max, 0x0F0F, -0x5A5B, 7], dtype)
+    flags = data(rng, (3, 17), BOOL)
+
+    def fn(pairs, edges, edges2, flags):
+        out = {}
+        for i, (a, b) in enumerate(pairs + [(edges, edges2)]):
+            out[f"not/{i}"] = ~a
+            out[f"and/{i}"] = a & b
+            out[f"or/{i}"] = a | b
+            out[f"xor/{i}"] = a ^ b
+        out["constants"] = (edges & 0xF0) ^ ~(edges2 | 3)  # simplified kernel constants
+        out["bool_with_int"] = flags & 6
+        out["bool"] = ~flags ^ (flags | flags[0])
+        return out
+
+    return fn, (pairs, edges, edges2, flags), "exact"
+
+
 @case("compare", "float32", "float64", "int32", "int64")
 def _compare(dtype):
     rng = rng_for("compare", dtype)

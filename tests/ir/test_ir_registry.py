@@ -11,6 +11,7 @@ from nncompile.ir import float32 as F
 from nncompile.ir import int64 as I
 from nncompile.ir.ops.elementwise import (
     ARITHMETIC_OPS,
+    BITWISE_OPS,
     EQUALITY_OPS,
     LOGICAL_OPS,
     ORDER_OPS,
@@ -25,7 +26,7 @@ def T(*shape, dtype=F):
     return TensorType(tuple(shape), dtype)
 
 
-_UNARY_DTYPE = {"numeric": F, "float": F, "bool": B}
+_UNARY_DTYPE = {"numeric": F, "float": F, "bool": B, "int": I}
 
 # One valid call per op: (input types, attrs). A new op without an entry here fails
 # test_every_op_has_an_example, so it cannot skip the checks below.
@@ -33,6 +34,7 @@ EXAMPLES: dict[str, tuple[list[TensorType], dict]] = {
     **{op: ([T(2, 3, dtype=_UNARY_DTYPE[k])], {}) for op, k in UNARY_OPS.items()},
     **{op: ([T(2, 3), T(3)], {}) for op in ARITHMETIC_OPS + EQUALITY_OPS + ORDER_OPS},
     **{op: ([T(2, 1, dtype=B), T(3, dtype=B)], {}) for op in LOGICAL_OPS},
+    **{op: ([T(2, 1, dtype=I), T(3, dtype=I)], {}) for op in BITWISE_OPS},
     "pow": ([T(2, 3), T(3)], {}),
     "stop_gradient": ([T(2, 3)], {}),
     "where": ([T(2, 1, dtype=B), T(1, 3), T(2, 3)], {}),

@@ -237,6 +237,40 @@ def test_integer_ops():
     assert_same(nc.clip(t, -3, 4), np.clip(a, -3, 4))
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_bitwise_operators_on_integers_match_numpy(dtype):
+    """~ & | ^ are bitwise on integers (NumPy's invert / bitwise_and / ...), eager and
+    traced; ~int32([0, 1, 5]) is [-1, -2, -6], not booleans."""
+    info = np.iinfo(dtype)
+    a = np.array([0, 1, 5, -7, info.max, info.min], dtype)
+    b = np.array([3, 6, 12, -1, -1, 1], dtype)
+    exprs = {
+        "not": lambda a, b: ~a,
+        "and": lambda a, b: a & b,
+        "or": lambda a, b: a | b,
+        "xor": lambda a, b: a ^ b,
+        "scalars": lambda a, b: (a & 0xF0) | (6 ^ b),
+        "functions": lambda a, b: nc.bitwise_xor(nc.bitwise_not(a), nc.bitwise_and(a, b)),
+        "bool_and_int": lambda a, b: (a > 0) & b,  # bool with int gives int, as in NumPy
+    }
+    numpy_functions = {"functions": lambda a, b: np.bitwise_xor(~a, a & b)}
+    for name, expr in exprs.items():
+        want = numpy_functions.get(name, expr)(a, b)
+        assert_same(expr(nc.asarray(a), nc.asarray(b)), want)
+        assert_same(nc.asarray(nc.run(nc.trace(expr, a, b), a, b)), want)
+    assert_same(np.invert(nc.asarray(a)), ~a)  # NumPy's own functions on Tensors
+
+
+def test_bitwise_operators_stay_logical_on_bools_and_refuse_floats():
+    p, q = np.array([True, False, True]), np.array([True, True, False])
+    for expr in (lambda p, q: ~p, lambda p, q: p & q, lambda p, q: p | q, lambda p, q: p ^ q):
+        assert_same(expr(nc.asarray(p), nc.asarray(q)), expr(p, q))
+    x = nc.asarray(np.array([1.0, 2.0], np.float32))
+    for expr in (lambda: ~x, lambda: x & x, lambda: x | 1, lambda: 1 ^ x):
+        with pytest.raises(nc.DTypeError, match="integer or bool"):
+            expr()
+
+
 # ---- indexing -----------------------------------------------------------------------------
 
 
