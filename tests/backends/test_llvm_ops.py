@@ -596,17 +596,30 @@ def _gather(dtype):
 @case("one_hot")
 def _one_hot():
     idx = np.array([[0, 3, -1, 4, -5, 5, -6, 2]])  # out of range -> all-zero rows
+    i64, i32 = np.iinfo(np.int64), np.iinfo(np.int32)
+    far = np.array([i64.min, i64.max, i64.min + 2, -(2**40), 2**40, 7, -8, -3, 2])
+    far32 = np.array([i32.min, i32.max, i32.min + 2, -4, 3, -1, 2], np.int32)
+    # Indices computed in the same kernel: a wrapping add, and float -> int casts of NaN,
+    # infinities and huge values (which saturate, NaN to 0, on every backend).
+    floats = np.array([np.nan, np.inf, -np.inf, 1e10, -1e10, 2.7, -0.5, -2.5, -3.5], np.float32)
 
-    def fn(idx, idx32):
+    def fn(idx, idx32, far, far32, floats):
         return {
             "f32": nc.one_hot(idx, 5),
             "axis0_f64": nc.one_hot(idx, 5, dtype="float64", axis=0),
             "axis1_i32": nc.one_hot(idx32, 7, dtype="int32", axis=1),
             "bool": nc.one_hot(idx32, 3, dtype="bool"),
             "depth0": nc.one_hot(idx, 0),
+            "far": nc.one_hot(far, 3),
+            "far_axis0": nc.one_hot(far, 4, axis=0),
+            "far32": nc.one_hot(far32, 3, dtype="int64"),
+            "wrapped": nc.one_hot(far32 + 3, 5),  # i32.max + 3 wraps to a negative index
+            "from_float": nc.one_hot(nc.astype(floats, "int32"), 3),
+            "from_float64": nc.one_hot(nc.astype(floats, "int64"), 4, axis=0),
+            "times": nc.one_hot(far, 3) * nc.reshape(nc.astype(far32[:3], "float32"), (3, 1, 1)),
         }
 
-    return fn, (idx, idx.astype(np.int32)), "exact"
+    return fn, (idx, idx.astype(np.int32), far, far32, floats), "exact"
 
 
 # ---- contractions -----------------------------------------------------------------------
