@@ -40,7 +40,9 @@ def run(recipe: str, seed: int, train, test) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=8)
     args = p.parse_args()
     train, test = nc.data.load_digits()

@@ -44,7 +44,9 @@ def report(name, build):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dump-cnn", help="write the CNN step's fusion dump to this file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -147,7 +147,9 @@ def run_torch(args, train, test, epochs: int) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", choices=("cnn", "lstm"), default="cnn")
     p.add_argument("--data", default=DEFAULT_DATA)
     p.add_argument("--epochs", type=int, default=10)

@@ -14,6 +14,7 @@ import numpy as np
 
 import nncompile as nc
 from nncompile import init
+from nncompile.argtypes import positive_int
 
 
 def loss_fn(params: dict, x: np.ndarray, y: np.ndarray) -> nc.Tensor:
@@ -35,10 +36,12 @@ def sgd_step(params: dict, x: np.ndarray, y: np.ndarray, lr: np.float32) -> tupl
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", help="folder with the MNIST IDX files (default: offline digits)")
     p.add_argument("--out", default="custom_function_graphs", help="folder for the pictures")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=positive_int, default=300)
     args = p.parse_args()
 
     _, (x, y), (xt, yt) = nc.data.load_images(args.data)

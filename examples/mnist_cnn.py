@@ -11,13 +11,16 @@ import argparse
 
 import nncompile as nc
 from nncompile import nn, optim
+from nncompile.argtypes import positive_int
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", help="folder with the MNIST IDX files (default: offline digits)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--limit", type=int, help="use only the first N images of each split")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--limit", type=positive_int, help="use only the first N images of each split")
     p.add_argument("--save", help="save the trained model to this folder")
     args = p.parse_args()
 

@@ -49,7 +49,9 @@ def cnn_loss(params: dict, images: np.ndarray, labels: np.ndarray):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="out", help="folder for the graph's text and JSON")
     args = parser.parse_args()
 

@@ -10,15 +10,18 @@ import argparse
 
 import nncompile as nc
 from nncompile import nn, optim
+from nncompile.argtypes import positive_int
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", help="folder with the MNIST IDX files (default: offline digits)")
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    p.add_argument("--units", type=int, default=64)
-    p.add_argument("--epochs", type=int, help="default: 2 on MNIST, 30 on the 8x8 digits")
-    p.add_argument("--limit", type=int, help="use only the first N images of each split")
+    p.add_argument("--units", type=positive_int, default=64)
+    p.add_argument("--epochs", type=positive_int, help="default: 2 on MNIST, 30 on the 8x8 digits")
+    p.add_argument("--limit", type=positive_int, help="use only the first N images of each split")
     args = p.parse_args()
 
     name, (x_train, y_train), (x_test, y_test) = nc.data.load_images(args.data, args.limit)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .envvars import override
-from .ir.errors import NCError
+from .ir.errors import ConfigError, NCError
 from .workloads import Workload
 
 NNCOMPILE_MODES = ("eager", "llvm", "cuda")
@@ -184,6 +184,10 @@ def bench(
     cold: bool = True,
     torch_device: str = "cpu",
 ) -> list[ModeResult]:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    if not budget_s > 0:
+        raise ConfigError(f"the time budget must be positive, got {budget_s!r}")
     ran = {
         mode: run_mode(w, mode, steps, budget_s, cold, torch_device)
         for mode in RUN_ORDER

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from .argtypes import non_negative_int, positive_float, positive_int
 from .ir.errors import NCError
 
 
@@ -22,9 +24,14 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .ir import Graph
+    from .ir.errors import SerializationError
 
-    with open(args.graph, encoding="utf-8") as f:
-        g = Graph.from_json(f.read())
+    with open(args.graph, "rb") as f:  # bytes: from_json reports bad encodings itself
+        text = f.read()
+    try:
+        g = Graph.from_json(text)
+    except SerializationError as e:
+        raise SerializationError(f"{args.graph}: {e}") from None
     print(g)
     return 0
 
@@ -104,8 +111,15 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (exit code 2), like every other error of the command."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nncompile",
         description="A graph-compiling neural-network runtime: trace, differentiate, "
         "optimize and lower Python models to native code.",
@@ -137,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="machine-readable results")
     s.add_argument("--profile", action="store_true", help="per-kernel roofline table")
-    s.add_argument("--steps", type=int, default=20, help="timed steps per mode (default 20)")
-    s.add_argument("--budget", type=float, default=10.0, help="seconds per mode at most")
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--size", type=int, help="elementwise: elements; matmul: n of n^3")
-    s.add_argument("--threads", type=int, help="threads for nncompile and PyTorch")
-    s.add_argument("--top", type=int, default=12, help="kernels shown by --profile")
+    s.add_argument(
+        "--steps", type=positive_int, default=20, help="timed steps per mode (default 20)"
+    )
+    s.add_argument("--budget", type=positive_float, default=10.0, help="seconds per mode at most")
+    s.add_argument("--batch", type=positive_int, default=64)
+    s.add_argument("--size", type=positive_int, help="elementwise: elements; matmul: n of n^3")
+    s.add_argument("--threads", type=positive_int, help="threads for nncompile and PyTorch")
+    s.add_argument("--top", type=positive_int, default=12, help="kernels shown by --profile")
     s.add_argument(
         "--cached",
         action="store_true",
@@ -153,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", help=target_help)
     s.add_argument("--stage", default="fused", choices=("traced", "grad", "optimized", "fused"))
     s.add_argument("-o", "--output", default="graph.svg", help=".svg, .png, .pdf or .dot")
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--size", type=int, help="elementwise: elements; matmul: n of n^3")
-    s.add_argument("--collapse-above", type=int, default=400, help="collapse clusters above N")
+    s.add_argument("--batch", type=positive_int, default=64)
+    s.add_argument("--size", type=positive_int, help="elementwise: elements; matmul: n of n^3")
+    s.add_argument(
+        "--collapse-above", type=non_negative_int, default=400, help="collapse clusters above N"
+    )
     s.add_argument("--no-collapse", action="store_true")
     s.set_defaults(func=_cmd_viz)
     s = sub.add_parser("dump", help="write a workload's compilation stages to a folder")
@@ -168,23 +186,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to keep (repeatable; default all)",
     )
     s.add_argument("--backend", default="llvm", choices=("llvm", "cuda"))
-    s.add_argument("--batch", type=int, default=64)
-    s.add_argument("--size", type=int, help="elementwise: elements; matmul: n of n^3")
+    s.add_argument("--batch", type=positive_int, default=64)
+    s.add_argument("--size", type=positive_int, help="elementwise: elements; matmul: n of n^3")
     s.set_defaults(func=_cmd_dump)
     return p
 
 
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Errors are one line on stderr naming the problem, with exit code 2:
+    nncompile's own (NCError), a missing feature, and files that cannot be read or
+    written. Output piped into a program that stops reading (``| head``) ends quietly."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # Python's documented handling: later writes (and the exit's flush) go nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (NotImplementedError, NCError) as e:
-        print(f"nncompile: {e}", file=sys.stderr)
+        print(f"nncompile: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"nncompile: {where}{e.strerror or _one_line(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nncompile: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

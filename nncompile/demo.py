@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from . import data, metrics, nn, optim
+from .argtypes import fraction, positive_float, positive_int
 from .backends.cuda.emulator import emulating as emulating_cuda
 from .nn.fitting import Trainer
 from .visualize import draw_training_graph
@@ -47,13 +48,17 @@ def seed_cnn(input_shape: tuple[int, ...], seed: int = 0) -> nn.Sequential:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="folder with the MNIST IDX files (default: offline 8x8 digits)")
-    p.add_argument("--epochs", type=int, help="epochs (digits: 20, MNIST: 10)")
-    p.add_argument("--batch-size", type=int, help="batch size (digits: 32, MNIST: 64)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (digits: 3e-3, MNIST: 1e-3)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (digits: 20, MNIST: 10)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (digits: 32, MNIST: 64)")
     p.add_argument(
-        "--validation-split", type=float, help="held out for early stopping (MNIST: 0.1)"
+        "--lr", type=positive_float, help="Adam learning rate (digits: 3e-3, MNIST: 1e-3)"
     )
-    p.add_argument("--limit", type=int, help="use only the first N training and test images")
+    p.add_argument(
+        "--validation-split", type=fraction, help="held out for early stopping (MNIST: 0.1)"
+    )
+    p.add_argument(
+        "--limit", type=positive_int, help="use only the first N training and test images"
+    )
     p.add_argument("--backend", default="llvm", choices=("llvm", "cuda", "numpy"))
     p.add_argument("--seed", type=int, default=0, help="initialization and shuffling seed")
     p.add_argument("--graph", default="seed_cnn_step.svg", help="picture of the training graph")

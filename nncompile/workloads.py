@@ -221,6 +221,11 @@ def resolve(spec: str, batch: int = 64, size: int | None = None) -> Workload:
     (or a zero-argument function returning one: its training step is the workload), or a
     function whose example arguments come from ``<name>_example_args()`` or
     ``example_args()`` in the same module."""
+    for what, value in (("batch", batch), ("size", size)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"{what} must be a positive integer, got {value!r}")
     if spec in BUILTIN:
         return builtin(spec, batch, size)
     module, obj = _import_target(spec)

@@ -45,7 +45,9 @@ PLUGIN = textwrap.dedent(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("ops", nargs="*", help="ops to mutate (default: all)")
     parser.add_argument("--tests", nargs="+", default=["tests"], help="test paths to run")
     args = parser.parse_args()

@@ -172,3 +172,21 @@ def test_the_cuda_mode_runs_on_the_emulation(monkeypatch, tmp_path, capsys):
     assert "ran on the CPU emulation" in out
     (cuda,) = [line for line in out.splitlines() if line.strip().startswith("cuda")]
     assert "unavailable" not in cuda
+
+
+def test_library_entry_points_reject_non_positive_sizes():
+    w = workloads.resolve("matmul", size=8)
+    with pytest.raises(ConfigError, match="steps must be a positive integer"):
+        bench.bench(w, ["eager"], steps=0)
+    with pytest.raises(ConfigError, match="size must be a positive integer"):
+        workloads.resolve("elementwise", size=0)
+    with pytest.raises(ConfigError, match="batch must be a positive integer"):
+        workloads.resolve("mlp", batch=0)
+
+
+def test_dump_into_a_file_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    assert main(["dump", "mlp", "--batch", "2", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file" in err and target.read_text() == "x"

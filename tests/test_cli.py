@@ -44,6 +44,59 @@ def test_show_rejects_a_corrupt_graph(tmp_path, capsys):
     assert "no_such_op" in capsys.readouterr().err
 
 
+def one_line_error(capsys_or_run, code, expected, want_code=2):
+    err = capsys_or_run.readouterr().err if hasattr(capsys_or_run, "readouterr") else capsys_or_run
+    assert code == want_code
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    assert expected in err, err
+
+
+def test_show_of_a_missing_or_unreadable_file_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "missing.json"
+    one_line_error(capsys, main(["show", str(missing)]), f"{missing}: No such file")
+    one_line_error(capsys, main(["show", str(tmp_path)]), "Is a directory")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    one_line_error(capsys, main(["show", str(binary)]), f"nncompile: {binary}: ")
+
+
+def test_bad_option_values_are_one_line_errors_not_defaults(capsys):
+    """--limit 0 and --size 0 used to mean "the default"; --steps 0 was an IndexError."""
+    for argv, option in [
+        (["demo", "--limit", "0"], "--limit: must be a positive integer, got '0'"),
+        (["demo", "--epochs", "-1"], "--epochs: must be a positive integer"),
+        (["demo", "--validation-split", "1"], "--validation-split: must be in [0, 1)"),
+        (["demo", "--lr", "nan"], "--lr: must be finite"),
+        (["bench", "mlp", "--steps", "0"], "--steps: must be a positive integer"),
+        (["bench", "--size", "0"], "--size: must be a positive integer"),
+        (["bench", "--batch", "two"], "--batch: must be an integer, got 'two'"),
+        (["viz", "mlp", "--size", "0"], "--size: must be a positive integer"),
+        (["dump", "mlp", "--batch", "0"], "--batch: must be a positive integer"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        one_line_error(capsys, info.value.code, option)
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`nncompile ops | head` closed the pipe under a BrokenPipeError traceback."""
+    p = subprocess.Popen(["nncompile", "ops"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before anything is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1  # Python's documented exit status on EPIPE
+    assert err == ""
+
+
+@pytest.mark.parametrize("script", ["custom_function.py", "mnist_cnn.py", "rnn_sequence.py"])
+def test_example_help_shows_the_whole_description(script):
+    example = Path(__file__).resolve().parents[1] / "examples" / script
+    out = subprocess.run(
+        [sys.executable, str(example), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    first_paragraph = runpy.run_path(str(example))["__doc__"].split("\n\n")[0]
+    assert " ".join(first_paragraph.split()) in " ".join(out.split())
+
+
 def test_quickstart_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["quickstart.py", "--out", str(tmp_path)])
     example = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"

@@ -7,7 +7,7 @@ import pytest
 
 import nncompile as nc
 from nncompile import data
-from nncompile.errors import DataError
+from nncompile.errors import ConfigError, DataError
 
 
 def write_mnist(folder, n_train=20, n_test=10, compress=True, seed=0):
@@ -152,3 +152,10 @@ def test_load_digits_without_scikit_learn_says_what_to_install(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     with pytest.raises(nc.MissingDependencyError, match=r"nncompile\[examples\]"):
         nc.data.load_digits()
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, True])
+def test_load_images_rejects_a_limit_that_is_not_a_positive_count(limit):
+    """limit=0 used to mean "no limit": every image."""
+    with pytest.raises(ConfigError, match="limit must be a positive integer"):
+        nc.data.load_images(None, limit)
