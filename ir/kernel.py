@@ -10,11 +10,17 @@ not depend on a loop variable (stride 0).
 
 Lowering (``nncompile.lowering``) turns each fusion group into one Kernel; the LLVM and
 CUDA back ends render Kernels and never re-derive fusion or indexing.
+
+Depth: a fused chain of thousands of ops is one expression that deep, so nothing here
+recurses on expression depth (hashing, equality, ``postorder``). Lowering then binds
+subexpressions to lets (``kernel_depth.bound_depth``) so that no expression a back end
+sees is deeper than ``MAX_DEPTH``, and back ends may walk expressions recursively.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 
 from . import dtypes as dt
 from .dtypes import DType
@@ -43,35 +49,86 @@ COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
 
 # ---- expressions -------------------------------------------------------------------------
 
+MAX_DEPTH = 48  # the deepest expression lowering hands to a back end (see kernel_depth.py)
 
-@dataclass(frozen=True)
-class Const:
+
+class _Node:
+    """Structural equality and hashing that never recurse: a node's hash is computed when
+    it is built, from its operands' stored hashes, and equality compares pairs of nodes
+    from an explicit stack (identical or differently hashed pairs end at once)."""
+
+    __slots__ = ()
+    _operands: tuple[str, ...] = ()  # the fields holding subexpressions
+    _scalars: tuple[str, ...] = ()  # the other fields
+
+    def __post_init__(self) -> None:
+        parts = [getattr(self, f) for f in self._scalars]
+        parts += [getattr(self, f)._hash for f in self._operands]
+        object.__setattr__(self, "_hash", hash((type(self).__name__, *parts)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Node):
+            return NotImplemented
+        stack = [(self, other)]
+        while stack:
+            x, y = stack.pop()
+            if x is y:
+                continue
+            if type(x) is not type(y) or x._hash != y._hash:
+                return False
+            if tuple(getattr(x, f) for f in x._scalars) != tuple(getattr(y, f) for f in y._scalars):
+                return False
+            stack.extend((getattr(x, f), getattr(y, f)) for f in x._operands)
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+
+def _expr(cls):
+    """A frozen dataclass over ``_Node`` (which supplies hashing and equality)."""
+    cls = dataclass(frozen=True, eq=False)(cls)
+    names = [f.name for f in fields(cls)]
+    cls._operands = tuple(n for n in names if n in _OPERAND_FIELDS)
+    cls._scalars = tuple(n for n in names if n not in _OPERAND_FIELDS)
+    return cls
+
+
+_OPERAND_FIELDS = ("index", "x", "a", "b", "cond")
+
+
+@_expr
+class Const(_Node):
     value: float | int | bool
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Var:
+@_expr
+class Var(_Node):
     name: str
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Load:
+@_expr
+class Load(_Node):
     buffer: str
     index: Expr
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Unary:
+@_expr
+class Unary(_Node):
     op: str
     x: Expr
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Binary:
+@_expr
+class Binary(_Node):
     """Arithmetic on two operands of ``dtype``; comparisons give bool (``dtype`` is bool
     and ``operand_dtype`` says what is compared). ``idiv`` truncates toward zero;
     ``lshr`` is a logical shift; int ``mul``/``add`` wrap."""
@@ -82,16 +139,16 @@ class Binary:
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Select:
+@_expr
+class Select(_Node):
     cond: Expr
     a: Expr
     b: Expr
     dtype: DType
 
 
-@dataclass(frozen=True)
-class Cast:
+@_expr
+class Cast(_Node):
     x: Expr
     dtype: DType
 
@@ -110,6 +167,40 @@ def children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, Select):
         return (e.cond, e.a, e.b)
     return ()
+
+
+def with_children(e: Expr, kids: tuple[Expr, ...] | list[Expr]) -> Expr:
+    """``e`` with its operands replaced (in ``children`` order)."""
+    if isinstance(e, Load):
+        return Load(e.buffer, kids[0], e.dtype)
+    if isinstance(e, Unary):
+        return Unary(e.op, kids[0], e.dtype)
+    if isinstance(e, Cast):
+        return Cast(kids[0], e.dtype)
+    if isinstance(e, Binary):
+        return Binary(e.op, kids[0], kids[1], e.dtype)
+    if isinstance(e, Select):
+        return Select(kids[0], kids[1], kids[2], e.dtype)
+    return e
+
+
+def postorder(roots: Iterable[Expr], done: Callable[[Expr], bool] | None = None) -> Iterator[Expr]:
+    """Every distinct (by identity) subexpression of ``roots``, operands before the
+    expressions using them and in evaluation order, without recursion. Subexpressions for
+    which ``done`` is true are neither yielded nor entered (already computed)."""
+    seen: set[int] = set()
+    for root in roots:
+        stack: list[tuple[Expr, bool]] = [(root, False)]
+        while stack:
+            e, expanded = stack.pop()
+            if expanded:
+                yield e
+                continue
+            if id(e) in seen or (done is not None and done(e)):
+                continue
+            seen.add(id(e))
+            stack.append((e, True))
+            stack.extend((c, False) for c in reversed(children(e)))
 
 
 # ---- statements --------------------------------------------------------------------------
@@ -308,3 +399,20 @@ def walk(body: list[Stmt]):
         elif isinstance(s, If):
             stack.extend(reversed(s.otherwise))
             stack.extend(reversed(s.then))
+
+
+def expressions(body: list[Stmt]) -> Iterator[Expr]:
+    """The expressions the statements of ``body`` (nested blocks included) evaluate, in
+    order; a GEMM's offsets are left out."""
+    for s in walk(body):
+        if isinstance(s, Loop) and not isinstance(s.extent, int):
+            yield s.extent
+        elif isinstance(s, Store):
+            yield s.index
+            yield s.value
+        elif isinstance(s, (Let, Assign)):
+            yield s.value
+        elif isinstance(s, Local):
+            yield s.init
+        elif isinstance(s, If):
+            yield s.cond

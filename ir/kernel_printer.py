@@ -46,51 +46,67 @@ _INFIX = {
 
 class _ExprPrinter:
     """Prints an expression DAG in linear size: a subexpression used more than once in a
-    statement is shown in full once, as ``{$k: ...}``, and as ``$k`` afterwards."""
+    statement is shown in full once, as ``{$k: ...}``, and as ``$k`` afterwards. Both
+    walks use explicit stacks: a fused chain of thousands of ops is one deep expression."""
 
     def __init__(self, roots: list[Expr]):
         self.count: dict[int, int] = {}
-        for r in roots:
-            self._count(r)
+        stack = list(reversed(roots))
+        while stack:
+            e = stack.pop()
+            key = id(e)
+            self.count[key] = self.count.get(key, 0) + 1
+            if self.count[key] == 1:
+                stack.extend(children(e))
         self.names: dict[int, str] = {}
 
-    def _count(self, e: Expr) -> None:
-        key = id(e)
-        self.count[key] = self.count.get(key, 0) + 1
-        if self.count[key] == 1:
-            for c in children(e):
-                self._count(c)
+    def __call__(self, root: Expr) -> str:
+        # Depth-first, left to right, as a recursive printer would go: a shared
+        # subexpression is named where it is first printed in full.
+        texts: list[str] = []  # the finished texts of pending expressions' operands
+        stack: list[tuple[Expr, bool]] = [(root, False)]
+        while stack:
+            e, operands_done = stack.pop()
+            key = id(e)
+            if not operands_done:
+                if key in self.names:
+                    texts.append(self.names[key])
+                    continue
+                stack.append((e, True))
+                stack.extend((c, False) for c in reversed(children(e)))
+                continue
+            n = len(children(e))
+            args = texts[len(texts) - n :]
+            del texts[len(texts) - n :]
+            text = _text(e, args)
+            if self.count.get(key, 0) > 1 and not isinstance(e, (Const, Var)):
+                self.names[key] = f"${len(self.names)}"
+                text = f"{{{self.names[key]}: {text}}}"
+            texts.append(text)
+        return texts[0]
 
-    def __call__(self, e: Expr) -> str:
-        key = id(e)
-        if key in self.names:
-            return self.names[key]
-        text = self._text(e)
-        if self.count.get(key, 0) > 1 and not isinstance(e, (Const, Var)):
-            self.names[key] = f"${len(self.names)}"
-            return f"{{{self.names[key]}: {text}}}"
-        return text
 
-    def _text(self, e: Expr) -> str:
-        if isinstance(e, Const):
-            if e.dtype.name in ("int64", "bool"):
-                return repr(e.value)
-            return f"{e.value!r}:{e.dtype}"
-        if isinstance(e, Var):
-            return e.name
-        if isinstance(e, Load):
-            return f"{e.buffer}[{self(e.index)}]"
-        if isinstance(e, Unary):
-            return f"{e.op}({self(e.x)})"
-        if isinstance(e, Binary):
-            if e.op in _INFIX:
-                return f"({self(e.a)} {_INFIX[e.op]} {self(e.b)})"
-            return f"{e.op}({self(e.a)}, {self(e.b)})"
-        if isinstance(e, Select):
-            return f"select({self(e.cond)}, {self(e.a)}, {self(e.b)})"
-        if isinstance(e, Cast):
-            return f"{e.dtype}({self(e.x)})"
-        raise TypeError(f"not an expression: {e!r}")
+def _text(e: Expr, args: list[str]) -> str:
+    """One expression's text, given its operands' texts (in ``children`` order)."""
+    if isinstance(e, Const):
+        if e.dtype.name in ("int64", "bool"):
+            return repr(e.value)
+        return f"{e.value!r}:{e.dtype}"
+    if isinstance(e, Var):
+        return e.name
+    if isinstance(e, Load):
+        return f"{e.buffer}[{args[0]}]"
+    if isinstance(e, Unary):
+        return f"{e.op}({args[0]})"
+    if isinstance(e, Binary):
+        if e.op in _INFIX:
+            return f"({args[0]} {_INFIX[e.op]} {args[1]})"
+        return f"{e.op}({args[0]}, {args[1]})"
+    if isinstance(e, Select):
+        return f"select({args[0]}, {args[1]}, {args[2]})"
+    if isinstance(e, Cast):
+        return f"{e.dtype}({args[0]})"
+    raise TypeError(f"not an expression: {e!r}")
 
 
 def format_expr(e: Expr) -> str:

@@ -30,9 +30,11 @@ from .kernel import (
     Store,
     Unary,
     Var,
+    children,
     const_index,
     iadd,
     imul,
+    postorder,
 )
 
 Range = tuple[int, int]  # inclusive bounds
@@ -47,13 +49,21 @@ class IndexSimplifier:
     # ---- ranges ------------------------------------------------------------------------
 
     def range_of(self, e: Expr) -> Range:
+        # Operands first, from an explicit stack (index arithmetic can nest deeply).
+        ranges: dict[int, Range] = {}
+        for x in postorder([e], lambda x: x is not e and not _ranged(x)):
+            ranges[id(x)] = self._range(x, ranges)
+        return ranges[id(e)]
+
+    def _range(self, e: Expr, ranges: dict[int, Range]) -> Range:
+        """The range of ``e`` given those of its index-typed operands in ``ranges``."""
         if isinstance(e, Const):
             v = int(e.value)
             return (v, v)
         if isinstance(e, Var):
             return self.ranges.get(e.name, _UNKNOWN)
         if isinstance(e, Binary) and e.dtype == INDEX:
-            a, b = self.range_of(e.a), self.range_of(e.b)
+            a, b = ranges.get(id(e.a), _UNKNOWN), ranges.get(id(e.b), _UNKNOWN)
             if e.op == "add":
                 return (a[0] + b[0], a[1] + b[1])
             if e.op == "sub":
@@ -70,7 +80,7 @@ class IndexSimplifier:
             if e.op == "min":
                 return (min(a[0], b[0]), min(a[1], b[1]))
         if isinstance(e, Select) and e.dtype == INDEX:
-            a, b = self.range_of(e.a), self.range_of(e.b)
+            a, b = ranges.get(id(e.a), _UNKNOWN), ranges.get(id(e.b), _UNKNOWN)
             return (min(a[0], b[0]), max(a[1], b[1]))
         return _UNKNOWN
 
@@ -78,21 +88,24 @@ class IndexSimplifier:
 
     def affine(self, e: Expr) -> tuple[int, list[tuple[Expr, int]]]:
         """e == c0 + sum(c * atom); atoms are non-affine subexpressions or variables."""
-        if isinstance(e, Const):
-            return int(e.value), []
-        if isinstance(e, Binary) and e.dtype == INDEX and e.op in ("add", "sub"):
-            c1, t1 = self.affine(e.a)
-            c2, t2 = self.affine(e.b)
-            if e.op == "sub":
-                c2, t2 = -c2, [(a, -k) for a, k in t2]
-            return c1 + c2, _merge(t1 + t2)
-        if isinstance(e, Binary) and e.dtype == INDEX and e.op == "mul":
-            for x, y in ((e.a, e.b), (e.b, e.a)):
-                if isinstance(y, Const):
-                    c, terms = self.affine(x)
-                    k = int(y.value)
-                    return c * k, [(a, m * k) for a, m in terms]
-        return 0, [(e, 1)]
+        c0, terms = 0, []
+        stack = [(e, 1)]  # (subexpression, its coefficient), left operands on top
+        while stack:
+            x, k = stack.pop()
+            if isinstance(x, Const):
+                c0 += k * int(x.value)
+            elif isinstance(x, Binary) and x.dtype == INDEX and x.op in ("add", "sub"):
+                stack.append((x.b, k if x.op == "add" else -k))
+                stack.append((x.a, k))
+            elif isinstance(x, Binary) and x.dtype == INDEX and x.op == "mul":
+                y = x.b if isinstance(x.b, Const) else x.a if isinstance(x.a, Const) else None
+                if y is None:
+                    terms.append((x, k))
+                else:
+                    stack.append((x.a if y is x.b else x.b, k * int(y.value)))
+            else:
+                terms.append((x, k))
+        return c0, _merge(terms)
 
     def build(self, c0: int, terms: list[tuple[Expr, int]]) -> Expr:
         e: Expr = const_index(c0)
@@ -111,13 +124,18 @@ class IndexSimplifier:
     # ---- rewriting ---------------------------------------------------------------------
 
     def expr(self, e: Expr) -> Expr:
-        key = id(e)
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is e:
-            return hit[1]
-        out = self._rewrite(e)
-        self._memo[key] = (e, out)
-        return out
+        # Operands are rewritten first, in post-order from an explicit stack, so the
+        # rewrite of each node finds its operands' results in the memo (no recursion).
+        for x in postorder([e], self._done):
+            if children(x):
+                self._memo[id(x)] = (x, self._rewrite(x))
+        if not children(e):
+            return e
+        return self._memo[id(e)][1]
+
+    def _done(self, e: Expr) -> bool:
+        hit = self._memo.get(id(e))
+        return not children(e) or (hit is not None and hit[0] is e)
 
     def _rewrite(self, e: Expr) -> Expr:
         if isinstance(e, (Const, Var)):
@@ -198,6 +216,11 @@ class IndexSimplifier:
 
 
 _COMPARE = ("lt", "le", "gt", "ge")
+
+
+def _ranged(e: Expr) -> bool:
+    """Whether ``range_of`` looks at ``e`` as an operand (others are unknown)."""
+    return isinstance(e, (Const, Var)) or (isinstance(e, (Binary, Select)) and e.dtype == INDEX)
 
 
 def _compare(op: str, a: Range, b: Range) -> bool | None:

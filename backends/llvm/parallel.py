@@ -1,7 +1,8 @@
 """Parallel loops through libgomp: ``GOMP_parallel(fn, data, nthreads, 0)``.
 
-A loop marked parallel is outlined into its own function taking one pointer to a struct
-of everything the body reads (buffer pointers and scalars in scope). Each thread runs a
+A loop marked parallel is outlined into its own function taking one pointer to a table
+of everything the body reads (buffer pointers and scalars in scope), one 8-byte slot
+each. Each thread runs a
 contiguous chunk of the iterations, chosen from ``omp_get_thread_num`` and
 ``omp_get_num_threads``. Nested parallel loops run serially inside their region.
 
@@ -131,7 +132,10 @@ class ParallelRuntime:
         names = [f"p{k}" for k in range(len(pointers))]
         scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
         fields = [PTR] * len(names) + [v.type for _, v in scalars] + [I64]
-        struct = ir.LiteralStructType(fields)
+        # Slots of 8 bytes (every field fits) addressed as ptr-sized elements: a struct type
+        # would be spelled out in full by every field's GEP, quadratic text for a kernel
+        # with a thousand buffers (a wide concat).
+        table = ir.ArrayType(I64, len(fields))
         self.count += 1
         outlined = ir.Function(
             self.module, ir.FunctionType(VOID, [PTR]), f"{em.fn.name}.par{self.count}"
@@ -141,12 +145,11 @@ class ParallelRuntime:
         # Caller: pack the struct and start the team.
         b = em.b
         with b.goto_entry_block():
-            slot = b.alloca(struct)
+            slot = b.alloca(table)
         values = pointers + [v for _, v in scalars]
         values.append(em.index(loop.extent))
         for k, v in enumerate(values):
-            field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct)
-            store_untyped(b, v, field)
+            store_untyped(b, v, b.gep(slot, [ir.Constant(I32, k)], source_etype=PTR))
         gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
         threads = context_slot(b, em.context, CONTEXT_THREADS, I64)
         with b.if_else(b.icmp_signed(">", threads, ir.Constant(I64, 1))) as (team, alone):
@@ -183,9 +186,7 @@ class ParallelRuntime:
         cb = ir.IRBuilder(outlined.append_basic_block("entry"))
         data = outlined.args[0]
         loaded = [
-            cb.load(
-                cb.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, k)], source_etype=struct), typ=t
-            )
+            cb.load(cb.gep(data, [ir.Constant(I32, k)], source_etype=PTR), typ=t)
             for k, t in enumerate(fields)
         ]
         extent = loaded[-1]

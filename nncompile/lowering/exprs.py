@@ -116,6 +116,20 @@ def in_range(i: Expr, size: int) -> Expr:
     )
 
 
+# Element rules call ``at`` for their operands, so a fused chain recurses once per op.
+# Deeper than this, ``at`` stops and the outermost call builds that operand first (see
+# ``_build``): the Python stack stays bounded however long the chain.
+MAX_NESTED_RULES = 64
+
+
+class _Deeper(Exception):
+    """Raised by a nested ``at`` at the limit: build ``(value, index)`` first."""
+
+    def __init__(self, value: Value, index: Index):
+        super().__init__()
+        self.value, self.index = value, index
+
+
 class ElementBuilder:
     def __init__(
         self,
@@ -129,6 +143,7 @@ class ElementBuilder:
         self.bound: dict[int, Expr] = {}  # id(value) -> expression valid in this scope
         self.checks: list[tuple[Expr, str]] = []  # (bad condition, message)
         self._memo: dict[tuple, Expr] = {}
+        self._nesting = 0  # element rules running inside the current outermost ``at``
         self.ranges: dict[str, tuple[int, int]] = {}  # loop variable -> [lo, hi)
 
     def bind(self, v: Value, e: Expr) -> None:
@@ -146,8 +161,42 @@ class ElementBuilder:
             return self.load(v, index)
         key = (id(v), tuple(index))
         if key not in self._memo:
-            self._memo[key] = self._node_at(v.producer, v, index)
+            if self._nesting == 0:
+                self._build(v, index)
+            elif self._nesting >= MAX_NESTED_RULES:
+                raise _Deeper(v, index)
+            else:
+                self._nesting += 1
+                try:
+                    self._memo[key] = self._node_at(v.producer, v, index)
+                finally:
+                    self._nesting -= 1
         return self._memo[key]
+
+    def _build(self, v: Value, index: Index) -> None:
+        """The outermost ``at``. A rule nested too deep gives up (``_Deeper``) and its
+        operand is built first, from a fresh stack; the rules it interrupted then run
+        again and find it in the memo. Each rule runs at most twice per operand built."""
+        pending = [(v, index)]
+        first_check, retried = len(self.checks), False
+        while pending:
+            u, ix = pending[-1]
+            key = (id(u), tuple(ix))
+            if key in self._memo:
+                pending.pop()
+                continue
+            self._nesting = 1
+            try:
+                self._memo[key] = self._node_at(u.producer, u, ix)
+                pending.pop()
+            except _Deeper as deeper:
+                pending.append((deeper.value, deeper.index))
+                retried = True
+            finally:
+                self._nesting = 0
+        if retried:  # an interrupted rule that ran again recorded its checks again
+            unique = dict.fromkeys(self.checks[first_check:])
+            self.checks[first_check:] = list(unique)
 
     # ---- one rule per injective op -----------------------------------------------------
 

@@ -45,7 +45,9 @@ from ..ir.kernel import (
     imul,
     linearize,
 )
+from ..ir.kernel_depth import bound_depth
 from ..ir.kernel_simplify import simplify_kernel
+from ..passes.concat_tree import MAX_CONCAT_INPUTS
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
 from .exprs import ElementBuilder, combine_chunks, const
@@ -209,9 +211,8 @@ class KernelBuilder:
     def kernel(self, body: list[Stmt]) -> Kernel:
         self.use("status")  # every kernel can report (and bounds-checked builds do)
         ops = ", ".join(f"{n.name}={n.op}" for n in self.group.nodes)
-        return simplify_kernel(
-            Kernel(self.group.name, list(self.params.values()), body, comment=ops)
-        )
+        kernel = Kernel(self.group.name, list(self.params.values()), body, comment=ops)
+        return bound_depth(simplify_kernel(kernel))
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -280,9 +281,6 @@ def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) ->
 CONCAT_TASKS = 8  # a concat of more inputs deals them out to this many parallel tasks
 
 
-MAX_CONCAT_SPLIT = 64
-
-
 def _concat_split(kb: KernelBuilder, shape: tuple[int, ...]) -> tuple[int, list] | None:
     """A concat in the group over exactly this iteration shape: iterate piece by piece
     along its axis, so each piece's loop reads one input (the element rule resolves the
@@ -291,7 +289,8 @@ def _concat_split(kb: KernelBuilder, shape: tuple[int, ...]) -> tuple[int, list]
     for n in kb.group.nodes:
         if n.op != "concat" or n.outputs[0].shape != shape or len(n.inputs) < 2:
             continue
-        if len(n.inputs) <= MAX_CONCAT_SPLIT and (best is None or len(n.inputs) > len(best.inputs)):
+        wider = best is None or len(n.inputs) > len(best.inputs)
+        if len(n.inputs) <= MAX_CONCAT_INPUTS and wider:  # (wider ones: passes/concat_tree.py)
             best = n
     if best is None:
         return None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..dump_files import dump_folder
 from ..fileio import atomic_write
 from ..ir.graph import Graph
+from .concat_tree import split_wide_concats
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
@@ -84,7 +85,7 @@ def optimize(graph: Graph, level: int = 2) -> Graph:
         before = after
     if level == 2:
         start = time.perf_counter()
-        graph = fuse(graph)
+        graph = fuse(split_wide_concats(graph))
         ms = (time.perf_counter() - start) * 1e3
         if dump.dir:
             text = format_fusion(graph)
