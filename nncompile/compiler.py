@@ -126,7 +126,7 @@ def lower_graph_for(
     elif backend == "cuda":
         source = _cuda().emit_program(program)
     lowered = Lowered(opt, program, backend, source, threads or 1, timings)
-    if program is not None:
+    if program is not None and _dump_dir():  # (the text of a big program takes a while)
         _dump(lowered, "kernels.txt", program.text())
     if backend == "llvm":
         _dump(lowered, "llvm.ll", source)

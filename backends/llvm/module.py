@@ -7,6 +7,7 @@ import re
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from ...ir.kernel_offsets import fold_offsets
 from ...ir.kernel_printer import format_kernel
 from ...lowering.program import Program, physical_params, reports_errors
 from . import mathlib
@@ -62,27 +63,37 @@ def build_module(program: Program, threads: int, per_kernel_entries: bool = Fals
     module.triple = llvm.get_process_triple()
     parallel = ParallelRuntime(module, threads)
     kernels = []
-    # Kernels that differ only in the buffers they get (an unrolled loop's steps) share
-    # one function: less code for LLVM to optimize, same calls.
+    offsets: list[dict[str, int]] = []
+    # Kernels that differ only in the buffers they get, or in constant offsets into them
+    # (an unrolled loop's steps), share one function: less code for LLVM to optimize.
     shared: dict[str, ir.Function] = {}
     for number, k in enumerate(program.kernels):
+        moved: dict[str, int] = {}
+        if not bounds_checked():  # (checked indices are checked against whole buffers)
+            k, moved = fold_offsets(k, program.physical)
         key = canonical_kernel(k, program.physical, number if bounds_checked() else None)
         if key not in shared:
             emitter = KernelEmitter(module, k, parallel, physical=program.physical)
             emitter.kernel_number = number
             shared[key] = emitter.emit()
         kernels.append(shared[key])
+        offsets.append(moved)
 
-    _emit_entry(module, program, kernels, "nc_entry", range(len(kernels)))
+    _emit_entry(module, program, kernels, offsets, "nc_entry", range(len(kernels)))
     if per_kernel_entries:
         for i in range(len(kernels)):
-            _emit_entry(module, program, kernels, f"nc_kernel_{i}", [i])
+            _emit_entry(module, program, kernels, offsets, f"nc_kernel_{i}", [i])
     mathlib.finish(module)
     return str(module)
 
 
 def _emit_entry(
-    module: ir.Module, program: Program, kernels: list[ir.Function], name: str, which
+    module: ir.Module,
+    program: Program,
+    kernels: list[ir.Function],
+    offsets: list[dict[str, int]],
+    name: str,
+    which,
 ) -> None:
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
     set_function_attributes(entry)
@@ -100,10 +111,12 @@ def _emit_entry(
         ptrs = []
         for p in physical_params(kernel, program.physical):
             buf = program.buffers[p.name]
+            moved = offsets[i].get(p.name, 0) * p.dtype.itemsize  # bytes
             if buf.kind == "arena":
-                ptrs.append(
-                    b.gep(arena, [ir.Constant(ir.IntType(64), buf.offset)], source_etype=I8)
-                )
+                at = ir.Constant(I64, buf.offset + moved)
+                ptrs.append(b.gep(arena, [at], source_etype=I8))
+            elif moved:
+                ptrs.append(b.gep(loaded[p.name], [ir.Constant(I64, moved)], source_etype=I8))
             else:
                 ptrs.append(loaded[p.name])
         b.call(fn, [*ptrs, args])

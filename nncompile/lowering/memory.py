@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..ir.dtypes import DType
 
 ALIGN = 64  # bytes: a cache line, and a full zmm register
@@ -39,19 +41,19 @@ def _align(n: int) -> int:
 
 def assign_offsets(buffers: list[Buffer]) -> int:
     """Give every arena buffer an offset; returns the arena size in bytes."""
-    placed: list[Buffer] = []
     arena = [b for b in buffers if b.kind == "arena"]
+    # The buffers placed so far, as arrays: an unrolled RNN has thousands of buffers, and
+    # finding each one's overlapping predecessors in Python made planning quadratic.
+    first, last, start, end = (np.empty(len(arena), np.int64) for _ in range(4))
     # Big buffers first packs better; ties by first use keep the plan stable.
-    for b in sorted(arena, key=lambda b: (-b.nbytes, b.first, b.name)):
-        overlapping = sorted(
-            (p for p in placed if not (p.last < b.first or b.last < p.first)),
-            key=lambda p: p.offset,
-        )
-        offset = 0
-        for p in overlapping:
-            if offset + _align(b.nbytes) <= p.offset:
-                break
-            offset = max(offset, p.offset + _align(p.nbytes))
-        b.offset = offset
-        placed.append(b)
-    return max((p.offset + _align(p.nbytes) for p in placed), default=0)
+    for k, b in enumerate(sorted(arena, key=lambda b: (-b.nbytes, b.first, b.name))):
+        size = _align(b.nbytes)
+        live = ~((last[:k] < b.first) | (b.last < first[:k]))
+        order = np.argsort(start[:k][live], kind="stable")
+        starts, ends = start[:k][live][order], end[:k][live][order]
+        # First fit: the lowest gap between the overlapping buffers (by offset) that b fits.
+        reached = np.maximum.accumulate(np.concatenate(([0], ends)))  # below starts[i]
+        fits = np.flatnonzero(reached[:-1] + size <= starts)
+        b.offset = int(reached[fits[0]] if fits.size else reached[-1])
+        first[k], last[k], start[k], end[k] = b.first, b.last, b.offset, b.offset + size
+    return int(end.max(initial=0))
