@@ -85,6 +85,10 @@ CONTRACTION = {
 OPAQUE = {"scatter_add", "scatter_elements_add"}
 # Concats with this many inputs stay out of reductions (see place_reduction).
 WIDE_CONCAT = 4
+# A group is one loop nest whose body holds every node: LLVM's loop vectorizer takes time
+# quadratic in the body (a chain of 2000 fused ops: 0.5 s, 10000: 12 s), so a longer chain
+# is cut into groups of this many nodes, each storing its result for the next.
+MAX_GROUP_NODES = 256
 
 
 def node_class(node: Node) -> str:
@@ -221,6 +225,8 @@ class _Partitioner:
         """Why injective ``node`` cannot join producer group ``g`` (None if it can)."""
         if g.kind == "opaque":
             return f"producer group runs an opaque op ({g.nodes[0].op})"
+        if len(g.nodes) >= MAX_GROUP_NODES:
+            return f"the group has {MAX_GROUP_NODES} nodes already"
         if not self.fits(g, node.outputs[0]):
             space = f"rows {g.row_shape} / outer {g.numel}" if g.kind == "reduction" else g.numel
             return f"iteration spaces differ ({space} vs {node.outputs[0].shape})"
@@ -234,6 +240,8 @@ class _Partitioner:
     def merge_refusal(self, g: FusionGroup, h: FusionGroup) -> str | None:
         if h.kind != "elementwise":
             return f"a {h.kind} group cannot merge into another group"
+        if len(g.nodes) + len(h.nodes) > MAX_GROUP_NODES:
+            return f"together they would have more than {MAX_GROUP_NODES} nodes"
         scalar = all(_numel(v) == 1 for n in h.nodes for v in n.outputs)
         if not scalar and not all(self.fits(g, v) for n in h.nodes for v in n.outputs):
             return f"iteration spaces differ ({g.numel} vs {h.numel} elements)"
@@ -378,6 +386,8 @@ class _Partitioner:
                 f"a concat of {len(wide.inputs)} inputs is stored piece by piece by its own "
                 "kernel (in a reduction it would select among its inputs per element)"
             )
+        elif len(g.nodes) >= MAX_GROUP_NODES:
+            reason = f"the group has {MAX_GROUP_NODES} nodes already"
         elif g.kind == "elementwise" and g.numel == _numel(x):
             pass
         elif g.kind == "reduction" and g.row_shape == x.shape and g.row_axes == axes:
