@@ -10,8 +10,8 @@ So every executable keeps a ``ThreadChooser``: it runs calls on its chosen count
 and then, one call on the other count (1 or all), and keeps whichever was faster. Probes
 of a losing choice back off so that they cost at most a few per cent: on an idle machine
 the one-thread probe is ~1.3x a call, under contention the all-threads probe can be 50x.
-A call that suddenly takes several times its recent best (contention just started)
-brings the next probe forward.
+A call on all threads that suddenly takes several times its recent best (contention just
+started) brings the next probe forward.
 
 Fork: libgomp's worker threads do not exist in a child made by fork(), and its first
 parallel region there waits for them forever. A child forked after this process ran a
@@ -25,11 +25,12 @@ import warnings
 from collections import deque
 from statistics import median
 
-FIRST_PROBE = 8  # calls before the first probe (the first calls pay page faults)
+FIRST_PROBE = 3  # the first probe: the third call (the first is not timed: page faults)
 MIN_GAP, MAX_GAP = 16, 4096  # calls between probes of the losing choice
 PROBE_BUDGET = 0.03  # a losing probe's extra time, amortized over the gap
 SWITCH_MARGIN = 0.85  # a probe must beat the current choice's median by this factor
 SUDDEN_SLOWDOWN = 4.0  # a call this many times its recent best: probe now
+CONFIRMATIONS = 2  # winning probes in a row that switch the choice
 
 _state = {"parallel_ran": False, "forked_child": False, "warned": False}
 
@@ -67,6 +68,8 @@ class ThreadChooser:
         self.recent = {most: deque(maxlen=5), 1: deque(maxlen=5)}
         self.until_probe = FIRST_PROBE
         self.gap = MIN_GAP
+        self.wins = 0  # probes in a row that beat the current choice
+        self.cold = True  # the first call pays for first-touch page faults: not a sample
 
     def threads(self) -> int:
         """The thread count for the next call."""
@@ -84,25 +87,41 @@ class ThreadChooser:
         """What a call on ``threads`` threads took."""
         if self.most <= 1:
             return
+        if self.cold:
+            self.cold = False
+            return
         if threads == self.choice:
             recent = self.recent[threads]
-            if len(recent) >= 3 and seconds > SUDDEN_SLOWDOWN * min(recent):
+            # A team that suddenly got slow: other processes took the cores, probe one
+            # thread now. (On one thread, a slowdown is that same contention, and a probe
+            # of the whole team would only wait at its barriers.)
+            if threads > 1 and len(recent) >= 3 and seconds > SUDDEN_SLOWDOWN * min(recent):
                 self.until_probe = min(self.until_probe, 1)
             recent.append(seconds)
             return
         # A probe of the other choice.
         current = self.recent[self.choice]
         self.recent[threads].append(seconds)
-        if not current:
-            self.until_probe = self.gap
+        if not current:  # nothing to compare with yet: try again after one more call
+            self.until_probe = 2
             return
         typical = median(current)
         if seconds < SWITCH_MARGIN * typical:
+            # Timing under contention is bursty: one lucky probe is not enough. The next
+            # call probes again, and two wins in a row switch.
+            self.wins += 1
+            if self.wins < CONFIRMATIONS:
+                self.until_probe = 1
+                return
+            # The choice left behind is probed again once its measured extra cost is a
+            # small share of the calls in between (a team under contention: ~100x).
+            cost = median(current) / max(seconds, 1e-9) - 1.0
+            self.gap = min(MAX_GAP, max(MIN_GAP, int(cost / PROBE_BUDGET)))
             self.choice = threads
-            self.gap = MIN_GAP
         else:
             # Back off: at least twice the last gap, and long enough that this probe's
             # extra time is a small share of the calls between probes.
             cost = seconds / max(typical, 1e-9) - 1.0
             self.gap = min(MAX_GAP, max(2 * self.gap, int(cost / PROBE_BUDGET)))
+        self.wins = 0
         self.until_probe = self.gap
