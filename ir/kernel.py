@@ -55,7 +55,9 @@ MAX_DEPTH = 48  # the deepest expression lowering hands to a back end (see kerne
 class _Node:
     """Structural equality and hashing that never recurse: a node's hash is computed when
     it is built, from its operands' stored hashes, and equality compares pairs of nodes
-    from an explicit stack (identical or differently hashed pairs end at once)."""
+    from an explicit stack (identical or differently hashed pairs end at once). Index
+    arithmetic is a DAG (a reshape's indices all divide one flat index), exponential as a
+    tree, so a pair of nodes is compared once."""
 
     __slots__ = ()
     _operands: tuple[str, ...] = ()  # the fields holding subexpressions
@@ -73,10 +75,12 @@ class _Node:
         if not isinstance(other, _Node):
             return NotImplemented
         stack = [(self, other)]
+        compared: set[tuple[int, int]] = set()
         while stack:
             x, y = stack.pop()
-            if x is y:
+            if x is y or (id(x), id(y)) in compared:
                 continue
+            compared.add((id(x), id(y)))
             if type(x) is not type(y) or x._hash != y._hash:
                 return False
             if tuple(getattr(x, f) for f in x._scalars) != tuple(getattr(y, f) for f in y._scalars):

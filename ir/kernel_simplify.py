@@ -45,25 +45,38 @@ class IndexSimplifier:
     def __init__(self) -> None:
         self.ranges: dict[str, Range] = {}
         self._memo: dict[int, tuple[Expr, Expr]] = {}
+        # Ranges already computed (reshapes make index arithmetic a DAG whose nodes many
+        # ranges share); forgotten when a variable's range is set.
+        self._ranges: dict[int, tuple[Expr, Range]] = {}
+
+    def bind_range(self, name: str, r: Range) -> None:
+        self.ranges[name] = r
+        self._ranges.clear()
 
     # ---- ranges ------------------------------------------------------------------------
 
     def range_of(self, e: Expr) -> Range:
         # Operands first, from an explicit stack (index arithmetic can nest deeply).
-        ranges: dict[int, Range] = {}
-        for x in postorder([e], lambda x: x is not e and not _ranged(x)):
-            ranges[id(x)] = self._range(x, ranges)
-        return ranges[id(e)]
+        for x in postorder([e], lambda x: self._known(x) or (x is not e and not _ranged(x))):
+            self._ranges[id(x)] = (x, self._range(x))
+        return self._ranges[id(e)][1]
 
-    def _range(self, e: Expr, ranges: dict[int, Range]) -> Range:
-        """The range of ``e`` given those of its index-typed operands in ``ranges``."""
+    def _known(self, e: Expr) -> bool:
+        hit = self._ranges.get(id(e))
+        return hit is not None and hit[0] is e
+
+    def _operand_range(self, e: Expr) -> Range:
+        return self._ranges[id(e)][1] if self._known(e) else _UNKNOWN
+
+    def _range(self, e: Expr) -> Range:
+        """The range of ``e`` given those of its operands (computed first)."""
         if isinstance(e, Const):
             v = int(e.value)
             return (v, v)
         if isinstance(e, Var):
             return self.ranges.get(e.name, _UNKNOWN)
         if isinstance(e, Binary) and e.dtype == INDEX:
-            a, b = ranges.get(id(e.a), _UNKNOWN), ranges.get(id(e.b), _UNKNOWN)
+            a, b = self._operand_range(e.a), self._operand_range(e.b)
             if e.op == "add":
                 return (a[0] + b[0], a[1] + b[1])
             if e.op == "sub":
@@ -80,7 +93,7 @@ class IndexSimplifier:
             if e.op == "min":
                 return (min(a[0], b[0]), min(a[1], b[1]))
         if isinstance(e, Select) and e.dtype == INDEX:
-            a, b = ranges.get(id(e.a), _UNKNOWN), ranges.get(id(e.b), _UNKNOWN)
+            a, b = self._operand_range(e.a), self._operand_range(e.b)
             return (min(a[0], b[0]), max(a[1], b[1]))
         return _UNKNOWN
 
@@ -194,7 +207,7 @@ class IndexSimplifier:
     def stmt(self, s: Stmt) -> Stmt:
         if isinstance(s, Loop):
             if isinstance(s.extent, int):
-                self.ranges[s.var] = (0, max(s.extent - 1, 0))
+                self.bind_range(s.var, (0, max(s.extent - 1, 0)))
             extent = s.extent if isinstance(s.extent, int) else self.expr(s.extent)
             return Loop(s.var, extent, self.block(s.body), s.parallel, s.vectorize, s.independent)
         if isinstance(s, Store):
@@ -202,7 +215,7 @@ class IndexSimplifier:
         if isinstance(s, Let):
             value = self.expr(s.value)
             if value.dtype == INDEX:
-                self.ranges[s.name] = self.range_of(value)
+                self.bind_range(s.name, self.range_of(value))
             return Let(s.name, value)
         if isinstance(s, Local):
             return Local(s.name, s.dtype, self.expr(s.init))

@@ -308,16 +308,23 @@ class ElementBuilder:
         return Select(valid, loaded, const(node.attrs["value"], out.dtype), out.dtype)
 
     def index_range(self, e: Expr) -> tuple[int, int] | None:
-        """[lo, hi) of an index expression, when loop ranges bound it."""
-        if isinstance(e, Const):
-            return int(e.value), int(e.value) + 1
-        if isinstance(e, Var):
-            return self.ranges.get(e.name)
-        if isinstance(e, Binary) and e.op == "add":
-            a, b = self.index_range(e.a), self.index_range(e.b)
-            if a is not None and b is not None:
-                return a[0] + b[0], a[1] + b[1] - 1
-        return None
+        """[lo, hi) of an index expression, when loop ranges bound it: a sum of constants
+        and loop variables (summed from a stack: a chain of slices nests deeply)."""
+        lo = hi = 0  # the sum's smallest and largest values
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, Binary) and x.op == "add":
+                stack += (x.a, x.b)
+                continue
+            if isinstance(x, Const):
+                known = (int(x.value), int(x.value) + 1)
+            elif isinstance(x, Var) and x.name in self.ranges:
+                known = self.ranges[x.name]
+            else:
+                return None
+            lo, hi = lo + known[0], hi + known[1] - 1
+        return lo, hi + 1
 
     def _op_concat(self, node, index):
         axis = node.attrs["axis"] % len(node.outputs[0].shape)
