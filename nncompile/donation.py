@@ -15,20 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import pytree
-from .ir.kernel import Binary, Cast, Expr, Gemm, If, Kernel, Load, Loop, Select, Stmt, Store, Unary
+from .ir.kernel import Expr, Gemm, If, Kernel, Load, Loop, Stmt, Store, postorder
 from .lowering.program import Program
 
 
 def _loads(e: Expr, buffer: str) -> list[Load]:
-    if isinstance(e, Load):
-        return ([e] if e.buffer == buffer else []) + _loads(e.index, buffer)
-    if isinstance(e, (Unary, Cast)):
-        return _loads(e.x, buffer)
-    if isinstance(e, Binary):
-        return _loads(e.a, buffer) + _loads(e.b, buffer)
-    if isinstance(e, Select):
-        return _loads(e.cond, buffer) + _loads(e.a, buffer) + _loads(e.b, buffer)
-    return []
+    """The loads of ``buffer`` in ``e``, each load object once (expressions are DAGs)."""
+    return [x for x in postorder([e]) if isinstance(x, Load) and x.buffer == buffer]
 
 
 def _stmt_loads(s: Stmt, buffer: str) -> list[Load]:

@@ -144,10 +144,19 @@ def _walk(stmts, stores, loads, declared, assigned, extents) -> bool:
 
 
 def loads_in(e: Expr) -> list[Load]:
-    """Every load in an expression (a load's index included), in order."""
-    found = [e] if isinstance(e, Load) else []
-    for c in expr_children(e):
-        found += loads_in(c)
+    """Every load in an expression (a load's index included), in order, each load object
+    once: expressions are DAGs (``x * x`` repeated is exponential as a tree)."""
+    found: list[Load] = []
+    seen: set[int] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, Load):
+            found.append(x)
+        stack.extend(reversed(expr_children(x)))
     return found
 
 

@@ -31,6 +31,7 @@ from ...ir.kernel import (
     Unary,
     Var,
     children,
+    postorder,
 )
 
 BLOCK = 256  # threads per block of a grid-stride launch
@@ -120,6 +121,7 @@ class ExprPrinter:
         self.shared = shared  # ids of expressions used by more than one statement
         self.mutable = mutable  # names of locals (assigned after their declaration)
         self.memo: list[dict[int, str]] = [{}]  # one layer per open C block
+        self._reads: dict[int, tuple[Expr, bool]] = {}  # reads_mutable, by expression
 
     def push(self) -> None:
         self.memo.append({})
@@ -128,9 +130,11 @@ class ExprPrinter:
         self.memo.pop()
 
     def reads_mutable(self, e: Expr) -> bool:
-        if isinstance(e, Var):
-            return e.name in self.mutable
-        return any(self.reads_mutable(c) for c in children(e))
+        # Operands first, each expression object once (expressions are DAGs).
+        for x in postorder([e], lambda x: id(x) in self._reads and self._reads[id(x)][0] is x):
+            reads = isinstance(x, Var) and x.name in self.mutable
+            self._reads[id(x)] = (x, reads or any(self._reads[id(c)][1] for c in children(x)))
+        return self._reads[id(e)][1]
 
     def affine(self, e: Expr) -> bool:
         """Integer arithmetic on constants and loop variables only: an index, which cannot

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ...ir import dtypes as dt
-from ...ir.kernel import Assign, Binary, Const, Expr, Let, Local, Loop, Stmt, Var, children
+from ...ir.kernel import Assign, Binary, Const, Expr, Let, Local, Loop, Stmt, Var, postorder
 from .emit import binary, reg_type
 
 OPS = ("add", "max", "min")
@@ -39,9 +39,9 @@ def identity(op: str, d: dt.DType) -> float | int | None:
 
 
 def _reads(e: Expr, names: set[str]) -> bool:
-    if isinstance(e, Var):
-        return e.name in names
-    return any(_reads(c, names) for c in children(e))
+    # Each expression object once: expressions are DAGs (``x * x`` repeated is
+    # exponential as a tree).
+    return any(isinstance(x, Var) and x.name in names for x in postorder([e]))
 
 
 def reduction_nest(s: Stmt, locals_: dict[str, Local]) -> Nest | None:
