@@ -202,3 +202,21 @@ def test_bound_depth_keeps_sharing_accumulations_and_order():
     assert isinstance(accumulate, Assign) and isinstance(accumulate.value, Binary)
     assert accumulate.value.a == acc  # the accumulation stays an expression
     assert "let b1 = " in format_kernel(out)
+
+
+def test_an_error_in_a_late_kernel_of_a_long_program_stops_it():
+    def f(h, w, i):
+        for _ in range(300):  # a kernel each: the entry calls them in parts
+            h = nc.tanh(h @ w)
+        bad = nc.take(h, i, axis=1)
+        return bad @ w[:2], h
+
+    rng = np.random.default_rng(0)
+    h, w = rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=(4, 4)).astype(np.float32)
+    compiled = nc.compile(f)
+    lowered, _, _ = compiled.compiled_for(h, w, np.array([0, 1]))
+    assert lowered.source.count("nc_entry.part") > 2
+    got, want = compiled(h, w, np.array([0, 3]))[1], np.asarray(f(h, w, [0, 3])[1])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(nc.ExecutionError, match="out of range"):
+        compiled(h, w, np.array([0, 7]))
