@@ -19,6 +19,7 @@ sees is deeper than ``MAX_DEPTH``, and back ends may walk expressions recursivel
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 
@@ -63,10 +64,9 @@ class _Node:
     _operands: tuple[str, ...] = ()  # the fields holding subexpressions
     _scalars: tuple[str, ...] = ()  # the other fields
 
-    def __post_init__(self) -> None:
-        parts = [getattr(self, f) for f in self._scalars]
-        parts += [getattr(self, f)._hash for f in self._operands]
-        object.__setattr__(self, "_hash", hash((type(self).__name__, *parts)))
+    # Each class's __post_init__ stores ``_hash``, from its operands' hashes (lowering builds
+    # hundreds of thousands of expressions: written out per class, and a dtype hashed by
+    # its name, as hashing the DType dataclass is slow).
 
     def __hash__(self) -> int:
         return self._hash
@@ -110,11 +110,17 @@ class Const(_Node):
     value: float | int | bool
     dtype: DType
 
+    def __post_init__(self) -> None:
+        self.__dict__["_hash"] = hash(("Const", self.value, self.dtype.name))
+
 
 @_expr
 class Var(_Node):
     name: str
     dtype: DType
+
+    def __post_init__(self) -> None:
+        self.__dict__["_hash"] = hash(("Var", self.name, self.dtype.name))
 
 
 @_expr
@@ -123,12 +129,18 @@ class Load(_Node):
     index: Expr
     dtype: DType
 
+    def __post_init__(self) -> None:
+        self.__dict__["_hash"] = hash(("Load", self.buffer, self.index._hash, self.dtype.name))
+
 
 @_expr
 class Unary(_Node):
     op: str
     x: Expr
     dtype: DType
+
+    def __post_init__(self) -> None:
+        self.__dict__["_hash"] = hash(("Unary", self.op, self.x._hash, self.dtype.name))
 
 
 @_expr
@@ -142,6 +154,10 @@ class Binary(_Node):
     b: Expr
     dtype: DType
 
+    def __post_init__(self) -> None:
+        key = ("Binary", self.op, self.a._hash, self.b._hash, self.dtype.name)
+        self.__dict__["_hash"] = hash(key)
+
 
 @_expr
 class Select(_Node):
@@ -150,11 +166,18 @@ class Select(_Node):
     b: Expr
     dtype: DType
 
+    def __post_init__(self) -> None:
+        key = ("Select", self.cond._hash, self.a._hash, self.b._hash, self.dtype.name)
+        self.__dict__["_hash"] = hash(key)
+
 
 @_expr
 class Cast(_Node):
     x: Expr
     dtype: DType
+
+    def __post_init__(self) -> None:
+        self.__dict__["_hash"] = hash(("Cast", self.x._hash, self.dtype.name))
 
 
 Expr = Const | Var | Load | Unary | Binary | Select | Cast
@@ -307,8 +330,9 @@ class Kernel:
 # ---- helpers for building index arithmetic ---------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def const_index(v: int) -> Const:
-    return Const(int(v), INDEX)
+    return Const(int(v), INDEX)  # (shared: expressions are immutable)
 
 
 def _fold(op: str, a: Expr, b: Expr) -> Expr | None:

@@ -137,14 +137,16 @@ class IndexSimplifier:
     # ---- rewriting ---------------------------------------------------------------------
 
     def expr(self, e: Expr) -> Expr:
-        # Operands are rewritten first, in post-order from an explicit stack, so the
-        # rewrite of each node finds its operands' results in the memo (no recursion).
-        for x in postorder([e], self._done):
-            if children(x):
-                self._memo[id(x)] = (x, self._rewrite(x))
-        if not children(e):
+        if isinstance(e, (Const, Var)):
             return e
-        return self._memo[id(e)][1]
+        hit = self._memo.get(id(e))
+        if hit is None or hit[0] is not e:
+            # Operands are rewritten first, in post-order from an explicit stack, so the
+            # rewrite of each node finds its operands' results in the memo (no recursion).
+            for x in postorder([e], self._done):
+                self._memo[id(x)] = (x, self._rewrite(x))
+            hit = self._memo[id(e)]
+        return hit[1]
 
     def _done(self, e: Expr) -> bool:
         hit = self._memo.get(id(e))
