@@ -47,9 +47,10 @@ _INFIX = {
 class _ExprPrinter:
     """Prints an expression DAG in linear size: a subexpression used more than once in a
     statement is shown in full once, as ``{$k: ...}``, and as ``$k`` afterwards. Both
-    walks use explicit stacks: a fused chain of thousands of ops is one deep expression."""
+    walks use explicit stacks: a fused chain of thousands of ops is one deep expression.
+    ``buffers`` renames buffers in the text."""
 
-    def __init__(self, roots: list[Expr]):
+    def __init__(self, roots: list[Expr], buffers: dict[str, str] | None = None):
         self.count: dict[int, int] = {}
         stack = list(reversed(roots))
         while stack:
@@ -59,34 +60,37 @@ class _ExprPrinter:
             if self.count[key] == 1:
                 stack.extend(children(e))
         self.names: dict[int, str] = {}
+        self.buffers = buffers or {}
 
     def __call__(self, root: Expr) -> str:
         # Depth-first, left to right, as a recursive printer would go: a shared
         # subexpression is named where it is first printed in full.
         texts: list[str] = []  # the finished texts of pending expressions' operands
-        stack: list[tuple[Expr, bool]] = [(root, False)]
+        stack: list = [root]  # expressions to print, and (expression, operand count)
         while stack:
-            e, operands_done = stack.pop()
-            key = id(e)
-            if not operands_done:
-                if key in self.names:
-                    texts.append(self.names[key])
-                    continue
-                stack.append((e, True))
-                stack.extend((c, False) for c in reversed(children(e)))
+            item = stack.pop()
+            if type(item) is tuple:  # its operands are printed: print it
+                e, n = item
+                text = _text(e, texts[len(texts) - n :], self.buffers)
+                del texts[len(texts) - n :]
+                if self.count.get(id(e), 0) > 1:
+                    self.names[id(e)] = f"${len(self.names)}"
+                    text = f"{{{self.names[id(e)]}: {text}}}"
+                texts.append(text)
                 continue
-            n = len(children(e))
-            args = texts[len(texts) - n :]
-            del texts[len(texts) - n :]
-            text = _text(e, args)
-            if self.count.get(key, 0) > 1 and not isinstance(e, (Const, Var)):
-                self.names[key] = f"${len(self.names)}"
-                text = f"{{{self.names[key]}: {text}}}"
-            texts.append(text)
+            name = self.names.get(id(item))
+            kids = children(item)
+            if name is not None:
+                texts.append(name)
+            elif not kids:  # a constant or variable: never named
+                texts.append(_text(item, [], self.buffers))
+            else:
+                stack.append((item, len(kids)))
+                stack.extend(reversed(kids))
         return texts[0]
 
 
-def _text(e: Expr, args: list[str]) -> str:
+def _text(e: Expr, args: list[str], buffers: dict[str, str]) -> str:
     """One expression's text, given its operands' texts (in ``children`` order)."""
     if isinstance(e, Const):
         if e.dtype.name in ("int64", "bool"):
@@ -95,7 +99,7 @@ def _text(e: Expr, args: list[str]) -> str:
     if isinstance(e, Var):
         return e.name
     if isinstance(e, Load):
-        return f"{e.buffer}[{args[0]}]"
+        return f"{buffers.get(e.buffer, e.buffer)}[{args[0]}]"
     if isinstance(e, Unary):
         return f"{e.op}({args[0]})"
     if isinstance(e, Binary):
@@ -109,44 +113,48 @@ def _text(e: Expr, args: list[str]) -> str:
     raise TypeError(f"not an expression: {e!r}")
 
 
-def format_expr(e: Expr) -> str:
-    return _ExprPrinter([e])(e)
+def format_expr(e: Expr, buffers: dict[str, str] | None = None) -> str:
+    return _ExprPrinter([e], buffers)(e)
 
 
-def _stmts(body: list[Stmt], depth: int) -> list[str]:
+def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
     pad = "  " * depth
     out: list[str] = []
+
+    def expr(e: Expr) -> str:
+        return format_expr(e, buffers)
+
     for s in body:
         if isinstance(s, Loop):
             flags = (("parallel", s.parallel), ("vectorize", s.vectorize))
             hints = [h for h, on in flags if on]
-            extent = s.extent if isinstance(s.extent, int) else format_expr(s.extent)
+            extent = s.extent if isinstance(s.extent, int) else expr(s.extent)
             tag = f"  # {', '.join(hints)}" if hints else ""
             out.append(f"{pad}for {s.var} in 0..{extent}:{tag}")
-            out += _stmts(s.body, depth + 1)
+            out += _stmts(s.body, depth + 1, buffers)
         elif isinstance(s, Store):
-            p = _ExprPrinter([s.index, s.value])
-            out.append(f"{pad}{s.buffer}[{p(s.index)}] = {p(s.value)}")
+            p = _ExprPrinter([s.index, s.value], buffers)
+            out.append(f"{pad}{buffers.get(s.buffer, s.buffer)}[{p(s.index)}] = {p(s.value)}")
         elif isinstance(s, Let):
-            out.append(f"{pad}let {s.name} = {format_expr(s.value)}")
+            out.append(f"{pad}let {s.name} = {expr(s.value)}")
         elif isinstance(s, Local):
-            out.append(f"{pad}var {s.name}: {s.dtype} = {format_expr(s.init)}")
+            out.append(f"{pad}var {s.name}: {s.dtype} = {expr(s.init)}")
         elif isinstance(s, Assign):
-            out.append(f"{pad}{s.name} = {format_expr(s.value)}")
+            out.append(f"{pad}{s.name} = {expr(s.value)}")
         elif isinstance(s, If):
-            out.append(f"{pad}if {format_expr(s.cond)}:")
-            out += _stmts(s.then, depth + 1)
+            out.append(f"{pad}if {expr(s.cond)}:")
+            out += _stmts(s.then, depth + 1, buffers)
             if s.otherwise:
                 out.append(f"{pad}else:")
-                out += _stmts(s.otherwise, depth + 1)
+                out += _stmts(s.otherwise, depth + 1, buffers)
         elif isinstance(s, Gemm):
             op = "+=" if s.accumulate else "="
             offs = [
-                o if isinstance(o, int) else format_expr(o)
-                for o in (s.a_offset, s.b_offset, s.c_offset)
+                o if isinstance(o, int) else expr(o) for o in (s.a_offset, s.b_offset, s.c_offset)
             ]
+            a, b, c = (buffers.get(x, x) for x in (s.a, s.b, s.c))
             out.append(
-                f"{pad}gemm {s.c}[{s.batch}x{s.m}x{s.n}] {op} {s.a}[.. x{s.k}] @ {s.b} "
+                f"{pad}gemm {c}[{s.batch}x{s.m}x{s.n}] {op} {a}[.. x{s.k}] @ {b} "
                 f"(strides a{s.a_strides}+{offs[0]} b{s.b_strides}+{offs[1]} "
                 f"c{s.c_strides}+{offs[2]}, {s.dtype})"
             )
@@ -155,7 +163,9 @@ def _stmts(body: list[Stmt], depth: int) -> list[str]:
     return out
 
 
-def format_kernel(k: Kernel) -> str:
-    params = ", ".join(f"{p.name}: {p.dtype}[{p.size}]" for p in k.params)
+def format_kernel(k: Kernel, buffers: dict[str, str] | None = None) -> str:
+    """The kernel's text; ``buffers`` renames buffers (parameters included)."""
+    buffers = buffers or {}
+    params = ", ".join(f"{buffers.get(p.name, p.name)}: {p.dtype}[{p.size}]" for p in k.params)
     head = [f"# {k.comment}"] if k.comment else []
-    return "\n".join(head + [f"kernel {k.name}({params}):"] + _stmts(k.body, 1))
+    return "\n".join(head + [f"kernel {k.name}({params}):"] + _stmts(k.body, 1, buffers))

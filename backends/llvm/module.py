@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
@@ -47,12 +45,10 @@ def canonical_kernel(kernel, physical: dict[str, str], number: int | None) -> st
     rename = {p.name: f"%p{i}" for i, p in enumerate(params)}
     for p in kernel.params:
         rename.setdefault(p.name, rename[physical.get(p.name, p.name)])
-    lines = format_kernel(kernel).splitlines()
+    lines = format_kernel(kernel, rename).splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("kernel "))
-    body = "\n".join(lines[head + 1 :])
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(rename, key=len)[::-1])) + r")\b")
+    text = "\n".join(lines[head + 1 :])
     signature = ", ".join(f"{p.dtype}[{p.size}]" for p in params)
-    text = pattern.sub(lambda m: rename[m.group(1)], body) if rename else body
     return f"{signature}|{number}|{text}"
 
 
