@@ -149,11 +149,27 @@ class Graph:
         opdef = get_op(op)
         inputs = tuple(inputs)
         norm, out_types = infer_or_raise(opdef, [v.type for v in inputs], attrs or {}, loc)
+        return self.add_inferred(op, inputs, norm, out_types, name, loc, output_names, scope)
+
+    def add_inferred(
+        self,
+        op: str,
+        inputs: tuple[Value, ...],
+        attrs: dict[str, Any],
+        out_types: list[TensorType],
+        name: str | None = None,
+        loc: Loc = None,
+        output_names: Iterable[str] | None = None,
+        scope: str = "",
+    ) -> Node:
+        """``add_node`` with attributes already normalized and output types already
+        inferred (a pass copying a node onto inputs of the same types); ``verify`` checks
+        them again."""
         where = loc() if callable(loc) else loc
         node = Node(
             op,
             inputs,
-            norm,
+            attrs,
             self._claim(self.fresh_name("t") if name is None else name),
             where,
             scope,

@@ -64,15 +64,24 @@ class GraphRewriter:
                 v.name if v.name not in self.dst._names else f"{name}.{i}"
                 for i, v in enumerate(node.outputs)
             ]
-        new = self.dst.add_node(
-            node.op,
-            self.inputs(node),
-            node.attrs,
-            name=name,
-            loc=node.loc,
-            output_names=out_names,
-            scope=node.scope,
-        )
+        inputs = self.inputs(node)
+        if all(a.type == b.type for a, b in zip(inputs, node.inputs, strict=True)):
+            # Same operand types: the node's attributes and types hold as they are (graph
+            # passes copy every node of big graphs several times; verify re-infers).
+            types, attrs = [v.type for v in node.outputs], dict(node.attrs)
+            new = self.dst.add_inferred(
+                node.op, tuple(inputs), attrs, types, name, node.loc, out_names, node.scope
+            )
+        else:
+            new = self.dst.add_node(
+                node.op,
+                inputs,
+                node.attrs,
+                name=name,
+                loc=node.loc,
+                output_names=out_names,
+                scope=node.scope,
+            )
         for old, v in zip(node.outputs, new.outputs, strict=True):
             self._map[id(old)] = v
         return list(new.outputs)
