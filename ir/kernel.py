@@ -145,9 +145,10 @@ class Unary(_Node):
 
 @_expr
 class Binary(_Node):
-    """Arithmetic on two operands of ``dtype``; comparisons give bool (``dtype`` is bool
-    and ``operand_dtype`` says what is compared). ``idiv`` truncates toward zero;
-    ``lshr`` is a logical shift; int ``mul``/``add`` wrap."""
+    """Arithmetic on two operands of ``dtype``; comparisons give bool (``dtype`` is bool;
+    the operands share one type, which is ``a.dtype``: there is no separate operand-type
+    field). ``idiv`` truncates toward zero; ``lshr`` is a logical shift; int
+    ``mul``/``add`` wrap."""
 
     op: str
     a: Expr
@@ -289,7 +290,13 @@ class Gemm:
     Element (b, i, p) of A is at ``a_offset + b*a_strides[0] + i*a_strides[1] +
     p*a_strides[2]`` in buffer ``a`` (and likewise for B and C), so transposed operands
     and broadcast batches (stride 0) need no copies. A backend picks its own blocking;
-    ``tile`` carries tuning parameters (e.g. mr, nr, kc, nc)."""
+    ``tile`` carries tuning parameters (e.g. mr, nr, kc, nc).
+
+    ``implicit`` ("a", "b" or None) says that operand is scratch written by an im2col-like
+    nest just before this GEMM for it alone: a backend may compute its elements where it
+    loads them instead of reading the buffer (the CUDA implicit GEMM). Lowering states
+    this intent so back ends need not guess it from buffer names; a back end still checks
+    the producer's shape before relying on it."""
 
     a: str
     b: str
@@ -307,6 +314,7 @@ class Gemm:
     accumulate: bool = False
     dtype: DType = dt.float32
     tile: dict = field(default_factory=dict)
+    implicit: str | None = None  # "a" | "b": that operand may be computed in the loader
 
 
 Stmt = Loop | Store | Let | Local | Assign | If | Gemm

@@ -156,7 +156,8 @@ def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
             out.append(
                 f"{pad}gemm {c}[{s.batch}x{s.m}x{s.n}] {op} {a}[.. x{s.k}] @ {b} "
                 f"(strides a{s.a_strides}+{offs[0]} b{s.b_strides}+{offs[1]} "
-                f"c{s.c_strides}+{offs[2]}, {s.dtype})"
+                f"c{s.c_strides}+{offs[2]}, {s.dtype}"
+                + (f", implicit {s.implicit})" if s.implicit else ")")
             )
         else:
             raise TypeError(f"not a statement: {s!r}")

@@ -14,10 +14,11 @@ MIN_SPLIT = 128  # ...keeping at least this many steps of K per split
 def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, tuple]:
     """Scratch buffers a GEMM can compute as it reads them: buffer -> (producer, nest).
 
-    The producer is a top-level nest of independent loops whose one statement stores
-    every element of the scratch in row-major order (an im2col), followed directly by the
-    GEMMs that read it as an operand, and read nowhere else; nothing those GEMMs write is
-    read by the stored value."""
+    Lowering marks such operands (``Gemm.implicit``); this checks that the mark holds: the
+    producer is a top-level nest of independent loops whose one statement stores every
+    element of the buffer in row-major order (an im2col), followed directly by the GEMMs
+    that read it as their marked operand, and read nowhere else; nothing those GEMMs write
+    is read by the stored value."""
     found: dict[str, tuple] = {}
     for i, s in enumerate(body):
         if not (isinstance(s, Loop) and (s.parallel or s.independent)):
@@ -29,13 +30,15 @@ def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, t
             continue
         store = nest.body[0]
         buffer = store.buffer
-        if not buffer.startswith("scratch_") or not _row_major(store.index, nest.loops):
+        if not _row_major(store.index, nest.loops):
             continue
         readers = []
         for r in body[i + 1 :]:
             if not isinstance(r, Gemm) or buffer not in (r.a, r.b):
                 break
             readers.append(r)
+        if not all(_marked(r) == buffer for r in readers):
+            continue  # lowering did not say this operand may be computed in the loader
         rest = [r for r in body if r is not s and not any(r is x for x in readers)]
         written = {physical.get(r.c, r.c) for r in readers}
         reads = {physical.get(b, b) for b in _loaded_buffers(store.value)}
@@ -45,6 +48,11 @@ def implicit_operands(body: list[Stmt], physical: dict[str, str]) -> dict[str, t
             continue
         found[buffer] = (s, nest)
     return found
+
+
+def _marked(g: Gemm) -> str | None:
+    """The buffer of the operand lowering marked as computable in the loader."""
+    return {"a": g.a, "b": g.b}.get(g.implicit or "")
 
 
 def _row_major(index: Expr, loops: list[tuple[str, int]]) -> bool:

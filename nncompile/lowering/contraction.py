@@ -179,6 +179,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
                     g * cs.og * cs.k,
                     g * cs.og,
                     dtype=d,
+                    implicit="a",  # col comes from the im2col nest above, for these GEMMs
                 )
             )
         return stmts
@@ -199,6 +200,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
                 g * cs.k * cs.p,
                 g * cs.og * cs.p,
                 dtype=d,
+                implicit="b",  # col comes from the im2col nest above, for these GEMMs
             )
         )
     return stmts
