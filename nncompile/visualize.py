@@ -8,26 +8,39 @@ is a cluster named like its kernel; otherwise nodes cluster by scope (layer name
 ``dense_1``). Graphs larger than ``collapse_above`` nodes collapse each cluster into one
 node listing its ops, so a 1,500-node LSTM step stays legible.
 
-DOT text is generated here; rendering calls the ``dot`` program. Without it the .dot file
-is written and the message says how to install graphviz.
+Graphs are built with the ``graphviz`` package (quoting, clusters); ``picture.render``
+draws them with the ``dot`` program. Without it the .dot file is written and the message
+says how to install graphviz. ``nc.viz`` returns the written path as a ``Picture``, which
+Jupyter displays inline.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from .fileio import atomic_write
+import graphviz
+
 from .ir.errors import ConfigError
 from .ir.graph import Graph, Node, Value
+from .picture import FORMATS, Picture, render
+
+__all__ = [
+    "FORMATS",
+    "STAGES",
+    "Picture",
+    "draw_training_graph",
+    "graph_at_stage",
+    "phase_of",
+    "render",
+    "to_digraph",
+    "to_dot",
+    "viz",
+]
 
 STAGES = ("traced", "grad", "optimized", "fused")
-FORMATS = ("svg", "png", "pdf", "dot")
 PHASE_COLOURS = {
     "forward": "white",
     "loss": "lavender",
@@ -35,10 +48,6 @@ PHASE_COLOURS = {
     "optimizer": "honeydew",
 }
 DTYPE_SHORT = {"float32": "f32", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
-
-
-def _quote(text: str) -> str:
-    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _type_text(v: Value) -> str:
@@ -108,14 +117,27 @@ def _clusters(graph: Graph, by: str) -> dict[str, list[Node]]:
     return groups
 
 
-def to_dot(
+def _text(*lines: str) -> str:
+    """A label or tooltip showing ``lines`` literally: backslashes escaped (DOT reads them
+    as escapes), lines joined by DOT's centred line break."""
+    parts = [graphviz.escape(part) for line in lines for part in str(line).split("\n")]
+    return graphviz.nohtml("\\n".join(parts))
+
+
+def _id(name: str) -> str:
+    # the graphviz package reads "a:b" in an edge as node a, port b
+    return name.replace(":", "_")
+
+
+def to_digraph(
     graph: Graph,
     cluster_by: str = "auto",
     collapse_above: int | None = 400,
     title: str | None = None,
-) -> str:
-    """The DOT text of ``graph``. ``cluster_by``: "fusion" (needs an optimized graph),
-    "scope", "none" or "auto" (fusion groups when the graph has them, else scopes)."""
+) -> graphviz.Digraph:
+    """The picture of ``graph`` as a ``graphviz.Digraph``. ``cluster_by``: "fusion" (needs an
+    optimized graph), "scope", "none" or "auto" (fusion groups when the graph has them, else
+    scopes)."""
     if cluster_by == "auto":
         cluster_by = "fusion" if getattr(graph, "fusion_groups", None) else "scope"
     if cluster_by not in ("fusion", "scope", "none"):
@@ -123,53 +145,63 @@ def to_dot(
     scopes = _scopes(graph)
     groups = _clusters(graph, cluster_by)
     collapse = collapse_above is not None and len(graph.nodes) > collapse_above
-    lines = [
-        f"digraph {_quote(graph.name)} {{",
-        "  rankdir=TB; compound=true; newrank=true;",
-        f"  label={_quote(title or graph.name)}; labelloc=t; fontname=Helvetica;",
-        '  node [fontname=Helvetica, fontsize=10, style="filled", fillcolor=white];',
-        "  edge [color=gray40, arrowsize=0.6];",
-    ]
+    dot = graphviz.Digraph(
+        graph.name,
+        graph_attr={
+            "rankdir": "TB",
+            "compound": "true",
+            "newrank": "true",
+            "label": _text(title or graph.name),
+            "labelloc": "t",
+            "fontname": "Helvetica",
+        },
+        node_attr={
+            "fontname": "Helvetica",
+            "fontsize": "10",
+            "style": "filled",
+            "fillcolor": "white",
+        },
+        edge_attr={"color": "gray40", "arrowsize": "0.6"},
+    )
     node_id: dict[str, str] = {}  # node name -> drawn id (its cluster's, when collapsed)
     for v, role in zip(graph.inputs, _input_roles(graph), strict=True):
-        shape = "ellipse" if role == "data" else "box"
-        colour = "lightblue" if role == "data" else "khaki"
-        label = f"{v.name}\n{_type_text(v)}"
-        lines.append(
-            f"  {_quote('in:' + v.name)} [label={_quote(label)}, shape={shape}, "
-            f"fillcolor={colour}, tooltip={_quote(role)}];"
+        dot.node(
+            _id(f"in/{v.name}"),
+            _text(v.name, _type_text(v)),
+            shape="ellipse" if role == "data" else "box",
+            fillcolor="lightblue" if role == "data" else "khaki",
+            tooltip=role,
         )
     for k, (name, members) in enumerate(sorted(groups.items(), key=lambda kv: kv[0])):
-        drawn = [n for n in members if n.op != "constant" or not collapse]
         if name and collapse:
-            cid = f"cluster:{name}"
+            cid = _id(f"cluster/{name}")
             ops = Counter(n.op for n in members if n.op != "constant")
             listing = ", ".join(f"{op} x{c}" if c > 1 else op for op, c in ops.most_common(6))
             phase = phase_of(scopes[members[0].name]) if cluster_by != "none" else "forward"
-            label = f"{name}\n{len(members)} ops: {listing}"
-            lines.append(
-                f'  {_quote(cid)} [label={_quote(label)}, shape=box, style="filled,rounded", '
-                f"fillcolor={PHASE_COLOURS[phase]}];"
+            dot.node(
+                cid,
+                _text(name, f"{len(members)} ops: {listing}"),
+                shape="box",
+                style="filled,rounded",
+                fillcolor=PHASE_COLOURS[phase],
             )
             for n in members:
                 node_id[n.name] = cid
             continue
-        indent = "  "
+        drawn = [n for n in members if n.op != "constant" or not collapse]
         if name:
-            lines.append(f"  subgraph {_quote(f'cluster_{k}')} {{")
-            lines.append(f"    label={_quote(name)}; style=rounded; color=gray50; fontsize=10;")
-            indent = "    "
-        for n in drawn:
-            node_id[n.name] = n.name
-            lines.append(indent + _node_line(n, scopes[n.name]))
+            # subgraphs whose names start with "cluster" are drawn as boxes by dot
+            with dot.subgraph(name=f"cluster_{k}") as box:
+                box.attr(label=_text(name), style="rounded", color="gray50", fontsize="10")
+                _add_nodes(box, drawn, scopes, node_id)
+        else:
+            _add_nodes(dot, drawn, scopes, node_id)
         for n in members:
-            node_id.setdefault(n.name, n.name)
-        if name:
-            lines.append("  }")
+            node_id.setdefault(n.name, _id(n.name))
     edges = set()
     for n in graph.nodes:
         for v in n.inputs:
-            src = node_id.get(v.producer.name) if v.producer is not None else f"in:{v.name}"
+            src = node_id.get(v.producer.name) if v.producer is not None else _id(f"in/{v.name}")
             dst = node_id[n.name]
             if src is None or src == dst:
                 continue
@@ -177,64 +209,57 @@ def to_dot(
                 continue
             edges.add((src, dst))
     for i, v in enumerate(graph.outputs):
-        sink = f"out:{i}"
-        lines.append(
-            f"  {_quote(sink)} [label={_quote(f'output {i}' + chr(10) + _type_text(v))}, "
-            "shape=ellipse, fillcolor=palegreen, peripheries=2];"
+        sink = f"out/{i}"
+        dot.node(
+            sink,
+            _text(f"output {i}", _type_text(v)),
+            shape="ellipse",
+            fillcolor="palegreen",
+            peripheries="2",
         )
-        src = node_id.get(v.producer.name) if v.producer is not None else f"in:{v.name}"
+        src = node_id.get(v.producer.name) if v.producer is not None else _id(f"in/{v.name}")
         edges.add((src, sink))
-    lines += [f"  {_quote(a)} -> {_quote(b)};" for a, b in sorted(edges)]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    for a, b in sorted(edges):
+        dot.edge(a, b)
+    return dot
 
 
-def _node_line(n: Node, scope: str) -> str:
-    if n.op == "constant":
-        value = n.attrs["value"]
-        text = f"{value.item():.4g}" if value.size == 1 else f"const {_type_text(n.outputs[0])}"
-        return (
-            f"{_quote(n.name)} [label={_quote(text)}, shape=box, fontsize=8, fontcolor=gray30, "
-            "fillcolor=gray95, color=gray70];"
+def to_dot(
+    graph: Graph,
+    cluster_by: str = "auto",
+    collapse_above: int | None = 400,
+    title: str | None = None,
+) -> str:
+    """The DOT text of ``graph`` (see ``to_digraph``)."""
+    return to_digraph(graph, cluster_by, collapse_above, title).source
+
+
+def _add_nodes(
+    dot: graphviz.Digraph, nodes: list[Node], scopes: dict[str, str], node_id: dict[str, str]
+) -> None:
+    for n in nodes:
+        node_id[n.name] = _id(n.name)
+        if n.op == "constant":
+            value = n.attrs["value"]
+            text = f"{value.item():.4g}" if value.size == 1 else f"const {_type_text(n.outputs[0])}"
+            dot.node(
+                _id(n.name),
+                _text(text),
+                shape="box",
+                fontsize="8",
+                fontcolor="gray30",
+                fillcolor="gray95",
+                color="gray70",
+            )
+            continue
+        scope = scopes[n.name]
+        dot.node(
+            _id(n.name),
+            _text(n.op, ", ".join(_type_text(v) for v in n.outputs)),
+            shape="box",
+            fillcolor=PHASE_COLOURS[phase_of(scope)],
+            tooltip=_text(f"%{n.name} [{scope or 'no scope'}] {n.loc or ''}"),
         )
-    outs = ", ".join(_type_text(v) for v in n.outputs)
-    label = f"{n.op}\n{outs}"
-    tooltip = f"%{n.name} [{scope or 'no scope'}] {n.loc or ''}"
-    colour = PHASE_COLOURS[phase_of(scope)]
-    return (
-        f"{_quote(n.name)} [label={_quote(label)}, shape=box, fillcolor={colour}, "
-        f"tooltip={_quote(tooltip)}];"
-    )
-
-
-def render(dot_text: str, path: str) -> tuple[str, str]:
-    """Write ``dot_text`` as ``path`` (format from the extension). Returns (written path,
-    message). Without the ``dot`` program a .dot file is written instead. Files are
-    written atomically: ``dot`` draws to memory, not to ``path``."""
-    base, ext = os.path.splitext(path)
-    fmt = ext.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ConfigError(f"graph pictures are {', '.join(FORMATS)}; got {path!r}")
-    if fmt == "dot":
-        atomic_write(path, dot_text)
-        return path, f"wrote {path}"
-    dot = shutil.which("dot")
-    if dot is None:
-        fallback = base + ".dot"
-        atomic_write(fallback, dot_text)
-        return fallback, (
-            f"the graphviz 'dot' program is not installed, so {path} was not drawn; wrote "
-            f"{fallback} instead. Install graphviz (Debian/Ubuntu: apt-get install graphviz; "
-            f"macOS: brew install graphviz; conda: conda install graphviz) and run: "
-            f"dot -T{fmt} {fallback} -o {path}"
-        )
-    done = subprocess.run(
-        [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=300
-    )
-    if done.returncode != 0:
-        raise ConfigError(f"dot failed on {path}: {done.stderr.decode(errors='replace')[:500]}")
-    atomic_write(path, done.stdout)
-    return path, f"wrote {path}"
 
 
 def _all_float(arg: Any) -> bool:
@@ -290,12 +315,12 @@ def viz(
     stage: str = "fused",
     collapse_above: int | None = 400,
     quiet: bool = False,
-) -> str:
+) -> Picture:
     """Draw ``fn`` traced on ``examples`` at ``stage``; returns the path written (a .dot
-    file when graphviz is missing)."""
+    file when graphviz is missing) as a ``str`` that Jupyter shows as the picture."""
     graph = graph_at_stage(fn, examples, stage)
-    text = to_dot(graph, "auto", collapse_above, title=f"{graph.name} ({stage})")
-    written, message = render(text, path)
+    drawing = to_digraph(graph, "auto", collapse_above, title=f"{graph.name} ({stage})")
+    written, message = render(drawing, path)
     if not quiet and written != path:
         print(f"nncompile: {message}", file=sys.stderr)
     return written
@@ -307,7 +332,7 @@ def draw_training_graph(model: Any, x: Any, y: Any, path: str, stage: str = "fus
     trainer = model.trainer
     graph = graph_at_stage(trainer._train_fn, trainer.step_arguments(x, y), stage)
     title = f"{model.name} training step ({stage}, {len(graph.nodes)} nodes)"
-    written, message = render(to_dot(graph, "auto", 400, title), path)
+    written, message = render(to_digraph(graph, "auto", 400, title), path)
     if written == path:
         return f"graph picture: {path} ({len(graph.nodes)} nodes at stage {stage!r})"
     return f"graph picture: {message}"
