@@ -50,6 +50,11 @@ COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
 
 # ---- expressions -------------------------------------------------------------------------
 
+
+class UnknownNodeError(TypeError):
+    """A statement or expression kind the kernel IR does not define (see kernel_visit)."""
+
+
 MAX_DEPTH = 48  # the deepest expression lowering hands to a back end (see kernel_depth.py)
 
 
@@ -194,7 +199,9 @@ def children(e: Expr) -> tuple[Expr, ...]:
         return (e.a, e.b)
     if isinstance(e, Select):
         return (e.cond, e.a, e.b)
-    return ()
+    if isinstance(e, (Const, Var)):
+        return ()
+    raise UnknownNodeError(f"not a kernel expression: {type(e).__name__} ({e!r:.200})")
 
 
 def with_children(e: Expr, kids: tuple[Expr, ...] | list[Expr]) -> Expr:
@@ -209,7 +216,9 @@ def with_children(e: Expr, kids: tuple[Expr, ...] | list[Expr]) -> Expr:
         return Binary(e.op, kids[0], kids[1], e.dtype)
     if isinstance(e, Select):
         return Select(kids[0], kids[1], kids[2], e.dtype)
-    return e
+    if isinstance(e, (Const, Var)):
+        return e
+    raise UnknownNodeError(f"not a kernel expression: {type(e).__name__} ({e!r:.200})")
 
 
 def postorder(roots: Iterable[Expr], done: Callable[[Expr], bool] | None = None) -> Iterator[Expr]:
@@ -423,32 +432,17 @@ def delinearize(flat: Expr, shape: tuple[int, ...]) -> list[Expr]:
     return out
 
 
-def walk(body: list[Stmt]):
-    """Every statement of ``body`` and of the blocks nested in it, without recursion
-    (an unrolled loop's kernels nest deeply)."""
-    stack = list(reversed(body))
-    while stack:
-        s = stack.pop()
-        yield s
-        if isinstance(s, Loop):
-            stack.extend(reversed(s.body))
-        elif isinstance(s, If):
-            stack.extend(reversed(s.otherwise))
-            stack.extend(reversed(s.then))
+def walk(body: list[Stmt]) -> Iterator[Stmt]:
+    """Every statement of ``body`` and of the blocks nested in it, pre-order, without
+    recursion (an unrolled loop's kernels nest deeply); see ``kernel_visit``."""
+    from .kernel_visit import walk as visit_walk  # (kernel_visit builds on this module)
+
+    return visit_walk(body)
 
 
 def expressions(body: list[Stmt]) -> Iterator[Expr]:
     """The expressions the statements of ``body`` (nested blocks included) evaluate, in
     order; a GEMM's offsets are left out."""
-    for s in walk(body):
-        if isinstance(s, Loop) and not isinstance(s.extent, int):
-            yield s.extent
-        elif isinstance(s, Store):
-            yield s.index
-            yield s.value
-        elif isinstance(s, (Let, Assign)):
-            yield s.value
-        elif isinstance(s, Local):
-            yield s.init
-        elif isinstance(s, If):
-            yield s.cond
+    from .kernel_visit import expressions as visit_expressions
+
+    return visit_expressions(body)

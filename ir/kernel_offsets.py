@@ -28,6 +28,7 @@ from .kernel import (
     with_children,
 )
 from .kernel_simplify import IndexSimplifier
+from .kernel_visit import unknown_statement
 
 
 def fold_offsets(kernel: Kernel, physical: dict[str, str]) -> tuple[Kernel, dict[str, int]]:
@@ -107,4 +108,6 @@ class _Shifter:
             return Assign(s.name, self.expr(s.value))
         if isinstance(s, If):
             return If(self.expr(s.cond), self.block(s.then), self.block(s.otherwise))
-        return s  # a GEMM: its buffers keep their offsets
+        if isinstance(s, Gemm):
+            return s  # its buffers keep their offsets
+        raise unknown_statement(s)

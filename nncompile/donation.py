@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from . import pytree
 from .ir.kernel import Expr, Gemm, If, Kernel, Load, Loop, Stmt, Store, postorder
+from .ir.kernel_visit import buffers_written, own_expressions, walk
 from .lowering.program import Program
 
 
@@ -26,12 +27,7 @@ def _loads(e: Expr, buffer: str) -> list[Load]:
 
 def _stmt_loads(s: Stmt, buffer: str) -> list[Load]:
     """Loads of ``buffer`` directly in ``s`` (not inside nested loops)."""
-    if isinstance(s, Store):
-        return _loads(s.index, buffer) + _loads(s.value, buffer)
-    for attr in ("value", "init", "cond"):
-        if hasattr(s, attr):
-            return _loads(getattr(s, attr), buffer)
-    return []
+    return [ld for e in own_expressions(s) for ld in _loads(e, buffer)]
 
 
 def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bool:
@@ -65,19 +61,7 @@ def _writes(kernel: Kernel, buffer: str) -> bool:
 
 
 def _writes_block(body: Iterable[Stmt], buffer: str) -> bool:
-    def go(body: Iterable[Stmt]) -> bool:
-        for s in body:
-            if isinstance(s, Store) and s.buffer == buffer:
-                return True
-            if isinstance(s, Gemm) and s.c == buffer:
-                return True
-            if isinstance(s, Loop) and go(s.body):
-                return True
-            if isinstance(s, If) and (go(s.then) or go(s.otherwise)):
-                return True
-        return False
-
-    return go(body)
+    return any(buffer in buffers_written(s) for s in walk(list(body)))
 
 
 def donation_safe(program: Program, out_buf: str, in_buf: str) -> bool:

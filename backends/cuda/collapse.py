@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir.kernel import Assign, Binary, Const, Expr, If, Let, Load, Local, Loop, Stmt, Store, Var
+from ...ir.kernel import Assign, Binary, Const, Expr, Gemm, Let, Load, Local, Loop, Stmt, Store, Var
 from ...ir.kernel import children as expr_children
+from ...ir.kernel_visit import own_expressions, walk
 
 
 @dataclass(frozen=True)
@@ -117,29 +118,20 @@ def reads_only_own_elements(
 
 def _walk(stmts, stores, loads, declared, assigned, extents) -> bool:
     """Collect the body's stores, loads, declared and assigned scalars; False for
-    anything this analysis does not understand (a loop with a computed extent)."""
-    for s in stmts:
+    anything this analysis does not understand (a loop with a computed extent, a GEMM)."""
+    for s in walk(stmts):
+        if isinstance(s, Gemm) or (isinstance(s, Loop) and not isinstance(s.extent, int)):
+            return False
         if isinstance(s, Store):
             stores.append(s)
-            loads += loads_in(s.index) + loads_in(s.value)
         elif isinstance(s, (Let, Local)):
             declared.add(s.name)
-            loads += loads_in(s.value if isinstance(s, Let) else s.init)
         elif isinstance(s, Assign):
             assigned.add(s.name)
-            loads += loads_in(s.value)
-        elif isinstance(s, If):
-            loads += loads_in(s.cond)
-            if not _walk(s.then + s.otherwise, stores, loads, declared, assigned, extents):
-                return False
         elif isinstance(s, Loop):
-            if not isinstance(s.extent, int):
-                return False
             extents[s.var] = s.extent
-            if not _walk(s.body, stores, loads, declared, assigned, extents):
-                return False
-        else:
-            return False  # a GEMM template
+        for e in own_expressions(s):
+            loads += loads_in(e)
     return True
 
 

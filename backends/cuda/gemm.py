@@ -3,7 +3,8 @@ them instead of loading them (implicit GEMM: a convolution's im2col matrix)."""
 
 from __future__ import annotations
 
-from ...ir.kernel import Assign, Expr, Gemm, If, Let, Local, Loop, Stmt, Store
+from ...ir.kernel import Expr, Gemm, Loop, Stmt, Store
+from ...ir.kernel_visit import buffers_written, own_expressions, walk
 from .collapse import affine, collapse, loads_in
 
 GEMM_TILE = 64  # a GEMM block computes a 64 x 64 tile of C (256 threads, 4 x 4 each)
@@ -71,21 +72,15 @@ def _loaded_buffers(e: Expr) -> set[str]:
 
 
 def _stmt_buffers(s: Stmt) -> set[str]:
-    """Every buffer a statement reads or writes."""
-    if isinstance(s, Gemm):
-        return {s.a, s.b, s.c}
-    if isinstance(s, Store):
-        return {s.buffer} | _loaded_buffers(s.index) | _loaded_buffers(s.value)
-    if isinstance(s, (Let, Assign)):
-        return _loaded_buffers(s.value)
-    if isinstance(s, Local):
-        return _loaded_buffers(s.init)
-    if isinstance(s, If):
-        inner = [_stmt_buffers(c) for c in s.then + s.otherwise]
-        return _loaded_buffers(s.cond).union(*inner)
-    if isinstance(s, Loop):
-        return set().union(*[_stmt_buffers(c) for c in s.body])
-    return set()
+    """Every buffer a statement (nested blocks included) reads or writes."""
+    found: set[str] = set()
+    for x in walk([s]):
+        if isinstance(x, Gemm):
+            found |= {x.a, x.b, x.c}
+        found.update(buffers_written(x))
+        for e in own_expressions(x):
+            found |= _loaded_buffers(e)
+    return found
 
 
 def gemm_splits(tiles: int, k: int) -> tuple[int, int]:

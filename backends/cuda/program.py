@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ...ir.kernel import (
     Assign,
-    Expr,
     Gemm,
     If,
     Kernel,
@@ -13,8 +12,8 @@ from ...ir.kernel import (
     Loop,
     Stmt,
     Store,
-    children,
 )
+from ...ir.kernel_visit import own_expressions, postorder, walk
 from ...lowering.program import Program, physical_params
 from .collapse import Collapsed, collapse
 from .emit import (
@@ -391,57 +390,21 @@ class KernelWriter:
 def _shared_expressions(stmts: list[Stmt]) -> set[int]:
     """Ids of the expression objects that more than one statement uses."""
     users: dict[int, int] = {}
-
-    def visit(e: Expr, seen: set[int]) -> None:
-        if id(e) in seen:
-            return
-        seen.add(id(e))
-        users[id(e)] = users.get(id(e), 0) + 1
-        for c in children(e):
-            visit(c, seen)
-
-    def walk(block: list[Stmt]) -> None:
-        for s in block:
-            exprs: list[Expr] = []
-            if isinstance(s, (Let, Assign)):
-                exprs = [s.value]
-            elif isinstance(s, Local):
-                exprs = [s.init]
-            elif isinstance(s, Store):
-                exprs = [s.index, s.value]
-            elif isinstance(s, If):
-                exprs = [s.cond]
-                walk(s.then)
-                walk(s.otherwise)
-            elif isinstance(s, Loop):
-                walk(s.body)
-            seen: set[int] = set()
-            for e in exprs:
-                visit(e, seen)
-
-    walk(stmts)
+    for s in walk(stmts):
+        if isinstance(s, Loop):
+            continue  # (an extent is computed once, by the loop)
+        for e in postorder(own_expressions(s)):  # each object once per statement
+            users[id(e)] = users.get(id(e), 0) + 1
     return {k for k, n in users.items() if n > 1}
 
 
 def _pure(s: Stmt) -> bool:
     """Computes scalars only (no stores, no GEMM): safe to recompute in every launch."""
-    if isinstance(s, (Let, Local, Assign)):
-        return True
-    if isinstance(s, Loop):
-        return all(_pure(c) for c in s.body)
-    if isinstance(s, If):
-        return all(_pure(c) for c in s.then + s.otherwise)
-    return False
+    return not any(isinstance(x, (Store, Gemm)) for x in walk([s]))
 
 
 def _assigns(s: Stmt, names: set[str]) -> bool:
-    if isinstance(s, Assign):
-        return s.name in names
-    if isinstance(s, Loop):
-        return any(_assigns(c, names) for c in s.body)
-    if isinstance(s, If):
-        return any(_assigns(c, names) for c in s.then + s.otherwise)
-    return False
+    return any(isinstance(x, Assign) and x.name in names for x in walk([s]))
 
 
 def emit_cuda(program: Program) -> CudaSource:

@@ -39,6 +39,7 @@ from ...ir.kernel import (
     Var,
     children,
 )
+from ...ir.kernel_visit import walk
 from ...lowering.program import physical_params
 from . import mathlib
 from .parallel import ParallelRuntime
@@ -481,14 +482,7 @@ def _type_suffix(t: ir.Type) -> str:
 
 
 def _contains_gemm(body: Sequence[Stmt]) -> bool:
-    for s in body:
-        if isinstance(s, Gemm):
-            return True
-        if isinstance(s, Loop) and _contains_gemm(s.body):
-            return True
-        if isinstance(s, If) and (_contains_gemm(s.then) or _contains_gemm(s.otherwise)):
-            return True
-    return False
+    return any(isinstance(s, Gemm) for s in walk(list(body)))
 
 
 def constant(value: object, d: dt.DType) -> ir.Constant:
