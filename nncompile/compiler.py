@@ -9,7 +9,6 @@ structure, static arguments, shapes and dtypes) and keeps the result in memory.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -19,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from . import pytree
+from . import config, pytree
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
-from .ir.errors import CompileError, ConfigError
+from .ir.errors import CompileError
 from .ir.graph import Graph
 from .lowering import Program, lower_graph
 from .passes import optimize
@@ -146,22 +145,13 @@ def lower(
     return lower_graph_for(trace(fn, *examples), backend, level, threads)
 
 
-DEFAULT_MEMORY_CACHE = 32
+DEFAULT_MEMORY_CACHE = config.MEMORY_CACHE.default
 
 
 def memory_cache_size() -> int:
     """NNCOMPILE_MEMORY_CACHE: compiled signatures each function keeps (least recently
     used ones are dropped, and their native code and arenas freed)."""
-    env = os.environ.get("NNCOMPILE_MEMORY_CACHE", "").strip()
-    if not env:
-        return DEFAULT_MEMORY_CACHE
-    try:
-        n = int(env)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"NNCOMPILE_MEMORY_CACHE must be a positive integer, got {env!r}")
-    return n
+    return config.get_int(config.MEMORY_CACHE)
 
 
 class CompiledFunction:
@@ -282,7 +272,7 @@ class CompiledFunction:
 
 
 def _check_env() -> bool:
-    return os.environ.get("NNCOMPILE_CHECK", "") not in ("", "0")
+    return config.get_bool(config.CHECK)
 
 
 def compile(

@@ -10,21 +10,15 @@ file is deleted and reported as a miss, never returned. Writes are atomic
 from __future__ import annotations
 
 import hashlib
-import os
 
-from .envvars import path_variable
+from . import config
 from .fileio import atomic_write, remove_quietly
 
 _MAGIC = b"NCOBJ1\n"
 
 
 def cache_dir() -> str | None:
-    setting = os.environ.get("NNCOMPILE_CACHE_DIR")
-    if setting is None:
-        return os.path.join(os.path.expanduser("~"), ".cache", "nncompile")
-    if setting.strip().lower() in ("", "off", "0", "none"):
-        return None
-    return path_variable("NNCOMPILE_CACHE_DIR")  # "~/x" is the home folder's x, not ./~/x
+    return config.get_path(config.CACHE_DIR)  # "~/x" is the home folder's x, not ./~/x
 
 
 def read_cached(path: str) -> bytes | None:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import os
 import re
 
-from .envvars import path_variable
+from . import config
 from .fileio import atomic_write
 from .ir.errors import ConfigError
 
-VARIABLE = "NNCOMPILE_DUMP"
+VARIABLE = config.DUMP.name
 
 
 def dump_root() -> str | None:
     """The folder ``NNCOMPILE_DUMP`` names (``~`` expanded), or None when it is unset."""
-    return path_variable(VARIABLE)
+    return config.get_path(config.DUMP)
 
 
 def dump_folder(graph_name: str) -> str | None:
@@ -24,7 +24,7 @@ def dump_folder(graph_name: str) -> str | None:
     root = dump_root()
     if root is None:
         return None
-    setting = f"{VARIABLE}={os.environ.get(VARIABLE)!r}"
+    setting = config.setting(config.DUMP)
     if os.path.exists(root) and not os.path.isdir(root):
         raise ConfigError(
             f"{setting} names a file; it must name a folder (created if missing) for the "

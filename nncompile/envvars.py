@@ -1,4 +1,4 @@
-"""nncompile's environment variables: setting one for a block of code, reading a path."""
+"""Setting an environment variable for a block of code (config.py reads them)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,3 @@ def override(name: str, value: str | None) -> Iterator[None]:
         else:
             os.environ[name] = previous
 
-
-def path_variable(name: str) -> str | None:
-    """The path an environment variable holds, ``~`` expanded as a shell would (a quoted
-    ``"~/x"`` is not expanded by the shell); None when unset or blank."""
-    value = os.environ.get(name, "").strip()
-    return os.path.expanduser(value) if value else None

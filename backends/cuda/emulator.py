@@ -26,17 +26,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ... import config
 from ...ir.errors import CompileError, ExecutionError
 from .emit import Launch
 from .emulator_header import EMULATOR_HEADER
 from .toolchain import cached, run_compiler
 
-ENV = "NNCOMPILE_CUDA_EMULATOR"
+ENV = config.CUDA_EMULATOR.name
 BARRIER_FREE = ("grid-stride", "single")  # launch kinds whose threads never synchronize
 
 
 def emulating() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "on", "yes")
+    return config.get_bool(config.CUDA_EMULATOR)
 
 
 def emulator_source(source: str, launches: Sequence[Launch]) -> str:
@@ -62,7 +63,7 @@ def _compiler_version(cxx: str) -> str:
 
 def build_library(source: str, launches: Sequence[Launch]) -> bytes:
     """The emulated program as a shared library (bytes), from the disk cache or g++."""
-    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    cxx = shutil.which(config.get_str(config.CXX))
     if cxx is None:
         raise CompileError(f"{ENV}=1 needs a C++ compiler (g++ or $CXX) to build the emulation")
     text = emulator_source(source, launches)

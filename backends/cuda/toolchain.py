@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 
+from ... import config
 from ...disk_cache import cache_dir, read_cached, write_cached
 from ...ir.errors import CompileError
 
@@ -28,7 +29,7 @@ COMPILERS = ("nvrtc", "nvcc")
 
 
 def nvcc_path() -> str | None:
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    home = config.get_path(config.CUDA_HOME) or config.get_path(config.CUDA_PATH)
     candidates = [shutil.which("nvcc")]
     if home:
         candidates.append(os.path.join(home, "bin", "nvcc"))
@@ -64,9 +65,7 @@ def available_compilers() -> list[str]:
 
 def chosen_compiler() -> str:
     """NNCOMPILE_CUDA_COMPILER's choice, or the first available; CompileError if none."""
-    wanted = os.environ.get("NNCOMPILE_CUDA_COMPILER", "").strip().lower()
-    if wanted and wanted not in COMPILERS:
-        raise CompileError(f"NNCOMPILE_CUDA_COMPILER={wanted!r}: choose one of {COMPILERS}")
+    wanted = config.get_enum(config.CUDA_COMPILER)
     available = available_compilers()
     if wanted:
         if wanted not in available:

@@ -13,11 +13,11 @@ saturates).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import llvmlite.ir as ir
 
+from ... import config
 from ...ir import dtypes as dt
 from ...ir.kernel import (
     Assign,
@@ -64,7 +64,7 @@ def mem_type(d: dt.DType) -> ir.Type:
 
 def bounds_checked() -> bool:
     """NNCOMPILE_BOUNDS_CHECK=1: generated code checks every index (a debugging aid)."""
-    return os.environ.get("NNCOMPILE_BOUNDS_CHECK") == "1"
+    return config.get_bool(config.BOUNDS_CHECK)
 
 
 class KernelEmitter:

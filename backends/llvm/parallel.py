@@ -22,6 +22,7 @@ import os
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from ... import config
 from ...ir.errors import ConfigError
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
@@ -74,7 +75,7 @@ CONTEXT_THREADS = 0  # this call's thread count (an integer in a pointer-sized s
 CONTEXT_WORKSPACE = 1  # this call's GEMM packing buffers
 
 # More threads than this is a typo: libgomp aborts (or crashes) creating tens of thousands.
-MAX_THREADS = 1024
+MAX_THREADS = config.THREADS.high
 
 
 def available_cores() -> int:
@@ -92,14 +93,8 @@ def check_threads(n: object, what: str = "threads") -> int:
 
 def default_threads() -> int:
     """NNCOMPILE_THREADS, else the cores this process may run on."""
-    env = os.environ.get("NNCOMPILE_THREADS")
-    if env is None or env.strip() == "":
-        return available_cores()
-    try:
-        n = int(env.strip())
-    except ValueError:
-        n = env
-    return check_threads(n, "NNCOMPILE_THREADS")
+    n = config.get_int(config.THREADS)
+    return available_cores() if n is None else n
 
 
 def context_slot(b: ir.IRBuilder, context: ir.Value, slot: int, typ: ir.Type) -> ir.Value:

@@ -112,7 +112,7 @@ def test_no_compiler_is_a_clear_compile_error(monkeypatch):
     with pytest.raises(nc.CompileError, match="nvcc is not on PATH"):
         toolchain.compile_cubin("// nothing")
     monkeypatch.setenv("NNCOMPILE_CUDA_COMPILER", "clang")
-    with pytest.raises(nc.CompileError, match="choose one of"):
+    with pytest.raises(nc.ConfigError, match="choose one of"):
         toolchain.compile_cubin("// nothing")
 
 
