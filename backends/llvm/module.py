@@ -7,6 +7,7 @@ import llvmlite.ir as ir
 
 from ...ir.kernel_offsets import fold_offsets
 from ...ir.kernel_printer import format_kernel
+from ...ir.kernel_verify import verify_enabled, verify_kernel
 from ...lowering.program import Program, physical_params, reports_errors
 from . import mathlib
 from .codegen import (
@@ -67,6 +68,8 @@ def build_module(program: Program, threads: int, per_kernel_entries: bool = Fals
         moved: dict[str, int] = {}
         if not bounds_checked():  # (checked indices are checked against whole buffers)
             k, moved = fold_offsets(k, program.physical)
+            if verify_enabled():  # NNCOMPILE_VERIFY=1: the rewrite kept the IR sound
+                verify_kernel(k)
         key = canonical_kernel(k, program.physical, number if bounds_checked() else None)
         if key not in shared:
             emitter = KernelEmitter(module, k, parallel, physical=program.physical)

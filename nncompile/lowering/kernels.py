@@ -47,6 +47,7 @@ from ..ir.kernel import (
 )
 from ..ir.kernel_depth import bound_depth
 from ..ir.kernel_simplify import simplify_kernel
+from ..ir.kernel_verify import verify_enabled, verify_kernel
 from ..passes.concat_tree import MAX_CONCAT_INPUTS
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
@@ -212,7 +213,14 @@ class KernelBuilder:
         self.use("status")  # every kernel can report (and bounds-checked builds do)
         ops = ", ".join(f"{n.name}={n.op}" for n in self.group.nodes)
         kernel = Kernel(self.group.name, list(self.params.values()), body, comment=ops)
-        return bound_depth(simplify_kernel(kernel))
+        if not verify_enabled():
+            return bound_depth(simplify_kernel(kernel))
+        # NNCOMPILE_VERIFY=1: check the kernel as built and after each rewrite, so a
+        # broken invariant is blamed on the stage that broke it.
+        for stage in (lambda k: k, simplify_kernel, bound_depth):
+            kernel = stage(kernel)
+            verify_kernel(kernel)
+        return kernel
 
 
 # ---- elementwise ----------------------------------------------------------------------------
