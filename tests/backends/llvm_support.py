@@ -18,9 +18,7 @@ The test run uses --import-mode=importlib, so test files load this module by pat
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -149,8 +147,6 @@ def data(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, low=-3.0,
 def graph_sizes():
     """benchmarks/graph_sizes.py (its mlp() / cnn() / lstm() are the benchmark models),
     loaded by path: benchmarks/ is not a package."""
-    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "graph_sizes.py"
-    spec = importlib.util.spec_from_file_location("nc_bench_graph_sizes", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from ..conftest import graph_sizes as load  # imported late: tests/gpu loads this file too
+
+    return load()

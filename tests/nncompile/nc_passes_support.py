@@ -6,8 +6,7 @@
 - ``check_fusion_invariants``: what a fusion partition must satisfy.
 - ``assert_same_results``: bit-exact comparison (NaN == NaN, -0.0 == 0.0).
 
-The test run uses --import-mode=importlib, so test files load this sibling module by
-path (see their ``_support()``).
+Test files import it relatively (``from . import nc_passes_support as S``).
 """
 
 from __future__ import annotations

@@ -3,10 +3,8 @@ pass), the fixed point, and the NNCOMPILE_DUMP files."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -15,21 +13,10 @@ import nncompile as nc
 from nncompile import functional as F
 from nncompile import optim, passes
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from ..conftest import graph_sizes
+from . import nc_passes_support as S
 
-
-def _load(name: str, path: pathlib.Path):
-    """A module loaded by path (tests run with --import-mode=importlib)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _load("nc_passes_support", pathlib.Path(__file__).with_name("nc_passes_support.py"))
-MODELS = _load("nc_benchmarks_graph_sizes", ROOT / "benchmarks" / "graph_sizes.py")
+MODELS = graph_sizes()
 PASSES = [
     ("fold", passes.fold_constants),
     ("simplify", passes.simplify),

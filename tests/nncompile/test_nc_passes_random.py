@@ -18,30 +18,14 @@ failure prints the program and its graph. Replay one with
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import nncompile as nc
 from nncompile import passes
 
+from . import nc_passes_support as S
 
-def _support():
-    """The sibling helper module, loaded by path (tests run with --import-mode=importlib)."""
-    name = "nc_passes_support"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).with_name(f"{name}.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-S = _support()
 SETTINGS = settings(
     max_examples=250,
     derandomize=True,
