@@ -10,8 +10,9 @@
 - expression types agree (arithmetic on one type, comparisons and conditions bool, known
   op names) and only kinds the IR defines appear.
 
-Lowering runs it on each kernel when ``NNCOMPILE_VERIFY=1`` (``verify_enabled``); tests
-run it between stages. Walks are iterative, each expression object checked once.
+Lowering runs it on each kernel at each stage when ``NNCOMPILE_VERIFY=1`` or
+``NNCOMPILE_CHECK=1`` (``verify_enabled``); tests run it between stages. Walks are
+iterative, each expression object checked once.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ from .kernel import (
 )
 from .kernel_visit import EXPRESSION_KINDS, KernelVisitor, own_expressions
 
-# NNCOMPILE_VERIFY=1 turns the verifier on after lowering. Read here directly for now:
-# nncompile/config.py (being written alongside) is to take over reading it.
+# NNCOMPILE_VERIFY=1 (or check mode, NNCOMPILE_CHECK=1) turns the verifier on in lowering.
+# Read here directly for now: nncompile/config.py (being written alongside) is to take
+# over reading both.
 VERIFY_ENV = "NNCOMPILE_VERIFY"
+CHECK_ENV = "NNCOMPILE_CHECK"
 
 _MAX_PROBLEMS = 20  # reported per kernel (one broken builder can break every statement)
 
@@ -58,8 +61,9 @@ class KernelVerifyError(NCError, ValueError):
 
 
 def verify_enabled() -> bool:
-    """Whether lowering verifies the kernels it builds (``NNCOMPILE_VERIFY=1``)."""
-    return os.environ.get(VERIFY_ENV, "") not in ("", "0")
+    """Whether lowering verifies the kernels it builds (``NNCOMPILE_VERIFY=1``, or check
+    mode's ``NNCOMPILE_CHECK=1``: a debugging run can afford it)."""
+    return any(os.environ.get(v, "") not in ("", "0") for v in (VERIFY_ENV, CHECK_ENV))
 
 
 def verify_kernels(kernels: Iterable[Kernel]) -> None:
