@@ -17,6 +17,18 @@ from . import composites as C
 from . import ops
 from .tensor import Tensor, as_tensor
 
+__all__ = [
+    "LOSSES",
+    "PER_SAMPLE",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "get",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "per_sample",
+    "sparse_categorical_crossentropy",
+]
+
 _LOG_FLOOR = -100.0
 
 

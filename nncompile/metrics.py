@@ -14,6 +14,17 @@ import numpy as np
 
 from .ir.errors import ShapeError
 
+__all__ = [
+    "CLASS_METRICS",
+    "accuracy",
+    "class_ids",
+    "confusion_matrix",
+    "f1",
+    "precision",
+    "recall",
+    "scores_from_confusion",
+]
+
 CLASS_METRICS = ("accuracy", "precision", "recall", "f1")
 
 

@@ -18,6 +18,17 @@ from .dispatch import name_scope
 from .tensor import Tensor, as_tensor
 from .tracing import is_array_leaf
 
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "Params",
+    "RMSprop",
+    "get",
+]
+
 Params = Any  # a pytree of arrays / Tensors
 
 
