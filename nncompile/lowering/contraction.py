@@ -262,7 +262,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     typically small K = cg*kh*kw and og in its rows and columns. The images are split
     into chunks that run in parallel, each accumulating its own partial dW; the partials
     are summed at the end (where the epilogue, e.g. the optimizer update, is applied)."""
-    if kb.device == "gpu":
+    if kb.target.row_sums == "blocks":
         return _conv2d_backward_weight_per_weight(kb, node, target)
     x, gout = node.inputs
     dw = node.outputs[0]

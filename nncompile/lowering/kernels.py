@@ -52,6 +52,7 @@ from ..passes.concat_tree import MAX_CONCAT_INPUTS
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
 from .exprs import ElementBuilder, combine_chunks, const
+from .target import CPU, Target
 
 PARALLEL_MIN = 2048  # iterations below this stay on one thread
 
@@ -67,13 +68,10 @@ class KernelBuilder:
         scalar_constants: dict[int, np.ndarray],
         report: Callable[[str], int],
         scratch: Callable[[str, dt.DType, int], str],
-        device: str = "cpu",
+        target: Target = CPU,
     ):
         self.group = group
-        # "cpu": a few threads, so sums over many rows split into a few chunks of partial
-        # sums; "gpu": thousands of threads, so each output's sum is its own reduction
-        # (a thread block reduces it, see backends/cuda/reductions.py).
-        self.device = device
+        self.target = target  # its capabilities pick the form of sums over many rows
         self._buffer_of = buffer_of
         self._buffer_info = buffer_info
         self._report = report  # message -> status code
@@ -371,7 +369,9 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
         ]
         return kb.checked(outer_stores, start)
 
-    if kb.device == "cpu" and _is_column_reduction(reductions, row_outputs, row_shape, axes):
+    if kb.target.row_sums == "chunks" and _is_column_reduction(
+        reductions, row_outputs, row_shape, axes
+    ):
         partials, stmts = _column_partials(kb, reductions, merge, row_shape, axes, outer_shape)
 
         def finish(outer: list[Expr]) -> list[Stmt]:

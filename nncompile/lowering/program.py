@@ -20,6 +20,7 @@ from ..ir.kernel_printer import format_kernel
 from ..passes.fusion import FusionGroup
 from .kernels import KernelBuilder, lower_group
 from .memory import Buffer, assign_offsets
+from .target import Target, as_target
 
 
 @dataclass
@@ -106,9 +107,10 @@ class _Planner:
         return self.messages.setdefault(message, len(self.messages) + 1)
 
 
-def lower_graph(graph: Graph, device: str = "cpu") -> Program:
-    """The Program for a graph that went through ``nc.optimize(level=2)``. ``device``
-    ("cpu" | "gpu") picks the form of the sums over many rows (see KernelBuilder)."""
+def lower_graph(graph: Graph, device: Target | str = "cpu") -> Program:
+    """The Program for a graph that went through ``nc.optimize(level=2)``. ``device`` (a
+    Target, or "cpu" | "gpu") picks the form of the sums over many rows (see Target)."""
+    target = as_target(device)
     groups: list[FusionGroup] | None = graph.fusion_groups
     if groups is None:
         raise ValueError("lower_graph needs a fused graph (nc.optimize(graph, level=2))")
@@ -161,7 +163,7 @@ def lower_graph(graph: Graph, device: str = "cpu") -> Program:
             pl.scalar_constants,
             pl.report,
             pl.scratch,
-            device,
+            target,
         )
         kernels.append(lower_group(kb))
     # A value copied out at the end must live to the end.
