@@ -17,7 +17,6 @@ iterative, each expression object checked once.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 from . import dtypes as dt
@@ -47,12 +46,6 @@ from .kernel import (
 )
 from .kernel_visit import EXPRESSION_KINDS, KernelVisitor, own_expressions
 
-# NNCOMPILE_VERIFY=1 (or check mode, NNCOMPILE_CHECK=1) turns the verifier on in lowering.
-# Read here directly for now: nncompile/config.py (being written alongside) is to take
-# over reading both.
-VERIFY_ENV = "NNCOMPILE_VERIFY"
-CHECK_ENV = "NNCOMPILE_CHECK"
-
 _MAX_PROBLEMS = 20  # reported per kernel (one broken builder can break every statement)
 
 
@@ -61,9 +54,11 @@ class KernelVerifyError(NCError, ValueError):
 
 
 def verify_enabled() -> bool:
-    """Whether lowering verifies the kernels it builds (``NNCOMPILE_VERIFY=1``, or check
-    mode's ``NNCOMPILE_CHECK=1``: a debugging run can afford it)."""
-    return any(os.environ.get(v, "") not in ("", "0") for v in (VERIFY_ENV, CHECK_ENV))
+    """Whether lowering verifies the kernels it builds: ``NNCOMPILE_VERIFY=1``, or check
+    mode's ``NNCOMPILE_CHECK=1`` (a debugging run can afford it)."""
+    from .. import config  # (nncompile.config; read at call time, like every variable)
+
+    return config.get_bool(config.VERIFY) or config.get_bool(config.CHECK)
 
 
 def verify_kernels(kernels: Iterable[Kernel]) -> None:

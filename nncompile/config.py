@@ -48,6 +48,9 @@ BOUNDS_CHECK = _declare(
 THREADS = _declare(
     "NNCOMPILE_THREADS", "int", None, "LLVM worker threads (default: usable cores)", high=1024
 )
+VERIFY = _declare(
+    "NNCOMPILE_VERIFY", "bool", False, "verify every kernel lowering builds (a lowering bug check)"
+)
 MEMORY_CACHE = _declare(
     "NNCOMPILE_MEMORY_CACHE", "int", 32, "compiled signatures each function keeps in memory"
 )
