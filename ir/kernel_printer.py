@@ -22,6 +22,7 @@ from .kernel import (
     Var,
     children,
 )
+from .kernel_visit import unknown_statement
 
 _INFIX = {
     "add": "+",
@@ -118,20 +119,28 @@ def format_expr(e: Expr, buffers: dict[str, str] | None = None) -> str:
 
 
 def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
-    pad = "  " * depth
+    """The lines of ``body``, indented ``depth`` steps; an explicit stack, not recursion
+    (an unrolled loop's kernels nest deeply)."""
     out: list[str] = []
 
     def expr(e: Expr) -> str:
         return format_expr(e, buffers)
 
-    for s in body:
+    # items: (statement, depth), or (a finished line, None) such as an If's "else:"
+    stack: list[tuple[Stmt | str, int | None]] = [(s, depth) for s in reversed(body)]
+    while stack:
+        s, d = stack.pop()
+        if d is None:
+            out.append(s)
+            continue
+        pad = "  " * d
+        inner = [(c, d + 1) for c in reversed(s.body)] if isinstance(s, Loop) else []
         if isinstance(s, Loop):
             flags = (("parallel", s.parallel), ("vectorize", s.vectorize))
             hints = [h for h, on in flags if on]
             extent = s.extent if isinstance(s.extent, int) else expr(s.extent)
             tag = f"  # {', '.join(hints)}" if hints else ""
             out.append(f"{pad}for {s.var} in 0..{extent}:{tag}")
-            out += _stmts(s.body, depth + 1, buffers)
         elif isinstance(s, Store):
             p = _ExprPrinter([s.index, s.value], buffers)
             out.append(f"{pad}{buffers.get(s.buffer, s.buffer)}[{p(s.index)}] = {p(s.value)}")
@@ -143,10 +152,9 @@ def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
             out.append(f"{pad}{s.name} = {expr(s.value)}")
         elif isinstance(s, If):
             out.append(f"{pad}if {expr(s.cond)}:")
-            out += _stmts(s.then, depth + 1, buffers)
             if s.otherwise:
-                out.append(f"{pad}else:")
-                out += _stmts(s.otherwise, depth + 1, buffers)
+                inner = [(c, d + 1) for c in reversed(s.otherwise)] + [(f"{pad}else:", None)]
+            inner += [(c, d + 1) for c in reversed(s.then)]
         elif isinstance(s, Gemm):
             op = "+=" if s.accumulate else "="
             offs = [
@@ -160,7 +168,8 @@ def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
                 + (f", implicit {s.implicit})" if s.implicit else ")")
             )
         else:
-            raise TypeError(f"not a statement: {s!r}")
+            raise unknown_statement(s)
+        stack.extend(inner)
     return out
 
 
