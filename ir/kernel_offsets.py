@@ -28,7 +28,7 @@ from .kernel import (
     with_children,
 )
 from .kernel_simplify import IndexSimplifier
-from .kernel_visit import unknown_statement
+from .kernel_visit import own_expressions, rebuild, unknown_statement
 
 
 def fold_offsets(kernel: Kernel, physical: dict[str, str]) -> tuple[Kernel, dict[str, int]]:
@@ -88,26 +88,31 @@ class _Shifter:
         return Kernel(k.name, k.params, self.block(k.body), k.comment)
 
     def block(self, body: list[Stmt]) -> list[Stmt]:
-        return [self.stmt(s) for s in body]
+        return rebuild(body, self.before, self.after)
 
-    def stmt(self, s: Stmt) -> Stmt:
-        if isinstance(s, Loop):
-            extent = s.extent if isinstance(s.extent, int) else self.expr(s.extent)
-            body = self.block(s.body)
-            return Loop(s.var, extent, body, s.parallel, s.vectorize, s.independent)
+    def before(self, s: Stmt) -> tuple[Expr, ...]:
+        """``s``'s own expressions, shifted (a GEMM's buffers keep their offsets)."""
         if isinstance(s, Store):
             index = self.expr(s.index)
             if self.offset(s.buffer):
                 index = self.shift(index, self.offset(s.buffer))
-            return Store(s.buffer, index, self.expr(s.value))
+            return (index, self.expr(s.value))
+        return tuple(self.expr(e) for e in own_expressions(s))
+
+    def after(self, s: Stmt, new: tuple[Expr, ...], inner: tuple[list[Stmt], ...]) -> list[Stmt]:
+        if isinstance(s, Loop):
+            extent = s.extent if isinstance(s.extent, int) else new[0]
+            return [Loop(s.var, extent, inner[0], s.parallel, s.vectorize, s.independent)]
+        if isinstance(s, Store):
+            return [Store(s.buffer, new[0], new[1])]
         if isinstance(s, Let):
-            return Let(s.name, self.expr(s.value))
+            return [Let(s.name, new[0])]
         if isinstance(s, Local):
-            return Local(s.name, s.dtype, self.expr(s.init))
+            return [Local(s.name, s.dtype, new[0])]
         if isinstance(s, Assign):
-            return Assign(s.name, self.expr(s.value))
+            return [Assign(s.name, new[0])]
         if isinstance(s, If):
-            return If(self.expr(s.cond), self.block(s.then), self.block(s.otherwise))
+            return [If(new[0], inner[0], inner[1])]
         if isinstance(s, Gemm):
-            return s  # its buffers keep their offsets
+            return [s]  # its buffers keep their offsets
         raise unknown_statement(s)

@@ -36,6 +36,7 @@ from .kernel import (
     imul,
     postorder,
 )
+from .kernel_visit import own_expressions, rebuild, unknown_statement
 
 Range = tuple[int, int]  # inclusive bounds
 _UNKNOWN: Range = (-(2**62), 2**62)
@@ -204,30 +205,35 @@ class IndexSimplifier:
     # ---- statements --------------------------------------------------------------------
 
     def block(self, body: list[Stmt]) -> list[Stmt]:
-        return [self.stmt(s) for s in body]
+        return rebuild(body, self.before, self.after)
 
-    def stmt(self, s: Stmt) -> Stmt:
+    def before(self, s: Stmt) -> tuple[Expr, ...]:
+        """``s``'s own expressions simplified, in order (a loop's range is known in its
+        body, a let's in the rest of its block)."""
+        if isinstance(s, Loop) and isinstance(s.extent, int):
+            self.bind_range(s.var, (0, max(s.extent - 1, 0)))
+        new = tuple(self.expr(e) for e in own_expressions(s))
+        if isinstance(s, Let) and new[0].dtype == INDEX:
+            self.bind_range(s.name, self.range_of(new[0]))
+        return new
+
+    def after(self, s: Stmt, new: tuple[Expr, ...], inner: tuple[list[Stmt], ...]) -> list[Stmt]:
         if isinstance(s, Loop):
-            if isinstance(s.extent, int):
-                self.bind_range(s.var, (0, max(s.extent - 1, 0)))
-            extent = s.extent if isinstance(s.extent, int) else self.expr(s.extent)
-            return Loop(s.var, extent, self.block(s.body), s.parallel, s.vectorize, s.independent)
+            extent = s.extent if isinstance(s.extent, int) else new[0]
+            return [Loop(s.var, extent, inner[0], s.parallel, s.vectorize, s.independent)]
         if isinstance(s, Store):
-            return Store(s.buffer, self.expr(s.index), self.expr(s.value))
+            return [Store(s.buffer, new[0], new[1])]
         if isinstance(s, Let):
-            value = self.expr(s.value)
-            if value.dtype == INDEX:
-                self.bind_range(s.name, self.range_of(value))
-            return Let(s.name, value)
+            return [Let(s.name, new[0])]
         if isinstance(s, Local):
-            return Local(s.name, s.dtype, self.expr(s.init))
+            return [Local(s.name, s.dtype, new[0])]
         if isinstance(s, Assign):
-            return Assign(s.name, self.expr(s.value))
+            return [Assign(s.name, new[0])]
         if isinstance(s, If):
-            return If(self.expr(s.cond), self.block(s.then), self.block(s.otherwise))
+            return [If(new[0], inner[0], inner[1])]
         if isinstance(s, Gemm):
-            return s
-        raise TypeError(f"unknown statement {s!r}")
+            return [s]
+        raise unknown_statement(s)
 
 
 _COMPARE = ("lt", "le", "gt", "ge")

@@ -10,13 +10,14 @@ once; ``kernel.postorder``).
 - ``own_expressions(s)``: the expressions ``s`` itself evaluates (not its nested blocks');
 - ``walk(body)``: every statement, pre-order;
 - ``KernelVisitor``: per-kind hooks with block entry and exit, for analyses with scopes;
+- ``rebuild``: a new statement list from per-statement hooks, for rewriting passes;
 - ``children`` / ``postorder`` (from ``kernel``): an expression's operands (raising for an
   unknown kind) and every distinct subexpression, operands first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .kernel import (
     Assign,
@@ -51,6 +52,7 @@ __all__ = [
     "expressions",
     "own_expressions",
     "postorder",
+    "rebuild",
     "walk",
 ]
 
@@ -191,3 +193,46 @@ class KernelVisitor:
 
     def gemm(self, s: Gemm) -> None:
         pass
+
+
+def rebuild(
+    body: list[Stmt],
+    before: Callable[[Stmt], object],
+    after: Callable[[Stmt, object, tuple[list[Stmt], ...]], list[Stmt]],
+    enter_block: Callable[[list[Stmt]], None] | None = None,
+    leave_block: Callable[[list[Stmt]], None] | None = None,
+) -> list[Stmt]:
+    """A rewritten copy of ``body``, without recursion. In execution order, each statement
+    gets ``before(s)`` (rewrite its own expressions: a loop's extent is rewritten before
+    its body), then its nested blocks are rebuilt (``enter_block`` / ``leave_block``
+    around each), then ``after(s, before's result, new blocks)`` returns the statements
+    that replace it. Unknown kinds raise."""
+    open_blocks: list[list[Stmt]] = []  # the outputs of the blocks being rebuilt
+    finished: list[list[Stmt]] = []  # rebuilt blocks not yet taken by their statement
+    stack: list[tuple[int, object]] = [(_BLOCK, body)]
+    while stack:
+        kind, item = stack.pop()
+        if kind == _BLOCK:
+            if enter_block is not None:
+                enter_block(item)
+            open_blocks.append([])
+            stack.append((_END_BLOCK, item))
+            stack.extend((_STMT, s) for s in reversed(item))
+        elif kind == _END_BLOCK:
+            if leave_block is not None:
+                leave_block(item)
+            finished.append(open_blocks.pop())
+        elif kind == _STMT:
+            nested = blocks(item)
+            state = before(item)
+            if not nested:
+                open_blocks[-1].extend(after(item, state, ()))
+                continue
+            stack.append((_LEAVE, (item, state, len(nested))))
+            stack.extend((_BLOCK, b) for b in reversed(nested))
+        else:
+            s, state, n = item
+            new_blocks = tuple(finished[-n:])
+            del finished[-n:]
+            open_blocks[-1].extend(after(s, state, new_blocks))
+    return finished.pop()

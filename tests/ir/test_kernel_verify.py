@@ -27,6 +27,7 @@ from nncompile.ir.kernel import (
     const_index,
 )
 from nncompile.ir.kernel_offsets import fold_offsets
+from nncompile.ir.kernel_simplify import simplify_kernel
 from nncompile.ir.kernel_verify import KernelVerifyError, kernel_problems, verify_kernel
 from nncompile.ir.kernel_visit import KernelVisitor, UnknownNodeError, expressions, walk
 
@@ -256,3 +257,16 @@ def test_deeply_nested_statements_are_walked_without_recursion():
         body = [Loop(f"v{d}", 1, body)]
     assert sum(1 for _ in walk(body)) == 5001
     assert kernel_problems(kernel(*body)) == []
+
+
+def test_rewriting_passes_rebuild_deep_nests_without_recursion():
+    body = [Store("y", Binary("add", i, const_index(3), INDEX), Load("x", i, F32))]
+    body = [Loop("i", 4, body)]
+    for d in range(5000):
+        body = [Loop(f"v{d}", 1, body)]
+    k = kernel(*body)
+    simplified = simplify_kernel(k)
+    folded, offsets = fold_offsets(simplified, {})
+    assert offsets == {"y": 3}
+    assert kernel_problems(folded) == []
+    assert sum(1 for _ in walk(folded.body)) == 5002
