@@ -18,16 +18,12 @@ from __future__ import annotations
 
 from .kernel import (
     MAX_DEPTH,
-    Assign,
     Expr,
-    Gemm,
-    If,
     Kernel,
     Let,
     Local,
     Loop,
     Stmt,
-    Store,
     Var,
     children,
     expressions,
@@ -35,6 +31,7 @@ from .kernel import (
     walk,
     with_children,
 )
+from .kernel_visit import own_expressions, rebuild, with_parts
 
 # id(original) -> (original, replacement, depth of the replacement, reads a mutable local)
 _Entry = tuple[Expr, Expr, int, bool]
@@ -69,40 +66,24 @@ class _Binder:
         self.count = 0
 
     def block(self, body: list[Stmt]) -> list[Stmt]:
+        return rebuild(body, self.before, self.after, self.enter, self.leave)
+
+    def enter(self, block: list[Stmt]) -> None:
         self.scopes.append({})
-        out: list[Stmt] = []
-        for s in body:
-            lets: list[Stmt] = []
-            own: dict[int, _Entry] = {}  # this statement's expressions reading locals
 
-            def rewrite(e: Expr, lets=lets, own=own) -> Expr:
-                return self.expr(e, lets, own)
-
-            new = self.stmt(s, rewrite)  # collects the lets it needs
-            out += lets
-            out.append(new)
+    def leave(self, block: list[Stmt]) -> None:
         self.scopes.pop()
-        return out
 
-    def stmt(self, s: Stmt, rewrite) -> Stmt:
-        if isinstance(s, Loop):
-            extent = s.extent if isinstance(s.extent, int) else rewrite(s.extent)
-            body = self.block(s.body)
-            return Loop(s.var, extent, body, s.parallel, s.vectorize, s.independent)
-        if isinstance(s, Store):
-            return Store(s.buffer, rewrite(s.index), rewrite(s.value))
-        if isinstance(s, Let):
-            return Let(s.name, rewrite(s.value))
-        if isinstance(s, Local):
-            return Local(s.name, s.dtype, rewrite(s.init))
-        if isinstance(s, Assign):
-            return Assign(s.name, rewrite(s.value))
-        if isinstance(s, If):
-            cond = rewrite(s.cond)
-            return If(cond, self.block(s.then), self.block(s.otherwise))
-        if isinstance(s, Gemm):
-            return s
-        raise TypeError(f"not a statement: {s!r}")
+    def before(self, s: Stmt) -> tuple[list[Stmt], tuple[Expr, ...]]:
+        """The lets ``s``'s own expressions need, and the expressions using them (a loop's
+        extent and an if's condition are rewritten in the enclosing block)."""
+        lets: list[Stmt] = []
+        own: dict[int, _Entry] = {}  # this statement's expressions reading locals
+        return lets, tuple(self.expr(e, lets, own) for e in own_expressions(s))
+
+    def after(self, s: Stmt, state, inner: tuple[list[Stmt], ...]) -> list[Stmt]:
+        lets, exprs = state
+        return lets + [with_parts(s, exprs, inner)]
 
     def lookup(self, e: Expr, own: dict[int, _Entry]) -> _Entry | None:
         for table in (own, *reversed(self.scopes)):

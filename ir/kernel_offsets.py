@@ -10,15 +10,10 @@ compiles one function for all of them instead of one per step.
 from __future__ import annotations
 
 from .kernel import (
-    Assign,
     Expr,
     Gemm,
-    If,
     Kernel,
-    Let,
     Load,
-    Local,
-    Loop,
     Stmt,
     Store,
     children,
@@ -28,7 +23,7 @@ from .kernel import (
     with_children,
 )
 from .kernel_simplify import IndexSimplifier
-from .kernel_visit import own_expressions, rebuild, unknown_statement
+from .kernel_visit import own_expressions, rebuild, with_parts
 
 
 def fold_offsets(kernel: Kernel, physical: dict[str, str]) -> tuple[Kernel, dict[str, int]]:
@@ -100,19 +95,4 @@ class _Shifter:
         return tuple(self.expr(e) for e in own_expressions(s))
 
     def after(self, s: Stmt, new: tuple[Expr, ...], inner: tuple[list[Stmt], ...]) -> list[Stmt]:
-        if isinstance(s, Loop):
-            extent = s.extent if isinstance(s.extent, int) else new[0]
-            return [Loop(s.var, extent, inner[0], s.parallel, s.vectorize, s.independent)]
-        if isinstance(s, Store):
-            return [Store(s.buffer, new[0], new[1])]
-        if isinstance(s, Let):
-            return [Let(s.name, new[0])]
-        if isinstance(s, Local):
-            return [Local(s.name, s.dtype, new[0])]
-        if isinstance(s, Assign):
-            return [Assign(s.name, new[0])]
-        if isinstance(s, If):
-            return [If(new[0], inner[0], inner[1])]
-        if isinstance(s, Gemm):
-            return [s]  # its buffers keep their offsets
-        raise unknown_statement(s)
+        return [with_parts(s, new, inner)]  # (a GEMM is kept as it is)

@@ -13,21 +13,16 @@ from __future__ import annotations
 
 from .kernel import (
     INDEX,
-    Assign,
     Binary,
     Cast,
     Const,
     Expr,
-    Gemm,
-    If,
     Kernel,
     Let,
     Load,
-    Local,
     Loop,
     Select,
     Stmt,
-    Store,
     Unary,
     Var,
     children,
@@ -36,7 +31,7 @@ from .kernel import (
     imul,
     postorder,
 )
-from .kernel_visit import own_expressions, rebuild, unknown_statement
+from .kernel_visit import own_expressions, rebuild, with_parts
 
 Range = tuple[int, int]  # inclusive bounds
 _UNKNOWN: Range = (-(2**62), 2**62)
@@ -218,22 +213,7 @@ class IndexSimplifier:
         return new
 
     def after(self, s: Stmt, new: tuple[Expr, ...], inner: tuple[list[Stmt], ...]) -> list[Stmt]:
-        if isinstance(s, Loop):
-            extent = s.extent if isinstance(s.extent, int) else new[0]
-            return [Loop(s.var, extent, inner[0], s.parallel, s.vectorize, s.independent)]
-        if isinstance(s, Store):
-            return [Store(s.buffer, new[0], new[1])]
-        if isinstance(s, Let):
-            return [Let(s.name, new[0])]
-        if isinstance(s, Local):
-            return [Local(s.name, s.dtype, new[0])]
-        if isinstance(s, Assign):
-            return [Assign(s.name, new[0])]
-        if isinstance(s, If):
-            return [If(new[0], inner[0], inner[1])]
-        if isinstance(s, Gemm):
-            return [s]
-        raise unknown_statement(s)
+        return [with_parts(s, new, inner)]  # (a GEMM is kept as it is)
 
 
 _COMPARE = ("lt", "le", "gt", "ge")

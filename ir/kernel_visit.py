@@ -54,6 +54,7 @@ __all__ = [
     "postorder",
     "rebuild",
     "walk",
+    "with_parts",
 ]
 
 STATEMENT_KINDS = (Loop, Store, Let, Local, Assign, If, Gemm)
@@ -97,6 +98,27 @@ def own_expressions(s: Stmt, gemm_offsets: bool = False) -> tuple[Expr, ...]:
             return ()
         offsets = (s.a_offset, s.b_offset, s.c_offset)
         return tuple(o for o in offsets if not isinstance(o, int))
+    raise unknown_statement(s)
+
+
+def with_parts(s: Stmt, exprs: tuple[Expr, ...], inner: tuple[list[Stmt], ...]) -> Stmt:
+    """``s`` with its own expressions (``own_expressions`` order, GEMM offsets left out)
+    and nested blocks (``blocks`` order) replaced: what a rewriting pass builds."""
+    if isinstance(s, Loop):
+        extent = s.extent if isinstance(s.extent, int) else exprs[0]
+        return Loop(s.var, extent, inner[0], s.parallel, s.vectorize, s.independent)
+    if isinstance(s, Store):
+        return Store(s.buffer, exprs[0], exprs[1])
+    if isinstance(s, Let):
+        return Let(s.name, exprs[0])
+    if isinstance(s, Local):
+        return Local(s.name, s.dtype, exprs[0])
+    if isinstance(s, Assign):
+        return Assign(s.name, exprs[0])
+    if isinstance(s, If):
+        return If(exprs[0], inner[0], inner[1])
+    if isinstance(s, Gemm):
+        return s
     raise unknown_statement(s)
 
 
