@@ -119,7 +119,9 @@ class Checker:
         extra = [v for n in graph.nodes if n.name in members for v in n.outputs]
         graph.set_outputs(list(graph.outputs) + extra)
         graph.out_tree = None
-        lowered = lower_graph_for(graph, "llvm", threads=self.lowered.threads, kernel_entries=True)
+        lowered = lower_graph_for(
+            graph, self.lowered.backend, threads=self.lowered.threads, kernel_entries=True
+        )
         checker = Checker(lowered, lowered.compile())
         checker.localizing = True
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import config, pytree
+from .backend import EmitOptions, backend_names, check_threads, get_backend, is_device_array
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
 from .ir.errors import CompileError
@@ -27,11 +28,11 @@ from .lowering import Program, lower_graph
 from .passes import optimize
 from .tracing import is_array_leaf, trace
 
-BACKENDS = ("numpy", "llvm", "cuda")
+BACKENDS = backend_names()  # ("numpy", "llvm", "cuda"): nncompile/backend.py registers them
 
 
 def _leaf_type(a: Any) -> tuple:
-    if type(a) is np.ndarray or hasattr(a, "device_pointer"):  # (a CUDA DeviceArray)
+    if type(a) is np.ndarray or is_device_array(a):
         return (a.shape, a.dtype)
     return (np.shape(a), np.result_type(a))
 
@@ -43,52 +44,14 @@ class Lowered:
     graph: Graph  # the optimized graph
     program: Program
     backend: str
-    source: str  # LLVM IR (llvm) or CUDA C (cuda)
+    source: str  # the backend's generated code: LLVM IR (llvm), CUDA C (cuda)
     threads: int = 1
     timings: dict[str, float] = field(default_factory=dict)
+    artifacts: Any = None  # what the backend's build needs besides the source
 
     def compile(self):
         """Native code for this program (needs the backend's toolchain and device)."""
-        if self.backend == "llvm":
-            from .backends.llvm.executable import LLVMExecutable
-            from .backends.llvm.jit import compile_ir
-            from .backends.llvm.runtime import runtime
-
-            runtime()  # the GEMMs the program links against
-            start = time.perf_counter()
-            native = compile_ir(self.source, keep_text=_dump_dir() is not None)
-            self.timings["llvm"] = time.perf_counter() - start
-            _dump_native(self, native)
-            return LLVMExecutable(self.program, native, self.threads)
-        if self.backend == "cuda":
-            return _cuda().compile_program(self)
-        raise CompileError(f"backend {self.backend!r} produces no native code")
-
-
-def _cuda():
-    try:
-        from .backends import cuda
-    except ImportError:
-        raise NotImplementedError(
-            "the CUDA backend is not implemented yet (planned in issue #6); "
-            "use backend='llvm' or 'numpy'"
-        ) from None
-    return cuda
-
-
-def _dump_dir() -> str | None:
-    return dump_root()
-
-
-def _dump(lowered: Lowered, name: str, text: str) -> None:
-    write_dump(lowered.graph.name, name, text)
-
-
-def _dump_native(lowered: Lowered, native) -> None:
-    if native.optimized_ir:
-        _dump(lowered, "llvm_optimized.ll", native.optimized_ir)
-    if native.assembly:
-        _dump(lowered, "assembly.s", native.assembly)
+        return get_backend(self.backend).build(self)
 
 
 def lower_graph_for(
@@ -99,38 +62,29 @@ def lower_graph_for(
     donated_inputs: frozenset[int] = frozenset(),
     kernel_entries: bool = False,
 ) -> Lowered:
-    if backend not in BACKENDS:
-        raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    target = get_backend(backend)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    opt = optimize(graph, level=max(level, 2) if backend != "numpy" else level)
+    # compiled backends need level 2's fusion groups; the interpreter runs any level
+    opt = optimize(graph, level=max(level, 2) if target.device else level)
     timings["optimize"] = time.perf_counter() - start
+    if target.device is None:  # the interpreter: nothing to lower or emit
+        return Lowered(opt, None, backend, "", threads or 1, timings)
     start = time.perf_counter()
-    device = "gpu" if backend == "cuda" else "cpu"
-    program = lower_graph(opt, device) if backend != "numpy" else None
-    if program is not None:
-        from .donation import plan_donations
+    program = lower_graph(opt, target.device)
+    from .donation import plan_donations
 
-        program.donations = plan_donations(program, set(donated_inputs))
+    program.donations = plan_donations(program, set(donated_inputs))
     timings["lower"] = time.perf_counter() - start
-    source = ""
-    if backend == "llvm":
-        from .backends.llvm.module import build_module
-        from .backends.llvm.parallel import default_threads
-
-        threads = threads or default_threads()
-        start = time.perf_counter()
-        source = build_module(program, threads, per_kernel_entries=kernel_entries)
-        timings["codegen"] = time.perf_counter() - start
-    elif backend == "cuda":
-        source = _cuda().emit_program(program)
-    lowered = Lowered(opt, program, backend, source, threads or 1, timings)
-    if program is not None and _dump_dir():  # (the text of a big program takes a while)
-        _dump(lowered, "kernels.txt", program.text())
-    if backend == "llvm":
-        _dump(lowered, "llvm.ll", source)
-    elif backend == "cuda":
-        _dump(lowered, "kernels.cu", source)
+    start = time.perf_counter()
+    emitted = target.emit(program, EmitOptions(threads, kernel_entries))
+    timings["codegen"] = time.perf_counter() - start
+    lowered = Lowered(
+        opt, program, backend, emitted.source, emitted.threads, timings, emitted.artifacts
+    )
+    if dump_root():  # (the text of a big program takes a while)
+        write_dump(opt.name, "kernels.txt", program.text())
+        write_dump(opt.name, target.source_file, emitted.source)
     return lowered
 
 
@@ -165,11 +119,8 @@ class CompiledFunction:
         check: bool | None = None,
         device_outputs: bool = False,
     ):
-        if backend not in BACKENDS:
-            raise CompileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        target = get_backend(backend)
         if threads is not None:
-            from .backends.llvm.parallel import check_threads
-
             check_threads(threads)
         self.fn = fn
         self.backend = backend
@@ -178,8 +129,15 @@ class CompiledFunction:
         self.threads = threads
         # check: run the reference alongside and compare every materialized buffer
         self.check = _check_env() if check is None else check
-        if device_outputs and backend != "cuda":
-            raise CompileError("device_outputs=True needs backend='cuda'")
+        if self.check and target.device and not target.per_kernel:
+            raise NotImplementedError(
+                f"check=True needs per-kernel entry points, which backend {backend!r} lacks"
+            )
+        if device_outputs and not target.device_outputs:
+            raise CompileError(
+                f"device_outputs=True needs a backend whose results can stay on the device "
+                f"(backend='cuda'), not {backend!r}"
+            )
         self.device_outputs = device_outputs  # cuda: results stay on the device
         # Signature -> (lowered, executable, graph), least recently used first.
         self._cache: OrderedDict[tuple, tuple[Lowered, Any, Graph]] = OrderedDict()
@@ -227,10 +185,10 @@ class CompiledFunction:
     def _build(self, fn, args: tuple) -> tuple[Lowered, Any, Graph]:
         graph = trace(fn, *args)
         self.compile_count += 1
-        if self.backend == "numpy":
+        if get_backend(self.backend).device is None:  # the interpreter runs the graph
             return (None, None, optimize(graph, self.level))
         donated = self._donated_inputs(args)
-        checked = self.check and self.backend == "llvm"
+        checked = self.check
         lowered = lower_graph_for(
             graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
         )

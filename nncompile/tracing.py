@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import pytree
+from .backend import is_device_array
 from .ir.errors import TraceError
 from .ir.graph import Graph, Value
 from .ir.types import TensorType
@@ -95,8 +96,7 @@ def is_array_leaf(x: Any) -> bool:
         return True  # compiled call flattens its arguments with this
     from .tensor import Tensor
 
-    # (objects with a device_pointer are the CUDA backend's DeviceArrays)
-    return isinstance(x, Tensor) or hasattr(x, "device_pointer")
+    return isinstance(x, Tensor) or is_device_array(x)
 
 
 def _arg_names(fn: Callable, n: int) -> list[str]:

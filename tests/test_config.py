@@ -87,3 +87,17 @@ def test_no_module_reads_the_environment_directly():
             if rel not in allowed and "os.environ.get(" in path.read_text():
                 offenders.append(rel)
     assert offenders == []
+
+
+def test_dump_writes_one_folder_per_graph(monkeypatch, tmp_path):
+    """The pass pipeline and the backend's stages share the graph's one dump folder."""
+    monkeypatch.setenv("NNCOMPILE_DUMP", str(tmp_path))
+
+    def step(x):
+        return nc.exp(x) * 2
+
+    step.__name__ = step.__qualname__ = "step <v2>"
+    nc.compile(step)(np.ones(3, np.float32))
+    (folder,) = tmp_path.iterdir()
+    names = {p.name for p in folder.iterdir()}
+    assert {"00_input.txt", "kernels.txt", "llvm.ll"} <= names

@@ -29,7 +29,9 @@ def compile_program(lowered):
     from .executable import CUDAExecutable
     from .toolchain import compile_cubin, missing_for_running
 
-    launches = emit_cuda(lowered.program).launches
+    launches = lowered.artifacts  # emitted with the source (backend.py): not again here
+    if launches is None:
+        launches = emit_cuda(lowered.program).launches
     if emulating():
         library = build_library(lowered.source, launches)
         return CUDAExecutable(lowered.program, launches, library)

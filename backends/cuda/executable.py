@@ -11,7 +11,9 @@ batch goes across each step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -167,6 +169,57 @@ class CUDAExecutable:
 
     # ---- a call ------------------------------------------------------------------------
     def __call__(self, arrays: Sequence[object]) -> list[Any]:
+        def run(launch_all, read) -> None:
+            launch_all(range(len(self.launches)))
+
+        return self._execute(arrays, run)
+
+    def kernel_entries(self) -> list[list[int]]:
+        """Each kernel's launches (their positions), in program order: a kernel's launches
+        are named ``<kernel name>_<n>`` (``_sum`` after a split-K GEMM's), see program.py."""
+        entries: list[list[int]] = [[] for _ in self.program.kernels]
+        k = 0
+        for i, launch in enumerate(self.launches):
+            while k < len(entries) and not _launches_kernel(launch, self.program.kernels[k].name):
+                k += 1
+            if k == len(entries):
+                raise ExecutionError(f"launch {launch.function} matches no kernel, in order")
+            entries[k].append(i)
+        return entries
+
+    def call_checked(
+        self,
+        arrays: Sequence[object],
+        entries: list[list[int]],
+        on_kernel: Callable[[int, Callable[[str], np.ndarray]], None],
+    ) -> list[Any]:
+        """Like calling, but calls ``on_kernel(i, read)`` after kernel ``i``'s launches;
+        ``read(buffer)`` copies the buffer to the host as it is at that moment."""
+
+        def run(launch_all, read) -> None:
+            for i, launches in enumerate(entries):
+                launch_all(launches)
+                driver().synchronize()
+                on_kernel(i, read)
+
+        return self._execute(arrays, run)
+
+    def call_timed(
+        self, arrays: Sequence[object], entries: list[list[int]]
+    ) -> tuple[list[Any], list[float]]:
+        """Like calling, but synchronizes after each kernel; returns the seconds of each."""
+        seconds: list[float] = []
+
+        def run(launch_all, read) -> None:
+            for launches in entries:
+                start = time.perf_counter()
+                launch_all(launches)
+                driver().synchronize()
+                seconds.append(time.perf_counter() - start)
+
+        return self._execute(arrays, run), seconds
+
+    def _execute(self, arrays: Sequence[object], run) -> list[Any]:
         program, cu = self.program, driver()
         if len(arrays) != len(self._want):
             raise ExecutionError(f"expected {len(self._want)} inputs, got {len(arrays)}")
@@ -179,10 +232,22 @@ class CUDAExecutable:
         ]
         status = self.memory["status"].pointer
         cu.zero(status, 8)
-        for launch, fn, (_, params) in zip(
-            self.launches, self._functions, self._arguments(inputs, outputs), strict=True
-        ):
-            cu.launch(fn, launch.grid, launch.block, params, launch.function)
+        arguments = self._arguments(inputs, outputs)
+
+        def launch_all(which) -> None:
+            for i in which:
+                launch = self.launches[i]
+                cu.launch(
+                    self._functions[i], launch.grid, launch.block, arguments[i][1], launch.function
+                )
+
+        def read(name: str) -> np.ndarray:
+            buf = program.buffers[name]
+            host = np.empty(buf.size, buf.dtype.np)
+            cu.to_host(host, self._pointer(name, inputs, outputs))
+            return host
+
+        run(launch_all, read)
         for o, src in program.output_copies:
             nbytes = program.buffers[program.outputs[o]].nbytes
             cu.copy(outputs[o], self._pointer(src, inputs, outputs), nbytes)
@@ -222,3 +287,7 @@ class CUDAExecutable:
             host = np.empty(shape, dtype)
         driver().to_host(host, pointer)
         return host
+
+
+def _launches_kernel(launch: Launch, kernel_name: str) -> bool:
+    return re.fullmatch(re.escape(kernel_name) + r"_\d+(_sum)?", launch.function) is not None

@@ -23,7 +23,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ... import config
-from ...ir.errors import ConfigError
+from ...backend import check_threads  # noqa: F401  (imported from here too)
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
@@ -82,13 +82,6 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-def check_threads(n: object, what: str = "threads") -> int:
-    """``n`` as a thread count, or a ConfigError naming ``what``."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
-        raise ConfigError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {n!r}")
-    return n
 
 
 def default_threads() -> int:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import losses, ops, optim, pytree
 from ..autodiff import value_and_grad
+from ..backend import get_backend, is_device_array
 from ..compiler import BACKENDS, compile
 from ..data.split import batch_slices, check_same_length, split_tail
 from ..dispatch import name_scope
@@ -79,7 +80,7 @@ def to_device(tree: Any) -> Any:
 
 def to_host(tree: Any) -> Any:
     """The tree with its DeviceArrays copied back into NumPy arrays."""
-    return _map_arrays(tree, lambda a: a.numpy() if hasattr(a, "device_pointer") else a)
+    return _map_arrays(tree, lambda a: a.numpy() if is_device_array(a) else a)
 
 
 def _map_arrays(tree: Any, fn: Callable[[Any], Any]) -> Any:
@@ -241,7 +242,7 @@ class Trainer:
     def _on_device(self) -> bool:
         """Training keeps parameters, optimizer and layer state on the GPU for a whole
         epoch (each step updates them in place there); only batches cross per step."""
-        return self.backend == "cuda" and not self.run_eagerly
+        return get_backend(self.backend).device_outputs and not self.run_eagerly
 
     def _epoch_metrics(self) -> EpochMetrics:
         classes = self.model.output_shape[-1] if self.model.output_shape else 1

@@ -207,3 +207,24 @@ def test_check_mode_runs_with_the_cuda_backend():
     )
     e = np.exp((x @ x.T) - (x @ x.T).max(-1, keepdims=True))
     np.testing.assert_allclose(f(x), (e / e.sum(-1, keepdims=True)).sum(0), rtol=1e-4)
+    from nncompile.checking import Checker
+
+    assert isinstance(f.compiled_for(x)[1], Checker)
+
+
+def test_check_mode_on_cuda_names_a_divergent_kernel(monkeypatch):
+    """The CUDA executable runs kernel by kernel and the checker reads each one's buffers:
+    a reference that disagrees (here: made wrong on purpose) is reported."""
+    from nncompile import checking
+
+    real = checking.evaluate_graph
+
+    def wrong(graph, arrays):
+        env = real(graph, arrays)
+        return {k: v + 1 if k not in map(id, graph.inputs) else v for k, v in env.items()}
+
+    monkeypatch.setattr(checking, "evaluate_graph", wrong)
+    x = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32)
+    f = nc.compile(lambda x: nc.exp(x) * 2 + 1, backend="cuda", check=True)
+    with pytest.raises(checking.CheckError, match="diverges from the reference"):
+        f(x)

@@ -1,0 +1,44 @@
+"""The LLVM backend behind nncompile.backend's protocol: kernel IR -> LLVM IR -> native
+code JIT-compiled in this process."""
+
+from __future__ import annotations
+
+import time
+
+from ...backend import EmitOptions, Emitted
+from ...dump_files import dump_root, write_dump
+from .executable import LLVMExecutable
+
+
+class LLVMBackend:
+    name = "llvm"
+    device = "cpu"
+    source_file = "llvm.ll"
+    per_kernel = True
+    device_outputs = False
+
+    def emit(self, program, options: EmitOptions) -> Emitted:
+        from .module import build_module
+        from .parallel import default_threads
+
+        threads = options.threads or default_threads()
+        source = build_module(program, threads, per_kernel_entries=options.kernel_entries)
+        return Emitted(source, threads)
+
+    def build(self, lowered) -> LLVMExecutable:
+        from .jit import compile_ir
+        from .runtime import runtime
+
+        runtime()  # the GEMMs the program links against
+        start = time.perf_counter()
+        native = compile_ir(lowered.source, keep_text=dump_root() is not None)
+        lowered.timings["llvm"] = time.perf_counter() - start
+        name = lowered.graph.name
+        if native.optimized_ir:
+            write_dump(name, "llvm_optimized.ll", native.optimized_ir)
+        if native.assembly:
+            write_dump(name, "assembly.s", native.assembly)
+        return LLVMExecutable(lowered.program, native, lowered.threads)
+
+
+BACKEND = LLVMBackend()
