@@ -19,7 +19,8 @@ import numpy as np
 
 from .backends.numpy.interpreter import evaluate_graph
 from .ir.errors import ExecutionError
-from .ir.kernel import Gemm, If, Kernel, Loop, Store
+from .ir.kernel import Kernel
+from .ir.kernel_visit import buffers_written, walk
 
 # Tolerances per dtype: compiled float code may reorder sums and use vector math.
 TOLERANCES = {np.dtype(np.float32): (1e-4, 1e-5), np.dtype(np.float64): (1e-9, 1e-12)}
@@ -30,21 +31,8 @@ class CheckError(ExecutionError):
 
 
 def written_buffers(kernel: Kernel) -> list[str]:
-    found: dict[str, None] = {}
-
-    def go(body) -> None:
-        for s in body:
-            if isinstance(s, Store):
-                found[s.buffer] = None
-            elif isinstance(s, Gemm):
-                found[s.c] = None
-            elif isinstance(s, Loop):
-                go(s.body)
-            elif isinstance(s, If):
-                go(s.then)
-                go(s.otherwise)
-
-    go(kernel.body)
+    """The buffers the kernel writes, in first-write order (unknown kinds raise)."""
+    found = dict.fromkeys(b for s in walk(kernel.body) for b in buffers_written(s))
     return list(found)
 
 
