@@ -123,6 +123,14 @@ class Graph:
             if name not in self._names:
                 return name
 
+    def has_name(self, name: str) -> bool:
+        """Whether ``name`` is already a value or node name in this graph."""
+        return name in self._names
+
+    def free_name(self, preferred: str, prefix: str = "t") -> str:
+        """``preferred`` when unused, else a fresh ``prefix<N>`` (passes keep names if they can)."""
+        return preferred if preferred not in self._names else self.fresh_name(prefix)
+
     def _claim(self, name: str) -> str:
         if not isinstance(name, str) or not name:
             raise GraphError(f"value and node names must be non-empty strings, got {name!r}")

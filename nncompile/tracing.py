@@ -147,7 +147,7 @@ def trace_with_captures(
         symbolic = []
         for path, a in zip(paths, arrays, strict=True):
             concrete = as_tensor(a)
-            name_ = path if path not in tr.graph._names else tr.graph.fresh_name(path + "_")
+            name_ = tr.graph.free_name(path, path + "_")
             v = tr.graph.add_input(TensorType(concrete._type.shape, concrete._type.dtype), name_)
             symbolic.append(Tensor._symbolic(v, tr))
         result = fn(*pytree.unflatten(in_tree, symbolic, statics))

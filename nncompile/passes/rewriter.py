@@ -45,8 +45,11 @@ class GraphRewriter:
         name: str | None = None,
         scope: str = "",
     ) -> Value:
-        if name is None or name in self.dst._names:
-            name = self.dst.fresh_name(self.prefix)
+        name = (
+            self.dst.fresh_name(self.prefix)
+            if name is None
+            else self.dst.free_name(name, self.prefix)
+        )
         return self.dst.add_node(op, inputs, attrs or {}, name=name, loc=loc, scope=scope).output
 
     def constant(self, array: np.ndarray, loc: str | None = None) -> Value:
@@ -56,12 +59,12 @@ class GraphRewriter:
 
     def copy(self, node: Node) -> list[Value]:
         """Copy ``node`` with its inputs remapped; keeps its name when free."""
-        name = node.name if node.name not in self.dst._names else self.dst.fresh_name(self.prefix)
+        name = self.dst.free_name(node.name, self.prefix)
         multi = len(node.outputs) > 1
         out_names = None
         if multi:
             out_names = [
-                v.name if v.name not in self.dst._names else f"{name}.{i}"
+                v.name if not self.dst.has_name(v.name) else f"{name}.{i}"
                 for i, v in enumerate(node.outputs)
             ]
         inputs = self.inputs(node)
