@@ -9,7 +9,8 @@ data-dependent errors (an out-of-range gather index) without ever reading out of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -107,9 +108,12 @@ class _Planner:
         return self.messages.setdefault(message, len(self.messages) + 1)
 
 
-def lower_graph(graph: Graph, device: Target | str = "cpu") -> Program:
+def lower_graph(
+    graph: Graph, device: Target | str = "cpu", donated_inputs: Iterable[int] = ()
+) -> Program:
     """The Program for a graph that went through ``nc.optimize(level=2)``. ``device`` (a
-    Target, or "cpu" | "gpu") picks the form of the sums over many rows (see Target)."""
+    Target, or "cpu" | "gpu") picks the form of the sums over many rows (see Target).
+    ``donated_inputs`` (input numbers the caller gives up) fill ``Program.donations``."""
     target = as_target(device)
     groups: list[FusionGroup] | None = graph.fusion_groups
     if groups is None:
@@ -178,7 +182,7 @@ def lower_graph(graph: Graph, device: Target | str = "cpu") -> Program:
     by_id = {id(v): v for v in graph.values()}
     for vid, name in pl.of_value.items():
         pl.buffers[name].values.append(by_id[vid].name)
-    return Program(
+    program = Program(
         graph,
         kernels,
         pl.buffers,
@@ -189,6 +193,12 @@ def lower_graph(graph: Graph, device: Target | str = "cpu") -> Program:
         arena,
         {code: msg for msg, code in pl.messages.items()},
     )
+    donated = set(donated_inputs)
+    if not donated:
+        return program
+    from ..donation import plan_donations  # (donation analyses a finished Program)
+
+    return replace(program, donations=plan_donations(program, donated))
 
 
 def reports_errors(kernel: Kernel) -> bool:
