@@ -78,7 +78,9 @@ class Backend(Protocol):
 
     def emit(self, program: Any, options: EmitOptions) -> Emitted: ...
 
-    def build(self, lowered: Any) -> Executable: ...
+    def build(self, lowered: Any, device_outputs: bool = False) -> Executable:
+        """Native code for ``lowered``; ``device_outputs``: calls leave results on the device."""
+        ...
 
 
 _REGISTRY: dict[str, str | Backend] = {}

@@ -49,9 +49,10 @@ class Lowered:
     timings: dict[str, float] = field(default_factory=dict)
     artifacts: Any = None  # what the backend's build needs besides the source
 
-    def compile(self):
-        """Native code for this program (needs the backend's toolchain and device)."""
-        return get_backend(self.backend).build(self)
+    def compile(self, device_outputs: bool = False):
+        """Native code for this program (needs the backend's toolchain and device);
+        ``device_outputs`` (cuda): calls return DeviceArrays that stay on the device."""
+        return get_backend(self.backend).build(self, device_outputs)
 
 
 def lower_graph_for(
@@ -189,9 +190,7 @@ class CompiledFunction:
         lowered = lower_graph_for(
             graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
         )
-        executable = lowered.compile()
-        if self.device_outputs:
-            executable.device_outputs = True
+        executable = lowered.compile(self.device_outputs)
         if checked:
             from .checking import Checker
 

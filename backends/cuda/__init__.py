@@ -21,10 +21,11 @@ def emit_program(program) -> str:
     return emit_cuda(program).source
 
 
-def compile_program(lowered):
+def compile_program(lowered, device_outputs: bool = False):
     """The program's CUDA C compiled to a cubin and loaded on the device, or an error
     saying what the machine lacks (a CUDA compiler, the driver, a device). Under
-    NNCOMPILE_CUDA_EMULATOR=1 it is built with g++ and runs on the CPU (emulator.py)."""
+    NNCOMPILE_CUDA_EMULATOR=1 it is built with g++ and runs on the CPU (emulator.py).
+    ``device_outputs``: calls return DeviceArrays instead of copying results to the host."""
     from .emulator import build_library, emulating
     from .executable import CUDAExecutable
     from .toolchain import compile_cubin, missing_for_running
@@ -34,7 +35,7 @@ def compile_program(lowered):
         launches = emit_cuda(lowered.program).launches
     if emulating():
         library = build_library(lowered.source, launches)
-        return CUDAExecutable(lowered.program, launches, library)
+        return CUDAExecutable(lowered.program, launches, library, device_outputs)
     cubin = compile_cubin(lowered.source)
     missing = missing_for_running()
     if missing:
@@ -42,4 +43,4 @@ def compile_program(lowered):
             f"backend='cuda' cannot run here: {missing}. The CUDA C is generated and compiles "
             "(nc.lower(f, *args, backend='cuda').source); use backend='llvm' on the CPU"
         )
-    return CUDAExecutable(lowered.program, launches, cubin)
+    return CUDAExecutable(lowered.program, launches, cubin, device_outputs)

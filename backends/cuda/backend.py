@@ -20,8 +20,8 @@ class CUDABackend:
         emitted = emit_cuda(program)  # once: build reuses its launches
         return Emitted(emitted.source, 1, emitted.launches)
 
-    def build(self, lowered) -> CUDAExecutable:
-        return compile_program(lowered)
+    def build(self, lowered, device_outputs: bool = False) -> CUDAExecutable:
+        return compile_program(lowered, device_outputs)
 
 
 BACKEND = CUDABackend()

@@ -93,11 +93,17 @@ def _allocated_by_us(value: DeviceArray) -> bool:
 
 
 class CUDAExecutable:
-    def __init__(self, program: Program, launches: list[Launch], cubin: bytes):
+    def __init__(
+        self,
+        program: Program,
+        launches: list[Launch],
+        cubin: bytes,
+        device_outputs: bool = False,
+    ):
         cu = driver()
         self.program = program
         self.launches = launches
-        self.device_outputs = False
+        self.device_outputs = device_outputs  # results stay on the device (DeviceArrays)
         self.module = cu.load_module(cubin)
         self._functions = [cu.function(self.module, x.function) for x in launches]
         self._arguments_key: tuple | None = None

@@ -25,7 +25,8 @@ class LLVMBackend:
         source = build_module(program, threads, per_kernel_entries=options.kernel_entries)
         return Emitted(source, threads)
 
-    def build(self, lowered) -> LLVMExecutable:
+    def build(self, lowered, device_outputs: bool = False) -> LLVMExecutable:
+        # (device_outputs: results are host arrays already; nc.compile refuses True here)
         from .jit import compile_ir
         from .runtime import runtime
 

@@ -17,7 +17,7 @@ class NumpyBackend:
     def emit(self, program, options: EmitOptions) -> Emitted:
         return Emitted("")
 
-    def build(self, lowered):
+    def build(self, lowered, device_outputs: bool = False):
         raise CompileError("backend 'numpy' produces no native code (it interprets the graph)")
 
 

@@ -60,7 +60,9 @@ def test_cuda_c_is_generated_once_per_compile(monkeypatch):
     monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
     monkeypatch.setattr(emulator, "build_library", lambda source, launches: (source, launches))
     monkeypatch.setattr(
-        cuda_executable, "CUDAExecutable", lambda p, launches, lib: built.update(lib=lib)
+        cuda_executable,
+        "CUDAExecutable",
+        lambda p, launches, lib, device_outputs: built.update(lib=lib),
     )
     lowered.compile()
     assert built["lib"] == (lowered.source, lowered.artifacts)

@@ -78,10 +78,11 @@ def fake(monkeypatch):
     return driver
 
 
-def make(fn, *args, donate=frozenset()):
+def make(fn, *args, donate=frozenset(), device_outputs=False):
     lowered = lower_graph_for(nc.trace(fn, *args), "cuda", donated_inputs=frozenset(donate))
     launches = emit_cuda(lowered.program).launches
-    return lowered.program, cuda_executable.CUDAExecutable(lowered.program, launches, b"")
+    exe = cuda_executable.CUDAExecutable(lowered.program, launches, b"", device_outputs)
+    return lowered.program, exe
 
 
 def test_pointer_args_point_at_each_value():
@@ -130,8 +131,7 @@ def test_arena_buffers_are_offsets_and_constants_are_uploaded(fake):
 
 def test_device_array_inputs_are_used_in_place(fake):
     w = np.arange(4, dtype=np.float32)
-    program, exe = make(lambda w: w * 2.0, w, donate={0})
-    exe.device_outputs = True
+    program, exe = make(lambda w: w * 2.0, w, donate={0}, device_outputs=True)
     dw = cuda_executable.DeviceArray.from_numpy(w)
     (out,) = exe([dw])
     assert out is dw  # donated: updated in place in the same device memory
