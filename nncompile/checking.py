@@ -61,8 +61,11 @@ def mismatch(got: np.ndarray, want: np.ndarray) -> tuple[float, int] | None:
 class Checker:
     """Compares a lowered program's kernels against the reference, one call at a time."""
 
-    def __init__(self, lowered, executable):
+    def __init__(self, lowered, executable, localize: bool = True):
         self.lowered = lowered
+        # localize: recompile a divergent fusion group unfused to name the exact node
+        # (off in that recompiled checker itself, so localizing does not recurse)
+        self.localize = localize
         self.executable = executable
         self.entries = executable.kernel_entries()
         graph = lowered.graph
@@ -110,8 +113,7 @@ class Checker:
         lowered = lower_graph_for(
             graph, self.lowered.backend, threads=self.lowered.threads, kernel_entries=True
         )
-        checker = Checker(lowered, lowered.compile())
-        checker.localizing = True
+        checker = Checker(lowered, lowered.compile(), localize=False)
         try:
             checker(self.arrays)
         except CheckError as e:
@@ -127,7 +129,7 @@ class Checker:
         error, flat = found
         node = value.producer
         group = self.groups.get(node.name) if node is not None else None
-        if group is not None and len(group.nodes) > 1 and not getattr(self, "localizing", False):
+        if group is not None and len(group.nodes) > 1 and self.localize:
             inner = self._localize(group)
             if inner is not None:
                 raise CheckError(f"{inner}; it was fused into kernel {kernel.name}") from None
