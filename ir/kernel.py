@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, fields
 
 from . import dtypes as dt
 from .dtypes import DType
+from .ops.unary import KERNEL_UNARY_OPS
 
 INDEX = dt.int64  # the type of loop variables and index arithmetic
 
-UNARY_OPS = ("neg", "abs", "sign", "exp", "log", "sqrt", "tanh", "sigmoid", "erf", "not", "floor")
+UNARY_OPS = KERNEL_UNARY_OPS  # declared with the graph ops in ir/ops/unary.py
 BINARY_OPS = (
     "add",
     "sub",

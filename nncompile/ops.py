@@ -119,6 +119,12 @@ def erf(x: ArrayLike) -> Tensor:
 
 
 @reports_user_line
+def hardswish(x: ArrayLike) -> Tensor:
+    """x * relu6(x + 3) / 6 (PyTorch's hardswish)."""
+    return bind("hardswish", _float(x))
+
+
+@reports_user_line
 def stop_gradient(x: ArrayLike) -> Tensor:
     """The same values; gradients do not flow back through it."""
     return bind("stop_gradient", as_tensor(x))

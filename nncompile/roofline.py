@@ -11,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 
 from .ir.graph import Node
+from .ir.ops.unary import UNARY, unary_op
+from .ir.registry import get_op
 
 # 2 flops per multiply-add in the contractions; one per output element elsewhere
 _CONTRACTION_K = {
@@ -32,6 +34,11 @@ def node_flops(n: Node) -> float:
         return 2.0 * out * _CONTRACTION_K[n.op](n)
     if n.op in ("constant", "reshape", "transpose", "expand", "slice", "concat", "pad"):
         return 0.0
+    opdef = get_op(n.op)  # an unknown op raises instead of counting as one flop
+    unary = opdef.category == "elementwise" and opdef.num_inputs == 1
+    if n.op in UNARY or (unary and n.op not in ("cast", "stop_gradient")):
+        # unary ops declare their flops; one missing from the declaration raises
+        return float(out * unary_op(n.op).flops)
     if n.op.startswith("reduce") or n.op in ("argmax", "argmin"):
         return float(math.prod(n.inputs[0].shape))
     if n.op in ("max_pool2d", "avg_pool2d"):

@@ -33,6 +33,7 @@ from ...ir.kernel import (
     children,
     postorder,
 )
+from ...ir.ops.unary import LIBM
 
 BLOCK = 256  # threads per block of a grid-stride launch
 MAX_BLOCKS = 65535  # the grid-stride loop covers the rest
@@ -98,7 +99,7 @@ def literal(value: object, d: dt.DType) -> str:
     return "(-2147483647 - 1)" if v == -(2**31) else str(v)
 
 
-_FLOAT_FN = {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "sqrt": "sqrt"}
+_FLOAT_FN = LIBM  # kernel op -> C function (overloaded for float and double), ir/ops/unary.py
 # C operators of the binary ops that have one (comparisons give bool)
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/", "and": "&", "or": "|", "xor": "^"}
 _SYMBOL.update({"shl": "<<", "lshr": ">>"})

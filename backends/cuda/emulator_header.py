@@ -9,6 +9,8 @@ hanging. ``__shared__`` variables become function statics: one copy, reused by e
 in turn, exactly one block's worth of shared memory at a time.
 """
 
+from ...ir.ops.unary import LIBM
+
 EMULATOR_HEADER = r"""// nncompile's CUDA emulator: CUDA C on the CPU, one fiber per CUDA thread.
 #include <math.h>
 #include <setjmp.h>
@@ -22,8 +24,7 @@ EMULATOR_HEADER = r"""// nncompile's CUDA emulator: CUDA C on the CPU, one fiber
 #define __forceinline__ inline
 #define __shared__ static
 
-using std::erf; using std::exp; using std::fabs; using std::floor; using std::log;
-using std::pow; using std::sqrt; using std::tanh;
+@LIBM_USING@
 
 struct nc_dim3 { unsigned x, y, z; };
 static nc_dim3 threadIdx, blockIdx, blockDim, gridDim;
@@ -198,3 +199,8 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int delta) {
 }
 
 """
+# the unary ops' libm functions are declared in ir/ops/unary.py; fabs, floor, pow are used too
+EMULATOR_HEADER = EMULATOR_HEADER.replace(
+    "@LIBM_USING@",
+    " ".join(f"using std::{f};" for f in sorted({*LIBM.values(), "fabs", "floor", "pow"})),
+)

@@ -16,14 +16,13 @@ import functools
 import llvmlite.ir as ir
 import llvmlite.ir.instructions as ins
 
+from ...ir.ops.unary import LLVM_LIBM
 from .parallel import load_permanently
 
 # name -> (float32 symbol, float64 symbol, arity)
+# (the unary ones are declared in ir/ops/unary.py; sqrt is an LLVM intrinsic instead)
 FUNCTIONS = {
-    "exp": ("expf", "exp", 1),
-    "log": ("logf", "log", 1),
-    "tanh": ("tanhf", "tanh", 1),
-    "erf": ("erff", "erf", 1),
+    **{op: (c + "f", c, 1) for op, c in LLVM_LIBM.items()},
     "pow": ("powf", "pow", 2),
 }
 # (ISA letter, lanes for float32, lanes for float64): AVX2 ymm and AVX-512 zmm variants

@@ -6,7 +6,6 @@ of output arrays, with exactly the dtypes and shapes the op's type inference pro
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from ...ir.errors import ExecutionError
 from ...ir.ops.elementwise import ARITHMETIC_OPS, BITWISE_OPS, COMPARISON_OPS, LOGICAL_OPS
 from ...ir.ops.movement import range_to_slice, slice_ranges
+from ...ir.ops.unary import UNARY, ieee_maximum, ieee_minimum
 
 RefFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 REFERENCE: dict[str, RefFn] = {}
@@ -51,24 +51,8 @@ def saturating_cast(x: np.ndarray, to: np.dtype) -> np.ndarray:
     return np.where(high, info.max, np.where(low, info.min, inside)).astype(to)
 
 
-def _maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IEEE 754-2019 maximum: NaN propagates (as np.maximum) and -0 < +0."""
-    out = np.maximum(a, b)
-    if out.dtype.kind == "f":
-        tie = (a == 0) & (b == 0)
-        if np.any(tie):
-            out = np.where(tie, a + b, out)  # +0 + -0 = +0; -0 + -0 = -0
-    return out
-
-
-def _minimum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IEEE 754-2019 minimum: NaN propagates (as np.minimum) and -0 < +0."""
-    out = np.minimum(a, b)
-    if out.dtype.kind == "f":
-        tie = (a == 0) & (b == 0)
-        if np.any(tie):
-            out = np.where(tie, -(-a - b), out)  # -0 unless both are +0
-    return out
+_maximum = ieee_maximum
+_minimum = ieee_minimum
 
 
 def _signed_zero_extreme(out: np.ndarray, x: np.ndarray, axis: Any, keepdims: bool, top: bool):
@@ -84,28 +68,9 @@ def _signed_zero_extreme(out: np.ndarray, x: np.ndarray, axis: Any, keepdims: bo
 # ---- elementwise ------------------------------------------------------------------------
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # Two branches so exp never overflows: e^-|x| is in (0, 1].
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
-
-
-_erf = np.vectorize(math.erf, otypes=[np.float64])
-
+# declared once in ir/ops/unary.py; stop_gradient is an identity, not a math op
 UNARY_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "neg": np.negative,
-    "abs": np.abs,
-    "sign": np.sign,
-    "relu": lambda x: _maximum(x, _zero(x)),
-    "exp": np.exp,
-    "log": np.log,
-    "sqrt": np.sqrt,
-    "reciprocal": lambda x: np.divide(x.dtype.type(1), x),
-    "tanh": np.tanh,
-    "sigmoid": _sigmoid,
-    "erf": lambda x: _erf(x).astype(x.dtype) if x.size else x.copy(),
-    "logical_not": np.logical_not,
-    "bitwise_not": np.invert,
+    **{name: u.reference for name, u in UNARY.items()},
     "stop_gradient": np.copy,
 }
 

@@ -12,23 +12,10 @@ from ..registry import (
     require_same_dtype,
 )
 from ..types import TensorType
+from .unary import UNARY
 
-# op name -> dtype kinds it accepts
-UNARY_OPS = {
-    "neg": "numeric",
-    "abs": "numeric",
-    "sign": "numeric",
-    "relu": "numeric",
-    "exp": "float",
-    "log": "float",
-    "sqrt": "float",
-    "reciprocal": "float",
-    "tanh": "float",
-    "sigmoid": "float",
-    "erf": "float",
-    "logical_not": "bool",
-    "bitwise_not": "int",
-}
+# op name -> dtype kinds it accepts (declared in unary.py)
+UNARY_OPS = {name: u.kinds for name, u in UNARY.items()}
 
 ARITHMETIC_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
 LOGICAL_OPS = ("logical_and", "logical_or", "logical_xor")

@@ -9,12 +9,14 @@ gradient is again a graph of primitives that can be differentiated again.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 from .. import ops
 from ..dispatch import bind
+from ..ir.ops.unary import UNARY
 from ..tensor import Tensor
 
 Rule = Callable[[dict[str, Any], list[Tensor], Tensor, Tensor, list[bool]], list[Tensor | None]]
@@ -72,18 +74,8 @@ def _unary(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Rule:
     return lambda attrs, ins, y, g, needs: [fn(ins[0], y, g) if needs[0] else None]
 
 
-UNARY_VJP = {
-    "neg": lambda x, y, g: -g,
-    "abs": lambda x, y, g: g * ops.sign(x),
-    "relu": lambda x, y, g: ops.where(y > 0, g, 0),
-    "exp": lambda x, y, g: g * y,
-    "log": lambda x, y, g: g / x,
-    "sqrt": lambda x, y, g: g / (y * 2),
-    "reciprocal": lambda x, y, g: -g * y * y,
-    "tanh": lambda x, y, g: g * (1 - y * y),
-    "sigmoid": lambda x, y, g: g * y * (1 - y),
-    "erf": lambda x, y, g: g * (2 / math.sqrt(math.pi)) * ops.exp(-(x * x)),
-}
+# declared once in ir/ops/unary.py; the rules get the ops module as their first argument
+UNARY_VJP = {name: functools.partial(u.vjp, ops) for name, u in UNARY.items() if u.vjp is not None}
 for _name, _fn in UNARY_VJP.items():
     VJP[_name] = _unary(_fn)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import dtypes as dt
+from ..ir import kernel
 from ..ir.graph import Node, Value
 from ..ir.kernel import (
     INDEX,
@@ -38,22 +39,10 @@ from ..ir.kernel import (
     linearize,
 )
 from ..ir.ops.movement import slice_ranges
+from ..ir.ops.unary import UNARY
 
 Index = list[Expr]
 
-_UNARY = {
-    "neg": "neg",
-    "abs": "abs",
-    "sign": "sign",
-    "exp": "exp",
-    "log": "log",
-    "sqrt": "sqrt",
-    "tanh": "tanh",
-    "sigmoid": "sigmoid",
-    "erf": "erf",
-    "logical_not": "not",
-    "bitwise_not": "not",  # the kernel IR's and/or/xor/not are bitwise on ints
-}
 _BINARY = {
     "add": "add",
     "sub": "sub",
@@ -206,11 +195,15 @@ class ElementBuilder:
 
     def _node_at(self, node: Node, v: Value, index: Index) -> Expr:
         op, d = node.op, v.dtype
+        unary = UNARY.get(op)
+        if unary is not None:  # declared in ir/ops/unary.py: one kernel op or a builder
+            x = self._operand(node, 0, index)
+            if isinstance(unary.kernel, str):
+                return Unary(unary.kernel, x, d)
+            return unary.kernel(kernel, x)
         rule = getattr(self, f"_op_{op}", None)
         if rule is not None:
             return rule(node, index)
-        if op in _UNARY:
-            return Unary(_UNARY[op], self._operand(node, 0, index), d)
         if op in _BINARY:
             return Binary(
                 _BINARY[op], self._operand(node, 0, index), self._operand(node, 1, index), d
@@ -220,14 +213,6 @@ class ElementBuilder:
                 _COMPARE[op], self._operand(node, 0, index), self._operand(node, 1, index), dt.bool_
             )
         raise NotImplementedError(f"no element rule for op {op!r} (node {node.name})")
-
-    def _op_relu(self, node, index):
-        x = self._operand(node, 0, index)
-        return Binary("max", x, const(0, x.dtype), x.dtype)
-
-    def _op_reciprocal(self, node, index):
-        x = self._operand(node, 0, index)
-        return Binary("div", const(1, x.dtype), x, x.dtype)
 
     def _op_stop_gradient(self, node, index):
         return self._operand(node, 0, index)

@@ -24,24 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
+from ..ir.ops.unary import UNARY
 from .rewriter import GraphRewriter, constant_value, is_scalar_constant, producer_op
 
-ELEMENTWISE_UNARY = {
-    "neg",
-    "abs",
-    "sign",
-    "relu",
-    "exp",
-    "log",
-    "sqrt",
-    "reciprocal",
-    "tanh",
-    "sigmoid",
-    "erf",
-    "logical_not",
-    "bitwise_not",
-    "cast",
-}
+# the unary ops are declared in ir/ops/unary.py; cast is unary elementwise too
+ELEMENTWISE_UNARY = set(UNARY) | {"cast"}
 
 
 def _same_type(a: Value, b: Value) -> bool:

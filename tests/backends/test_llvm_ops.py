@@ -73,6 +73,7 @@ FLOAT_UNARY = {
     "tanh": (nc.tanh, "math"),
     "sigmoid": (nc.sigmoid, "math"),
     "erf": (nc.erf, "math"),
+    "hardswish": (nc.hardswish, "exact"),
 }
 
 

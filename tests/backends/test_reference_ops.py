@@ -168,6 +168,7 @@ UNARY = {
     "tanh": (FLOATS, math.tanh, "math", rand),
     "sigmoid": (FLOATS, lambda v: 1 / (1 + _exp(-v)), "math", rand),
     "erf": (FLOATS, math.erf, "math", rand),
+    "hardswish": (FLOATS, lambda v: v * min(max(v + 3, 0), 6) / 6, "math", rand),  # float64
     "logical_not": ((BOOL,), operator.not_, "exact", rand),
     "bitwise_not": (INTS, operator.invert, "exact", rand),  # Python ints: two's complement
     "stop_gradient": (ALL, lambda v: v, "exact", rand),  # the identity (no gradient)
@@ -189,6 +190,10 @@ _SPECIAL_UNARY = {
     "sqrt": ([-1, 0, np.inf, 4], [np.nan, 0, np.inf, 2]),
     "reciprocal": ([0, -0.0, np.inf, -4], [np.inf, -np.inf, 0, -0.25]),
     "tanh": ([-np.inf, -20, 0, 20, np.inf], [-1, math.tanh(-20), 0, math.tanh(20), 1]),
+    "hardswish": (
+        [-np.inf, -4, -3, -1.5, 0, 1.5, 3, 4, np.inf, np.nan],
+        [np.nan, -0.0, -0.0, -0.375, 0, 1.125, 3, 4, np.inf, np.nan],
+    ),
     "erf": ([-np.inf, -6, 0, 6, np.inf, np.nan], [-1, math.erf(-6), 0, math.erf(6), 1, np.nan]),
     "sigmoid": (
         [-1000, -100, -20, 0, 20, 100, 1000, -np.inf, np.inf],
