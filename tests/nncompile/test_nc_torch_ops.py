@@ -49,6 +49,7 @@ OPS = {
     "tanh": (nc.tanh, torch.tanh, [n(3, 4)]),
     "sigmoid": (nc.sigmoid, torch.sigmoid, [n(3, 4) * 4]),
     "erf": (nc.erf, torch.erf, [n(3, 4)]),
+    "hardswish": (nc.hardswish, F.hardswish, [distinct(3, 4) * 2.5]),  # all 3 pieces
     "square": (nc.square, torch.square, [n(3, 4)]),
     "sign": (nc.sign, torch.sign, [distinct(3, 4)]),
     # elementwise binary, with broadcasting
