@@ -107,11 +107,26 @@ class Graph:
         # data, interpreted by nncompile.pytree); None for hand-built graphs.
         self.in_tree: Any = None
         self.out_tree: Any = None
-        # Set by the fusion pass: the partition into kernels and the refused fusions.
-        self.fusion_groups: list[Any] | None = None
-        self.fusion_rejections: list[Any] = []
+        # The FusedGraph that fusion returned with this graph (nc.optimize at level 2 returns
+        # the graph itself, so its result keeps the link); None when never fused.
+        self._fusion: Any = None
         self._names: set[str] = set()
         self._counter = 0
+
+    @property
+    def fusion(self) -> Any:
+        """The FusedGraph (graph, groups, rejections) fusion made of this graph, or None."""
+        return self._fusion
+
+    @property
+    def fusion_groups(self) -> list[Any] | None:
+        """The fusion groups (future kernels) when this graph came out of fusion, else None."""
+        return None if self._fusion is None else self._fusion.groups
+
+    @property
+    def fusion_rejections(self) -> list[Any]:
+        """The edges fusion refused, with their reasons ([] when never fused)."""
+        return [] if self._fusion is None else self._fusion.rejections
 
     # ---- building --------------------------------------------------------------------
 

@@ -72,7 +72,7 @@ class Checker:
         self.values = {v.name: v for v in graph.values()}
         self.order = {name: i for i, name in enumerate(self.values)}  # graph order
         self.groups = {}
-        for group in getattr(graph, "fusion_groups", None) or []:
+        for group in graph.fusion_groups or []:
             for node in group.nodes:
                 self.groups[node.name] = group
 

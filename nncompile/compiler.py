@@ -72,7 +72,7 @@ def lower_graph_for(
     if target.device is None:  # the interpreter: nothing to lower or emit
         return Lowered(opt, None, backend, "", threads or 1, timings)
     start = time.perf_counter()
-    program = lower_graph(opt, target.device, donated_inputs)
+    program = lower_graph(opt.fusion, target.device, donated_inputs)
     timings["lower"] = time.perf_counter() - start
     start = time.perf_counter()
     emitted = target.emit(program, EmitOptions(threads, kernel_entries))

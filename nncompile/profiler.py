@@ -101,7 +101,7 @@ def profile(
     arrays = [np.asarray(a) for a in leaves]
     executable(arrays)  # warm up: page in the arena and the outputs
     runs = [executable.call_timed(arrays, entries)[1] for _ in range(steps)]
-    groups = {g.name: g for g in getattr(lowered.graph, "fusion_groups", None) or []}
+    groups = {g.name: g for g in lowered.graph.fusion_groups or []}
     kernels = []
     for i, k in enumerate(lowered.program.kernels):
         flops, moved = group_work(groups[k.name]) if k.name in groups else (0.0, 0.0)

@@ -103,7 +103,7 @@ def _clusters(graph: Graph, by: str) -> dict[str, list[Node]]:
     groups: dict[str, list[Node]] = defaultdict(list)
     if by == "fusion":
         member = {}
-        for g in getattr(graph, "fusion_groups", None) or []:
+        for g in graph.fusion_groups or []:
             for n in g.nodes:
                 member[n.name] = f"{g.name} [{g.kind}]"
         for n in graph.nodes:
@@ -139,7 +139,7 @@ def to_digraph(
     optimized graph), "scope", "none" or "auto" (fusion groups when the graph has them, else
     scopes)."""
     if cluster_by == "auto":
-        cluster_by = "fusion" if getattr(graph, "fusion_groups", None) else "scope"
+        cluster_by = "fusion" if graph.fusion_groups else "scope"
     if cluster_by not in ("fusion", "scope", "none"):
         raise ConfigError(f"cluster_by must be fusion, scope, none or auto, got {cluster_by!r}")
     scopes = _scopes(graph)
@@ -281,7 +281,7 @@ def graph_at_stage(fn: Callable[..., Any], examples: tuple, stage: str, level: i
     its gradient w.r.t. every float argument; ``fn`` must return a scalar); optimized
     (passes, no fusion clusters drawn); fused (optimized, clustered into kernels)."""
     from .autodiff import value_and_grad
-    from .passes import optimize
+    from .passes import copy_graph, optimize
     from .tracing import trace
 
     if stage not in STAGES:
@@ -303,8 +303,8 @@ def graph_at_stage(fn: Callable[..., Any], examples: tuple, stage: str, level: i
     if stage == "traced":
         return graph
     optimized = optimize(graph, level=level)
-    if stage == "optimized":
-        optimized.fusion_groups = []
+    if stage == "optimized":  # the same graph, without fusion's groups to draw
+        return copy_graph(optimized)
     return optimized
 
 

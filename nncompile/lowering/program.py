@@ -18,7 +18,7 @@ from ..ir import dtypes as dt
 from ..ir.graph import Graph, Value
 from ..ir.kernel import BufferParam, Kernel, Store, walk
 from ..ir.kernel_printer import format_kernel
-from ..passes.fusion import FusionGroup
+from ..passes.fusion import FusedGraph
 from .kernels import KernelBuilder, lower_group
 from .memory import Buffer, assign_offsets
 from .target import Target, as_target
@@ -109,15 +109,18 @@ class _Planner:
 
 
 def lower_graph(
-    graph: Graph, device: Target | str = "cpu", donated_inputs: Iterable[int] = ()
+    fused: FusedGraph | Graph, device: Target | str = "cpu", donated_inputs: Iterable[int] = ()
 ) -> Program:
-    """The Program for a graph that went through ``nc.optimize(level=2)``. ``device`` (a
-    Target, or "cpu" | "gpu") picks the form of the sums over many rows (see Target).
-    ``donated_inputs`` (input numbers the caller gives up) fill ``Program.donations``."""
+    """The Program for fusion's result (``passes.fuse``, or the graph ``nc.optimize(level=2)``
+    returns). ``device`` (a Target, or "cpu" | "gpu") picks the form of the sums over many
+    rows (see Target). ``donated_inputs`` (input numbers the caller gives up) fill
+    ``Program.donations``."""
     target = as_target(device)
-    groups: list[FusionGroup] | None = graph.fusion_groups
-    if groups is None:
+    if isinstance(fused, Graph):
+        fused = fused.fusion
+    if fused is None:
         raise ValueError("lower_graph needs a fused graph (nc.optimize(graph, level=2))")
+    graph, groups = fused.graph, fused.groups
     pl = _Planner(graph)
     inputs = []
     for i, v in enumerate(graph.inputs):

@@ -3,16 +3,18 @@
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants
-from .fusion import FusionGroup, NotFused, format_fusion, fuse, op_class
+from .fusion import FusedGraph, FusionGroup, NotFused, copy_graph, format_fusion, fuse, op_class
 from .layout import sink_transposes
 from .pipeline import optimize, passes_for
 from .simplify import simplify
 
 __all__ = [
+    "FusedGraph",
     "FusionGroup",
     "NotFused",
     "eliminate_common_subexpressions",
     "eliminate_dead_code",
+    "copy_graph",
     "fold_constants",
     "format_fusion",
     "fuse",

@@ -452,23 +452,42 @@ class _Partitioner:
         return groups
 
 
-def fuse(graph: Graph) -> Graph:
-    """A copy of ``graph`` with ``fusion_groups`` and ``fusion_rejections`` set."""
+@dataclass(frozen=True)
+class FusedGraph:
+    """What fusion produces: a copy of the graph and its partition into kernels."""
+
+    graph: Graph
+    groups: list[FusionGroup]
+    rejections: list[NotFused]  # the producer -> consumer edges refused, with reasons
+
+
+def copy_graph(graph: Graph) -> Graph:
+    """A node-for-node copy of ``graph`` (names kept), not linked to any fusion result."""
     rw = GraphRewriter(graph, "fuse")
     for node in graph.nodes:
         rw.copy(node)
-    out = rw.finish()
+    return rw.finish()
+
+
+def fuse(graph: Graph) -> FusedGraph:
+    """A copy of ``graph`` partitioned into fusion groups; ``graph`` is not modified."""
+    out = copy_graph(graph)
     partitioner = _Partitioner(out)
-    out.fusion_groups = partitioner.run()
-    out.fusion_rejections = partitioner.rejections
-    return out
+    groups = partitioner.run()
+    fused = FusedGraph(out, groups, partitioner.rejections)
+    # The copy is fusion's own: linking it keeps Graph.fusion_groups (what nc.optimize's
+    # public result exposes) readable without a second return value.
+    out._fusion = fused
+    return fused
 
 
-def format_fusion(graph: Graph) -> str:
+def format_fusion(fused: FusedGraph | Graph) -> str:
     """The groups (one line each, with their nodes) and the reasons edges were not fused."""
-    groups = getattr(graph, "fusion_groups", None)
-    if groups is None:
+    if isinstance(fused, Graph):
+        fused = fused.fusion
+    if fused is None:
         return "(graph not fused)"
+    graph, groups = fused.graph, fused.groups
     lines = [f"{len(groups)} fusion groups for {len(graph.nodes)} nodes:"]
     for g in groups:
         ins = ", ".join(f"%{v.name}" for v in g.inputs)
@@ -476,5 +495,5 @@ def format_fusion(graph: Graph) -> str:
         lines.append(f"  {g.name} [{g.kind}] ({ins}) -> ({outs})")
         lines.append(f"      nodes: {' '.join(g.node_names)}")
     lines.append("why not fused:")
-    lines += [f"  %{r.producer} -> %{r.consumer}: {r.reason}" for r in graph.fusion_rejections]
+    lines += [f"  %{r.producer} -> %{r.consumer}: {r.reason}" for r in fused.rejections]
     return "\n".join(lines)

@@ -61,7 +61,8 @@ class _Dumper:
 
 
 def optimize(graph: Graph, level: int = 2) -> Graph:
-    """The optimized graph; at level 2 its ``fusion_groups`` lists the kernels to be."""
+    """The optimized graph; at level 2 it is fusion's copy (``graph.fusion``, a FusedGraph,
+    lists the kernels to be)."""
     graph.verify()
     dump = _Dumper(graph)
     if dump.dir:
@@ -85,12 +86,11 @@ def optimize(graph: Graph, level: int = 2) -> Graph:
         before = after
     if level == 2:
         start = time.perf_counter()
-        graph = fuse(split_wide_concats(graph))
+        fused = fuse(split_wide_concats(graph))
+        graph = fused.graph
         ms = (time.perf_counter() - start) * 1e3
         if dump.dir:
-            text = format_fusion(graph)
-            dump.write(
-                "fusion", f"# pass fusion: {len(graph.fusion_groups)} groups, {ms:.2f} ms\n{text}"
-            )
+            text = format_fusion(fused)
+            dump.write("fusion", f"# pass fusion: {len(fused.groups)} groups, {ms:.2f} ms\n{text}")
     graph.verify()
     return graph

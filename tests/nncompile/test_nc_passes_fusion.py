@@ -106,11 +106,13 @@ def test_format_fusion_of_an_unfused_graph():
 def test_fuse_keeps_the_graph_and_does_not_touch_its_input():
     graph, args = training_step(MODELS.mlp)
     text = str(graph)
-    fused = passes.fuse(graph)
-    assert str(fused) == text and str(graph) == text
-    assert graph.fusion_groups is None and fused.fusion_groups is not None
-    S.check_fusion_invariants(fused)
-    S.assert_same_results(nc.run(graph, *args), nc.run(fused, *args), "fuse")
+    fused = passes.fuse(graph)  # a FusedGraph: the copy, its groups and rejections
+    assert str(fused.graph) == text and str(graph) == text
+    assert graph.fusion is None and fused.graph.fusion is fused
+    assert fused.graph.fusion_groups is fused.groups and fused.groups
+    assert passes.format_fusion(fused) == passes.format_fusion(fused.graph)
+    S.check_fusion_invariants(fused.graph)
+    S.assert_same_results(nc.run(graph, *args), nc.run(fused.graph, *args), "fuse")
 
 
 # ---- small graphs, one rule each ------------------------------------------------------------
