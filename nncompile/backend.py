@@ -82,6 +82,16 @@ class Backend(Protocol):
         """Native code for ``lowered``; ``device_outputs``: calls leave results on the device."""
         ...
 
+    def dump_files(self, lowered: Any) -> dict[str, str]:
+        """The backend's artifacts for ``lowered`` by file name (``nncompile dump``);
+        may build it (LLVM: its optimized IR and assembly)."""
+        ...
+
+    def timing_note(self) -> str:
+        """What per-kernel times measure here ('' when they are plain wall-clock times on
+        the target), for nc.profile's header."""
+        ...
+
 
 _REGISTRY: dict[str, str | Backend] = {}
 

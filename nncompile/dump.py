@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 
+from .backend import get_backend
 from .compiler import lower_graph_for
+from .dump_files import write_dump
 from .envvars import override
 from .ir.errors import ConfigError
 from .tracing import trace
@@ -45,8 +47,9 @@ def dump_target(
     graph = trace(workload.fn, *workload.args)
     with override("NNCOMPILE_DUMP", output):
         lowered = lower_graph_for(graph, backend)
-        if backend == "llvm" and keep & {"llvm", "asm"}:
-            lowered.compile()  # LLVM's optimized IR and the assembly
+        if keep - {"ir", "kernels"}:  # the backend's own artifacts (LLVM: builds it)
+            for name, text in get_backend(backend).dump_files(lowered).items():
+                write_dump(lowered.graph.name, name, text)
     written = []
     for root, _, files in os.walk(output):
         for name in sorted(files):

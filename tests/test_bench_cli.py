@@ -149,6 +149,16 @@ def test_dump_command(tmp_path, capsys):
     assert "__global__" in open(cu[0]).read()
 
 
+def test_dump_asks_the_backend_for_its_files(tmp_path):
+    from nncompile.backend import get_backend
+    from nncompile.dump import dump_target
+
+    # numpy interprets the graph: its dump is the IR stages only
+    files = {p.rsplit("/", 1)[1] for p in dump_target("mlp", str(tmp_path), backend="numpy")}
+    assert files and not files & {"kernels.txt", "llvm.ll", "assembly.s", "kernels.cu"}
+    assert get_backend("numpy").dump_files(None) == {}
+
+
 def test_torch_on_a_missing_gpu_is_reported_unavailable(capsys):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

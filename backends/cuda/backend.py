@@ -23,5 +23,15 @@ class CUDABackend:
     def build(self, lowered, device_outputs: bool = False) -> CUDAExecutable:
         return compile_program(lowered, device_outputs)
 
+    def dump_files(self, lowered) -> dict[str, str]:
+        return {self.source_file: lowered.source}
+
+    def timing_note(self) -> str:
+        from .emulator import emulating
+
+        if emulating():
+            return "NNCOMPILE_CUDA_EMULATOR=1: emulation times on the CPU, not GPU times"
+        return ""
+
 
 BACKEND = CUDABackend()

@@ -41,5 +41,18 @@ class LLVMBackend:
             write_dump(name, "assembly.s", native.assembly)
         return LLVMExecutable(lowered.program, native, lowered.threads)
 
+    def dump_files(self, lowered) -> dict[str, str]:
+        from .jit import compile_ir
+
+        native = compile_ir(lowered.source, keep_text=True)  # the optimized IR and assembly
+        return {
+            "llvm.ll": lowered.source,
+            "llvm_optimized.ll": native.optimized_ir or "",
+            "assembly.s": native.assembly or "",
+        }
+
+    def timing_note(self) -> str:
+        return ""
+
 
 BACKEND = LLVMBackend()

@@ -20,5 +20,11 @@ class NumpyBackend:
     def build(self, lowered, device_outputs: bool = False):
         raise CompileError("backend 'numpy' produces no native code (it interprets the graph)")
 
+    def dump_files(self, lowered) -> dict[str, str]:
+        return {}  # no generated code: the IR stages are all there is
+
+    def timing_note(self) -> str:
+        return ""
+
 
 BACKEND = NumpyBackend()

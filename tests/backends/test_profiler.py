@@ -63,3 +63,27 @@ def test_profile_takes_a_compiled_function():
     ]
     jitted = nc.jit(step)
     assert len(nc.profile(jitted, x, w, steps=2).kernels) == len(report.kernels)
+
+
+def test_profile_on_the_cuda_emulator_says_the_times_are_emulation_times(monkeypatch):
+    import shutil
+
+    if not shutil.which("g++"):
+        pytest.skip("the CUDA emulator needs g++")
+    monkeypatch.setenv("NNCOMPILE_CUDA_EMULATOR", "1")
+    x = np.linspace(-1, 1, 16 * 8, dtype=np.float32).reshape(16, 8)
+    w = np.linspace(1, -1, 8 * 4, dtype=np.float32).reshape(8, 4)
+    report = nc.profile(step, x, w, steps=2, backend="cuda")
+    program = nc.lower(step, x, w, backend="cuda").program
+    assert [k.name for k in report.kernels] == [k.name for k in program.kernels]
+    assert all(k.median_ms > 0 for k in report.kernels)
+    table = report.table()
+    assert "emulation times" in table.splitlines()[0] and "cuda" in table.splitlines()[-1]
+    with pytest.raises(nc.ConfigError, match="CPU peaks"):
+        report.table(peaks=object())  # CPU roofline peaks mean nothing for the emulator
+
+
+def test_profile_on_the_numpy_backend_names_what_it_lacks():
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(NotImplementedError, match="backend 'numpy' lacks"):
+        nc.profile(step, x, x, backend="numpy")
