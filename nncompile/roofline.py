@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 
 from .ir.graph import Node
+from .ir.ops.binary import BINARY, binary_op
 from .ir.ops.unary import UNARY, unary_op
 from .ir.registry import get_op
 
@@ -39,6 +40,10 @@ def node_flops(n: Node) -> float:
     if n.op in UNARY or (unary and n.op not in ("cast", "stop_gradient")):
         # unary ops declare their flops; one missing from the declaration raises
         return float(out * unary_op(n.op).flops)
+    binary = opdef.category == "elementwise" and opdef.num_inputs == 2
+    if n.op in BINARY or binary:
+        # binary ops declare their flops too; one missing from the declaration raises
+        return float(out * binary_op(n.op).flops)
     if n.op.startswith("reduce") or n.op in ("argmax", "argmin"):
         return float(math.prod(n.inputs[0].shape))
     if n.op in ("max_pool2d", "avg_pool2d"):

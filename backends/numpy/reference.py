@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.errors import ExecutionError
+from ...ir.ops.binary import BINARY, saturating_cast  # pow needs it too, so it lives there
 from ...ir.ops.elementwise import ARITHMETIC_OPS, BITWISE_OPS, COMPARISON_OPS, LOGICAL_OPS
 from ...ir.ops.movement import range_to_slice, slice_ranges
 from ...ir.ops.unary import UNARY, ieee_maximum, ieee_minimum
@@ -38,19 +39,6 @@ def _zero(x: np.ndarray) -> np.generic:
 # the rules below, and so does the reference.
 
 
-def saturating_cast(x: np.ndarray, to: np.dtype) -> np.ndarray:
-    """``x.astype(to)``, except that a float -> int cast saturates as LLVM's fptosi.sat (and
-    Rust, Java, CUDA's cvt.rzi) do: NaN gives 0, values beyond the range the nearest bound."""
-    to = np.dtype(to)
-    if x.dtype.kind != "f" or to.kind != "i":
-        return x.astype(to)
-    info = np.iinfo(to)
-    bound = float(2 ** (info.bits - 1))  # a power of two: exact in every float format
-    high, low = x >= bound, x < -bound
-    inside = np.where(high | low | np.isnan(x), 0, x).astype(to)
-    return np.where(high, info.max, np.where(low, info.min, inside)).astype(to)
-
-
 _maximum = ieee_maximum
 _minimum = ieee_minimum
 
@@ -75,51 +63,8 @@ UNARY_REFERENCE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _trunc_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer division rounding toward zero (ONNX Div); x / 0 gives 0 as in NumPy."""
-    q = np.floor_divide(a, b)
-    inexact = (q < 0) & (q * b != a)
-    return np.where(inexact, q + 1, q).astype(q.dtype)
-
-
-def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _trunc_divide(a, b) if a.dtype.kind in "iu" else np.divide(a, b)
-
-
-def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype.kind == "f":
-        return np.power(a, b.astype(a.dtype))
-    # Integer base: exact integer powers where the exponent is a non-negative integer,
-    # float64 (truncated back) otherwise, so 2 ** -1 == 0 instead of a NumPy error.
-    if b.dtype.kind in "iu":
-        exact = np.power(a, np.maximum(b, 0).astype(a.dtype))
-        if not (b < 0).any():
-            return exact
-        inexact = np.power(a.astype(np.float64), b.astype(np.float64))
-        return np.where(b >= 0, exact, saturating_cast(inexact, a.dtype))
-    return saturating_cast(np.power(a.astype(np.float64), b.astype(np.float64)), a.dtype)
-
-
 BINARY_REFERENCE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "add": np.add,
-    "sub": np.subtract,
-    "mul": np.multiply,
-    "div": _divide,
-    "maximum": _maximum,
-    "minimum": _minimum,
-    "pow": _pow,
-    "logical_and": np.logical_and,
-    "logical_or": np.logical_or,
-    "logical_xor": np.logical_xor,
-    "bitwise_and": np.bitwise_and,
-    "bitwise_or": np.bitwise_or,
-    "bitwise_xor": np.bitwise_xor,
-    "equal": np.equal,
-    "not_equal": np.not_equal,
-    "less": np.less,
-    "less_equal": np.less_equal,
-    "greater": np.greater,
-    "greater_equal": np.greater_equal,
+    name: b.reference for name, b in BINARY.items()
 }
 assert set(ARITHMETIC_OPS + LOGICAL_OPS + BITWISE_OPS + COMPARISON_OPS) <= set(BINARY_REFERENCE)
 

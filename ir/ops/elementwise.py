@@ -12,16 +12,18 @@ from ..registry import (
     require_same_dtype,
 )
 from ..types import TensorType
+from .binary import BINARY
 from .unary import UNARY
 
 # op name -> dtype kinds it accepts (declared in unary.py)
 UNARY_OPS = {name: u.kinds for name, u in UNARY.items()}
 
-ARITHMETIC_OPS = ("add", "sub", "mul", "div", "maximum", "minimum")
-LOGICAL_OPS = ("logical_and", "logical_or", "logical_xor")
-BITWISE_OPS = ("bitwise_and", "bitwise_or", "bitwise_xor")  # two's complement, ints only
-EQUALITY_OPS = ("equal", "not_equal")
-ORDER_OPS = ("less", "less_equal", "greater", "greater_equal")
+# groups of the binary ops declared in binary.py, by their dtype kinds
+ARITHMETIC_OPS = tuple(n for n, b in BINARY.items() if b.kinds == "numeric" and not b.result_bool)
+LOGICAL_OPS = tuple(n for n, b in BINARY.items() if b.kinds == "bool")
+BITWISE_OPS = tuple(n for n, b in BINARY.items() if b.kinds == "int")  # two's complement
+EQUALITY_OPS = tuple(n for n, b in BINARY.items() if b.result_bool and b.kinds == "any")
+ORDER_OPS = tuple(n for n, b in BINARY.items() if b.result_bool and b.kinds == "numeric")
 COMPARISON_OPS = EQUALITY_OPS + ORDER_OPS
 
 
@@ -63,18 +65,9 @@ def _infer_cast(types, attrs):
 
 for _name, _kinds in UNARY_OPS.items():
     register_op(OpDef(_name, _unary(_kinds), num_inputs=1, category="elementwise"))
-for _name in ARITHMETIC_OPS:
-    register_op(OpDef(_name, _binary("numeric", False), num_inputs=2, category="elementwise"))
-for _name in LOGICAL_OPS:
-    register_op(OpDef(_name, _binary("bool", False), num_inputs=2, category="elementwise"))
-for _name in BITWISE_OPS:
-    register_op(OpDef(_name, _binary("int", False), num_inputs=2, category="elementwise"))
-for _name in EQUALITY_OPS:
-    register_op(OpDef(_name, _binary("any", True), num_inputs=2, category="elementwise"))
-for _name in ORDER_OPS:
-    register_op(OpDef(_name, _binary("numeric", True), num_inputs=2, category="elementwise"))
-
-register_op(OpDef("pow", _infer_pow, num_inputs=2, category="elementwise"))
+for _b in BINARY.values():
+    _infer = _infer_pow if _b.kinds is None else _binary(_b.kinds, _b.result_bool)
+    register_op(OpDef(_b.name, _infer, num_inputs=2, category="elementwise"))
 register_op(
     OpDef(
         "stop_gradient",

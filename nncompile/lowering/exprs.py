@@ -38,32 +38,11 @@ from ..ir.kernel import (
     isub,
     linearize,
 )
+from ..ir.ops.binary import BINARY
 from ..ir.ops.movement import slice_ranges
 from ..ir.ops.unary import UNARY
 
 Index = list[Expr]
-
-_BINARY = {
-    "add": "add",
-    "sub": "sub",
-    "mul": "mul",
-    "maximum": "max",
-    "minimum": "min",
-    "logical_and": "and",
-    "logical_or": "or",
-    "logical_xor": "xor",
-    "bitwise_and": "and",
-    "bitwise_or": "or",
-    "bitwise_xor": "xor",
-}
-_COMPARE = {
-    "equal": "eq",
-    "not_equal": "ne",
-    "less": "lt",
-    "less_equal": "le",
-    "greater": "gt",
-    "greater_equal": "ge",
-}
 
 
 def const(value: Any, dtype: dt.DType) -> Const:
@@ -201,35 +180,19 @@ class ElementBuilder:
             if isinstance(unary.kernel, str):
                 return Unary(unary.kernel, x, d)
             return unary.kernel(kernel, x)
+        binary = BINARY.get(op)
+        if binary is not None:  # declared in ir/ops/binary.py: one kernel op or a builder
+            a, b = self._operand(node, 0, index), self._operand(node, 1, index)
+            if isinstance(binary.kernel, str):
+                return Binary(binary.kernel, a, b, dt.bool_ if binary.result_bool else d)
+            return binary.kernel(kernel, a, b, d)
         rule = getattr(self, f"_op_{op}", None)
         if rule is not None:
             return rule(node, index)
-        if op in _BINARY:
-            return Binary(
-                _BINARY[op], self._operand(node, 0, index), self._operand(node, 1, index), d
-            )
-        if op in _COMPARE:
-            return Binary(
-                _COMPARE[op], self._operand(node, 0, index), self._operand(node, 1, index), dt.bool_
-            )
         raise NotImplementedError(f"no element rule for op {op!r} (node {node.name})")
 
     def _op_stop_gradient(self, node, index):
         return self._operand(node, 0, index)
-
-    def _op_div(self, node, index):
-        d = node.outputs[0].dtype
-        a, b = self._operand(node, 0, index), self._operand(node, 1, index)
-        return Binary("div" if d.is_float else "idiv", a, b, d)
-
-    def _op_pow(self, node, index):
-        d = node.outputs[0].dtype
-        a, b = self._operand(node, 0, index), self._operand(node, 1, index)
-        if node.inputs[1].dtype != d:
-            b = Cast(b, d)
-        if d.is_float:
-            return Binary("pow", a, b, d)
-        return Cast(Binary("pow", Cast(a, dt.float64), Cast(b, dt.float64), dt.float64), d)
 
     def _op_where(self, node, index):
         c, a, b = (self._operand(node, i, index) for i in range(3))

@@ -1,0 +1,134 @@
+"""The binary elementwise ops, each declared once.
+
+The OpDefs, the NumPy reference, lowering's element rules and roofline's flops are built
+from ``BINARY`` below (as ``unary.py`` does for unary ops). VJP rules for the
+differentiable ones still live in ``nncompile/autodiff/rules.py``.
+
+This module imports neither the kernel IR nor the front end (both import ``ir.ops``), so
+kernel builders receive the kernel IR module as their first argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .unary import ieee_maximum, ieee_minimum
+
+
+def saturating_cast(x: np.ndarray, to: np.dtype) -> np.ndarray:
+    """``x.astype(to)``, except that a float -> int cast saturates as LLVM's fptosi.sat (and
+    Rust, Java, CUDA's cvt.rzi) do: NaN gives 0, values beyond the range the nearest bound."""
+    to = np.dtype(to)
+    if x.dtype.kind != "f" or to.kind != "i":
+        return x.astype(to)
+    info = np.iinfo(to)
+    bound = float(2 ** (info.bits - 1))  # a power of two: exact in every float format
+    high, low = x >= bound, x < -bound
+    inside = np.where(high | low | np.isnan(x), 0, x).astype(to)
+    return np.where(high, info.max, np.where(low, info.min, inside)).astype(to)
+
+
+def _trunc_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer division rounding toward zero (ONNX Div); x / 0 gives 0 as in NumPy."""
+    q = np.floor_divide(a, b)
+    inexact = (q < 0) & (q * b != a)
+    return np.where(inexact, q + 1, q).astype(q.dtype)
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _trunc_divide(a, b) if a.dtype.kind in "iu" else np.divide(a, b)
+
+
+def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "f":
+        return np.power(a, b.astype(a.dtype))
+    # Integer base: exact integer powers where the exponent is a non-negative integer,
+    # float64 (truncated back) otherwise, so 2 ** -1 == 0 instead of a NumPy error.
+    if b.dtype.kind in "iu":
+        exact = np.power(a, np.maximum(b, 0).astype(a.dtype))
+        if not (b < 0).any():
+            return exact
+        inexact = np.power(a.astype(np.float64), b.astype(np.float64))
+        return np.where(b >= 0, exact, saturating_cast(inexact, a.dtype))
+    return saturating_cast(np.power(a.astype(np.float64), b.astype(np.float64)), a.dtype)
+
+
+# ---- kernel-IR element rules for ops that are not one kernel binary op ----------------------
+# ``k`` is the ir.kernel module; ``a``/``b`` the operands' element expressions; ``d`` the
+# output dtype.
+
+
+def _div_kernel(k: Any, a: Any, b: Any, d: Any) -> Any:
+    return k.Binary("div" if d.is_float else "idiv", a, b, d)
+
+
+def _pow_kernel(k: Any, a: Any, b: Any, d: Any) -> Any:
+    # the exponent may have another dtype (ONNX Pow); integer pow goes through float64
+    if b.dtype != d:
+        b = k.Cast(b, d)
+    if d.is_float:
+        return k.Binary("pow", a, b, d)
+    f64 = k.dt.float64
+    return k.Cast(k.Binary("pow", k.Cast(a, f64), k.Cast(b, f64), f64), d)
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    """One binary elementwise op.
+
+    kinds: dtype kinds accepted (registry.require_kind); None for pow, whose operands may
+    differ in dtype (its own inference). result_bool: comparisons return bool.
+    reference: the NumPy definition. kernel: the kernel IR's binary op name when the op is one
+    kernel op, else a builder ``(kernel_module, a, b, dtype) -> Expr``. flops: per output
+    element, for the roofline.
+    """
+
+    name: str
+    kinds: str | None
+    reference: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    kernel: str | Callable[[Any, Any, Any, Any], Any]
+    result_bool: bool = False
+    flops: int = 1
+
+
+def _cmp(name: str, kinds: str, reference: Callable, kernel: str) -> BinaryOp:
+    return BinaryOp(name, kinds, reference, kernel, result_bool=True)
+
+
+BINARY: dict[str, BinaryOp] = {
+    b.name: b
+    for b in (
+        BinaryOp("add", "numeric", np.add, "add"),
+        BinaryOp("sub", "numeric", np.subtract, "sub"),
+        BinaryOp("mul", "numeric", np.multiply, "mul"),
+        BinaryOp("div", "numeric", _divide, _div_kernel),
+        BinaryOp("maximum", "numeric", ieee_maximum, "max"),
+        BinaryOp("minimum", "numeric", ieee_minimum, "min"),
+        BinaryOp("pow", None, _pow, _pow_kernel),
+        BinaryOp("logical_and", "bool", np.logical_and, "and"),
+        BinaryOp("logical_or", "bool", np.logical_or, "or"),
+        BinaryOp("logical_xor", "bool", np.logical_xor, "xor"),
+        # the kernel IR's and/or/xor are bitwise on ints (two's complement, ints only)
+        BinaryOp("bitwise_and", "int", np.bitwise_and, "and"),
+        BinaryOp("bitwise_or", "int", np.bitwise_or, "or"),
+        BinaryOp("bitwise_xor", "int", np.bitwise_xor, "xor"),
+        _cmp("equal", "any", np.equal, "eq"),
+        _cmp("not_equal", "any", np.not_equal, "ne"),
+        _cmp("less", "numeric", np.less, "lt"),
+        _cmp("less_equal", "numeric", np.less_equal, "le"),
+        _cmp("greater", "numeric", np.greater, "gt"),
+        _cmp("greater_equal", "numeric", np.greater_equal, "ge"),
+    )
+}
+
+
+def binary_op(name: str) -> BinaryOp:
+    """The declaration of ``name``; a KeyError that says so rather than a silent default."""
+    try:
+        return BINARY[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a declared binary op (ir/ops/binary.py)") from None
