@@ -1,11 +1,11 @@
 """The binary elementwise ops, each declared once.
 
-The OpDefs, the NumPy reference, lowering's element rules and roofline's flops are built
-from ``BINARY`` below (as ``unary.py`` does for unary ops). VJP rules for the
-differentiable ones still live in ``nncompile/autodiff/rules.py``.
+The OpDefs, the NumPy reference, the VJP rules, lowering's element rules and roofline's
+flops are built from ``BINARY`` below (as ``unary.py`` does for unary ops).
 
 This module imports neither the kernel IR nor the front end (both import ``ir.ops``), so
-kernel builders receive the kernel IR module as their first argument.
+kernel builders receive the kernel IR module and VJP rules the ops module as their first
+argument.
 """
 
 from __future__ import annotations
@@ -76,21 +76,52 @@ def _pow_kernel(k: Any, a: Any, b: Any, d: Any) -> Any:
     return k.Cast(k.Binary("pow", k.Cast(a, f64), k.Cast(b, f64), f64), d)
 
 
+# ---- VJP rules: ``nc`` is the nncompile.ops module; y is the forward output ----------------
+# Each is a pair (cotangent of a, cotangent of b) before undoing broadcasting.
+
+
+def _pow_base(nc: Any, a: Any, b: Any, y: Any, g: Any) -> Any:
+    return g * nc.where(b == 0, 0, b * nc.power(a, b - 1))
+
+
+def _pow_exponent(nc: Any, a: Any, b: Any, y: Any, g: Any) -> Any:
+    # d/db a^b = a^b log a; PyTorch defines it as 0 where a == 0 and b >= 0.
+    return g * nc.where(nc.logical_and(a == 0, b >= 0), 0, y * nc.log(a))
+
+
+def _max_share(nc: Any, a: Any, b: Any, g: Any) -> Any:
+    # Ties split the gradient in half, as PyTorch does for maximum/minimum.
+    return nc.where(a == b, g * 0.5, g)
+
+
+_MAXIMUM_VJP = (
+    lambda nc, a, b, y, g: nc.where(a < b, 0, _max_share(nc, a, b, g)),
+    lambda nc, a, b, y, g: nc.where(b < a, 0, _max_share(nc, a, b, g)),
+)
+_MINIMUM_VJP = (
+    lambda nc, a, b, y, g: nc.where(a > b, 0, _max_share(nc, a, b, g)),
+    lambda nc, a, b, y, g: nc.where(b > a, 0, _max_share(nc, a, b, g)),
+)
+
+
 @dataclass(frozen=True)
 class BinaryOp:
     """One binary elementwise op.
 
     kinds: dtype kinds accepted (registry.require_kind); None for pow, whose operands may
     differ in dtype (its own inference). result_bool: comparisons return bool.
-    reference: the NumPy definition. kernel: the kernel IR's binary op name when the op is one
-    kernel op, else a builder ``(kernel_module, a, b, dtype) -> Expr``. flops: per output
-    element, for the roofline.
+    reference: the NumPy definition. kernel: the kernel IR's binary op name when the op is
+    one kernel op, else a builder ``(kernel_module, a, b, dtype) -> Expr``. vjp:
+    ``((nc, a, b, y, g) -> da, (nc, a, b, y, g) -> db)``, or None for ops with no gradient
+    (they must be in autodiff's NOT_DIFFERENTIABLE). flops: per output element, for the
+    roofline.
     """
 
     name: str
     kinds: str | None
     reference: Callable[[np.ndarray, np.ndarray], np.ndarray]
     kernel: str | Callable[[Any, Any, Any, Any], Any]
+    vjp: tuple[Callable[..., Any], Callable[..., Any]] | None = None
     result_bool: bool = False
     flops: int = 1
 
@@ -102,13 +133,33 @@ def _cmp(name: str, kinds: str, reference: Callable, kernel: str) -> BinaryOp:
 BINARY: dict[str, BinaryOp] = {
     b.name: b
     for b in (
-        BinaryOp("add", "numeric", np.add, "add"),
-        BinaryOp("sub", "numeric", np.subtract, "sub"),
-        BinaryOp("mul", "numeric", np.multiply, "mul"),
-        BinaryOp("div", "numeric", _divide, _div_kernel),
-        BinaryOp("maximum", "numeric", ieee_maximum, "max"),
-        BinaryOp("minimum", "numeric", ieee_minimum, "min"),
-        BinaryOp("pow", None, _pow, _pow_kernel),
+        BinaryOp(
+            "add", "numeric", np.add, "add", (lambda nc, a, b, y, g: g, lambda nc, a, b, y, g: g)
+        ),
+        BinaryOp(
+            "sub",
+            "numeric",
+            np.subtract,
+            "sub",
+            (lambda nc, a, b, y, g: g, lambda nc, a, b, y, g: -g),
+        ),
+        BinaryOp(
+            "mul",
+            "numeric",
+            np.multiply,
+            "mul",
+            (lambda nc, a, b, y, g: g * b, lambda nc, a, b, y, g: g * a),
+        ),
+        BinaryOp(
+            "div",
+            "numeric",
+            _divide,
+            _div_kernel,
+            (lambda nc, a, b, y, g: g / b, lambda nc, a, b, y, g: -g * y / b),
+        ),
+        BinaryOp("maximum", "numeric", ieee_maximum, "max", _MAXIMUM_VJP),
+        BinaryOp("minimum", "numeric", ieee_minimum, "min", _MINIMUM_VJP),
+        BinaryOp("pow", None, _pow, _pow_kernel, (_pow_base, _pow_exponent)),
         BinaryOp("logical_and", "bool", np.logical_and, "and"),
         BinaryOp("logical_or", "bool", np.logical_or, "or"),
         BinaryOp("logical_xor", "bool", np.logical_xor, "xor"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import ops
 from ..dispatch import bind
+from ..ir.ops.binary import BINARY
 from ..ir.ops.unary import UNARY
 from ..tensor import Tensor
 
@@ -91,33 +92,13 @@ def _binary(fa: Callable, fb: Callable) -> Rule:
     return rule
 
 
-def _pow_base(a, b, y, g):
-    return g * ops.where(b == 0, 0, b * ops.power(a, b - 1))
-
-
-def _pow_exponent(a, b, y, g):
-    # d/db a^b = a^b log a; PyTorch defines it as 0 where a == 0 and b >= 0.
-    return g * ops.where(ops.logical_and(a == 0, b >= 0), 0, y * ops.log(a))
-
-
-def _max_share(a, b, g):
-    # Ties split the gradient in half, as PyTorch does for maximum/minimum.
-    return ops.where(a == b, g * 0.5, g)
-
-
-VJP["add"] = _binary(lambda a, b, y, g: g, lambda a, b, y, g: g)
-VJP["sub"] = _binary(lambda a, b, y, g: g, lambda a, b, y, g: -g)
-VJP["mul"] = _binary(lambda a, b, y, g: g * b, lambda a, b, y, g: g * a)
-VJP["div"] = _binary(lambda a, b, y, g: g / b, lambda a, b, y, g: -g * y / b)
-VJP["pow"] = _binary(_pow_base, _pow_exponent)
-VJP["maximum"] = _binary(
-    lambda a, b, y, g: ops.where(a < b, 0, _max_share(a, b, g)),
-    lambda a, b, y, g: ops.where(b < a, 0, _max_share(a, b, g)),
-)
-VJP["minimum"] = _binary(
-    lambda a, b, y, g: ops.where(a > b, 0, _max_share(a, b, g)),
-    lambda a, b, y, g: ops.where(b > a, 0, _max_share(a, b, g)),
-)
+# declared once in ir/ops/binary.py; the rules get the ops module as their first argument
+BINARY_VJP = {
+    name: _binary(functools.partial(b.vjp[0], ops), functools.partial(b.vjp[1], ops))
+    for name, b in BINARY.items()
+    if b.vjp is not None
+}
+VJP.update(BINARY_VJP)
 
 
 @vjp("where")

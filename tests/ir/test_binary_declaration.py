@@ -9,6 +9,7 @@ from nncompile.ir.ops.binary import BINARY, binary_op
 from nncompile.ir.registry import all_ops
 
 import nncompile as nc
+from nncompile.autodiff.rules import NOT_DIFFERENTIABLE, VJP
 from nncompile.roofline import node_flops
 
 
@@ -22,6 +23,12 @@ def test_every_binary_elementwise_op_is_declared():
     assert {name: fn for name, fn in BINARY_REFERENCE.items()} == {
         name: b.reference for name, b in BINARY.items()
     }
+
+
+def test_declared_gradients_match_autodiff():
+    for name, b in BINARY.items():
+        assert (b.vjp is None) == (name in NOT_DIFFERENTIABLE), name
+        assert (name in VJP) == (b.vjp is not None), name
 
 
 def test_roofline_reads_the_declaration_and_a_missing_entry_raises(monkeypatch):
