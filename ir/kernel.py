@@ -25,28 +25,14 @@ from dataclasses import dataclass, field, fields
 
 from . import dtypes as dt
 from .dtypes import DType
+from .ops.binary import KERNEL_BINARY_OPS, KERNEL_COMPARE_OPS
 from .ops.unary import KERNEL_UNARY_OPS
 
 INDEX = dt.int64  # the type of loop variables and index arithmetic
 
 UNARY_OPS = KERNEL_UNARY_OPS  # declared with the graph ops in ir/ops/unary.py
-BINARY_OPS = (
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "idiv",
-    "mod",
-    "max",
-    "min",
-    "pow",
-    "and",
-    "or",
-    "xor",
-    "shl",
-    "lshr",
-)
-COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
+BINARY_OPS = KERNEL_BINARY_OPS  # declared with the graph ops in ir/ops/binary.py
+COMPARE_OPS = KERNEL_COMPARE_OPS
 
 
 # ---- expressions -------------------------------------------------------------------------

@@ -177,6 +177,20 @@ BINARY: dict[str, BinaryOp] = {
 }
 
 
+# Kernel-IR binary ops: those graph ops map to one-to-one, plus the ones div/pow's builders
+# and lowering's index arithmetic use.
+KERNEL_BINARY_OPS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [b.kernel for b in BINARY.values() if isinstance(b.kernel, str) and not b.result_bool]
+        + ["div", "idiv", "mod", "pow", "shl", "lshr"]
+    )
+)
+# Kernel-IR comparisons (bool results)
+KERNEL_COMPARE_OPS: tuple[str, ...] = tuple(
+    dict.fromkeys(b.kernel for b in BINARY.values() if b.result_bool and isinstance(b.kernel, str))
+)
+
+
 def binary_op(name: str) -> BinaryOp:
     """The declaration of ``name``; a KeyError that says so rather than a silent default."""
     try:

@@ -33,30 +33,13 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.elementwise import (
-    ARITHMETIC_OPS,
-    BITWISE_OPS,
-    COMPARISON_OPS,
-    LOGICAL_OPS,
-    UNARY_OPS,
-)
+from ..ir.ops.binary import BINARY
+from ..ir.ops.elementwise import UNARY_OPS
 from .rewriter import GraphRewriter
 
 # Elementwise ops: each output element needs only the same element of each (broadcast)
 # operand.
-POINTWISE = (
-    set(UNARY_OPS)
-    | set(ARITHMETIC_OPS)
-    | set(COMPARISON_OPS)
-    | set(LOGICAL_OPS)
-    | set(BITWISE_OPS)
-    | {
-        "pow",
-        "where",
-        "cast",
-        "stop_gradient",
-    }
-)
+POINTWISE = set(UNARY_OPS) | set(BINARY) | {"where", "cast", "stop_gradient"}
 # Injective ops: each output element needs a few input elements at computed indices.
 INJECTIVE = POINTWISE | {
     "reshape",
