@@ -113,8 +113,9 @@ class BinaryOp:
     reference: the NumPy definition. kernel: the kernel IR's binary op name when the op is
     one kernel op, else a builder ``(kernel_module, a, b, dtype) -> Expr``. vjp:
     ``((nc, a, b, y, g) -> da, (nc, a, b, y, g) -> db)``, or None for ops with no gradient
-    (they must be in autodiff's NOT_DIFFERENTIABLE). flops: per output element, for the
-    roofline.
+    (they must be in autodiff's NOT_DIFFERENTIABLE). unit: the constant that leaves the
+    other operand unchanged on the right (simplify drops it); ``left_unit`` when it does on
+    the left too. flops: per output element, for the roofline.
     """
 
     name: str
@@ -123,6 +124,8 @@ class BinaryOp:
     kernel: str | Callable[[Any, Any, Any, Any], Any]
     vjp: tuple[Callable[..., Any], Callable[..., Any]] | None = None
     result_bool: bool = False
+    unit: int | None = None
+    left_unit: bool = False
     flops: int = 1
 
 
@@ -134,7 +137,13 @@ BINARY: dict[str, BinaryOp] = {
     b.name: b
     for b in (
         BinaryOp(
-            "add", "numeric", np.add, "add", (lambda nc, a, b, y, g: g, lambda nc, a, b, y, g: g)
+            "add",
+            "numeric",
+            np.add,
+            "add",
+            (lambda nc, a, b, y, g: g, lambda nc, a, b, y, g: g),
+            unit=0,
+            left_unit=True,
         ),
         BinaryOp(
             "sub",
@@ -142,6 +151,7 @@ BINARY: dict[str, BinaryOp] = {
             np.subtract,
             "sub",
             (lambda nc, a, b, y, g: g, lambda nc, a, b, y, g: -g),
+            unit=0,
         ),
         BinaryOp(
             "mul",
@@ -149,6 +159,8 @@ BINARY: dict[str, BinaryOp] = {
             np.multiply,
             "mul",
             (lambda nc, a, b, y, g: g * b, lambda nc, a, b, y, g: g * a),
+            unit=1,
+            left_unit=True,
         ),
         BinaryOp(
             "div",
@@ -156,10 +168,11 @@ BINARY: dict[str, BinaryOp] = {
             _divide,
             _div_kernel,
             (lambda nc, a, b, y, g: g / b, lambda nc, a, b, y, g: -g * y / b),
+            unit=1,
         ),
         BinaryOp("maximum", "numeric", ieee_maximum, "max", _MAXIMUM_VJP),
         BinaryOp("minimum", "numeric", ieee_minimum, "min", _MINIMUM_VJP),
-        BinaryOp("pow", None, _pow, _pow_kernel, (_pow_base, _pow_exponent)),
+        BinaryOp("pow", None, _pow, _pow_kernel, (_pow_base, _pow_exponent), unit=1),
         BinaryOp("logical_and", "bool", np.logical_and, "and"),
         BinaryOp("logical_or", "bool", np.logical_or, "or"),
         BinaryOp("logical_xor", "bool", np.logical_xor, "xor"),

@@ -24,11 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
+from ..ir.ops.binary import BINARY
 from ..ir.ops.unary import UNARY
 from .rewriter import GraphRewriter, constant_value, is_scalar_constant, producer_op
 
 # the unary ops are declared in ir/ops/unary.py; cast is unary elementwise too
 ELEMENTWISE_UNARY = set(UNARY) | {"cast"}
+# binary ops with an identity operand (declared in ir/ops/binary.py): op -> its unit
+UNITS = {name: b.unit for name, b in BINARY.items() if b.unit is not None}
 
 
 def _same_type(a: Value, b: Value) -> bool:
@@ -37,7 +40,7 @@ def _same_type(a: Value, b: Value) -> bool:
 
 def _is_identity_operand(v: Value, op: str, side: str, dtype) -> bool:
     """Is ``v`` a constant that leaves the other operand of ``op`` unchanged, bit for bit?"""
-    unit = {"add": 0, "sub": 0, "mul": 1, "div": 1, "pow": 1}[op]
+    unit = UNITS[op]
     a = constant_value(v)
     if a is None or a.size == 0 or not np.all(a == unit):
         return False
@@ -45,7 +48,7 @@ def _is_identity_operand(v: Value, op: str, side: str, dtype) -> bool:
         # x + (-0.0) == x and x - (+0.0) == x for every x, -0.0 included; not with +0.0.
         negative = bool(np.all(np.signbit(a)))
         return negative if op == "add" else not bool(np.any(np.signbit(a)))
-    return side == "right" or op in ("add", "mul")
+    return side == "right" or BINARY[op].left_unit
 
 
 def _is_max_shifted(x: Value) -> bool:
@@ -82,12 +85,12 @@ def simplify_node(rw: GraphRewriter, node: Node, ins: list[Value]) -> Value | No
     op, out = node.op, node.outputs[0]
     loc = node.loc
 
-    if op in ("add", "sub", "mul", "div", "pow"):
+    if op in UNITS:
         a, b = ins
         if _is_identity_operand(b, op, "right", out.dtype) and _same_type(a, out):
             return a
         if (
-            op in ("add", "mul")
+            BINARY[op].left_unit
             and _is_identity_operand(a, op, "left", out.dtype)
             and _same_type(b, out)
         ):
