@@ -177,7 +177,9 @@ class CompiledFunction:
                 self._cache.move_to_end(key)
             except KeyError:  # evicted by another thread meanwhile: still usable
                 pass
-        self._last = (types, statics_key, tree, entry)
+        # (the statics themselves too: an identity-keyed one must not die while its id is
+        # the fast path's key)
+        self._last = (types, statics_key, tree, entry, statics)
         return entry
 
     def _build(self, fn, args: tuple) -> tuple[Lowered, Any, Graph]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
-from ...ir.kernel import Gemm, walk
+from ...ir.kernel import Gemm, Loop, walk
 from ...lowering.program import Program, donated_write_may_precede_error
 from .gemm_packed import WORKSPACE_BYTES
 from .jit import NativeCode
@@ -70,11 +70,13 @@ class LLVMExecutable:
         self._io_slots = [self._slots[n] for n in program.inputs + program.outputs]
         self._want_shape = [v.shape for v in program.graph.inputs]
         self._outputs = [program.buffers[n] for n in program.outputs]
-        self.uses_gemm = any(
-            isinstance(s, Gemm) and s.dtype.is_float for k in program.kernels for s in walk(k.body)
-        )
+        statements = [s for k in program.kernels for s in walk(k.body)]
+        self.uses_gemm = any(isinstance(s, Gemm) and s.dtype.is_float for s in statements)
         self.threads = threads
-        self.chooser = ThreadChooser(threads)
+        # A program without parallel loops or GEMMs never enters libgomp: nothing to choose
+        # (and a child forked after calling it has no reason to run serially).
+        parallel = self.uses_gemm or any(isinstance(s, Loop) and s.parallel for s in statements)
+        self.chooser = ThreadChooser(threads if parallel else 1)
         # A failing call must leave donated inputs as they were: when a kernel that can
         # report an error runs after one that writes a donated buffer, keep a copy.
         self._snapshot_donated = donated_write_may_precede_error(program)
