@@ -144,7 +144,7 @@ class LLVMExecutable:
                 entry(context.address)
                 seconds.append(time.perf_counter() - start)
 
-        return self._execute(arrays, run), seconds
+        return self._execute(arrays, run, measured=False), seconds
 
     def call_checked(
         self,
@@ -162,11 +162,13 @@ class LLVMExecutable:
                 entry(context.address)
                 on_kernel(i, lambda name: self._read(name, context))
 
-        return self._execute(arrays, run)
+        return self._execute(arrays, run, measured=False)
 
     def _execute(
-        self, arrays: Sequence[object], run: Callable[[_CallContext], None]
+        self, arrays: Sequence[object], run: Callable[[_CallContext], None], measured: bool = True
     ) -> list[np.ndarray]:
+        """``measured``: an ordinary call, timed for the thread chooser. Kernel-by-kernel
+        runs (profiles, check mode) use every thread and teach the chooser nothing."""
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
         inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
@@ -196,11 +198,12 @@ class LLVMExecutable:
                     bound[slot] = a
             context.status[0] = 0
             context.current = (inputs, outputs)
-            threads = self.chooser.threads()
+            threads = self.chooser.threads() if measured else self.chooser.all_threads()
             args[CONTEXT_THREADS] = threads
             start = time.perf_counter()
             run(context)
-            self.chooser.record(threads, time.perf_counter() - start)
+            if measured:
+                self.chooser.record(threads, time.perf_counter() - start)
             code = int(context.status[0])
             if code:
                 for array, copy in saved:  # the call failed: donated inputs as they were

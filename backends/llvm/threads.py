@@ -71,6 +71,11 @@ class ThreadChooser:
         self.wins = 0  # probes in a row that beat the current choice
         self.cold = True  # the first call pays for first-touch page faults: not a sample
 
+    def all_threads(self) -> int:
+        """Every thread this executable may use (1 in a child forked after parallel calls):
+        for kernel-by-kernel runs, which are not timed for the choice."""
+        return 1 if self.most <= 1 or serial_after_fork() else self.most
+
     def threads(self) -> int:
         """The thread count for the next call."""
         if self.most <= 1:
