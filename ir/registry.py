@@ -37,7 +37,8 @@ class OpDef:
     infer: InferFn
     num_inputs: int | tuple[int, int | None]  # exact count, or (min, max or None)
     attrs: Mapping[str, AttrSpec] = field(default_factory=dict)
-    category: str = "elementwise"  # elementwise | reduction | movement | contraction | source
+    # The one classification of ops, read by fusion, simplify and roofline (see CATEGORIES).
+    category: str = "elementwise"
     doc: str = ""
 
     def check_arity(self, n: int) -> None:
@@ -119,6 +120,12 @@ def _coerce_attr(op: str, name: str, spec: AttrSpec, v: Any) -> Any:
     raise AssertionError(f"unknown attribute kind {k}")
 
 
+# elementwise: each output element needs the same element of each (broadcast) input;
+# movement: a few input elements at computed indices; reduction; contraction: tiled kernels
+# (matmul, convolutions, pooling); scatter: outputs written at data-dependent places;
+# source: no data inputs (constants, random numbers).
+CATEGORIES = ("elementwise", "movement", "reduction", "contraction", "scatter", "source")
+
 _REGISTRY: dict[str, OpDef] = {}
 
 
@@ -127,6 +134,7 @@ def register_op(opdef: OpDef) -> OpDef:
         raise AssertionError(f"op {opdef.name!r} registered twice")
     for spec in opdef.attrs.values():
         assert spec.kind in ATTR_KINDS, spec
+    assert opdef.category in CATEGORIES, opdef
     _REGISTRY[opdef.name] = opdef
     return opdef
 

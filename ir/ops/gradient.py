@@ -172,7 +172,7 @@ register_op(
         _infer_scatter_add,
         2,
         {"axis": AttrSpec("int"), "shape": AttrSpec("ints")},
-        "movement",
+        "scatter",
         doc="(updates, indices) -> zeros(shape) with updates added at the gathered places: "
         "the adjoint of gather.",
     )
@@ -183,7 +183,7 @@ register_op(
         _infer_scatter_elements_add,
         2,
         {"axis": AttrSpec("int"), "shape": AttrSpec("ints")},
-        "movement",
+        "scatter",
         doc="The adjoint of gather_elements (take_along_axis).",
     )
 )

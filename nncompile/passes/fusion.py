@@ -32,40 +32,24 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..ir import ops as _register_ops  # noqa: F401  (every op registered before POINTWISE)
 from ..ir.graph import Graph, Node, Value
-from ..ir.ops.binary import BINARY
-from ..ir.ops.elementwise import UNARY_OPS
+from ..ir.registry import all_ops, get_op
 from .rewriter import GraphRewriter
 
+# Fusion's classes are read from the ops' one classification (OpDef.category): elementwise,
+# movement and random numbers are *injective*; scatters are *opaque*.
+_CLASS_OF_CATEGORY = {
+    "elementwise": "injective",
+    "movement": "injective",
+    "source": "injective",
+    "reduction": "reduction",
+    "contraction": "contraction",
+    "scatter": "opaque",
+}
 # Elementwise ops: each output element needs only the same element of each (broadcast)
 # operand.
-POINTWISE = set(UNARY_OPS) | set(BINARY) | {"where", "cast", "stop_gradient"}
-# Injective ops: each output element needs a few input elements at computed indices.
-INJECTIVE = POINTWISE | {
-    "reshape",
-    "transpose",
-    "expand",
-    "slice",
-    "pad",
-    "concat",
-    "gather",
-    "gather_elements",
-    "one_hot",
-    "random_uniform",
-    "slice_backward",
-}
-REDUCTION = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin"}
-CONTRACTION = {
-    "matmul",
-    "conv2d",
-    "conv2d_backward_input",
-    "conv2d_backward_weight",
-    "max_pool2d",
-    "avg_pool2d",
-    "max_pool2d_backward",
-    "avg_pool2d_backward",
-}
-OPAQUE = {"scatter_add", "scatter_elements_add"}
+POINTWISE = frozenset(name for name, d in all_ops().items() if d.category == "elementwise")
 # Concats with this many inputs stay out of reductions (see place_reduction).
 WIDE_CONCAT = 4
 # A group is one loop nest whose body holds every node: LLVM's loop vectorizer takes time
@@ -86,17 +70,10 @@ def node_class(node: Node) -> str:
 
 
 def op_class(op: str) -> str:
-    for name, ops in (
-        ("injective", INJECTIVE),
-        ("reduction", REDUCTION),
-        ("contraction", CONTRACTION),
-        ("opaque", OPAQUE),
-    ):
-        if op in ops:
-            return name
+    """injective | reduction | contraction | opaque | constant."""
     if op == "constant":
         return "constant"
-    raise NotImplementedError(f"fusion has no class for op {op!r}")
+    return _CLASS_OF_CATEGORY[get_op(op).category]
 
 
 @dataclass

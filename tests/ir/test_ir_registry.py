@@ -17,7 +17,7 @@ from nncompile.ir.ops.elementwise import (
     ORDER_OPS,
     UNARY_OPS,
 )
-from nncompile.ir.registry import ATTR_KINDS, REQUIRED
+from nncompile.ir.registry import ATTR_KINDS, CATEGORIES, REQUIRED
 
 import nncompile as nc
 
@@ -174,7 +174,7 @@ def test_every_op_has_a_reference_implementation():
 def test_op_schema_is_well_formed(op):
     opdef = get_op(op)
     assert opdef.name == op
-    assert opdef.category in {"elementwise", "reduction", "movement", "contraction", "source"}
+    assert opdef.category in CATEGORIES
     for name, spec in opdef.attrs.items():
         assert isinstance(spec, AttrSpec) and spec.kind in ATTR_KINDS, name
         if spec.default is not REQUIRED:
@@ -211,3 +211,11 @@ def test_arity_is_checked(op):
     if isinstance(opdef.num_inputs, int):
         with pytest.raises(nc.GraphError, match="expects"):
             opdef.infer_types(types + [T(1)], norm)
+
+
+def test_fusion_classes_come_from_the_op_categories():
+    from nncompile.passes.fusion import POINTWISE, op_class
+
+    assert op_class("scatter_add") == "opaque" and op_class("conv2d") == "contraction"
+    assert op_class("reshape") == "injective" and op_class("reduce_sum") == "reduction"
+    assert "hardswish" in POINTWISE and "reshape" not in POINTWISE
