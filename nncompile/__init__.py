@@ -103,11 +103,15 @@ from .composites import (
     softmax,
     softplus,
 )
+from .activations import hardtanh, relu6, silu
+from .statistics import cumsum, std, var
+from .splitting import chunk, split
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
 from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
 from .passes import optimize
+from .functional import batch_norm, dropout, embedding
 from .autodiff import value_and_grad
 from .autodiff.api import grad
 from .training import train_step
@@ -145,6 +149,7 @@ __all__ = [
     "astype",
     "autodiff",
     "avg_pool2d",
+    "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "bitwise_and",
@@ -153,14 +158,18 @@ __all__ = [
     "bitwise_xor",
     "bool_",
     "broadcast_to",
+    "chunk",
     "clip",
     "compile",
     "concatenate",
     "conv2d",
     "cross_entropy",
+    "cumsum",
     "data",
     "divide",
+    "dropout",
     "elu",
+    "embedding",
     "equal",
     "erf",
     "exp",
@@ -173,6 +182,7 @@ __all__ = [
     "greater",
     "greater_equal",
     "hardswish",
+    "hardtanh",
     "init",
     "int32",
     "int64",
@@ -217,16 +227,20 @@ __all__ = [
     "profile",
     "reciprocal",
     "relu",
+    "relu6",
     "reshape",
     "run",
     "sigmoid",
     "sign",
+    "silu",
     "softmax",
     "softplus",
+    "split",
     "sqrt",
     "square",
     "squeeze",
     "stack",
+    "std",
     "stop_gradient",
     "subtract",
     "sum",
@@ -239,6 +253,7 @@ __all__ = [
     "transpose",
     "trunc_divide",
     "value_and_grad",
+    "var",
     "viz",
     "where",
     "zeros_like",

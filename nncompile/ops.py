@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from . import padding
 from .dispatch import bind
 from .ir import dtypes as dt
-from .ir.errors import DTypeError, ShapeError
+from .ir.errors import DTypeError, OpAttributeError, ShapeError
 from .ir.registry import normalize_axis
 from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
@@ -420,11 +421,30 @@ def _pad_widths(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
         raise ShapeError(f"pad: pad_width {pad_width!r} does not fit rank {ndim}") from None
 
 
+# np.pad's other modes compute from the data (or leave it uninitialized): not provided.
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+_UNSUPPORTED_PAD_MODES = ("empty", "linear_ramp", "maximum", "mean", "median", "minimum")
+
+
 @reports_user_line
 def pad(x: ArrayLike, pad_width: Any, mode: str = "constant", constant_values: float = 0) -> Tensor:
-    """NumPy pad with modes 'constant', 'reflect' and 'edge'."""
+    """NumPy pad with modes 'constant', 'edge' (torch 'replicate'), 'reflect', 'symmetric'
+    and 'wrap' (torch 'circular'). Reflect, symmetric and wrap accept any width NumPy does
+    (repeated reflection); padding an empty axis in a mode other than constant is a
+    ShapeError."""
     x = as_tensor(x)
     widths = _pad_widths(pad_width, x.ndim)
+    if mode in _UNSUPPORTED_PAD_MODES:
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported (only {_PAD_MODES})")
+    if mode not in _PAD_MODES:
+        raise OpAttributeError(f"pad: unknown mode {mode!r}; expected one of {_PAD_MODES}")
+    if mode != "constant" and constant_values != 0:
+        raise OpAttributeError(
+            f"pad: constant_values is only used by mode 'constant', not {mode!r}"
+        )
+    narrow = all(b < d and e < d for (b, e), d in zip(widths, x.shape, strict=True) if b or e)
+    if mode in padding.SLICED_MODES and not (mode == "reflect" and narrow):
+        return padding.pad_by_slices(x, widths, mode)
     pads = tuple(b for b, _ in widths) + tuple(e for _, e in widths)
     return bind("pad", x, pads=pads, mode=mode, value=float(constant_values))
 

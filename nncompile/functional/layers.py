@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .. import activations as A
 from .. import composites as C
 from .. import ops
 from ..dispatch import bind
@@ -24,6 +25,11 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "elu": C.elu,
     "leaky_relu": C.leaky_relu,
     "softplus": C.softplus,
+    "relu6": A.relu6,
+    "silu": A.silu,
+    "swish": A.silu,  # Keras' other name for silu
+    "hardswish": ops.hardswish,
+    "hardtanh": A.hardtanh,
 }
 
 
