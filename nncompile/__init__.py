@@ -87,6 +87,15 @@ from .ops import (
     zeros_like,
 )
 from .nn_ops import avg_pool2d, conv2d, max_pool2d
+from .nn_ops_1d import avg_pool1d, conv1d, max_pool1d
+from .conv_transpose import conv_transpose1d, conv_transpose2d
+from .adaptive_pool import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+)
+from .resize import interpolate
 from .composites import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -106,6 +115,9 @@ from .composites import (
 from .activations import hardtanh, relu6, silu
 from .statistics import cumsum, std, var
 from .splitting import chunk, split
+from .nll import nll_loss
+from .sorting import sort, topk
+from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
@@ -141,6 +153,10 @@ __all__ = [
     "Tensor",
     "TraceError",
     "abs",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
     "add",
     "argmax",
     "argmin",
@@ -148,6 +164,7 @@ __all__ = [
     "asarray",
     "astype",
     "autodiff",
+    "avg_pool1d",
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy",
@@ -162,7 +179,10 @@ __all__ = [
     "clip",
     "compile",
     "concatenate",
+    "conv1d",
     "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
     "cross_entropy",
     "cumsum",
     "data",
@@ -186,6 +206,7 @@ __all__ = [
     "init",
     "int32",
     "int64",
+    "interpolate",
     "ir",
     "jit",
     "layer_norm",
@@ -205,6 +226,7 @@ __all__ = [
     "mae",
     "matmul",
     "max",
+    "max_pool1d",
     "max_pool2d",
     "maximum",
     "mean",
@@ -216,6 +238,7 @@ __all__ = [
     "name_scope",
     "negative",
     "nn",
+    "nll_loss",
     "not_equal",
     "one_hot",
     "ones_like",
@@ -230,11 +253,13 @@ __all__ = [
     "relu6",
     "reshape",
     "run",
+    "scaled_dot_product_attention",
     "sigmoid",
     "sign",
     "silu",
     "softmax",
     "softplus",
+    "sort",
     "split",
     "sqrt",
     "square",
@@ -248,6 +273,7 @@ __all__ = [
     "take_along_axis",
     "tanh",
     "tensor",
+    "topk",
     "trace",
     "train_step",
     "transpose",
