@@ -115,9 +115,6 @@ from .composites import (
 from .activations import hardtanh, relu6, silu
 from .statistics import cumsum, std, var
 from .splitting import chunk, split
-from .nll import nll_loss
-from .sorting import sort, topk
-from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
@@ -238,7 +235,6 @@ __all__ = [
     "name_scope",
     "negative",
     "nn",
-    "nll_loss",
     "not_equal",
     "one_hot",
     "ones_like",
@@ -253,13 +249,11 @@ __all__ = [
     "relu6",
     "reshape",
     "run",
-    "scaled_dot_product_attention",
     "sigmoid",
     "sign",
     "silu",
     "softmax",
     "softplus",
-    "sort",
     "split",
     "sqrt",
     "square",
@@ -273,7 +267,6 @@ __all__ = [
     "take_along_axis",
     "tanh",
     "tensor",
-    "topk",
     "trace",
     "train_step",
     "transpose",
