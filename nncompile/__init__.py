@@ -115,6 +115,9 @@ from .composites import (
 from .activations import hardtanh, relu6, silu
 from .statistics import cumsum, std, var
 from .splitting import chunk, split
+from .nll import nll_loss
+from .sorting import sort, topk
+from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
@@ -234,6 +237,7 @@ __all__ = [
     "multiply",
     "name_scope",
     "negative",
+    "nll_loss",
     "nn",
     "not_equal",
     "one_hot",
@@ -249,11 +253,13 @@ __all__ = [
     "relu6",
     "reshape",
     "run",
+    "scaled_dot_product_attention",
     "sigmoid",
     "sign",
     "silu",
     "softmax",
     "softplus",
+    "sort",
     "split",
     "sqrt",
     "square",
@@ -267,6 +273,7 @@ __all__ = [
     "take_along_axis",
     "tanh",
     "tensor",
+    "topk",
     "trace",
     "train_step",
     "transpose",
