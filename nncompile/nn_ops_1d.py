@@ -61,6 +61,10 @@ def conv1d(
     if w.ndim != 3:
         raise ShapeError(f"conv1d: weight must be (O, C/groups, K), got {w._type}")
     x2, layout2 = _to_2d("conv1d", x, layout)
+    c = x.shape[2] if layout == "NWC" else x.shape[1]
+    g = int(groups)
+    if g < 1 or w.shape[1] * g != c or w.shape[0] % g:
+        raise ShapeError(f"conv1d: input {x._type} and weight {w._type} disagree with groups={g}")
     y = conv2d(
         x2,
         reshape(w, (w.shape[0], w.shape[1], 1, w.shape[2])),
