@@ -13,7 +13,7 @@ import numpy as np
 
 from .adaptive_pool import adaptive_avg_pool1d, adaptive_avg_pool2d
 from .ir.errors import DTypeError, OpAttributeError, ShapeError
-from .ops import ArrayLike, add, multiply, reshape, take
+from .ops import ArrayLike, add, multiply, take
 from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
 
@@ -33,12 +33,13 @@ def _scale(in_size: int, out_size: int, scale: float | None, dtype) -> Any:
 
 def nearest_indices(in_size: int, out_size: int, scale: float | None, exact: bool) -> np.ndarray:
     """Source index of each output: floor(dst * s) ("nearest", torch's legacy rule, with its
-    shortcuts for equal and doubled sizes) or floor((dst + 0.5) * s) ("nearest-exact"),
-    clamped to the input; s in float32 as torch computes it."""
+    shortcuts for equal and doubled sizes when no scale_factor is given) or
+    floor((dst + 0.5) * s) ("nearest-exact"), clamped to the input; s in float32 as torch
+    computes it."""
     dst = np.arange(out_size)
-    if not exact and out_size == in_size:
+    if not exact and scale is None and out_size == in_size:
         return dst.astype(np.int64)
-    if not exact and out_size == 2 * in_size:
+    if not exact and scale is None and out_size == 2 * in_size:
         return (dst >> 1).astype(np.int64)
     s = _scale(in_size, out_size, scale, np.float32)
     if exact:  # (dst + 0.5) is a double in torch's C++, the product too; floorf rounds it
