@@ -24,6 +24,15 @@ from .layers import (
     MaxPooling2D,
     Reshape,
 )
+from .layers_conv import DepthwiseConv2D, SeparableConv2D
+from .layers_normalization import LayerNormalization
+from .layers_pooling import (
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+)
+from .layers_shape import Cropping2D, ZeroPadding2D
 from .model import Sequential
 from .recurrent import GRU, LSTM, SimpleRNN
 from .saving import load_model, save_model
@@ -37,18 +46,27 @@ __all__ = [
     "CallContext",
     "Callback",
     "Conv2D",
+    "Cropping2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "EarlyStopping",
     "Embedding",
     "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
     "History",
     "Layer",
+    "LayerNormalization",
     "MaxPooling2D",
     "ModelCheckpoint",
     "Reshape",
+    "SeparableConv2D",
     "Sequential",
     "SimpleRNN",
+    "ZeroPadding2D",
     "load_model",
     "save_model",
 ]
