@@ -58,12 +58,15 @@ def _ranked_indices(x: Tensor, axis: int, k: int, descending: bool) -> Tensor:
     """
     n, nd = x.shape[axis], x.ndim
     key = stop_gradient(x) if x._type.dtype.is_float else x
-    xi, xj = expand_dims(key, axis + 1), expand_dims(key, axis)  # pairs on axes (i, j)
-    earlier = _along(np.tri(n, n, -1, dtype=bool), axis, nd + 1)  # j < i
+    xj, xi = expand_dims(key, axis + 1), expand_dims(key, axis)  # pairs on axes (j, i)
+    earlier = _along(np.triu(np.ones((n, n), dtype=bool), 1), axis, nd + 1)  # j < i
     goes_first = logical_or(_before(xj, xi, descending), logical_and(_tied(xj, xi), earlier))
-    rank = sum(astype(goes_first, "int64"), axis + 1)  # rank of each i
+    # keepdims leaves rank[i] on axis + 1, where hit reads it. Not reduced to x's shape and
+    # broadcast back: LLVM kernels that fuse a reduction with a broadcast of its result
+    # across kept axes read the wrong element (test_fused_reduction_broadcast_across_rows).
+    rank = sum(astype(goes_first, "int64"), axis, keepdims=True)
     # hit[r, i]: element i has rank r, for r < k; its index sum over i picks that i
-    hit = equal(expand_dims(rank, axis), _along(np.arange(k).reshape(k, 1), axis, nd + 1))
+    hit = equal(rank, _along(np.arange(k).reshape(k, 1), axis, nd + 1))
     positions = _along(np.arange(n, dtype=np.int64).reshape(1, n), axis, nd + 1)
     return sum(where(hit, positions, 0), axis + 1)
 
