@@ -6,6 +6,7 @@ constant averaging matrices (A_h @ x @ A_w^T) and maxima are taken separably, pe
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,11 @@ def _output_size(op: str, x: Tensor, output_size: Any) -> tuple[int, int]:
     if len(size) != 2:
         raise ShapeError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
     out = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(size))
-    if not all(isinstance(s, int) and s >= 1 for s in out):
+    if not all(isinstance(s, Integral) and s >= 1 for s in out):
         raise ShapeError(f"{op}: output_size must be positive ints or None, got {output_size!r}")
     if not x._type.dtype.is_float:
         raise DTypeError(f"{op}: expects a float input, got {x._type}")
-    return out  # type: ignore[return-value]
+    return (int(out[0]), int(out[1]))
 
 
 def bins(size: int, out: int) -> list[tuple[int, int]]:

@@ -7,6 +7,7 @@ indices and weights follow torch's CPU kernels (aten/src/ATen/native/UpSample.h)
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -84,13 +85,13 @@ def _output_sizes(x: Tensor, size: Any, scale_factor: Any) -> tuple[list[int], l
         raise OpAttributeError("interpolate: give exactly one of size and scale_factor")
     if size is not None:
         sizes = list(size) if isinstance(size, (tuple, list)) else [size] * dims
-        if len(sizes) != dims or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        if len(sizes) != dims or not all(isinstance(s, Integral) and s >= 1 for s in sizes):
             raise ShapeError(f"interpolate: size must be {dims} positive ints, got {size!r}")
-        return sizes, [None] * dims
+        return [int(s) for s in sizes], [None] * dims
     scales = (
         list(scale_factor) if isinstance(scale_factor, (tuple, list)) else [scale_factor] * dims
     )
-    if len(scales) != dims or not all(isinstance(s, (int, float)) and s > 0 for s in scales):
+    if len(scales) != dims or not all(isinstance(s, Real) and s > 0 for s in scales):
         raise ShapeError(
             f"interpolate: scale_factor must be {dims} positive numbers, got {scale_factor!r}"
         )
@@ -110,12 +111,15 @@ def interpolate(
     mode: str = "nearest",
     align_corners: bool | None = None,
     recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
 ) -> Tensor:
     """torch.nn.functional.interpolate on (N, C, L) ('nearest', 'nearest-exact', 'linear',
     'area') and (N, C, H, W) ('nearest', 'nearest-exact', 'bilinear', 'area') inputs. With
     scale_factor (and recompute_scale_factor not True) the source index uses 1/scale_factor,
     as torch does; otherwise in/out."""
     x = as_tensor(x)
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
     if x.ndim not in _MODES:
         raise NotImplementedError(
             f"interpolate: only 3-D (N, C, L) and 4-D (N, C, H, W) inputs, got {x._type}"

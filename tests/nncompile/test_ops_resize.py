@@ -173,6 +173,8 @@ def test_errors():
         nc.interpolate(x, size=3, align_corners=True)
     with pytest.raises(NotImplementedError, match="mode 'linear' on a rank-4 input"):
         nc.interpolate(x, size=3, mode="linear")
+    with pytest.raises(NotImplementedError, match="antialias=True is not supported"):
+        nc.interpolate(x, size=3, mode="bilinear", antialias=True)
     with pytest.raises(NotImplementedError, match="mode 'bicubic'"):
         nc.interpolate(x, size=3, mode="bicubic")
     with pytest.raises(NotImplementedError, match="only 3-D .* and 4-D"):
