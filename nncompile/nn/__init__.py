@@ -24,6 +24,7 @@ from .layers import (
     MaxPooling2D,
     Reshape,
 )
+from .layers_attention import MultiHeadAttention
 from .layers_conv import DepthwiseConv2D, SeparableConv2D
 from .layers_normalization import LayerNormalization
 from .layers_pooling import (
@@ -62,6 +63,7 @@ __all__ = [
     "LayerNormalization",
     "MaxPooling2D",
     "ModelCheckpoint",
+    "MultiHeadAttention",
     "Reshape",
     "SeparableConv2D",
     "Sequential",
