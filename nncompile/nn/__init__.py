@@ -34,6 +34,7 @@ from .layers_pooling import (
     GlobalMaxPooling2D,
 )
 from .layers_shape import Cropping2D, ZeroPadding2D
+from .layers_wrappers import Bidirectional, TimeDistributed
 from .model import Sequential
 from .recurrent import GRU, LSTM, SimpleRNN
 from .saving import load_model, save_model
@@ -44,6 +45,7 @@ __all__ = [
     "Activation",
     "AveragePooling2D",
     "BatchNormalization",
+    "Bidirectional",
     "CallContext",
     "Callback",
     "Conv2D",
@@ -68,6 +70,7 @@ __all__ = [
     "SeparableConv2D",
     "Sequential",
     "SimpleRNN",
+    "TimeDistributed",
     "ZeroPadding2D",
     "load_model",
     "save_model",
