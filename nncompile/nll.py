@@ -8,13 +8,13 @@ from .ir.errors import ConfigError, DTypeError, ShapeError
 from .ops import (
     ArrayLike,
     astype,
+    equal,
     expand_dims,
     not_equal,
     reshape,
     squeeze,
     sum,
     take,
-    take_along_axis,
     where,
 )
 from .source_location import reports_user_line
@@ -59,8 +59,9 @@ def nll_loss(
 
     A target outside [0, C) that is not ``ignore_index`` raises ShapeError eagerly. While
     tracing the values are unknown: compiled code (and the reference interpreter) raise
-    ExecutionError from the gather instead; negative targets are sent out of range first so
-    that they raise too instead of wrapping around as NumPy indices would.
+    ExecutionError from a gather of the class ids instead; negative targets are sent out of
+    range first so that they raise too instead of wrapping around as NumPy indices would.
+    Costs O(N C) (a comparison with every class id), as log_softmax does.
     """
     log_probs, target = as_tensor(log_probs), as_tensor(target)
     if not log_probs._type.dtype.is_float:
@@ -90,13 +91,20 @@ def nll_loss(
     target = astype(target, "int64")
     counted = not_equal(target, ignore_index)
     # Ignored targets read class 0 (their term is masked out); negative class ids go to C
-    # so the gather reports them instead of wrapping around.
+    # so that the gather below reports them instead of wrapping around.
     safe = where(counted, where(target < 0, classes, target), 0)
-    picked = squeeze(take_along_axis(log_probs, expand_dims(safe, 1), axis=1), 1)
+    checked = take(np.arange(classes), safe, axis=0)  # == safe; raises when out of range
+    # Pick by comparing with every class id (a reduction over C, like log_softmax's) rather
+    # than gathering from log_probs: the CUDA backend cannot yet run a gather with its
+    # index check inside a whole-tensor sum (NotImplementedError), which mean/sum would be.
+    class_ids = np.arange(classes).reshape((1, classes) + (1,) * (log_probs.ndim - 2))
+    hit = equal(expand_dims(checked, 1), class_ids)
+    picked = sum(where(hit, log_probs, 0.0), 1)
     if weight is None:
         w = astype(counted, log_probs._type.dtype)
     else:
-        w = where(counted, take(astype(weight, log_probs._type.dtype), safe, axis=0), 0.0)
+        per_class = reshape(astype(weight, log_probs._type.dtype), class_ids.shape)
+        w = where(counted, sum(where(hit, per_class, 0.0), 1), 0.0)
     loss = where(counted, -picked * w, 0.0)  # not 0 * picked: an ignored -inf would be NaN
     if reduction == "none":
         return loss
