@@ -218,7 +218,9 @@ class _Partitioner:
         current row at hand, so a joining op must not move data between rows: pointwise
         ops (with broadcasting), reshapes, element gathers and scatters along the reduced
         axes, and broadcasts along them."""
-        if node.op in POINTWISE or node.op == "reshape":
+        if node.op in POINTWISE:
+            return self.broadcasts_within_rows(g, node)
+        if node.op == "reshape":
             return True
         if node.op in ("gather_elements", "scatter_elements_add"):
             return node.attrs["axis"] % len(node.outputs[0].shape) in g.row_axes
@@ -231,6 +233,22 @@ class _Partitioner:
                 if d != 1 and (i < lead or src[i - lead] == 1)
             )
         return False
+
+    def broadcasts_within_rows(self, g: FusionGroup, node: Node) -> bool:
+        """The group holds a value computed per row (a reduction's result, and what is
+        computed from it) as one number for the current outer index, whatever index an op
+        asks for. So a pointwise op may broadcast such a value over the row only as
+        keepdims would place it: ``sum(m, 1)`` of shape (4,) broadcasts along m's *last*
+        axis in NumPy, across rows, and must be read from memory instead."""
+        out = node.outputs[0].shape
+        keepdims = tuple(1 if i in g.row_axes else d for i, d in enumerate(g.row_shape))
+        for v in node.inputs:
+            if v.shape == out or _numel(v) == 1 or self.group_of.get(id(v.producer)) is not g:
+                continue
+            padded = (1,) * (len(out) - len(v.shape)) + v.shape
+            if out != g.row_shape or padded != keepdims:
+                return False
+        return True
 
     def reject(self, producer_group: FusionGroup, node: Node, reason: str) -> None:
         for v in node.inputs:

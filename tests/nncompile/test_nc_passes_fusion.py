@@ -245,3 +245,23 @@ def test_regression_why_not_fused_lists_only_edges_that_stayed_unfused():
         if where[id(names[r.producer])] is where[id(names[r.consumer])]
     ]
     assert stale == [], format_fusion(g)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda m: nc.sum(m, 1) + m,  # (4,) broadcasts along the last axis: across rows
+        lambda m: nc.sum(m, 0) + m,  # along the first: one value per column, keepdims-like
+        lambda m: nc.exp(nc.max(m, 1)) * m,
+        lambda m: nc.reshape(nc.sum(m, 1), (1, 4)) - m,
+        lambda m: nc.sum(m, 1, keepdims=True) + nc.sum(m, 1),
+        lambda m: m / nc.sum(nc.reshape(m, (4, 2, 2)), (1, 2)),
+    ],
+)
+def test_reduced_values_broadcast_across_rows_compile_correctly(f):
+    """A reduction's result is held per row inside its fused kernel: a pointwise op that
+    broadcasts it other than as keepdims would must read it from memory (a fused kernel
+    read the current row's value and gave wrong numbers)."""
+    m = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
+    got = nc.compile(f, backend="llvm")(m)
+    np.testing.assert_allclose(got, f(m).numpy(), rtol=1e-5, atol=1e-5)

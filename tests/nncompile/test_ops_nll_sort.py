@@ -126,12 +126,18 @@ def test_sort_vs_torch_stable(axis, descending):
     )
 
 
-def test_sort_ints_and_scalar():
+def test_sort_ints_bools_and_scalar():
     x = R.integers(-5, 5, (3, 7))
     values, indices = nc.sort(x, descending=True)
     tv, ti = torch.sort(torch.tensor(x), descending=True, stable=True)
     assert_close(values, tv, 0)
     assert_close(indices, ti, 0)
+    b = R.random((2, 9)) < 0.5
+    for descending in (False, True):
+        values, indices = nc.sort(b, descending=descending)
+        tv, ti = torch.sort(torch.tensor(b), descending=descending, stable=True)
+        assert_close(values, tv, 0)
+        assert_close(indices, ti, 0)
     values, indices = nc.sort(np.float64(2.5))
     assert values.shape == indices.shape == () and indices.item() == 0
 
@@ -178,7 +184,6 @@ def test_sort_topk_bad_arguments():
         nc.sort(np.zeros((2, 5)), axis=2)
 
 
-@pytest.mark.xfail(strict=True, reason="fusion bug: reduction result broadcast across rows")
 def test_fused_reduction_broadcast_across_rows():
     """Found writing sort: sum(m, 1) has shape (4,) and broadcasts along m's last axis, but the
     fused LLVM kernel reads it per row (fusion's row_safe admits the implicit broadcast of a
