@@ -57,13 +57,16 @@ def _ranked_indices(x: Tensor, axis: int, k: int, descending: bool) -> Tensor:
     0..n-1; then index[r] = the i whose rank is r. Costs O(n^2) per row, in time and memory.
     """
     n, nd = x.shape[axis], x.ndim
-    key = stop_gradient(x) if x._type.dtype.is_float else x
+    if x._type.dtype.is_bool:  # comparisons want numbers; False < True as in torch
+        key = astype(x, "int32")
+    else:
+        key = stop_gradient(x) if x._type.dtype.is_float else x
     xj, xi = expand_dims(key, axis + 1), expand_dims(key, axis)  # pairs on axes (j, i)
     earlier = _along(np.triu(np.ones((n, n), dtype=bool), 1), axis, nd + 1)  # j < i
     goes_first = logical_or(_before(xj, xi, descending), logical_and(_tied(xj, xi), earlier))
-    # keepdims leaves rank[i] on axis + 1, where hit reads it. Not reduced to x's shape and
-    # broadcast back: LLVM kernels that fuse a reduction with a broadcast of its result
-    # across kept axes read the wrong element (test_fused_reduction_broadcast_across_rows).
+    # keepdims leaves rank[i] on axis + 1, where hit reads it, with no reshape between
+    # (reducing it away and broadcasting back across rows once miscompiled on LLVM:
+    # test_fused_reduction_broadcast_across_rows).
     rank = sum(astype(goes_first, "int64"), axis, keepdims=True)
     # hit[r, i]: element i has rank r, for r < k; its index sum over i picks that i
     hit = equal(rank, _along(np.arange(k).reshape(k, 1), axis, nd + 1))
