@@ -11,6 +11,7 @@ summary / save, callbacks, and ``load_model``.
 """
 
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from .functional_model import Model
 from .layer import CallContext, Layer
 from .layers import (
     Activation,
@@ -35,19 +36,24 @@ from .layers_pooling import (
 )
 from .layers_shape import Cropping2D, ZeroPadding2D
 from .layers_wrappers import Bidirectional, TimeDistributed
+from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .model import Sequential
 from .recurrent import GRU, LSTM, SimpleRNN
 from .saving import load_model, save_model
+from .symbolic import Input, InputLayer, KerasTensor, set_random_seed
 
 __all__ = [
     "GRU",
     "LSTM",
     "Activation",
+    "Add",
+    "Average",
     "AveragePooling2D",
     "BatchNormalization",
     "Bidirectional",
     "CallContext",
     "Callback",
+    "Concatenate",
     "Conv2D",
     "Cropping2D",
     "Dense",
@@ -61,17 +67,26 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "History",
+    "Input",
+    "InputLayer",
+    "KerasTensor",
     "Layer",
     "LayerNormalization",
     "MaxPooling2D",
+    "Maximum",
+    "Minimum",
+    "Model",
     "ModelCheckpoint",
     "MultiHeadAttention",
+    "Multiply",
     "Reshape",
     "SeparableConv2D",
     "Sequential",
     "SimpleRNN",
+    "Subtract",
     "TimeDistributed",
     "ZeroPadding2D",
     "load_model",
     "save_model",
+    "set_random_seed",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ..metrics import CLASS_METRICS
 from ..tracing import is_array_leaf
 from .callbacks import Callback, CallbackList, History
 from .metrics_accumulator import EpochMetrics
+from .outputs import OutputsMetrics, loss_weights_for, metrics_for, per_output
 from .progress import ProgressBar
 
 # (last activation, loss) pairs computed from logits: log-softmax / log-sigmoid forms that
@@ -98,28 +100,53 @@ def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+@dataclass
+class OutputSettings:
+    """Loss, weight, metrics and logits form of each model output (known once the model
+    is built: a subclassed model learns its outputs from its first data)."""
+
+    names: list[str]
+    losses: list[Any]  # the loss as given (a name or a function), None: not trained
+    fns: list[Any]
+    weights: list[float]
+    metrics: list[list[str]]
+    logits: list[bool]
+
+
 class Trainer:
     def __init__(
         self,
         model: Any,
         optimizer: Any = "adam",
         loss: Any = None,
-        metrics: Iterable[str] | None = None,
+        metrics: Any = None,
         backend: str = "llvm",
         run_eagerly: bool = False,
         threads: int | None = None,
         check: bool | None = None,
+        loss_weights: Any = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         try:
             self.optimizer = optim.get(optimizer)
-            self.loss_fn = losses.get(loss) if loss is not None else None
+            structured = isinstance(loss, (list, tuple, dict))
+            entries = (loss.values() if isinstance(loss, dict) else loss) if structured else []
+            fns = [losses.get(entry) for entry in entries if entry is not None]
+            if structured and not fns:
+                raise ConfigError(f"compile: loss {loss!r} gives no output a loss")
+            self.loss_fn = fns if structured else losses.get(loss) if loss is not None else None
         except ValueError as e:
             raise ConfigError(str(e)) from None
         self.model = model
         self.loss = loss
-        self.metrics = _metric_names(metrics)
+        self.loss_weights = loss_weights
+        flat = metrics is None or (
+            not isinstance(metrics, dict) and all(isinstance(m, str) for m in metrics)
+        )
+        self.metrics_spec = metrics
+        # the metric names when one list applies to every output (also what is saved)
+        self.metrics = _metric_names(metrics) if flat else []
         self.backend = backend
         self.run_eagerly = run_eagerly
         self.threads = threads
@@ -127,55 +154,135 @@ class Trainer:
         self.opt_state: dict[str, Any] | None = None
         self.steps_run = 0  # also the dropout key of the next step
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._settings: OutputSettings | None = None
 
-    # -- the graphs -----------------------------------------------------------------------
+    # -- per-output settings --------------------------------------------------------------
+    @property
+    def outputs(self) -> OutputSettings:
+        if self._settings is None:
+            model = self.model
+            names = model.output_names
+            given = per_output(self.loss, names, "loss") if self.loss is not None else []
+            given = given or [None] * len(names)
+            try:
+                fns = [losses.get(g) if g is not None else None for g in given]
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            self._settings = OutputSettings(
+                names,
+                given,
+                fns,
+                loss_weights_for(self.loss_weights, names),
+                [_metric_names(m) for m in metrics_for(self.metrics_spec, names)],
+                [
+                    (act, g) in LOGIT_FORMS
+                    for act, g in zip(model.output_activations, given, strict=True)
+                ],
+            )
+        return self._settings
+
+    @property
+    def single(self) -> bool:
+        return self.model.single_output
+
     @property
     def from_logits(self) -> bool:
-        return (self.model.last_activation, self.loss) in LOGIT_FORMS
+        """The (first) output trains from logits (see LOGIT_FORMS)."""
+        return self.outputs.logits[0]
 
-    def _loss(self, y: Any, out: Any) -> Any:
-        if self.from_logits:
-            return self.loss_fn(y, out, from_logits=True)
-        return self.loss_fn(y, out)
+    def _logits_arg(self) -> Any:
+        flags = self.outputs.logits
+        return flags[0] if self.single else list(flags)
 
-    def _batch_outputs(self, out: Any, y: Any, per_sample: bool = False) -> dict[str, Any]:
-        """What the metrics need from a batch: predicted classes, and the graph metrics
-        (batch means, or one value per sample with ``per_sample``)."""
+    def _as_list(self, value: Any) -> list[Any]:
+        return [value] if self.single else list(value)
+
+    def _loss(self, i: int, y: Any, out: Any) -> Any:
+        fn = self.outputs.fns[i]
+        if self.outputs.logits[i]:
+            return fn(y, out, from_logits=True)
+        return fn(y, out)
+
+    def _batch_outputs(self, i: int, out: Any, y: Any, per_sample: bool = False) -> dict[str, Any]:
+        """What output ``i``'s metrics need from a batch: predicted classes, and the graph
+        metrics (batch means, or one value per sample with ``per_sample``)."""
         result: dict[str, Any] = {}
-        if any(m in CLASS_METRICS for m in self.metrics):
+        metrics, logits = self.outputs.metrics[i], self.outputs.logits[i]
+        if any(m in CLASS_METRICS for m in metrics):
             if out.shape[-1] > 1:
                 result["classes"] = ops.argmax(out, axis=-1)
             else:  # one sigmoid unit: the threshold is 0.5 on probabilities, 0 on logits
-                result["classes"] = ops.astype(out > (0.0 if self.from_logits else 0.5), "int64")
-        probs = activation(out, self.model.last_activation) if self.from_logits else out
+                result["classes"] = ops.astype(out > (0.0 if logits else 0.5), "int64")
+        probs = activation(out, self.model.output_activations[i]) if logits else out
         for name in ("mse", "mae"):
-            if name in self.metrics:
+            if name in metrics:
                 values = losses.PER_SAMPLE[name](y, probs)
                 result[name] = values if per_sample else ops.mean(values)
         return result
 
+    def _total_loss(self, ys: list[Any], outs: list[Any], per_sample: bool) -> tuple[Any, list]:
+        """The weighted sum of the outputs' losses, and each output's (None: no loss)."""
+        s = self.outputs
+        parts: list[Any] = []
+        total = None
+        for i, (y, out) in enumerate(zip(ys, outs, strict=True)):
+            if s.fns[i] is None:
+                parts.append(None)
+                continue
+            if per_sample:
+                part = losses.per_sample(s.losses[i])(y, out, s.logits[i])
+            else:
+                part = self._loss(i, y, out)
+            parts.append(part)
+            term = part if s.weights[i] == 1.0 else part * s.weights[i]
+            total = term if total is None else total + term
+        return total, parts
+
+    def _aux(self, ys: list, outs: list, parts: list, per_sample: bool = False) -> Any:
+        batch = [
+            self._batch_outputs(i, o, y, per_sample)
+            for i, (o, y) in enumerate(zip(outs, ys, strict=True))
+        ]
+        if self.single:
+            return batch[0]
+        return [
+            {**b, "loss": part} if part is not None else b
+            for b, part in zip(batch, parts, strict=True)
+        ]
+
+    # -- the graphs -----------------------------------------------------------------------
     def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
         def objective(p: Any) -> tuple[Any, Any]:
             out, new_state = self.model.apply(
-                {**frozen, **p}, state, x, training=True, key=key, logits=self.from_logits
+                {**frozen, **p}, state, x, training=True, key=key, logits=self._logits_arg()
             )
+            outs, ys = self._as_list(out), self._as_list(y)
             with name_scope("loss"):
-                loss = self._loss(y, out)
+                loss, parts = self._total_loss(ys, outs, False)
             with name_scope("metrics"):
-                return loss, (new_state, self._batch_outputs(out, y))
+                return loss, (new_state, self._aux(ys, outs, parts))
 
         (loss, (new_state, outputs)), grads = value_and_grad(objective, has_aux=True)(params)
         new_params, new_opt_state = self.optimizer.update(params, grads, opt_state, lr)
         return new_params, new_opt_state, new_state, loss, outputs
 
+    @property
+    def _per_sample_eval(self) -> bool:
+        """Every loss has a per-sample form (built-in losses): evaluate pads its batches."""
+        return all(
+            losses.per_sample(g) is not None
+            for g, fn in zip(self.outputs.losses, self.outputs.fns, strict=True)
+            if fn is not None
+        )
+
     def _eval_fn(self, params, state, x, y):
         """Per-sample losses and metrics for built-in losses (evaluate pads its last
         batch and counts the real rows); the batch mean for a user's loss function."""
-        out, _ = self.model.apply(params, state, x, training=False, logits=self.from_logits)
-        per_sample = losses.per_sample(self.loss)
-        if per_sample is None:
-            return self._loss(y, out), self._batch_outputs(out, y)
-        return per_sample(y, out, self.from_logits), self._batch_outputs(out, y, True)
+        out, _ = self.model.apply(params, state, x, training=False, logits=self._logits_arg())
+        outs, ys = self._as_list(out), self._as_list(y)
+        per_sample = self._per_sample_eval
+        loss, parts = self._total_loss(ys, outs, per_sample)
+        return loss, self._aux(ys, outs, parts, per_sample)
 
     def _predict_fn(self, params, state, x):
         return self.model.apply(params, state, x, training=False)[0]
@@ -200,40 +307,57 @@ class Trainer:
         return self._functions[kind]
 
     # -- data -----------------------------------------------------------------------------
-    def _inputs(self, x: Any) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=self.model.input_dtype)
-        self.model.ensure_built(x)
-        return x
+    def _inputs(self, x: Any) -> list[np.ndarray]:
+        """The arrays of each model input (the model built for them if it was not)."""
+        model = self.model
+        xs = model.input_list(x)
+        dtypes = list(model.input_dtypes)
+        dtypes += [None] * (len(xs) - len(dtypes))
+        xs = [
+            np.ascontiguousarray(a, dtype=d if d is not None else _data_dtype(a))
+            for a, d in zip(xs, dtypes, strict=False)
+        ]
+        model.ensure_built(model.pack_inputs(xs))
+        return xs
 
-    def _labels(self, y: Any) -> np.ndarray:
+    def _labels(self, y: Any) -> list[np.ndarray]:
+        ys = self.model.label_list(y)
+        return [self._output_labels(i, t) for i, t in enumerate(ys)]
+
+    def _output_labels(self, i: int, y: Any) -> np.ndarray:
         y = np.asarray(y)
-        if self.loss == "sparse_categorical_crossentropy":
+        loss = self.outputs.losses[i]
+        if loss == "sparse_categorical_crossentropy":
             if not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
                 raise ConfigError("sparse_categorical_crossentropy needs integer class labels")
-            classes = self.model.output_shape[-1] if self.model.output_shape else None
+            shape = self.model.output_shapes[i]
+            classes = shape[-1] if shape else None
             if y.size and classes and (y.min() < 0 or y.max() >= classes):
                 bad = int(y.min()) if y.min() < 0 else int(y.max())
                 raise ConfigError(
                     f"label {bad} is out of range: the model has {classes} output classes"
                 )
             return y.astype(np.int64)
-        if not isinstance(self.loss, str) and np.issubdtype(y.dtype, np.integer):
+        if not isinstance(loss, str) and np.issubdtype(y.dtype, np.integer):
             return y.astype(np.int64)  # a user's loss may take class ids
         return np.ascontiguousarray(y, dtype=np.float32)
+
+    def _pack_y(self, ys: list[Any]) -> Any:
+        return ys[0] if self.single else list(ys)
 
     def step_arguments(self, x: Any, y: Any) -> tuple:
         """The training step's arguments for one batch ``(params, frozen, opt_state, state,
         x, y, lr, key)``, on copies of the model's weights and a fresh optimizer state (a
         compiled step updates its inputs in place). For benchmarks and pictures."""
-
+        xs = self._inputs(x)
         params = _copied(self.model.params(trainable=True))
         return (
             params,
             self.model.params(trainable=False),
             self.optimizer.init(params),
             _copied(self.model.state()),
-            self._inputs(x),
-            self._labels(y),
+            self.model.pack_inputs(xs),
+            self._pack_y(self._labels(y)),
             np.float32(self.optimizer.lr),
             np.int64(self.steps_run),
         )
@@ -244,14 +368,25 @@ class Trainer:
         epoch (each step updates them in place there); only batches cross per step."""
         return get_backend(self.backend).device_outputs and not self.run_eagerly
 
-    def _epoch_metrics(self) -> EpochMetrics:
-        classes = self.model.output_shape[-1] if self.model.output_shape else 1
-        wanted = [m for m in self.metrics if m in CLASS_METRICS]
-        return EpochMetrics(wanted, [m for m in self.metrics if m in GRAPH_METRICS], classes)
+    def _epoch_metrics(self) -> Any:
+        s = self.outputs
+        per = []
+        for i, shape in enumerate(self.model.output_shapes):
+            classes = shape[-1] if shape else 1
+            wanted = [m for m in s.metrics[i] if m in CLASS_METRICS]
+            graph = [m for m in s.metrics[i] if m in GRAPH_METRICS]
+            per.append(EpochMetrics(wanted, graph, classes))
+        if self.single:
+            return per[0]
+        return OutputsMetrics(s.names, per, [fn is not None for fn in s.fns])
 
     def _require_loss(self) -> None:
         if self.loss_fn is None:
             raise ConfigError("this model was compiled without a loss; compile(loss=...) first")
+
+    def _data(self, x: Any, y: Any) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+        xs, ys = self._inputs(x), self._labels(y)
+        return xs, ys, check_same_length(*xs, *ys)
 
     # -- Keras API ------------------------------------------------------------------------
     def fit(
@@ -269,24 +404,30 @@ class Trainer:
         initial_epoch: int = 0,
         validation_batch_size: int | None = None,
     ) -> History:
-        """Train for ``epochs``; returns the ``History`` (also ``model.history``)."""
+        """Train for ``epochs``; returns the ``History`` (also ``model.history``). With
+        several inputs or outputs, ``x`` and ``y`` are lists (model order) or dicts by
+        name; every batch takes the same rows of each."""
         self._require_loss()
         batch_size = _positive("batch_size", 32 if batch_size is None else batch_size)
         epochs = _positive("epochs", epochs)
         model = self.model
-        x, y = self._inputs(x), self._labels(y)
-        check_same_length(x, y)
+        xs, ys, n = self._data(x, y)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ConfigError("validation_data must be a pair (x_val, y_val)")
-            val = (self._inputs(validation_data[0]), self._labels(validation_data[1]))
-            if check_same_length(*val) == 0:
+            val = validation_data
+            if self._data(*val)[2] == 0:
                 raise ConfigError("validation_data holds no samples")
         elif validation_split:
-            (x, y), val = split_tail(x, y, validation_split)
+            (train_idx, _), (val_idx, _) = split_tail(np.arange(n), np.arange(n), validation_split)
+            val = (
+                model.pack_inputs([a[val_idx] for a in xs]),
+                self._pack_y([t[val_idx] for t in ys]),
+            )
+            xs, ys = [a[train_idx] for a in xs], [t[train_idx] for t in ys]
+            n = len(train_idx)
         else:
             val = None
-        n = len(x)
         if n == 0:
             raise ConfigError("fit needs at least one training sample")
         verbose = 1 if verbose == "auto" else int(verbose)
@@ -318,9 +459,11 @@ class Trainer:
             for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
                 lr = np.float32(self.optimizer.lr)
                 key = np.int64(self.steps_run)
+                xb = model.pack_inputs([a[idx] for a in xs])
+                labels = [t[idx] for t in ys]  # the same rows of every input and target
                 try:
                     params, self.opt_state, state, loss, outputs = train(
-                        params, frozen, self.opt_state, state, x[idx], y[idx], lr, key
+                        params, frozen, self.opt_state, state, xb, self._pack_y(labels), lr, key
                     )
                 except BaseException:
                     self.opt_state = opt_state_before
@@ -328,7 +471,7 @@ class Trainer:
                 self.steps_run += 1
                 if self._on_device:
                     loss, outputs = to_host(loss), to_host(outputs)
-                epoch_metrics.add(len(idx), loss, outputs, y[idx])
+                epoch_metrics.add(len(idx), loss, outputs, self._pack_y(labels))
                 if progress.showing:  # the running figures only when a bar shows them
                     rate = epoch_metrics.samples / (time.perf_counter() - start)
                     progress.batch_end(epoch_metrics.running(), rate)
@@ -355,47 +498,65 @@ class Trainer:
     ) -> dict[str, float]:
         """Loss and metrics over the whole data, batched, in inference mode."""
         self._require_loss()
-        x, y = self._inputs(x), self._labels(y)
-        n = check_same_length(x, y)
+        xs, ys, n = self._data(x, y)
         if n == 0:  # a mean over no samples is undefined, not 0.0
             raise ConfigError("evaluate needs at least one sample; the data holds none")
         batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
         epoch_metrics = self._epoch_metrics()
-        padded = losses.per_sample(self.loss) is not None  # one graph for every batch
+        padded = self._per_sample_eval  # one graph for every batch
+        pack_x, pack_y = self.model.pack_inputs, self._pack_y
         for start in range(0, n, batch_size):
-            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            xb = [a[start : start + batch_size] for a in xs]
+            yb = [t[start : start + batch_size] for t in ys]
+            real = len(yb[0])
             if padded:
                 values, outputs = run(
-                    params, state, _padded(xb, batch_size, True), _padded(yb, batch_size, True)
+                    params,
+                    state,
+                    pack_x([_padded(a, batch_size, True) for a in xb]),
+                    pack_y([_padded(t, batch_size, True) for t in yb]),
                 )
-                epoch_metrics.add_rows(len(xb), values, outputs, yb)
+                epoch_metrics.add_rows(real, values, outputs, pack_y(yb))
             else:
-                loss, outputs = run(params, state, xb, yb)
-                epoch_metrics.add(len(xb), loss, outputs, yb)
+                loss, outputs = run(params, state, pack_x(xb), pack_y(yb))
+                epoch_metrics.add(real, loss, outputs, pack_y(yb))
         scores = epoch_metrics.result()
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
         return scores
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
-        """The model's outputs (after its last activation), batched, in inference mode.
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> Any:
+        """The model's outputs (after its last activation), batched, in inference mode:
+        one array, or a list (a dict for outputs given by name) for several outputs.
         A short batch is padded with zeros to a power of two (at most ``batch_size``):
         inference treats samples independently, and predicting on 1, 3, 5, ... samples
         then reuses a few compiled graphs instead of compiling one per size."""
-        x = self._inputs(x)
+        model = self.model
+        xs = self._inputs(x)
         batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
         run = self.function("predict")
-        params, state = self.model.params(), self.model.state()
-        outs = []
-        for start in range(0, len(x), batch_size):
-            chunk = x[start : start + batch_size]
-            padded = _padded(chunk, batch_size)
-            outs.append(run(params, state, padded)[: len(chunk)])
-        if not outs:
-            return np.zeros((0, *self.model.output_shape), np.float32)
-        return np.concatenate(outs)
+        params, state = model.params(), model.state()
+        n = check_same_length(*xs)
+        outs: list[list[np.ndarray]] = [[] for _ in model.output_shapes]
+        for start in range(0, n, batch_size):
+            chunk = [a[start : start + batch_size] for a in xs]
+            real = len(chunk[0])
+            out = run(params, state, model.pack_inputs([_padded(a, batch_size) for a in chunk]))
+            for i, o in enumerate(self._as_list(out)):
+                outs[i].append(o[:real])
+        results = [
+            np.concatenate(parts) if parts else np.zeros((0, *shape), np.float32)
+            for parts, shape in zip(outs, model.output_shapes, strict=True)
+        ]
+        return model.pack_outputs(results)
+
+
+def _data_dtype(a: Any) -> Any:
+    """The dtype of a subclassed model's input before it is built: int64 for class ids,
+    float32 otherwise."""
+    return np.int64 if np.issubdtype(np.asarray(a).dtype, np.integer) else np.float32
 
 
 def _copied(tree: Any) -> Any:

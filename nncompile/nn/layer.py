@@ -23,6 +23,9 @@ from ..ir.errors import ConfigError
 from ..tensor import Tensor
 
 Shape = tuple[int, ...]
+# What a layer is built for: one sample shape, or a list of them for a layer called on
+# several inputs (merge layers, attention's [query, value]).
+InputShape = Shape | list[Shape]
 
 LAYER_TYPES: dict[str, type[Layer]] = {}
 
@@ -103,20 +106,22 @@ class Layer:
     ):
         self.activation = check_activation(activation)
         self.name = name
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.input_shape = as_input_shape(input_shape) if input_shape is not None else None
         self.trainable = trainable
         self.params: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}
         self.output_shape: Shape | None = None
+        self.output_dtype: Any = None
         self.built = False
+        self._nodes: list[Any] = []  # its calls on symbolic tensors (nn/symbolic.py)
 
     # -- to implement ---------------------------------------------------------------------
-    def weights(self, input_shape: Shape) -> dict[str, Weight] | None:
-        """The arrays for inputs of ``input_shape``, by name, in initialization order
-        (None: ``create`` makes them)."""
+    def weights(self, input_shape: InputShape) -> dict[str, Weight] | None:
+        """The arrays for inputs of ``input_shape`` (a list of shapes for a layer called on
+        several inputs), by name, in initialization order (None: ``create`` makes them)."""
         return None
 
-    def create(self, input_shape: Shape, rng: np.random.Generator) -> None:
+    def create(self, input_shape: InputShape, rng: np.random.Generator) -> None:
         """Make ``self.params`` / ``self.state`` for inputs of ``input_shape`` (layers that
         declare ``weights`` need not implement this)."""
         declared = self.weights(input_shape) or {}
@@ -141,31 +146,47 @@ class Layer:
         y = self.forward(params, x, ctx)
         return y if skip_activation else activation(y, self.activation)
 
-    def build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+    def build(self, input_shape: InputShape, rng: np.random.Generator) -> Shape:
         """Create the weights for ``input_shape`` and return the output shape (both without
-        the batch dimension). The output shape is read off a trace of ``call``, so it can
-        never disagree with what the layer computes."""
+        the batch dimension; a list of shapes: the layer takes a list of inputs). The output
+        shape is read off a trace of ``call``, so it can never disagree with what the layer
+        computes."""
         from ..tracing import trace
 
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = as_input_shape(input_shape)
         self.create(self.input_shape, rng)
-        # a broadcast zero: tracing needs only the shape, so none is allocated
-        example = np.broadcast_to(np.zeros((), self.input_dtype), (1,) + self.input_shape)
+        shapes = self.input_shape if isinstance(self.input_shape, list) else [self.input_shape]
+        # broadcast zeros: tracing needs only the shapes, so nothing is allocated
+        examples = [np.broadcast_to(np.zeros((), self.input_dtype), (1,) + s) for s in shapes]
+        example = examples if isinstance(self.input_shape, list) else examples[0]
 
         def probe(params: dict, state: dict, x: Any) -> Tensor:
             return self.call(params, x, CallContext(False, None, {self.name: state}))
 
         graph = trace(probe, self.params, self.state, example)
         self.output_shape = tuple(graph.outputs[0].shape[1:])
+        self.output_dtype = np.dtype(graph.outputs[0].dtype.name)
         self.built = True
         return self.output_shape
+
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        """Keras' layer call. On symbolic tensors (``nn.Input`` and what layers made of it)
+        it builds the layer and records the connection for ``nn.Model``; several positional
+        tensors are passed as one list (``mha(query, value)``). On arrays or Tensors it
+        computes: inside a model's ``apply`` with the params given to it, elsewhere with the
+        layer's own weights."""
+        from .symbolic import call_layer
+
+        return call_layer(self, inputs, kwargs)
 
     def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": self.name}
         if self.activation is not None and not callable(self.activation):
             cfg["activation"] = self.activation
         if self.input_shape is not None:
-            cfg["input_shape"] = list(self.input_shape)
+            shape = self.input_shape
+            multi = isinstance(shape, list)
+            cfg["input_shape"] = [list(s) for s in shape] if multi else list(shape)
         if not self.trainable:
             cfg["trainable"] = False
         cfg.update(self.config())
@@ -184,6 +205,14 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name or '(unnamed)'} -> {self.output_shape}>"
+
+
+def as_input_shape(shape: Any) -> InputShape:
+    """A sample shape as a tuple of ints, or a list of them (given as a list of sequences)."""
+    items = list(shape)
+    if items and all(isinstance(s, (list, tuple)) for s in items):
+        return [tuple(int(d) for d in s) for s in items]
+    return tuple(int(d) for d in items)
 
 
 def as_pair(v: Any, what: str) -> tuple[int, int]:

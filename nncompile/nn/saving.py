@@ -96,25 +96,38 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
         raise SerializationError("save: the model is not built yet (no weights to save)")
     if os.path.exists(path) and not os.path.isdir(path):
         raise SerializationError(f"save: {path!r} exists and is not a folder")
-    spec: dict[str, Any] = {
-        "format": FORMAT,
-        "version": VERSION,
-        "name": model.name,
-        "input_shape": list(model.input_shape),
-        "layers": [
+    graph = getattr(model, "is_graph_network", None)
+    if graph is False:
+        raise NotImplementedError(
+            f"save of a subclassed model ({type(model).__name__}): its architecture is Python "
+            "code (Keras needs the class registered); save its weights with "
+            "model.save_weights(path) and load_weights them into a new instance"
+        )
+    spec: dict[str, Any] = {"format": FORMAT, "version": VERSION, "name": model.name}
+    if graph:
+        from .functional_saving import FORMAT as GRAPH_FORMAT
+        from .functional_saving import graph_spec
+
+        spec.update(format=GRAPH_FORMAT, **graph_spec(model))
+    else:
+        spec["input_shape"] = list(model.input_shape)
+        spec["layers"] = [
             {"class_name": type(layer).__name__, "config": layer.get_config()}
             for layer in model.layers
-        ],
-    }
+        ]
     trainer = model.trainer
-    if trainer is not None and (trainer.loss is None or isinstance(trainer.loss, str)):
+    if trainer is not None and _json_loss(trainer.loss):
         spec["compile"] = {
             "optimizer": _optimizer_config(trainer.optimizer),
             "loss": trainer.loss,
-            "metrics": trainer.metrics,
+            "metrics": trainer.metrics
+            if trainer.metrics_spec is None or trainer.metrics
+            else trainer.metrics_spec,
             "backend": trainer.backend,
             "steps_run": trainer.steps_run,
         }
+        if trainer.loss_weights is not None:
+            spec["compile"]["loss_weights"] = trainer.loss_weights
     arrays = {
         "weights": {
             f"{layer.name}/{key}": array
@@ -140,6 +153,34 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
             remove_quietly(target)
         raise
     _remove_stale_files(path, set(spec["files"].values()))
+
+
+def _json_loss(loss: Any) -> bool:
+    """The loss is saved when given by name: one, a list or a dict of names (None: an
+    output without loss)."""
+    if loss is None or isinstance(loss, str):
+        return True
+    values = loss.values() if isinstance(loss, dict) else loss
+    if isinstance(loss, dict) and not all(isinstance(k, str) for k in loss):
+        return False
+    return isinstance(loss, (list, tuple, dict)) and all(
+        v is None or isinstance(v, str) for v in values
+    )
+
+
+def _json_metrics(metrics: Any) -> bool:
+    """A list of names, or per output a list (or dict by name) of names or lists of them."""
+
+    def names(v: Any) -> bool:
+        return (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, list) and all(isinstance(m, str) for m in v))
+        )
+
+    if isinstance(metrics, dict):
+        return all(isinstance(k, str) and names(v) for k, v in metrics.items())
+    return isinstance(metrics, list) and all(names(v) for v in metrics)
 
 
 def _remove_stale_files(path: str, keep: set[str]) -> None:
@@ -187,7 +228,9 @@ def _read_spec(path: str) -> dict[str, Any]:
         raise SerializationError(f"{path!r} holds no model.json (not a saved model)") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SerializationError(f"{path}/model.json is not valid JSON: {e}") from None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+    from .functional_saving import FORMAT as GRAPH_FORMAT
+
+    if not isinstance(spec, dict) or spec.get("format") not in (FORMAT, GRAPH_FORMAT):
         raise SerializationError(f"{path}/model.json is not an nncompile model")
     if spec.get("version") not in VERSIONS:
         raise SerializationError(f"{path}: model format version {spec.get('version')} unknown")
@@ -198,8 +241,16 @@ def _build(spec: dict[str, Any], weights: NpzArrays) -> Any:
     """The model ``spec`` describes, its declared weights taken from ``weights``: each
     shape is checked against the file before anything is allocated (a model.json edited
     to ``units: 10**12`` is an error, not a MemoryError)."""
+    from .functional_saving import FORMAT as GRAPH_FORMAT
+    from .functional_saving import model_from_spec
     from .model import Sequential
 
+    def from_file(layer: Any, key: str, declared: Weight) -> np.ndarray:
+        return _checked_array(weights, f"{layer.name}/{key}", declared.shape, declared.dtype)
+
+    if spec["format"] == GRAPH_FORMAT:
+        with weights_from(from_file):
+            return model_from_spec(spec)
     layers = []
     entries = spec.get("layers")
     if not isinstance(entries, list) or not entries:
@@ -219,9 +270,6 @@ def _build(spec: dict[str, Any], weights: NpzArrays) -> Any:
         raise SerializationError(
             f"model.json: input_shape must be a list of positive integers, got {shape!r}"
         )
-
-    def from_file(layer: Any, key: str, declared: Weight) -> np.ndarray:
-        return _checked_array(weights, f"{layer.name}/{key}", declared.shape, declared.dtype)
 
     try:
         with weights_from(from_file):
@@ -293,22 +341,35 @@ def _compile_from(model: Any, settings: Any, path: str) -> None:
     where = f"{path}/model.json: compile"
     if not isinstance(settings, dict):
         raise SerializationError(f"{where} must be an object, got {settings!r}")
-    unknown = set(settings) - {"optimizer", "loss", "metrics", "backend", "steps_run"}
+    fields = {"optimizer", "loss", "metrics", "backend", "steps_run", "loss_weights"}
+    unknown = set(settings) - fields
     if unknown:
         raise SerializationError(f"{where}: unknown fields {sorted(unknown)}")
     optimizer = _optimizer_from(settings.get("optimizer"), where)
     loss, metrics = settings.get("loss"), settings.get("metrics", [])
     backend, steps = settings.get("backend", "llvm"), settings.get("steps_run", 0)
-    if loss is not None and not isinstance(loss, str):
-        raise SerializationError(f"{where}.loss must be a loss name or null, got {loss!r}")
-    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+    if not _json_loss(loss):
+        raise SerializationError(
+            f"{where}.loss must be a loss name (a list or dict of them per output) or null, "
+            f"got {loss!r}"
+        )
+    if not _json_metrics(metrics):
         raise SerializationError(f"{where}.metrics must be a list of names, got {metrics!r}")
+    weights = settings.get("loss_weights")
+    if weights is not None and not isinstance(weights, (list, dict)):
+        raise SerializationError(f"{where}.loss_weights must be a list or dict, got {weights!r}")
     if not isinstance(backend, str):
         raise SerializationError(f"{where}.backend must be a backend name, got {backend!r}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise SerializationError(f"{where}.steps_run must be an integer >= 0, got {steps!r}")
     try:
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, backend=backend)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            backend=backend,
+            loss_weights=weights,
+        )
     except (NCError, TypeError, ValueError) as e:
         raise SerializationError(f"{where}: {e}") from None
     model.trainer.steps_run = steps
