@@ -82,6 +82,8 @@ class BaseModel:
             return [y]
         if isinstance(y, dict):
             return _pick(y, names, "targets")
+        if len(names) == 1 and not isinstance(y, (list, tuple)):
+            return [y]  # one output given in a list or dict: one array is unambiguous
         if not isinstance(y, (list, tuple)) or len(y) != len(names):
             got = f"{len(y)} arrays" if isinstance(y, (list, tuple)) else "one array"
             raise ConfigError(
