@@ -27,6 +27,8 @@ from .layers import (
 )
 from .layers_attention import MultiHeadAttention
 from .layers_conv import DepthwiseConv2D, SeparableConv2D
+from .layers_conv1d import AveragePooling1D, Conv1D, MaxPooling1D
+from .layers_conv_transpose import Conv2DTranspose
 from .layers_normalization import LayerNormalization
 from .layers_pooling import (
     GlobalAveragePooling1D,
@@ -34,7 +36,7 @@ from .layers_pooling import (
     GlobalMaxPooling1D,
     GlobalMaxPooling2D,
 )
-from .layers_shape import Cropping2D, ZeroPadding2D
+from .layers_shape import Cropping2D, UpSampling2D, ZeroPadding2D
 from .layers_wrappers import Bidirectional, TimeDistributed
 from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .model import Sequential
@@ -48,13 +50,16 @@ __all__ = [
     "Activation",
     "Add",
     "Average",
+    "AveragePooling1D",
     "AveragePooling2D",
     "BatchNormalization",
     "Bidirectional",
     "CallContext",
     "Callback",
     "Concatenate",
+    "Conv1D",
     "Conv2D",
+    "Conv2DTranspose",
     "Cropping2D",
     "Dense",
     "DepthwiseConv2D",
@@ -72,6 +77,7 @@ __all__ = [
     "KerasTensor",
     "Layer",
     "LayerNormalization",
+    "MaxPooling1D",
     "MaxPooling2D",
     "Maximum",
     "Minimum",
@@ -85,6 +91,7 @@ __all__ = [
     "SimpleRNN",
     "Subtract",
     "TimeDistributed",
+    "UpSampling2D",
     "ZeroPadding2D",
     "load_model",
     "save_model",

@@ -1,5 +1,6 @@
-"""Keras' ZeroPadding2D and Cropping2D: zeros added to, or rows and columns cut from, the
-borders of images (channels_last by default, or channels_first)."""
+"""Keras' ZeroPadding2D, Cropping2D and UpSampling2D: zeros added to, rows and columns cut
+from the borders of, or images resized by whole factors (channels_last by default, or
+channels_first)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 
 from .. import ops
 from ..ir.errors import ConfigError, ShapeError
+from ..resize import interpolate
 from ..tensor import Tensor, as_tensor
 from .keras_args import check_data_format, require_rank
-from .layer import CallContext, Layer, Shape
+from .layer import CallContext, Layer, Shape, as_pair
 
 Borders = tuple[tuple[int, int], tuple[int, int]]
 
@@ -93,3 +95,48 @@ class Cropping2D(_Borders2D):
         for axis, (before, after) in zip(self.spatial_axes(), self.amounts, strict=True):
             index[axis] = slice(before, x.shape[axis] - after)
         return x[tuple(index)]
+
+
+class UpSampling2D(Layer):
+    """Repeats rows and columns ``size`` times ("nearest") or resizes bilinearly with
+    half-pixel centers (Keras' "bilinear", torch's align_corners=False)."""
+
+    def __init__(
+        self,
+        size: Any = (2, 2),
+        data_format: str | None = None,
+        interpolation: str = "nearest",
+        **kwargs: Any,
+    ):
+        super().__init__(None, **kwargs)
+        self.size = as_pair(size, "UpSampling2D size")
+        self.data_format = check_data_format(data_format, "UpSampling2D")
+        if interpolation in ("bicubic", "lanczos3", "lanczos5", "area"):
+            raise NotImplementedError(
+                f"UpSampling2D interpolation {interpolation!r}: only 'nearest' and 'bilinear' "
+                "are supported"
+            )
+        if interpolation not in ("nearest", "bilinear"):
+            raise ConfigError(
+                f"UpSampling2D interpolation must be 'nearest' or 'bilinear', got {interpolation!r}"
+            )
+        self.interpolation = interpolation
+
+    def create(self, input_shape: Shape, rng: Any) -> None:
+        require_rank(self, input_shape, 4, "images (height, width, channels)")
+
+    def forward(self, params: dict, x: Any, ctx: CallContext) -> Tensor:
+        x = as_tensor(x)
+        last = self.data_format == "channels_last"
+        images = ops.transpose(x, (0, 3, 1, 2)) if last else x  # interpolate takes NCHW
+        h, w = images.shape[2:]
+        size = (h * self.size[0], w * self.size[1])
+        y = interpolate(images, size=size, mode=self.interpolation)
+        return ops.transpose(y, (0, 2, 3, 1)) if last else y
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size),
+            "data_format": self.data_format,
+            "interpolation": self.interpolation,
+        }
