@@ -27,7 +27,13 @@ def layer_digraph(model: Any) -> graphviz.Digraph:
             "fillcolor": "aliceblue",
         },
     )
-    if getattr(model, "is_graph_network", False):
+    graph = getattr(model, "is_graph_network", None)
+    if graph is False:
+        raise NotImplementedError(
+            "plot of a subclassed model's layers: they are connected by Python code in call; "
+            "plot(stage='traced') draws its training step"
+        )
+    if graph:
         return _graph_layers(dot, model)
     shape = model.input_shape
     # a fixed id: layer names are user text and could collide with "input"

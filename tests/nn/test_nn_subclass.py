@@ -125,3 +125,13 @@ def test_several_inputs_and_outputs_in_a_subclassed_model():
 def test_a_model_without_call_or_graph_says_what_to_do():
     with pytest.raises(NotImplementedError, match="must be subclassed and define call"):
         nn.Model().predict(X)
+
+
+def test_plot_of_a_subclassed_model_draws_only_its_training_step(tmp_path):
+    model = Residual()
+    model(X[:2])
+    with pytest.raises(NotImplementedError, match="subclassed model's layers"):
+        model.plot(str(tmp_path / "layers.svg"))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    message = model.plot(str(tmp_path / "step.dot"), stage="traced")
+    assert "nodes at stage 'traced'" in message
