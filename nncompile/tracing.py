@@ -141,7 +141,9 @@ def trace_with_captures(
     tr = Trace(name or getattr(fn, "__name__", "graph").strip("<>"), allow_captures)
     paths = []
     for argname, sub in zip(_arg_names(fn, len(args)), in_tree["children"], strict=True):
-        paths += pytree.leaf_paths(sub, _clean(argname))
+        # dict keys become part of the names (weights like "query/kernel"), and backends
+        # use the names as identifiers (CUDA C parameters)
+        paths += [_clean(p) for p in pytree.leaf_paths(sub, _clean(argname))]
     trace_stack().append(tr)
     try:
         symbolic = []
