@@ -261,3 +261,22 @@ def test_a_mask_of_the_wrong_shape_names_the_shapes():
     x = normal(2, 4, 5)
     with pytest.raises(ShapeError, match=r"\(2, 4, 4\)"):
         layer.attend(layer.params, x, x, attention_mask=np.ones((2, 4, 3), bool))
+
+
+def test_cross_attention_in_a_functional_model(tmp_path):
+    """[query, value] inputs through nn.Input / nn.Model: Layer.build gets a list of
+    shapes, and the saved model reloads with the same predictions."""
+    query, value = nn.Input((4, 6)), nn.Input((5, 3))
+    mha = nn.MultiHeadAttention(2, 3)
+    pooled = nn.GlobalAveragePooling1D()(mha(query, value))
+    model = nn.Model([query, value], nn.Dense(2, activation="softmax")(pooled))
+    assert mha.input_shape == [(4, 6), (5, 3)]
+    assert mha.params["key/kernel"].shape == (3, 2, 3)
+    xq, xv = normal(8, 4, 6).astype(np.float32), normal(8, 5, 3).astype(np.float32)
+    direct = mha.attend(mha.params, xq, xv)
+    np.testing.assert_allclose(np.asarray(mha(xq, xv)), np.asarray(direct), rtol=1e-6)
+    model.compile(optim.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit([xq, xv], np.arange(8) % 2, epochs=1, verbose=0)
+    model.save(str(tmp_path / "cross"))
+    loaded = nn.load_model(str(tmp_path / "cross"))
+    np.testing.assert_array_equal(loaded.predict([xq, xv]), model.predict([xq, xv]))
