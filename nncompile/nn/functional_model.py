@@ -409,7 +409,7 @@ class Model(BaseModel):
         """``layer``'s calls in this model, in the order they were made (a shared layer's
         node index is its position here, as in Keras)."""
         mine = {id(n) for n in self._nodes} | {id(t.node) for t in self._inputs}
-        return [n for n in layer._nodes if id(n) in mine]
+        return [n for n in getattr(layer, "_nodes", ()) if id(n) in mine]
 
     def node_indices(self) -> dict[int, int]:
         """Each recorded call's node index, by id of the node."""

@@ -230,6 +230,8 @@ def _call_symbolic(layer: Layer, x: Any, kwargs: dict[str, Any]) -> KerasTensor:
             "(a shared layer takes the same shapes at every call)"
         )
     node = Node(layer, list(tensors), packed)
-    node.output = KerasTensor(layer.output_shape, layer.output_dtype or np.float32, node)
-    layer._nodes.append(node)
+    dtype = getattr(layer, "output_dtype", None) or np.float32
+    node.output = KerasTensor(layer.output_shape, dtype, node)
+    # setdefault: a layer class whose __init__ skips Layer.__init__ still records calls
+    layer.__dict__.setdefault("_nodes", []).append(node)
     return node.output

@@ -143,6 +143,7 @@ def test_fit_batches_take_the_same_rows_of_every_input_and_target():
     xb = RNG.standard_normal((40, 2)).astype(np.float32)
     history = model.fit([xa, xb], xa - xb, batch_size=8, epochs=2, seed=3, verbose=0)
     assert max(history.history["loss"]) < 1e-12
+    assert len(model.trainer.function("train")._cache) == 1  # one graph for the step
 
 
 def shared_model():
