@@ -185,6 +185,14 @@ class BaseModel:
 
     def __call__(self, x: Any, training: bool = False) -> Any:
         """Eager (or traced) forward pass with the current weights."""
+        from .symbolic import KerasTensor
+
+        parts = x if isinstance(x, (list, tuple)) else [x]
+        if any(isinstance(t, KerasTensor) for t in parts):
+            raise NotImplementedError(
+                f"calling {type(self).__name__} {self.name!r} on symbolic tensors (a model "
+                "used as a layer of another functional model)"
+            )
         self.ensure_built(x)
         out, _ = self.apply(self.params(), self.state(), x, training)
         return out

@@ -394,16 +394,6 @@ class Model(BaseModel):
             values[id(node.output)] = y
         return [pre_activation.get(id(t), values[id(t)]) for t in self._outputs]
 
-    def __call__(self, x: Any, training: bool = False) -> Any:
-        if isinstance(x, KerasTensor) or (
-            isinstance(x, (list, tuple)) and any(isinstance(t, KerasTensor) for t in x)
-        ):
-            raise NotImplementedError(
-                "calling a Model on symbolic tensors (a model used as a layer of another "
-                "functional model)"
-            )
-        return super().__call__(x, training)
-
     # -- the graph, for summary / plot / save ---------------------------------------------
     def layer_calls(self, layer: Layer) -> list[Node]:
         """``layer``'s calls in this model, in the order they were made (a shared layer's

@@ -264,6 +264,8 @@ def test_model_errors():
         nn.Embedding(10, 2)(a)
     with pytest.raises(NotImplementedError, match="model used as a layer"):
         model([a, b])
+    with pytest.raises(NotImplementedError, match="model used as a layer"):
+        nn.Sequential([nn.Dense(2, input_shape=(4,))])(a)
     with pytest.warns(UserWarning, match=r"inputs \['b'\] are not connected"):
         nn.Model([a, b], nn.Dense(2)(a))
     model.compile("sgd", loss=["mse", "mse"])
