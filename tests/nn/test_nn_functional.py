@@ -284,3 +284,17 @@ def test_unused_input_is_kept_and_still_needs_its_data():
     assert model.predict([X[:, :4], X[:, :2]]).shape == (24, 2)
     with pytest.raises(ConfigError, match="takes 2 inputs"):
         model.predict(X[:, :4])
+
+
+def test_validation_split_takes_the_last_rows_of_every_input_and_target():
+    model = two_in_two_out()
+    a, b = X[:, :4], X[:, 3:]
+    labels, targets = np.arange(24) % 3, Y[:, :2]
+    model.compile(optim.SGD(0.0), ["sparse_categorical_crossentropy", "mse"], loss_weights=[1, 3])
+    history = model.fit([a, b], [labels, targets], validation_split=0.25, epochs=1, verbose=0)
+    want = model.evaluate([a[18:], b[18:]], [labels[18:], targets[18:]])
+    logs = {k: v[0] for k, v in history.history.items()}
+    for key in ("loss", "cls_loss", "reg_loss"):
+        assert logs[f"val_{key}"] == pytest.approx(want[key], rel=1e-6)
+    train = model.evaluate([a[:18], b[:18]], [labels[:18], targets[:18]])
+    assert logs["loss"] == pytest.approx(train["loss"], rel=1e-5)
