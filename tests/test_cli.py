@@ -87,7 +87,9 @@ def test_output_into_a_closed_pipe_ends_quietly():
     assert err == ""
 
 
-@pytest.mark.parametrize("script", ["custom_function.py", "mnist_cnn.py", "rnn_sequence.py"])
+@pytest.mark.parametrize(
+    "script", ["conv_autoencoder.py", "custom_function.py", "mnist_cnn.py", "rnn_sequence.py"]
+)
 def test_example_help_shows_the_whole_description(script):
     example = Path(__file__).resolve().parents[1] / "examples" / script
     out = subprocess.run(
@@ -158,6 +160,7 @@ def test_demo_reports_bad_data_clearly(tmp_path):
         ("mnist_cnn.py", ["--epochs", "1", "--limit", "120"]),
         ("rnn_sequence.py", ["--epochs", "1", "--limit", "120", "--cell", "gru"]),
         ("custom_function.py", ["--steps", "5"]),
+        ("conv_autoencoder.py", ["--epochs", "2", "--limit", "120"]),
     ],
 )
 def test_examples_run_on_mnist_files(script, args, tmp_path, monkeypatch, capsys):
@@ -167,3 +170,15 @@ def test_examples_run_on_mnist_files(script, args, tmp_path, monkeypatch, capsys
     example = Path(__file__).resolve().parents[1] / "examples" / script
     runpy.run_path(str(example), run_name="__main__")
     assert "test" in capsys.readouterr().out
+
+
+def test_conv_autoencoder_writes_its_picture(tmp_path, monkeypatch, capsys):
+    write_tiny_mnist(tmp_path)
+    png = tmp_path / "rec.png"
+    argv = ["conv_autoencoder.py", "--data", str(tmp_path), "--epochs", "1", "--png", str(png)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--limit", "64"])
+    example = Path(__file__).resolve().parents[1] / "examples" / "conv_autoencoder.py"
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "test reconstruction: binary cross-entropy" in out and "1 epochs; the first" in out
+    assert png.read_bytes().startswith(b"\x89PNG")

@@ -71,6 +71,15 @@ class History(Callback):
         for name, value in (logs or {}).items():
             self.history.setdefault(name, []).append(value)
 
+    def timing(self) -> str:
+        """The first epoch's time (it includes compiling the steps) and the median of the
+        others, e.g. for an example's report."""
+        if not self.epoch_seconds:
+            return "no epochs ran"
+        first, rest = self.epoch_seconds[0], sorted(self.epoch_seconds[1:])
+        text = f"{len(self.epoch_seconds)} epochs; the first (compiling) {first:.2f} s"
+        return text + (f", then {rest[len(rest) // 2]:.3f} s per epoch (median)" if rest else "")
+
 
 def _direction(monitor: str, mode: str) -> str:
     if mode not in ("auto", "min", "max"):
