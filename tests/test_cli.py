@@ -88,7 +88,15 @@ def test_output_into_a_closed_pipe_ends_quietly():
 
 
 @pytest.mark.parametrize(
-    "script", ["conv_autoencoder.py", "custom_function.py", "mnist_cnn.py", "rnn_sequence.py"]
+    "script",
+    [
+        "conv_autoencoder.py",
+        "custom_function.py",
+        "mnist_cnn.py",
+        "resnet_digits.py",
+        "rnn_sequence.py",
+        "transformer_text.py",
+    ],
 )
 def test_example_help_shows_the_whole_description(script):
     example = Path(__file__).resolve().parents[1] / "examples" / script
@@ -161,6 +169,7 @@ def test_demo_reports_bad_data_clearly(tmp_path):
         ("rnn_sequence.py", ["--epochs", "1", "--limit", "120", "--cell", "gru"]),
         ("custom_function.py", ["--steps", "5"]),
         ("conv_autoencoder.py", ["--epochs", "2", "--limit", "120"]),
+        ("resnet_digits.py", ["--epochs", "1", "--limit", "120"]),
     ],
 )
 def test_examples_run_on_mnist_files(script, args, tmp_path, monkeypatch, capsys):
@@ -182,3 +191,12 @@ def test_conv_autoencoder_writes_its_picture(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "test reconstruction: binary cross-entropy" in out and "1 epochs; the first" in out
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_transformer_example_runs(monkeypatch, capsys):
+    argv = ["transformer_text.py", "--train", "256", "--epochs", "2", "--length", "6"]
+    monkeypatch.setattr(sys, "argv", argv)
+    example = Path(__file__).resolve().parents[1] / "examples" / "transformer_text.py"
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "2 epochs; the first (compiling)" in out and "test: {'loss'" in out
