@@ -61,8 +61,10 @@ def he_normal(
     return (_rng(rng).standard_normal(tuple(shape)) * math.sqrt(2.0 / fan_in)).astype(dtype)
 
 
-def orthogonal(shape: Sequence[int], rng: Rng = None, dtype=np.float32) -> np.ndarray:
-    """Orthogonal rows/columns (Keras' default for recurrent kernels)."""
+def orthogonal(
+    shape: Sequence[int], rng: Rng = None, layout: str = "out_in", dtype=np.float32
+) -> np.ndarray:
+    """Orthogonal rows/columns (Keras' default for recurrent kernels); ``layout`` unused."""
     rows, cols = int(shape[0]), int(math.prod(shape[1:]))
     a = _rng(rng).standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(a)
@@ -71,11 +73,17 @@ def orthogonal(shape: Sequence[int], rng: Rng = None, dtype=np.float32) -> np.nd
     return q[:rows, :cols].reshape(tuple(shape)).astype(dtype)
 
 
-def zeros(shape: Sequence[int], rng: Rng = None, dtype=np.float32) -> np.ndarray:
+def zeros(
+    shape: Sequence[int], rng: Rng = None, layout: str = "out_in", dtype=np.float32
+) -> np.ndarray:
+    """(``layout`` is accepted, as by every initializer, and unused: no fans.)"""
     return np.zeros(tuple(shape), dtype)
 
 
-def ones(shape: Sequence[int], rng: Rng = None, dtype=np.float32) -> np.ndarray:
+def ones(
+    shape: Sequence[int], rng: Rng = None, layout: str = "out_in", dtype=np.float32
+) -> np.ndarray:
+    """(``layout`` is accepted, as by every initializer, and unused: no fans.)"""
     return np.ones(tuple(shape), dtype)
 
 

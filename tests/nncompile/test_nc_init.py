@@ -116,3 +116,12 @@ def test_get_by_name_and_aliases():
     assert init.get("kaiming_normal") is init.he_normal
     with pytest.raises(ValueError, match="unknown initializer"):
         init.get("lecun_magic")
+
+
+@pytest.mark.parametrize("name", sorted(init.INITIALIZERS))
+def test_every_initializer_works_as_a_dense_kernel(name):
+    """Dense passes layout= to its kernel initializer; zeros/ones/orthogonal refused it."""
+    from nncompile import nn
+
+    model = nn.Sequential([nn.Dense(3, kernel_initializer=name, input_shape=(2,))])
+    assert model.get_weights()[0].shape == (2, 3)
