@@ -121,7 +121,7 @@ from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
-from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
+from . import autodiff, data, functional, init, losses, metrics, nn, onnx, optim, passes
 from .passes import optimize
 from .functional import batch_norm, dropout, embedding
 from .autodiff import value_and_grad
@@ -241,6 +241,7 @@ __all__ = [
     "nn",
     "not_equal",
     "one_hot",
+    "onnx",
     "ones_like",
     "optim",
     "optimize",

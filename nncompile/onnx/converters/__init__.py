@@ -1,0 +1,3 @@
+"""ONNX op converters, one module per op family; importing this registers them all."""
+
+from . import basic  # noqa: F401

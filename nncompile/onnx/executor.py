@@ -1,0 +1,73 @@
+"""Running an ONNX graph on nc values: each node is folded (all inputs known arrays) or
+converted with nc ops (eager, or recorded under a trace). Subgraphs (If/Loop/Scan
+bodies) run through the same function with the enclosing scope visible."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..dispatch import name_scope
+from .dependency import require_onnx
+from .errors import UnsupportedError
+from .folding import can_fold, fold
+from .model_file import node_name, ordered_nodes
+from .registry import NodeContext, lookup
+from .tensors import tensor_to_array
+
+
+class GraphRunner:
+    """Runs graphs of one model: ``opset`` of its default domain, ``fold_limit`` the
+    element bound for folded ops (see folding.py)."""
+
+    def __init__(self, opset: int, fold_limit: int):
+        self.opset, self.fold_limit = opset, fold_limit
+        self._orders: dict[int, list[Any]] = {}
+
+    def run(self, graph: Any, scope: dict[str, Any], what: str = "the graph") -> list[Any]:
+        """Values of ``graph``'s outputs; ``scope`` holds its inputs and initializers and
+        every outer value it may read (it is extended, not copied, by the caller)."""
+        onnx = require_onnx()
+        order = self._orders.get(id(graph))
+        if order is None:
+            order = self._orders[id(graph)] = ordered_nodes(graph, set(scope), what)
+        for index, node in enumerate(order):
+            name = node_name(node, index)
+            values = [scope[i] if i else None for i in node.input]
+            if can_fold(node, values):
+                outs = fold(node, values, self.opset, name, self.fold_limit)
+            else:
+                conv = lookup(node.op_type, self.opset, name)
+                ctx = NodeContext(node, name, self.opset, values, onnx, self, scope)
+                with name_scope(_scope_name(name)):
+                    outs = list(conv.fn(ctx))
+                ctx.check_attributes_read()
+            self._store(node, name, outs, scope)
+        return [scope[o.name] for o in graph.output]
+
+    def run_subgraph(self, graph: Any, inputs: list[Any], outer: dict[str, Any]) -> list[Any]:
+        scope = dict(outer)
+        for t in graph.initializer:
+            scope[t.name] = tensor_to_array(t, "subgraph initializer")
+        for vi, v in zip(graph.input, inputs, strict=False):
+            scope[vi.name] = v
+        return self.run(graph, scope, f"subgraph {graph.name!r}")
+
+    def _store(self, node: Any, name: str, outs: list[Any], scope: dict) -> None:
+        outs = outs + [None] * (len(node.output) - len(outs))
+        for i, out in enumerate(node.output):
+            if not out:
+                continue
+            if outs[i] is None:
+                raise UnsupportedError(
+                    f"ONNX node {name!r} ({node.op_type}, opset {self.opset}): output {i} "
+                    "is not supported",
+                    name,
+                    node.op_type,
+                    self.opset,
+                )
+            scope[out] = outs[i]
+
+
+def _scope_name(name: str) -> str:
+    """A name scope for an ONNX node name (scopes are path components: no slashes)."""
+    return name.replace("/", ".").strip(".") or "node"

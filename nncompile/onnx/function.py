@@ -1,0 +1,196 @@
+"""``OnnxFunction``: an imported model as a function of its graph inputs, pure in its
+parameters (the float initializers), so nc.compile, nc.grad and the optimizers treat it
+like any nc function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DTypeError, ShapeError
+from ..tensor import Tensor, as_tensor
+from .dependency import require_onnx
+from .errors import UnsupportedError
+from .executor import GraphRunner
+from .folding import NOT_FOLDED, has_subgraph
+from .model_file import default_opset, node_name, ordered_nodes, read_model
+from .registry import CONVERTERS
+from .tensors import numpy_dtype, tensor_to_array
+
+PARAM_DTYPES = (np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A graph input: name, shape (ints; a str for a named dynamic size, None for an
+    unnamed one) and dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: np.dtype
+
+
+class OnnxFunction:
+    """``f(*inputs, **by_name)`` runs the model (eagerly on NumPy, or recorded when
+    traced); ``f.apply(params, ...)`` does the same with other parameter values."""
+
+    def __init__(self, source: Any):
+        onnx = require_onnx()
+        self.model, size = read_model(source)
+        graph = self.model.graph
+        self.opset = default_opset(self.model)
+        if self.model.functions:
+            names = [f.name for f in self.model.functions]
+            raise UnsupportedError(f"model-local functions are not supported: {names[:5]}")
+        if graph.sparse_initializer:
+            raise UnsupportedError("sparse initializers are not supported")
+        arrays = {t.name: tensor_to_array(t, "initializer") for t in graph.initializer}
+        self.input_specs = [_spec(vi, onnx) for vi in graph.input if vi.name not in arrays]
+        self.input_names = [s.name for s in self.input_specs]
+        self.output_names = [o.name for o in graph.output]
+        known = set(arrays) | set(self.input_names)
+        order = ordered_nodes(graph, known)
+        trained = _data_initializers(order, arrays)
+        self.params: dict[str, np.ndarray] = {
+            k: a for k, a in arrays.items() if k in trained and a.dtype in PARAM_DTYPES
+        }
+        self._constants = {k: a for k, a in arrays.items() if k not in self.params}
+        _check_converters(order, set(self._constants), self.opset)
+        self._runner = GraphRunner(self.opset, size)
+
+    # -- calling --------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.apply(self.params, *args, **kwargs)
+
+    def apply(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """The model's outputs (one Tensor, or a tuple in graph order) for these
+        parameter values and inputs (in order, or by input name)."""
+        if not isinstance(params, dict) or set(params) != set(self.params):
+            got = set(params) if isinstance(params, dict) else type(params).__name__
+            missing = sorted(set(self.params) - set(got)) if isinstance(got, set) else []
+            extra = sorted(set(got) - set(self.params)) if isinstance(got, set) else []
+            raise ConfigError(
+                f"apply: params must be a dict with the model's {len(self.params)} "
+                f"initializer names; missing {missing[:5]}, unknown {extra[:5]}"
+                if isinstance(got, set)
+                else f"apply: params must be a dict, got {got}"
+            )
+        scope: dict[str, Any] = dict(self._constants)
+        for name, value in params.items():
+            t = as_tensor(value)
+            want = self.params[name]
+            if t.shape != want.shape or t.dtype != want.dtype:
+                raise ShapeError(
+                    f"apply: parameter {name!r} must be {want.dtype} {want.shape}, "
+                    f"got {t.dtype} {t.shape}"
+                )
+            scope[name] = t
+        scope.update(self._bind(args, kwargs))
+        outs = self._runner.run(self.model.graph, scope)
+        outs = tuple(as_tensor(o) if isinstance(o, np.ndarray) else o for o in outs)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _bind(self, args: tuple, kwargs: dict) -> dict[str, Tensor]:
+        if len(args) > len(self.input_specs):
+            raise ConfigError(
+                f"the model takes {len(self.input_specs)} inputs {self.input_names}, "
+                f"got {len(args)}"
+            )
+        given = dict(zip(self.input_names, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in self.input_names:
+                raise ConfigError(f"the model has no input {name!r}; inputs: {self.input_names}")
+            if name in given:
+                raise ConfigError(f"input {name!r} given twice")
+            given[name] = value
+        missing = [n for n in self.input_names if n not in given]
+        if missing:
+            raise ConfigError(f"missing model inputs {missing} (inputs: {self.input_names})")
+        sizes: dict[str, int] = {}
+        bound = {}
+        for spec in self.input_specs:
+            t = given[spec.name]
+            if not isinstance(t, (Tensor, np.ndarray)):  # Python data takes the input's dtype
+                t = np.asarray(t, dtype=spec.dtype)
+            t = as_tensor(t)
+            _check_input(spec, t, sizes)
+            bound[spec.name] = t
+        return bound
+
+    def __repr__(self) -> str:
+        return (
+            f"<OnnxFunction {self.model.graph.name or '(unnamed)'}: inputs {self.input_names}, "
+            f"outputs {self.output_names}, {len(self.params)} parameters, opset {self.opset}>"
+        )
+
+
+def _spec(vi: Any, onnx: Any) -> InputSpec:
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type"):
+        raise UnsupportedError(f"graph input {vi.name!r}: only tensor inputs are supported")
+    dtype = numpy_dtype(tt.elem_type, f"graph input {vi.name!r}")
+    shape = None
+    if tt.HasField("shape"):
+        shape = tuple(
+            int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
+            for d in tt.shape.dim
+        )
+    return InputSpec(vi.name, shape, dtype)
+
+
+def _check_input(spec: InputSpec, t: Tensor, sizes: dict[str, int]) -> None:
+    if t.dtype != spec.dtype:
+        raise DTypeError(f"model input {spec.name!r} must be {spec.dtype}, got {t.dtype}")
+    if spec.shape is None:
+        return
+    if len(t.shape) != len(spec.shape):
+        raise ShapeError(f"model input {spec.name!r} has shape {_show(spec.shape)}, got {t.shape}")
+    for want, got in zip(spec.shape, t.shape, strict=True):
+        if isinstance(want, int) and want != got:
+            raise ShapeError(
+                f"model input {spec.name!r} has shape {_show(spec.shape)}, got {t.shape}"
+            )
+        if isinstance(want, str):
+            if sizes.setdefault(want, got) != got:
+                raise ShapeError(
+                    f"model input {spec.name!r}: size {want!r} is {sizes[want]} in another "
+                    f"input, got {got}"
+                )
+
+
+def _show(shape: tuple) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _data_initializers(order: list[Any], arrays: dict[str, np.ndarray]) -> set[str]:
+    """Initializers some node reads as data (not only at inputs its converter needs as
+    constants, such as a Reshape's shape): these become parameters if float."""
+    used = set()
+    for node in order:
+        conv = CONVERTERS.get(node.op_type)
+        constant = conv.constant_inputs if conv else ()
+        for i, name in enumerate(node.input):
+            if name in arrays and i not in constant:
+                used.add(name)
+    return used
+
+
+def _check_converters(order: list[Any], constants: set[str], opset: int) -> None:
+    """Every node that will not fold away (its inputs are not all constants, at any
+    depth) needs a converter: refuse the model now rather than at the first call."""
+    known = set(constants)
+    for index, node in enumerate(order):
+        if not has_subgraph(node) and node.op_type not in NOT_FOLDED:
+            if all(not i or i in known for i in node.input):
+                known.update(o for o in node.output if o)
+                continue
+        if node.op_type not in CONVERTERS:
+            name = node_name(node, index)
+            raise UnsupportedError(
+                f"ONNX node {name!r}: op {node.op_type} (opset {opset}) is not supported",
+                name,
+                node.op_type,
+                opset,
+            )
