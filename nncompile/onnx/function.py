@@ -17,7 +17,7 @@ from .executor import GraphRunner
 from .folding import NOT_FOLDED, has_subgraph
 from .model_file import default_opset, node_name, ordered_nodes, read_model
 from .registry import CONVERTERS
-from .tensors import numpy_dtype, tensor_to_array
+from .tensors import COMPUTE_DTYPES, numpy_dtype, tensor_to_array
 
 PARAM_DTYPES = (np.float32, np.float64)
 
@@ -131,6 +131,11 @@ def _spec(vi: Any, onnx: Any) -> InputSpec:
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedError(f"graph input {vi.name!r}: only tensor inputs are supported")
     dtype = numpy_dtype(tt.elem_type, f"graph input {vi.name!r}")
+    if dtype not in COMPUTE_DTYPES:
+        raise UnsupportedError(
+            f"graph input {vi.name!r}: dtype {dtype} is not supported (nncompile computes in "
+            "float32, float64, int32, int64 and bool)"
+        )
     shape = None
     if tt.HasField("shape"):
         shape = tuple(
