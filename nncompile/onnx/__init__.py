@@ -15,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import converters  # noqa: F401  (registers every converter)
+from .check import CheckReport, NodeCheck, check
 from .errors import UnsupportedError
+from .export import save
 from .function import InputSpec, OnnxFunction
 
 
@@ -24,4 +26,13 @@ def load(source: Any) -> OnnxFunction:
     return OnnxFunction(source)
 
 
-__all__ = ["InputSpec", "OnnxFunction", "UnsupportedError", "load"]
+__all__ = [
+    "CheckReport",
+    "InputSpec",
+    "NodeCheck",
+    "OnnxFunction",
+    "UnsupportedError",
+    "check",
+    "load",
+    "save",
+]

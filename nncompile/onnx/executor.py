@@ -26,23 +26,28 @@ class GraphRunner:
     def run(self, graph: Any, scope: dict[str, Any], what: str = "the graph") -> list[Any]:
         """Values of ``graph``'s outputs; ``scope`` holds its inputs and initializers and
         every outer value it may read (it is extended, not copied, by the caller)."""
-        onnx = require_onnx()
         order = self._orders.get(id(graph))
         if order is None:
             order = self._orders[id(graph)] = ordered_nodes(graph, set(scope), what)
         for index, node in enumerate(order):
-            name = node_name(node, index)
-            values = [scope[i] if i else None for i in node.input]
-            if can_fold(node, values):
-                outs = fold(node, values, self.opset, name, self.fold_limit)
-            else:
-                conv = lookup(node.op_type, self.opset, name)
-                ctx = NodeContext(node, name, self.opset, values, onnx, self, scope)
-                with name_scope(_scope_name(name)):
-                    outs = list(conv.fn(ctx))
-                ctx.check_attributes_read()
-            self._store(node, name, outs, scope)
+            self.run_node(node, node_name(node, index), scope)
         return [scope[o.name] for o in graph.output]
+
+    def run_node(self, node: Any, name: str, scope: dict[str, Any]) -> bool:
+        """Run one node, storing its outputs in ``scope``; True when it was folded.
+        (nc.onnx.check runs nodes one at a time to report each.)"""
+        values = [scope[i] if i else None for i in node.input]
+        folded = can_fold(node, values)
+        if folded:
+            outs = fold(node, values, self.opset, name, self.fold_limit)
+        else:
+            conv = lookup(node.op_type, self.opset, name)
+            ctx = NodeContext(node, name, self.opset, values, require_onnx(), self, scope)
+            with name_scope(_scope_name(name)):
+                outs = list(conv.fn(ctx))
+            ctx.check_attributes_read()
+        self._store(node, name, outs, scope)
+        return folded
 
     def run_subgraph(self, graph: Any, inputs: list[Any], outer: dict[str, Any]) -> list[Any]:
         scope = dict(outer)
