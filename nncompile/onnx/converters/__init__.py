@@ -1,3 +1,4 @@
 """ONNX op converters, one module per op family; importing this registers them all."""
 
 from . import basic  # noqa: F401
+from . import math  # noqa: F401
