@@ -11,6 +11,11 @@ from ..registry import NodeContext, converter
 
 @converter("Constant")
 def constant(ctx: NodeContext) -> list[Any]:
+    for key in ("value_string", "value_strings", "sparse_value"):
+        if ctx.has_attr(key):
+            ctx.attr(key)
+            kind = "sparse tensors" if key == "sparse_value" else "string tensors"
+            ctx.unsupported(f"attribute {key}: nncompile does not compute on {kind}")
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if ctx.has_attr(key):
             v = ctx.attr(key)

@@ -1,0 +1,141 @@
+"""Converters for indexing ops: Slice, Gather, GatherElements, GatherND, OneHot; the
+Scatter family is refused (nncompile has no scatter primitive to write it exactly).
+
+ONNX allows negative indices (counted from the end of the axis): known index arrays are
+checked and wrapped while converting, computed ones are wrapped with a ``where``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+import nncompile as nc
+
+from ..registry import NodeContext, converter
+from .shape import _axis, _ints
+
+
+def _wrap(ctx: NodeContext, idx: Any, n: int | np.ndarray, what: str) -> Any:
+    """Indices into an axis of size ``n`` (or per-position sizes) with negatives wrapped."""
+    if isinstance(idx, np.ndarray):
+        if idx.size and (np.any(idx < -n) or np.any(idx >= n)):
+            ctx.unsupported(f"{what} index out of range for size {n}")
+        return np.where(idx < 0, idx + n, idx).astype(idx.dtype)
+    return nc.where(
+        nc.less(idx, np.zeros((), idx.dtype)), nc.add(idx, np.asarray(n, idx.dtype)), idx
+    )
+
+
+@converter("Slice", constant_inputs=(1, 2, 3, 4))
+def slice_(ctx: NodeContext) -> list[Any]:
+    x = ctx.input(0)
+    shape = np.shape(x)
+    if ctx.opset < 10:
+        starts, ends = ctx.attr("starts"), ctx.attr("ends")
+        axes, steps = ctx.attr("axes", None), None
+    else:
+        starts, ends = _ints(ctx.constant(1, "starts")), _ints(ctx.constant(2, "ends"))
+        axes, steps = ctx.constant(3, "axes"), ctx.constant(4, "steps")
+        axes = None if axes is None else _ints(axes)
+        steps = None if steps is None else _ints(steps)
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        ctx.unsupported("starts, ends, axes and steps differ in length")
+    index = [slice(None)] * len(shape)
+    for s, e, a, step in zip(starts, ends, axes, steps, strict=True):
+        a = _axis(ctx, a, len(shape), "axes entry")
+        if step == 0:
+            ctx.unsupported(f"step 0 on axis {a}")
+        index[a] = _onnx_slice(int(s), int(e), int(step), shape[a])
+    return [nc.as_tensor(x)[tuple(index)]]
+
+
+def _onnx_slice(start: int, end: int, step: int, dim: int) -> slice:
+    """ONNX's clamping rules as a Python slice of the same elements."""
+    start += dim if start < 0 else 0
+    end += dim if end < 0 else 0
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return slice(start, None if end < 0 else end, step)
+
+
+@converter("Gather")
+def gather(ctx: NodeContext) -> list[Any]:
+    x, idx = ctx.input(0), ctx.input(1)
+    shape = np.shape(x)
+    axis = _axis(ctx, ctx.attr("axis", 0), len(shape))
+    return [nc.take(x, _wrap(ctx, idx, shape[axis], "Gather"), axis=axis)]
+
+
+@converter("GatherElements")
+def gather_elements(ctx: NodeContext) -> list[Any]:
+    x, idx = ctx.input(0), ctx.input(1)
+    shape = np.shape(x)
+    axis = _axis(ctx, ctx.attr("axis", 0), len(shape))
+    return [nc.take_along_axis(x, _wrap(ctx, idx, shape[axis], "GatherElements"), axis)]
+
+
+@converter("GatherND")
+def gather_nd(ctx: NodeContext) -> list[Any]:
+    """The k indexed dims flattened into one, so each index tuple is one linear index
+    (batch dims get an offset per batch element) and the gather is a take on axis 0."""
+    x, idx = ctx.input(0), ctx.input(1)
+    b = ctx.attr("batch_dims", 0) if ctx.opset >= 12 else 0
+    xs, ishape = tuple(np.shape(x)), tuple(np.shape(idx))
+    k = ishape[-1] if ishape else 0
+    if not ishape or b + k > len(xs) or xs[:b] != ishape[:b]:
+        ctx.unsupported(f"indices of shape {ishape} do not index data of shape {xs}")
+    dims = xs[b : b + k]
+    strides = [math.prod(dims[j + 1 :]) for j in range(k)]
+    lin = None
+    for j in range(k):
+        part = _wrap(ctx, nc.as_tensor(idx)[..., j], dims[j], "GatherND")
+        part = nc.multiply(part, np.asarray(strides[j], np.dtype(idx.dtype)))
+        lin = part if lin is None else nc.add(lin, part)
+    batch, inner = math.prod(xs[:b]), math.prod(dims)
+    if lin is None:  # k == 0: whole slices, one per index position
+        lin = np.zeros(ishape[:-1], np.int64)
+    lin = nc.reshape(lin, (batch, -1))
+    offsets = (np.arange(batch, dtype=np.int64) * inner).reshape(batch, 1)
+    lin = nc.add(nc.astype(lin, np.int64), offsets)
+    flat = nc.reshape(x, (batch * inner,) + xs[b + k :])
+    y = nc.take(flat, nc.reshape(lin, (-1,)), axis=0)
+    return [nc.reshape(y, ishape[:-1] + xs[b + k :])]
+
+
+@converter("OneHot", constant_inputs=(1,))
+def one_hot(ctx: NodeContext) -> list[Any]:
+    idx, values = ctx.input(0), ctx.input(2)
+    depth = ctx.constant(1, "depth").reshape(-1)[0]
+    if depth != int(depth) or depth < 1:
+        ctx.unsupported(f"depth {depth} must be a positive integer")
+    depth = int(depth)
+    rank = len(np.shape(idx))
+    axis = _axis(ctx, ctx.attr("axis", -1), rank + 1)
+    dtype = np.dtype(idx.dtype)
+    # as ONNX's reference: wrap [-depth, 0), compare with 0..depth-1 (float indices that
+    # are not whole numbers match nothing)
+    idx = nc.where(nc.less(idx, np.zeros((), dtype)), nc.add(idx, np.asarray(depth, dtype)), idx)
+    idx = nc.expand_dims(idx, axis)
+    targets = np.arange(depth, dtype=dtype).reshape((depth,) + (1,) * (rank - axis))
+    hot = nc.equal(idx, targets)
+    if np.shape(values) != (2,):
+        ctx.unsupported(f"values must be [off, on], got shape {np.shape(values)}")
+    off, on = nc.as_tensor(values)[0], nc.as_tensor(values)[1]
+    return [nc.where(hot, on, off)]
+
+
+@converter("Scatter", "ScatterElements", "ScatterND")
+def scatter(ctx: NodeContext) -> list[Any]:
+    ctx.attr("axis", 0)
+    reduction = ctx.attr("reduction", "none")
+    ctx.unsupported(
+        f"{ctx.op_type} (reduction {reduction!r}) writes into a tensor, and nncompile has no "
+        "scatter primitive to do that exactly"
+    )
+    return []
