@@ -113,7 +113,13 @@ class OnnxFunction:
         for spec in self.input_specs:
             t = given[spec.name]
             if not isinstance(t, (Tensor, np.ndarray)):  # Python data takes the input's dtype
-                t = np.asarray(t, dtype=spec.dtype)
+                try:
+                    t = np.asarray(t, dtype=spec.dtype)
+                except (TypeError, ValueError) as e:
+                    raise DTypeError(
+                        f"model input {spec.name!r}: a {type(t).__name__} is not {spec.dtype} "
+                        f"data: {e}"
+                    ) from None
             t = as_tensor(t)
             _check_input(spec, t, sizes)
             bound[spec.name] = t
