@@ -2,4 +2,8 @@
 
 from . import basic  # noqa: F401
 from . import control, index, shape  # noqa: F401
+from . import nn  # noqa: F401
+from . import pooling  # noqa: F401
 from . import math  # noqa: F401
+from . import normalization  # noqa: F401
+from . import reduce  # noqa: F401
