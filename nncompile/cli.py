@@ -48,6 +48,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .workloads import BUILTIN, resolve
 
+    if any(str(t).endswith(".onnx") for t in args.targets) or args.vs == "onnxruntime":
+        from .onnx.commands import cmd_bench
+
+        return cmd_bench(args)
     targets = args.targets or list(BUILTIN)
     modes = ["eager", "llvm", "cuda"] + (["torch", "torch.compile"] if args.vs == "torch" else [])
     if args.threads:
@@ -86,6 +90,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(bench.to_json(everything))
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .onnx.commands import cmd_run
+
+    return cmd_run(args)
 
 
 def _cmd_viz(args: argparse.Namespace) -> int:
@@ -145,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s = sub.add_parser("bench", help="time compiled vs eager (and PyTorch with --vs torch)")
     s.add_argument("targets", nargs="*", help=target_help + " (default: every built-in)")
-    s.add_argument("--vs", choices=("torch",), help="also PyTorch eager and torch.compile")
+    s.add_argument(
+        "--vs",
+        choices=("torch", "onnxruntime"),
+        help="also PyTorch eager and torch.compile; for a model.onnx: onnxruntime (CPU)",
+    )
     s.add_argument(
         "--torch-device", default="cpu", choices=("cpu", "cuda"), help="where PyTorch runs"
     )
@@ -165,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="let compilation use the on-disk object cache (default: cold compile times)",
     )
     s.set_defaults(func=_cmd_bench)
+    s = sub.add_parser("run", help="run an ONNX model on inputs from .npy files")
+    s.add_argument("model", help="an .onnx file")
+    s.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="[NAME=]FILE.npy",
+        help="a graph input (repeat, in graph-input order, or NAME=FILE.npy)",
+    )
+    s.add_argument("--output", help="write the outputs to this .npz (keys: output names)")
+    s.add_argument("--backend", default="eager", choices=("eager", "llvm", "cuda"))
+    s.set_defaults(func=_cmd_run)
     s = sub.add_parser("viz", help="draw a workload's graph with graphviz")
     s.add_argument("target", help=target_help)
     s.add_argument("--stage", default="fused", choices=("traced", "grad", "optimized", "fused"))
