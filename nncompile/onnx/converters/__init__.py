@@ -7,3 +7,4 @@ from . import pooling  # noqa: F401
 from . import math  # noqa: F401
 from . import normalization  # noqa: F401
 from . import reduce  # noqa: F401
+from . import resize  # noqa: F401
