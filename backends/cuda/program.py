@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ...ir.kernel import (
     Assign,
     Gemm,
@@ -12,6 +14,7 @@ from ...ir.kernel import (
     Loop,
     Stmt,
     Store,
+    Var,
 )
 from ...ir.kernel_visit import own_expressions, postorder, walk
 from ...lowering.program import Program, physical_params
@@ -122,7 +125,7 @@ class KernelWriter:
         types = tuple(mem_type(p.dtype) for p in self.params)
         self.implicit = implicit_operands(self.kernel.body, self.physical)
         producers = {id(producer) for producer, _ in self.implicit.values()}
-        for s in self.kernel.body:
+        for s in _split_checks(self.kernel.body, shared_locals):
             if _pure(s):
                 scalars.append(s)
                 continue
@@ -405,6 +408,53 @@ def _pure(s: Stmt) -> bool:
 
 def _assigns(s: Stmt, names: set[str]) -> bool:
     return any(isinstance(x, Assign) and x.name in names for x in walk([s]))
+
+
+def _split_checks(body: list[Stmt], shared: set[str]) -> list[Stmt]:
+    """A loop that updates kernel scalars (a small full reduction runs as one serial loop)
+    and also reports errors (a checked gather stores the status word) cannot be one launch:
+    each thread would hold its own scalars. Its checks only ever store a constant code, so
+    they run as a loop of their own after a pure copy of the loop without them, which every
+    launch recomputes like any scalar."""
+    out: list[Stmt] = []
+    for s in body:
+        if isinstance(s, Loop) and _assigns(s, shared) and not _pure(s):
+            reduce_part = _without(s, lambda x: _is_check(x))
+            check_part = _without(s, lambda x: isinstance(x, Assign) and x.name in shared)
+            if _pure(reduce_part) and not _reads(check_part, shared):
+                out += [reduce_part, check_part]
+                continue
+        out.append(s)
+    return out
+
+
+def _is_check(s: Stmt) -> bool:
+    return (
+        isinstance(s, If)
+        and not s.otherwise
+        and all(isinstance(x, Store) and x.buffer == "status" for x in s.then)
+    )
+
+
+def _without(s: Stmt, drop) -> Stmt:
+    """``s`` with every nested statement for which ``drop`` holds left out."""
+
+    def block(stmts: list[Stmt]) -> list[Stmt]:
+        return [_without(x, drop) for x in stmts if not drop(x)]
+
+    if isinstance(s, Loop):
+        return replace(s, body=block(s.body))
+    if isinstance(s, If):
+        return replace(s, then=block(s.then), otherwise=block(s.otherwise))
+    return s
+
+
+def _reads(s: Stmt, names: set[str]) -> bool:
+    return any(
+        isinstance(e, Var) and e.name in names
+        for x in walk([s])
+        for e in postorder(own_expressions(x))
+    )
 
 
 def emit_cuda(program: Program) -> CudaSource:
