@@ -53,7 +53,16 @@ def fold(node: Any, values: list[Any], opset: int, name: str, limit: int) -> lis
     clone.attribute.extend(node.attribute)
     feeds = {n: v for n, v in zip(names, values, strict=True) if n}
     try:
-        results = ReferenceEvaluator(clone, opsets={"": opset}).run(None, feeds)
+        # a bare node would run at the reference's latest opset (its opsets= is ignored
+        # for a NodeProto), so old-opset attributes (Unsqueeze's axes) failed: wrap it
+        graph = onnx.helper.make_graph(
+            [clone],
+            "fold",
+            [onnx.ValueInfoProto(name=n) for n in names if n],
+            [onnx.ValueInfoProto(name=n) for n in outs],
+        )
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+        results = ReferenceEvaluator(model).run(None, feeds)
     except Exception as e:  # noqa: BLE001  (the reference raises assorted types)
         raise UnsupportedError(
             f"ONNX node {name!r} ({node.op_type}, opset {opset}): folding its constant "

@@ -31,6 +31,17 @@ def _known_bool(ctx: NodeContext, v: Any, what: str) -> bool:
     return bool(v.reshape(-1)[0])
 
 
+def _body(ctx: NodeContext, name: str) -> Any:
+    """The graph attribute ``name``, whose outputs must be tensors (nncompile has no
+    sequence or optional values)."""
+    graph = ctx.attr(name)
+    for vi in graph.output:
+        kind = vi.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            ctx.unsupported(f"{name} output {vi.name!r} is a {kind}; only tensors are supported")
+    return graph
+
+
 def _stack(values: list[Any], axis: int = 0) -> Any:
     if all(isinstance(v, np.ndarray) for v in values):
         return np.stack(values, axis)
@@ -39,14 +50,14 @@ def _stack(values: list[Any], axis: int = 0) -> Any:
 
 @converter("If")
 def if_(ctx: NodeContext) -> list[Any]:
-    then_branch, else_branch = ctx.attr("then_branch"), ctx.attr("else_branch")
+    then_branch, else_branch = _body(ctx, "then_branch"), _body(ctx, "else_branch")
     taken = _known_bool(ctx, ctx.input(0), "the condition")
     return ctx.run_subgraph(then_branch if taken else else_branch, [])
 
 
 @converter("Loop")
 def loop(ctx: NodeContext) -> list[Any]:
-    body = ctx.attr("body")
+    body = _body(ctx, "body")
     trips = ctx.optional_input(0)
     limit = None if trips is None else _known_int(ctx, trips, "the trip count M")
     cond = ctx.optional_input(1)
@@ -84,7 +95,7 @@ def _known_int(ctx: NodeContext, v: Any, what: str) -> int:
 
 @converter("Scan")
 def scan(ctx: NodeContext) -> list[Any]:
-    body = ctx.attr("body")
+    body = _body(ctx, "body")
     n_in = ctx.attr("num_scan_inputs")
     if ctx.opset < 9:  # opset 8: inputs and states have a leading batch axis
         directions = ctx.attr("directions", None)

@@ -231,11 +231,17 @@ def depth_to_space(ctx: NodeContext) -> list[Any]:
 def space_to_depth(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
     bs = ctx.attr("blocksize")
+    mode = ctx.attr("mode", "DCR")  # an attribute from opset 28; before, always DCR
     b, c, h, w = _four_d(ctx, x)
     if h % bs or w % bs:
         ctx.unsupported(f"height {h} and width {w} must be multiples of blocksize {bs}")
     y = nc.reshape(x, (b, c, h // bs, bs, w // bs, bs))
-    y = nc.transpose(y, (0, 3, 5, 1, 2, 4))
+    if mode == "DCR":
+        y = nc.transpose(y, (0, 3, 5, 1, 2, 4))
+    elif mode == "CRD":
+        y = nc.transpose(y, (0, 1, 3, 5, 2, 4))
+    else:
+        ctx.unsupported(f"mode {mode!r} (only DCR and CRD)")
     return [nc.reshape(y, (b, c * bs * bs, h // bs, w // bs))]
 
 

@@ -1,0 +1,275 @@
+"""Shape, indexing and control-flow converters beyond ONNX's node suite (whose cases feed
+shapes, starts and trip counts as graph inputs, which nncompile's static shapes refuse):
+the same ops with those inputs constant, on data from the graph inputs — forward vs
+ONNX's reference implementation, eager vs LLVM-compiled, gradients vs torch and finite
+differences, unrolled Loop/Scan, and the refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+import nncompile as nc  # noqa: E402
+
+F64, I64 = TensorProto.DOUBLE, TensorProto.INT64
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=17):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _const(name, value):
+    return helper.make_node(
+        "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value))
+    )
+
+
+def _check_forward(model, *xs, runtime=False):
+    """Eager and compiled outputs equal ONNX's reference, or ONNX Runtime's where the
+    reference lacks a feature (dtype and values)."""
+    feeds = dict(zip([i.name for i in model.graph.input], xs, strict=True))
+    if runtime:
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        want = session.run(None, feeds)
+    else:
+        want = ReferenceEvaluator(model).run(None, feeds)
+    f = nc.onnx.load(model)
+    for fn in (f, nc.compile(f, backend="llvm")):
+        got = fn(*xs)
+        got = got if isinstance(got, tuple) else (got,)
+        for g, w in zip(got, want, strict=True):
+            g = np.asarray(g.numpy() if isinstance(g, nc.Tensor) else g)
+            assert g.dtype == w.dtype
+            np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
+def test_movement_chain_matches_reference_and_torch_gradient():
+    # Slice (negative step, INT_MAX end) -> Pad reflect -> Tile -> Transpose
+    # -> Reshape (0 copies, -1) -> Unsqueeze -> Trilu -> Flatten
+    nodes = [
+        _const("st", [3, 0]),
+        _const("en", [-(2**63), 2**63 - 1]),
+        _const("ax", [0, 1]),
+        _const("sp", [-1, 2]),
+        helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["a"]),
+        _const("pads", [1, 0, 2, 1]),
+        helper.make_node("Pad", ["a", "pads"], ["b"], mode="reflect"),
+        _const("reps", [1, 2]),
+        helper.make_node("Tile", ["b", "reps"], ["c"]),
+        helper.make_node("Transpose", ["c"], ["d"]),
+        _const("shape", [0, -1]),
+        helper.make_node("Reshape", ["d", "shape"], ["e"]),
+        _const("uax", [0]),
+        helper.make_node("Unsqueeze", ["e", "uax"], ["f"]),
+        helper.make_node("Trilu", ["f"], ["g"], upper=0),
+        helper.make_node("Flatten", ["g"], ["y"], axis=2),
+    ]
+    model = _model(nodes, [("x", F64, [4, 5])], [("y", F64)])
+    x = np.random.default_rng(0).normal(size=(4, 5))
+    _check_forward(model, x)
+
+    def torch_fn(t):
+        a = t.flip(0)[:, ::2]  # steps -1 on rows, 2 on columns
+        b = torch.nn.functional.pad(a[None, None], (0, 1, 1, 2), mode="reflect")[0, 0]
+        e = b.tile(1, 2).T.reshape(b.shape[1] * 2, -1)
+        return torch.tril(e[None]).reshape(1, e.shape[0], -1)
+
+    f = nc.onnx.load(model)
+    w = np.random.default_rng(1).normal(size=np.shape(f(x)))
+    got = nc.grad(lambda t: nc.sum(nc.multiply(f(t), w)))(x)
+    t = torch.tensor(x, requires_grad=True)
+    (torch_fn(t).reshape(w.shape) * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(f(x).numpy(), torch_fn(torch.tensor(x)).numpy().reshape(w.shape))
+    np.testing.assert_allclose(got.numpy(), t.grad.numpy(), rtol=1e-12)
+
+
+def test_gathers_with_negative_indices_from_the_graph():
+    nodes = [
+        helper.make_node("Gather", ["x", "i"], ["a"], axis=1),
+        helper.make_node("GatherElements", ["x", "j"], ["b"], axis=0),
+        helper.make_node("GatherND", ["x", "k"], ["c"]),
+        _const("depth", np.int64(4)),
+        _const("vals", np.array([-1.0, 2.0])),
+        helper.make_node("OneHot", ["i", "depth", "vals"], ["d"], axis=0),
+    ]
+    model = _model(
+        nodes,
+        [("x", F64, [3, 4]), ("i", I64, [2]), ("j", I64, [2, 4]), ("k", I64, [2, 2])],
+        [("a", F64), ("b", F64), ("c", F64), ("d", F64)],
+    )
+    x = np.arange(12.0).reshape(3, 4)
+    i = np.array([-1, 2])
+    j = np.array([[0, -1, 2, -3], [-2, 1, 0, 2]])
+    k = np.array([[-1, -4], [1, 2]])
+    _check_forward(model, x, i, j, k)
+
+
+def test_split_concat_expand_depth_to_space_gradients_vs_finite_differences():
+    nodes = [
+        _const("parts", [1, 3]),
+        helper.make_node("Split", ["x", "parts"], ["p", "q"], axis=1),
+        helper.make_node("Concat", ["q", "p"], ["r"], axis=1),
+        helper.make_node("DepthToSpace", ["r"], ["s"], blocksize=2, mode="CRD"),
+        helper.make_node("SpaceToDepth", ["s"], ["t"], blocksize=2),
+        _const("eshape", [2, 1, 1, 1]),
+        helper.make_node("Expand", ["t", "eshape"], ["u"]),
+        helper.make_node("Mul", ["u", "u"], ["y"]),
+    ]
+    model = _model(nodes, [("x", F64, [1, 4, 2, 2])], [("y", F64)], opset=13)
+    x = np.random.default_rng(2).normal(size=(1, 4, 2, 2))
+    _check_forward(model, x)
+    f = nc.onnx.load(model)
+    loss = lambda t: nc.sum(f(t))  # noqa: E731
+    got = nc.grad(loss)(x).numpy()
+    eps, num = 1e-6, np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        num[idx] = (loss(x + d).numpy() - loss(x - d).numpy()) / (2 * eps)
+    np.testing.assert_allclose(got, num, rtol=1e-6, atol=1e-8)
+
+
+def _loop_model():
+    """y_{i+1} = y_i * x + i, stopping when the body's condition i < 2 fails (three
+    iterations of a trip count of 10); each y is also a scan output."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Cast", ["i"], ["fi"], to=F64),
+            helper.make_node("Mul", ["y_in", "x"], ["yx"]),
+            helper.make_node("Add", ["yx", "fi"], ["y_out"]),
+            _const("two", np.int64(2)),
+            helper.make_node("Less", ["i", "two"], ["c_out"]),
+            helper.make_node("Identity", ["y_out"], ["scan"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", I64, []),
+            helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("y_in", F64, None),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("y_out", F64, None),
+            helper.make_tensor_value_info("scan", F64, None),
+        ],
+    )
+    nodes = [
+        _const("m", np.int64(10)),
+        _const("c", np.bool_(True)),
+        helper.make_node("Loop", ["m", "c", "y0"], ["y", "ys"], body=body),
+    ]
+    return _model(nodes, [("x", F64, [3]), ("y0", F64, [3])], [("y", F64), ("ys", F64)])
+
+
+def test_loop_unrolls_with_a_condition_the_body_computes():
+    model = _loop_model()
+    x, y0 = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    _check_forward(model, x, y0)
+    f = nc.onnx.load(model)
+    assert f(x, y0)[1].shape == (3, 3)
+    got = nc.grad(lambda t: nc.sum(f(t, y0)[0]))(x).numpy()
+    xt = torch.tensor(x, requires_grad=True)
+    y = torch.tensor(y0)
+    for i in range(3):
+        y = y * xt + i
+    y.sum().backward()
+    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-12)
+
+
+def test_scan_reverse_directions_and_if_on_a_known_condition():
+    body = helper.make_graph(
+        [
+            helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
+            helper.make_node("Mul", ["s_out", "x_t"], ["o_t"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("s_in", F64, [2]),
+            helper.make_tensor_value_info("x_t", F64, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("s_out", F64, [2]),
+            helper.make_tensor_value_info("o_t", F64, [2]),
+        ],
+    )
+    branch = lambda v: helper.make_graph(  # noqa: E731
+        [_const("k", np.array(v)), helper.make_node("Mul", ["o", "k"], ["z"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("z", F64, None)],
+    )
+    nodes = [
+        helper.make_node(
+            "Scan",
+            ["s0", "x"],
+            ["s", "o"],
+            body=body,
+            num_scan_inputs=1,
+            scan_input_axes=[1],
+            scan_input_directions=[1],
+            scan_output_directions=[1],
+            scan_output_axes=[-1],
+        ),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        _const("zero", np.int64(0)),
+        helper.make_node("Gather", ["shape", "zero"], ["rows"]),
+        _const("two", np.int64(2)),
+        helper.make_node("Equal", ["rows", "two"], ["cond"]),
+        helper.make_node("If", ["cond"], ["y"], then_branch=branch(3.0), else_branch=branch(-1.0)),
+    ]
+    model = _model(nodes, [("s0", F64, [2]), ("x", F64, [2, 4])], [("s", F64), ("y", F64)])
+    s0, x = np.array([1.0, -1.0]), np.random.default_rng(3).normal(size=(2, 4))
+    _check_forward(model, s0, x, runtime=True)  # the reference scans forwards only
+    s, y = nc.onnx.load(model)(s0, x)
+    np.testing.assert_allclose(s.numpy(), s0 + x.sum(1))
+    sums = s0[:, None] + np.cumsum(x[:, ::-1], axis=1)  # from the last column back
+    np.testing.assert_allclose(y.numpy(), 3.0 * (sums * x[:, ::-1])[:, ::-1])
+
+
+def test_data_dependent_control_flow_and_scatter_are_unsupported():
+    branch = helper.make_graph(
+        [_const("z", np.array(1.0))], "b", [], [helper.make_tensor_value_info("z", F64, None)]
+    )
+    model = _model(
+        [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)],
+        [("c", TensorProto.BOOL, [])],
+        [("y", F64)],
+    )
+    with pytest.raises(nc.onnx.UnsupportedError, match="condition is computed"):
+        nc.onnx.load(model)(np.bool_(True))
+    model = _model(
+        [helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=0)],
+        [("x", F64, [3]), ("i", I64, [1]), ("u", F64, [1])],
+        [("y", F64)],
+    )
+    with pytest.raises(nc.onnx.UnsupportedError, match="no scatter primitive"):
+        nc.onnx.load(model)(np.zeros(3), np.array([1]), np.ones(1))
+
+
+def test_old_opset_axes_attribute_folds_and_converts():
+    # opset 11: Unsqueeze/Squeeze take axes as attributes, folded and converted alike
+    nodes = [
+        _const("k", np.array([1.0, 2.0])),
+        helper.make_node("Unsqueeze", ["k"], ["k2"], axes=[0]),
+        helper.make_node("Unsqueeze", ["x"], ["x2"], axes=[-1]),
+        helper.make_node("Squeeze", ["x2"], ["x3"], axes=[2]),
+        helper.make_node("Add", ["x3", "k2"], ["y"]),
+    ]
+    model = _model(nodes, [("x", F64, [3, 2])], [("y", F64)], opset=11)
+    _check_forward(model, np.arange(6.0).reshape(3, 2))
