@@ -8,3 +8,4 @@ from . import math  # noqa: F401
 from . import normalization  # noqa: F401
 from . import reduce  # noqa: F401
 from . import resize  # noqa: F401
+from . import rnn  # noqa: F401
