@@ -21,7 +21,14 @@ from .dependency import require_onnx
 from .errors import UnsupportedError
 from .executor import GraphRunner
 from .function import InputSpec, _spec
-from .model_file import DEFAULT_DOMAINS, default_opset, node_name, ordered_nodes, read_model
+from .model_file import (
+    DEFAULT_DOMAINS,
+    check_declarations,
+    default_opset,
+    node_name,
+    ordered_nodes,
+    read_model,
+)
 from .registry import CONVERTERS
 from .tensors import tensor_to_array
 
@@ -90,6 +97,7 @@ def check(source: Any) -> CheckReport:
         report.problems.append(f"model-local functions: {[f.name for f in model.functions][:5]}")
     if graph.sparse_initializer:
         report.problems.append("sparse initializers are not supported")
+    check_declarations(graph)
     arrays = {t.name: tensor_to_array(t, "initializer") for t in graph.initializer}
     specs: list[InputSpec] = []
     for vi in graph.input:
@@ -107,6 +115,11 @@ def check(source: Any) -> CheckReport:
         return report
     order = ordered_nodes(graph, set(arrays) | {vi.name for vi in graph.input})
     no_shape = [s.name for s in specs if s.shape is None]
+    for s in specs:
+        try:
+            _dry_input(s)
+        except ValueError as e:  # more elements than an array can have
+            report.problems.append(f"graph input {s.name!r}: shape {s.shape}: {e}")
     if report.problems or no_shape:
         why = f"inputs {no_shape} have no declared shape" if no_shape else "model problems above"
         for i, n in enumerate(order):

@@ -9,7 +9,7 @@ from typing import Any
 from ..dispatch import name_scope
 from .dependency import require_onnx
 from .errors import UnsupportedError
-from .folding import can_fold, fold
+from .folding import MAX_EXPANDED_ELEMENTS, can_fold, check_size, fold
 from .model_file import node_name, ordered_nodes
 from .registry import NodeContext, lookup
 from .tensors import tensor_to_array
@@ -41,6 +41,9 @@ class GraphRunner:
         if folded:
             outs = fold(node, values, self.opset, name, self.fold_limit)
         else:
+            if node.op_type in ("Expand", "Tile"):
+                limit = max(self.fold_limit, MAX_EXPANDED_ELEMENTS)
+                check_size(node, values, name, limit, "converting")
             conv = lookup(node.op_type, self.opset, name)
             ctx = NodeContext(node, name, self.opset, values, require_onnx(), self, scope)
             with name_scope(_scope_name(name)):

@@ -26,6 +26,9 @@ NOT_FOLDED = {
 # folding an op that can make a big array from a small input is bounded by this many
 # elements (or the model file's size in bytes, if larger)
 MAX_FOLDED_ELEMENTS = 1 << 24
+# an Expand or Tile of a graph value to a size the file gives as a constant is bounded
+# too (a 40-byte file must not ask for terabytes): 2^28 elements, 1 GiB of float32
+MAX_EXPANDED_ELEMENTS = 1 << 28
 
 
 def has_subgraph(node: Any) -> bool:
@@ -46,7 +49,7 @@ def fold(node: Any, values: list[Any], opset: int, name: str, limit: int) -> lis
     onnx = require_onnx()
     from onnx.reference import ReferenceEvaluator
 
-    _check_size(node, values, name, max(limit, MAX_FOLDED_ELEMENTS))
+    check_size(node, values, name, max(limit, MAX_FOLDED_ELEMENTS))
     names = [f"in{i}" if v is not None else "" for i, v in enumerate(values)]
     outs = [f"out{i}" for i in range(len(node.output))]
     clone = onnx.helper.make_node(node.op_type, names, outs, domain=node.domain)
@@ -74,23 +77,27 @@ def fold(node: Any, values: list[Any], opset: int, name: str, limit: int) -> lis
     return [np.asarray(r) if r is not None else None for r in results]
 
 
-def _check_size(node: Any, values: list[Any], name: str, limit: int) -> None:
-    """Refuse before allocating when a folded op would make an array beyond ``limit``."""
+def check_size(
+    node: Any, values: list[Any], name: str, limit: int, doing: str = "folding constants"
+) -> None:
+    """Refuse before allocating when an op would make an array beyond ``limit`` elements
+    from sizes given as constants (``values[0]`` may be a Tensor for Expand and Tile)."""
     op, count = node.op_type, None
-    if op == "ConstantOfShape" and values and values[0] is not None:
+    if op == "ConstantOfShape" and values and isinstance(values[0], np.ndarray):
         count = math.prod(int(d) for d in values[0].reshape(-1))
-    elif op == "Expand" and len(values) > 1 and values[1] is not None:
+    elif op == "Expand" and len(values) > 1 and isinstance(values[1], np.ndarray):
         try:
-            count = math.prod(np.broadcast_shapes(values[0].shape, tuple(values[1].reshape(-1))))
+            want = tuple(int(d) for d in values[1].reshape(-1))
+            count = math.prod(np.broadcast_shapes(tuple(values[0].shape), want))
         except ValueError as e:
             raise ShapeError(f"ONNX node {name!r} (Expand): {e}") from e
-    elif op == "Tile" and len(values) > 1 and values[1] is not None:
-        count = values[0].size * math.prod(int(r) for r in values[1].reshape(-1))
-    elif op == "Range" and all(v is not None for v in values[:3]):
+    elif op == "Tile" and len(values) > 1 and isinstance(values[1], np.ndarray):
+        count = math.prod(values[0].shape) * math.prod(int(r) for r in values[1].reshape(-1))
+    elif op == "Range" and all(isinstance(v, np.ndarray) for v in values[:3]):
         start, limit_, delta = (float(v.reshape(-1)[0]) for v in values[:3])
         count = max(math.ceil((limit_ - start) / delta), 0) if delta else None
     if count is not None and count > limit:
         raise ShapeError(
             f"ONNX node {name!r} ({op}) would make an array of {count} elements "
-            f"while folding constants (limit {limit})"
+            f"while {doing} (limit {limit})"
         )

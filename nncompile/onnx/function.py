@@ -9,13 +9,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DTypeError, ShapeError
+from ..errors import ConfigError, DTypeError, SerializationError, ShapeError
 from ..tensor import Tensor, as_tensor
 from .dependency import require_onnx
 from .errors import UnsupportedError
 from .executor import GraphRunner
 from .folding import NOT_FOLDED, has_subgraph
-from .model_file import default_opset, node_name, ordered_nodes, read_model
+from .model_file import (
+    check_declarations,
+    default_opset,
+    node_name,
+    ordered_nodes,
+    read_model,
+)
 from .registry import CONVERTERS
 from .tensors import COMPUTE_DTYPES, numpy_dtype, tensor_to_array
 
@@ -46,6 +52,7 @@ class OnnxFunction:
             raise UnsupportedError(f"model-local functions are not supported: {names[:5]}")
         if graph.sparse_initializer:
             raise UnsupportedError("sparse initializers are not supported")
+        check_declarations(graph)
         arrays = {t.name: tensor_to_array(t, "initializer") for t in graph.initializer}
         self.input_specs = [_spec(vi, onnx) for vi in graph.input if vi.name not in arrays]
         self.input_names = [s.name for s in self.input_specs]
@@ -148,6 +155,8 @@ def _spec(vi: Any, onnx: Any) -> InputSpec:
             int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None)
             for d in tt.shape.dim
         )
+        if any(isinstance(d, int) and d < 0 for d in shape):
+            raise SerializationError(f"graph input {vi.name!r}: negative dimension in {shape}")
     return InputSpec(vi.name, shape, dtype)
 
 

@@ -121,3 +121,30 @@ def _captured(node: Any) -> set[str]:
                 names |= {x for x in n.input if x and x not in local}
                 names |= {x for x in _captured(n) if x not in local}
     return names
+
+
+def check_declarations(graph: Any) -> None:
+    """Names declared twice (initializers, graph inputs) and tensors in attributes
+    (Constant values, at any depth) whose data does not match their shape are errors
+    before anything runs."""
+    from .tensors import tensor_to_array
+
+    onnx = require_onnx()
+    for kind, names in (
+        ("initializer", [t.name for t in graph.initializer]),
+        ("graph input", [vi.name for vi in graph.input]),
+    ):
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                what = "given" if kind == "initializer" else "declared"
+                raise SerializationError(f"{kind} {name!r} is {what} twice")
+            seen.add(name)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                tensor_to_array(attr.t, f"attribute {attr.name} of node {node.name!r}")
+            for t in attr.tensors:
+                tensor_to_array(t, f"attribute {attr.name} of node {node.name!r}")
+            for g in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                check_declarations(g)
