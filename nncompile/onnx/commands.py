@@ -12,6 +12,7 @@ range, throughput (batch items per second) and how far the two outputs are apart
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -24,6 +25,7 @@ from ..fileio import atomic_write
 from .function import InputSpec, OnnxFunction
 
 ORT_THREADS = 2
+MAX_RANDOM_ELEMENTS = 1 << 28  # a declared size of 10^12 must not be allocated
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,6 +127,11 @@ def random_inputs(specs: list[InputSpec], batch: int, seed: int = 0) -> list[np.
         if s.shape is None:
             raise ConfigError(f"input {s.name!r} declares no shape; cannot make a random one")
         shape = tuple(d if isinstance(d, int) else batch for d in s.shape)
+        if math.prod(shape) > MAX_RANDOM_ELEMENTS:
+            raise ConfigError(
+                f"input {s.name!r} of shape {shape} is too large to benchmark "
+                f"(over {MAX_RANDOM_ELEMENTS} elements)"
+            )
         if np.issubdtype(s.dtype, np.floating):
             out.append(rng.standard_normal(shape).astype(s.dtype))
         else:
@@ -155,12 +162,12 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def table(rows: list[tuple[str, list[float], float]], batch: int) -> str:
-    lines = [f"{'runtime':<18}{'median ms':>11}{'p25-p75 ms':>16}{'items/s':>12}{'first s':>10}"]
+    lines = [f"{'runtime':<18}{'median ms':>11}{'p25-p75 ms':>18}{'items/s':>12}{'first s':>10}"]
     for name, samples, first in rows:
         median = statistics.median(samples)
         q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [median] * 3
-        spread = f"{q[0] * 1e3:.3f}-{q[2] * 1e3:.3f}"
+        spread = f"{q[0] * 1e3:.4g}-{q[2] * 1e3:.4g}"  # 4 digits: microsecond models too
         lines.append(
-            f"{name:<18}{median * 1e3:>11.3f}{spread:>16}{batch / median:>12.1f}{first:>10.3f}"
+            f"{name:<18}{median * 1e3:>11.4g}{spread:>18}{batch / median:>12.4g}{first:>10.3f}"
         )
     return "\n".join(lines)
