@@ -242,7 +242,7 @@ def test_scan_reverse_directions_and_if_on_a_known_condition():
     np.testing.assert_allclose(y.numpy(), 3.0 * (sums * x[:, ::-1])[:, ::-1])
 
 
-def test_data_dependent_control_flow_and_scatter_are_unsupported():
+def test_data_dependent_control_flow_and_scatter_reductions_are_unsupported():
     branch = helper.make_graph(
         [_const("z", np.array(1.0))], "b", [], [helper.make_tensor_value_info("z", F64, None)]
     )
@@ -254,12 +254,45 @@ def test_data_dependent_control_flow_and_scatter_are_unsupported():
     with pytest.raises(nc.onnx.UnsupportedError, match="condition is computed"):
         nc.onnx.load(model)(np.bool_(True))
     model = _model(
-        [helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=0)],
+        [helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=0, reduction="add")],
         [("x", F64, [3]), ("i", I64, [1]), ("u", F64, [1])],
         [("y", F64)],
+        opset=18,
     )
-    with pytest.raises(nc.onnx.UnsupportedError, match="no scatter primitive"):
+    with pytest.raises(nc.onnx.UnsupportedError, match="reduction 'add'"):
         nc.onnx.load(model)(np.zeros(3), np.array([1]), np.ones(1))
+
+
+def test_scatters_from_graph_indices_last_duplicate_wins_and_gradients_match_torch():
+    nodes = [
+        helper.make_node("ScatterElements", ["x", "i", "u"], ["a"], axis=1),
+        helper.make_node("ScatterND", ["x", "k", "v"], ["b"]),
+    ]
+    model = _model(
+        nodes,
+        [
+            ("x", F64, [3, 4]),
+            ("i", I64, [2, 3]),
+            ("u", F64, [2, 3]),
+            ("k", I64, [3, 1]),
+            ("v", F64, [3, 4]),
+        ],
+        [("a", F64), ("b", F64)],
+    )
+    rng = np.random.default_rng(4)
+    x, u, v = rng.normal(size=(3, 4)), rng.normal(size=(2, 3)), rng.normal(size=(3, 4))
+    i = np.array([[0, -1, 0], [2, 1, 3]])  # row 0 writes column 0 twice: the later wins
+    k = np.array([[2], [-3], [2]])  # row 2 twice
+    _check_forward(model, x, i, u, k, v)
+    f = nc.onnx.load(model)
+    i1 = np.array([[0, -1, 1], [2, 1, 3]])  # no duplicates, so torch's scatter is defined
+    w = rng.normal(size=(3, 4))
+    got = nc.grad(lambda x, u: nc.sum(nc.multiply(f(x, i1, u, k, v)[0], w)), argnums=(0, 1))(x, u)
+    xt, ut = torch.tensor(x, requires_grad=True), torch.tensor(u, requires_grad=True)
+    y = xt.scatter(1, torch.tensor(i1 % 4), ut)
+    (y * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(got[0].numpy(), xt.grad.numpy())
+    np.testing.assert_allclose(got[1].numpy(), ut.grad.numpy())
 
 
 def test_old_opset_axes_attribute_folds_and_converts():

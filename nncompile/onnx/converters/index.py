@@ -1,5 +1,6 @@
-"""Converters for indexing ops: Slice, Gather, GatherElements, GatherND, OneHot; the
-Scatter family is refused (nncompile has no scatter primitive to write it exactly).
+"""Converters for indexing ops: Slice, Gather, GatherElements, GatherND, OneHot, and the
+Scatter family without reduction (written with compares, a max, a gather and a select,
+as nncompile has no scatter primitive; reductions are refused).
 
 ONNX allows negative indices (counted from the end of the axis): known index arrays are
 checked and wrapped while converting, computed ones are wrapped with a ``where``."""
@@ -130,12 +131,78 @@ def one_hot(ctx: NodeContext) -> list[Any]:
     return [nc.where(hot, on, off)]
 
 
-@converter("Scatter", "ScatterElements", "ScatterND")
-def scatter(ctx: NodeContext) -> list[Any]:
-    ctx.attr("axis", 0)
+def _reduction_none(ctx: NodeContext) -> None:
     reduction = ctx.attr("reduction", "none")
-    ctx.unsupported(
-        f"{ctx.op_type} (reduction {reduction!r}) writes into a tensor, and nncompile has no "
-        "scatter primitive to do that exactly"
+    if reduction != "none":
+        ctx.unsupported(
+            f"reduction {reduction!r}: combining updates in ONNX's sequential order needs a "
+            "scatter primitive nncompile lacks (only reduction 'none' is converted)"
+        )
+
+
+def _last_writer(hit: Any, axis: int, count: int) -> tuple[Any, Any]:
+    """For a bool ``hit`` whose ``axis`` runs over ``count`` updates: (which position is
+    written, the index of the last update writing it), so duplicates resolve as ONNX's
+    reference does (the later update wins)."""
+    order = np.arange(1, count + 1, dtype=np.int64).reshape(
+        (count,) + (1,) * (len(np.shape(hit)) - axis - 1)
     )
-    return []
+    best = nc.max(nc.where(hit, order, np.zeros((), np.int64)), axis=axis)
+    written = nc.greater(best, np.zeros((), np.int64))
+    return written, nc.maximum(nc.subtract(best, np.ones((), np.int64)), np.zeros((), np.int64))
+
+
+@converter("Scatter", "ScatterElements")
+def scatter_elements(ctx: NodeContext) -> list[Any]:
+    """Every data position along ``axis`` compared with every update's index: the last
+    update that hits it (if any) gives its value, by a gather and a select."""
+    data, idx, upd = ctx.input(0), ctx.input(1), ctx.input(2)
+    _reduction_none(ctx)
+    shape, ishape = tuple(np.shape(data)), tuple(np.shape(idx))
+    axis = _axis(ctx, ctx.attr("axis", 0), len(shape))
+    if len(ishape) != len(shape) or tuple(np.shape(upd)) != ishape:
+        ctx.unsupported(f"indices {ishape} and updates {np.shape(upd)} must match in shape")
+    if any(i > d for k, (i, d) in enumerate(zip(ishape, shape, strict=True)) if k != axis):
+        ctx.unsupported(f"indices {ishape} exceed data {shape} off the scatter axis")
+    n, count = shape[axis], ishape[axis]
+    if count == 0:
+        return [nc.as_tensor(data)]
+    idx = _wrap(ctx, idx, n, ctx.op_type)
+    # pad the other axes to data's extent with an index nothing matches
+    widths = [
+        (0, 0 if k == axis else d - i) for k, (i, d) in enumerate(zip(ishape, shape, strict=True))
+    ]
+    if any(e for _, e in widths):
+        idx = nc.pad(idx, widths, constant_values=-1)
+        upd = nc.pad(upd, widths)
+    targets = np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (len(shape) - axis - 1))
+    hit = nc.equal(nc.expand_dims(nc.astype(idx, np.int64), axis + 1), targets)
+    written, source = _last_writer(hit, axis, count)
+    return [nc.where(written, nc.take_along_axis(upd, source, axis), data)]
+
+
+@converter("ScatterND")
+def scatter_nd(ctx: NodeContext) -> list[Any]:
+    """Index tuples made linear over the first k data dims; each data row takes the last
+    update row whose index is its own."""
+    data, idx, upd = ctx.input(0), ctx.input(1), ctx.input(2)
+    _reduction_none(ctx)
+    shape, ishape = tuple(np.shape(data)), tuple(np.shape(idx))
+    k = ishape[-1] if ishape else 0
+    if not ishape or k > len(shape) or tuple(np.shape(upd)) != ishape[:-1] + shape[k:]:
+        ctx.unsupported(
+            f"indices {ishape} and updates {np.shape(upd)} do not fit data of shape {shape}"
+        )
+    count, rows, rest = math.prod(ishape[:-1]), math.prod(shape[:k]), shape[k:]
+    if count == 0:
+        return [nc.as_tensor(data)]
+    lin = np.zeros(ishape[:-1], np.int64)
+    for j in range(k):
+        part = nc.astype(_wrap(ctx, nc.as_tensor(idx)[..., j], shape[j], "ScatterND"), np.int64)
+        lin = nc.add(lin, nc.multiply(part, np.asarray(math.prod(shape[j + 1 : k]), np.int64)))
+    hit = nc.equal(nc.reshape(lin, (count, 1)), np.arange(rows, dtype=np.int64))
+    written, source = _last_writer(hit, 0, count)
+    values = nc.take(nc.reshape(upd, (count,) + rest), source, axis=0)
+    written = nc.reshape(written, (rows,) + (1,) * len(rest))
+    out = nc.where(written, values, nc.reshape(data, (rows,) + rest))
+    return [nc.reshape(out, shape)]
