@@ -254,3 +254,36 @@ def test_compiled_gradient_of_softmax_before_13():
     tx = torch.tensor(x, requires_grad=True)
     (F.softmax(tx.reshape(2, 12), 1).reshape(x.shape) * torch.tensor(w)).sum().backward()
     np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+EINSUMS = [
+    "ijk,kl->ijl",
+    "ijk,kl,lm->mi",
+    "ijk,j",
+    "ijk,lm->ijklm",
+    "ijk->",
+    "ij,ij->",
+    "abc,cd->adb",
+]
+
+
+def test_einsum_equations_match_numpy_eager_and_compiled():
+    rng = np.random.default_rng(2)
+    shapes = {"i": 2, "j": 3, "k": 4, "l": 5, "m": 2, "a": 2, "b": 3, "c": 4, "d": 5}
+    for k, eq in enumerate(EINSUMS):
+        terms = eq.split("->")[0].split(",")
+        xs = {f"x{n}": rng.standard_normal([shapes[c] for c in t]) for n, t in enumerate(terms)}
+        got = expect(make_model("Einsum", xs, equation=eq), list(xs.values()), compiled=k < 2)
+        np.testing.assert_allclose(got, np.einsum(eq, *xs.values()), rtol=1e-12)
+    x = np.zeros((3, 3))
+    with pytest.raises(nc.onnx.UnsupportedError, match="diagonal"):
+        nc.onnx.load(make_model("Einsum", {"x": x}, equation="ii->i"))(x)
+    with pytest.raises(nc.onnx.UnsupportedError, match="ellipsis"):
+        nc.onnx.load(make_model("Einsum", {"x": x}, equation="...i->i"))(x)
+
+
+def test_einsum_gradient_matches_torch():
+    rng = np.random.default_rng(3)
+    q, k = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
+    f = nc.onnx.load(make_model("Einsum", {"q": q, "k": k}, equation="bid,bjd->bij"))
+    check(f, lambda a, b: torch.einsum("bid,bjd->bij", a, b), [q, k], (0, 1), np.float64)

@@ -9,3 +9,4 @@ from . import normalization  # noqa: F401
 from . import reduce  # noqa: F401
 from . import resize  # noqa: F401
 from . import rnn  # noqa: F401
+from . import einsum  # noqa: F401

@@ -269,8 +269,9 @@ def power(ctx: NodeContext) -> list[Any]:
     da, db = dtype_of(a), dtype_of(b)
     if da.kind == "b" or db.kind == "b":
         ctx.unsupported("bool operands")
-    if da.kind == "f":
-        return [nc.power(a, nc.astype(b, da))]
+    if da.kind == "f":  # in float64 when the exponent is, as NumPy does, then cast back
+        wide = np.dtype(np.float64) if db == np.float64 else da
+        return [nc.astype(nc.power(nc.astype(a, wide), nc.astype(b, wide)), da)]
     if db.kind == "f":
         y = nc.power(nc.astype(a, np.float64), nc.astype(b, np.float64))
         return [nc.astype(y, da)]
@@ -301,9 +302,10 @@ _VARIADIC: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-@converter(*_VARIADIC, since=8)
+@converter(*_VARIADIC, since=7)
 def variadic(ctx: NodeContext) -> list[Any]:
-    """Max/Min/Sum/Mean of any number of inputs, numpy-broadcast (from opset 8)."""
+    """Max/Min/Sum/Mean of any number of inputs, numpy-broadcast (from opset 8; opset 7's
+    versions take equal shapes, which broadcasting computes the same way)."""
     xs = same_dtype(ctx, [ctx.input(i) for i in range(ctx.num_inputs)])
     if not xs:
         ctx.unsupported("needs at least one input")
