@@ -306,3 +306,31 @@ def test_old_opset_axes_attribute_folds_and_converts():
     ]
     model = _model(nodes, [("x", F64, [3, 2])], [("y", F64)], opset=11)
     _check_forward(model, np.arange(6.0).reshape(3, 2))
+
+
+@pytest.mark.parametrize(
+    "opset, nodes",
+    [
+        (9, [helper.make_node("Slice", ["x"], ["y"], starts=[-1, 1], ends=[0, 9], axes=[1, 0])]),
+        (10, [helper.make_node("Pad", ["x"], ["y"], pads=[1, 0, 0, 2], mode="edge")]),
+        (11, [helper.make_node("Split", ["x"], ["y", "z"], axis=1, split=[1, 2])]),
+        (18, [helper.make_node("Split", ["x"], ["y", "z"], axis=1, num_outputs=2)]),
+    ],
+    ids=["slice-attrs", "pad-attrs", "split-attr", "split-num-outputs"],
+)
+def test_attribute_forms_of_older_opsets(opset, nodes):
+    outs = [("y", F64)] + ([("z", F64)] if len(nodes[0].output) > 1 else [])
+    model = _model(nodes, [("x", F64, [2, 3])], outs, opset=opset)
+    _check_forward(model, np.arange(6.0).reshape(2, 3))
+
+
+def test_negative_pads_crop_and_a_computed_constant_value():
+    # ONNX's reference cannot crop with negative pads: ONNX Runtime is the reference here
+    nodes = [
+        _const("pads", [0, -1, 1, 2]),
+        _const("axes", [0, 1]),
+        helper.make_node("ReduceMax", ["x"], ["v"], keepdims=0),
+        helper.make_node("Pad", ["x", "pads", "v", "axes"], ["y"]),
+    ]
+    model = _model(nodes, [("x", F64, [2, 3])], [("y", F64)], opset=18)
+    _check_forward(model, np.arange(6.0).reshape(2, 3), runtime=True)

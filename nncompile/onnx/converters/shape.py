@@ -265,8 +265,10 @@ def pad(ctx: NodeContext) -> list[Any]:
         value, axes = ctx.attr("value", 0.0), list(range(rank))
     else:
         pads = _ints(ctx.constant(1, "pads"))
-        v = ctx.constant(2, "constant_value")
-        value = 0 if v is None or v.size == 0 else v.reshape(-1)[0].item()
+        v = ctx.optional_input(2)
+        value = 0 if v is None or np.size(v) == 0 else v
+        if isinstance(value, np.ndarray):
+            value = value.reshape(-1)[0].item()
         a = ctx.constant(3, "axes") if ctx.opset >= 18 else None
         axes = (
             list(range(rank))
@@ -287,8 +289,11 @@ def pad(ctx: NodeContext) -> list[Any]:
     widths = [(max(b, 0), max(e, 0)) for b, e in widths]
     if not any(b or e for b, e in widths):
         return [nc.as_tensor(x)]
-    if mode == "constant":
+    if mode == "constant" and not isinstance(value, nc.Tensor):
         return [nc.pad(x, widths, "constant", value)]
+    if mode == "constant":  # a value computed in the graph: pad with 0, then select it
+        inside = np.pad(np.ones(np.shape(x), bool), widths)
+        return [nc.where(inside, nc.pad(x, widths), nc.reshape(value, ()))]
     if any(np.shape(x)[i] == 0 for i, (b, e) in enumerate(widths) if b or e):
         ctx.unsupported(f"mode {mode!r} pads an empty axis of shape {np.shape(x)}")
     return [nc.pad(x, widths, _PAD_MODES[mode])]
