@@ -287,3 +287,14 @@ def test_einsum_gradient_matches_torch():
     q, k = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
     f = nc.onnx.load(make_model("Einsum", {"q": q, "k": k}, equation="bid,bjd->bij"))
     check(f, lambda a, b: torch.einsum("bid,bjd->bij", a, b), [q, k], (0, 1), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+def test_bitshift_edges(dtype, direction):
+    bits = 8 * np.dtype(dtype).itemsize
+    info = np.iinfo(dtype)
+    x = np.array([5, -5, info.min, info.max, -1, 1, 7, -8, 3, -3], dtype)
+    s = np.array([1, 1, 1, 1, bits - 1, bits - 1, bits, -1, bits + 5, 0], dtype)
+    model = make_model("BitShift", {"x": x, "s": s}, opset=28, direction=direction)
+    expect(model, [x, s], compiled=dtype == np.int64)

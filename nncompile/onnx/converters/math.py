@@ -294,6 +294,37 @@ def mod(ctx: NodeContext) -> list[Any]:
     return [nc.where(flip, nc.add(r, b), r)]
 
 
+@converter("BitShift", since=11)
+def bit_shift(ctx: NodeContext) -> list[Any]:
+    """Shifts as exact integer arithmetic: x * 2**s (wrapping, so bits past the sign bit
+    are dropped) and floor(x / 2**s) (the arithmetic right shift). A shift below 0 or
+    of the bit width or more gives the sign fill alone (-1 for a negative x shifted
+    right, else 0), as the spec says from opset 28."""
+    direction = ctx.attr("direction")
+    x, shift = same_dtype(ctx, [ctx.input(0), ctx.input(1)])
+    d = dtype_of(x)
+    if direction not in ("LEFT", "RIGHT"):
+        ctx.unsupported(f"attribute direction={direction!r} (ONNX defines 'LEFT', 'RIGHT')")
+    if d.kind != "i":  # unsigned types are refused before this
+        ctx.unsupported(f"dtype {d}")
+    bits = 8 * d.itemsize
+    zero = const(0, x)
+    valid = nc.logical_and(nc.greater_equal(shift, zero), nc.less(shift, const(bits, x)))
+    s = nc.where(valid, shift, zero)
+    # 2**k for k < bits, wrapped to the dtype (2**(bits-1) is its minimum)
+    powers = np.array([1 << k for k in range(bits)], dtype=np.uint64).astype(d)
+    p = nc.take(powers, nc.astype(s, np.int64))
+    negative = nc.less(x, zero)
+    if direction == "LEFT":
+        return [nc.where(valid, nc.multiply(x, p), zero)]
+    fill = nc.where(negative, const(-1, x), zero)
+    top = nc.equal(s, const(bits - 1, x))  # 2**(bits-1) wrapped negative: only the fill
+    p = nc.where(top, const(1, x), p)
+    q = nc.trunc_divide(x, p)
+    q = nc.where(nc.less(nc.subtract(x, nc.multiply(q, p)), zero), nc.subtract(q, const(1, x)), q)
+    return [nc.where(nc.logical_and(valid, nc.logical_not(top)), q, fill)]
+
+
 _VARIADIC: dict[str, Callable[[Any, Any], Any]] = {
     "Max": nc.maximum,
     "Min": nc.minimum,
