@@ -51,16 +51,30 @@ def max_pool(ctx: NodeContext) -> list[Any]:
         ctx.unsupported("output 1 (Indices) is not supported")
     if np.dtype(x.dtype).kind != "f":
         ctx.unsupported(f"MaxPool of {x.dtype} (nncompile pools floats)")
+    k, p = pair(kernel, rank, 1), pads4(begin, end, rank)
+    x2 = nc.as_tensor(as_2d(x, rank))
+    if not _pads_fit(k, p):  # pad explicitly with -inf, which no window's max picks
+        x2, p = nc.pad(x2, _widths(p), constant_values=-np.inf), (0, 0, 0, 0)
     y = bind(
         "max_pool2d",
-        nc.as_tensor(as_2d(x, rank)),
-        kernel=pair(kernel, rank, 1),
+        x2,
+        kernel=k,
         strides=pair(strides, rank, 1),
-        pads=pads4(begin, end, rank),
+        pads=p,
         dilations=pair(dilations, rank, 1),
         layout="NCHW",
     )
     return [from_2d(y, rank)]
+
+
+def _pads_fit(kernel: tuple[int, int], pads: tuple[int, int, int, int]) -> bool:
+    """nncompile's pools take pads smaller than the kernel (ceil_mode or dilations can
+    ask for more)."""
+    return max(pads[0], pads[2]) < kernel[0] and max(pads[1], pads[3]) < kernel[1]
+
+
+def _widths(pads: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+    return [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])]
 
 
 @converter("AveragePool")
@@ -69,22 +83,32 @@ def average_pool(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
     rank, kernel, strides, dilations, begin, end, declared = _window_args(ctx, x, "AveragePool")
     x2 = nc.as_tensor(as_2d(x, rank))
+    counted = np.ones((1, 1) + tuple(x2.shape[2:]), np.dtype(x.dtype))
     if ctx.attr("count_include_pad", 0):
         # zero-pad the declared pads as data, so only ceil_mode's extra pad is excluded
         p = pads4(begin, declared, rank)
-        x2 = nc.pad(x2, [(0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])])
+        x2, counted = nc.pad(x2, _widths(p)), np.pad(counted, _widths(p), constant_values=1)
         begin = [0] * rank
         end = [e - d for e, d in zip(end, declared, strict=True)]
-    y = bind(
-        "avg_pool2d",
-        x2,
-        kernel=pair(kernel, rank, 1),
-        strides=pair(strides, rank, 1),
-        pads=pads4(begin, end, rank),
-        dilations=pair(dilations, rank, 1),
-        count_include_pad=False,
-        layout="NCHW",
-    )
+    k, p = pair(kernel, rank, 1), pads4(begin, end, rank)
+
+    def pool(v: Any, pads: tuple[int, int, int, int]) -> Any:
+        return bind(
+            "avg_pool2d",
+            nc.as_tensor(v),
+            kernel=k,
+            strides=pair(strides, rank, 1),
+            pads=pads,
+            dilations=pair(dilations, rank, 1),
+            count_include_pad=False,
+            layout="NCHW",
+        )
+
+    if _pads_fit(k, p):
+        return [from_2d(pool(x2, p), rank)]
+    # sum over count of the counted elements, with every pad explicit zeros
+    widths = _widths(p)
+    y = pool(nc.pad(x2, widths), (0, 0, 0, 0)) / pool(np.pad(counted, widths), (0, 0, 0, 0))
     return [from_2d(y, rank)]
 
 
