@@ -21,14 +21,17 @@ class GraphRunner:
 
     def __init__(self, opset: int, fold_limit: int):
         self.opset, self.fold_limit = opset, fold_limit
-        self._orders: dict[int, list[Any]] = {}
+        # id(graph) -> (graph, order): the graph is kept so its id is never reused by
+        # another (protobuf gives a fresh wrapper per access; a freed one's id recurs)
+        self._orders: dict[int, tuple[Any, list[Any]]] = {}
 
     def run(self, graph: Any, scope: dict[str, Any], what: str = "the graph") -> list[Any]:
         """Values of ``graph``'s outputs; ``scope`` holds its inputs and initializers and
         every outer value it may read (it is extended, not copied, by the caller)."""
-        order = self._orders.get(id(graph))
-        if order is None:
-            order = self._orders[id(graph)] = ordered_nodes(graph, set(scope), what)
+        cached = self._orders.get(id(graph))
+        if cached is None:
+            cached = self._orders[id(graph)] = (graph, ordered_nodes(graph, set(scope), what))
+        order = cached[1]
         for index, node in enumerate(order):
             self.run_node(node, node_name(node, index), scope)
         return [scope[o.name] for o in graph.output]
