@@ -46,8 +46,8 @@ def compare(got: Any, want: np.ndarray) -> str:
     if want.dtype.kind in "fc":
         close = np.isclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True)
         if not close.all():
-            i = np.argwhere(~close)[0]
-            return f"value at {tuple(i)}: {got[tuple(i)]} != {want[tuple(i)]}"
+            i = tuple(int(k) for k in np.argwhere(~close)[0])
+            return f"value at {i}: {got[i]} != {want[i]}"
         return ""
     return "" if np.array_equal(got, want) else "values differ"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnx")
@@ -46,3 +47,19 @@ def test_node_suite_has_no_wrong_answers_or_errors(tmp_path_factory, capsys):
     bad = [r for r in eager + compiled if r.status in node_suite.FAILURES]
     assert not bad, "\n".join(f"{r.status} {r.case}: {r.detail[:300]}" for r in bad)
     assert len(cases) >= 1000  # the suite was found (onnx ships ~1900 node cases)
+
+
+def test_compare_requires_equal_shape_dtype_and_values():
+    want = np.array([1.0, np.nan], np.float32)
+    assert node_suite.compare(want.copy(), want) == ""  # NaN where ONNX has NaN is equal
+    assert "dtype float64 != float32" in node_suite.compare(want.astype(np.float64), want)
+    assert "shape (1,) != (2,)" in node_suite.compare(want[:1], want)
+    assert "value at (0,)" in node_suite.compare(np.array([1.1, np.nan], np.float32), want)
+    assert node_suite.compare(np.array(3, np.int64), np.int64(3)) == ""  # 0-d results
+    assert node_suite.compare(np.array([1, 2]), np.array([1, 3])) == "values differ"
+
+
+def test_spread_takes_each_op_in_turn():
+    results = [node_suite.Result(f"c{i}", op, "pass") for i, op in enumerate("aaabcc")]
+    order = node_suite.spread(list(range(6)), results)
+    assert order == [0, 3, 4, 1, 5, 2]
