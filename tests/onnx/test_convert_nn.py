@@ -325,3 +325,40 @@ def test_compiled_model_and_gradient_equal_eager():
         np.testing.assert_allclose(
             np.asarray(compiled[k]), np.asarray(eager[k]), rtol=1e-4, atol=1e-5, err_msg=k
         )
+
+
+@pytest.mark.parametrize(
+    "op,opset,attrs,scales",
+    [
+        ("Resize", 10, dict(mode="nearest"), [1, 1, 1.7, 0.6]),  # shrinking rounds up
+        ("Resize", 10, dict(mode="linear"), [1, 1, 0.6, 1.7]),
+        (
+            "Resize",
+            11,
+            dict(coordinate_transformation_mode="tf_half_pixel_for_nn"),
+            [1, 1, 1.5, 0.5],
+        ),
+        ("Upsample", 9, dict(mode="linear"), [1, 1, 2, 3]),
+        ("Upsample", 9, dict(mode="nearest"), [1, 1, 2, 1.5]),
+    ],
+)
+def test_old_resize_and_upsample_equal_onnxruntime(op, opset, attrs, scales):
+    """Resize-10/11 specifics and Upsample, which ONNX's reference implementation does not
+    run, against ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime")
+    x = _rand(1, 2, 5, 8).astype(np.float32)
+    inputs = ["x", "roi", "scales"] if opset >= 11 else ["x", "scales"]
+    node = helper.make_node(op, inputs, ["y"], **attrs)
+    inits = [("scales", np.asarray(scales, np.float32)), ("roi", np.zeros(0, np.float32))]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", F32, x.shape)],
+        [helper.make_tensor_value_info("y", F32, None)],
+        [numpy_helper.from_array(v, k) for k, v in inits if k in inputs],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(nc.onnx.load(model)(x).numpy(), want, rtol=1e-6, atol=1e-6)

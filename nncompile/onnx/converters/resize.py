@@ -22,6 +22,7 @@ _COORDINATES = (
     "align_corners",
     "asymmetric",
     "tf_crop_and_resize",
+    "tf_half_pixel_for_nn",
 )
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
@@ -43,6 +44,8 @@ def _source_coords(mode: str, n_in: int, n_out: int, scale: float, roi: Any) -> 
         return x + lo * (n_in - 1)
     if mode == "pytorch_half_pixel":
         return np.full(n_out, -0.5) if out_width == 1 else (y + 0.5) / scale - 0.5
+    if mode == "tf_half_pixel_for_nn":  # opset 11-12 only
+        return (y + 0.5) / scale
     if mode == "half_pixel_symmetric":
         offset = n_in / 2 * (1 - n_out / out_width)
         return offset + (y + 0.5) / scale - 0.5
@@ -132,7 +135,7 @@ def _resize(
     sizes: list[int],
     mode: str,
     coords: str,
-    rounding: str,
+    rounding: str | list[str],
     roi: list[float] | None,
 ) -> Any:
     cubic_a = ctx.attr("cubic_coeff_a", -0.75)
@@ -143,7 +146,8 @@ def _resize(
         ctx.unsupported(f"attribute mode={mode!r} is not supported")
     if coords not in _COORDINATES:
         ctx.unsupported(f"coordinate_transformation_mode={coords!r} is not supported")
-    if mode == "nearest" and rounding not in _NEAREST:
+    roundings = rounding if isinstance(rounding, list) else [rounding] * len(x.shape)
+    if mode == "nearest" and rounding not in _NEAREST and not isinstance(rounding, list):
         ctx.unsupported(f"nearest_mode={rounding!r} is not supported")
     if mode == "nearest" and antialias:
         ctx.unsupported("antialias=1 with mode='nearest'")
@@ -158,7 +162,7 @@ def _resize(
         if coords == "tf_crop_and_resize" and axis_roi is None:
             ctx.unsupported("coordinate_transformation_mode='tf_crop_and_resize' needs roi")
         x_src = _source_coords(coords, n_in, n_out, scale, axis_roi)
-        coeff_fn = _coeff_fn(mode, antialias, rounding, scale, cubic_a)
+        coeff_fn = _coeff_fn(mode, antialias, roundings[axis], scale, cubic_a)
         idx, weights = _taps(x_src, coeff_fn, n_in, exclude)
         x = _resize_axis(x, axis, idx, weights, mode == "nearest")
         if coords == "tf_crop_and_resize":
@@ -207,10 +211,13 @@ def _output_plan(ctx: NodeContext, x: Any, scales: Any, sizes: Any) -> tuple[lis
 def resize(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
     mode = ctx.attr("mode", "nearest")
-    if ctx.opset < 11:  # Resize-10: (X, scales), asymmetric coordinates, nearest floors
+    if ctx.opset < 11:
+        # Resize-10: (X, scales), asymmetric coordinates; nearest floors when enlarging
+        # and rounds up when shrinking an axis (as ONNX Runtime does; the spec is silent)
         scales = ctx.constant(1, "scales").astype(np.float64)
         factors, out = _output_plan(ctx, x, scales, None)
-        return [_resize(ctx, x, factors, out, mode, "asymmetric", "floor", None)]
+        roundings = ["ceil" if f < 1 else "floor" for f in factors]
+        return [_resize(ctx, x, factors, out, mode, "asymmetric", roundings, None)]
     roi = ctx.constant(1, "roi")
     scales = ctx.constant(2, "scales")
     sizes = ctx.constant(3, "sizes")
