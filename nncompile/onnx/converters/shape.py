@@ -197,14 +197,17 @@ def eye_like(ctx: NodeContext) -> list[Any]:
 
 @converter("Trilu", constant_inputs=(1,))
 def trilu(ctx: NodeContext) -> list[Any]:
+    """Keeps x[..., i, j] where j - i >= k (upper) or <= k (lower); k does not change the
+    shape, so it may be computed in the graph."""
     x = ctx.input(0)
-    k = ctx.constant(1, "k")
-    k = 0 if k is None else int(k.reshape(()))
     shape = np.shape(x)
     if len(shape) < 2:
         ctx.unsupported(f"input must be at least 2-D, got shape {shape}")
-    ones = np.ones(shape[-2:], bool)
-    keep = np.triu(ones, k) if ctx.attr("upper", 1) else np.tril(ones, k)
+    k = ctx.optional_input(1)
+    k = np.zeros((), np.int64) if k is None else nc.reshape(k, ())
+    diagonal = np.arange(shape[-1])[None, :] - np.arange(shape[-2])[:, None]
+    upper = ctx.attr("upper", 1)
+    keep = nc.greater_equal(diagonal, k) if upper else nc.less_equal(diagonal, k)
     return [nc.where(keep, x, nc.zeros_like(x))]
 
 
