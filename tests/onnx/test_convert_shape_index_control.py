@@ -263,6 +263,17 @@ def test_data_dependent_control_flow_and_scatter_reductions_are_unsupported():
         nc.onnx.load(model)(np.zeros(3), np.array([1]), np.ones(1))
 
 
+def test_invalid_models_are_shape_errors_naming_the_node():
+    nodes = [_const("i", np.array([3])), helper.make_node("Gather", ["x", "i"], ["y"])]
+    model = _model(nodes, [("x", F64, [3])], [("y", F64)])
+    with pytest.raises(nc.ShapeError, match=r"'Gather_1' \(Gather.*out of range for size 3"):
+        nc.onnx.load(model)(np.zeros(3))
+    nodes = [_const("s", np.array([-1, -1])), helper.make_node("Reshape", ["x", "s"], ["y"])]
+    model = _model(nodes, [("x", F64, [4])], [("y", F64)])
+    with pytest.raises(nc.ShapeError, match="more than one -1"):
+        nc.onnx.load(model)(np.zeros(4))
+
+
 def test_scatters_from_graph_indices_last_duplicate_wins_and_gradients_match_torch():
     nodes = [
         helper.make_node("ScatterElements", ["x", "i", "u"], ["a"], axis=1),

@@ -15,6 +15,7 @@ import numpy as np
 import nncompile as nc
 
 from ..registry import NodeContext, converter
+from .shape import invalid
 
 # more iterations than this are refused rather than unrolled into a huge graph
 MAX_UNROLLED_ITERATIONS = 10_000
@@ -27,7 +28,7 @@ def _known_bool(ctx: NodeContext, v: Any, what: str) -> bool:
             "so it must be known when the model is converted"
         )
     if v.size != 1:
-        ctx.unsupported(f"{what} must hold one value, got shape {v.shape}")
+        invalid(ctx, f"{what} must hold one value, got shape {v.shape}")
     return bool(v.reshape(-1)[0])
 
 
@@ -65,7 +66,7 @@ def loop(ctx: NodeContext) -> list[Any]:
     carried = [ctx.input(i) for i in range(2, ctx.num_inputs)]
     n_scan = len(body.output) - 1 - len(carried)
     if n_scan < 0:
-        ctx.unsupported(f"the body has {len(body.output)} outputs for {len(carried)} loop values")
+        invalid(ctx, f"the body has {len(body.output)} outputs for {len(carried)} loop values")
     if limit is None and cond is None:
         ctx.unsupported("neither a trip count nor a condition: the loop never ends")
     scans: list[list[Any]] = [[] for _ in range(n_scan)]
@@ -89,7 +90,7 @@ def _known_int(ctx: NodeContext, v: Any, what: str) -> int:
     if not isinstance(v, np.ndarray):
         ctx.unsupported(f"{what} is computed from the graph's inputs; it must be known")
     if v.size != 1:
-        ctx.unsupported(f"{what} must hold one value, got shape {v.shape}")
+        invalid(ctx, f"{what} must hold one value, got shape {v.shape}")
     return int(v.reshape(-1)[0])
 
 
@@ -148,13 +149,13 @@ def _scan_once(
     out_dirs = out_dirs or [0] * n_out
     out_axes = out_axes or [0] * n_out
     if len(in_dirs) != len(xs) or len(in_axes) != len(xs):
-        ctx.unsupported("scan input directions/axes do not match the scan inputs")
+        invalid(ctx, "scan input directions/axes do not match the scan inputs")
     if len(out_dirs) != n_out or len(out_axes) != n_out:
-        ctx.unsupported("scan output directions/axes do not match the scan outputs")
+        invalid(ctx, "scan output directions/axes do not match the scan outputs")
     axes = [a % len(np.shape(x)) for a, x in zip(in_axes, xs, strict=True)]
     lengths = {np.shape(x)[a] for a, x in zip(axes, xs, strict=True)}
     if len(lengths) != 1:
-        ctx.unsupported(f"scan inputs differ in length along their scan axes: {sorted(lengths)}")
+        invalid(ctx, f"scan inputs differ in length along their scan axes: {sorted(lengths)}")
     steps = lengths.pop()
     if steps > MAX_UNROLLED_ITERATIONS:
         ctx.unsupported(f"more than {MAX_UNROLLED_ITERATIONS} iterations to unroll")

@@ -15,14 +15,14 @@ import numpy as np
 import nncompile as nc
 
 from ..registry import NodeContext, converter
-from .shape import _axis, _ints
+from .shape import _axis, _ints, invalid
 
 
 def _wrap(ctx: NodeContext, idx: Any, n: int | np.ndarray, what: str) -> Any:
     """Indices into an axis of size ``n`` (or per-position sizes) with negatives wrapped."""
     if isinstance(idx, np.ndarray):
         if idx.size and (np.any(idx < -n) or np.any(idx >= n)):
-            ctx.unsupported(f"{what} index out of range for size {n}")
+            invalid(ctx, f"{what} index out of range for size {n}")
         return np.where(idx < 0, idx + n, idx).astype(idx.dtype)
     return nc.where(
         nc.less(idx, np.zeros((), idx.dtype)), nc.add(idx, np.asarray(n, idx.dtype)), idx
@@ -44,12 +44,12 @@ def slice_(ctx: NodeContext) -> list[Any]:
     axes = list(range(len(starts))) if axes is None else axes
     steps = [1] * len(starts) if steps is None else steps
     if not len(starts) == len(ends) == len(axes) == len(steps):
-        ctx.unsupported("starts, ends, axes and steps differ in length")
+        invalid(ctx, "starts, ends, axes and steps differ in length")
     index = [slice(None)] * len(shape)
     for s, e, a, step in zip(starts, ends, axes, steps, strict=True):
         a = _axis(ctx, a, len(shape), "axes entry")
         if step == 0:
-            ctx.unsupported(f"step 0 on axis {a}")
+            invalid(ctx, f"step 0 on axis {a}")
         index[a] = _onnx_slice(int(s), int(e), int(step), shape[a])
     return [nc.as_tensor(x)[tuple(index)]]
 
@@ -90,7 +90,7 @@ def gather_nd(ctx: NodeContext) -> list[Any]:
     xs, ishape = tuple(np.shape(x)), tuple(np.shape(idx))
     k = ishape[-1] if ishape else 0
     if not ishape or b + k > len(xs) or xs[:b] != ishape[:b]:
-        ctx.unsupported(f"indices of shape {ishape} do not index data of shape {xs}")
+        invalid(ctx, f"indices of shape {ishape} do not index data of shape {xs}")
     dims = xs[b : b + k]
     strides = [math.prod(dims[j + 1 :]) for j in range(k)]
     lin = None
@@ -114,7 +114,7 @@ def one_hot(ctx: NodeContext) -> list[Any]:
     idx, values = ctx.input(0), ctx.input(2)
     depth = ctx.constant(1, "depth").reshape(-1)[0]
     if depth != int(depth) or depth < 1:
-        ctx.unsupported(f"depth {depth} must be a positive integer")
+        invalid(ctx, f"depth {depth} must be a positive integer")
     depth = int(depth)
     rank = len(np.shape(idx))
     axis = _axis(ctx, ctx.attr("axis", -1), rank + 1)
@@ -126,7 +126,7 @@ def one_hot(ctx: NodeContext) -> list[Any]:
     targets = np.arange(depth, dtype=dtype).reshape((depth,) + (1,) * (rank - axis))
     hot = nc.equal(idx, targets)
     if np.shape(values) != (2,):
-        ctx.unsupported(f"values must be [off, on], got shape {np.shape(values)}")
+        invalid(ctx, f"values must be [off, on], got shape {np.shape(values)}")
     off, on = nc.as_tensor(values)[0], nc.as_tensor(values)[1]
     return [nc.where(hot, on, off)]
 
@@ -161,9 +161,9 @@ def scatter_elements(ctx: NodeContext) -> list[Any]:
     shape, ishape = tuple(np.shape(data)), tuple(np.shape(idx))
     axis = _axis(ctx, ctx.attr("axis", 0), len(shape))
     if len(ishape) != len(shape) or tuple(np.shape(upd)) != ishape:
-        ctx.unsupported(f"indices {ishape} and updates {np.shape(upd)} must match in shape")
+        invalid(ctx, f"indices {ishape} and updates {np.shape(upd)} must match in shape")
     if any(i > d for k, (i, d) in enumerate(zip(ishape, shape, strict=True)) if k != axis):
-        ctx.unsupported(f"indices {ishape} exceed data {shape} off the scatter axis")
+        invalid(ctx, f"indices {ishape} exceed data {shape} off the scatter axis")
     n, count = shape[axis], ishape[axis]
     if count == 0:
         return [nc.as_tensor(data)]

@@ -9,14 +9,21 @@ inputs only in models nncompile cannot run with static shapes."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 import nncompile as nc
 
+from ...errors import ShapeError
 from ..registry import NodeContext, converter
 from ..tensors import compute_array, numpy_dtype
+
+
+def invalid(ctx: NodeContext, message: str) -> NoReturn:
+    """A model ONNX itself rejects (shapes that do not fit, out-of-range axes or indices):
+    bad input, a ShapeError naming the node, not a missing feature."""
+    raise ShapeError(f"ONNX node {ctx.name!r} ({ctx.op_type}, opset {ctx.opset}): {message}")
 
 
 def _ints(a: np.ndarray | list[int] | None) -> list[int]:
@@ -25,7 +32,7 @@ def _ints(a: np.ndarray | list[int] | None) -> list[int]:
 
 def _axis(ctx: NodeContext, axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < rank:
-        ctx.unsupported(f"{what} {axis} is out of range for rank {rank}")
+        invalid(ctx, f"{what} {axis} is out of range for rank {rank}")
     return axis % rank
 
 
@@ -51,10 +58,10 @@ def reshape(ctx: NodeContext) -> list[Any]:
         for i, d in enumerate(shape):
             if d == 0:
                 if i >= len(dims):
-                    ctx.unsupported(f"shape {shape}: 0 at {i} has no input dim to copy")
+                    invalid(ctx, f"shape {shape}: 0 at {i} has no input dim to copy")
                 shape[i] = dims[i]
     if shape.count(-1) > 1:
-        ctx.unsupported(f"shape {shape} has more than one -1")
+        invalid(ctx, f"shape {shape} has more than one -1")
     return [nc.reshape(x, tuple(shape))]
 
 
@@ -71,7 +78,7 @@ def flatten(ctx: NodeContext) -> list[Any]:
     shape = np.shape(x)
     axis = ctx.attr("axis", 1)
     if not -len(shape) <= axis <= len(shape):
-        ctx.unsupported(f"axis {axis} is out of range for rank {len(shape)}")
+        invalid(ctx, f"axis {axis} is out of range for rank {len(shape)}")
     axis = axis + len(shape) if axis < 0 else axis
     return [nc.reshape(x, (math.prod(shape[:axis]), math.prod(shape[axis:])))]
 
@@ -85,7 +92,7 @@ def squeeze(ctx: NodeContext) -> list[Any]:
         return [nc.reshape(x, tuple(d for d in shape if d != 1))]
     drop = {_axis(ctx, a, len(shape), "axes entry") for a in axes}
     if any(shape[a] != 1 for a in drop):
-        ctx.unsupported(f"axes {sorted(drop)} of shape {shape} are not all size 1")
+        invalid(ctx, f"axes {sorted(drop)} of shape {shape} are not all size 1")
     return [nc.reshape(x, tuple(d for i, d in enumerate(shape) if i not in drop))]
 
 
@@ -94,12 +101,12 @@ def unsqueeze(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
     axes = _axes_input_or_attr(ctx, 13, 1)
     if axes is None:
-        ctx.unsupported("axes are required")
+        invalid(ctx, "axes are required")
     shape = list(np.shape(x))
     rank = len(shape) + len(axes)
     new = sorted(_axis(ctx, a, rank, "axes entry") for a in axes)
     if len(set(new)) != len(new):
-        ctx.unsupported(f"axes {axes} repeat an axis")
+        invalid(ctx, f"axes {axes} repeat an axis")
     for a in new:
         shape.insert(a, 1)
     return [nc.reshape(x, tuple(shape))]
@@ -125,16 +132,16 @@ def split(ctx: NodeContext) -> list[Any]:
     if sizes is not None and len(_ints(sizes)):
         sizes = _ints(sizes)
         if num is not None:
-            ctx.unsupported("both the split input and num_outputs are given")
+            invalid(ctx, "both the split input and num_outputs are given")
     elif num is not None:  # pieces of ceil(n / num), the last smaller
         size = -(-n // num)
         sizes = [min(size, max(n - i * size, 0)) for i in range(num)]
     else:
         if n % outputs:
-            ctx.unsupported(f"axis {axis} of size {n} does not split into {outputs} equal parts")
+            invalid(ctx, f"axis {axis} of size {n} does not split into {outputs} equal parts")
         sizes = [n // outputs] * outputs
     if len(sizes) != outputs or sum(sizes) != n or min(sizes) < 0:
-        ctx.unsupported(f"split sizes {sizes} do not cut size {n} into {outputs} outputs")
+        invalid(ctx, f"split sizes {sizes} do not cut size {n} into {outputs} outputs")
     return list(nc.split(x, sizes, axis))
 
 
@@ -145,7 +152,7 @@ def expand(ctx: NodeContext) -> list[Any]:
     try:
         shape = np.broadcast_shapes(np.shape(x), want)  # ONNX broadcasts both ways
     except ValueError:
-        ctx.unsupported(f"shape {list(want)} does not broadcast with input {np.shape(x)}")
+        invalid(ctx, f"shape {list(want)} does not broadcast with input {np.shape(x)}")
     return [nc.broadcast_to(x, shape)]
 
 
@@ -155,7 +162,7 @@ def tile(ctx: NodeContext) -> list[Any]:
     reps = _ints(ctx.constant(1, "repeats"))
     shape = np.shape(x)
     if len(reps) != len(shape) or min(reps, default=0) < 0:
-        ctx.unsupported(f"repeats {reps} must be {len(shape)} non-negative ints")
+        invalid(ctx, f"repeats {reps} must be {len(shape)} non-negative ints")
     # a new axis of size r before each dim, broadcast, merged: copies repeat whole
     spread = sum(((1, d) for d in shape), ())
     big = sum(((r, d) for r, d in zip(reps, shape, strict=True)), ())
@@ -169,7 +176,7 @@ def constant_of_shape(ctx: NodeContext) -> list[Any]:
     value = ctx.attr("value", None)
     value = np.zeros(1, np.float32) if value is None else value
     if value.size != 1:
-        ctx.unsupported(f"value must hold one element, it has {value.size}")
+        invalid(ctx, f"value must hold one element, it has {value.size}")
     return [np.full(shape, value.reshape(()), dtype=value.dtype)]
 
 
@@ -178,7 +185,7 @@ def range_(ctx: NodeContext) -> list[Any]:
     start, limit, delta = (ctx.constant(i, n) for i, n in enumerate(("start", "limit", "delta")))
     dtype = start.dtype
     if delta.reshape(()) == 0:
-        ctx.unsupported("delta is 0")
+        invalid(ctx, "delta is 0")
     count = max(math.ceil((limit.reshape(()) - start.reshape(())) / delta.reshape(())), 0)
     return [(start.reshape(()) + np.arange(count, dtype=dtype) * delta.reshape(())).astype(dtype)]
 
@@ -188,7 +195,7 @@ def eye_like(ctx: NodeContext) -> list[Any]:
     """Depends only on the input's (static) shape: a known array."""
     shape = np.shape(ctx.input(0))
     if len(shape) != 2:
-        ctx.unsupported(f"input must be 2-D, got shape {shape}")
+        invalid(ctx, f"input must be 2-D, got shape {shape}")
     code = ctx.attr("dtype", None)
     dtype = np.dtype(ctx.input(0).dtype) if code is None else numpy_dtype(code, ctx.name)
     eye = np.eye(shape[0], shape[1], k=ctx.attr("k", 0), dtype=dtype)
@@ -202,7 +209,7 @@ def trilu(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
     shape = np.shape(x)
     if len(shape) < 2:
-        ctx.unsupported(f"input must be at least 2-D, got shape {shape}")
+        invalid(ctx, f"input must be at least 2-D, got shape {shape}")
     k = ctx.optional_input(1)
     k = np.zeros((), np.int64) if k is None else nc.reshape(k, ())
     diagonal = np.arange(shape[-1])[None, :] - np.arange(shape[-2])[:, None]
@@ -218,7 +225,7 @@ def depth_to_space(ctx: NodeContext) -> list[Any]:
     mode = ctx.attr("mode", "DCR")
     b, c, h, w = _four_d(ctx, x)
     if c % (bs * bs):
-        ctx.unsupported(f"channels {c} are not a multiple of blocksize² {bs * bs}")
+        invalid(ctx, f"channels {c} are not a multiple of blocksize² {bs * bs}")
     if mode == "DCR":
         y = nc.reshape(x, (b, bs, bs, c // bs**2, h, w))
         y = nc.transpose(y, (0, 3, 4, 1, 5, 2))
@@ -237,7 +244,7 @@ def space_to_depth(ctx: NodeContext) -> list[Any]:
     mode = ctx.attr("mode", "DCR")  # an attribute from opset 28; before, always DCR
     b, c, h, w = _four_d(ctx, x)
     if h % bs or w % bs:
-        ctx.unsupported(f"height {h} and width {w} must be multiples of blocksize {bs}")
+        invalid(ctx, f"height {h} and width {w} must be multiples of blocksize {bs}")
     y = nc.reshape(x, (b, c, h // bs, bs, w // bs, bs))
     if mode == "DCR":
         y = nc.transpose(y, (0, 3, 5, 1, 2, 4))
@@ -251,7 +258,7 @@ def space_to_depth(ctx: NodeContext) -> list[Any]:
 def _four_d(ctx: NodeContext, x: Any) -> tuple[int, ...]:
     shape = np.shape(x)
     if len(shape) != 4:
-        ctx.unsupported(f"input must be 4-D (N, C, H, W), got shape {shape}")
+        invalid(ctx, f"input must be 4-D (N, C, H, W), got shape {shape}")
     return tuple(int(d) for d in shape)
 
 
@@ -281,7 +288,7 @@ def pad(ctx: NodeContext) -> list[Any]:
     if mode not in _PAD_MODES:
         ctx.unsupported(f"mode {mode!r} (only {sorted(_PAD_MODES)})")
     if len(pads) != 2 * len(axes):
-        ctx.unsupported(f"pads {pads} must hold 2 numbers per padded axis ({len(axes)})")
+        invalid(ctx, f"pads {pads} must hold 2 numbers per padded axis ({len(axes)})")
     widths = [[0, 0] for _ in range(rank)]
     for k, a in enumerate(axes):
         widths[a] = [pads[k], pads[k + len(axes)]]
