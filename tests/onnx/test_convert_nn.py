@@ -232,6 +232,14 @@ def test_recurrent_refusals_name_what_is_missing():
     f = _model(node, [("x", (1, 1, 3, 3, 3)), ("w", (1, 1, 2, 2, 2))])
     with pytest.raises(nc.onnx.UnsupportedError, match="3-D Conv"):
         f(_rand(1, 1, 3, 3, 3), _rand(1, 1, 2, 2, 2))
+    node = helper.make_node(
+        "MaxPool", ["x"], ["y"], kernel_shape=[2, 2], auto_pad="SAME_UPPER", dilations=[2, 1]
+    )  # the spec, ONNX Runtime and ONNX's reference give three different answers
+    with pytest.raises(nc.onnx.UnsupportedError, match="auto_pad='SAME_UPPER' with dilations"):
+        _model(node, [("x", (1, 1, 5, 5))])(_rand(1, 1, 5, 5))
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2])
+    with pytest.raises(nc.onnx.UnsupportedError, match="Indices"):
+        _model(node, [("x", (1, 1, 4, 4))], n_outputs=2)(_rand(1, 1, 4, 4))
 
 
 RESIZES = [

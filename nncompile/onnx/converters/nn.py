@@ -116,7 +116,10 @@ def conv_transpose(ctx: NodeContext) -> list[Any]:
         begin = []
         for f, p, o in zip(full, out_pad, outs, strict=True):
             total = f + p - o
-            begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+            first = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            # an output_shape beyond the full result grows it at the end (as ONNX
+            # Runtime does; the formula would put a zero row first when total < -1)
+            begin.append(max(first, 0) if output_shape else first)
     elif auto_pad in ("NOTSET", "", "VALID"):
         if pads and auto_pad != "VALID":
             if len(pads) != 2 * rank:

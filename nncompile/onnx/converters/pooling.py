@@ -22,6 +22,10 @@ def _window_args(ctx: NodeContext, x: Any, op: str):
     strides = ints(ctx, "strides", rank, 1)
     dilations = ints(ctx, "dilations", rank, 1)
     sizes = list(x.shape[2:])
+    if ctx.attr("auto_pad", "NOTSET") in ("SAME_UPPER", "SAME_LOWER") and max(dilations) > 1:
+        # the spec pads for the dilated window; ONNX Runtime and ONNX's reference pad
+        # for the undilated one (and disagree on output sizes): no answer to match
+        ctx.unsupported(f"auto_pad={ctx.attr('auto_pad')!r} with dilations={dilations}")
     begin, declared = window_pads(ctx, sizes, kernel, strides, dilations)
     end = declared
     if ctx.attr("ceil_mode", 0):
