@@ -8,6 +8,8 @@ loss everywhere. A missing converter fails here with its UnsupportedError messag
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -131,8 +133,10 @@ def test_outputs_equal_onnx_runtime(exported, name, exporter):
 
 @pytest.mark.parametrize("name, exporter", CASES)
 def test_fine_tuning_gradients_equal_torch(exported, name, exporter):
-    """d loss / d (parameters, input) through f.apply, eager and compiled, vs autograd on
-    the original module, for every parameter whose values survived the export."""
+    """d loss / d (parameters, input) through f.apply vs autograd on the original module,
+    for every parameter whose values survived the export; eager, and compiled for the
+    TorchScript exports (compiling a backward graph takes seconds: the dynamo exports,
+    the same ops, run eagerly only to keep the module fast)."""
     e = exported(name, exporter)
     f = nc.onnx.load(e.path)
     x, y = e.spec.inputs(4, seed=3), e.spec.targets(4, seed=4)
@@ -141,8 +145,9 @@ def test_fine_tuning_gradients_equal_torch(exported, name, exporter):
         return nc_loss(e.spec, f.apply(params, x), y)
 
     grad_fn = nc.grad(loss, argnums=(0, 1))
-    eager = grad_fn(f.params, x, y)
-    compiled = nc.compile(grad_fn, backend="llvm")(f.params, x, y)
+    results = [("eager", grad_fn(f.params, x, y))]
+    if exporter == "torchscript":
+        results.append(("compiled", nc.compile(grad_fn, backend="llvm")(f.params, x, y)))
 
     tx = torch.tensor(x, requires_grad=True)
     e.module.zero_grad()
@@ -150,7 +155,7 @@ def test_fine_tuning_gradients_equal_torch(exported, name, exporter):
     tparams = dict(e.module.named_parameters())
     names = comparable(f, e.module)
     assert names, f"no ONNX initializer keeps a torch parameter: {sorted(f.params)[:8]}"
-    for label, (gp, gx) in (("eager", eager), ("compiled", compiled)):
+    for label, (gp, gx) in results:
         assert set(gp) == set(f.params)
         assert_close_scaled(gx, tx.grad.numpy(), GRAD_RTOL, f"{label} d/dx")
         for k in names:
@@ -166,7 +171,7 @@ def test_adam_fine_tuning(exported, name, exporter):
     test_compiled_adam_step_equals_eager)."""
     e = exported(name, exporter)
     f = nc.onnx.load(e.path)
-    x, y = e.spec.inputs(16, seed=5), e.spec.targets(16, seed=6)
+    x, y = e.spec.inputs(8, seed=5), e.spec.targets(8, seed=6)
     names = trainable(f, e.module)
     frozen = {k: v for k, v in f.params.items() if k not in names}
 
@@ -209,3 +214,43 @@ def test_adam_fine_tuning(exported, name, exporter):
         got = (np.asarray(params[k]) - start[k])[~noisy[k]]
         want = (tparams[k].detach().numpy() - start[k])[~noisy[k]]
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-2 * lr, err_msg=f"Adam {k}")
+
+
+# The LLVM build of an Adam step over several parameters updates every parameter after
+# the first wrongly (by about 0.68 lr on step 1) and corrupts the heap (glibc aborts or
+# the process crashes at garbage collection), without ONNX too:
+#   P = {"a": (32,), "b": (32, 9)}; loss = mean((x @ b.T + a) ** 2)
+#   nc.compile(nc.train_step(loss, nc.optim.Adam(1e-3)), backend="llvm")(P, ...)
+# SGD with momentum and RMSprop are right. Run in a child process, so a crash fails
+# this test instead of ending the session.
+COMPILED_ADAM = """
+import sys
+import numpy as np
+import nncompile as nc
+f = nc.onnx.load(sys.argv[1])
+x = np.load(sys.argv[2]); y = np.load(sys.argv[3])
+def loss(params, x, y):
+    return nc.cross_entropy(f.apply(params, x), y)
+opt = nc.optim.Adam(lr=1e-3)
+step = nc.train_step(loss, opt)
+params = {k: f.params[k] for k in sorted(f.params)}
+want, _, _, _ = step(params, opt.init(params), x, y, 1e-3)
+got, _, _, _ = nc.compile(step, backend="llvm")(params, opt.init(params), x, y, 1e-3)
+print(max(float(np.abs(np.asarray(got[k]) - np.asarray(want[k])).max()) for k in params))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="LLVM-compiled Adam step over several parameters")
+def test_compiled_adam_step_equals_eager(exported, tmp_path):
+    e = exported("cnn", "torchscript")
+    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(x, e.spec.inputs(8, seed=5))
+    np.save(y, e.spec.targets(8, seed=6))
+    run = subprocess.run(
+        [sys.executable, "-c", COMPILED_ADAM, e.path, str(x), str(y)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert float(run.stdout.split()[-1]) < 1e-6, run.stdout
