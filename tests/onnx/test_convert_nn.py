@@ -198,27 +198,52 @@ def test_gru_batch_major_linear_before_reset_gradients_equal_torch():
     check(f, ref, args, tuple(range(5)), np.float64)
 
 
-def test_lstm_sequence_lens_masks_steps_like_torch_packed_sequences():
+@pytest.mark.parametrize("lens_from", ["initializer", "graph input"])
+def test_lstm_sequence_lens_equal_torch_packed_sequences(lens_from):
+    """Bidirectional: forward steps past a sample's length are masked, the reverse
+    direction starts at each sample's own last step; lengths known or only at run time
+    (then also compiled)."""
     t, n, feat, hidden = 5, 3, 2, 4
     lens = np.array([3, 5, 2], np.int32)
     node = helper.make_node(
-        "LSTM", ["x", "w", "r", "", "lens"], ["y", "yh", "yc"], hidden_size=hidden
+        "LSTM",
+        ["x", "w", "r", "", "lens"],
+        ["y", "yh", "yc"],
+        hidden_size=hidden,
+        direction="bidirectional",
     )
-    x, w, r = _rand(t, n, feat), _rand(1, 4 * hidden, feat), _rand(1, 4 * hidden, hidden)
-    f = _model(node, [("x", x.shape), ("w", w.shape), ("r", r.shape)], 3, inits=[("lens", lens)])
-    y, yh, yc = (v.numpy() for v in f(x, w, r))
-    lstm = torch.nn.LSTM(feat, hidden).double()
+    x, w, r = _rand(t, n, feat), _rand(2, 4 * hidden, feat), _rand(2, 4 * hidden, hidden)
+    inputs = [helper.make_tensor_value_info(k, F64, v.shape) for k, v in (("x", x), ("w", w))]
+    inputs.append(helper.make_tensor_value_info("r", F64, r.shape))
+    inits = []
+    if lens_from == "graph input":
+        inputs.append(helper.make_tensor_value_info("lens", TensorProto.INT32, lens.shape))
+    else:
+        inits.append(numpy_helper.from_array(lens, "lens"))
+    outputs = [helper.make_tensor_value_info(o, F64, None) for o in ("y", "yh", "yc")]
+    graph = helper.make_graph([node], "g", inputs, outputs, inits)
+    f = nc.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]))
+    args = (x, w, r, lens) if lens_from == "graph input" else (x, w, r)
+    y, yh, yc = (v.numpy() for v in f(*args))
+    if lens_from == "graph input":
+        for got, want in zip(nc.compile(f, backend="llvm")(*args), (y, yh, yc), strict=True):
+            np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+    lstm = torch.nn.LSTM(feat, hidden, bidirectional=True).double()
     with torch.no_grad():
-        for name, v in (("weight_ih_l0", w[0]), ("weight_hh_l0", r[0])):
-            getattr(lstm, name).copy_(_torch_order(torch.tensor(v), (0, 2, 3, 1), hidden))
-        lstm.bias_ih_l0.zero_()
-        lstm.bias_hh_l0.zero_()
+        for d, suffix in enumerate(("", "_reverse")):
+            for name, v in (("weight_ih_l0", w[d]), ("weight_hh_l0", r[d])):
+                getattr(lstm, name + suffix).copy_(
+                    _torch_order(torch.tensor(v), (0, 2, 3, 1), hidden)
+                )
+            getattr(lstm, "bias_ih_l0" + suffix).zero_()
+            getattr(lstm, "bias_hh_l0" + suffix).zero_()
         packed = torch.nn.utils.rnn.pack_padded_sequence(
             torch.tensor(x), torch.tensor(lens), enforce_sorted=False
         )
         out, (th, tc) = lstm(packed)
         ty, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=t)
-    np.testing.assert_allclose(y[:, 0], ty.numpy(), rtol=1e-10, atol=1e-12)
+    ty = ty.numpy().reshape(t, n, 2, hidden).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(y, ty, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(yh, th.numpy(), rtol=1e-10)
     np.testing.assert_allclose(yc, tc.numpy(), rtol=1e-10)
 

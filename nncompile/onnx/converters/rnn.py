@@ -77,9 +77,9 @@ class _Setup:
         return [acts[i * per : (i + 1) * per] for i in range(len(self.reverse))]
 
     def _check_lengths(self) -> None:
-        """sequence_lens: per-sample lengths. Forward directions mask the steps past a
-        sample's length (its state stops changing, its Y rows are 0); a reverse direction
-        would start each sample at its own last step, which is not supported."""
+        """sequence_lens: per-sample lengths. Steps past a sample's length leave its
+        state unchanged and its Y rows 0; a reverse direction starts each sample at its
+        own last step (its input is reversed per sample, run forward, reversed back)."""
         self.lens: Any = None
         if not self.ctx.has_input(4):
             return
@@ -88,12 +88,36 @@ class _Setup:
             if np.all(lens == self.steps):
                 return
             lens = lens.astype(np.int64)
-        if any(self.reverse):
-            self.ctx.unsupported(
-                "sequence_lens with a reverse direction (per-sample reversal; lengths must "
-                f"be constants equal to the sequence length {self.steps})"
-            )
         self.lens = nc.reshape(lens, (-1, 1))
+        if any(self.reverse):
+            self._flip = self._per_sample_flip(lens)
+
+    def _per_sample_flip(self, lens: Any) -> Any:
+        """Row indices into (T * N) rows that reverse each sample's first len steps and
+        keep the rest: its own inverse, so it also puts reversed outputs back."""
+        t = np.arange(self.steps).reshape(-1, 1)
+        n = self.batch
+        dt = np.dtype(lens.dtype)
+        row = nc.reshape(lens, (1, -1))
+        step = nc.where(nc.less(t.astype(dt), row), row - np.asarray(1, dt) - t.astype(dt), t)
+        return nc.reshape(step * np.asarray(n, dt) + np.arange(n, dtype=dt), (-1,))
+
+    def _flipped(self, v: Any) -> Any:
+        shape = tuple(v.shape)
+        rows = nc.take(nc.reshape(v, (shape[0] * shape[1], -1)), self._flip, axis=0)
+        return nc.reshape(rows, shape)
+
+    def x_for(self, d: int) -> Any:
+        """Direction d's input, time-major; reversed per sample for a reverse direction
+        with sequence lengths."""
+        return self._flipped(self.x) if self.reverse[d] and self.lens is not None else self.x
+
+    def restore(self, d: int, hs: list[Any]) -> list[Any]:
+        """Per-step outputs in input time order."""
+        if not (self.reverse[d] and self.lens is not None):
+            return hs
+        y = self._flipped(nc.stack(hs, axis=0))
+        return [y[t] for t in range(self.steps)]
 
     def masked(self, t: int, new: Any, old: Any) -> Any:
         """``new`` where step t is inside the sample's length, else ``old``."""
@@ -133,7 +157,8 @@ class _Setup:
         return p[d, :hidden], p[d, hidden : 2 * hidden], p[d, 2 * hidden :]
 
     def order(self, d: int) -> list[int]:
-        return list(range(self.steps))[::-1] if self.reverse[d] else list(range(self.steps))
+        backwards = self.reverse[d] and self.lens is None
+        return list(range(self.steps))[::-1] if backwards else list(range(self.steps))
 
     def outputs(self, hs: list[list[Any]], finals: list[list[Any]]) -> list[Any]:
         """Y (T, D, N, H) from each direction's per-step states in time order, and the
@@ -169,14 +194,14 @@ def _run(ctx: NodeContext, op: str, cell: Callable[..., tuple[list[Any], list[An
 
 def _rnn_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
     w_t, r_t, wb, rb = s.weights(d)
-    proj = _project(s.x, w_t, None if wb is None else wb + rb)
+    proj = _project(s.x_for(d), w_t, None if wb is None else wb + rb)
     (act,) = s.acts[d]
     h = s.initial(5, d)
     hs: list[Any] = [None] * s.steps
     for t in s.order(d):
         h = s.masked(t, act(proj[t] + nc.matmul(h, r_t)), h)
         hs[t] = s.step_output(t, h)
-    return hs, [h]
+    return s.restore(d, hs), [h]
 
 
 def _gru_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
@@ -184,7 +209,7 @@ def _gru_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
     linear_before_reset g(Xh + r * (H Rh^T + Rbh)); H' = (1 - z) h~ + z H."""
     hidden = s.hidden
     w_t, r_t, wb, rb = s.weights(d)
-    proj = _project(s.x, w_t, wb)
+    proj = _project(s.x_for(d), w_t, wb)
     f, g = s.acts[d]
     h = s.initial(5, d)
     r_zr, r_h = r_t[:, : 2 * hidden], r_t[:, 2 * hidden :]
@@ -207,7 +232,7 @@ def _gru_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
         candidate = g(xt[:, 2 * hidden :] + hh)
         h = s.masked(t, (1 - z) * candidate + z * h, h)
         hs[t] = s.step_output(t, h)
-    return hs, [h]
+    return s.restore(d, hs), [h]
 
 
 def _lstm_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
@@ -215,7 +240,7 @@ def _lstm_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
     c' = f c + i c~, o = f(Xo + Ho + Po c'), H' = o h(c')."""
     hidden = s.hidden
     w_t, r_t, wb, rb = s.weights(d)
-    proj = _project(s.x, w_t, None if wb is None else wb + rb)
+    proj = _project(s.x_for(d), w_t, None if wb is None else wb + rb)
     f, g, act_h = s.acts[d]
     h, c = s.initial(5, d), s.initial(6, d)
     p = s.peepholes(d)
@@ -232,7 +257,7 @@ def _lstm_cell(s: _Setup, d: int) -> tuple[list[Any], list[Any]]:
         h = s.masked(t, o * act_h(c_new), h)
         c = s.masked(t, c_new, c)
         hs[t] = s.step_output(t, h)
-    return hs, [h, c]
+    return s.restore(d, hs), [h, c]
 
 
 @converter("RNN", constant_inputs=(4,))
