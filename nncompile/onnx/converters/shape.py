@@ -115,7 +115,9 @@ def unsqueeze(ctx: NodeContext) -> list[Any]:
 @converter("Concat")
 def concat(ctx: NodeContext) -> list[Any]:
     xs = [ctx.input(i) for i in range(ctx.num_inputs) if ctx.has_input(i)]
-    axis = _axis(ctx, ctx.attr("axis"), len(np.shape(xs[0])))
+    # Concat-1's axis was optional with default 1; from opset 4 it is required
+    axis = ctx.attr("axis", 1) if ctx.opset < 4 else ctx.attr("axis")
+    axis = _axis(ctx, axis, len(np.shape(xs[0])))
     if all(isinstance(x, np.ndarray) for x in xs):
         return [np.concatenate(xs, axis)]
     return [nc.concatenate(xs, axis)]
@@ -127,7 +129,11 @@ def split(ctx: NodeContext) -> list[Any]:
     shape = np.shape(x)
     axis = _axis(ctx, ctx.attr("axis", 0), len(shape))
     n, outputs = shape[axis], len(ctx.node.output)
-    sizes = ctx.attr("split", None) if ctx.opset < 13 else ctx.constant(1, "split")
+    # Split-1 took the sizes as an attribute or as input 1; 2..12 as the attribute
+    if ctx.opset < 13 and not (ctx.opset < 2 and ctx.has_input(1)):
+        sizes = ctx.attr("split", None)
+    else:
+        sizes = ctx.constant(1, "split")
     num = ctx.attr("num_outputs", None) if ctx.opset >= 18 else None
     if sizes is not None and len(_ints(sizes)):
         sizes = _ints(sizes)
@@ -159,6 +165,8 @@ def expand(ctx: NodeContext) -> list[Any]:
 @converter("Tile", constant_inputs=(1,))
 def tile(ctx: NodeContext) -> list[Any]:
     x = ctx.input(0)
+    if ctx.opset < 6:
+        ctx.unsupported("Tile-1 (tiles and axis inputs) is not supported; Tile from opset 6")
     reps = _ints(ctx.constant(1, "repeats"))
     shape = np.shape(x)
     if len(reps) != len(shape) or min(reps, default=0) < 0:
