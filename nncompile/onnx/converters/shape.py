@@ -287,7 +287,7 @@ def pad(ctx: NodeContext) -> list[Any]:
         value = 0 if v is None or np.size(v) == 0 else v
         if isinstance(value, np.ndarray):
             value = value.reshape(-1)[0].item()
-        a = ctx.constant(3, "axes") if ctx.opset >= 18 else None
+        a = ctx.constant(3, "axes")  # an input from opset 18
         axes = (
             list(range(rank))
             if a is None
