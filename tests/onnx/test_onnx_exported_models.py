@@ -163,10 +163,11 @@ def test_fine_tuning_gradients_equal_torch(exported, name, exporter):
 
 
 @pytest.mark.parametrize("name, exporter", CASES)
-def test_adam_fine_tuning(exported, name, exporter):
+def test_adam_fine_tuning(exported, name, exporter, tmp_path):
     """Three nc.optim.Adam steps on the torch-named parameters (running statistics and
-    folded weights stay frozen) lower the loss; where every torch parameter came through
-    unchanged they equal torch.optim.Adam's steps. The steps run eagerly: the LLVM build
+    folded weights stay frozen) lower the loss, and the model saved with them runs in ONNX
+    Runtime as here; where every torch parameter came through unchanged the steps equal
+    torch.optim.Adam's. The steps run eagerly: the LLVM build
     of a multi-parameter Adam step is wrong and corrupts the heap (reported; see
     test_compiled_adam_step_equals_eager)."""
     e = exported(name, exporter)
@@ -188,6 +189,17 @@ def test_adam_fine_tuning(exported, name, exporter):
         losses.append(float(np.asarray(value)))
     final = float(np.asarray(loss(params, x, y)))
     assert final < losses[0], (losses, final)
+
+    # The tuned model saved back to ONNX runs in ONNX Runtime as it does here.
+    tuned = str(tmp_path / "tuned.onnx")
+    nc.onnx.save(f, params, tuned)
+    session = ort.InferenceSession(tuned, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        session.run(None, {session.get_inputs()[0].name: x})[0],
+        np.asarray(f.apply({**frozen, **params}, x)),
+        rtol=RTOL,
+        atol=ATOL,
+    )
 
     module = copy.deepcopy(e.module)  # the session's copy stays as exported
     tparams = dict(module.named_parameters())
