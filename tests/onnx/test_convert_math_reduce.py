@@ -298,3 +298,16 @@ def test_bitshift_edges(dtype, direction):
     s = np.array([1, 1, 1, 1, bits - 1, bits - 1, bits, -1, bits + 5, 0], dtype)
     model = make_model("BitShift", {"x": x, "s": s}, opset=28, direction=direction)
     expect(model, [x, s], compiled=dtype == np.int64)
+
+
+def test_models_onnx_rejects_raise_shape_and_dtype_errors():
+    with pytest.raises(nc.ShapeError, match="out of range"):
+        nc.onnx.load(make_model("ReduceSum", {"x": X}, {"axes": np.array([3])}, opset=13))(X)
+    with pytest.raises(nc.ShapeError, match="out of range"):
+        nc.onnx.load(make_model("Softmax", {"x": X}, axis=-4))(X)
+    slope = np.ones(3, np.float32)
+    with pytest.raises(nc.ShapeError, match="does not broadcast"):
+        nc.onnx.load(make_model("PRelu", {"x": X}, {"slope": slope}))(X)
+    xi = np.ones((2, 3, 4), np.int64)
+    with pytest.raises(nc.DTypeError, match="different dtypes"):
+        nc.onnx.load(make_model("Add", {"x": X, "b": xi}))(X, xi)

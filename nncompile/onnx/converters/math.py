@@ -13,8 +13,10 @@ import numpy as np
 
 import nncompile as nc
 
+from ...errors import DTypeError
 from ..registry import NodeContext, converter
 from ..tensors import COMPUTE_DTYPES, numpy_dtype
+from .shape import invalid
 
 FLOAT_MAX = float(np.finfo(np.float32).max)
 
@@ -38,10 +40,13 @@ def float_input(ctx: NodeContext, i: int = 0) -> Any:
 
 
 def same_dtype(ctx: NodeContext, xs: list[Any]) -> list[Any]:
-    """Inputs ONNX types with one T must agree; a mismatch is a malformed model."""
+    """Inputs ONNX types with one T must agree; a mismatch is a model ONNX rejects."""
     kinds = {dtype_of(x) for x in xs}
     if len(kinds) > 1:
-        ctx.unsupported(f"inputs have different dtypes {sorted(map(str, kinds))}")
+        raise DTypeError(
+            f"ONNX node {ctx.name!r} ({ctx.op_type}, opset {ctx.opset}): inputs have "
+            f"different dtypes {sorted(map(str, kinds))}"
+        )
     return xs
 
 
@@ -151,7 +156,7 @@ def prelu(ctx: NodeContext) -> list[Any]:
     except ValueError:
         fits = False
     if not fits:
-        ctx.unsupported(f"slope shape {np.shape(slope)} does not broadcast to {np.shape(x)}")
+        invalid(ctx, f"slope shape {np.shape(slope)} does not broadcast to {np.shape(x)}")
     return [nc.where(nc.less(x, const(0, x)), nc.multiply(x, slope), x)]
 
 
@@ -221,7 +226,7 @@ def clip(ctx: NodeContext) -> list[Any]:
         lo, hi = ctx.optional_input(1), ctx.optional_input(2)
         for i, b in ((1, lo), (2, hi)):
             if b is not None and (dtype_of(b) != dtype_of(x) or np.ndim(b) != 0):
-                ctx.unsupported(f"input {i} must be a scalar of the input's dtype {dtype_of(x)}")
+                invalid(ctx, f"input {i} must be a scalar of the input's dtype {dtype_of(x)}")
     return [nc.clip(x, lo, hi)]
 
 

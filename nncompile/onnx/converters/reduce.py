@@ -14,6 +14,7 @@ import nncompile as nc
 
 from ..registry import NodeContext, converter
 from .math import dtype_of
+from .shape import invalid
 
 # opset from which a ReduceX op takes its axes as input 1 (and reads noop_with_empty_axes)
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
@@ -34,10 +35,10 @@ def reduced_axes(ctx: NodeContext, ndim: int) -> tuple[int, ...] | None:
     if not axes:
         return tuple(range(ndim))
     if any(not -ndim <= a < ndim for a in axes):
-        ctx.unsupported(f"axes {axes} out of range for a rank-{ndim} input")
+        invalid(ctx, f"axes {axes} out of range for a rank-{ndim} input")
     norm = sorted({a % ndim for a in axes})
     if len(norm) != len(axes):
-        ctx.unsupported(f"axes {axes} repeat an axis")
+        invalid(ctx, f"axes {axes} repeat an axis")
     return tuple(norm)
 
 
@@ -137,7 +138,7 @@ def arg_extreme(ctx: NodeContext) -> list[Any]:
     keepdims = bool(ctx.attr("keepdims", 1))
     last = ctx.attr("select_last_index", 0) if ctx.opset >= 12 else 0
     if not -max(ndim, 1) <= axis < max(ndim, 1):
-        ctx.unsupported(f"axis {axis} out of range for a rank-{ndim} input")
+        invalid(ctx, f"axis {axis} out of range for a rank-{ndim} input")
     if dtype_of(x).kind == "b":
         ctx.unsupported("bool input")
     axis %= max(ndim, 1)
@@ -158,10 +159,10 @@ def cumsum(ctx: NodeContext) -> list[Any]:
     exclusive, reverse = ctx.attr("exclusive", 0), ctx.attr("reverse", 0)
     ndim = len(np.shape(x))
     if axis_value is None or axis_value.size != 1:
-        ctx.unsupported("axis must be a scalar")
+        invalid(ctx, "axis must be a scalar")
     axis = int(axis_value.reshape(-1)[0])
     if not -ndim <= axis < ndim:
-        ctx.unsupported(f"axis {axis} out of range for a rank-{ndim} input")
+        invalid(ctx, f"axis {axis} out of range for a rank-{ndim} input")
     if dtype_of(x).kind not in "fi":
         ctx.unsupported(f"dtype {dtype_of(x)}")
     axis %= ndim
@@ -200,7 +201,7 @@ def softmax(ctx: NodeContext) -> list[Any]:
     ndim = len(shape)
     axis = ctx.attr("axis", -1 if ctx.opset >= 13 else 1)
     if not -ndim <= axis < max(ndim, 1):
-        ctx.unsupported(f"axis {axis} out of range for a rank-{ndim} input")
+        invalid(ctx, f"axis {axis} out of range for a rank-{ndim} input")
     fn = _SOFTMAX[ctx.op_type]
     if ndim == 0:
         ctx.unsupported("a scalar input")
