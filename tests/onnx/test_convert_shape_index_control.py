@@ -351,3 +351,71 @@ def test_negative_pads_crop_and_a_computed_constant_value():
     ]
     model = _model(nodes, [("x", F64, [2, 3])], [("y", F64)], opset=18)
     _check_forward(model, np.arange(6.0).reshape(2, 3), runtime=True)
+
+
+# ONNX's node suite for these ops, with the inputs nncompile needs as constants (shapes,
+# starts, pads, depths, trip counts, conditions) turned into initializers: the suite
+# itself feeds them as graph inputs, which static shapes refuse
+FROZEN_CASES = (
+    r"test_(reshape|transpose|flatten|squeeze|unsqueeze|concat|split_|expand|tile|pad|"
+    r"constant_pad|edge_pad|reflect_pad|wrap_pad|constantofshape|range_(float|int32)_type|"
+    r"eyelike|tril|triu|depthtospace|spacetodepth|slice|gather|onehot|scatter|if|loop11|scan)"
+)
+# what stays unsupported even so: sequence/optional values, reductions
+FROZEN_UNSUPPORTED = (
+    r"_seq|_opt|bfloat16|float16|scatter.*(reduction|duplicate|_add|_mul|_max|_min)"
+)
+
+
+def _frozen(case):
+    from nncompile.onnx.registry import CONVERTERS
+
+    model, names = onnx.ModelProto(), [i.name for i in case.model.graph.input]
+    model.CopyFrom(case.model)
+    frozen = set()
+    for node in model.graph.node:
+        conv = CONVERTERS.get(node.op_type)
+        wanted = conv.constant_inputs if conv else ()
+        wanted = (0, 1) if node.op_type in ("If", "Loop") else wanted
+        frozen |= {node.input[i] for i in wanted if i < len(node.input)} & set(names)
+    for inputs, outputs in case.data_sets:
+        g = onnx.GraphProto()
+        g.CopyFrom(model.graph)
+        keep = [vi for vi in g.input if vi.name not in frozen]
+        for vi, a in zip(model.graph.input, inputs, strict=True):
+            if vi.name in frozen:
+                g.initializer.append(numpy_helper.from_array(np.asarray(a), vi.name))
+        del g.input[:]
+        g.input.extend(keep)
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        m.graph.CopyFrom(g)
+        feeds = [
+            a for vi, a in zip(model.graph.input, inputs, strict=True) if vi.name not in frozen
+        ]
+        yield m, feeds, outputs
+
+
+def test_node_suite_cases_with_size_inputs_as_constants():
+    import re
+
+    from nncompile.onnx.node_suite import compare, load_cases
+
+    cases = [c for c in load_cases(FROZEN_CASES) if "_expanded" not in c.name]
+    assert len(cases) > 150
+    failures, passed = [], 0
+    for case in cases:
+        try:
+            for model, feeds, outputs in _frozen(case):
+                got = nc.onnx.load(model)(*feeds)
+                got = got if isinstance(got, tuple) else (got,)
+                problems = [compare(g, w) for g, w in zip(got, outputs, strict=True)]
+                assert len(got) == len(outputs) and not any(problems), problems
+            passed += 1
+        except nc.onnx.UnsupportedError as e:
+            if not re.search(FROZEN_UNSUPPORTED, case.name):
+                failures.append(f"{case.name}: unsupported: {e}")
+        except Exception as e:  # noqa: BLE001  (every failure is listed)
+            failures.append(f"{case.name}: {type(e).__name__}: {e}")
+    assert not failures, "\n".join(failures)
+    assert passed >= 140  # of 156 when written; the rest are sequences, reductions, bfloat16
