@@ -4,12 +4,19 @@ bodies) run through the same function with the enclosing scope visible."""
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from typing import Any
 
+import numpy as np
+
 from ..dispatch import name_scope
+from ..errors import ShapeError
+from ..tensor import Tensor
 from .dependency import require_onnx
 from .errors import UnsupportedError
-from .folding import MAX_EXPANDED_ELEMENTS, can_fold, check_size, fold
+from .folding import GROWING, can_fold, check_size, fold
 from .model_file import node_name, ordered_nodes
 from .registry import NodeContext, lookup
 from .tensors import tensor_to_array
@@ -44,14 +51,24 @@ class GraphRunner:
         if folded:
             outs = fold(node, values, self.opset, name, self.fold_limit)
         else:
-            if node.op_type in ("Expand", "Tile"):
-                limit = max(self.fold_limit, MAX_EXPANDED_ELEMENTS)
+            if node.op_type in GROWING:
+                # as many elements as this machine has memory for in float32, at most
+                limit = max(self.fold_limit, _physical_memory() // 4)
                 check_size(node, values, name, limit, "converting")
             conv = lookup(node.op_type, self.opset, name)
             ctx = NodeContext(node, name, self.opset, values, require_onnx(), self, scope)
-            with name_scope(_scope_name(name)):
-                outs = list(conv.fn(ctx))
+            try:
+                with name_scope(_scope_name(name)):
+                    outs = list(conv.fn(ctx))
+            except MemoryError as e:
+                # sizes from the file (pads, scales, depths) asked for more than exists;
+                # NumPy refuses such requests before allocating anything
+                raise ResultTooLarge(
+                    f"ONNX node {name!r} ({node.op_type}, opset {self.opset}): its result "
+                    f"does not fit in memory: {e}"
+                ) from None
             ctx.check_attributes_read()
+            _check_fits(node, name, self.opset, values, outs)
         self._store(node, name, outs, scope)
         return folded
 
@@ -77,6 +94,39 @@ class GraphRunner:
                     self.opset,
                 )
             scope[out] = outs[i]
+
+
+class ResultTooLarge(ShapeError):
+    """A node's result needs more memory than the machine has (its sizes come from the
+    file: pads, scales, depths, strides)."""
+
+
+@functools.cache
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no bound
+        return 1 << 62
+
+
+def _nbytes(v: Any) -> int:
+    return math.prod(v.shape) * np.dtype(v.dtype).itemsize
+
+
+def _check_fits(node: Any, name: str, opset: int, values: list[Any], outs: list[Any]) -> None:
+    """Traced outputs (their shapes only, nothing allocated) that grow beyond this
+    machine's memory: refused now, before a compiled program asks for them. (A result no
+    bigger than the node's largest input is the inputs' business, not the file's.)"""
+    largest = max((_nbytes(v) for v in values if hasattr(v, "shape")), default=0)
+    for out in outs:
+        if isinstance(out, Tensor):
+            size = _nbytes(out)
+            if size > max(_physical_memory(), largest):
+                raise ResultTooLarge(
+                    f"ONNX node {name!r} ({node.op_type}, opset {opset}): its result "
+                    f"{out.dtype} {out.shape} needs {size / 2**30:.3g} GiB, more than this "
+                    "machine's memory"
+                )
 
 
 def _scope_name(name: str) -> str:

@@ -26,9 +26,10 @@ NOT_FOLDED = {
 # folding an op that can make a big array from a small input is bounded by this many
 # elements (or the model file's size in bytes, if larger)
 MAX_FOLDED_ELEMENTS = 1 << 24
-# an Expand or Tile of a graph value to a size the file gives as a constant is bounded
-# too (a 40-byte file must not ask for terabytes): 2^28 elements, 1 GiB of float32
-MAX_EXPANDED_ELEMENTS = 1 << 28
+# ops whose result can be far bigger than their inputs, by sizes the file gives as
+# constants (pads, scales, sizes, depth): checked before converting too, so a 40-byte
+# file cannot ask for terabytes (see executor.py)
+GROWING = ("Expand", "Tile", "Pad", "Resize", "Upsample", "OneHot")
 
 
 def has_subgraph(node: Any) -> bool:
@@ -93,6 +94,8 @@ def check_size(
             raise ShapeError(f"ONNX node {name!r} (Expand): {e}") from e
     elif op == "Tile" and len(values) > 1 and isinstance(values[1], np.ndarray):
         count = math.prod(values[0].shape) * math.prod(int(r) for r in values[1].reshape(-1))
+    elif op in GROWING and values and values[0] is not None:
+        count = _grown(node, values, tuple(values[0].shape))
     elif op == "Range" and all(isinstance(v, np.ndarray) for v in values[:3]):
         start, limit_, delta = (float(v.reshape(-1)[0]) for v in values[:3])
         count = max(math.ceil((limit_ - start) / delta), 0) if delta else None
@@ -101,3 +104,53 @@ def check_size(
             f"ONNX node {name!r} ({op}) would make an array of {count} elements "
             f"while {doing} (limit {limit})"
         )
+
+
+def _const(values: list[Any], i: int) -> np.ndarray | None:
+    v = values[i] if i < len(values) else None
+    return v.reshape(-1) if isinstance(v, np.ndarray) and v.size else None
+
+
+def _attr(node: Any, name: str) -> Any:
+    onnx = require_onnx()
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return None
+
+
+def _grown(node: Any, values: list[Any], shape: tuple[int, ...]) -> int | None:
+    """Elements of a Pad/Resize/Upsample/OneHot result, from its constant sizes (None
+    when they are not constants)."""
+    op, rank = node.op_type, len(shape)
+    if op == "OneHot":
+        depth = _const(values, 1)
+        return None if depth is None else math.prod(shape) * int(depth[0])
+    if op == "Pad":
+        pads = _const(values, 1)
+        pads = [int(p) for p in (pads if pads is not None else _attr(node, "pads") or [])]
+        axes = _const(values, 3)
+        axes = [int(a) % max(rank, 1) for a in axes] if axes is not None else list(range(rank))
+        if not pads or len(pads) != 2 * len(axes):
+            return None
+        dims = list(shape)
+        for k, a in enumerate(axes):
+            dims[a] += pads[k] + pads[k + len(axes)]
+        return math.prod(max(d, 0) for d in dims)
+    # Resize (sizes at 3, scales at 2; at 1 before opset 11) and Upsample (scales)
+    sizes = _const(values, 3) if op == "Resize" else None
+    scales = _const(values, 2) if len(values) > 2 else _const(values, 1)
+    if scales is None and op == "Upsample":
+        scales = _attr(node, "scales")
+    axes = _attr(node, "axes")
+    axes = [int(a) % max(rank, 1) for a in axes] if axes else list(range(rank))
+    dims = list(shape)
+    if sizes is not None and len(sizes) == len(axes):
+        for a, n in zip(axes, sizes, strict=True):
+            dims[a] = int(n)
+    elif scales is not None and len(scales) == len(axes):
+        for a, f in zip(axes, scales, strict=True):
+            dims[a] = math.floor(dims[a] * float(f))
+    else:
+        return None
+    return math.prod(max(d, 0) for d in dims)

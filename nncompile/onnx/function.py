@@ -11,9 +11,10 @@ import numpy as np
 
 from ..errors import ConfigError, DTypeError, SerializationError, ShapeError
 from ..tensor import Tensor, as_tensor
+from ..tracing import trace, trace_stack
 from .dependency import require_onnx
 from .errors import UnsupportedError
-from .executor import GraphRunner
+from .executor import GraphRunner, ResultTooLarge
 from .folding import NOT_FOLDED, has_subgraph
 from .model_file import (
     check_declarations,
@@ -66,6 +67,7 @@ class OnnxFunction:
         self._constants = {k: a for k, a in arrays.items() if k not in self.params}
         _check_converters(order, set(self._constants), self.opset)
         self._runner = GraphRunner(self.opset, size)
+        self._sized: set[tuple] = set()  # input signatures whose sizes were checked
 
     # -- calling --------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -94,10 +96,38 @@ class OnnxFunction:
                     f"got {t.dtype} {t.shape}"
                 )
             scope[name] = t
-        scope.update(self._bind(args, kwargs))
+        bound = self._bind(args, kwargs)
+        if not trace_stack():
+            self._check_sizes(bound)
+        scope.update(bound)
         outs = self._runner.run(self.model.graph, scope)
         outs = tuple(as_tensor(o) if isinstance(o, np.ndarray) else o for o in outs)
         return outs[0] if len(outs) == 1 else outs
+
+    def _check_sizes(self, bound: dict[str, Tensor]) -> None:
+        """Before an eager run allocates anything: trace the graph once per input
+        signature (shapes only, on zero-stride inputs), so a node whose result cannot fit
+        in memory (sizes from a hostile file) is refused first (ResultTooLarge)."""
+        key = tuple((k, t.shape, str(t.dtype)) for k, t in bound.items())
+        if key in self._sized:
+            return
+        names = list(bound)
+
+        def shapes_only(*inputs: Tensor) -> tuple:
+            scope: dict[str, Any] = dict(self._constants)
+            scope.update((k, as_tensor(v)) for k, v in self.params.items())
+            scope.update(zip(names, inputs, strict=True))
+            outs = self._runner.run(self.model.graph, scope)
+            return tuple(as_tensor(o) for o in outs if o is not None)
+
+        zeros = [np.broadcast_to(np.zeros((), t.dtype), t.shape) for t in bound.values()]
+        try:
+            trace(shapes_only, *zeros, name="onnx_sizes")
+        except ResultTooLarge:
+            raise
+        except Exception:  # noqa: BLE001  (only sizes are checked here; the eager run
+            pass  # that follows reports every other problem itself)
+        self._sized.add(key)
 
     def _bind(self, args: tuple, kwargs: dict) -> dict[str, Tensor]:
         if len(args) > len(self.input_specs):

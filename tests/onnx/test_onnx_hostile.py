@@ -197,3 +197,58 @@ def test_negative_declared_input_dims_are_refused():
     m = identity_model()
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -4
     refused(m, SerializationError, "negative")
+
+
+def image_model(nodes, initializers, opset=19):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+GROWING = {
+    "Pad": ([helper.make_node("Pad", ["x", "p"], ["y"])], [ints("p", [0, 0, 0, BIG] + [0] * 4)]),
+    "Resize": (
+        [helper.make_node("Resize", ["x", "", "", "s"], ["y"])],
+        [ints("s", [1, 1, BIG, 2])],
+    ),
+    "Resize-scales": (
+        [helper.make_node("Resize", ["x", "", "s"], ["y"], name="Resize_0")],
+        [helper.make_tensor("s", TensorProto.FLOAT, [4], [1, 1, 1e6, 1e6])],
+    ),
+    "OneHot": (
+        [
+            helper.make_node("Cast", ["x"], ["i"], to=TensorProto.INT64),
+            helper.make_node("OneHot", ["i", "d", "v"], ["y"], name="OneHot_0"),
+        ],
+        [ints("d", [BIG]), helper.make_tensor("v", TensorProto.FLOAT, [2], [0, 1])],
+    ),
+    "ConvTranspose": (
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[10**7, 10**7])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])],
+    ),
+}
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("op", sorted(GROWING))
+def test_ops_growing_to_sizes_from_the_file_are_refused(op, compiled):
+    """Pads, sizes, scales, depths and strides that ask for terabytes: a ShapeError naming
+    the node before anything is allocated (checked from the constants before converting;
+    otherwise from the traced result's shape, which an eager call traces first)."""
+    f = nc.onnx.load(image_model(*GROWING[op]))
+    f = nc.compile(f, backend="llvm") if compiled else f
+    x = np.ones((1, 1, 2, 2), np.float32)
+    tracemalloc.start()
+    try:
+        node = op.split("-")[0]
+        with pytest.raises(ShapeError, match=f"ONNX node '{node}_0'.*(memory|would make an)"):
+            f(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_LIMIT
