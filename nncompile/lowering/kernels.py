@@ -350,6 +350,12 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
         v for v in g.outputs if v.type.size == row_numel and v.producer not in reductions
     ]
     outer_outputs = [v for v in g.outputs if v not in row_outputs]
+    # One-element outputs hoisted before the loops (an optimizer's bias corrections beside
+    # a bias gradient) are stored once, at index 0, not at every outer index.
+    if math.prod(outer_shape) > 1:
+        hoisted = [v for v in outer_outputs if v.type.size == 1 and id(v) in kb.elements.bound]
+        pre += [Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])) for v in hoisted]
+        outer_outputs = [v for v in outer_outputs if v not in hoisted]
 
     def merge(outer: list[Expr], row: list[Expr]) -> list[Expr]:
         it_o, it_r = iter(outer), iter(row)
