@@ -94,7 +94,8 @@ def check(source: Any) -> CheckReport:
         report.problems.append(str(e))
         opset = max((v for d, v in versions.items() if d in DEFAULT_DOMAINS), default=0)
     if model.functions:
-        report.problems.append(f"model-local functions: {[f.name for f in model.functions][:5]}")
+        names = [f.name for f in model.functions][:5]
+        report.problems.append(f"model-local functions are not supported: {names}")
     if graph.sparse_initializer:
         report.problems.append("sparse initializers are not supported")
     check_declarations(graph)
