@@ -8,8 +8,6 @@ loss everywhere. A missing converter fails here with its UnsupportedError messag
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -167,9 +165,8 @@ def test_adam_fine_tuning(exported, name, exporter, tmp_path):
     """Three nc.optim.Adam steps on the torch-named parameters (running statistics and
     folded weights stay frozen) lower the loss, and the model saved with them runs in ONNX
     Runtime as here; where every torch parameter came through unchanged the steps equal
-    torch.optim.Adam's. The steps run eagerly: the LLVM build
-    of a multi-parameter Adam step is wrong and corrupts the heap (reported; see
-    test_compiled_adam_step_equals_eager)."""
+    torch.optim.Adam's. The steps are LLVM-compiled for the TorchScript exports and eager
+    for the dynamo ones (compiling a training step takes seconds)."""
     e = exported(name, exporter)
     f = nc.onnx.load(e.path)
     x, y = e.spec.inputs(8, seed=5), e.spec.targets(8, seed=6)
@@ -181,6 +178,8 @@ def test_adam_fine_tuning(exported, name, exporter, tmp_path):
 
     lr = 1e-3
     step = nc.train_step(loss, nc.optim.Adam(lr=lr))
+    if exporter == "torchscript":
+        step = nc.compile(step, backend="llvm")
     params = {k: f.params[k] for k in names}
     state = nc.optim.Adam(lr=lr).init(params)
     losses = []
@@ -226,43 +225,3 @@ def test_adam_fine_tuning(exported, name, exporter, tmp_path):
         got = (np.asarray(params[k]) - start[k])[~noisy[k]]
         want = (tparams[k].detach().numpy() - start[k])[~noisy[k]]
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-2 * lr, err_msg=f"Adam {k}")
-
-
-# The LLVM build of an Adam step over several parameters updates every parameter after
-# the first wrongly (by about 0.68 lr on step 1) and corrupts the heap (glibc aborts or
-# the process crashes at garbage collection), without ONNX too:
-#   P = {"a": (32,), "b": (32, 9)}; loss = mean((x @ b.T + a) ** 2)
-#   nc.compile(nc.train_step(loss, nc.optim.Adam(1e-3)), backend="llvm")(P, ...)
-# SGD with momentum and RMSprop are right. Run in a child process, so a crash fails
-# this test instead of ending the session.
-COMPILED_ADAM = """
-import sys
-import numpy as np
-import nncompile as nc
-f = nc.onnx.load(sys.argv[1])
-x = np.load(sys.argv[2]); y = np.load(sys.argv[3])
-def loss(params, x, y):
-    return nc.cross_entropy(f.apply(params, x), y)
-opt = nc.optim.Adam(lr=1e-3)
-step = nc.train_step(loss, opt)
-params = {k: f.params[k] for k in sorted(f.params)}
-want, _, _, _ = step(params, opt.init(params), x, y, 1e-3)
-got, _, _, _ = nc.compile(step, backend="llvm")(params, opt.init(params), x, y, 1e-3)
-print(max(float(np.abs(np.asarray(got[k]) - np.asarray(want[k])).max()) for k in params))
-"""
-
-
-@pytest.mark.xfail(strict=True, reason="LLVM-compiled Adam step over several parameters")
-def test_compiled_adam_step_equals_eager(exported, tmp_path):
-    e = exported("cnn", "torchscript")
-    x, y = tmp_path / "x.npy", tmp_path / "y.npy"
-    np.save(x, e.spec.inputs(8, seed=5))
-    np.save(y, e.spec.targets(8, seed=6))
-    run = subprocess.run(
-        [sys.executable, "-c", COMPILED_ADAM, e.path, str(x), str(y)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert float(run.stdout.split()[-1]) < 1e-6, run.stdout
