@@ -25,19 +25,8 @@ GRAD_RTOL = 1e-4  # relative to the largest gradient of each parameter
 NOISE_FLOOR = 1e-4  # gradients below this times the largest are float noise to Adam
 BATCHES = (1, 32)
 
-# Cases a converter was still missing for at the deadline of the work that added these
-# tests; strict=False so they turn into passes as converters land.
-UNSUPPORTED: dict[tuple[str, str], str] = {}
-
 CASES = [
-    pytest.param(
-        name,
-        exporter,
-        marks=[pytest.mark.xfail(strict=False, reason=UNSUPPORTED[name, exporter])]
-        if (name, exporter) in UNSUPPORTED
-        else [],
-        id=f"{name}-{exporter}",
-    )
+    pytest.param(name, exporter, id=f"{name}-{exporter}")
     for name in MODELS
     for exporter in EXPORTERS
 ]
