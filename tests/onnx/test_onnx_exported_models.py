@@ -205,7 +205,7 @@ def test_adam_fine_tuning(exported, name, exporter, tmp_path):
             g = np.abs(v.grad.numpy())
             noisy[k] |= g < NOISE_FLOOR * max(float(g.max()), 1e-30)
         opt.step()
-        tlosses.append(float(value))
+        tlosses.append(value.item())
     np.testing.assert_allclose(losses, tlosses, rtol=1e-4)
     for k in names:
         # Adam scales a gradient of float noise (a dead ReLU's, attention's key bias's,
