@@ -66,6 +66,9 @@ class OnnxFunction:
         }
         self._constants = {k: a for k, a in arrays.items() if k not in self.params}
         _check_converters(order, set(self._constants), self.opset)
+        # inputs that give sizes (a Reshape's shape, a trip count): known values per call
+        integers = {s.name for s in self.input_specs if s.dtype.kind in "iub"}
+        self.size_inputs = sorted(_size_inputs(order, set(self.input_names), integers))
         self._runner = GraphRunner(self.opset, size)
         self._sized: set[tuple] = set()  # input signatures whose sizes were checked
 
@@ -108,19 +111,22 @@ class OnnxFunction:
         """Before an eager run allocates anything: trace the graph once per input
         signature (shapes only, on zero-stride inputs), so a node whose result cannot fit
         in memory (sizes from a hostile file) is refused first (ResultTooLarge)."""
-        key = tuple((k, t.shape, str(t.dtype)) for k, t in bound.items())
+        known = {k: v for k, v in bound.items() if isinstance(v, np.ndarray)}
+        key = tuple((k, t.shape, str(t.dtype)) for k, t in bound.items() if k not in known)
+        key += tuple((k, v.dtype.str, v.shape, v.tobytes()) for k, v in known.items())
         if key in self._sized:
             return
-        names = list(bound)
+        names = [k for k in bound if k not in known]
 
         def shapes_only(*inputs: Tensor) -> tuple:
             scope: dict[str, Any] = dict(self._constants)
             scope.update((k, as_tensor(v)) for k, v in self.params.items())
+            scope.update(known)
             scope.update(zip(names, inputs, strict=True))
             outs = self._runner.run(self.model.graph, scope)
             return tuple(as_tensor(o) for o in outs if o is not None)
 
-        zeros = [np.broadcast_to(np.zeros((), t.dtype), t.shape) for t in bound.values()]
+        zeros = [np.broadcast_to(np.zeros((), bound[k].dtype), bound[k].shape) for k in names]
         try:
             trace(shapes_only, *zeros, name="onnx_sizes")
         except ResultTooLarge:
@@ -157,8 +163,12 @@ class OnnxFunction:
                         f"model input {spec.name!r}: a {type(t).__name__} is not {spec.dtype} "
                         f"data: {e}"
                     ) from None
-            t = as_tensor(t)
-            _check_input(spec, t, sizes)
+            if spec.name in self.size_inputs and not (isinstance(t, Tensor) and t.is_traced):
+                t = np.asarray(t.numpy() if isinstance(t, Tensor) else t)
+                _check_input(spec, as_tensor(t), sizes)
+            else:
+                t = as_tensor(t)
+                _check_input(spec, t, sizes)
             bound[spec.name] = t
         return bound
 
@@ -225,6 +235,25 @@ def _data_initializers(order: list[Any], arrays: dict[str, np.ndarray]) -> set[s
             if name in arrays and i not in constant:
                 used.add(name)
     return used
+
+
+def _size_inputs(order: list[Any], inputs: set[str], integers: set[str]) -> set[str]:
+    """Graph inputs whose values give sizes: read at an input a converter needs known (a
+    Reshape's shape, a Loop's trip count, a Resize's scales), or, for integer and bool
+    inputs, reaching one through nodes that must then fold. Float data that reaches one
+    through computation stays data (it would make the whole graph fold on NumPy), and
+    ``Shape`` and ``Size`` read only the static shape, so the search stops there."""
+    direct: set[str] = set()
+    for node in order:
+        conv = CONVERTERS.get(node.op_type)
+        for i in conv.constant_inputs if conv else ():
+            if i < len(node.input) and node.input[i]:
+                direct.add(node.input[i])
+    needed = set(direct)
+    for node in reversed(order):
+        if node.op_type not in ("Shape", "Size") and any(o in needed for o in node.output):
+            needed.update(i for i in node.input if i)
+    return (direct & inputs) | (needed & integers)
 
 
 def _check_converters(order: list[Any], constants: set[str], opset: int) -> None:

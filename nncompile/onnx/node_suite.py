@@ -15,6 +15,12 @@ from typing import Any
 import numpy as np
 
 RTOL, ATOL = 1e-4, 1e-6
+# Cases whose expected data ONNX wrote out rounded: compared at the rounding's tolerance.
+ROUNDED_EXPECTATIONS = {
+    # y = [[[[0.1511]], ...]] in onnx/backend/test/case/node/averagepool.py; the exact mean
+    # (0.8580 + 0.0786 + 0.2692 + 0.1537) / 9 = 0.15105554, as ONNX's reference computes
+    "test_averagepool_2d_ceil_last_window_starts_on_pad": 1e-3,
+}
 STATUSES = ("pass", "unsupported", "wrong", "error")
 FAILURES = ("wrong", "error")
 
@@ -33,7 +39,7 @@ def op_of(case: Any) -> str:
     return types[-1] if types else "?"
 
 
-def compare(got: Any, want: np.ndarray) -> str:
+def compare(got: Any, want: np.ndarray, rtol: float = RTOL) -> str:
     """'' when equal enough, else what differs."""
     got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
     want = np.asarray(want) if isinstance(want, np.generic) else want  # 0-d results
@@ -44,7 +50,7 @@ def compare(got: Any, want: np.ndarray) -> str:
     if got.dtype != want.dtype:
         return f"dtype {got.dtype} != {want.dtype}"
     if want.dtype.kind in "fc":
-        close = np.isclose(got, want, rtol=RTOL, atol=ATOL, equal_nan=True)
+        close = np.isclose(got, want, rtol=rtol, atol=ATOL, equal_nan=True)
         if not close.all():
             i = tuple(int(k) for k in np.argwhere(~close)[0])
             return f"value at {i}: {got[i]} != {want[i]}"
@@ -68,12 +74,17 @@ def _run_case(case: Any, compiled: bool) -> Result:
         fn = nc.compile(f, backend="llvm") if compiled else f
         for inputs, outputs in case.data_sets:
             inputs, outputs = _arrays(inputs), _arrays(outputs)
+            if compiled:  # sizes given as inputs are static: Python data, in the compile key
+                inputs = [
+                    v.tolist() if name in f.size_inputs else v
+                    for name, v in zip(f.input_names, inputs, strict=False)
+                ]
             got = fn(*inputs)
             got = got if isinstance(got, tuple) else (got,)
             if len(got) != len(outputs):
                 return Result(case.name, op, "wrong", f"{len(got)} outputs != {len(outputs)}")
             for k, (g, w) in enumerate(zip(got, outputs, strict=True)):
-                problem = compare(g, w)
+                problem = compare(g, w, ROUNDED_EXPECTATIONS.get(case.name, RTOL))
                 if problem:
                     return Result(case.name, op, "wrong", f"output {k}: {problem}")
         return Result(case.name, op, "pass")

@@ -154,7 +154,11 @@ class NodeContext:
         if isinstance(v, np.ndarray):
             return v
         label = f"input {i}" + (f" ({what})" if what else "")
-        self.unsupported(f"{label} must be a constant, but it is computed from the graph inputs")
+        self.unsupported(
+            f"{label} must be a constant, but it is computed from the graph inputs (a size "
+            "given as a graph input must be concrete: pass it to a compiled function as a "
+            "Python list or int, which becomes part of the compile key)"
+        )
         return None  # unreachable
 
     def run_subgraph(self, graph: Any, inputs: list[Any]) -> list[Any]:

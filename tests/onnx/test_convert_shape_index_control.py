@@ -253,8 +253,11 @@ def test_data_dependent_control_flow_and_scatter_reductions_are_unsupported():
         [("c", TensorProto.BOOL, [])],
         [("y", F64)],
     )
+    f = nc.onnx.load(model)
+    assert f.size_inputs == ["c"]  # a condition given as an input is known per call
+    assert float(f(np.bool_(True))) == 1.0 and float(nc.compile(f)(True)) == 1.0
     with pytest.raises(nc.onnx.UnsupportedError, match="condition is computed"):
-        nc.onnx.load(model)(np.bool_(True))
+        nc.compile(f)(np.bool_(True))  # an array argument of a compiled function is traced
     model = _model(
         [helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=0, reduction="add")],
         [("x", F64, [3]), ("i", I64, [1]), ("u", F64, [1])],

@@ -49,14 +49,14 @@ def _stack(values: list[Any], axis: int = 0) -> Any:
     return nc.stack(values, axis)
 
 
-@converter("If")
+@converter("If", constant_inputs=(0,))
 def if_(ctx: NodeContext) -> list[Any]:
     then_branch, else_branch = _body(ctx, "then_branch"), _body(ctx, "else_branch")
     taken = _known_bool(ctx, ctx.input(0), "the condition")
     return ctx.run_subgraph(then_branch if taken else else_branch, [])
 
 
-@converter("Loop")
+@converter("Loop", constant_inputs=(0, 1))
 def loop(ctx: NodeContext) -> list[Any]:
     body = _body(ctx, "body")
     trips = ctx.optional_input(0)
