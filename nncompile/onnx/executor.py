@@ -47,7 +47,7 @@ class GraphRunner:
         """Run one node, storing its outputs in ``scope``; True when it was folded.
         (nc.onnx.check runs nodes one at a time to report each.)"""
         values = [scope[i] if i else None for i in node.input]
-        folded = can_fold(node, values)
+        folded = can_fold(node, values, self.opset)
         if folded:
             outs = fold(node, values, self.opset, name, self.fold_limit)
         else:

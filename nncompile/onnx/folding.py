@@ -36,11 +36,18 @@ def has_subgraph(node: Any) -> bool:
     return any(a.HasField("g") or len(a.graphs) for a in node.attribute)
 
 
-def can_fold(node: Any, values: list[Any]) -> bool:
+# ops whose ONNX reference implementation does not follow the spec before this opset
+# (the pre-13 softmaxes coerce their input to 2-D; the reference ignores that): their
+# converters compute them instead
+REFERENCE_WRONG_BEFORE = {"Softmax": 13, "LogSoftmax": 13, "Hardmax": 13}
+
+
+def can_fold(node: Any, values: list[Any], opset: int) -> bool:
     """All inputs known, not random, and no body graph (a body may read outer values
     that are not known; control-flow converters fold what they can themselves)."""
     return (
         node.op_type not in NOT_FOLDED
+        and opset >= REFERENCE_WRONG_BEFORE.get(node.op_type, 0)
         and not has_subgraph(node)
         and all(v is None or isinstance(v, np.ndarray) for v in values)
     )
