@@ -10,3 +10,4 @@ from . import reduce  # noqa: F401
 from . import resize  # noqa: F401
 from . import rnn  # noqa: F401
 from . import einsum  # noqa: F401
+from . import attention  # noqa: F401
