@@ -11,3 +11,4 @@ from . import resize  # noqa: F401
 from . import rnn  # noqa: F401
 from . import einsum  # noqa: F401
 from . import attention  # noqa: F401
+from . import losses  # noqa: F401
