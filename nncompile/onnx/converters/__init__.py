@@ -12,3 +12,4 @@ from . import rnn  # noqa: F401
 from . import einsum  # noqa: F401
 from . import attention  # noqa: F401
 from . import losses  # noqa: F401
+from . import more_nn  # noqa: F401
