@@ -19,6 +19,7 @@ from .check import CheckReport, NodeCheck, check
 from .errors import UnsupportedError
 from .export import save
 from .function import InputSpec, OnnxFunction
+from .narrow import to_containers, to_onnx_dtypes
 
 
 def load(source: Any) -> OnnxFunction:
@@ -35,4 +36,6 @@ __all__ = [
     "check",
     "load",
     "save",
+    "to_containers",
+    "to_onnx_dtypes",
 ]

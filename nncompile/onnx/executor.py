@@ -18,6 +18,7 @@ from .dependency import require_onnx
 from .errors import UnsupportedError
 from .folding import GROWING, can_fold, check_size, fold
 from .model_file import node_name, ordered_nodes
+from .narrow import RANGE_PRESERVING, container_of, is_narrow, wrap, wrap_array
 from .registry import NodeContext, lookup
 from .tensors import tensor_to_array
 
@@ -26,8 +27,10 @@ class GraphRunner:
     """Runs graphs of one model: ``opset`` of its default domain, ``fold_limit`` the
     element bound for folded ops (see folding.py)."""
 
-    def __init__(self, opset: int, fold_limit: int):
+    def __init__(self, opset: int, fold_limit: int, value_dtypes: dict | None = None):
         self.opset, self.fold_limit = opset, fold_limit
+        # ONNX's dtype of each value (shape inference): narrow integer results are wrapped
+        self.value_dtypes: dict[str, np.dtype] = value_dtypes or {}
         # id(graph) -> (graph, order): the graph is kept so its id is never reused by
         # another (protobuf gives a fresh wrapper per access; a freed one's id recurs)
         self._orders: dict[int, tuple[Any, list[Any]]] = {}
@@ -69,8 +72,53 @@ class GraphRunner:
                 ) from None
             ctx.check_attributes_read()
             _check_fits(node, name, self.opset, values, outs)
+            outs = self._narrow_outputs(node, name, values, outs)
         self._store(node, name, outs, scope)
         return folded
+
+    def _narrow_outputs(self, node: Any, name: str, values: list[Any], outs: list[Any]) -> list:
+        """Converted outputs of a narrow integer type (int8, uint16, ...; see narrow.py)
+        wrapped into its range in their container dtype; known ones as arrays of the
+        type itself. A result in another dtype, or of a type shape inference could not
+        tell from narrow inputs, is refused rather than risked."""
+        outs = list(outs)
+        narrow_in = any(
+            (isinstance(v, np.ndarray) and is_narrow(v.dtype))
+            or is_narrow(self.value_dtypes.get(i))
+            for i, v in zip(node.input, values, strict=True)
+            if i
+        )
+        for k, out_name in enumerate(node.output[: len(outs)]):
+            v, want = outs[k], self.value_dtypes.get(out_name)
+            if v is None or not out_name:
+                continue
+            if want is None:
+                if narrow_in and isinstance(v, Tensor) and v.dtype.kind in "iu":
+                    self._refuse(node, name, f"the ONNX type of output {k} is unknown")
+                continue
+            if not is_narrow(want):
+                continue
+            container = container_of(want)
+            if isinstance(v, np.ndarray):
+                if v.dtype == container:
+                    outs[k] = wrap_array(v, want)
+                elif v.dtype != want:
+                    self._refuse(node, name, f"output {k} is {v.dtype}, ONNX types it {want}")
+            elif np.dtype(v.dtype) != container:
+                self._refuse(
+                    node, name, f"output {k} is {v.dtype}, not {container} holding ONNX's {want}"
+                )
+            elif node.op_type not in RANGE_PRESERVING:
+                outs[k] = wrap(v, want)
+        return outs
+
+    def _refuse(self, node: Any, name: str, why: str) -> None:
+        raise UnsupportedError(
+            f"ONNX node {name!r} ({node.op_type}, opset {self.opset}): {why}",
+            name,
+            node.op_type,
+            self.opset,
+        )
 
     def run_subgraph(self, graph: Any, inputs: list[Any], outer: dict[str, Any]) -> list[Any]:
         scope = dict(outer)

@@ -23,6 +23,7 @@ from .model_file import (
     ordered_nodes,
     read_model,
 )
+from .narrow import container_of, in_range, is_narrow, value_dtypes, widen, wrap
 from .registry import CONVERTERS
 from .tensors import COMPUTE_DTYPES, numpy_dtype, tensor_to_array
 
@@ -32,7 +33,8 @@ PARAM_DTYPES = (np.float32, np.float64)
 @dataclass(frozen=True)
 class InputSpec:
     """A graph input: name, shape (ints; a str for a named dynamic size, None for an
-    unnamed one) and dtype."""
+    unnamed one) and ONNX dtype (a narrow integer type such as uint8 is passed as that
+    dtype or as its container, int32 or int64: see nncompile/onnx/narrow.py)."""
 
     name: str
     shape: tuple[int | str | None, ...] | None
@@ -41,7 +43,14 @@ class InputSpec:
 
 class OnnxFunction:
     """``f(*inputs, **by_name)`` runs the model (eagerly on NumPy, or recorded when
-    traced); ``f.apply(params, ...)`` does the same with other parameter values."""
+    traced); ``f.apply(params, ...)`` does the same with other parameter values.
+
+    Narrow integer types (int8, int16, uint8, uint16, uint32) are computed exactly in a
+    container dtype (int32; int64 for uint32): inputs may be given in either, and results
+    of those types come back as nc Tensors in the container dtype, holding the exact
+    values. ``f.output_dtypes`` are ONNX's dtypes of the outputs;
+    ``nc.onnx.to_onnx_dtypes(outputs, f)`` casts results back to them. A compiled ``f``
+    takes container arrays (``nc.onnx.to_containers(*inputs)`` widens NumPy ones)."""
 
     def __init__(self, source: Any):
         onnx = require_onnx()
@@ -58,6 +67,10 @@ class OnnxFunction:
         self.input_specs = [_spec(vi, onnx) for vi in graph.input if vi.name not in arrays]
         self.input_names = [s.name for s in self.input_specs]
         self.output_names = [o.name for o in graph.output]
+        dtypes = value_dtypes(self.model)
+        self.output_dtypes: tuple[np.dtype | None, ...] = tuple(
+            dtypes.get(n) for n in self.output_names
+        )
         known = set(arrays) | set(self.input_names)
         order = ordered_nodes(graph, known)
         trained = _data_initializers(order, arrays)
@@ -69,7 +82,7 @@ class OnnxFunction:
         # inputs that give sizes (a Reshape's shape, a trip count): known values per call
         integers = {s.name for s in self.input_specs if s.dtype.kind in "iub"}
         self.size_inputs = sorted(_size_inputs(order, set(self.input_names), integers))
-        self._runner = GraphRunner(self.opset, size)
+        self._runner = GraphRunner(self.opset, size, dtypes)
         self._sized: set[tuple] = set()  # input signatures whose sizes were checked
 
     # -- calling --------------------------------------------------------------------------
@@ -104,7 +117,7 @@ class OnnxFunction:
             self._check_sizes(bound)
         scope.update(bound)
         outs = self._runner.run(self.model.graph, scope)
-        outs = tuple(as_tensor(o) if isinstance(o, np.ndarray) else o for o in outs)
+        outs = tuple(as_tensor(widen(o)) if isinstance(o, np.ndarray) else o for o in outs)
         return outs[0] if len(outs) == 1 else outs
 
     def _check_sizes(self, bound: dict[str, Tensor]) -> None:
@@ -158,17 +171,22 @@ class OnnxFunction:
             if not isinstance(t, (Tensor, np.ndarray)):  # Python data takes the input's dtype
                 try:
                     t = np.asarray(t, dtype=spec.dtype)
-                except (TypeError, ValueError) as e:
+                except (TypeError, ValueError, OverflowError) as e:
                     raise DTypeError(
                         f"model input {spec.name!r}: a {type(t).__name__} is not {spec.dtype} "
                         f"data: {e}"
                     ) from None
             if spec.name in self.size_inputs and not (isinstance(t, Tensor) and t.is_traced):
                 t = np.asarray(t.numpy() if isinstance(t, Tensor) else t)
-                _check_input(spec, as_tensor(t), sizes)
+                if is_narrow(spec.dtype):  # known values keep the ONNX dtype (folded)
+                    t = _narrowed(spec, t)
+                _check_input(spec, t, sizes, spec.dtype)
+            elif is_narrow(spec.dtype):
+                t = _widened(spec, t)
+                _check_input(spec, t, sizes, container_of(spec.dtype))
             else:
                 t = as_tensor(t)
-                _check_input(spec, t, sizes)
+                _check_input(spec, t, sizes, spec.dtype)
             bound[spec.name] = t
         return bound
 
@@ -184,10 +202,11 @@ def _spec(vi: Any, onnx: Any) -> InputSpec:
     if not vi.type.HasField("tensor_type"):
         raise UnsupportedError(f"graph input {vi.name!r}: only tensor inputs are supported")
     dtype = numpy_dtype(tt.elem_type, f"graph input {vi.name!r}")
-    if dtype not in COMPUTE_DTYPES:
+    if dtype not in COMPUTE_DTYPES and not is_narrow(dtype):
         raise UnsupportedError(
             f"graph input {vi.name!r}: dtype {dtype} is not supported (nncompile computes in "
-            "float32, float64, int32, int64 and bool)"
+            "float32, float64, int32, int64 and bool, and int8, int16, uint8, uint16, uint32 "
+            "exactly in int32 or int64)"
         )
     shape = None
     if tt.HasField("shape"):
@@ -200,9 +219,34 @@ def _spec(vi: Any, onnx: Any) -> InputSpec:
     return InputSpec(vi.name, shape, dtype)
 
 
-def _check_input(spec: InputSpec, t: Tensor, sizes: dict[str, int]) -> None:
-    if t.dtype != spec.dtype:
-        raise DTypeError(f"model input {spec.name!r} must be {spec.dtype}, got {t.dtype}")
+def _narrowed(spec: InputSpec, a: np.ndarray) -> np.ndarray:
+    """A known value of a narrow-typed input as that type (given in it or its container)."""
+    if a.dtype == container_of(spec.dtype):
+        if not in_range(a, spec.dtype):
+            raise DTypeError(f"model input {spec.name!r}: values out of the range of {spec.dtype}")
+        return a.astype(spec.dtype)
+    return a
+
+
+def _widened(spec: InputSpec, t: Any) -> Tensor:
+    """A narrow-typed input in its container dtype: widened from the type itself, checked
+    when given as container values, wrapped when traced (its values are not known)."""
+    if isinstance(t, (np.ndarray, np.generic)) and t.dtype == spec.dtype:
+        return as_tensor(widen(np.asarray(t)))
+    t = as_tensor(t)
+    if t.dtype != container_of(spec.dtype):
+        return t  # _check_input names the dtype wanted
+    if t.is_traced:
+        return wrap(t, spec.dtype)
+    if not in_range(t.numpy(), spec.dtype):
+        raise DTypeError(f"model input {spec.name!r}: values out of the range of {spec.dtype}")
+    return t
+
+
+def _check_input(spec: InputSpec, t: Any, sizes: dict[str, int], dtype: np.dtype) -> None:
+    if t.dtype != dtype:
+        want = f"{spec.dtype} (or {dtype})" if dtype != spec.dtype else f"{dtype}"
+        raise DTypeError(f"model input {spec.name!r} must be {want}, got {t.dtype}")
     if spec.shape is None:
         return
     if len(t.shape) != len(spec.shape):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedError
+from .narrow import widen
 from .tensors import COMPUTE_DTYPES
 
 _REQUIRED = object()
@@ -132,19 +133,25 @@ class NodeContext:
         return i < len(self._values) and self._values[i] is not None
 
     def input(self, i: int) -> Any:
-        """Input ``i`` (a Tensor, or an array when known), in a dtype nncompile computes in."""
+        """Input ``i`` (a Tensor, or an array when known), in a dtype nncompile computes in
+        (a known array of a narrow integer type widened to its container, see narrow.py)."""
         if not self.has_input(i):
             self.unsupported(f"input {i} is required")
         v = self._values[i]
-        if isinstance(v, np.ndarray) and v.dtype not in COMPUTE_DTYPES:
-            self.unsupported(f"input {i} has dtype {v.dtype}, which nncompile does not compute in")
+        if isinstance(v, np.ndarray):
+            v = widen(v)
+            if v.dtype not in COMPUTE_DTYPES:
+                self.unsupported(
+                    f"input {i} has dtype {v.dtype}, which nncompile does not compute in"
+                )
         return v
 
     def optional_input(self, i: int) -> Any:
-        return self._values[i] if self.has_input(i) else None
+        v = self._values[i] if self.has_input(i) else None
+        return widen(v) if isinstance(v, np.ndarray) else v
 
     def inputs(self) -> list[Any]:
-        return [v for v in self._values if v is not None]
+        return [widen(v) if isinstance(v, np.ndarray) else v for v in self._values if v is not None]
 
     def constant(self, i: int, what: str = "") -> np.ndarray | None:
         """Input ``i`` as an array (None when absent); it must be known when converting."""

@@ -14,6 +14,7 @@ import numpy as np
 import nncompile as nc
 
 from ...errors import DTypeError
+from ..narrow import container_of
 from ..registry import NodeContext, converter
 from ..tensors import COMPUTE_DTYPES, numpy_dtype
 from .shape import invalid
@@ -369,7 +370,9 @@ def where(ctx: NodeContext) -> list[Any]:
 
 def _cast(ctx: NodeContext, x: Any, to: np.dtype) -> Any:
     """x in dtype ``to``; only between the dtypes nncompile computes in. Float to int is
-    exact for values in range (truncation); out of range ONNX leaves it undefined."""
+    exact for values in range (truncation); out of range ONNX leaves it undefined. A narrow
+    integer type is cast to its container; the executor wraps the result (narrow.py)."""
+    to = container_of(to)
     if to not in COMPUTE_DTYPES:
         names = ", ".join(str(np.dtype(d)) for d in COMPUTE_DTYPES)
         ctx.unsupported(f"cast to {to}: nncompile computes only in {names}")
