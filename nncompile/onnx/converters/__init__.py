@@ -13,3 +13,4 @@ from . import einsum  # noqa: F401
 from . import attention  # noqa: F401
 from . import losses  # noqa: F401
 from . import more_nn  # noqa: F401
+from . import more_tensor  # noqa: F401

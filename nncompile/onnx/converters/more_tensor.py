@@ -1,0 +1,114 @@
+"""Tensor rearrangements whose sizes are known when converting: CumProd, CenterCropPad,
+Compress (its condition must be known: it decides the output's shape)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import nncompile as nc
+
+from ..registry import NodeContext, converter
+from .math import dtype_of
+from .shape import invalid
+
+
+def _reverse(x: Any, axis: int) -> Any:
+    return nc.take(x, np.arange(x.shape[axis] - 1, -1, -1), axis=axis)
+
+
+def _shift_in_ones(x: Any, axis: int, by: int) -> Any:
+    """x moved ``by`` places along axis, ones filling the start, its end dropped."""
+    n = x.shape[axis]
+    ones_shape = tuple(x.shape[:axis]) + (min(by, n),) + tuple(x.shape[axis + 1 :])
+    ones = np.ones(ones_shape, dtype_of(x))
+    if by >= n:
+        return ones
+    return nc.concatenate([ones, nc.take(x, np.arange(n - by), axis=axis)], axis=axis)
+
+
+@converter("CumProd", since=26, constant_inputs=(1,))
+def cumprod(ctx: NodeContext) -> list[Any]:
+    """Running product along axis as a log-depth scan (each step multiplies by the
+    product shifted 1, 2, 4, ... places): log2(n) nc ops, exact for integers.
+    exclusive shifts the input by one first; reverse runs from the end."""
+    x = ctx.input(0)
+    axis_value = ctx.constant(1, "axis")
+    exclusive, reverse = ctx.attr("exclusive", 0), ctx.attr("reverse", 0)
+    rank = len(x.shape)
+    if axis_value is None or axis_value.size != 1:
+        invalid(ctx, "axis must be a scalar")
+    axis = int(axis_value.reshape(-1)[0])
+    if not -rank <= axis < rank:
+        invalid(ctx, f"axis {axis} out of range for a rank-{rank} input")
+    if dtype_of(x) == np.bool_:
+        ctx.unsupported("bool input")
+    axis %= rank
+    n = x.shape[axis]
+    y = nc.as_tensor(x)
+    if n == 0:
+        return [y]
+    if reverse:
+        y = _reverse(y, axis)
+    if exclusive:
+        y = _shift_in_ones(y, axis, 1)
+    step = 1
+    while step < n:
+        y = nc.multiply(y, _shift_in_ones(y, axis, step))
+        step *= 2
+    if reverse:
+        y = _reverse(y, axis)
+    return [y]
+
+
+@converter("CenterCropPad", since=18, constant_inputs=(1,))
+def center_crop_pad(ctx: NodeContext) -> list[Any]:
+    """Each listed axis cropped or zero-padded to its target size, centred (an odd
+    difference puts the extra element at the end)."""
+    x = ctx.input(0)
+    shape = ctx.constant(1, "shape")
+    rank = len(x.shape)
+    axes = ctx.attr("axes", None)
+    axes = list(range(rank)) if axes is None else [int(a) for a in axes]
+    if any(not -rank <= a < rank for a in axes):
+        invalid(ctx, f"axes {axes} out of range for rank {rank}")
+    axes = [a % rank for a in axes]
+    sizes = [int(s) for s in np.asarray(shape).reshape(-1)]
+    if len(sizes) != len(axes) or any(s < 0 for s in sizes):
+        invalid(ctx, f"shape {sizes} for axes {axes}")
+    y = nc.as_tensor(x)
+    widths = [(0, 0)] * rank
+    for axis, size in zip(axes, sizes, strict=True):
+        dim = x.shape[axis]
+        if size < dim:
+            start = (dim - size) // 2
+            y = nc.take(y, np.arange(start, start + size), axis=axis)
+        elif size > dim:
+            before = (size - dim) // 2
+            widths[axis] = (before, size - dim - before)
+    if any(w != (0, 0) for w in widths):
+        if dtype_of(x) == np.bool_:
+            y = nc.astype(nc.pad(nc.astype(y, np.int32), widths), np.bool_)
+        else:
+            y = nc.pad(y, widths)
+    return [y]
+
+
+@converter("Compress", since=9, constant_inputs=(1,))
+def compress(ctx: NodeContext) -> list[Any]:
+    """The slices along axis (of the flattened input when axis is absent) whose
+    condition is true; a condition shorter than the axis drops the rest."""
+    x = ctx.input(0)
+    condition = ctx.constant(1, "condition")
+    axis = ctx.attr("axis", None)
+    rank = len(x.shape)
+    cond = np.asarray(condition).reshape(-1).astype(bool)
+    if axis is None:
+        x, axis = nc.reshape(x, (-1,)), 0
+    elif not -rank <= axis < rank:
+        invalid(ctx, f"axis {axis} out of range for rank {rank}")
+    axis %= len(x.shape)
+    if cond.size > x.shape[axis]:
+        invalid(ctx, f"condition of length {cond.size} for an axis of length {x.shape[axis]}")
+    return [nc.take(x, np.nonzero(cond)[0].astype(np.int64), axis=axis)]
