@@ -232,3 +232,44 @@ def test_compiled_model_and_gradient_equal_eager():
     np.testing.assert_allclose(np.asarray(compiled[0]["s"]), np.asarray(eager[0]["s"]), rtol=1e-4)
     for got, want in zip(compiled[1:], eager[1:], strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
+
+
+def test_reverse_sequence_compiled_with_lengths_as_input_equals_eager():
+    """sequence_lens as a graph input (computed, not folded): compiled equals eager,
+    and the gradient of a time-major reversal routes each element back."""
+    node = helper.make_node("ReverseSequence", ["x", "n"], ["y"], batch_axis=1, time_axis=0)
+    x, n = _rand(4, 3, 2).astype(np.float32), np.array([4, 1, 2])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", F32, x.shape)]
+        + [helper.make_tensor_value_info("n", I64, n.shape)],
+        [helper.make_tensor_value_info("y", F32, None)],
+    )
+    f = nc.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)]))
+    want = x.copy()
+    for b, m in enumerate(n):
+        want[:m, b] = x[:m, b][::-1]
+    np.testing.assert_array_equal(f(x, n).numpy(), want)
+    np.testing.assert_array_equal(np.asarray(nc.compile(f, backend="llvm")(x, n)), want)
+    weights = _rand(4, 3, 2).astype(np.float32)
+    grad = nc.grad(lambda x: nc.sum(f(x, n) * weights))(x)
+    want_grad = weights.copy()
+    for b, m in enumerate(n):
+        want_grad[:m, b] = weights[:m, b][::-1]
+    np.testing.assert_array_equal(np.asarray(grad), want_grad)
+
+
+@pytest.mark.parametrize("op", ["HannWindow", "HammingWindow", "BlackmanWindow"])
+def test_windows_equal_torch(op):
+    node = helper.make_node(op, ["size"], ["y"], periodic=0, output_datatype=11)
+    f = _model(node, [], inits=[("size", np.array(9))], opset=17)
+    f64 = torch.float64
+    make = {
+        "HannWindow": lambda: torch.hann_window(9, periodic=False, dtype=f64),
+        # ONNX's Hamming coefficients are the exact 25/46 and 21/46 (torch: 0.54, 0.46)
+        "HammingWindow": lambda: torch.hamming_window(9, False, 25 / 46, 21 / 46, dtype=f64),
+        "BlackmanWindow": lambda: torch.blackman_window(9, periodic=False, dtype=f64),
+    }
+    want = make[op]().numpy()
+    np.testing.assert_allclose(np.asarray(f()), want, rtol=1e-12, atol=1e-15)

@@ -205,3 +205,14 @@ def rotary_embedding(ctx: NodeContext) -> list[Any]:
     if len(shape) == 3:
         return [nc.reshape(rotated, shape)]
     return [nc.transpose(rotated, (0, 2, 1, 3))]
+
+
+@converter("SwiGLU", since=28)
+def swiglu(ctx: NodeContext) -> list[Any]:
+    """Swish_alpha(A) * B; A and B have one shape and dtype (no broadcasting)."""
+    a, b = float_input(ctx, 0), float_input(ctx, 1)
+    alpha = ctx.attr("alpha", 1.0)
+    if tuple(a.shape) != tuple(b.shape) or dtype_of(a) != dtype_of(b):
+        invalid(ctx, f"A {a.dtype}{tuple(a.shape)} and B {b.dtype}{tuple(b.shape)} differ")
+    gate = nc.multiply(a, nc.sigmoid(nc.multiply(a, const(alpha, a))))
+    return [nc.multiply(gate, b)]

@@ -112,3 +112,60 @@ def compress(ctx: NodeContext) -> list[Any]:
     if cond.size > x.shape[axis]:
         invalid(ctx, f"condition of length {cond.size} for an axis of length {x.shape[axis]}")
     return [nc.take(x, np.nonzero(cond)[0].astype(np.int64), axis=axis)]
+
+
+@converter("ReverseSequence", since=10)
+def reverse_sequence(ctx: NodeContext) -> list[Any]:
+    """Along time_axis, the first sequence_lens[b] elements of each batch entry b are
+    reversed and the rest kept: a gather with index lens[b] - 1 - t for t < lens[b]."""
+    x, lens = ctx.input(0), ctx.input(1)
+    batch_axis, time_axis = ctx.attr("batch_axis", 1), ctx.attr("time_axis", 0)
+    rank = len(x.shape)
+    if rank < 2 or {batch_axis, time_axis} != {0, 1}:
+        invalid(ctx, f"batch_axis={batch_axis}, time_axis={time_axis} for rank {rank}")
+    batch, steps = x.shape[batch_axis], x.shape[time_axis]
+    if tuple(lens.shape) != (batch,):
+        invalid(ctx, f"sequence_lens of shape {tuple(lens.shape)} for a batch of {batch}")
+    t = np.arange(steps, dtype=np.int64).reshape(1, steps)  # (1, time)
+    n = nc.reshape(nc.astype(lens, np.int64), (batch, 1))  # (batch, 1)
+    index = nc.where(nc.less(t, n), nc.subtract(nc.subtract(n, np.int64(1)), t), t)
+    if time_axis == 0:
+        index = nc.transpose(index, (1, 0))
+    index = nc.reshape(index, tuple(index.shape) + (1,) * (rank - 2))
+    return [nc.take_along_axis(x, nc.broadcast_to(index, tuple(x.shape)), axis=time_axis)]
+
+
+def _window_samples(ctx: NodeContext) -> tuple[np.ndarray, int, np.dtype]:
+    """n = 0..size-1 in the output dtype and the period (size, or size - 1 for a
+    symmetric window), as ONNX's reference computes them."""
+    size_value = ctx.constant(0, "size")
+    dtype_code = ctx.attr("output_datatype", 1)
+    periodic = ctx.attr("periodic", 1)
+    dtype = {1: np.float32, 11: np.float64}.get(dtype_code)
+    if dtype is None:
+        ctx.unsupported(f"attribute output_datatype={dtype_code} (only float32 and float64)")
+    if size_value is None or size_value.size != 1:
+        invalid(ctx, "size must be a scalar")
+    size = int(size_value.reshape(-1)[0])
+    if size < 0:
+        invalid(ctx, f"size {size} is negative")
+    return np.arange(size, dtype=dtype), size if periodic == 1 else size - 1, np.dtype(dtype)
+
+
+# the window's values depend only on its (known) size: computed here with NumPy in the
+# reference's exact expressions, so they match it bit for bit
+@converter("HannWindow", "HammingWindow", "BlackmanWindow", since=17, constant_inputs=(0,))
+def window(ctx: NodeContext) -> list[Any]:
+    n, period, dtype = _window_samples(ctx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if ctx.op_type == "HannWindow":
+            w = np.sin(n * np.pi / period) ** 2
+        elif ctx.op_type == "HammingWindow":
+            alpha = 25.0 / 46.0
+            w = alpha - np.cos(n * np.pi * 2 / period) * (1 - alpha)
+        else:
+            k = np.arange(len(n))
+            w = np.cos((k * (np.pi * 2)) / period) * (-0.5)
+            w += np.cos((k * (np.pi * 4)) / period) * 0.08
+            w += 0.42
+    return [np.asarray(w).astype(dtype)]
