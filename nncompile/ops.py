@@ -126,6 +126,61 @@ def hardswish(x: ArrayLike) -> Tensor:
 
 
 @reports_user_line
+def sin(x: ArrayLike) -> Tensor:
+    return bind("sin", _float(x))
+
+
+@reports_user_line
+def cos(x: ArrayLike) -> Tensor:
+    return bind("cos", _float(x))
+
+
+@reports_user_line
+def tan(x: ArrayLike) -> Tensor:
+    return bind("tan", _float(x))
+
+
+@reports_user_line
+def arcsin(x: ArrayLike) -> Tensor:
+    return bind("arcsin", _float(x))
+
+
+@reports_user_line
+def arccos(x: ArrayLike) -> Tensor:
+    return bind("arccos", _float(x))
+
+
+@reports_user_line
+def arctan(x: ArrayLike) -> Tensor:
+    return bind("arctan", _float(x))
+
+
+@reports_user_line
+def sinh(x: ArrayLike) -> Tensor:
+    return bind("sinh", _float(x))
+
+
+@reports_user_line
+def cosh(x: ArrayLike) -> Tensor:
+    return bind("cosh", _float(x))
+
+
+@reports_user_line
+def arcsinh(x: ArrayLike) -> Tensor:
+    return bind("arcsinh", _float(x))
+
+
+@reports_user_line
+def arccosh(x: ArrayLike) -> Tensor:
+    return bind("arccosh", _float(x))
+
+
+@reports_user_line
+def arctanh(x: ArrayLike) -> Tensor:
+    return bind("arctanh", _float(x))
+
+
+@reports_user_line
 def stop_gradient(x: ArrayLike) -> Tensor:
     """The same values; gradients do not flow back through it."""
     return bind("stop_gradient", as_tensor(x))

@@ -90,6 +90,26 @@ def _hardswish_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
     return g * nc.where(x < -3, 0.0, nc.where(x <= 3, x / 3 + 0.5, 1.0))
 
 
+def _arcsin_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
+    return g / nc.sqrt(1 - x * x)
+
+
+def _arccos_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
+    return -g / nc.sqrt(1 - x * x)
+
+
+def _arcsinh_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
+    return g / nc.sqrt(x * x + 1)
+
+
+def _arccosh_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
+    return g / nc.sqrt(x * x - 1)
+
+
+def _arctanh_vjp(nc: Any, x: Any, y: Any, g: Any) -> Any:
+    return g / (1 - x * x)
+
+
 @dataclass(frozen=True)
 class UnaryOp:
     """One unary elementwise op.
@@ -146,6 +166,18 @@ UNARY: dict[str, UnaryOp] = {
             "erf",
         ),
         UnaryOp("hardswish", "float", _hardswish, _hardswish_vjp, _hardswish_kernel, flops=5),
+        # trigonometric and hyperbolic functions and their inverses (libm); flops as tanh's
+        UnaryOp("sin", "float", np.sin, lambda nc, x, y, g: g * nc.cos(x), "sin", "sin"),
+        UnaryOp("cos", "float", np.cos, lambda nc, x, y, g: -g * nc.sin(x), "cos", "cos"),
+        UnaryOp("tan", "float", np.tan, lambda nc, x, y, g: g * (1 + y * y), "tan", "tan"),
+        UnaryOp("arcsin", "float", np.arcsin, _arcsin_vjp, "asin", "asin"),
+        UnaryOp("arccos", "float", np.arccos, _arccos_vjp, "acos", "acos"),
+        UnaryOp("arctan", "float", np.arctan, lambda nc, x, y, g: g / (1 + x * x), "atan", "atan"),
+        UnaryOp("sinh", "float", np.sinh, lambda nc, x, y, g: g * nc.cosh(x), "sinh", "sinh"),
+        UnaryOp("cosh", "float", np.cosh, lambda nc, x, y, g: g * nc.sinh(x), "cosh", "cosh"),
+        UnaryOp("arcsinh", "float", np.arcsinh, _arcsinh_vjp, "asinh", "asinh"),
+        UnaryOp("arccosh", "float", np.arccosh, _arccosh_vjp, "acosh", "acosh"),
+        UnaryOp("arctanh", "float", np.arctanh, _arctanh_vjp, "atanh", "atanh"),
         UnaryOp("logical_not", "bool", np.logical_not, None, "not"),
         # the kernel IR's and/or/xor/not are bitwise on ints
         UnaryOp("bitwise_not", "int", np.invert, None, "not"),

@@ -74,6 +74,17 @@ FLOAT_UNARY = {
     "sigmoid": (nc.sigmoid, "math"),
     "erf": (nc.erf, "math"),
     "hardswish": (nc.hardswish, "exact"),
+    "sin": (nc.sin, "math"),
+    "cos": (nc.cos, "math"),
+    "tan": (nc.tan, "math"),
+    "arcsin": (nc.arcsin, "math"),
+    "arccos": (nc.arccos, "math"),
+    "arctan": (nc.arctan, "math"),
+    "sinh": (nc.sinh, "math"),
+    "cosh": (nc.cosh, "math"),
+    "arcsinh": (nc.arcsinh, "math"),
+    "arccosh": (nc.arccosh, "math"),
+    "arctanh": (nc.arctanh, "math"),
 }
 
 

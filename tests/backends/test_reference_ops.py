@@ -155,6 +155,14 @@ def _positive(shape, dtype):
     return rand(shape, dtype, 0.1, 5)
 
 
+def _unit(shape, dtype):  # inside the domain of arcsin, arccos, arctanh
+    return rand(shape, dtype, -0.95, 0.95)
+
+
+def _above_one(shape, dtype):  # inside arccosh's domain
+    return rand(shape, dtype, 1.05, 5)
+
+
 # op -> (dtypes, scalar function, tolerance, data maker)
 UNARY = {
     "neg": (NUMERIC, operator.neg, "exact", rand),
@@ -169,6 +177,17 @@ UNARY = {
     "sigmoid": (FLOATS, lambda v: 1 / (1 + _exp(-v)), "math", rand),
     "erf": (FLOATS, math.erf, "math", rand),
     "hardswish": (FLOATS, lambda v: v * min(max(v + 3, 0), 6) / 6, "math", rand),  # float64
+    "sin": (FLOATS, math.sin, "math", rand),
+    "cos": (FLOATS, math.cos, "math", rand),
+    "tan": (FLOATS, math.tan, "math", rand),
+    "arcsin": (FLOATS, math.asin, "math", _unit),
+    "arccos": (FLOATS, math.acos, "math", _unit),
+    "arctan": (FLOATS, math.atan, "math", rand),
+    "sinh": (FLOATS, math.sinh, "math", rand),
+    "cosh": (FLOATS, math.cosh, "math", rand),
+    "arcsinh": (FLOATS, math.asinh, "math", rand),
+    "arccosh": (FLOATS, math.acosh, "math", _above_one),
+    "arctanh": (FLOATS, math.atanh, "math", _unit),
     "logical_not": ((BOOL,), operator.not_, "exact", rand),
     "bitwise_not": (INTS, operator.invert, "exact", rand),  # Python ints: two's complement
     "stop_gradient": (ALL, lambda v: v, "exact", rand),  # the identity (no gradient)

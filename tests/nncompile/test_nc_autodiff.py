@@ -131,6 +131,17 @@ UNARY_DATA = {
     "erf": randn,
     # spans all three pieces; |x| = 3 (the kinks) is hit with probability 0
     "hardswish": lambda *s, seed: uniform(*s, low=-5.0, high=5.0, seed=seed),
+    "sin": randn,
+    "cos": randn,
+    "tan": lambda *s, seed: uniform(*s, low=-1.2, high=1.2, seed=seed),
+    "arcsin": lambda *s, seed: uniform(*s, low=-0.9, high=0.9, seed=seed),
+    "arccos": lambda *s, seed: uniform(*s, low=-0.9, high=0.9, seed=seed),
+    "arctan": randn,
+    "sinh": randn,
+    "cosh": randn,
+    "arcsinh": randn,
+    "arccosh": lambda *s, seed: uniform(*s, low=1.2, high=3.0, seed=seed),
+    "arctanh": lambda *s, seed: uniform(*s, low=-0.9, high=0.9, seed=seed),
 }
 for _op, _make in UNARY_DATA.items():
     for _shape in [(), (7,), (2, 3, 4)]:

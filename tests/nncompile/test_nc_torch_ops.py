@@ -152,6 +152,18 @@ OPS = {
         lambda a, i: torch.take_along_dim(a, i, dim=1),
         [n(3, 4, 5), ALONG],
     ),
+    # trigonometric and hyperbolic (last, so the data drawn for the rows above is unchanged)
+    "sin": (nc.sin, torch.sin, [n(3, 4)]),
+    "cos": (nc.cos, torch.cos, [n(3, 4)]),
+    "tan": (nc.tan, torch.tan, [n(3, 4) * 0.4]),
+    "arcsin": (nc.arcsin, torch.asin, [n(3, 4) * 0.3]),
+    "arccos": (nc.arccos, torch.acos, [n(3, 4) * 0.3]),
+    "arctan": (nc.arctan, torch.atan, [n(3, 4)]),
+    "sinh": (nc.sinh, torch.sinh, [n(3, 4)]),
+    "cosh": (nc.cosh, torch.cosh, [n(3, 4)]),
+    "arcsinh": (nc.arcsinh, torch.asinh, [n(3, 4)]),
+    "arccosh": (nc.arccosh, torch.acosh, [pos(3, 4) + 1.1]),
+    "arctanh": (nc.arctanh, torch.atanh, [n(3, 4) * 0.3]),
 }
 
 
