@@ -14,3 +14,4 @@ from . import attention  # noqa: F401
 from . import losses  # noqa: F401
 from . import more_nn  # noqa: F401
 from . import more_tensor  # noqa: F401
+from . import trig  # noqa: F401
