@@ -273,3 +273,59 @@ def test_windows_equal_torch(op):
     }
     want = make[op]().numpy()
     np.testing.assert_allclose(np.asarray(f()), want, rtol=1e-12, atol=1e-15)
+
+
+def test_causal_conv_with_state_gradients_equal_torch():
+    node = helper.make_node("CausalConvWithState", ["x", "w", "b", "past"], ["y", "state"])
+    x, w, b, past = _rand(2, 3, 5), _rand(3, 1, 4), _rand(3), _rand(2, 3, 3)
+    shapes = [("x", x.shape), ("w", w.shape), ("b", b.shape), ("past", past.shape)]
+    f = _model(node, [(n, F64, s) for n, s in shapes], n_outputs=2, opset=27)
+
+    def ref(x, w, b, past):
+        padded = torch.cat([past, x], dim=2)
+        return F.conv1d(padded, w, b, groups=3), padded[:, :, -3:]
+
+    check(f, ref, [x, w, b, past], (0, 1, 2, 3), np.float64)
+
+
+def test_linear_attention_compiled_and_gradient_equal_eager():
+    """gated_delta with grouped query heads and a past state, unrolled over 4 steps:
+    LLVM-compiled output, state and gradients equal eager (float32)."""
+    node = helper.make_node(
+        "LinearAttention",
+        ["q", "k", "v", "past", "decay", "beta"],
+        ["y", "state"],
+        q_num_heads=4,
+        kv_num_heads=2,
+    )
+    f32 = np.float32
+    args = [
+        _rand(1, 4, 12).astype(f32),
+        (_rand(1, 4, 6) * 0.3).astype(f32),
+        _rand(1, 4, 6).astype(f32),
+        (_rand(1, 2, 3, 3) * 0.1).astype(f32),
+        -RNG.uniform(0.05, 0.5, (1, 4, 2)).astype(f32),
+        RNG.uniform(0.2, 0.9, (1, 4, 2)).astype(f32),
+    ]
+    names = ["q", "k", "v", "past", "decay", "beta"]
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(n, F32, a.shape) for n, a in zip(names, args, strict=True)],
+        [helper.make_tensor_value_info(o, F32, None) for o in ("y", "state")],
+    )
+    f = nc.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 27)]))
+    eager = [np.asarray(o) for o in f(*args)]
+    compiled = [np.asarray(o) for o in nc.compile(f, backend="llvm")(*args)]
+    for got, want in zip(compiled, eager, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+    def loss(*a):
+        y, state = f(*a)
+        return nc.sum(y * y) + nc.sum(state)
+
+    argnums = tuple(range(6))
+    g_eager = nc.grad(loss, argnums=argnums)(*args)
+    g_compiled = nc.compile(nc.grad(loss, argnums=argnums), backend="llvm")(*args)
+    for got, want in zip(g_compiled, g_eager, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
