@@ -29,6 +29,7 @@ from .model_file import (
     ordered_nodes,
     read_model,
 )
+from .narrow import container_of, value_dtypes
 from .registry import CONVERTERS
 from .tensors import tensor_to_array
 
@@ -129,7 +130,7 @@ def check(source: Any) -> CheckReport:
                 node = NodeCheck(node.name, n.op_type, "", opset, "unchecked", f"no dry run: {why}")
             report.nodes.append(node)
         return report
-    report.nodes = _dry_run(order, arrays, specs, opset, size)
+    report.nodes = _dry_run(order, arrays, specs, opset, size, value_dtypes(model))
     return report
 
 
@@ -154,7 +155,8 @@ def _static(node: Any, name: str, opset: int, versions: dict[str, int]) -> NodeC
 
 def _dry_input(spec: InputSpec) -> np.ndarray:
     shape = tuple(d if isinstance(d, int) else 1 for d in spec.shape or ())
-    return np.broadcast_to(np.zeros((), spec.dtype), shape)  # zero strides: no allocation
+    # zero strides: no allocation; narrow integer types in their container (narrow.py)
+    return np.broadcast_to(np.zeros((), container_of(spec.dtype)), shape)
 
 
 def _dry_run(
@@ -163,11 +165,12 @@ def _dry_run(
     specs: list[InputSpec],
     opset: int,
     size: int,
+    dtypes: dict[str, np.dtype],
 ) -> list[NodeCheck]:
     from .function import PARAM_DTYPES, _data_initializers
 
     trained = _data_initializers(order, arrays)
-    runner = GraphRunner(opset, size)
+    runner = GraphRunner(opset, size, dtypes)
     results: list[NodeCheck] = []
 
     def run(*inputs: Tensor) -> Any:

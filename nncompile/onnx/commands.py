@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError, SerializationError
 from ..fileio import atomic_write
 from .function import InputSpec, OnnxFunction
+from .narrow import to_containers, to_onnx_dtypes
 
 ORT_THREADS = 2
 MAX_RANDOM_ELEMENTS = 1 << 28  # a declared size of 10^12 must not be allocated
@@ -35,9 +36,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     f = load(args.model)
     positional, named = _read_inputs(args.input, f)
     fn = f if args.backend == "eager" else nc_compile(f, backend=args.backend)
-    outs = fn(*positional, **named)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    arrays = {name: _numpy(o) for name, o in zip(f.output_names, outs, strict=True)}
+    if args.backend != "eager":  # compiled code takes int8/uint8/... in their containers
+        positional = list(to_containers(*positional))
+        named = dict(zip(named, to_containers(*named.values()), strict=True))
+    # narrow integer outputs (held in int32/int64) written in their ONNX dtypes
+    outs = to_onnx_dtypes(fn(*positional, **named), f)
+    arrays = dict(zip(f.output_names, outs, strict=True))
     if args.output:
         atomic_write(args.output, lambda file: np.savez(file, **arrays))
         print(f"wrote {len(arrays)} outputs to {args.output}")
@@ -90,13 +94,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     f = load(path)
     inputs = random_inputs(f.input_specs, args.batch)
     fast = nc_compile(f, backend="llvm")
+    wide = to_containers(*inputs)  # int8/uint8/... compiled in their containers
     rows = []
     start = time.perf_counter()
-    ours = fast(*inputs)
+    ours = fast(*wide)
     first = time.perf_counter() - start
-    samples = _time_steps(lambda: fast(*inputs), args.steps, args.budget)
+    samples = _time_steps(lambda: fast(*wide), args.steps, args.budget)
     rows.append(("nncompile llvm", samples, first))
-    ours = ours if isinstance(ours, tuple) else (ours,)
+    ours = to_onnx_dtypes(ours, f)
     diff = None
     if args.vs == "onnxruntime":
         session = _ort_session(path)

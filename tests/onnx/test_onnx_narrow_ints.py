@@ -73,14 +73,17 @@ def _inputs(dtype: type) -> list[np.ndarray]:
     return [a, b, wide, x]
 
 
+def _reference(model: onnx.ModelProto, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    with np.errstate(over="ignore"):
+        feeds = dict(zip("a b wide x".split(), inputs, strict=True))
+        return ReferenceEvaluator(model).run(None, feeds)
+
+
 @pytest.mark.parametrize("dtype", NARROW, ids=lambda d: np.dtype(d).name)
 def test_wrapping_arithmetic_and_casts_equal_onnx_reference(dtype):
     model = _model(dtype)
     inputs = _inputs(dtype)
-    with np.errstate(over="ignore"):
-        want = ReferenceEvaluator(model).run(
-            None, dict(zip("a b wide x".split(), inputs, strict=True))
-        )
+    want = _reference(model, inputs)
     f = nc.onnx.load(model)
     assert f.output_dtypes == tuple(w.dtype for w in want)
     eager = f(*inputs)
@@ -125,3 +128,26 @@ def test_uint64_stays_unsupported():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     with pytest.raises(nc.onnx.UnsupportedError, match="uint64"):
         nc.onnx.load(model)
+
+
+def test_check_and_cli_run_take_narrow_inputs(tmp_path):
+    from nncompile.cli import main
+
+    model = _model(np.int16)
+    report = nc.onnx.check(model)
+    assert {n.status for n in report.nodes} == {"supported"}, report
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    inputs = _inputs(np.int16)
+    want = _reference(model, inputs)
+    names = []
+    for name, value in zip("a b wide x".split(), inputs, strict=True):
+        np.save(tmp_path / f"{name}.npy", value)
+        names += ["--input", f"{name}={tmp_path / name}.npy"]
+    for backend in ("eager", "llvm"):
+        out = tmp_path / f"{backend}.npz"
+        assert main(["run", str(path), *names, "--output", str(out), "--backend", backend]) == 0
+        saved = np.load(out)
+        for name, w in zip(nc.onnx.load(model).output_names, want, strict=True):
+            assert saved[name].dtype == w.dtype, name  # written in ONNX's dtypes
+            np.testing.assert_array_equal(saved[name], w, err_msg=name)
