@@ -329,3 +329,44 @@ def test_linear_attention_compiled_and_gradient_equal_eager():
     g_compiled = nc.compile(nc.grad(loss, argnums=argnums), backend="llvm")(*args)
     for got, want in zip(g_compiled, g_eager, strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("align", [0, 1])
+@pytest.mark.parametrize("size", [(2, 1, 3, 4), (2, 1, 2, 3, 4)])
+def test_affine_grid_gradients_equal_torch(align, size):
+    node = helper.make_node("AffineGrid", ["theta", "size"], ["grid"], align_corners=align)
+    d = len(size) - 2
+    theta = _rand(2, d, d + 1)
+    f = _model(node, [("theta", F64, theta.shape)], inits=[("size", np.array(size))], opset=20)
+    check(
+        f,
+        lambda t: F.affine_grid(t, list(size), align_corners=bool(align)),
+        [theta],
+        (0,),
+        np.float64,
+    )
+
+
+def test_tensor_scatter_circular_compiled_equals_a_loop():
+    """Write positions as a graph input, wrapping around the cache: compiled equals
+    eager equals ONNX's reference loop."""
+    node = helper.make_node("TensorScatter", ["cache", "upd", "at"], ["y"], mode="circular")
+    cache, upd = _rand(2, 3, 5, 2).astype(np.float32), _rand(2, 3, 3, 2).astype(np.float32)
+    at = np.array([4, 1])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("cache", F32, cache.shape),
+            helper.make_tensor_value_info("upd", F32, upd.shape),
+            helper.make_tensor_value_info("at", I64, at.shape),
+        ],
+        [helper.make_tensor_value_info("y", F32, None)],
+    )
+    f = nc.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 24)]))
+    want = cache.copy()
+    for b in range(2):
+        for s in range(3):
+            want[b, :, (at[b] + s) % 5] = upd[b, :, s]
+    np.testing.assert_array_equal(f(cache, upd, at).numpy(), want)
+    np.testing.assert_array_equal(np.asarray(nc.compile(f, backend="llvm")(cache, upd, at)), want)

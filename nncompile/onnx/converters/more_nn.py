@@ -216,3 +216,35 @@ def swiglu(ctx: NodeContext) -> list[Any]:
         invalid(ctx, f"A {a.dtype}{tuple(a.shape)} and B {b.dtype}{tuple(b.shape)} differ")
     gate = nc.multiply(a, nc.sigmoid(nc.multiply(a, const(alpha, a))))
     return [nc.multiply(gate, b)]
+
+
+def _grid_axis(n: int, align_corners: bool) -> np.ndarray:
+    """Normalized sample positions along an axis of n: the pixel centres in (-1, 1), or
+    the corners -1 and 1 with align_corners."""
+    if align_corners:
+        return np.linspace(-1.0, 1.0, n)
+    return (2.0 * np.arange(n) + 1.0) / n - 1.0
+
+
+@converter("AffineGrid", since=20, constant_inputs=(1,))
+def affine_grid(ctx: NodeContext) -> list[Any]:
+    """theta (N, 2, 3) or (N, 3, 4) applied to the normalized (x, y[, z], 1) grid of
+    the known size (N, C, H, W[, D]): (N, H, W, 2) or (N, D, H, W, 3), x first."""
+    theta = float_input(ctx, 0)
+    size = [int(s) for s in np.asarray(ctx.constant(1, "size")).reshape(-1)]
+    align = bool(ctx.attr("align_corners", 0))
+    spatial = size[2:]
+    if len(spatial) not in (2, 3) or tuple(theta.shape[1:]) != (
+        len(spatial),
+        len(spatial) + 1,
+    ):
+        invalid(ctx, f"theta {tuple(theta.shape)} for size {size}")
+    if align and 1 in spatial:
+        ctx.unsupported(f"align_corners=1 with a size-1 axis in {size}")
+    axes = [_grid_axis(n, align) for n in spatial]
+    mesh = np.meshgrid(*axes, indexing="ij")  # (D,) H, W, each varying along its axis
+    coords = [m.reshape(-1) for m in reversed(mesh)]  # x (width) first
+    base = np.stack([*coords, np.ones_like(coords[0])], axis=0).astype(dtype_of(theta))
+    grid = nc.matmul(theta, base)  # (N, dims, points)
+    out_shape = (theta.shape[0], *spatial, len(spatial))
+    return [nc.reshape(nc.transpose(grid, (0, 2, 1)), out_shape)]

@@ -169,3 +169,44 @@ def window(ctx: NodeContext) -> list[Any]:
             w += np.cos((k * (np.pi * 4)) / period) * 0.08
             w += 0.42
     return [np.asarray(w).astype(dtype)]
+
+
+@converter("TensorScatter", since=24)
+def tensor_scatter(ctx: NodeContext) -> list[Any]:
+    """A KV-cache write: along axis, batch entry b of the cache takes the update's steps
+    at positions write_indices[b] + s (modulo the cache length in circular mode), the
+    rest unchanged. Written as a gather: cache position p reads update step
+    p - write_indices[b] where that step exists."""
+    cache, update = ctx.input(0), ctx.input(1)
+    starts = ctx.optional_input(2)
+    mode, axis = ctx.attr("mode", "linear"), ctx.attr("axis", -2)
+    rank = len(cache.shape)
+    if mode not in ("linear", "circular"):
+        ctx.unsupported(f"attribute mode={mode!r} (linear, circular)")
+    if not -rank <= axis < rank or axis % rank == 0:
+        invalid(ctx, f"axis {axis} for rank {rank} (axis 0 is the batch)")
+    axis %= rank
+    longest, steps = cache.shape[axis], update.shape[axis]
+    other = [i for i in range(rank) if i != axis]
+    if len(update.shape) != rank or any(cache.shape[i] != update.shape[i] for i in other):
+        invalid(ctx, f"update {tuple(update.shape)} does not fit cache {tuple(cache.shape)}")
+    if steps > longest:
+        invalid(ctx, f"{steps} update steps for a cache of {longest}")
+    if dtype_of(cache) != dtype_of(update):
+        invalid(ctx, f"cache {cache.dtype} and update {update.dtype} differ")
+    batch = cache.shape[0]
+    if starts is None:
+        starts = np.zeros((batch,), np.int64)
+    shape = [1] * rank
+    shape[0] = batch
+    start = nc.reshape(nc.astype(starts, np.int64), tuple(shape))
+    pos_shape = [1] * rank
+    pos_shape[axis] = longest
+    offset = nc.subtract(np.arange(longest, dtype=np.int64).reshape(pos_shape), start)
+    if mode == "circular":
+        offset = nc.where(nc.less(offset, np.int64(0)), nc.add(offset, np.int64(longest)), offset)
+    hit = nc.logical_and(nc.greater_equal(offset, np.int64(0)), nc.less(offset, np.int64(steps)))
+    safe = nc.where(hit, offset, np.int64(0))
+    full = tuple(update.shape[:axis]) + (longest,) + tuple(update.shape[axis + 1 :])
+    read = nc.take_along_axis(update, nc.broadcast_to(safe, full), axis=axis)
+    return [nc.where(nc.broadcast_to(hit, full), read, cache)]
