@@ -370,3 +370,44 @@ def test_tensor_scatter_circular_compiled_equals_a_loop():
             want[b, :, (at[b] + s) % 5] = upd[b, :, s]
     np.testing.assert_array_equal(f(cache, upd, at).numpy(), want)
     np.testing.assert_array_equal(np.asarray(nc.compile(f, backend="llvm")(cache, upd, at)), want)
+
+
+def _complex(x: np.ndarray) -> np.ndarray:
+    return x[..., 0] + 1j * x[..., 1] if x.shape[-1] == 2 else x[..., 0]
+
+
+def _as_parts(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+@pytest.mark.parametrize(
+    "parts,n,inverse,onesided",
+    [
+        (2, 5, 0, 0),  # complex, zero-padded
+        (1, 3, 0, 1),  # real, truncated, one-sided
+        (2, 6, 1, 0),  # complex inverse, padded
+        (2, 7, 1, 1),  # inverse of a one-sided spectrum, odd length
+        (2, 4, 1, 1),  # even length: the Nyquist bin counts once
+    ],
+)
+def test_dft_equals_numpy_fft(parts, n, inverse, onesided):
+    node = helper.make_node("DFT", ["x", "n", "axis"], ["y"], inverse=inverse, onesided=onesided)
+    x = _rand(2, 4, 3, parts)
+    inits = [("n", np.array(n)), ("axis", np.array(1))]
+    f = _model(node, [("x", F64, x.shape)], inits=inits, opset=20)
+    z = _complex(x)
+    if not inverse:
+        want = _as_parts(np.fft.fft(z, n=n, axis=1))
+        want = want[:, : n // 2 + 1] if onesided else want
+    elif onesided:
+        want = np.fft.irfft(z, n=n, axis=1)[..., None]
+    else:
+        want = _as_parts(np.fft.ifft(z, n=n, axis=1))
+    np.testing.assert_allclose(f(x).numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+def test_dft_real_one_sided_gradients_equal_torch():
+    node = helper.make_node("DFT", ["x", "", "axis"], ["y"], onesided=1)
+    x = _rand(2, 6, 1)
+    f = _model(node, [("x", F64, x.shape)], inits=[("axis", np.array(-2))], opset=20)
+    check(f, lambda x: torch.view_as_real(torch.fft.rfft(x[..., 0], dim=1)), [x], (0,), np.float64)
