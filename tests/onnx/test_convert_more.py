@@ -411,3 +411,16 @@ def test_dft_real_one_sided_gradients_equal_torch():
     x = _rand(2, 6, 1)
     f = _model(node, [("x", F64, x.shape)], inits=[("axis", np.array(-2))], opset=20)
     check(f, lambda x: torch.view_as_real(torch.fft.rfft(x[..., 0], dim=1)), [x], (0,), np.float64)
+
+
+def test_stft_with_window_gradients_equal_torch():
+    node = helper.make_node("STFT", ["x", "step", "w", "n"], ["y"], onesided=1)
+    x, w = _rand(2, 12, 1), np.hanning(6)
+    inits = [("step", np.array(2)), ("n", np.array(6))]
+    f = _model(node, [("x", F64, x.shape), ("w", F64, w.shape)], inits=inits, opset=17)
+
+    def ref(x, w):
+        spec = torch.stft(x[..., 0], 6, 2, window=w, center=False, return_complex=True)
+        return torch.view_as_real(spec).transpose(1, 2)  # (batch, frames, bins, 2)
+
+    check(f, ref, [x, w], (0, 1), np.float64)

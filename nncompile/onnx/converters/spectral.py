@@ -1,4 +1,4 @@
-"""DFT as matrix products with constant cosine and sine tables (the transform length
+"""DFT and STFT as matrix products with constant cosine and sine tables (the transform length
 and axis are known when converting): forward and inverse, real or complex input (a last
 axis of 1 or 2), one-sided output or the inverse of a one-sided spectrum. O(n^2) per
 transform, which is what small exported models need; it differentiates and compiles
@@ -62,6 +62,12 @@ def dft(ctx: NodeContext) -> list[Any]:
         n = 2 * (length - 1) if inverse and onesided else length
     if n <= 0:
         invalid(ctx, f"dft_length {n}")
+    return [_transform(x, axis, n, inverse, onesided)]
+
+
+def _transform(x: Any, axis: int, n: int, inverse: bool, onesided: bool) -> Any:
+    """The DFT of length n along ``axis`` of x (..., 1 or 2): re/im parts last."""
+    length = x.shape[axis]
     dt = dtype_of(x)
     a = _to_last(x[..., 0], axis)
     b = _to_last(x[..., 1], axis) if x.shape[-1] == 2 else None
@@ -103,4 +109,32 @@ def dft(ctx: NodeContext) -> list[Any]:
             re = nc.subtract(re, mm(b, sin))
         parts = [re]
     stacked = [nc.expand_dims(_from_last(p, axis), -1) for p in parts]
-    return [stacked[0] if len(stacked) == 1 else nc.concatenate(stacked, axis=-1)]
+    return stacked[0] if len(stacked) == 1 else nc.concatenate(stacked, axis=-1)
+
+
+@converter("STFT", since=17, constant_inputs=(1, 3))
+def stft(ctx: NodeContext) -> list[Any]:
+    """Frames of frame_length every frame_step samples along axis 1 of the signal
+    (batch, length, 1 or 2), each multiplied by the window, then DFT'd:
+    (batch, frames, bins, 2)."""
+    x = float_input(ctx, 0)
+    step = ctx.constant(1, "frame_step")
+    window, given_length = ctx.optional_input(2), ctx.constant(3, "frame_length")
+    onesided = bool(ctx.attr("onesided", 1))
+    if len(x.shape) != 3 or x.shape[-1] not in (1, 2):
+        invalid(ctx, f"signal of shape {tuple(x.shape)} (needs (batch, length, 1 or 2))")
+    step = int(np.asarray(step).reshape(-1)[0])
+    if given_length is not None:
+        frame = int(np.asarray(given_length).reshape(-1)[0])
+        if window is not None and window.shape[0] != frame:
+            invalid(ctx, f"window of {window.shape[0]} for frame_length {frame}")
+    else:
+        frame = window.shape[0] if window is not None else x.shape[1]
+    if step <= 0 or not 0 < frame <= x.shape[1]:
+        invalid(ctx, f"frame_step {step}, frame_length {frame} for {x.shape[1]} samples")
+    frames = 1 + (x.shape[1] - frame) // step
+    index = np.arange(frames).reshape(-1, 1) * step + np.arange(frame).reshape(1, -1)
+    framed = nc.take(x, index.astype(np.int64), axis=1)  # (batch, frames, frame, parts)
+    if window is not None:
+        framed = nc.multiply(framed, nc.reshape(window, (1, 1, frame, 1)))
+    return [_transform(framed, 2, frame, False, onesided)]
