@@ -88,6 +88,12 @@ class GraphRunner:
             for i, v in zip(node.input, values, strict=True)
             if i
         )
+        if narrow_in and node.op_type in ("ReduceMax", "ReduceMin"):
+            data = values[0] if values else None
+            if data is not None and 0 in tuple(np.shape(data)):
+                # the container's identity (its own min/max) would wrap to 0, not the
+                # narrow type's bound ONNX gives for an empty set
+                self._refuse(node, name, "an empty reduction of a narrow integer type")
         for k, out_name in enumerate(node.output[: len(outs)]):
             v, want = outs[k], self.value_dtypes.get(out_name)
             if v is None or not out_name:

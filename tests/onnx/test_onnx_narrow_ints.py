@@ -151,3 +151,16 @@ def test_check_and_cli_run_take_narrow_inputs(tmp_path):
         for name, w in zip(nc.onnx.load(model).output_names, want, strict=True):
             assert saved[name].dtype == w.dtype, name  # written in ONNX's dtypes
             np.testing.assert_array_equal(saved[name], w, err_msg=name)
+
+
+def test_empty_narrow_max_is_refused_not_wrapped():
+    node = helper.make_node("ReduceMax", ["x"], ["y"], keepdims=0, axes=[0])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.INT8, [0, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.INT8, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(nc.onnx.UnsupportedError, match="empty reduction"):
+        nc.onnx.load(model)(np.zeros((0, 2), np.int8))
