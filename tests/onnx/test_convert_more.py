@@ -424,3 +424,48 @@ def test_stft_with_window_gradients_equal_torch():
         return torch.view_as_real(spec).transpose(1, 2)  # (batch, frames, bins, 2)
 
     check(f, ref, [x, w], (0, 1), np.float64)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align", [0, 1])
+def test_grid_sample_equals_onnx_reference_outside_the_image(mode, padding, align):
+    """Grid positions well outside [-1, 1] (several reflections away)."""
+    from onnx.reference import ReferenceEvaluator
+
+    node = helper.make_node(
+        "GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding, align_corners=align
+    )
+    x = _rand(1, 2, 3, 4).astype(np.float32)
+    g = RNG.uniform(-3.5, 3.5, (1, 3, 5, 2)).astype(np.float32)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", F32, x.shape),
+            helper.make_tensor_value_info("g", F32, g.shape),
+        ],
+        [helper.make_tensor_value_info("y", F32, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    want = ReferenceEvaluator(model).run(None, {"x": x, "g": g})[0]
+    np.testing.assert_allclose(nc.onnx.load(model)(x, g).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "mode,padding",
+    # (torch's bicubic border clamps each tap, ONNX the position: they differ near edges)
+    [("linear", "zeros"), ("linear", "border"), ("linear", "reflection"), ("cubic", "zeros")],
+)
+def test_grid_sample_gradients_equal_torch(mode, padding):
+    node = helper.make_node(
+        "GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding, align_corners=0
+    )
+    x, g = _rand(2, 3, 4, 5), RNG.uniform(-1.2, 1.2, (2, 3, 2, 2))
+    f = _model(node, [("x", F64, x.shape), ("g", F64, g.shape)], opset=22)
+    torch_mode = {"linear": "bilinear", "cubic": "bicubic"}[mode]
+
+    def ref(x, g):
+        return F.grid_sample(x, g, mode=torch_mode, padding_mode=padding, align_corners=False)
+
+    check(f, ref, [x, g], (0, 1), np.float64)

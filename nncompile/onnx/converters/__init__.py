@@ -17,3 +17,4 @@ from . import more_tensor  # noqa: F401
 from . import trig  # noqa: F401
 from . import streaming  # noqa: F401
 from . import spectral  # noqa: F401
+from . import grid_sample  # noqa: F401
