@@ -469,3 +469,19 @@ def test_grid_sample_gradients_equal_torch(mode, padding):
         return F.grid_sample(x, g, mode=torch_mode, padding_mode=padding, align_corners=False)
 
     check(f, ref, [x, g], (0, 1), np.float64)
+
+
+def test_col2im_gradients_equal_torch_fold():
+    attrs = dict(strides=[2, 1], pads=[1, 0, 1, 2], dilations=[1, 2])
+    node = helper.make_node("Col2Im", ["x", "image", "block"], ["y"], **attrs)
+    # blocks: (5 + 2 - 2) // 2 + 1 = 3 rows, (6 + 2 - 5) // 1 + 1 = 4 columns
+    x = _rand(2, 3 * 2 * 3, 12)
+    inits = [("image", np.array([5, 6])), ("block", np.array([2, 3]))]
+    f = _model(node, [("x", F64, x.shape)], inits=inits, opset=18)
+
+    def ref(x):
+        # torch pads symmetrically: fold onto the padded image, then crop ONNX's pads
+        padded = F.fold(x, (7, 8), (2, 3), dilation=(1, 2), stride=(2, 1))
+        return padded[:, :, 1:6, 0:6]
+
+    check(f, ref, [x], (0,), np.float64)

@@ -210,3 +210,57 @@ def tensor_scatter(ctx: NodeContext) -> list[Any]:
     full = tuple(update.shape[:axis]) + (longest,) + tuple(update.shape[axis + 1 :])
     read = nc.take_along_axis(update, nc.broadcast_to(safe, full), axis=axis)
     return [nc.where(nc.broadcast_to(hit, full), read, cache)]
+
+
+# Col2Im's 0/1 scatter matrix is (blocks * kernel) x pixels; beyond this many entries it
+# would be a poor way to add up overlapping blocks
+_COL2IM_MATRIX_LIMIT = 1 << 24
+
+
+@converter("Col2Im", since=18, constant_inputs=(1, 2))
+def col2im(ctx: NodeContext) -> list[Any]:
+    """(N, C * prod(block), L) column blocks summed back into (N, C, *image): block
+    element k of column l lands on pixel (block position of l) * strides - pads + k *
+    dilations when that is inside the image. The landing pattern is known, so the sum
+    is one matmul with a constant 0/1 matrix."""
+    x = ctx.input(0)
+    image = [int(v) for v in np.asarray(ctx.constant(1, "image_shape")).reshape(-1)]
+    block = [int(v) for v in np.asarray(ctx.constant(2, "block_shape")).reshape(-1)]
+    d = len(image)
+    dilations = ctx.attr("dilations", [1] * d)
+    strides = ctx.attr("strides", [1] * d)
+    pads = ctx.attr("pads", [0] * (2 * d))
+    if len(block) != d or len(dilations) != d or len(strides) != d or len(pads) != 2 * d:
+        invalid(ctx, f"image_shape {image}, block_shape {block}, attributes of other ranks")
+    if len(x.shape) != 3:
+        invalid(ctx, f"input of shape {tuple(x.shape)} (needs (N, C * prod(block), L))")
+    k_total = int(np.prod(block))
+    n, ck, length = x.shape
+    if ck % k_total:
+        invalid(ctx, f"input's {ck} rows do not divide into blocks of {k_total}")
+    counts = [
+        (image[i] + pads[i] + pads[i + d] - dilations[i] * (block[i] - 1) - 1) // strides[i] + 1
+        for i in range(d)
+    ]
+    if int(np.prod(counts)) != length or min(counts) < 1:
+        invalid(ctx, f"{length} columns for {counts} block positions")
+    pixels = int(np.prod(image))
+    if k_total * length * pixels > _COL2IM_MATRIX_LIMIT:
+        ctx.unsupported(
+            f"{k_total} x {length} blocks onto {pixels} pixels (a constant scatter matrix "
+            f"of more than {_COL2IM_MATRIX_LIMIT} entries)"
+        )
+    # coordinates of every (kernel element, column) pair, per axis
+    kernel_at = np.indices(block).reshape(d, -1, 1)  # (d, K, 1)
+    column_at = np.indices(counts).reshape(d, 1, -1)  # (d, 1, L)
+    steps, dil = np.reshape(strides, (d, 1, 1)), np.reshape(dilations, (d, 1, 1))
+    begin = np.reshape(pads[:d], (d, 1, 1))
+    where_at = column_at * steps - begin + kernel_at * dil  # (d, K, L)
+    inside = np.all((where_at >= 0) & (where_at < np.reshape(image, (d, 1, 1))), axis=0)
+    flat = np.ravel_multi_index(tuple(np.clip(where_at, 0, None)), image, mode="clip")
+    matrix = np.zeros((k_total * length, pixels), dtype_of(x))
+    rows = np.arange(k_total * length).reshape(k_total, length)
+    np.add.at(matrix, (rows[inside], flat[inside]), 1)
+    channels = ck // k_total
+    y = nc.matmul(nc.reshape(x, (n, channels, k_total * length)), matrix)
+    return [nc.reshape(y, (n, channels, *image))]
