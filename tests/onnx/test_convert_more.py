@@ -485,3 +485,20 @@ def test_col2im_gradients_equal_torch_fold():
         return padded[:, :, 1:6, 0:6]
 
     check(f, ref, [x], (0,), np.float64)
+
+
+def test_max_unpool_gradients_equal_torch():
+    x = _rand(2, 3, 6, 6)
+    pooled, idx = F.max_pool2d(torch.tensor(x), 2, 2, return_indices=True)
+    # ONNX's indices count over the whole tensor; torch's within each (n, c) plane
+    offsets = (np.arange(6).reshape(2, 3, 1, 1)) * 36
+    onnx_idx = idx.numpy() + offsets
+    attrs = dict(kernel_shape=[2, 2], strides=[2, 2])
+    node = helper.make_node("MaxUnpool", ["x", "i", "shape"], ["y"], **attrs)
+    inits = [("shape", np.array([2, 3, 7, 6]))]
+    f = _model(node, [("x", F64, pooled.shape), ("i", I64, onnx_idx.shape)], inits=inits, opset=11)
+
+    def ref(x, i):
+        return F.pad(F.max_unpool2d(x, idx, 2, 2), (0, 0, 0, 1))
+
+    check(f, ref, [pooled.numpy(), onnx_idx], (0,), np.float64)

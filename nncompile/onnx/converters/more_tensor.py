@@ -264,3 +264,45 @@ def col2im(ctx: NodeContext) -> list[Any]:
     channels = ck // k_total
     y = nc.matmul(nc.reshape(x, (n, channels, k_total * length)), matrix)
     return [nc.reshape(y, (n, channels, *image))]
+
+
+# MaxUnpool compares every output position with every index; past this many pairs it
+# would be a poor way to scatter
+_UNPOOL_PAIR_LIMIT = 1 << 24
+
+
+@converter("MaxUnpool", since=9, constant_inputs=(2,))
+def max_unpool(ctx: NodeContext) -> list[Any]:
+    """X's values put at their flat indices (over the whole unpooled tensor, as MaxPool
+    gives them) in zeros of the shape the pool came from, then zero-padded to
+    output_shape. The scatter is a gather: position p reads the last element whose
+    index is p (ONNX writes in order, so the last write wins)."""
+    x, indices = ctx.input(0), ctx.input(1)
+    kernel = ctx.attr("kernel_shape")
+    d = len(kernel)
+    strides = ctx.attr("strides", [1] * d)
+    pads = ctx.attr("pads", [0] * (2 * d))
+    if len(x.shape) != d + 2 or tuple(indices.shape) != tuple(x.shape):
+        invalid(ctx, f"X {tuple(x.shape)} and indices {tuple(indices.shape)} for kernel {kernel}")
+    inferred = list(x.shape[:2]) + [
+        (x.shape[i + 2] - 1) * strides[i] - (pads[i] + pads[i + d]) + kernel[i] for i in range(d)
+    ]
+    given = ctx.constant(2, "output_shape")
+    shape = inferred if given is None else [int(v) for v in np.asarray(given).reshape(-1)]
+    if len(shape) != len(inferred) or any(s < i for s, i in zip(shape, inferred, strict=True)):
+        invalid(ctx, f"output_shape {shape} smaller than the unpooled {inferred}")
+    total, count = int(np.prod(inferred)), int(np.prod(x.shape))
+    if total * count > _UNPOOL_PAIR_LIMIT:
+        ctx.unsupported(f"{count} values onto {total} positions (more than 2^24 pairs)")
+    if isinstance(indices, np.ndarray) and ((indices < 0) | (indices >= total)).any():
+        invalid(ctx, f"indices outside the {total} unpooled positions")
+    flat_index = nc.reshape(nc.astype(indices, np.int64), (1, count))
+    order = np.arange(count, dtype=np.int64).reshape(1, count)
+    positions = np.arange(total, dtype=np.int64).reshape(total, 1)
+    hits = nc.where(nc.equal(flat_index, positions), order, np.int64(-1))
+    last = nc.max(hits, axis=1)  # (total,)
+    found = nc.greater_equal(last, np.int64(0))
+    picked = nc.take(nc.reshape(x, (count,)), nc.where(found, last, np.int64(0)), axis=0)
+    y = nc.reshape(nc.where(found, picked, np.zeros((), dtype_of(x))), tuple(inferred))
+    widths = [(0, s - i) for s, i in zip(shape, inferred, strict=True)]
+    return [nc.pad(y, widths) if any(w for _, w in widths) else y]
