@@ -502,3 +502,67 @@ def test_max_unpool_gradients_equal_torch():
         return F.pad(F.max_unpool2d(x, idx, 2, 2), (0, 0, 0, 1))
 
     check(f, ref, [pooled.numpy(), onnx_idx], (0,), np.float64)
+
+
+def _roi_model(mode, transform, elem=F32):
+    node = helper.make_node(
+        "RoiAlign",
+        ["x", "rois", "batch"],
+        ["y"],
+        mode=mode,
+        output_height=3,
+        output_width=2,
+        sampling_ratio=2,
+        spatial_scale=0.5,
+        coordinate_transformation_mode=transform,
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", elem, (2, 3, 6, 7)),
+            helper.make_tensor_value_info("rois", elem, (4, 4)),
+            helper.make_tensor_value_info("batch", I64, (4,)),
+        ],
+        [helper.make_tensor_value_info("y", elem, None)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("transform", ["half_pixel", "output_half_pixel"])
+def test_roi_align_equals_onnx_reference(mode, transform):
+    """Regions partly outside the image and past its last row and column."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _roi_model(mode, transform)
+    x = _rand(2, 3, 6, 7).astype(np.float32)
+    rois = np.array([[0, 0, 13, 11], [-4, -3, 5, 6], [10, 8, 16, 14], [2.5, 1.5, 3, 2]], np.float32)
+    batch = np.array([0, 1, 1, 0])
+    want = ReferenceEvaluator(model).run(None, {"x": x, "rois": rois, "batch": batch})[0]
+    f = nc.onnx.load(model)
+    np.testing.assert_allclose(f(x, rois, batch).numpy(), want, rtol=1e-5, atol=1e-6)
+    compiled = nc.compile(f, backend="llvm")(x, rois, batch)
+    np.testing.assert_allclose(np.asarray(compiled), want, rtol=1e-5, atol=1e-6)
+
+
+def test_roi_align_gradients_equal_finite_differences():
+    f = nc.onnx.load(_roi_model("avg", "half_pixel", F64))
+    x, batch = _rand(2, 3, 6, 7), np.array([0, 1, 1, 0])
+    rois = np.array([[1, 0.5, 11, 9], [0.3, 2, 6, 7], [4, 3, 12, 10], [2.5, 1.5, 9, 8]])
+    weights = _rand(4, 3, 3, 2)
+
+    def loss(x, rois):
+        return nc.sum(f(x, rois, batch) * weights)
+
+    gx, groi = nc.grad(loss, argnums=(0, 1))(x, rois)
+    for arg, grad in ((0, gx), (1, groi)):
+        base = [x, rois]
+        for flat in RNG.choice(base[arg].size, 5, replace=False):
+            step = np.zeros(base[arg].size)
+            step[flat] = 1e-6
+            up, down = list(base), list(base)
+            up[arg] = base[arg] + step.reshape(base[arg].shape)
+            down[arg] = base[arg] - step.reshape(base[arg].shape)
+            fd = (float(loss(*up)) - float(loss(*down))) / 2e-6
+            np.testing.assert_allclose(np.asarray(grad).reshape(-1)[flat], fd, rtol=1e-5, atol=1e-7)

@@ -18,3 +18,4 @@ from . import trig  # noqa: F401
 from . import streaming  # noqa: F401
 from . import spectral  # noqa: F401
 from . import grid_sample  # noqa: F401
+from . import roi_align  # noqa: F401
