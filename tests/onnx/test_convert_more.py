@@ -504,6 +504,21 @@ def test_max_unpool_gradients_equal_torch():
     check(f, ref, [pooled.numpy(), onnx_idx], (0,), np.float64)
 
 
+def _check_finite_differences(loss, args, argnums, picks=5):
+    """nc.grad of a float64 scalar loss against central differences at a few entries."""
+    grads = nc.grad(loss, argnums=argnums)(*args)
+    for arg, grad in zip(argnums, grads, strict=True):
+        for flat in RNG.choice(args[arg].size, picks, replace=False):
+            step = np.zeros(args[arg].size)
+            step[flat] = 1e-6
+            up, down = list(args), list(args)
+            up[arg] = args[arg] + step.reshape(args[arg].shape)
+            down[arg] = args[arg] - step.reshape(args[arg].shape)
+            fd = (float(loss(*up)) - float(loss(*down))) / 2e-6
+            got = np.asarray(grad).reshape(-1)[flat]
+            np.testing.assert_allclose(got, fd, rtol=1e-5, atol=1e-7, err_msg=f"arg {arg}")
+
+
 def _roi_model(mode, transform, elem=F32):
     node = helper.make_node(
         "RoiAlign",
@@ -555,14 +570,40 @@ def test_roi_align_gradients_equal_finite_differences():
     def loss(x, rois):
         return nc.sum(f(x, rois, batch) * weights)
 
-    gx, groi = nc.grad(loss, argnums=(0, 1))(x, rois)
-    for arg, grad in ((0, gx), (1, groi)):
-        base = [x, rois]
-        for flat in RNG.choice(base[arg].size, 5, replace=False):
-            step = np.zeros(base[arg].size)
-            step[flat] = 1e-6
-            up, down = list(base), list(base)
-            up[arg] = base[arg] + step.reshape(base[arg].shape)
-            down[arg] = base[arg] - step.reshape(base[arg].shape)
-            fd = (float(loss(*up)) - float(loss(*down))) / 2e-6
-            np.testing.assert_allclose(np.asarray(grad).reshape(-1)[flat], fd, rtol=1e-5, atol=1e-7)
+    _check_finite_differences(loss, [x, rois], (0, 1))
+
+
+def test_deform_conv_groups_equals_onnx_reference_and_compiles():
+    """group 2, offset_group 2, stride, dilation and asymmetric pads, mask and bias, with
+    offsets that move taps off the image: eager and compiled equal ONNX's reference."""
+    from onnx.reference import ReferenceEvaluator
+
+    attrs = dict(group=2, offset_group=2, strides=[2, 1], dilations=[1, 2], pads=[1, 0, 0, 2])
+    node = helper.make_node("DeformConv", ["x", "w", "off", "b", "m"], ["y"], **attrs)
+    x, w = _rand(1, 4, 5, 6).astype(np.float32), _rand(6, 2, 2, 3).astype(np.float32)
+    off = (_rand(1, 2 * 6 * 2, 3, 4) * 1.5).astype(np.float32)
+    b, m = _rand(6).astype(np.float32), RNG.uniform(0, 1, (1, 12, 3, 4)).astype(np.float32)
+    args = {"x": x, "w": w, "off": off, "b": b, "m": m}
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(k, F32, v.shape) for k, v in args.items()],
+        [helper.make_tensor_value_info("y", F32, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    want = ReferenceEvaluator(model).run(None, args)[0]
+    f = nc.onnx.load(model)
+    np.testing.assert_allclose(f(*args.values()).numpy(), want, rtol=1e-4, atol=1e-5)
+    compiled = nc.compile(f, backend="llvm")(*args.values())
+    np.testing.assert_allclose(np.asarray(compiled), want, rtol=1e-4, atol=1e-5)
+    # gradients in float64 (the same node) against finite differences
+    graph64 = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(k, F64, v.shape) for k, v in args.items()],
+        [helper.make_tensor_value_info("y", F64, None)],
+    )
+    f64 = nc.onnx.load(helper.make_model(graph64, opset_imports=[helper.make_opsetid("", 22)]))
+    weights = _rand(*want.shape)
+    values = [v.astype(np.float64) for v in args.values()]
+    _check_finite_differences(lambda *a: nc.sum(f64(*a) * weights), values, (0, 1, 2, 3, 4))

@@ -19,3 +19,4 @@ from . import streaming  # noqa: F401
 from . import spectral  # noqa: F401
 from . import grid_sample  # noqa: F401
 from . import roi_align  # noqa: F401
+from . import deform_conv  # noqa: F401
