@@ -607,3 +607,14 @@ def test_deform_conv_groups_equals_onnx_reference_and_compiles():
     weights = _rand(*want.shape)
     values = [v.astype(np.float64) for v in args.values()]
     _check_finite_differences(lambda *a: nc.sum(f64(*a) * weights), values, (0, 1, 2, 3, 4))
+
+
+def test_det_gradients_equal_torch_and_pivoting():
+    node = helper.make_node("Det", ["x"], ["y"])
+    x = _rand(2, 3, 4, 4)
+    x[0, 0, 0, 0] = 0.0  # the first pivot must come from another row
+    f = _model(node, [("x", F64, x.shape)], opset=11)
+    check(f, torch.linalg.det, [x], (0,), np.float64)
+    singular = np.array([[[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 5.0]], np.eye(3)[::-1]])
+    g = _model(node, [("x", F64, singular.shape)], opset=11)
+    np.testing.assert_allclose(g(singular).numpy(), [0.0, -1.0], atol=1e-12)
