@@ -618,3 +618,38 @@ def test_det_gradients_equal_torch_and_pivoting():
     singular = np.array([[[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 5.0]], np.eye(3)[::-1]])
     g = _model(node, [("x", F64, singular.shape)], opset=11)
     np.testing.assert_allclose(g(singular).numpy(), [0.0, -1.0], atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["TF", "IDF", "TFIDF"])
+@pytest.mark.parametrize("shape", [(12,), (3, 9)])
+def test_tfidf_vectorizer_equals_onnx_reference(mode, shape):
+    """Unigrams, bigrams and trigrams with skips up to 2 and per-column weights (the
+    suite's cases are TF only)."""
+    from onnx.reference import ReferenceEvaluator
+
+    pool = [2, 3, 5, 2, 3, 3, 5, 4, 4, 2, 3, 5, 2, 2, 3]  # 3 unigrams, 3 bigrams, 2 trigrams
+    node = helper.make_node(
+        "TfIdfVectorizer",
+        ["x"],
+        ["y"],
+        mode=mode,
+        min_gram_length=1,
+        max_gram_length=3,
+        max_skip_count=2,
+        ngram_counts=[0, 3, 9],
+        ngram_indexes=[7, 0, 2, 6, 1, 4, 3, 5],
+        pool_int64s=pool,
+        weights=[0.5, 1.5, 2.0, 0.25, 1.0, 3.0, 0.75, 1.25],
+    )
+    x = RNG.integers(2, 6, shape).astype(np.int64)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", I64, shape)],
+        [helper.make_tensor_value_info("y", F32, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    f = nc.onnx.load(model)
+    np.testing.assert_array_equal(f(x).numpy(), want)
+    np.testing.assert_array_equal(np.asarray(nc.compile(f, backend="llvm")(x)), want)

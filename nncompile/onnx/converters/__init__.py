@@ -21,3 +21,4 @@ from . import grid_sample  # noqa: F401
 from . import roi_align  # noqa: F401
 from . import deform_conv  # noqa: F401
 from . import linalg  # noqa: F401
+from . import ngrams  # noqa: F401
