@@ -7,7 +7,7 @@ batch 1 and 32 in the same run: median warm latency, throughput and their ratio.
 The models are tests/onnx/exported_models.py's (small PyTorch modules exported with
 torch.onnx.export). Both runtimes get the same thread count (``--threads``, default 2:
 ORT's intra-op threads and nc.compile(threads=...)); ORT runs with ORT_ENABLE_ALL graph
-optimizations. The two are timed alternately, call by call, so load from other processes
+optimizations. The two are timed in alternating blocks of calls, so load from other processes
 falls on both alike. "1st call s" is nncompile's first call at that batch size (tracing,
 compiling, running). Every output is checked against ORT's before timing. Needs onnx,
 onnxruntime and torch.
@@ -41,20 +41,27 @@ def ort_session(path: str, threads: int) -> Any:
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
+# Calls are timed in alternating blocks: each engine runs as it would alone (ORT's idle
+# threads spin for a while after a run, which would take the cores from a call of the other
+# engine timed right after it), while load that comes and goes still hits both alike.
+BLOCK = 10
+
+
 def time_pair(nc_call, ort_call, repeats: int, warmup: int) -> tuple[float, float]:
-    """Median seconds per call of each, timed alternately after ``warmup`` calls each."""
+    """Median seconds per call of each, timed in alternating blocks of ``BLOCK`` calls
+    after ``warmup`` calls each."""
     for _ in range(warmup):
         nc_call()
+    for _ in range(warmup):
         ort_call()
-    nc_times, ort_times = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        nc_call()
-        t1 = time.perf_counter()
-        ort_call()
-        t2 = time.perf_counter()
-        nc_times.append(t1 - t0)
-        ort_times.append(t2 - t1)
+    nc_times: list[float] = []
+    ort_times: list[float] = []
+    while len(nc_times) < repeats:
+        for call, times in ((nc_call, nc_times), (ort_call, ort_times)):
+            for _ in range(min(BLOCK, repeats - len(times))):
+                t = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t)
     return statistics.median(nc_times), statistics.median(ort_times)
 
 
