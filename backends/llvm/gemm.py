@@ -11,12 +11,14 @@ import llvmlite.ir as ir
 
 from ...ir.kernel import (
     INDEX,
+    Assign,
     Binary,
     Const,
     Expr,
     Gemm,
     Let,
     Load,
+    Local,
     Loop,
     Stmt,
     Store,
@@ -25,6 +27,7 @@ from ...ir.kernel import (
     iadd,
     imul,
 )
+from .gemm_packed import MR
 
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
@@ -64,12 +67,55 @@ def gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
     )
 
 
+def thin_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
+    """C (+)= A @ B for fewer rows than the packed micro-kernel's MR, with B's rows along
+    k contiguous (a transposed weight, as a Linear layer or ONNX Gemm(transB=1) holds it):
+    one dot product per element of C, reading B once and packing nothing. The packed path
+    would copy all of B into panels on every call and compute MR rows for these few."""
+    d = s.dtype
+    bt, i, j, p = (Var(f"{prefix}{n}", INDEX) for n in ("b", "i", "j", "p"))
+    a_at = _offset(s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])])
+    b_at = _offset(s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])])
+    c_at = _offset(s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])])
+    acc = f"{prefix}acc"
+    product = Binary("mul", Load(s.a, a_at, d), Load(s.b, b_at, d), d)
+    total: Expr = Var(acc, d)
+    if s.accumulate:
+        total = Binary("add", Load(s.c, c_at, d), total, d)
+    dot = [
+        Local(acc, d, Const(0.0, d)),
+        Loop(p.name, s.k, [Assign(acc, Binary("add", Var(acc, d), product, d))], vectorize=True),
+        Store(s.c, c_at, total),
+    ]
+    big = 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
+    columns = Loop(j.name, s.n, dot, parallel=parallel and big)
+    nest = Loop(i.name, s.m, [columns])
+    if s.batch == 1:
+        return [Let(bt.name, const_index(0)), nest]
+    return [Loop(bt.name, s.batch, [nest])]
+
+
+def thin_loops(s: Gemm):
+    """The loop form for a GEMM of fewer rows than the packed micro-kernel's MR, or None
+    (packed): dot products when B's k axis is contiguous, else, for a single row, rows of
+    B scaled and added (``gemm_loops``) when its n axis is. Both read B once; packing would
+    copy all of B into panels on every call and compute MR rows for these few."""
+    if s.m >= MR or s.n == 1:
+        return None
+    if s.b_strides[1] == 1:
+        return thin_gemm_loops
+    # one row: the packed micro-kernel would compute five rows of padding; from two rows on
+    # its register tiling wins over updating C's row in memory for every k (measured)
+    return gemm_loops if s.b_strides[2] == 1 and s.m == 1 else None
+
+
 def emit_gemm(emitter, s: Gemm) -> None:
-    """Float GEMMs call the module's packed GEMM once per batch entry; integer ones (rare)
-    become plain loops."""
-    if not s.dtype.is_float:
+    """Float GEMMs call the module's packed GEMM once per batch entry, except thin ones
+    (``thin_loops``); integer ones (rare) become plain loops."""
+    build = thin_loops(s) if s.dtype.is_float else gemm_loops
+    if build is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"
-        emitter.block(gemm_loops(s, prefix, parallel=not emitter.in_parallel))
+        emitter.block(build(s, prefix, parallel=not emitter.in_parallel))
         return
     from .codegen import reg_type
     from .gemm_packed import gemm_declaration

@@ -19,6 +19,7 @@ SHAPES = [  # (M, K, N)
     (1600, 64, 40),  # rows beyond one block (MC*KC / kc rows per block when K is short)
     (5, 2100, 9),  # small M and N: rank-4KC updates, three of them
     (100, 600, 30),  # M just above the small-M limit: rank-KC updates
+    (3, 1000, 70),  # fewer rows than the micro-kernel: dot products when B^T is given
 ]
 
 
@@ -46,3 +47,20 @@ def test_gemm_matches_reference_for_each_operand_layout(shape, dtype, layout):
     # and against float64 NumPy, not only the reference
     want = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * k**0.5)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 6])
+def test_thin_gemms_read_b_in_place_and_match(rows):
+    """Fewer rows than the packed micro-kernel's MR with B's k axis contiguous (a Linear
+    layer's weight): dot products, no runtime GEMM call (no packing); a batch too."""
+    rng = np.random.default_rng(rows)
+    a = rng.uniform(-1, 1, (2, rows, 300)).astype(np.float32)
+    w = rng.uniform(-1, 1, (2, 40, 300)).astype(np.float32)
+
+    def fn(a, w):
+        return a @ nc.transpose(w, (0, 2, 1))
+
+    source = nc.lower(fn, a, w).source
+    assert ("nc_rt_gemm" in source) == (rows >= 6)
+    got = check(fn, a, w, tol=acc("float32", 300, 4.0))
+    np.testing.assert_allclose(got, a @ w.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
