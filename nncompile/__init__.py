@@ -132,7 +132,7 @@ from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
-from . import autodiff, data, functional, init, losses, metrics, nn, onnx, optim, passes
+from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
 from .passes import optimize
 from .functional import batch_norm, dropout, embedding
 from .autodiff import value_and_grad
@@ -143,6 +143,18 @@ from .profiler import profile
 from .visualize import viz
 
 tensor = as_tensor
+
+
+def __getattr__(name: str):
+    """``nc.onnx`` is imported on first use: its converters add a tenth to the import time
+    of every program, and most never read a model file."""
+    if name == "onnx":
+        import importlib
+
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 asarray = as_tensor
 
 __version__ = "0.1.0"
