@@ -40,59 +40,75 @@ def _offset(base: Expr | int, terms: list[tuple[Expr, int]]) -> Expr:
     return e
 
 
+class _Indices:
+    """The loop variables of a GEMM nest (batch, i, p, j) and the element each of A, B and
+    C holds at them."""
+
+    def __init__(self, s: Gemm, prefix: str):
+        self.bt, self.i, self.p, self.j = (Var(f"{prefix}{n}", INDEX) for n in "bipj")
+        bt, i, p, j = self.bt, self.i, self.p, self.j
+        self.a = _offset(
+            s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])]
+        )
+        self.b = _offset(
+            s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])]
+        )
+        self.c = _offset(
+            s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])]
+        )
+
+    def over_batch(self, s: Gemm, nest: Stmt) -> list[Stmt]:
+        if s.batch == 1:
+            return [Let(self.bt.name, const_index(0)), nest]
+        return [Loop(self.bt.name, s.batch, [nest])]
+
+
+def _big(s: Gemm) -> bool:
+    return 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
+
+
 def gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
-    d = s.dtype
-    bt, i, p, j = (Var(f"{prefix}{n}", INDEX) for n in ("b", "i", "p", "j"))
-    a_at = _offset(s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])])
-    b_at = _offset(s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])])
-    c_at = _offset(s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])])
+    """C (+)= A @ B as rows of B scaled by A's elements and added into C's row, j innermost
+    (unit-stride rows of B and C vectorize); rows in parallel for large products."""
+    d, ix = s.dtype, _Indices(s, prefix)
     aip = f"{prefix}a"
     update = Store(
         s.c,
-        c_at,
-        Binary("add", Load(s.c, c_at, d), Binary("mul", Var(aip, d), Load(s.b, b_at, d), d), d),
+        ix.c,
+        Binary("add", Load(s.c, ix.c, d), Binary("mul", Var(aip, d), Load(s.b, ix.b, d), d), d),
     )
     row: list[Stmt] = []
     if not s.accumulate:
-        row.append(Loop(j.name, s.n, [Store(s.c, c_at, Const(0.0, d))], vectorize=True))
+        row.append(Loop(ix.j.name, s.n, [Store(s.c, ix.c, Const(0.0, d))], vectorize=True))
     row.append(
         Loop(
-            p.name, s.k, [Let(aip, Load(s.a, a_at, d)), Loop(j.name, s.n, [update], vectorize=True)]
+            ix.p.name,
+            s.k,
+            [Let(aip, Load(s.a, ix.a, d)), Loop(ix.j.name, s.n, [update], vectorize=True)],
         )
     )
-    big = 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
-    rows = Loop(i.name, s.m, row, parallel=parallel and big and s.m > 1)
-    return (
-        [Loop(bt.name, s.batch, [rows])] if s.batch != 1 else [Let(bt.name, const_index(0)), rows]
-    )
+    rows = Loop(ix.i.name, s.m, row, parallel=parallel and _big(s) and s.m > 1)
+    return ix.over_batch(s, rows)
 
 
 def thin_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
     """C (+)= A @ B for fewer rows than the packed micro-kernel's MR, with B's rows along
     k contiguous (a transposed weight, as a Linear layer or ONNX Gemm(transB=1) holds it):
-    one dot product per element of C, reading B once and packing nothing. The packed path
-    would copy all of B into panels on every call and compute MR rows for these few."""
-    d = s.dtype
-    bt, i, j, p = (Var(f"{prefix}{n}", INDEX) for n in ("b", "i", "j", "p"))
-    a_at = _offset(s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])])
-    b_at = _offset(s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])])
-    c_at = _offset(s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])])
+    one dot product per element of C, reading B once and packing nothing; columns in
+    parallel for large products."""
+    d, ix = s.dtype, _Indices(s, prefix)
     acc = f"{prefix}acc"
-    product = Binary("mul", Load(s.a, a_at, d), Load(s.b, b_at, d), d)
+    product = Binary("mul", Load(s.a, ix.a, d), Load(s.b, ix.b, d), d)
     total: Expr = Var(acc, d)
     if s.accumulate:
-        total = Binary("add", Load(s.c, c_at, d), total, d)
+        total = Binary("add", Load(s.c, ix.c, d), total, d)
     dot = [
         Local(acc, d, Const(0.0, d)),
-        Loop(p.name, s.k, [Assign(acc, Binary("add", Var(acc, d), product, d))], vectorize=True),
-        Store(s.c, c_at, total),
+        Loop(ix.p.name, s.k, [Assign(acc, Binary("add", Var(acc, d), product, d))], vectorize=True),
+        Store(s.c, ix.c, total),
     ]
-    big = 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
-    columns = Loop(j.name, s.n, dot, parallel=parallel and big)
-    nest = Loop(i.name, s.m, [columns])
-    if s.batch == 1:
-        return [Let(bt.name, const_index(0)), nest]
-    return [Loop(bt.name, s.batch, [nest])]
+    columns = Loop(ix.j.name, s.n, dot, parallel=parallel and _big(s))
+    return ix.over_batch(s, Loop(ix.i.name, s.m, [columns]))
 
 
 def thin_loops(s: Gemm):
