@@ -5,10 +5,6 @@ build's."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
@@ -18,11 +14,7 @@ pytest.importorskip("torch")
 
 import nncompile as nc  # noqa: E402
 
-_MODELS = pathlib.Path(__file__).resolve().parents[1] / "onnx" / "exported_models.py"
-_spec = importlib.util.spec_from_file_location("exported_models", _MODELS)
-exported_models = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("exported_models", exported_models)  # its dataclasses look it up
-_spec.loader.exec_module(exported_models)
+from ..onnx import exported_models  # noqa: E402
 
 
 def test_exported_cnn_on_cuda(tmp_path):

@@ -4,9 +4,6 @@ of tests/onnx/test_onnx_narrow_ints.py equal ONNX's reference evaluator."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -14,11 +11,9 @@ pytest.importorskip("onnx")
 
 import nncompile as nc  # noqa: E402
 
+from ..onnx import test_onnx_narrow_ints as cases  # noqa: E402
+
 # the models and reference of the CPU test (a test module, not a package: loaded by path)
-_PATH = pathlib.Path(__file__).resolve().parents[1] / "onnx" / "test_onnx_narrow_ints.py"
-_spec = importlib.util.spec_from_file_location("onnx_narrow_ints_cases", _PATH)
-cases = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cases)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint32], ids=lambda d: np.dtype(d).name)

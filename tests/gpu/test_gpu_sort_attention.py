@@ -5,20 +5,15 @@ run in float32."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
 import nncompile as nc
 
+from ..nncompile.compiled_support import check_compiled
+
 # the float32 compiled-vs-eager check shared with tests/nncompile's op tests
-_SUPPORT = pathlib.Path(__file__).resolve().parents[1] / "nncompile" / "compiled_support.py"
-_spec = importlib.util.spec_from_file_location("compiled_support", _SUPPORT)
-_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-check_compiled = _support.check_compiled
+
 
 R = np.random.default_rng(3)
 

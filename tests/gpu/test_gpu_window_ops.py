@@ -5,19 +5,14 @@ compiled gradients against the eager run in float32."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 
 import nncompile as nc
 
+from ..nncompile.window_ops_support import check_compiled
+
 # the float32 compiled-vs-eager check shared with tests/nncompile's window op tests
-_SUPPORT = pathlib.Path(__file__).resolve().parents[1] / "nncompile" / "window_ops_support.py"
-_spec = importlib.util.spec_from_file_location("window_ops_support", _SUPPORT)
-_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_support)
-check_compiled = _support.check_compiled
+
 
 R = np.random.default_rng(2)
 

@@ -192,19 +192,7 @@ def test_unsupported_configurations_are_named():
 torch = pytest.importorskip("torch")
 
 
-def _torch_support():
-    """tests/nncompile/torch_support.py (tests are not a package under importlib mode)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "nncompile" / "torch_support.py"
-    spec = importlib.util.spec_from_file_location("_onnx_torch_support", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check = _torch_support().check
+from ..nncompile.torch_support import check  # noqa: E402
 
 F = torch.nn.functional
 XG = np.random.default_rng(1).standard_normal((3, 5))
