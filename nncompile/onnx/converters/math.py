@@ -67,6 +67,18 @@ _FLOAT_UNARY: dict[str, Callable[[Any], Any]] = {
     # exp(-x) < 2.1e-9 (relative 1e-10) in float64
     "Softplus": nc.softplus,
     "Mish": lambda x: nc.multiply(x, nc.tanh(nc.softplus(x))),
+    # trigonometric and hyperbolic functions and their inverses, on nc's libm-backed ops
+    "Sin": nc.sin,
+    "Cos": nc.cos,
+    "Tan": nc.tan,
+    "Asin": nc.arcsin,
+    "Acos": nc.arccos,
+    "Atan": nc.arctan,
+    "Sinh": nc.sinh,
+    "Cosh": nc.cosh,
+    "Asinh": nc.arcsinh,
+    "Acosh": nc.arccosh,
+    "Atanh": nc.arctanh,
 }
 _NUMERIC_UNARY: dict[str, Callable[[Any], Any]] = {
     "Abs": nc.abs,
