@@ -59,16 +59,21 @@ def _bias(y: Any, b: Any, rank: int) -> Any:
     return y if b is None else y + nc.reshape(b, (-1,) + (1,) * rank)
 
 
-@converter("Conv")
-def conv(ctx: NodeContext) -> list[Any]:
-    x, w, b = ctx.input(0), ctx.input(1), ctx.optional_input(2)
-    rank = spatial_rank(ctx, x, "Conv")
+def _conv_attrs(ctx: NodeContext, x: Any, w: Any, b: Any) -> tuple[int, list, list, list]:
+    """What Conv and ConvTranspose read alike: spatial rank, kernel (W's, which a
+    kernel_shape attribute must repeat), strides and dilations."""
+    rank = spatial_rank(ctx, x, ctx.op_type)
     _same_dtype(ctx, x, w, b)
     kernel = list(w.shape[2:])
     if ints(ctx, "kernel_shape", rank, 0) not in (kernel, [0] * rank):
         ctx.unsupported(f"kernel_shape {ctx.attr('kernel_shape')} differs from W's {kernel}")
-    strides = ints(ctx, "strides", rank, 1)
-    dilations = ints(ctx, "dilations", rank, 1)
+    return rank, kernel, ints(ctx, "strides", rank, 1), ints(ctx, "dilations", rank, 1)
+
+
+@converter("Conv")
+def conv(ctx: NodeContext) -> list[Any]:
+    x, w, b = ctx.input(0), ctx.input(1), ctx.optional_input(2)
+    rank, kernel, strides, dilations = _conv_attrs(ctx, x, w, b)
     group = ctx.attr("group", 1)
     begin, end = window_pads(ctx, list(x.shape[2:]), kernel, strides, dilations)
     if min(begin + end) < 0:
@@ -91,13 +96,7 @@ def conv_transpose(ctx: NodeContext) -> list[Any]:
     """The full transposed convolution (no padding), then cropped to the pads (or grown
     with zeros where output_padding / output_shape reach past it), then the bias."""
     x, w, b = ctx.input(0), ctx.input(1), ctx.optional_input(2)
-    rank = spatial_rank(ctx, x, "ConvTranspose")
-    _same_dtype(ctx, x, w, b)
-    kernel = list(w.shape[2:])
-    if ints(ctx, "kernel_shape", rank, 0) not in (kernel, [0] * rank):
-        ctx.unsupported(f"kernel_shape {ctx.attr('kernel_shape')} differs from W's {kernel}")
-    strides = ints(ctx, "strides", rank, 1)
-    dilations = ints(ctx, "dilations", rank, 1)
+    rank, kernel, strides, dilations = _conv_attrs(ctx, x, w, b)
     out_pad = ints(ctx, "output_padding", rank, 0)
     group = ctx.attr("group", 1)
     sizes = list(x.shape[2:])
