@@ -156,6 +156,7 @@ class ResultTooLarge(ShapeError):
 
 
 @functools.cache
+@functools.cache  # asked for every converted output; it does not change while running
 def _physical_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
