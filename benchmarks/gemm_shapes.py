@@ -1,5 +1,5 @@
 """sgemm from generated code vs NumPy (OpenBLAS), on 1 and 2 threads, for 1024^3 and the
-training shapes (and their transposed variants).
+training shapes (and their transposed variants), and thin batch-1 inference shapes.
 
     python benchmarks/gemm_shapes.py [--steps 20] [--json]
 
@@ -30,6 +30,11 @@ SHAPES = [  # (m, k, n, a transposed, b transposed)
     (64, 5408, 64, False, False),
     (5408, 64, 64, True, False),
     (64, 64, 5408, False, True),
+    # batch-1 inference: one row against a weight stored (k, n) or, as a Linear layer or
+    # ONNX Gemm(transB=1) holds it, (n, k)
+    (1, 5408, 64, False, False),
+    (1, 5408, 64, False, True),
+    (2, 512, 512, False, True),
 ]
 
 
