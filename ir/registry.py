@@ -157,6 +157,15 @@ def all_ops() -> dict[str, OpDef]:
 # ---- helpers shared by the inference functions -------------------------------------
 
 
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` itself (unidirectionally, as NumPy's
+    broadcast_to: the result keeps ``target``'s shape)."""
+    try:
+        return broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ShapeError:
+        return False
+
+
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy / ONNX multidirectional broadcasting; raises ShapeError."""
     rank = max((len(s) for s in shapes), default=0)

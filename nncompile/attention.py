@@ -10,6 +10,7 @@ import numpy as np
 from .composites import softmax
 from .functional.layers import dropout
 from .ir.errors import ConfigError, DTypeError, ShapeError
+from .ir.registry import broadcasts_to
 from .ops import ArrayLike, astype, matmul, max, stop_gradient, transpose, where
 from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
@@ -32,11 +33,7 @@ def _check_shapes(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 def _masked(scores: Tensor, attn_mask: Tensor) -> Tensor:
     """True in a bool mask takes part (others get -inf); a float mask is added."""
-    try:
-        fits = np.broadcast_shapes(attn_mask.shape, scores.shape) == scores.shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(attn_mask.shape, scores.shape):
         raise ShapeError(
             f"scaled_dot_product_attention: attn_mask {attn_mask._type} does not broadcast "
             f"to the attention scores {scores._type}"

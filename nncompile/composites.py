@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from .ir.errors import DTypeError, ShapeError
+from .ir.registry import broadcasts_to
 from .ops import (
     ArrayLike,
     Axis,
@@ -58,11 +57,7 @@ def match_target(pred: ArrayLike, target: ArrayLike, what: str) -> tuple[Tensor,
         pred = squeeze(pred, -1)
     elif target.ndim == pred.ndim + 1 and t_shape[-1] == 1:
         target = squeeze(target, -1)
-    try:
-        fits = np.broadcast_shapes(pred.shape, target.shape) == pred.shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(target.shape, pred.shape):
         raise ShapeError(
             f"{what}: target shape {t_shape} does not match prediction shape {p_shape}"
         )

@@ -14,6 +14,7 @@ import numpy as np
 import nncompile as nc
 
 from ...errors import DTypeError
+from ...ir.registry import broadcasts_to
 from ..narrow import container_of
 from ..registry import NodeContext, converter
 from ..tensors import COMPUTE_DTYPES, numpy_dtype
@@ -164,11 +165,7 @@ def gelu(ctx: NodeContext) -> list[Any]:
 def prelu(ctx: NodeContext) -> list[Any]:
     """slope broadcasts to x (unidirectionally); the output has x's shape."""
     x, slope = same_dtype(ctx, [ctx.input(0), ctx.input(1)])
-    try:
-        fits = np.broadcast_shapes(np.shape(slope), np.shape(x)) == tuple(np.shape(x))
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(np.shape(slope), np.shape(x)):
         invalid(ctx, f"slope shape {np.shape(slope)} does not broadcast to {np.shape(x)}")
     return [nc.where(nc.less(x, const(0, x)), nc.multiply(x, slope), x)]
 
