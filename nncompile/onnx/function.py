@@ -92,15 +92,14 @@ class OnnxFunction:
     def apply(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """The model's outputs (one Tensor, or a tuple in graph order) for these
         parameter values and inputs (in order, or by input name)."""
-        if not isinstance(params, dict) or set(params) != set(self.params):
-            got = set(params) if isinstance(params, dict) else type(params).__name__
-            missing = sorted(set(self.params) - set(got)) if isinstance(got, set) else []
-            extra = sorted(set(got) - set(self.params)) if isinstance(got, set) else []
+        if not isinstance(params, dict):
+            raise ConfigError(f"apply: params must be a dict, got {type(params).__name__}")
+        if set(params) != set(self.params):
+            missing = sorted(set(self.params) - set(params))
+            extra = sorted(set(params) - set(self.params))
             raise ConfigError(
                 f"apply: params must be a dict with the model's {len(self.params)} "
                 f"initializer names; missing {missing[:5]}, unknown {extra[:5]}"
-                if isinstance(got, set)
-                else f"apply: params must be a dict, got {got}"
             )
         scope: dict[str, Any] = dict(self._constants)
         for name, value in params.items():
