@@ -4,7 +4,8 @@
       for pc in K by KC:                    (one rank-KC update)
         for ic in M by MC:                  one parallel region:
           threads pack A[ic:+MC, pc:+KC] into MR-row micro-panels and
-                 pack B[pc:+KC, jc:+NC] into NR-column micro-panels (split by panel),
+                 pack B[pc:+KC, jc:+NC] into NR-column micro-panels (split by panel;
+                 for few rows of A, whole panels of a row-major B are read in place),
           barrier,
           threads share the (MR x NR) tiles of the block: micro-kernel per tile.
 
@@ -35,6 +36,8 @@ VECTORS = 4  # per row of the micro-tile
 KC = 256
 MC = 384  # a multiple of MR
 NC = 2048
+# Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
+IN_PLACE_B_ROWS = 64
 
 # The packing buffers a GEMM call needs, in bytes: A's MC x KC block, then B's KC x NC
 # panel, sized for doubles (floats use the same offsets). The caller provides them.
@@ -391,8 +394,16 @@ class GemmBuilder:
             cases = [(b.and_(whole, b_unit), row_major), (b.and_(whole, b_tposed), transposed)]
             L.first_of("packb", cases, general)
 
+        # Whole panels of a row-major B are read in place: packing them would copy all of B
+        # on every call, for few rows of A to reuse it (see in_place_b).
+        in_place = self._in_place_b(b, b_cs, _m)
+
+        def pack_b_unless_in_place(jr):
+            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
+            L.when(b.not_(b.and_(in_place, whole)), lambda: pack_b(jr))
+
         L.range(tid, m_panels, nth, pack_a, "ira")
-        L.range(tid, n_panels, nth, pack_b, "jrb")
+        L.range(tid, n_panels, nth, pack_b_unless_in_place, "jrb")
         L.when(
             b.icmp_signed(">", nth, ir.Constant(I64, 1)),
             lambda: b.call(_declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
@@ -403,13 +414,31 @@ class GemmBuilder:
         def tile(t):
             ir_ = b.sdiv(t, n_panels)
             jr = b.srem(t, n_panels)
-            self._micro(L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta, (pack_rs, pack_ps))
+            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
+            direct = b.and_(in_place, whole)
+            # where element (p, j) of this tile's B panel is: base + p*step + j
+            packed_at = b.gep(self.bpack, [b.mul(jr, b.mul(kc, nr))], source_etype=self.t)
+            source_at = b.gep(
+                bm, [b.add(b.mul(pc, b_rs), b.add(jc, b.mul(jr, nr)))], source_etype=self.t
+            )
+            b_panel = (b.select(direct, source_at, packed_at), b.select(direct, b_rs, nr))
+            a_layout = (pack_rs, pack_ps)
+            self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout)
 
         L.range(tid, tiles, nth, tile, "tile")
         b.ret_void()
         return fn
 
-    def _micro(self, L, ir_, jr, kc, mc, nc, ic, jc, c, c_rs, c_cs, beta, a_layout):
+    def _in_place_b(self, b: ir.IRBuilder, b_cs: ir.Value, m: ir.Value) -> ir.Value:
+        """Read B's whole panels where they are: its rows are contiguous (unit column
+        stride) and few rows of A reuse each panel (m <= IN_PLACE_B_ROWS), so copying B
+        into panels would cost about as much as the products themselves."""
+        return b.and_(
+            b.icmp_signed("==", b_cs, ir.Constant(I64, 1)),
+            b.icmp_signed("<=", m, ir.Constant(I64, IN_PLACE_B_ROWS)),
+        )
+
+    def _micro(self, L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout):
         b, t, vt, lanes = L.b, self.t, self.vt, self.lanes
         fma = _declare(
             self.module,
@@ -419,7 +448,7 @@ class GemmBuilder:
         mr_c, nr_c = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
         a_base = b.mul(ir_, b.mul(kc, mr_c))
         pack_rs, pack_ps = a_layout  # element (r, p) of the A panel: r*pack_rs + p*pack_ps
-        b_base = b.mul(jr, b.mul(kc, nr_c))
+        b_start, b_step = b_panel  # element (p, j) of the B panel: b_start[p*b_step + j]
         # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
         acc_type = ir.ArrayType(vt, MR * VECTORS)
         with b.goto_entry_block():
@@ -433,8 +462,8 @@ class GemmBuilder:
         def step(p):
             bvec = []
             for v in range(VECTORS):
-                off = b.add(b_base, b.add(b.mul(p, nr_c), ir.Constant(I64, v * lanes)))
-                ptr = b.gep(self.bpack, [off], source_etype=t)
+                off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
+                ptr = b.gep(b_start, [off], source_etype=t)
                 bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
             for r in range(MR):
                 off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps)))

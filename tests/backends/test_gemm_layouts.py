@@ -1,6 +1,6 @@
 """The runtime GEMM on every operand layout it packs differently: row-major and
 transposed A (packed [r][p] vs [p][r]), row-major and transposed B, whole and partial
-panels, K across several rank-KC updates and M across several row blocks."""
+panels (a row-major B's whole panels read in place for few rows of A), K across several rank-KC updates and M across several row blocks."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ SHAPES = [  # (M, K, N)
     (5, 2100, 9),  # small M and N: rank-4KC updates, three of them
     (100, 600, 30),  # M just above the small-M limit: rank-KC updates
     (3, 1000, 70),  # fewer rows than the micro-kernel: dot products when B^T is given
+    (64, 700, 130),  # few rows: a row-major B's whole panels read in place, the last packed
+    (65, 300, 64),  # one row above that limit: packed again
 ]
 
 
@@ -49,18 +51,21 @@ def test_gemm_matches_reference_for_each_operand_layout(shape, dtype, layout):
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * k**0.5)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 5, 6])
-def test_thin_gemms_read_b_in_place_and_match(rows):
-    """Fewer rows than the packed micro-kernel's MR with B's k axis contiguous (a Linear
-    layer's weight): dot products, no runtime GEMM call (no packing); a batch too."""
+@pytest.mark.parametrize("rows,cols", [(1, 40), (2, 40), (5, 40), (6, 40), (33, 7), (300, 300)])
+def test_gemms_with_b_along_k_read_it_in_place_and_match(rows, cols):
+    """B's k axis contiguous (a Linear layer's weight): blocked dot products, no runtime
+    GEMM call (no packing), unless the product is big enough for packing to pay
+    (DOT_MAX_OUTPUTS); edges of the register blocks and a batch too."""
+    from nncompile.backends.llvm.gemm import DOT_MAX_OUTPUTS
+
     rng = np.random.default_rng(rows)
     a = rng.uniform(-1, 1, (2, rows, 300)).astype(np.float32)
-    w = rng.uniform(-1, 1, (2, 40, 300)).astype(np.float32)
+    w = rng.uniform(-1, 1, (2, cols, 300)).astype(np.float32)
 
     def fn(a, w):
         return a @ nc.transpose(w, (0, 2, 1))
 
     source = nc.lower(fn, a, w).source
-    assert ("nc_rt_gemm" in source) == (rows >= 6)
+    assert ("nc_rt_gemm" in source) == (rows * cols > DOT_MAX_OUTPUTS)
     got = check(fn, a, w, tol=acc("float32", 300, 4.0))
     np.testing.assert_allclose(got, a @ w.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
