@@ -41,15 +41,17 @@ def ort_session(path: str, threads: int) -> Any:
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-# Calls are timed in alternating blocks: each engine runs as it would alone (ORT's idle
-# threads spin for a while after a run, which would take the cores from a call of the other
-# engine timed right after it), while load that comes and goes still hits both alike.
+# Calls are timed in alternating blocks, so that load that comes and goes hits both
+# engines alike. Each block starts with a few untimed calls: after a run, ORT's idle
+# threads (and libgomp's) spin for a while, taking the cores from the other engine's first
+# calls (measured: a ResNet at batch 32 doubled, 0.57 -> 1.1 ms, when timed right away).
 BLOCK = 10
+SETTLE = 5
 
 
 def time_pair(nc_call, ort_call, repeats: int, warmup: int) -> tuple[float, float]:
     """Median seconds per call of each, timed in alternating blocks of ``BLOCK`` calls
-    after ``warmup`` calls each."""
+    (each after ``SETTLE`` untimed ones), after ``warmup`` calls each."""
     for _ in range(warmup):
         nc_call()
     for _ in range(warmup):
@@ -58,6 +60,8 @@ def time_pair(nc_call, ort_call, repeats: int, warmup: int) -> tuple[float, floa
     ort_times: list[float] = []
     while len(nc_times) < repeats:
         for call, times in ((nc_call, nc_times), (ort_call, ort_times)):
+            for _ in range(SETTLE):
+                call()
             for _ in range(min(BLOCK, repeats - len(times))):
                 t = time.perf_counter()
                 call()

@@ -39,7 +39,6 @@ from ...ir.kernel import (
     Var,
     children,
 )
-from ...ir.kernel_visit import walk
 from ...lowering.program import physical_params
 from . import mathlib
 from .parallel import ParallelRuntime
@@ -115,6 +114,8 @@ class KernelEmitter:
         self.memo: list[dict[int, tuple[Expr, ir.Value]]] = [{}]
         self._has_local: dict[int, bool] = {}
         self.in_parallel = False  # inside an outlined parallel body: no nested regions
+        # there, this thread's number in the team (which GEMM workspace it packs into)
+        self.thread_number: ir.Value | None = None
         # NNCOMPILE_BOUNDS_CHECK=1: every load and store checks its index (a debugging aid
         # for code generator bugs; a violation sets status -1 and touches element 0).
         self.bounds_check = bounds_checked()
@@ -142,14 +143,9 @@ class KernelEmitter:
 
     def stmt(self, s: Stmt) -> None:
         if isinstance(s, Loop):
-            # A Gemm inside must not run in a parallel loop: the runtime GEMM's packing
-            # buffers are shared (it parallelizes internally instead).
-            if (
-                s.parallel
-                and self.parallel.enabled
-                and not self.in_parallel
-                and not _contains_gemm(s.body)
-            ):
+            # A Gemm inside a parallel loop runs on one thread with that thread's own
+            # packing buffers (gemm.py); outside, it parallelizes internally.
+            if s.parallel and self.parallel.enabled and not self.in_parallel:
                 self.parallel.emit_parallel_loop(self, s)
             else:
                 self.loop(s)
@@ -479,10 +475,6 @@ def _type_suffix(t: ir.Type) -> str:
     if t == F64:
         return "f64"
     return f"i{t.width}"
-
-
-def _contains_gemm(body: Sequence[Stmt]) -> bool:
-    return any(isinstance(s, Gemm) for s in walk(list(body)))
 
 
 def constant(value: object, d: dt.DType) -> ir.Constant:

@@ -45,8 +45,9 @@ class _CallContext:
         self.address = ctypes.addressof(self.args)
         self.arena = aligned_empty(max(program.arena_bytes, 64))
         self.status = np.zeros(1, np.int64)
-        # Only programs that call the packed GEMM need its packing buffers.
-        self.workspace = aligned_empty(WORKSPACE_BYTES if executable.uses_gemm else 64)
+        # Only programs that call the packed GEMM need its packing buffers: one set, or
+        # one per thread when GEMMs run inside parallel loops (each on one thread).
+        self.workspace = aligned_empty(max(64, WORKSPACE_BYTES * executable.workspaces))
         for name, array in executable._constants.items():
             self.args[slots[name]] = array.ctypes.data
         self.args[slots["__arena__"]] = self.arena.ctypes.data
@@ -73,6 +74,10 @@ class LLVMExecutable:
         statements = [s for k in program.kernels for s in walk(k.body)]
         self.uses_gemm = any(isinstance(s, Gemm) and s.dtype.is_float for s in statements)
         self.threads = threads
+        in_parallel_loops = any(
+            isinstance(s, Loop) and s.parallel and _has_float_gemm(s.body) for s in statements
+        )
+        self.workspaces = (threads if in_parallel_loops else 1) if self.uses_gemm else 0
         # A program without parallel loops or GEMMs never enters libgomp: nothing to choose
         # (and a child forked after calling it has no reason to run serially).
         parallel = self.uses_gemm or any(isinstance(s, Loop) and s.parallel for s in statements)
@@ -257,3 +262,7 @@ class LLVMExecutable:
             raw = context.arena[buf.offset : buf.offset + buf.nbytes]
             return raw.view(buf.dtype.np)
         raise ExecutionError(f"cannot read buffer {name} ({buf.kind})")
+
+
+def _has_float_gemm(body: list) -> bool:
+    return any(isinstance(s, Gemm) and s.dtype.is_float for s in walk(body))

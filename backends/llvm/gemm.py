@@ -29,7 +29,7 @@ from ...ir.kernel import (
     imod,
     imul,
 )
-from .gemm_packed import MR
+from .gemm_packed import MR, WORKSPACE_BYTES
 
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
@@ -202,9 +202,13 @@ def emit_gemm(emitter, s: Gemm) -> None:
     b = emitter.b
     t = reg_type(s.dtype)
     workspace = context_slot(b, emitter.context, CONTEXT_WORKSPACE, PTR)
-    # A GEMM inside a parallel loop's body is never emitted (codegen keeps such loops
-    # serial), so this is the call's thread count; without libgomp it runs on one.
     threads = context_slot(b, emitter.context, CONTEXT_THREADS, ir.IntType(64))
+    if emitter.in_parallel:
+        # one of a team's threads: a serial GEMM packing into this thread's own buffers
+        # (the call context holds one workspace per thread of the team then)
+        offset = b.mul(emitter.thread_number, ir.Constant(ir.IntType(64), WORKSPACE_BYTES))
+        workspace = b.gep(workspace, [offset], source_etype=ir.IntType(8))
+        threads = ir.Constant(ir.IntType(64), 1)
     if not emitter.parallel.enabled:
         threads = ir.Constant(ir.IntType(64), 1)
     bt = f"g{len(emitter.fn.blocks)}_b"

@@ -119,7 +119,8 @@ class ParallelRuntime:
                 pointers.append(value)
         names = [f"p{k}" for k in range(len(pointers))]
         scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
-        fields = [PTR] * len(names) + [v.type for _, v in scalars] + [I64]
+        # ... then the call context (GEMM workspaces), the extent and whether a team runs it
+        fields = [PTR] * len(names) + [v.type for _, v in scalars] + [PTR, I64, I64]
         # Slots of 8 bytes (every field fits) addressed as ptr-sized elements: a struct type
         # would be spelled out in full by every field's GEP, quadratic text for a kernel
         # with a thousand buffers (a wide concat).
@@ -134,23 +135,26 @@ class ParallelRuntime:
         b = em.b
         with b.goto_entry_block():
             slot = b.alloca(table)
-        values = pointers + [v for _, v in scalars]
-        values.append(em.index(loop.extent))
+        values = pointers + [v for _, v in scalars] + [em.context, em.index(loop.extent)]
         for k, v in enumerate(values):
             store_untyped(b, v, b.gep(slot, [ir.Constant(I32, k)], source_etype=PTR))
         gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
         threads = context_slot(b, em.context, CONTEXT_THREADS, I64)
+        in_team = b.gep(slot, [ir.Constant(I32, len(fields) - 1)], source_etype=PTR)
         with b.if_else(b.icmp_signed(">", threads, ir.Constant(I64, 1))) as (team, alone):
             with team:
+                store_untyped(b, ir.Constant(I64, 1), in_team)
                 count = b.trunc(threads, I32)
                 b.call(gomp, [outlined, slot, count, ir.Constant(I32, 0)])
-            with alone:  # outside a team omp_get_num_threads() is 1: the whole range
+            with alone:  # the whole range on this thread, whatever team it may be in
+                store_untyped(b, ir.Constant(I64, 0), in_team)
                 b.call(outlined, [slot])
 
         # The body runs in a function whose buffer pointers are noalias *arguments*: read
         # from the struct they would be plain pointers, and possible aliasing would stop
         # the vectorizer. The trampoline below inlines it, keeping the noalias facts.
-        arg_types = [PTR] * len(names) + [v.type for _, v in scalars] + [I64, I64]
+        # ..., the context, this thread's number in the team (its GEMM workspace), lo, hi
+        arg_types = [PTR] * len(names) + [v.type for _, v in scalars] + [PTR, I64, I64, I64]
         body_fn = ir.Function(
             self.module, ir.FunctionType(VOID, arg_types), f"{em.fn.name}.par{self.count}.body"
         )
@@ -165,6 +169,7 @@ class ParallelRuntime:
         child = KernelEmitter(em.module, em.kernel, self, fn=body_fn, buffers=buffers)
         child.in_parallel = True
         child.kernel_number = em.kernel_number
+        child.context, child.thread_number = body_fn.args[-4], body_fn.args[-3]
         for k, (n, _) in enumerate(scalars):
             child.scopes[0][n] = body_fn.args[len(names) + k]
         child.loop(loop, start=body_fn.args[-2], stop=body_fn.args[-1])
@@ -177,12 +182,16 @@ class ParallelRuntime:
             cb.load(cb.gep(data, [ir.Constant(I32, k)], source_etype=PTR), typ=t)
             for k, t in enumerate(fields)
         ]
-        extent = loaded[-1]
+        extent, team = loaded[-2], cb.icmp_signed("!=", loaded[-1], ir.Constant(I64, 0))
         tid = cb.sext(cb.call(self._fn("omp_get_thread_num", ir.FunctionType(I32, [])), []), I64)
         nth = cb.sext(cb.call(self._fn("omp_get_num_threads", ir.FunctionType(I32, [])), []), I64)
+        # Run alone (a thread count of 1), the caller may still be inside some other
+        # OpenMP team (an application's parallel region): its numbers are not ours.
+        tid = cb.select(team, tid, ir.Constant(I64, 0))
+        nth = cb.select(team, nth, ir.Constant(I64, 1))
         chunk = cb.sdiv(cb.add(extent, cb.sub(nth, ir.Constant(I64, 1))), nth)
         lo = cb.mul(tid, chunk)
         hi = cb.add(lo, chunk)
         hi = cb.select(cb.icmp_signed("<", hi, extent), hi, extent)
-        cb.call(body_fn, loaded[:-1] + [lo, hi])
+        cb.call(body_fn, loaded[:-2] + [tid, lo, hi])
         cb.ret_void()

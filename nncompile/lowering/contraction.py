@@ -32,6 +32,7 @@ from ..ir.kernel import (
     linearize,
 )
 from .exprs import clamp_index, combine_chunks, const
+from .target import cpu_slots
 from .window_ops import (
     ConvShape,
     direct_conv_applies,
@@ -159,6 +160,8 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     if direct_conv_applies(cs):
         return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
+    if not cs.nhwc and kb.target.conv_batch == "slots":
+        return _conv2d_in_slots(kb, node, target, cs)
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     w_buf = kb.buffer(w)
     if cs.nhwc:  # out[n]^T (P x og) = col[n, g]^T (P x K) @ W_g^T (K x og): rows of C are pixels
@@ -204,6 +207,57 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
             )
         )
     return stmts
+
+
+def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+    """NCHW convolution on a CPU (Target.conv_batch "slots"): the batch split into as many
+    slots as there are cores, each slot unfolding its images one at a time into its own
+    (C*kh*kw, OH*OW) scratch and multiplying it, still in cache, by the weights (one
+    one-thread GEMM per group). Slots run in parallel."""
+    x, w = node.inputs
+    d = node.outputs[0].dtype
+    per_slot = -(-cs.n // min(cs.n, cpu_slots()))
+    slots = -(-cs.n // per_slot)
+    unfolded = cs.c * cs.kh * cs.kw * cs.p
+    col = kb.scratch("col", d, slots * unfolded)
+    x_buf, w_buf = kb.buffer(x), kb.buffer(w)
+    slot, nth, n_name = kb.fresh("slot"), kb.fresh("nth"), kb.fresh("image")
+    n = Var(n_name, INDEX)
+    base = imul(Var(slot, INDEX), const_index(unfolded))
+    shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
+
+    def unfold(ix: list[Expr]) -> list[Stmt]:
+        c, i, j, oh, ow = ix
+        h, w_pos = cs.input_pos(oh, ow, i, j)
+        src = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w_pos, cs.w))
+        value = Select(_valid(h, w_pos, cs), Load(x_buf, src, d), const(0, d), d)
+        return [Store(col, iadd(base, linearize(ix, shape)), value)]
+
+    image = kb.nest(shape, unfold, parallel=False)
+    for g in range(cs.g):
+        image.append(
+            Gemm(
+                w_buf,
+                col,
+                target,
+                1,
+                cs.og,
+                cs.p,
+                cs.k,
+                (0, cs.k, 1),
+                (0, cs.p, 1),
+                (0, cs.p, 1),
+                g * cs.og * cs.k,
+                iadd(base, const_index(g * cs.k * cs.p)),
+                iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p)),
+                dtype=d,
+            )
+        )
+    if cs.n % per_slot:
+        image = [If(Binary("lt", n, const_index(cs.n), dt.bool_), image)]
+    first = imul(Var(slot, INDEX), const_index(per_slot))
+    body = [Let(n_name, iadd(first, Var(nth, INDEX))), *image]
+    return [Loop(slot, slots, [Loop(nth, per_slot, body)], parallel=slots > 1)]
 
 
 def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:

@@ -7,7 +7,10 @@ comparing a device name, so a new back end states what it can do in one place.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from .. import config
 
 
 @dataclass(frozen=True)
@@ -20,14 +23,31 @@ class Target:
 
     name: str
     row_sums: str = "chunks"
+    # How a convolution's im2col GEMMs cover a batch. "slots": images in parallel, each
+    # thread unfolding one image at a time into its own small scratch and running a
+    # one-thread GEMM on it while it is in cache (a CPU: a whole batch's im2col matrix
+    # would go to memory and back). "batch": one im2col of the whole batch, then batched
+    # GEMMs (a GPU, which computes the im2col elements inside its GEMM).
+    conv_batch: str = "slots"
 
     def __post_init__(self) -> None:
         if self.row_sums not in ("chunks", "blocks"):
             raise ValueError(f"row_sums must be 'chunks' or 'blocks', not {self.row_sums!r}")
+        if self.conv_batch not in ("slots", "batch"):
+            raise ValueError(f"conv_batch must be 'slots' or 'batch', not {self.conv_batch!r}")
 
 
-CPU = Target("cpu", row_sums="chunks")
-GPU = Target("gpu", row_sums="blocks")
+def cpu_slots() -> int:
+    """How many images a CPU convolution works on at once: NNCOMPILE_THREADS, else the
+    cores this process may run on (each thread needs a slot of its own)."""
+    n = config.get_int(config.THREADS)
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, n or 1)
+
+
+CPU = Target("cpu", row_sums="chunks", conv_batch="slots")
+GPU = Target("gpu", row_sums="blocks", conv_batch="batch")
 TARGETS = {t.name: t for t in (CPU, GPU)}
 
 

@@ -1,0 +1,62 @@
+"""NCHW im2col convolutions on the CPU run in slots (Target.conv_batch "slots"): the
+batch split over as many slots as cores, each slot unfolding one image at a time into its
+own scratch and running one-thread GEMMs on it, slots in parallel. Batches that do not
+divide evenly, groups, strides, padding and an epilogue; slot counts 1, 2 and 3; thread
+counts 1 and 2 (GEMMs inside a parallel loop pack into per-thread workspaces)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+from nncompile.ir.kernel import Gemm, Loop, walk
+
+from .llvm_support import acc, check
+
+CASES = [  # (batch, in channels, out channels, size, kernel, stride, padding, groups)
+    (5, 8, 12, 9, 3, 1, 1, 1),
+    (7, 12, 8, 10, 3, 2, 0, 2),
+    (1, 16, 4, 6, 3, 1, 1, 1),
+    (4, 12, 6, 7, 5, 1, 2, 3),
+]
+
+
+def _slot_loops(program) -> list[Loop]:
+    loops = [s for k in program.kernels for s in walk(k.body) if isinstance(s, Loop)]
+    return [loop for loop in loops if any(isinstance(s, Gemm) for s in walk(loop.body))]
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}o{}s{}k{}st{}p{}g{}".format(*c))
+def test_conv_in_slots_matches_reference(case, threads, slots, monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_THREADS", str(slots))  # the slot count lowering uses
+    n, c, o, size, k, stride, pad, groups = case
+    rng = np.random.default_rng(n * 100 + c)
+    x = rng.uniform(-1, 1, (n, c, size, size)).astype(np.float32)
+    w = rng.uniform(-1, 1, (o, c // groups, k, k)).astype(np.float32)
+    bias = rng.uniform(-1, 1, (o,)).astype(np.float32)
+
+    def fn(x, w, bias):
+        y = nc.conv2d(x, w, bias, stride=stride, padding=pad, groups=groups)
+        return nc.relu(y), y * 2.0
+
+    program = nc.lower(fn, x, w, bias).program
+    slot_loops = _slot_loops(program)
+    assert slot_loops, "the convolution should run as a loop over slots"
+    assert slot_loops[0].extent == -(-n // -(-n // min(n, slots)))
+    check(fn, x, w, bias, tol=acc("float32", c * k * k, 4.0), threads=threads)
+
+
+def test_conv_in_slots_survives_a_foreign_thread_count(monkeypatch):
+    """A program lowered for 4 slots still runs right with 1 or 2 threads, and one
+    lowered for 1 slot with 2 threads: the slot count is only a performance choice."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (6, 8, 8, 8)).astype(np.float32)
+    w = rng.uniform(-1, 1, (16, 8, 3, 3)).astype(np.float32)
+    want = nc.run(nc.trace(lambda x, w: nc.conv2d(x, w, padding=1), x, w), x, w)
+    for slots, threads in ((4, 1), (4, 2), (1, 2)):
+        monkeypatch.setenv("NNCOMPILE_THREADS", str(slots))
+        got = nc.compile(lambda x, w: nc.conv2d(x, w, padding=1), threads=threads)(x, w)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
