@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nncompile.ir.kernel import Gemm, Loop, walk
 
 import nncompile as nc
-from nncompile.ir.kernel import Gemm, Loop, walk
 
 from .llvm_support import acc, check
 
