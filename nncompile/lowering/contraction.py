@@ -213,7 +213,7 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
     """NCHW convolution on a CPU (Target.conv_batch "slots"): the batch split into as many
     slots as there are cores, each slot unfolding its images one at a time into its own
     (C*kh*kw, OH*OW) scratch and multiplying it, still in cache, by the weights (one
-    one-thread GEMM per group). Slots run in parallel."""
+    one-thread GEMM per group), then its pointwise epilogue. Slots run in parallel."""
     x, w = node.inputs
     d = node.outputs[0].dtype
     per_slot = -(-cs.n // min(cs.n, cpu_slots()))
@@ -253,6 +253,15 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
                 dtype=d,
             )
         )
+    if kb.fused_epilogue is not None:  # bias, activation...: on the image, still in cache
+        out = node.outputs[0]
+        out_at = imul(n, const_index(cs.o * cs.p))
+
+        def finish(ix: list[Expr]) -> list[Stmt]:
+            value = Load(target, iadd(out_at, linearize(ix, (cs.o, cs.oh, cs.ow))), d)
+            return kb.store_result(target, [n, *ix], out.shape, value)
+
+        image += kb.nest((cs.o, cs.oh, cs.ow), finish, parallel=False)
     if cs.n % per_slot:
         image = [If(Binary("lt", n, const_index(cs.n), dt.bool_), image)]
     first = imul(Var(slot, INDEX), const_index(per_slot))
