@@ -157,7 +157,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
     cs = _ConvShape(x.shape, w.shape, out.shape, node.attrs)
-    if direct_conv_applies(cs):
+    if direct_conv_applies(cs, im2col_in_memory=kb.target.conv_batch == "slots"):
         return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
     if not cs.nhwc and kb.target.conv_batch == "slots":
@@ -274,6 +274,8 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
     dx = node.outputs[0]
     cs = _ConvShape(dx.shape, w.shape, gout.shape, node.attrs)
     d = dx.dtype
+    if not cs.nhwc and kb.target.conv_batch == "slots":
+        return _conv2d_backward_input_in_slots(kb, node, target, cs)
     dcol = kb.scratch("dcol", d, cs.n * cs.c * cs.kh * cs.kw * cs.p)
     w_buf, g_buf = kb.buffer(w), kb.buffer(gout)
     stmts: list[Stmt] = []
@@ -312,6 +314,65 @@ def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
     # Parallel over (n, c) planes only: windows overlap inside a plane.
     stmts += plane_parallel(kb, col_shape, body)
     return stmts
+
+
+def _conv2d_backward_input_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+    """NCHW input gradient (a transposed convolution) on a CPU, in slots as
+    ``_conv2d_in_slots``: per image, dcol = W_g^T @ gout[n, g] into the slot's scratch
+    (one-thread GEMMs), then dx[n] zeroed and dcol scattered into it (col2im) while
+    dcol is in cache."""
+    gout, w = node.inputs
+    d = node.outputs[0].dtype
+    per_slot = -(-cs.n // min(cs.n, cpu_slots()))
+    slots = -(-cs.n // per_slot)
+    unfolded = cs.c * cs.kh * cs.kw * cs.p
+    dcol = kb.scratch("dcol", d, slots * unfolded)
+    w_buf, g_buf = kb.buffer(w), kb.buffer(gout)
+    slot, nth, n_name = kb.fresh("slot"), kb.fresh("nth"), kb.fresh("image")
+    n = Var(n_name, INDEX)
+    base = imul(Var(slot, INDEX), const_index(unfolded))
+    image: list[Stmt] = []
+    for g in range(cs.g):
+        image.append(
+            Gemm(
+                w_buf,
+                g_buf,
+                dcol,
+                1,
+                cs.k,
+                cs.p,
+                cs.og,
+                (0, 1, cs.k),
+                (0, cs.p, 1),
+                (0, cs.p, 1),
+                g * cs.og * cs.k,
+                iadd(imul(n, const_index(cs.o * cs.p)), const_index(g * cs.og * cs.p)),
+                iadd(base, const_index(g * cs.k * cs.p)),
+                dtype=d,
+            )
+        )
+    plane = cs.h * cs.w
+    image += kb.nest(
+        (cs.c * plane,),
+        lambda ix: [Store(target, iadd(imul(n, const_index(cs.c * plane)), ix[0]), const(0, d))],
+        parallel=False,
+    )
+    shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
+
+    def scatter(ix: list[Expr]) -> list[Stmt]:
+        c, i, j, oh, ow = ix
+        h, wpos = cs.input_pos(oh, ow, i, j)
+        dst = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(wpos, cs.w))
+        value = Load(dcol, iadd(base, linearize(ix, shape)), d)
+        add = Binary("add", Load(target, dst, d), value, d)
+        return [If(_valid(h, wpos, cs), [Store(target, dst, add)])]
+
+    image += kb.nest(shape, scatter, parallel=False)
+    if cs.n % per_slot:
+        image = [If(Binary("lt", n, const_index(cs.n), dt.bool_), image)]
+    first = imul(Var(slot, INDEX), const_index(per_slot))
+    body = [Let(n_name, iadd(first, Var(nth, INDEX))), *image]
+    return [Loop(slot, slots, [Loop(nth, per_slot, body)], parallel=slots > 1)]
 
 
 CHUNKS = 8  # images are split into this many chunks, summed in parallel

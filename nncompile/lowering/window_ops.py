@@ -46,6 +46,9 @@ from .exprs import clamp_index, const, in_range
 
 UNROLL_WINDOW = 64  # windows up to this many elements are unrolled
 DIRECT_CONV_K = 32  # in-channels per group x kernel area up to this: direct convolution
+# ... and up to this for few output channels per group: im2col pays off through the reuse
+# of its matrix by every output channel, which a single one (a decoder's image) lacks
+DIRECT_CONV_FEW_OUT_K, FEW_OUT = 288, 4
 
 
 class ConvShape:
@@ -382,8 +385,12 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 # ---- direct convolution ---------------------------------------------------------------------
 
 
-def direct_conv_applies(cs: ConvShape) -> bool:
-    return cs.k <= DIRECT_CONV_K
+def direct_conv_applies(cs: ConvShape, im2col_in_memory: bool) -> bool:
+    """Short sums convolve directly; so do longer ones for few output channels when the
+    im2col matrix would be written to memory (a CPU; a GPU's implicit GEMM computes it
+    where it reads it)."""
+    few_outputs = cs.og <= FEW_OUT and cs.k <= DIRECT_CONV_FEW_OUT_K
+    return cs.k <= DIRECT_CONV_K or (im2col_in_memory and few_outputs)
 
 
 def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:

@@ -16,9 +16,9 @@ from .llvm_support import acc, check
 
 CASES = [  # (batch, in channels, out channels, size, kernel, stride, padding, groups)
     (5, 8, 12, 9, 3, 1, 1, 1),
-    (7, 12, 8, 10, 3, 2, 0, 2),
-    (1, 16, 4, 6, 3, 1, 1, 1),
-    (4, 12, 6, 7, 5, 1, 2, 3),
+    (7, 12, 16, 10, 3, 2, 0, 2),
+    (1, 16, 6, 6, 3, 1, 1, 1),
+    (4, 12, 15, 7, 5, 1, 2, 3),
 ]
 
 
@@ -60,3 +60,38 @@ def test_conv_in_slots_survives_a_foreign_thread_count(monkeypatch):
         monkeypatch.setenv("NNCOMPILE_THREADS", str(slots))
         got = nc.compile(lambda x, w: nc.conv2d(x, w, padding=1), threads=threads)(x, w)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}o{}s{}k{}st{}p{}g{}".format(*c))
+def test_input_gradient_in_slots_matches_reference(case, slots, monkeypatch):
+    """The input gradient (a transposed convolution: GEMM into the slot's scratch, then
+    col2im into the image) and the weight gradient beside it."""
+    monkeypatch.setenv("NNCOMPILE_THREADS", str(slots))
+    n, c, o, size, k, stride, pad, groups = case
+    rng = np.random.default_rng(n * 10 + o)
+    x = rng.uniform(-1, 1, (n, c, size, size)).astype(np.float32)
+    w = rng.uniform(-1, 1, (o, c // groups, k, k)).astype(np.float32)
+    out = (size + 2 * pad - k) // stride + 1
+    r = rng.uniform(-1, 1, (n, o, out, out)).astype(np.float32)
+
+    def loss(x, w, r):
+        return nc.sum(nc.conv2d(x, w, stride=stride, padding=pad, groups=groups) * r)
+
+    grads = nc.grad(loss, argnums=(0, 1))
+    check(grads, x, w, r, tol=acc("float32", o * k * k * n, 4.0), threads=2)
+
+
+@pytest.mark.parametrize("out_channels", [1, 4])
+def test_few_output_channels_convolve_directly(out_channels):
+    """Up to FEW_OUT output channels per group, a longer sum (here 8 x 3 x 3 = 72) is
+    still convolved directly: an im2col matrix would serve too few output channels."""
+    rng = np.random.default_rng(out_channels)
+    x = rng.uniform(-1, 1, (3, 8, 12, 12)).astype(np.float32)
+    w = rng.uniform(-1, 1, (out_channels, 8, 3, 3)).astype(np.float32)
+
+    def fn(x, w):
+        return nc.sigmoid(nc.conv2d(x, w, padding=1))
+
+    assert not _slot_loops(nc.lower(fn, x, w).program)
+    check(fn, x, w, tol=acc("float32", 72, 4.0), threads=2)

@@ -1,6 +1,7 @@
 """The runtime GEMM on every operand layout it packs differently: row-major and
 transposed A (packed [r][p] vs [p][r]), row-major and transposed B, whole and partial
-panels (a row-major B's whole panels read in place for few rows of A), K across several rank-KC updates and M across several row blocks."""
+panels (a row-major B's whole panels read in place for few rows of A), K across several
+rank-KC updates and M across several row blocks."""
 
 from __future__ import annotations
 
