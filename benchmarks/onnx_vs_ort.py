@@ -8,7 +8,8 @@ The models are tests/onnx/exported_models.py's (small PyTorch modules exported w
 torch.onnx.export). Both runtimes get the same thread count (``--threads``, default 2:
 ORT's intra-op threads and nc.compile(threads=...)); ORT runs with ORT_ENABLE_ALL graph
 optimizations. The two are timed in alternating blocks of calls, so load from other processes
-falls on both alike. "1st call s" is nncompile's first call at that batch size (tracing,
+falls on both alike, with a pause before each block for the other engine's threads to stop
+spinning. "1st call s" is nncompile's first call at that batch size (tracing,
 compiling, running). Every output is checked against ORT's before timing. Needs onnx,
 onnxruntime and torch.
 """
@@ -42,16 +43,22 @@ def ort_session(path: str, threads: int) -> Any:
 
 
 # Calls are timed in alternating blocks, so that load that comes and goes hits both
-# engines alike. Each block starts with a few untimed calls: after a run, ORT's idle
-# threads (and libgomp's) spin for a while, taking the cores from the other engine's first
-# calls (measured: a ResNet at batch 32 doubled, 0.57 -> 1.1 ms, when timed right away).
-BLOCK = 10
-SETTLE = 5
+# engines alike, with a pause before each block: after a run, ORT's intra-op threads keep
+# spinning for 50-200 ms (its default, allow_spinning), taking the cores from whatever
+# runs next in the process (measured: the decoder at batch 32 timed right after ORT
+# blocks, 1.3-1.4 ms; after a 0.5 s pause, 0.71-0.75 ms, as alone). libgomp's spinning
+# threads stop far sooner, but the pause is the same for both.
+BLOCK = 25
+PAUSE_S = 0.5
 
 
 def time_pair(nc_call, ort_call, repeats: int, warmup: int) -> tuple[float, float]:
     """Median seconds per call of each, timed in alternating blocks of ``BLOCK`` calls
-    (each after ``SETTLE`` untimed ones), after ``warmup`` calls each."""
+    (each after a pause of ``PAUSE_S`` and one untimed call), after ``warmup`` calls
+    each."""
+    # nncompile's thread chooser (backends/llvm/threads.py) settles on its thread count
+    # over its first calls: those run with no ORT threads spinning beside them.
+    time.sleep(PAUSE_S)
     for _ in range(warmup):
         nc_call()
     for _ in range(warmup):
@@ -60,8 +67,8 @@ def time_pair(nc_call, ort_call, repeats: int, warmup: int) -> tuple[float, floa
     ort_times: list[float] = []
     while len(nc_times) < repeats:
         for call, times in ((nc_call, nc_times), (ort_call, ort_times)):
-            for _ in range(SETTLE):
-                call()
+            time.sleep(PAUSE_S)
+            call()
             for _ in range(min(BLOCK, repeats - len(times))):
                 t = time.perf_counter()
                 call()
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exporter", default="torchscript", choices=EXPORTERS)
     parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per runtime")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    parser.add_argument("--warmup", type=int, default=50, help="untimed calls before timing")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     names = [m for m in args.models.split(",") if m]
