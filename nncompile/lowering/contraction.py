@@ -41,6 +41,7 @@ from .window_ops import (
     lower_conv2d_direct,
     lower_max_pool2d,
     lower_max_pool2d_backward,
+    padded_input,
     plane_parallel,
 )
 
@@ -157,11 +158,18 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
     cs = _ConvShape(x.shape, w.shape, out.shape, node.attrs)
-    if direct_conv_applies(cs, im2col_in_memory=kb.target.conv_batch == "slots"):
+    on_cpu = kb.target.conv_batch == "slots"
+    # padding copied once: worth it where it makes the loads along a row contiguous
+    if on_cpu and cs.padded and not cs.nhwc and cs.sw == 1 and cs.dw == 1:
+        x_buf, unpadded, stmts = padded_input(kb, kb.buffer(x), cs, node.attrs, out.dtype)
+        if direct_conv_applies(unpadded, im2col_in_memory=True):
+            return stmts + lower_conv2d_direct(kb, node, target, unpadded, x_buf)
+        return stmts + _conv2d_in_slots(kb, node, target, unpadded, x_buf)
+    if direct_conv_applies(cs, im2col_in_memory=on_cpu):
         return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
     if not cs.nhwc and kb.target.conv_batch == "slots":
-        return _conv2d_in_slots(kb, node, target, cs)
+        return _conv2d_in_slots(kb, node, target, cs, kb.buffer(x))
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     w_buf = kb.buffer(w)
     if cs.nhwc:  # out[n]^T (P x og) = col[n, g]^T (P x K) @ W_g^T (K x og): rows of C are pixels
@@ -209,7 +217,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     return stmts
 
 
-def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape, x_buf: str) -> list[Stmt]:
     """NCHW convolution on a CPU (Target.conv_batch "slots"): the batch split into as many
     slots as there are cores, each slot unfolding its images one at a time into its own
     (C*kh*kw, OH*OW) scratch and multiplying it, still in cache, by the weights (one
@@ -220,7 +228,7 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
     slots = -(-cs.n // per_slot)
     unfolded = cs.c * cs.kh * cs.kw * cs.p
     col = kb.scratch("col", d, slots * unfolded)
-    x_buf, w_buf = kb.buffer(x), kb.buffer(w)
+    w_buf = kb.buffer(w)
     slot, nth, n_name = kb.fresh("slot"), kb.fresh("nth"), kb.fresh("image")
     n = Var(n_name, INDEX)
     base = imul(Var(slot, INDEX), const_index(unfolded))
@@ -229,8 +237,7 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
     def unfold(ix: list[Expr]) -> list[Stmt]:
         c, i, j, oh, ow = ix
         h, w_pos = cs.input_pos(oh, ow, i, j)
-        src = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w_pos, cs.w))
-        value = Select(_valid(h, w_pos, cs), Load(x_buf, src, d), const(0, d), d)
+        value = cs.load(x_buf, n, c, h, w_pos, d, 0.0)  # no checks when unpadded
         return [Store(col, iadd(base, linearize(ix, shape)), value)]
 
     image = kb.nest(shape, unfold, parallel=False)

@@ -116,6 +116,29 @@ class ConvShape:
         return Select(self.valid(h, w), Load(buf, at, d), const(outside, d), d)
 
 
+def padded_input(
+    kb, x_buf: str, cs: ConvShape, attrs: dict, d: dt.DType
+) -> tuple[str, ConvShape, list[Stmt]]:
+    """An NCHW input copied once into zero-bordered scratch, and the geometry of reading
+    it unpadded: every load of the convolution becomes a plain (vectorizable) one, where
+    the padded form clamps each index and selects (a gather per vector)."""
+    hp = max((cs.oh - 1) * cs.sh + (cs.kh - 1) * cs.dh + 1, cs.ph + cs.h)
+    wp = max((cs.ow - 1) * cs.sw + (cs.kw - 1) * cs.dw + 1, cs.pw + cs.w)
+    shape = (cs.n, cs.c, hp, wp)
+    copy = kb.scratch("padded", d, cs.n * cs.c * hp * wp)
+    stmts = kb.nest((cs.n * cs.c * hp * wp,), lambda ix: [Store(copy, ix[0], const(0, d))])
+
+    def inside(ix: list[Expr]) -> list[Stmt]:
+        n, c, h, w = ix
+        at = linearize([n, c, iadd(h, const_index(cs.ph)), iadd(w, const_index(cs.pw))], shape)
+        return [Store(copy, at, Load(x_buf, linearize(ix, cs.x_shape), d))]
+
+    stmts += kb.nest((cs.n, cs.c, cs.h, cs.w), inside)
+    no_pads = {**attrs, "pads": [0] * len(attrs["pads"])}
+    unpadded = ConvShape(shape, (cs.o, cs.cg, cs.kh, cs.kw), cs.out_shape, no_pads)
+    return copy, unpadded, stmts
+
+
 def pool_geometry(node: Node, x_shape, out_shape) -> ConvShape:
     attrs = node.attrs
     fake = {
@@ -393,13 +416,17 @@ def direct_conv_applies(cs: ConvShape, im2col_in_memory: bool) -> bool:
     return cs.k <= DIRECT_CONV_K or (im2col_in_memory and few_outputs)
 
 
-def lower_conv2d_direct(kb, node: Node, target: str, cs: ConvShape) -> list[Stmt]:
+def lower_conv2d_direct(
+    kb, node: Node, target: str, cs: ConvShape, x_buf: str | None = None
+) -> list[Stmt]:
     """out[n, o, oh, ow] = sum over (c, i, j) of w[o, c, i, j] * x[n, g*cg + c, h, w], the
     small sum unrolled into one expression: the loop over output columns vectorizes with
-    every weight a broadcast and every input row a (shifted) vector load."""
+    every weight a broadcast and every input row a (shifted) vector load. ``x_buf``: read
+    the input from there (a padded copy, which ``cs`` describes) instead."""
     x, w = node.inputs
     out = node.outputs[0]
-    d, x_buf, w_buf = out.dtype, kb.buffer(x), kb.buffer(w)
+    d, w_buf = out.dtype, kb.buffer(w)
+    x_buf = x_buf or kb.buffer(x)
     stmts: list[Stmt] = []
     # NHWC vectorizes over the output channels o: copy the (small) weights to (cg, kh, kw, o)
     # so that each weight tap is a contiguous vector load, not a gather.

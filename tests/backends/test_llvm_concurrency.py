@@ -247,6 +247,19 @@ def test_chooser_falls_back_to_one_thread_under_contention_and_returns():
     assert used[-100:].count(2) > 95  # back to all threads once the cores are free
 
 
+def test_chooser_is_not_fooled_by_a_team_waking_up():
+    """The team's first timed calls after idling are slow (its threads were asleep); a
+    one-thread probe compared with them alone would look like a win."""
+
+    def seconds(n, i):
+        if n == 1:
+            return 1.4
+        return 3.0 if i < 3 else 1.0
+
+    used = _simulate(T.ThreadChooser(2), seconds, 200)
+    assert used.count(1) <= 5  # a few probes, no switch (switched, it runs ~40 calls on one)
+
+
 def test_chooser_with_one_thread_never_probes():
     chooser = T.ThreadChooser(1)
     assert _simulate(chooser, lambda n, i: 1.0, 100) == [1] * 100
