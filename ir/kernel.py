@@ -315,6 +315,12 @@ class Gemm:
 
 Stmt = Loop | Store | Let | Local | Assign | If | Gemm
 
+# Up to this many elements of C (per product), a GEMM whose B is laid out along k (a
+# weight stored (n, k)) is computed as blocked dot products reading B in place; beyond it
+# a packed GEMM reuses its panels better (backends/llvm/gemm.py). Constant folding leaves
+# such weights transposed for these products (passes/fold.py).
+DOT_PRODUCT_MAX_OUTPUTS = 256 * 256
+
 
 @dataclass(frozen=True)
 class BufferParam:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.kernel import (
+    DOT_PRODUCT_MAX_OUTPUTS,
     INDEX,
     Assign,
     Binary,
@@ -165,7 +166,7 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
 # all of B into panels on every call; beyond it the packed micro-kernel's reuse of each
 # panel wins (measured on 2 threads: 32x5408x64 0.12 vs 0.29 ms, 256x784x256 0.48 vs 0.51,
 # 512^3 1.33 vs 1.20).
-DOT_MAX_OUTPUTS = 256 * 256
+DOT_MAX_OUTPUTS = DOT_PRODUCT_MAX_OUTPUTS
 
 
 def thin_loops(s: Gemm):

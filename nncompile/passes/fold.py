@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ..backends.numpy import call_reference
 from ..ir.errors import NCError
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
+from ..ir.kernel import DOT_PRODUCT_MAX_OUTPUTS
 from .rewriter import GraphRewriter, constant_value
 
 SMALL_RESULT_BYTES = 4096
@@ -18,10 +19,14 @@ SMALL_RESULT_BYTES = 4096
 
 def fold_constants(graph: Graph) -> Graph:
     rw = GraphRewriter(graph, "fold")
+    consumers = graph.consumers()
     for node in graph.nodes:
         inputs = rw.inputs(node)
         arrays = [constant_value(v) for v in inputs]
         if node.op == "constant" or not inputs or any(a is None for a in arrays):
+            rw.copy(node)
+            continue
+        if _weight_read_along_k(node, consumers):
             rw.copy(node)
             continue
         out_bytes = sum(v.type.nbytes for v in node.outputs)
@@ -36,3 +41,23 @@ def fold_constants(graph: Graph) -> Graph:
         for old, a in zip(node.outputs, results, strict=True):
             rw.bind(old, rw.constant(a, loc=node.loc))
     return rw.finish()
+
+
+def _weight_read_along_k(node: Node, consumers: dict) -> bool:
+    """A transposed constant (a weight stored (n, k), as ONNX Gemm(transB=1) and Linear
+    layers hold it) that only small matrix products read as their B: left unfolded, each
+    GEMM reads it in place along k (dot products); folded, it would be stored (k, n) and
+    read across rows (measured, one row of 5408 against 64 outputs: 0.020 vs 0.039 ms)."""
+    if node.op != "transpose" or len(node.outputs[0].shape) != 2:
+        return False
+    users = consumers.get(node.outputs[0], [])
+    if not users:
+        return False
+    for user in users:
+        if user.op != "matmul" or user.inputs[1] is not node.outputs[0]:
+            return False
+        out = user.outputs[0]
+        rows, cols = (out.shape[-2], out.shape[-1]) if len(out.shape) >= 2 else (1, out.shape[-1])
+        if rows * cols > DOT_PRODUCT_MAX_OUTPUTS or user.inputs[0] is node.outputs[0]:
+            return False
+    return True
