@@ -6,10 +6,10 @@ folded (k, n) array."""
 from __future__ import annotations
 
 import numpy as np
+from nncompile.ir.kernel import DOT_PRODUCT_MAX_OUTPUTS
 
 import nncompile as nc
 from nncompile import passes
-from nncompile.ir.kernel import DOT_PRODUCT_MAX_OUTPUTS
 
 
 def _folded(rows: int, n: int, k: int, also_elsewhere: bool = False):
