@@ -443,8 +443,7 @@ def lower_conv2d_direct(
         stmts += kb.nest(w_shape, copy)
         w_buf, w_shape = w_t, t_shape
 
-    def body(ix: list[Expr]) -> list[Stmt]:
-        n, o, oh, ow = cs.split(ix)
+    def convolve(n: Expr, o: Expr, oh: Expr, ow: Expr) -> Expr:
         total: Expr | None = None
         for c in range(cs.cg):
             channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), const_index(c))
@@ -454,6 +453,27 @@ def lower_conv2d_direct(
                 h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
                 term = Binary("mul", wv, cs.load(x_buf, n, channel, h, wpos, d, 0.0), d)
                 total = term if total is None else Binary("add", total, term, d)
-        return kb.store_result(target, ix, out.shape, total)
+        assert total is not None
+        return total
 
-    return stmts + kb.nest(out.shape, body)
+    # NCHW: a few output channels per step, so that each input row loaded (a vector along
+    # ow) feeds several channels' sums instead of one (loads, not FMAs, bound this loop).
+    block = next((b for b in (4, 2) if cs.og % b == 0), 1) if not cs.nhwc else 1
+    if block == 1:
+
+        def body(ix: list[Expr]) -> list[Stmt]:
+            n, o, oh, ow = cs.split(ix)
+            return kb.store_result(target, ix, out.shape, convolve(n, o, oh, ow))
+
+        return stmts + kb.nest(out.shape, body)
+
+    def blocked(ix: list[Expr]) -> list[Stmt]:
+        n, ob, oh, ow = ix
+        stores: list[Stmt] = []
+        for r in range(block):
+            o = iadd(imul(ob, const_index(block)), const_index(r))
+            value = convolve(n, o, oh, ow)
+            stores += kb.store_result(target, [n, o, oh, ow], out.shape, value)
+        return stores
+
+    return stmts + kb.nest((cs.n, cs.o // block, cs.oh, cs.ow), blocked)

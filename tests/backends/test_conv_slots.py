@@ -82,10 +82,11 @@ def test_input_gradient_in_slots_matches_reference(case, slots, monkeypatch):
     check(grads, x, w, r, tol=acc("float32", o * k * k * n, 4.0), threads=2)
 
 
-@pytest.mark.parametrize("out_channels", [1, 4])
+@pytest.mark.parametrize("out_channels", [1, 2, 3, 4])
 def test_few_output_channels_convolve_directly(out_channels):
     """Up to FEW_OUT output channels per group, a longer sum (here 8 x 3 x 3 = 72) is
-    still convolved directly: an im2col matrix would serve too few output channels."""
+    still convolved directly: an im2col matrix would serve too few output channels. (1, 2,
+    3 and 4 channels: direct convolutions compute 4, 2 or 1 channels per step.)"""
     rng = np.random.default_rng(out_channels)
     x = rng.uniform(-1, 1, (3, 8, 12, 12)).astype(np.float32)
     w = rng.uniform(-1, 1, (out_channels, 8, 3, 3)).astype(np.float32)
