@@ -26,6 +26,8 @@ def test_device_names_map_to_the_builtin_targets():
         as_target("tpu")
     with pytest.raises(ValueError, match="row_sums"):
         Target("x", row_sums="threads")
+    with pytest.raises(ValueError, match="conv_batch"):
+        Target("x", conv_batch="images")
 
 
 def test_lowering_follows_the_capability_not_the_name():
@@ -34,6 +36,8 @@ def test_lowering_follows_the_capability_not_the_name():
     blocks = lower_graph(graph, "gpu").text()
     assert chunks != blocks
     assert "dw_partial" in chunks and "dw_partial" not in blocks  # chunks of partial sums
-    # a target of another name with the GPU's capability lowers as the GPU does
-    assert lower_graph(graph, Target("many_threads", row_sums="blocks")).text() == blocks
-    assert lower_graph(graph, Target("few_threads", row_sums="chunks")).text() == chunks
+    # a target of another name with the GPU's capabilities lowers as the GPU does
+    gpu_like = Target("many_threads", row_sums="blocks", conv_batch="batch")
+    assert lower_graph(graph, gpu_like).text() == blocks
+    cpu_like = Target("few_threads", row_sums="chunks", conv_batch="slots")
+    assert lower_graph(graph, cpu_like).text() == chunks
