@@ -383,7 +383,6 @@ def _conv2d_backward_input_in_slots(kb, node: Node, target: str, cs: ConvShape) 
 
 
 CHUNKS = 8  # images are split into this many chunks, summed in parallel
-Q_BLOCK = 8  # weights accumulated together in one pass over the pixels
 
 
 def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
@@ -399,7 +398,10 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     dw = node.outputs[0]
     cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
     d = dw.dtype
-    col, stmts = _im2col(kb, kb.buffer(x), cs, d)
+    x_buf, stmts = kb.buffer(x), []
+    if cs.padded and not cs.nhwc and cs.sw == 1 and cs.dw == 1:
+        # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
+        x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d)
     g_buf = kb.buffer(gout)
     chunks = max(1, min(CHUNKS, cs.n))
     per_chunk = -(-cs.n // chunks)
@@ -409,51 +411,60 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     t_var, i_var = kb.fresh("t"), kb.fresh("i")
     t, i = Var(t_var, INDEX), Var(i_var, INDEX)
     n = iadd(imul(t, const_index(per_chunk)), i)
-    # Per image: partial[t, g*og + o, q] += sum over pixels p of gout[n, g*og + o, p] *
-    # col[n, g*K + q, p]; the pixel loop is innermost (a vectorized dot product). Plain
-    # loops rather than the GEMM: the chunks run in parallel and the runtime GEMM's
-    # packing buffers are shared.
-    o_var, p_var = kb.fresh("o"), kb.fresh("p")
-    o, p = Var(o_var, INDEX), Var(p_var, INDEX)
-    group = idiv(o, cs.og)
-    col_row = iadd(imul(n, const_index(cs.c * cs.kh * cs.kw)), imul(group, const_index(cs.k)))
+    # Each chunk unfolds its images one at a time into its own im2col scratch (in cache
+    # when its dot products read it; a whole batch's matrix went to memory and back).
+    unfolded = cs.c * cs.kh * cs.kw
+    col = kb.scratch("col", d, chunks * unfolded * cs.p)
+    col_shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
 
-    def col_at(q: Expr) -> Expr:  # col[n, group*K + q, p]
-        return Load(col, iadd(imul(iadd(col_row, q), const_index(cs.p)), p), d)
+    def unfold(ix: list[Expr]) -> list[Stmt]:
+        c, ki, kj, oh, ow = ix
+        h, w_pos = cs.input_pos(oh, ow, ki, kj)
+        at = iadd(imul(t, const_index(unfolded * cs.p)), linearize(ix, col_shape))
+        if cs.nhwc:
+            src = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w_pos, cs.w))
+            value = Select(_valid(h, w_pos, cs), Load(x_buf, src, d), const(0, d), d)
+        else:
+            value = cs.load(x_buf, n, c, h, w_pos, d, 0.0)  # no checks when unpadded
+        return [Store(col, at, value)]
 
-    # gout[n, o, p] (NCHW): the pixels of one output channel are contiguous
-    g_at = iadd(imul(iadd(imul(n, const_index(cs.o)), o), const_index(cs.p)), p)
-    transpose: list[Stmt] = []
+    # Per image and group: partial[t, g] (og x K) += gout[n, g] (og x P) @ col[t, g]^T
+    # (P x K), a one-thread GEMM (the chunks run in parallel, each GEMM packing into its
+    # thread's own workspace); with both operands along the pixels it runs as blocked
+    # dot products.
+    per_n = kb.nest(col_shape, unfold, parallel=False)
+    gout_at = imul(n, const_index(cs.o * cs.p))
     if cs.nhwc:
         # gout[n] is (P x O): each chunk first transposes its image into its own (O x P)
-        # scratch (cache-resident), so the dot products still run over contiguous pixels.
+        # scratch (cache-resident), so that both GEMM operands run along the pixels
         g_t = kb.scratch("gout_t", d, chunks * cs.o * cs.p)
+        o_var, p_var = kb.fresh("o"), kb.fresh("p")
+        o, p = Var(o_var, INDEX), Var(p_var, INDEX)
         own = imul(t, const_index(cs.o * cs.p))
-        src = iadd(imul(iadd(imul(n, const_index(cs.p)), p), const_index(cs.o)), o)
-        dst = iadd(own, iadd(imul(o, const_index(cs.p)), p))
-        move = Store(g_t, dst, Load(g_buf, src, d))
-        transpose = [Loop(p_var, cs.p, [Loop(o_var, cs.o, [move], vectorize=True)])]
-        g_buf, g_at = g_t, dst
-    # Up to Q_BLOCK weights of one output channel per pass over the pixels: each gout
-    # element loaded once feeds Q_BLOCK multiply-adds into as many accumulators.
-    g_name = kb.fresh("g")
-    per_o: list[Stmt] = []
-    for first in range(0, cs.k, Q_BLOCK):
-        qs = range(first, min(first + Q_BLOCK, cs.k))
-        accs = [kb.fresh("acc") for _ in qs]
-        step: list[Stmt] = [Let(g_name, Load(g_buf, g_at, d))]
-        for a, qv in zip(accs, qs, strict=True):
-            product = Binary("mul", Var(g_name, d), col_at(const_index(qv)), d)
-            step.append(Assign(a, Binary("add", Var(a, d), product, d)))
-        per_o += [Local(a, d, const(0, d)) for a in accs]
-        per_o.append(Loop(p_var, cs.p, step, vectorize=True))
-        for a, qv in zip(accs, qs, strict=True):
-            out_at = iadd(
-                imul(t, const_index(size)), iadd(imul(o, const_index(cs.k)), const_index(qv))
+        src = iadd(gout_at, iadd(imul(p, const_index(cs.o)), o))
+        move = Store(g_t, iadd(own, iadd(imul(o, const_index(cs.p)), p)), Load(g_buf, src, d))
+        per_n.append(Loop(p_var, cs.p, [Loop(o_var, cs.o, [move], vectorize=True)]))
+        g_buf, gout_at = g_t, own
+    for g in range(cs.g):
+        per_n.append(
+            Gemm(
+                g_buf,
+                col,
+                partial,
+                1,
+                cs.og,
+                cs.k,
+                cs.p,
+                (0, cs.p, 1),
+                (0, 1, cs.p),
+                (0, cs.k, 1),
+                iadd(gout_at, const_index(g * cs.og * cs.p)),
+                iadd(imul(t, const_index(unfolded * cs.p)), const_index(g * cs.k * cs.p)),
+                iadd(imul(t, const_index(size)), const_index(g * cs.og * cs.k)),
+                accumulate=True,
+                dtype=d,
             )
-            total = Binary("add", Load(partial, out_at, d), Var(a, d), d)
-            per_o.append(Store(partial, out_at, total))
-    per_n = transpose + [Loop(o_var, cs.o, per_o)]
+        )
     real = Binary("lt", n, const_index(cs.n), dt.bool_)
     stmts.append(Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_n)])], parallel=True))
 

@@ -62,11 +62,14 @@ def test_conv_in_slots_survives_a_foreign_thread_count(monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("slots", [1, 2, 3])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "n{}c{}o{}s{}k{}st{}p{}g{}".format(*c))
-def test_input_gradient_in_slots_matches_reference(case, slots, monkeypatch):
+def test_input_gradient_in_slots_matches_reference(case, slots, layout, monkeypatch):
     """The input gradient (a transposed convolution: GEMM into the slot's scratch, then
-    col2im into the image) and the weight gradient beside it."""
+    col2im into the image) and the weight gradient beside it (chunks of images, each
+    unfolded into the chunk's own scratch, one-thread GEMMs into the chunk's partial sum;
+    NHWC gradients transposed per image first)."""
     monkeypatch.setenv("NNCOMPILE_THREADS", str(slots))
     n, c, o, size, k, stride, pad, groups = case
     rng = np.random.default_rng(n * 10 + o)
@@ -74,9 +77,12 @@ def test_input_gradient_in_slots_matches_reference(case, slots, monkeypatch):
     w = rng.uniform(-1, 1, (o, c // groups, k, k)).astype(np.float32)
     out = (size + 2 * pad - k) // stride + 1
     r = rng.uniform(-1, 1, (n, o, out, out)).astype(np.float32)
+    if layout == "NHWC":
+        x, r = x.transpose(0, 2, 3, 1).copy(), r.transpose(0, 2, 3, 1).copy()
 
     def loss(x, w, r):
-        return nc.sum(nc.conv2d(x, w, stride=stride, padding=pad, groups=groups) * r)
+        y = nc.conv2d(x, w, stride=stride, padding=pad, groups=groups, layout=layout)
+        return nc.sum(y * r)
 
     grads = nc.grad(loss, argnums=(0, 1))
     check(grads, x, w, r, tol=acc("float32", o * k * k * n, 4.0), threads=2)
