@@ -11,6 +11,7 @@ import llvmlite.ir as ir
 
 from ...ir.kernel import (
     DOT_PRODUCT_MAX_OUTPUTS,
+    DOT_PRODUCT_MIN_K,
     INDEX,
     Assign,
     Binary,
@@ -177,7 +178,8 @@ def thin_loops(s: Gemm):
     if s.n == 1:
         return None
     if s.b_strides[1] == 1:
-        if s.m < MR or (s.a_strides[2] == 1 and s.m * s.n <= DOT_MAX_OUTPUTS):
+        small = s.m * s.n <= DOT_MAX_OUTPUTS and s.k >= DOT_PRODUCT_MIN_K
+        if s.m < MR or (s.a_strides[2] == 1 and small):
             return dot_gemm_loops
         return None
     if s.m >= MR:

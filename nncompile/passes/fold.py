@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..backends.numpy import call_reference
 from ..ir.errors import NCError
 from ..ir.graph import Graph, Node
-from ..ir.kernel import DOT_PRODUCT_MAX_OUTPUTS
+from ..ir.kernel import DOT_PRODUCT_MAX_OUTPUTS, DOT_PRODUCT_MIN_K
 from .rewriter import GraphRewriter, constant_value
 
 SMALL_RESULT_BYTES = 4096
@@ -58,6 +58,9 @@ def _weight_read_along_k(node: Node, consumers: dict) -> bool:
             return False
         out = user.outputs[0]
         rows, cols = (out.shape[-2], out.shape[-1]) if len(out.shape) >= 2 else (1, out.shape[-1])
-        if rows * cols > DOT_PRODUCT_MAX_OUTPUTS or user.inputs[0] is node.outputs[0]:
+        depth = node.outputs[0].shape[0]  # k: the weight is stored (n, k)
+        if rows * cols > DOT_PRODUCT_MAX_OUTPUTS or depth < DOT_PRODUCT_MIN_K:
+            return False
+        if user.inputs[0] is node.outputs[0]:
             return False
     return True

@@ -1,12 +1,12 @@
 """Constant folding leaves a transposed constant weight (stored (n, k), as ONNX
-Gemm(transB=1) and Linear layers hold it) unfolded when only small matrix products read it
-as their B: the GEMM reads it in place along k. Bigger products, or other readers, get the
-folded (k, n) array."""
+Gemm(transB=1) and Linear layers hold it) unfolded when only small matrix products with
+long enough sums read it as their B: the GEMM reads it in place along k. Bigger products,
+short sums, or other readers get the folded (k, n) array."""
 
 from __future__ import annotations
 
 import numpy as np
-from nncompile.ir.kernel import DOT_PRODUCT_MAX_OUTPUTS
+from nncompile.ir.kernel import DOT_PRODUCT_MAX_OUTPUTS, DOT_PRODUCT_MIN_K
 
 import nncompile as nc
 from nncompile import passes
@@ -33,9 +33,11 @@ def test_small_products_keep_the_weight_transposed_and_match():
     np.testing.assert_allclose(got, nc.run(nc.trace(fn, x), x), rtol=1e-5, atol=1e-5)
 
 
-def test_big_products_and_other_readers_fold_it():
+def test_big_products_short_sums_and_other_readers_fold_it():
     rows = DOT_PRODUCT_MAX_OUTPUTS // 64 + 1
-    graph, _, _ = _folded(rows, 64, 20)
+    graph, _, _ = _folded(rows, 64, 100)
     assert "transpose" not in graph.op_counts()
-    graph, _, _ = _folded(3, 64, 20, also_elsewhere=True)
+    graph, _, _ = _folded(3, 64, DOT_PRODUCT_MIN_K - 1)
+    assert "transpose" not in graph.op_counts()
+    graph, _, _ = _folded(3, 64, 100, also_elsewhere=True)
     assert "transpose" not in graph.op_counts()
