@@ -17,7 +17,6 @@ from ..ir.kernel import (
     Expr,
     Gemm,
     If,
-    Let,
     Load,
     Local,
     Loop,
@@ -32,7 +31,7 @@ from ..ir.kernel import (
     linearize,
 )
 from .exprs import clamp_index, combine_chunks, const
-from .target import cpu_slots
+from .slots import ImageSlots
 from .window_ops import (
     ConvShape,
     direct_conv_applies,
@@ -224,14 +223,9 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape, x_buf: str) -> 
     one-thread GEMM per group), then its pointwise epilogue. Slots run in parallel."""
     x, w = node.inputs
     d = node.outputs[0].dtype
-    per_slot = -(-cs.n // min(cs.n, cpu_slots()))
-    slots = -(-cs.n // per_slot)
-    unfolded = cs.c * cs.kh * cs.kw * cs.p
-    col = kb.scratch("col", d, slots * unfolded)
+    slots = ImageSlots(kb, cs.n, "col", d, cs.c * cs.kh * cs.kw * cs.p)
+    col, n, base = slots.scratch, slots.n, slots.base
     w_buf = kb.buffer(w)
-    slot, nth, n_name = kb.fresh("slot"), kb.fresh("nth"), kb.fresh("image")
-    n = Var(n_name, INDEX)
-    base = imul(Var(slot, INDEX), const_index(unfolded))
     shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
 
     def unfold(ix: list[Expr]) -> list[Stmt]:
@@ -269,11 +263,7 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape, x_buf: str) -> 
             return kb.store_result(target, [n, *ix], out.shape, value)
 
         image += kb.nest((cs.o, cs.oh, cs.ow), finish, parallel=False)
-    if cs.n % per_slot:
-        image = [If(Binary("lt", n, const_index(cs.n), dt.bool_), image)]
-    first = imul(Var(slot, INDEX), const_index(per_slot))
-    body = [Let(n_name, iadd(first, Var(nth, INDEX))), *image]
-    return [Loop(slot, slots, [Loop(nth, per_slot, body)], parallel=slots > 1)]
+    return slots.loops(image)
 
 
 def lower_conv2d_backward_input(kb, node: Node, target: str) -> list[Stmt]:
@@ -330,14 +320,9 @@ def _conv2d_backward_input_in_slots(kb, node: Node, target: str, cs: ConvShape) 
     dcol is in cache."""
     gout, w = node.inputs
     d = node.outputs[0].dtype
-    per_slot = -(-cs.n // min(cs.n, cpu_slots()))
-    slots = -(-cs.n // per_slot)
-    unfolded = cs.c * cs.kh * cs.kw * cs.p
-    dcol = kb.scratch("dcol", d, slots * unfolded)
+    slots = ImageSlots(kb, cs.n, "dcol", d, cs.c * cs.kh * cs.kw * cs.p)
+    dcol, n, base = slots.scratch, slots.n, slots.base
     w_buf, g_buf = kb.buffer(w), kb.buffer(gout)
-    slot, nth, n_name = kb.fresh("slot"), kb.fresh("nth"), kb.fresh("image")
-    n = Var(n_name, INDEX)
-    base = imul(Var(slot, INDEX), const_index(unfolded))
     image: list[Stmt] = []
     for g in range(cs.g):
         image.append(
@@ -375,11 +360,7 @@ def _conv2d_backward_input_in_slots(kb, node: Node, target: str, cs: ConvShape) 
         return [If(_valid(h, wpos, cs), [Store(target, dst, add)])]
 
     image += kb.nest(shape, scatter, parallel=False)
-    if cs.n % per_slot:
-        image = [If(Binary("lt", n, const_index(cs.n), dt.bool_), image)]
-    first = imul(Var(slot, INDEX), const_index(per_slot))
-    body = [Let(n_name, iadd(first, Var(nth, INDEX))), *image]
-    return [Loop(slot, slots, [Loop(nth, per_slot, body)], parallel=slots > 1)]
+    return slots.loops(image)
 
 
 CHUNKS = 8  # images are split into this many chunks, summed in parallel
