@@ -324,6 +324,10 @@ DOT_PRODUCT_MAX_OUTPUTS = 256 * 256
 # pay a horizontal sum per element (measured: an MLP's 64x10x128 backward product, 0.017
 # ms as dot products vs 0.008 packed).
 DOT_PRODUCT_MIN_K = 64
+# A convolution whose sum (input channels per group x kernel area) is at most this long
+# runs directly, as one unrolled expression per output (lowering/window_ops.py); passes
+# that pick a layout for it read the same limit (passes/channels_last.py).
+DIRECT_CONV_MAX_SUM = 32
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.graph import Node
 from ..ir.kernel import (
+    DIRECT_CONV_MAX_SUM,
     INDEX,
     Assign,
     Binary,
@@ -45,7 +46,7 @@ from ..ir.kernel import (
 from .exprs import clamp_index, const, in_range
 
 UNROLL_WINDOW = 64  # windows up to this many elements are unrolled
-DIRECT_CONV_K = 32  # in-channels per group x kernel area up to this: direct convolution
+DIRECT_CONV_K = DIRECT_CONV_MAX_SUM  # in-channels per group x kernel area: direct
 # ... and up to this for few output channels per group: im2col pays off through the reuse
 # of its matrix by every output channel, which a single one (a decoder's image) lacks
 DIRECT_CONV_FEW_OUT_K, FEW_OUT = 288, 4

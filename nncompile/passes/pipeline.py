@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..dump_files import dump_folder
 from ..fileio import atomic_write
 from ..ir.graph import Graph
+from .channels_last import channels_last_pools
 from .concat_tree import split_wide_concats
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
@@ -31,7 +32,10 @@ CLEANUP: list[tuple[str, Pass]] = [
     ("cse", eliminate_common_subexpressions),
     ("dce", eliminate_dead_code),
 ]
-LAYOUT: list[tuple[str, Pass]] = [("layout", sink_transposes)]
+LAYOUT: list[tuple[str, Pass]] = [
+    ("channels_last", channels_last_pools),
+    ("layout", sink_transposes),
+]
 MAX_ROUNDS = 50  # a safety net: each round must shrink or settle the graph
 
 
