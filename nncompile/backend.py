@@ -10,10 +10,12 @@ cannot be imported says which module is missing.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import config
 from .ir.errors import CompileError, ConfigError
 
 MAX_THREADS = 1024  # the largest thread count a CPU backend accepts (NNCOMPILE_THREADS too)
@@ -24,6 +26,19 @@ def check_threads(n: object, what: str = "threads") -> int:
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
         raise ConfigError(f"{what} must be an integer from 1 to {MAX_THREADS}, got {n!r}")
     return n
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """NNCOMPILE_THREADS, else the cores this process may run on."""
+    n = config.get_int(config.THREADS)
+    return available_cores() if n is None else n
 
 
 def is_device_array(a: object) -> bool:

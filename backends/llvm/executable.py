@@ -82,7 +82,7 @@ class LLVMExecutable:
         self._want_shape = [v.shape for v in program.graph.inputs]
         self._outputs = [program.buffers[n] for n in program.outputs]
         statements = [s for k in program.kernels for s in walk(k.body)]
-        self.uses_gemm = any(isinstance(s, Gemm) and s.dtype.is_float for s in statements)
+        self.uses_gemm = _has_float_gemm(statements)
         self.threads = threads
         in_parallel_loops = any(
             isinstance(s, Loop) and s.parallel and _has_float_gemm(s.body) for s in statements

@@ -162,14 +162,6 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
     return ix.over_batch(s, nest)
 
 
-# Up to this many elements of C, a product with A's and B's k axes contiguous runs as
-# blocked dot products (no packing) rather than the packed GEMM, which would transpose
-# all of B into panels on every call; beyond it the packed micro-kernel's reuse of each
-# panel wins (measured on 2 threads: 32x5408x64 0.12 vs 0.29 ms, 256x784x256 0.48 vs 0.51,
-# 512^3 1.33 vs 1.20).
-DOT_MAX_OUTPUTS = DOT_PRODUCT_MAX_OUTPUTS
-
-
 def thin_loops(s: Gemm):
     """The loop form for a GEMM that the packed GEMM would serve badly, or None (packed):
     blocked dot products when B's k axis is contiguous and the product is small or has
@@ -178,7 +170,9 @@ def thin_loops(s: Gemm):
     if s.n == 1:
         return None
     if s.b_strides[1] == 1:
-        small = s.m * s.n <= DOT_MAX_OUTPUTS and s.k >= DOT_PRODUCT_MIN_K
+        # (the limits: ir.kernel; measured on 2 threads, 32x5408x64 0.12 vs 0.29 ms packed,
+        # 256x784x256 0.48 vs 0.51, 512^3 1.33 vs 1.20)
+        small = s.m * s.n <= DOT_PRODUCT_MAX_OUTPUTS and s.k >= DOT_PRODUCT_MIN_K
         if s.m < MR or (s.a_strides[2] == 1 and small):
             return dot_gemm_loops
         return None

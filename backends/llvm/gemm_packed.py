@@ -341,11 +341,14 @@ class GemmBuilder:
             L.first_of("packa", cases, general)
 
         # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
+        def whole_b_panel(jr):  # all NR of its columns are inside the block
+            return b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
+
         b_unit = b.icmp_signed("==", b_cs, one)
         b_tposed = b.icmp_signed("==", b_rs, one)
 
         def pack_b(jr):
-            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
+            whole = whole_b_panel(jr)
 
             def row_major():  # contiguous rows of a whole panel: NR elements as vectors
                 def vector_row(p):
@@ -399,8 +402,7 @@ class GemmBuilder:
         in_place = self._in_place_b(b, b_cs, _m)
 
         def pack_b_unless_in_place(jr):
-            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
-            L.when(b.not_(b.and_(in_place, whole)), lambda: pack_b(jr))
+            L.when(b.not_(b.and_(in_place, whole_b_panel(jr))), lambda: pack_b(jr))
 
         L.range(tid, m_panels, nth, pack_a, "ira")
         L.range(tid, n_panels, nth, pack_b_unless_in_place, "jrb")
@@ -414,8 +416,7 @@ class GemmBuilder:
         def tile(t):
             ir_ = b.sdiv(t, n_panels)
             jr = b.srem(t, n_panels)
-            whole = b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
-            direct = b.and_(in_place, whole)
+            direct = b.and_(in_place, whole_b_panel(jr))
             # where element (p, j) of this tile's B panel is: base + p*step + j
             packed_at = b.gep(self.bpack, [b.mul(jr, b.mul(kc, nr))], source_etype=self.t)
             source_at = b.gep(

@@ -23,7 +23,11 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ... import config
-from ...backend import check_threads  # noqa: F401  (imported from here too)
+from ...backend import (  # noqa: F401  (imported from here too)
+    available_cores,
+    check_threads,
+    default_threads,
+)
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
@@ -76,18 +80,6 @@ CONTEXT_WORKSPACE = 1  # this call's GEMM packing buffers
 
 # More threads than this is a typo: libgomp aborts (or crashes) creating tens of thousands.
 MAX_THREADS = config.THREADS.high
-
-
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def default_threads() -> int:
-    """NNCOMPILE_THREADS, else the cores this process may run on."""
-    n = config.get_int(config.THREADS)
-    return available_cores() if n is None else n
 
 
 def context_slot(b: ir.IRBuilder, context: ir.Value, slot: int, typ: ir.Type) -> ir.Value:

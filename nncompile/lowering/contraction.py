@@ -42,6 +42,8 @@ from .window_ops import (
     lower_max_pool2d_backward,
     padded_input,
     plane_parallel,
+    unfold_image,
+    worth_a_padded_copy,
 )
 
 
@@ -158,8 +160,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     out = node.outputs[0]
     cs = _ConvShape(x.shape, w.shape, out.shape, node.attrs)
     on_cpu = kb.target.conv_batch == "slots"
-    # padding copied once: worth it where it makes the loads along a row contiguous
-    if on_cpu and cs.padded and not cs.nhwc and cs.sw == 1 and cs.dw == 1:
+    if on_cpu and worth_a_padded_copy(cs):
         x_buf, unpadded, stmts = padded_input(kb, kb.buffer(x), cs, node.attrs, out.dtype)
         if direct_conv_applies(unpadded, im2col_in_memory=True):
             return stmts + lower_conv2d_direct(kb, node, target, unpadded, x_buf)
@@ -167,7 +168,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     if direct_conv_applies(cs, im2col_in_memory=on_cpu):
         return lower_conv2d_direct(kb, node, target, cs)
     d = out.dtype
-    if not cs.nhwc and kb.target.conv_batch == "slots":
+    if on_cpu and not cs.nhwc:
         return _conv2d_in_slots(kb, node, target, cs, kb.buffer(x))
     col, stmts = _im2col(kb, kb.buffer(x), cs, d)
     w_buf = kb.buffer(w)
@@ -226,15 +227,7 @@ def _conv2d_in_slots(kb, node: Node, target: str, cs: ConvShape, x_buf: str) -> 
     slots = ImageSlots(kb, cs.n, "col", d, cs.c * cs.kh * cs.kw * cs.p)
     col, n, base = slots.scratch, slots.n, slots.base
     w_buf = kb.buffer(w)
-    shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
-
-    def unfold(ix: list[Expr]) -> list[Stmt]:
-        c, i, j, oh, ow = ix
-        h, w_pos = cs.input_pos(oh, ow, i, j)
-        value = cs.load(x_buf, n, c, h, w_pos, d, 0.0)  # no checks when unpadded
-        return [Store(col, iadd(base, linearize(ix, shape)), value)]
-
-    image = kb.nest(shape, unfold, parallel=False)
+    image = unfold_image(kb, x_buf, cs, n, col, base, d)
     for g in range(cs.g):
         image.append(
             Gemm(
@@ -380,7 +373,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
     d = dw.dtype
     x_buf, stmts = kb.buffer(x), []
-    if cs.padded and not cs.nhwc and cs.sw == 1 and cs.dw == 1:
+    if worth_a_padded_copy(cs):
         # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
         x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d)
     g_buf = kb.buffer(gout)
@@ -396,24 +389,12 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     # when its dot products read it; a whole batch's matrix went to memory and back).
     unfolded = cs.c * cs.kh * cs.kw
     col = kb.scratch("col", d, chunks * unfolded * cs.p)
-    col_shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
-
-    def unfold(ix: list[Expr]) -> list[Stmt]:
-        c, ki, kj, oh, ow = ix
-        h, w_pos = cs.input_pos(oh, ow, ki, kj)
-        at = iadd(imul(t, const_index(unfolded * cs.p)), linearize(ix, col_shape))
-        if cs.nhwc:
-            src = cs.x_index(n, c, clamp_index(h, cs.h), clamp_index(w_pos, cs.w))
-            value = Select(_valid(h, w_pos, cs), Load(x_buf, src, d), const(0, d), d)
-        else:
-            value = cs.load(x_buf, n, c, h, w_pos, d, 0.0)  # no checks when unpadded
-        return [Store(col, at, value)]
 
     # Per image and group: partial[t, g] (og x K) += gout[n, g] (og x P) @ col[t, g]^T
     # (P x K), a one-thread GEMM (the chunks run in parallel, each GEMM packing into its
     # thread's own workspace); with both operands along the pixels it runs as blocked
     # dot products.
-    per_n = kb.nest(col_shape, unfold, parallel=False)
+    per_n = unfold_image(kb, x_buf, cs, n, col, imul(t, const_index(unfolded * cs.p)), d)
     gout_at = imul(n, const_index(cs.o * cs.p))
     if cs.nhwc:
         # gout[n] is (P x O): each chunk first transposes its image into its own (O x P)

@@ -7,10 +7,9 @@ comparing a device name, so a new back end states what it can do in one place.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from .. import config
+from ..backend import default_threads
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,9 @@ class Target:
 
 
 def cpu_slots() -> int:
-    """How many images a CPU convolution works on at once: NNCOMPILE_THREADS, else the
-    cores this process may run on (each thread needs a slot of its own)."""
-    n = config.get_int(config.THREADS)
-    if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, n or 1)
+    """How many images a CPU convolution works on at once: as many as the backend's default
+    thread count (NNCOMPILE_THREADS, else the usable cores), a slot for each thread."""
+    return default_threads()
 
 
 CPU = Target("cpu", row_sums="chunks", conv_batch="slots")

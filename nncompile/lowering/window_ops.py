@@ -117,6 +117,28 @@ class ConvShape:
         return Select(self.valid(h, w), Load(buf, at, d), const(outside, d), d)
 
 
+def worth_a_padded_copy(cs: ConvShape) -> bool:
+    """A padded NCHW input read along contiguous rows (unit stride and dilation along w):
+    copied once with its border, every load becomes a plain vector load."""
+    return cs.padded and not cs.nhwc and cs.sw == 1 and cs.dw == 1
+
+
+def unfold_image(
+    kb, x_buf: str, cs: ConvShape, n: Expr, col: str, at: Expr, d: dt.DType
+) -> list[Stmt]:
+    """col[at + (c, i, j, oh, ow)] = x[n, c, h, w] (0 in the padding): image ``n``'s
+    (C*kh*kw, OH*OW) im2col matrix, serial loops (a slot's or a chunk's own scratch)."""
+    shape = (cs.c, cs.kh, cs.kw, cs.oh, cs.ow)
+
+    def body(ix: list[Expr]) -> list[Stmt]:
+        c, i, j, oh, ow = ix
+        h, w = cs.input_pos(oh, ow, i, j)
+        value = cs.load(x_buf, n, c, h, w, d, 0.0)  # no checks when unpadded
+        return [Store(col, iadd(at, linearize(ix, shape)), value)]
+
+    return kb.nest(shape, body, parallel=False)
+
+
 def padded_input(
     kb, x_buf: str, cs: ConvShape, attrs: dict, d: dt.DType
 ) -> tuple[str, ConvShape, list[Stmt]]:

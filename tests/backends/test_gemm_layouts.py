@@ -57,7 +57,7 @@ def test_gemms_with_b_along_k_read_it_in_place_and_match(rows, cols):
     """B's k axis contiguous (a Linear layer's weight): blocked dot products, no runtime
     GEMM call (no packing), unless the product is big enough for packing to pay
     (DOT_MAX_OUTPUTS); edges of the register blocks and a batch too."""
-    from nncompile.backends.llvm.gemm import DOT_MAX_OUTPUTS
+    from nncompile.ir.kernel import DOT_PRODUCT_MAX_OUTPUTS as DOT_MAX_OUTPUTS
 
     rng = np.random.default_rng(rows)
     a = rng.uniform(-1, 1, (2, rows, 300)).astype(np.float32)
