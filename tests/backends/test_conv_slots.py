@@ -102,3 +102,49 @@ def test_few_output_channels_convolve_directly(out_channels):
 
     assert not _slot_loops(nc.lower(fn, x, w).program)
     check(fn, x, w, tol=acc("float32", 72, 4.0), threads=2)
+
+
+def _slot_conv(x, w):
+    return nc.relu(nc.conv2d(x, w, padding=1))
+
+
+_SLOT_X = np.random.default_rng(7).uniform(-1, 1, (6, 8, 10, 10)).astype(np.float32)
+_SLOT_W = np.random.default_rng(8).uniform(-1, 1, (16, 8, 3, 3)).astype(np.float32)
+
+
+def test_slot_convolutions_called_from_threads_at_once():
+    """Each concurrent call has its own context, so its own per-thread GEMM workspaces:
+    eight threads calling one compiled convolution get the one right answer."""
+    import concurrent.futures
+
+    f = nc.compile(_slot_conv, threads=2)
+    want = nc.run(nc.trace(_slot_conv, _SLOT_X, _SLOT_W), _SLOT_X, _SLOT_W)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: f(_SLOT_X, _SLOT_W), range(32)))
+    for got in results:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _slot_child(queue) -> None:
+    queue.put(np.asarray(nc.compile(_slot_conv, threads=2)(_SLOT_X, _SLOT_W)))
+
+
+def test_slot_convolutions_in_a_child_forked_after_parallel_calls():
+    """Forked after the parent ran slot GEMMs in parallel regions, a child runs serially
+    (thread 0's workspace, the whole range) and gets the same result."""
+    import multiprocessing
+
+    f = nc.compile(_slot_conv, threads=2)
+    want = np.asarray(f(_SLOT_X, _SLOT_W))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_slot_child, args=(queue,))
+    child.start()
+    try:
+        got = queue.get(timeout=60)
+    except Exception:
+        child.kill()
+        pytest.fail("the forked child hung or failed in its first compiled call")
+    child.join(30)
+    assert child.exitcode == 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
