@@ -3,6 +3,7 @@ batch 1 and 32 in the same run: median warm latency, throughput and their ratio.
 
     python benchmarks/onnx_vs_ort.py                               # every model, both sizes
     python benchmarks/onnx_vs_ort.py --models cnn,resnet --repeats 50 --exporter dynamo
+    python benchmarks/onnx_vs_ort.py --models resnet --batches 32 --profile   # per kernel
 
 The models are tests/onnx/exported_models.py's (small PyTorch modules exported with
 torch.onnx.export). Both runtimes get the same thread count (``--threads``, default 2:
@@ -95,6 +96,9 @@ def bench_model(name: str, exporter: str, directory: str, args: argparse.Namespa
         compile_s = time.perf_counter() - t
         want = session.run(None, {input_name: x})[0]
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"{name} {batch}")
+        if args.profile:  # where nncompile's time goes, kernel by kernel
+            print(f"{name} ({exporter}), batch {batch}:")
+            print(nc.profile(fast, x, steps=max(args.repeats, 20)).table())
         nc_s, ort_s = time_pair(
             lambda fast=fast, x=x: fast(x),
             lambda x=x: session.run(None, {input_name: x}),
@@ -146,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per runtime")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls before timing")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--profile", action="store_true", help="also print nc.profile's per-kernel table"
+    )
     args = parser.parse_args(argv)
     names = [m for m in args.models.split(",") if m]
     unknown = [m for m in names if m not in MODELS]
