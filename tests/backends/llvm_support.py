@@ -19,6 +19,7 @@ The test run uses --import-mode=importlib, so test files load this module by pat
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -150,3 +151,8 @@ def graph_sizes():
     from ..conftest import graph_sizes as load  # imported late: tests/gpu loads this file too
 
     return load()
+
+
+def rng_for(*parts) -> np.random.Generator:
+    """A generator seeded by a stable hash of ``parts`` (a case's name and parameters)."""
+    return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode()))
