@@ -31,7 +31,10 @@ from ...ir.kernel import (
     imod,
     imul,
 )
-from .gemm_packed import MR, WORKSPACE_BYTES
+from .gemm_packed import WORKSPACE_BYTES
+
+# Fewer rows than this: the packed micro-kernel (6 rows) would mostly compute padding.
+PACKED_MIN_ROWS = 6
 
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
@@ -165,7 +168,7 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
 def thin_loops(s: Gemm):
     """The loop form for a GEMM that the packed GEMM would serve badly, or None (packed):
     blocked dot products when B's k axis is contiguous and the product is small or has
-    fewer rows than the packed micro-kernel's MR; for a single row, rows of B scaled and
+    fewer rows than the packed micro-kernel's; for a single row, rows of B scaled and
     added (``gemm_loops``) when B's n axis is contiguous. Both read B once, in place."""
     if s.n == 1:
         return None
@@ -173,10 +176,10 @@ def thin_loops(s: Gemm):
         # (the limits: ir.kernel; measured on 2 threads, 32x5408x64 0.12 vs 0.29 ms packed,
         # 256x784x256 0.48 vs 0.51, 512^3 1.33 vs 1.20)
         small = s.m * s.n <= DOT_PRODUCT_MAX_OUTPUTS and s.k >= DOT_PRODUCT_MIN_K
-        if s.m < MR or (s.a_strides[2] == 1 and small):
+        if s.m < PACKED_MIN_ROWS or (s.a_strides[2] == 1 and small):
             return dot_gemm_loops
         return None
-    if s.m >= MR:
+    if s.m >= PACKED_MIN_ROWS:
         return None
     # one row: the packed micro-kernel would compute five rows of padding; from two rows on
     # its register tiling wins over updating C's row in memory for every k (measured)

@@ -19,9 +19,14 @@ tile buffer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import llvmlite.ir as ir
 
 from .parallel import ParallelRuntime, store_untyped
+
+if TYPE_CHECKING:
+    from .gemm_params import GemmParams
 
 I1, I32, I64, PTR, VOID = (
     ir.IntType(1),
@@ -31,18 +36,16 @@ I1, I32, I64, PTR, VOID = (
     ir.VoidType(),
 )
 
-MR = 6
-VECTORS = 4  # per row of the micro-tile
-KC = 256
-MC = 384  # a multiple of MR
-NC = 2048
 # Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
 IN_PLACE_B_ROWS = 64
 
 # The packing buffers a GEMM call needs, in bytes: A's MC x KC block, then B's KC x NC
-# panel, sized for doubles (floats use the same offsets). The caller provides them.
-WORKSPACE_B_OFFSET = MC * KC * 8
-WORKSPACE_BYTES = WORKSPACE_B_OFFSET + KC * NC * 8
+# panel, sized for doubles (floats use the same offsets). The caller provides them; every
+# blocking the model or the tuner picks (gemm_params.py) fits in them.
+A_BUDGET_ELEMENTS = 384 * 256
+B_BUDGET_ELEMENTS = 256 * 2048
+WORKSPACE_B_OFFSET = A_BUDGET_ELEMENTS * 8
+WORKSPACE_BYTES = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
 # a, b, c, m, n, k, six strides, beta, workspace, threads
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
 
@@ -115,12 +118,17 @@ class GemmBuilder:
         *("workspace", "threads"),
     )
 
-    def __init__(self, module: ir.Module, ftype: ir.Type, lanes: int, parallel: ParallelRuntime):
-        self.module, self.t, self.lanes, self.parallel = module, ftype, lanes, parallel
-        self.vt = ir.VectorType(ftype, lanes)
-        self.nr = VECTORS * lanes
+    def __init__(
+        self, module: ir.Module, ftype: ir.Type, params: GemmParams, parallel: ParallelRuntime
+    ):
+        self.module, self.t, self.parallel = module, ftype, parallel
         suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
         self.suffix = suffix
+        self.p = params
+        self.mr, self.vectors = params.mr, params.vectors
+        self.lanes = params.lanes if suffix == "f32" else params.lanes // 2
+        self.vt = ir.VectorType(ftype, self.lanes)
+        self.nr = self.vectors * self.lanes
         # What a region reads: the 13 call arguments, then jc, pc, ic, mc, nc, kc, beta,
         # then the packing buffers (the caller's workspace: concurrent calls from several
         # threads each pack into their own).
@@ -138,7 +146,7 @@ class GemmBuilder:
             a.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         slot = b.alloca(self.block_type)
-        L = _Loops(fn, b)
+        L, p = _Loops(fn, b), self.p
         a, bb, c, m, n, k = fn.args[:6]
         strides = fn.args[6:12]
         beta = fn.args[12]
@@ -172,8 +180,8 @@ class GemmBuilder:
                 # A short K leaves room in the A buffer for more rows per block: fewer
                 # blocks means fewer parallel regions and fewer re-packings of B.
                 rows = b.mul(
-                    b.sdiv(b.sdiv(ir.Constant(I64, MC * KC), kc), ir.Constant(I64, MR)),
-                    ir.Constant(I64, MR),
+                    b.sdiv(b.sdiv(ir.Constant(I64, p.mc * p.kc), kc), ir.Constant(I64, p.mr)),
+                    ir.Constant(I64, p.mr),
                 )
 
                 def ic_body(ic):
@@ -198,14 +206,14 @@ class GemmBuilder:
 
             L.range(0, k, kc_step, pc_body, "pc")
 
-        NC_c = ir.Constant(I64, NC)
+        NC_c = ir.Constant(I64, p.nc)
         # Small M and N with a long K (a weight gradient over a batch): rank-KC updates
         # 4x as deep, so 4x fewer parallel regions; the A and B buffers still fit.
         small = b.and_(
-            b.icmp_signed("<=", m, ir.Constant(I64, MC // 4)),
-            b.icmp_signed("<=", n, ir.Constant(I64, NC // 4)),
+            b.icmp_signed("<=", m, ir.Constant(I64, p.mc // 4)),
+            b.icmp_signed("<=", n, ir.Constant(I64, p.nc // 4)),
         )
-        kc_step = b.select(small, ir.Constant(I64, 4 * KC), ir.Constant(I64, KC))
+        kc_step = b.select(small, ir.Constant(I64, 4 * p.kc), ir.Constant(I64, p.kc))
         # K == 0: C = 0 (or unchanged when accumulating).
         L.when(
             b.and_(
@@ -214,7 +222,7 @@ class GemmBuilder:
             ),
             lambda: self._zero_c(L, c, m, n, strides[4], strides[5]),
         )
-        L.range(0, n, NC, jc_body, "jc")
+        L.range(0, n, p.nc, jc_body, "jc")
         b.ret_void()
         return fn
 
@@ -269,8 +277,8 @@ class GemmBuilder:
         self.apack, self.bpack = f[20], f[21]
         for pointer in f[20:]:
             pointer.set_metadata("align", self.module.add_metadata([ir.Constant(I64, 64)]))
-        mr, nr = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
-        m_panels = b.sdiv(b.add(mc, ir.Constant(I64, MR - 1)), mr)
+        mr, nr = ir.Constant(I64, self.mr), ir.Constant(I64, self.nr)
+        m_panels = b.sdiv(b.add(mc, ir.Constant(I64, self.mr - 1)), mr)
         n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
         zero = ir.Constant(self.t, 0.0)
 
@@ -290,7 +298,7 @@ class GemmBuilder:
             def row_major():  # whole rows, copied as vectors
                 vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
                 tail_start = b.mul(vectors, ir.Constant(I64, self.lanes))
-                for r in range(MR):
+                for r in range(self.mr):
                     row_src = b.add(
                         b.mul(b.add(ic, b.add(b.mul(ir_, mr), ir.Constant(I64, r))), a_rs), pc
                     )
@@ -314,7 +322,7 @@ class GemmBuilder:
                 def copy_column(p):
                     src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
                     dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
-                    for r in range(MR):
+                    for r in range(self.mr):
                         at = ir.Constant(I64, r)
                         v = b.load(b.gep(a, [b.add(src, at)], source_etype=self.t), typ=self.t)
                         out = b.gep(self.apack, [b.add(dst, at)], source_etype=self.t)
@@ -324,7 +332,7 @@ class GemmBuilder:
 
             def general():  # any strides, rows beyond mc zero
                 def step(p):
-                    for r in range(MR):
+                    for r in range(self.mr):
                         row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
                         valid = b.icmp_signed("<", row, mc)
                         src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
@@ -354,7 +362,7 @@ class GemmBuilder:
                 def vector_row(p):
                     src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
                     dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                    for v in range(VECTORS):
+                    for v in range(self.vectors):
                         off = ir.Constant(I64, v * self.lanes)
                         vec = b.load(
                             b.gep(bm, [b.add(src, off)], source_etype=self.t), typ=self.vt, align=4
@@ -404,10 +412,22 @@ class GemmBuilder:
         def pack_b_unless_in_place(jr):
             L.when(b.not_(b.and_(in_place, whole_b_panel(jr))), lambda: pack_b(jr))
 
-        L.range(tid, m_panels, nth, pack_a, "ira")
-        L.range(tid, n_panels, nth, pack_b_unless_in_place, "jrb")
+        # Who packs and computes what. B's block is packed once per rank update, by the
+        # first row block (the later ones of the same (jc, pc) reuse it), its panels shared
+        # round robin. With at least two row panels per thread, each thread takes a
+        # contiguous range of A's panels: it packs them itself and computes their tiles, so
+        # no packed A crosses between the cores' caches and no barrier waits for A. With
+        # fewer rows, A's panels are packed round robin too and the tiles shared.
+        first_block = b.icmp_signed("==", ic, ir.Constant(I64, 0))
+        split_rows = b.icmp_signed(">=", m_panels, b.mul(nth, ir.Constant(I64, 2)))
+        lo = b.sdiv(b.mul(tid, m_panels), nth)
+        hi = b.sdiv(b.mul(b.add(tid, one), m_panels), nth)
+        step = b.select(split_rows, one, nth)
+        L.range(b.select(split_rows, lo, tid), b.select(split_rows, hi, m_panels), step, pack_a)
+        L.when(first_block, lambda: L.range(tid, n_panels, nth, pack_b_unless_in_place, "jrb"))
+        shared = b.or_(first_block, b.not_(split_rows))
         L.when(
-            b.icmp_signed(">", nth, ir.Constant(I64, 1)),
+            b.and_(shared, b.icmp_signed(">", nth, one)),
             lambda: b.call(_declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
         )
 
@@ -426,7 +446,8 @@ class GemmBuilder:
             a_layout = (pack_rs, pack_ps)
             self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout)
 
-        L.range(tid, tiles, nth, tile, "tile")
+        first_tile = b.select(split_rows, b.mul(lo, n_panels), tid)
+        L.range(first_tile, b.select(split_rows, b.mul(hi, n_panels), tiles), step, tile, "tile")
         b.ret_void()
         return fn
 
@@ -446,27 +467,28 @@ class GemmBuilder:
             f"llvm.fma.v{lanes}{'f32' if self.suffix == 'f32' else 'f64'}",
             ir.FunctionType(vt, [vt, vt, vt]),
         )
-        mr_c, nr_c = ir.Constant(I64, MR), ir.Constant(I64, self.nr)
+        mr_c, nr_c = ir.Constant(I64, self.mr), ir.Constant(I64, self.nr)
         a_base = b.mul(ir_, b.mul(kc, mr_c))
         pack_rs, pack_ps = a_layout  # element (r, p) of the A panel: r*pack_rs + p*pack_ps
         b_start, b_step = b_panel  # element (p, j) of the B panel: b_start[p*b_step + j]
         # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
-        acc_type = ir.ArrayType(vt, MR * VECTORS)
+        acc_type = ir.ArrayType(vt, self.mr * self.vectors)
         with b.goto_entry_block():
             accs = b.alloca(acc_type, name="acc")
         zero_v = ir.Constant(vt, None)
-        slots = [b.gep(accs, [ir.Constant(I64, i)], source_etype=vt) for i in range(MR * VECTORS)]
+        count = self.mr * self.vectors
+        slots = [b.gep(accs, [ir.Constant(I64, i)], source_etype=vt) for i in range(count)]
         for s in slots:
             store_untyped(b, zero_v, s)
         undef_v = ir.Constant(vt, ir.Undefined)
 
         def step(p):
             bvec = []
-            for v in range(VECTORS):
+            for v in range(self.vectors):
                 off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
                 ptr = b.gep(b_start, [off], source_etype=t)
                 bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
-            for r in range(MR):
+            for r in range(self.mr):
                 off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps)))
 
                 av = b.load(b.gep(self.apack, [off], source_etype=t), typ=t)
@@ -475,8 +497,8 @@ class GemmBuilder:
                     undef_v,
                     ir.Constant(ir.VectorType(I32, lanes), None),
                 )
-                for v in range(VECTORS):
-                    s = slots[r * VECTORS + v]
+                for v in range(self.vectors):
+                    s = slots[r * self.vectors + v]
                     store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
 
         L.range(0, kc, 1, step, "kk")
@@ -496,14 +518,14 @@ class GemmBuilder:
         b.cbranch(full, fast, slow)
 
         b.position_at_end(fast)
-        for r in range(MR):
-            for v in range(VECTORS):
+        for r in range(self.mr):
+            for v in range(self.vectors):
                 at = b.add(
                     b.mul(b.add(row0, ir.Constant(I64, r)), c_rs),
                     b.add(col0, ir.Constant(I64, v * lanes)),
                 )
                 ptr = b.gep(c, [at], source_etype=t)
-                val = b.load(slots[r * VECTORS + v], typ=vt)
+                val = b.load(slots[r * self.vectors + v], typ=vt)
                 old = b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8)
                 val = b.select(add, b.fadd(val, old), val)
                 store_untyped(b, val, ptr, align=4 if self.suffix == "f32" else 8)
@@ -512,7 +534,7 @@ class GemmBuilder:
         b.position_at_end(slow)
         rows = _min(b, mr_c, b.sub(mc, b.mul(ir_, mr_c)))
         cols = _min(b, nr_c, b.sub(nc, b.mul(jr, nr_c)))
-        flat_t = ir.ArrayType(t, MR * self.nr)
+        flat_t = ir.ArrayType(t, self.mr * self.nr)
         with b.goto_entry_block():
             tilebuf = b.alloca(flat_t, name="tile")
         for i, s in enumerate(slots):
@@ -557,11 +579,14 @@ def gemm_declaration(module: ir.Module, ftype: ir.Type) -> ir.Function:
     return fn if fn is not None else ir.Function(module, GEMM_TYPE, name)
 
 
-def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime) -> dict[str, str]:
-    """Define nc_gemm_f32 and nc_gemm_f64 in ``module``: {function name: runtime symbol}."""
+def build_gemm_functions(
+    module: ir.Module, parallel: ParallelRuntime, params: GemmParams
+) -> dict[str, str]:
+    """Define nc_gemm_f32 and nc_gemm_f64 in ``module`` with the blocking ``params``:
+    {function name: runtime symbol}."""
     names = {}
-    for ftype, lanes, suffix in ((ir.FloatType(), 16, "f32"), (ir.DoubleType(), 8, "f64")):
-        fn = GemmBuilder(module, ftype, lanes, parallel).fn
+    for ftype, suffix in ((ir.FloatType(), "f32"), (ir.DoubleType(), "f64")):
+        fn = GemmBuilder(module, ftype, params, parallel).fn
         fn.linkage = "external"
         names[fn.name] = runtime_symbol(suffix)
     return names

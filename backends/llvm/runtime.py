@@ -16,7 +16,9 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from .gemm_packed import build_gemm_functions
+from .gemm_params import model_params
 from .jit import NativeCode, compile_ir
+from .machine import this_machine
 from .parallel import MAX_THREADS, ParallelRuntime
 
 _lock = threading.Lock()
@@ -31,7 +33,8 @@ def runtime() -> NativeCode:
         if _runtime is None:
             module = ir.Module(name="nc_runtime")
             module.triple = llvm.get_process_triple()
-            names = build_gemm_functions(module, ParallelRuntime(module, MAX_THREADS))
+            params = model_params(this_machine())
+            names = build_gemm_functions(module, ParallelRuntime(module, MAX_THREADS), params)
             native = compile_ir(str(module), entry=next(iter(names)))
             for name, symbol in names.items():
                 llvm.add_symbol(symbol, native.engine.get_function_address(name))
