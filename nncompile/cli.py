@@ -67,6 +67,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if emulating() and not args.json:
         print("NNCOMPILE_CUDA_EMULATOR=1: the cuda rows ran on the CPU emulation (a test of")
         print("the path, not a measure of any GPU)\n")
+    if not args.json:
+        print(bench.provenance() + "\n")
     everything = []
     for spec in targets:
         workload = resolve(spec, args.batch, args.size)
@@ -89,6 +91,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print()
     if args.json:
         print(bench.to_json(everything))
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from .backends.llvm.gemm_tune import fma_peak, gemm_tuning
+
+    tuning = gemm_tuning("model" if args.model else "force")
+    print(tuning.describe())
+    if not args.model:
+        where = "stored in the cache folder" if tuning.stored_at else "not stored (cache off)"
+        print(f"{where}{': ' + tuning.stored_at if tuning.stored_at else ''}")
+    print(f"float32 FMA peak, one core: {fma_peak():.0f} GFLOP/s")
     return 0
 
 
@@ -179,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="let compilation use the on-disk object cache (default: cold compile times)",
     )
     s.set_defaults(func=_cmd_bench)
+    s = sub.add_parser(
+        "tune", help="time the GEMM blockings on this machine, store and print the fastest"
+    )
+    s.add_argument(
+        "--model", action="store_true", help="only print the analytical blocking (no timing)"
+    )
+    s.set_defaults(func=_cmd_tune)
     s = sub.add_parser("run", help="run an ONNX model on inputs from .npy files")
     s.add_argument("model", help="an .onnx file")
     s.add_argument(

@@ -60,6 +60,13 @@ CACHE_DIR = _declare(
     "~/.cache/nncompile",
     "on-disk object/cubin cache folder; off/0/none disables it",
 )
+GEMM_TUNE = _declare(
+    "NNCOMPILE_GEMM_TUNE",
+    "enum",
+    "auto",
+    "GEMM blocking: auto (tune once, stored in the cache folder), model, force",
+    choices=("auto", "model", "force"),
+)
 DUMP = _declare("NNCOMPILE_DUMP", "path", None, "folder for every compilation stage's text")
 CUDA_EMULATOR = _declare(
     "NNCOMPILE_CUDA_EMULATOR", "bool", False, "run backend='cuda' on the CPU emulation (g++)"

@@ -16,7 +16,7 @@ from nncompile.cli import main
 def test_console_script_help():
     out = subprocess.run(["nncompile", "--help"], capture_output=True, text=True, check=True)
     assert "usage: nncompile" in out.stdout
-    for cmd in ("demo", "bench", "viz", "dump", "ops", "show"):
+    for cmd in ("demo", "bench", "viz", "dump", "ops", "show", "tune"):
         assert cmd in out.stdout
 
 
@@ -24,6 +24,23 @@ def test_ops_lists_every_registered_op(capsys):
     assert main(["ops"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert listed == set(nc.ir.all_ops())
+
+
+def test_tune_prints_the_machine_and_its_gemm_blocking(tmp_path, monkeypatch, capsys):
+    """`nncompile tune --model`: the analytical blocking, nothing timed or stored; plain
+    `nncompile tune` times the candidates and stores the winner in the cache folder."""
+    from nncompile.backends.llvm import gemm_tune
+
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    assert main(["tune", "--model"]) == 0
+    out = capsys.readouterr().out
+    assert "L1d" in out and "GEMM blocking (model" in out and "FMA peak" in out
+    assert not list(tmp_path.glob("gemm-tuning-*"))
+    monkeypatch.setattr(gemm_tune, "TUNING_SHAPES", ((64, 64, 64),))
+    assert main(["tune"]) == 0
+    out = capsys.readouterr().out
+    assert "GEMM blocking (tuned" in out and "stored in the cache folder" in out
+    assert len(list(tmp_path.glob("gemm-tuning-*.json"))) == 1
 
 
 def test_show_prints_a_saved_graph(tmp_path, capsys):

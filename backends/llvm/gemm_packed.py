@@ -26,7 +26,7 @@ import llvmlite.ir as ir
 from .parallel import ParallelRuntime, store_untyped
 
 if TYPE_CHECKING:
-    from .gemm_params import GemmParams
+    from .gemm_params import MicroTile
 
 I1, I32, I64, PTR, VOID = (
     ir.IntType(1),
@@ -46,6 +46,9 @@ A_BUDGET_ELEMENTS = 384 * 256
 B_BUDGET_ELEMENTS = 256 * 2048
 WORKSPACE_B_OFFSET = A_BUDGET_ELEMENTS * 8
 WORKSPACE_BYTES = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
+# The runtime module's blocking, [KC, MC, NC, B-outer tile order] (i64): a global, so that
+# one compiled micro-tile serves every blocking the tuner tries.
+BLOCKING_GLOBAL = "nc_gemm_blocking"
 # a, b, c, m, n, k, six strides, beta, workspace, threads
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
 
@@ -119,14 +122,13 @@ class GemmBuilder:
     )
 
     def __init__(
-        self, module: ir.Module, ftype: ir.Type, params: GemmParams, parallel: ParallelRuntime
+        self, module: ir.Module, ftype: ir.Type, tile: MicroTile, parallel: ParallelRuntime
     ):
         self.module, self.t, self.parallel = module, ftype, parallel
         suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
         self.suffix = suffix
-        self.p = params
-        self.mr, self.vectors = params.mr, params.vectors
-        self.lanes = params.lanes if suffix == "f32" else params.lanes // 2
+        self.mr, self.vectors = tile.mr, tile.vectors
+        self.lanes = tile.lanes if suffix == "f32" else tile.lanes // 2
         self.vt = ir.VectorType(ftype, self.lanes)
         self.nr = self.vectors * self.lanes
         # What a region reads: the 13 call arguments, then jc, pc, ic, mc, nc, kc, beta,
@@ -146,7 +148,14 @@ class GemmBuilder:
             a.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         slot = b.alloca(self.block_type)
-        L, p = _Loops(fn, b), self.p
+        L = _Loops(fn, b)
+        # The blocking: set once by whoever compiled this module (gemm_tune.set_blocking).
+        blocking = self.module.get_global(BLOCKING_GLOBAL)
+        kc_c, mc_c, nc_c = (
+            b.load(b.gep(blocking, [ir.Constant(I32, 0), ir.Constant(I32, i)]), typ=I64)
+            for i in range(3)
+        )
+        mr_c = ir.Constant(I64, self.mr)
         a, bb, c, m, n, k = fn.args[:6]
         strides = fn.args[6:12]
         beta = fn.args[12]
@@ -169,7 +178,7 @@ class GemmBuilder:
         parallel_team = b.icmp_signed(">", threads, ir.Constant(I64, 1))
 
         def jc_body(jc):
-            nc = _min(b, NC_c, b.sub(n, jc))
+            nc = _min(b, nc_c, b.sub(n, jc))
 
             def pc_body(pc):
                 kc = _min(b, kc_step, b.sub(k, pc))
@@ -180,8 +189,8 @@ class GemmBuilder:
                 # A short K leaves room in the A buffer for more rows per block: fewer
                 # blocks means fewer parallel regions and fewer re-packings of B.
                 rows = b.mul(
-                    b.sdiv(b.sdiv(ir.Constant(I64, p.mc * p.kc), kc), ir.Constant(I64, p.mr)),
-                    ir.Constant(I64, p.mr),
+                    b.sdiv(b.sdiv(b.mul(mc_c, kc_c), kc), mr_c),
+                    mr_c,
                 )
 
                 def ic_body(ic):
@@ -206,14 +215,14 @@ class GemmBuilder:
 
             L.range(0, k, kc_step, pc_body, "pc")
 
-        NC_c = ir.Constant(I64, p.nc)
         # Small M and N with a long K (a weight gradient over a batch): rank-KC updates
         # 4x as deep, so 4x fewer parallel regions; the A and B buffers still fit.
+        four = ir.Constant(I64, 4)
         small = b.and_(
-            b.icmp_signed("<=", m, ir.Constant(I64, p.mc // 4)),
-            b.icmp_signed("<=", n, ir.Constant(I64, p.nc // 4)),
+            b.icmp_signed("<=", b.mul(m, four), mc_c),
+            b.icmp_signed("<=", b.mul(n, four), nc_c),
         )
-        kc_step = b.select(small, ir.Constant(I64, 4 * p.kc), ir.Constant(I64, p.kc))
+        kc_step = b.select(small, b.mul(kc_c, four), kc_c)
         # K == 0: C = 0 (or unchanged when accumulating).
         L.when(
             b.and_(
@@ -222,7 +231,7 @@ class GemmBuilder:
             ),
             lambda: self._zero_c(L, c, m, n, strides[4], strides[5]),
         )
-        L.range(0, n, p.nc, jc_body, "jc")
+        L.range(0, n, nc_c, jc_body, "jc")
         b.ret_void()
         return fn
 
@@ -432,10 +441,21 @@ class GemmBuilder:
         )
 
         tiles = b.mul(m_panels, n_panels)
+        first_tile = b.select(split_rows, b.mul(lo, n_panels), tid)
+
+        # The order of a thread's tiles: by default each A micro-panel stays in L1 while the
+        # B panels stream past it from L2; with the blocking's B-outer flag (for tiles of
+        # few columns, whose B micro-panel fits L1) each B micro-panel stays while the A
+        # panels of the thread's rows stream past.
+        blocking = self.module.get_global(BLOCKING_GLOBAL)
+        flag = b.load(b.gep(blocking, [ir.Constant(I32, 0), ir.Constant(I32, 3)]), typ=I64)
+        b_outer = b.and_(split_rows, b.icmp_signed("!=", flag, ir.Constant(I64, 0)))
+        my_rows = b.select(b.icmp_signed(">", hi, lo), b.sub(hi, lo), one)
 
         def tile(t):
-            ir_ = b.sdiv(t, n_panels)
-            jr = b.srem(t, n_panels)
+            u = b.sub(t, first_tile)
+            ir_ = b.select(b_outer, b.add(lo, b.srem(u, my_rows)), b.sdiv(t, n_panels))
+            jr = b.select(b_outer, b.sdiv(u, my_rows), b.srem(t, n_panels))
             direct = b.and_(in_place, whole_b_panel(jr))
             # where element (p, j) of this tile's B panel is: base + p*step + j
             packed_at = b.gep(self.bpack, [b.mul(jr, b.mul(kc, nr))], source_etype=self.t)
@@ -446,7 +466,6 @@ class GemmBuilder:
             a_layout = (pack_rs, pack_ps)
             self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout)
 
-        first_tile = b.select(split_rows, b.mul(lo, n_panels), tid)
         L.range(first_tile, b.select(split_rows, b.mul(hi, n_panels), tiles), step, tile, "tile")
         b.ret_void()
         return fn
@@ -579,14 +598,21 @@ def gemm_declaration(module: ir.Module, ftype: ir.Type) -> ir.Function:
     return fn if fn is not None else ir.Function(module, GEMM_TYPE, name)
 
 
+def runtime_functions() -> dict[str, str]:
+    """{function name in the runtime module: the symbol programs link against}."""
+    return {f"nc_gemm_{suffix}": runtime_symbol(suffix) for suffix in ("f32", "f64")}
+
+
 def build_gemm_functions(
-    module: ir.Module, parallel: ParallelRuntime, params: GemmParams
+    module: ir.Module, parallel: ParallelRuntime, tile: MicroTile
 ) -> dict[str, str]:
-    """Define nc_gemm_f32 and nc_gemm_f64 in ``module`` with the blocking ``params``:
-    {function name: runtime symbol}."""
-    names = {}
-    for ftype, suffix in ((ir.FloatType(), "f32"), (ir.DoubleType(), "f64")):
-        fn = GemmBuilder(module, ftype, params, parallel).fn
-        fn.linkage = "external"
-        names[fn.name] = runtime_symbol(suffix)
-    return names
+    """Define nc_gemm_f32 and nc_gemm_f64 in ``module`` with the micro-tile ``tile``:
+    {function name: runtime symbol}. BLOCKING_GLOBAL starts as a small valid blocking
+    (the text of the module depends on the tile alone, so the compiled object is cached
+    once per tile); whoever compiles it sets the real one (gemm_tune.set_blocking)."""
+    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8, 0]
+    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, 4), BLOCKING_GLOBAL)
+    blocking.initializer = ir.Constant(ir.ArrayType(I64, 4), initial)
+    for ftype in (ir.FloatType(), ir.DoubleType()):
+        GemmBuilder(module, ftype, tile, parallel).fn.linkage = "external"
+    return runtime_functions()

@@ -29,6 +29,15 @@ FLOAT_BYTES = 4  # the model sizes blocks for float32, the dtype training runs i
 
 
 @dataclass(frozen=True)
+class MicroTile:
+    """The register tile, the shape of the compiled micro-kernel."""
+
+    mr: int
+    vectors: int
+    lanes: int
+
+
+@dataclass(frozen=True)
 class GemmParams:
     mr: int  # rows of the micro-tile
     vectors: int  # vectors per row of the micro-tile (NR = vectors * lanes)
@@ -36,12 +45,17 @@ class GemmParams:
     kc: int  # depth of one rank update
     mc: int  # rows of A per packed block (a multiple of mr)
     nc: int  # columns of B per packed block
+    b_outer: int = 0  # 1: each thread's tiles column by column (B micro-panel kept in L1)
 
     def __post_init__(self) -> None:
         if self.mc % self.mr or self.mc <= 0 or self.kc <= 0 or self.nc <= 0:
             raise ValueError(f"invalid GEMM blocking {self}")
         if self.mc * self.kc > A_BUDGET_ELEMENTS or self.kc * self.nc > B_BUDGET_ELEMENTS:
             raise ValueError(f"GEMM blocking {self} exceeds the packing workspace")
+
+    @property
+    def tile(self) -> MicroTile:
+        return MicroTile(self.mr, self.vectors, self.lanes)
 
     @property
     def nr(self) -> int:
@@ -77,8 +91,10 @@ def model_params(machine: Machine) -> GemmParams:
     return within_workspace(mr, vectors, lanes, kc, mc, nc)
 
 
-def within_workspace(mr: int, vectors: int, lanes: int, kc: int, mc: int, nc: int) -> GemmParams:
+def within_workspace(
+    mr: int, vectors: int, lanes: int, kc: int, mc: int, nc: int, b_outer: int = 0
+) -> GemmParams:
     """The blocking with MC and NC cut to what the packing workspace holds."""
     mc = min(mc, _round_down(A_BUDGET_ELEMENTS // kc, mr))
     nc = min(nc, _round_down(B_BUDGET_ELEMENTS // kc, vectors * lanes))
-    return GemmParams(mr, vectors, lanes, kc, mc, nc)
+    return GemmParams(mr, vectors, lanes, kc, mc, nc, b_outer)

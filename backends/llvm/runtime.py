@@ -13,30 +13,34 @@ from __future__ import annotations
 import threading
 
 import llvmlite.binding as llvm
-import llvmlite.ir as ir
 
-from .gemm_packed import build_gemm_functions
-from .gemm_params import model_params
-from .jit import NativeCode, compile_ir
-from .machine import this_machine
-from .parallel import MAX_THREADS, ParallelRuntime
+from .gemm_packed import runtime_functions
+from .gemm_tune import Tuning, compile_gemm, gemm_tuning, set_blocking
+from .jit import NativeCode
 
 _lock = threading.Lock()
 _runtime: NativeCode | None = None
+_tuning: Tuning | None = None
 
 
 def runtime() -> NativeCode:
-    """Compile the runtime (once) and register its symbols with the JIT's linker; the
-    returned NativeCode keeps the code alive."""
-    global _runtime
+    """Compile the runtime (once) with the machine's GEMM blocking (tuned at the first call
+    of a process when none is stored, see gemm_tune.py) and register its symbols with the
+    JIT's linker; the returned NativeCode keeps the code alive."""
+    global _runtime, _tuning
     with _lock:  # two threads compiling their first programs at once build it once
         if _runtime is None:
-            module = ir.Module(name="nc_runtime")
-            module.triple = llvm.get_process_triple()
-            params = model_params(this_machine())
-            names = build_gemm_functions(module, ParallelRuntime(module, MAX_THREADS), params)
-            native = compile_ir(str(module), entry=next(iter(names)))
-            for name, symbol in names.items():
+            _tuning = gemm_tuning()
+            native = _tuning.native or compile_gemm(_tuning.params.tile)[0]
+            set_blocking(native, _tuning.params)
+            for name, symbol in runtime_functions().items():
                 llvm.add_symbol(symbol, native.engine.get_function_address(name))
             _runtime = native
         return _runtime
+
+
+def runtime_tuning() -> Tuning:
+    """The GEMM blocking the runtime was compiled with (compiling it if needed)."""
+    runtime()
+    assert _tuning is not None
+    return _tuning

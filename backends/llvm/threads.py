@@ -49,6 +49,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def note_parallel_run() -> None:
+    """Something ran a libgomp team in this process (a child forked from now on must not)."""
+    _state["parallel_ran"] = True
+
+
 def serial_after_fork() -> bool:
     """True in a child forked after parallel calls ran (libgomp cannot be used there)."""
     if _state["forked_child"] and not _state["warned"]:
