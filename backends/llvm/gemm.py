@@ -32,6 +32,7 @@ from ...ir.kernel import (
     imul,
 )
 from .gemm_packed import WORKSPACE_BYTES
+from .gemm_registers import emit_register_gemm, fits_in_registers
 
 # Fewer rows than this: the packed micro-kernel (6 rows) would mostly compute padding.
 PACKED_MIN_ROWS = 6
@@ -187,8 +188,12 @@ def thin_loops(s: Gemm):
 
 
 def emit_gemm(emitter, s: Gemm) -> None:
-    """Float GEMMs call the module's packed GEMM once per batch entry, except thin ones
-    (``thin_loops``); integer ones (rare) become plain loops."""
+    """Float GEMMs call the module's packed GEMM once per batch entry, except those whose
+    output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
+    ones (rare) become plain loops."""
+    if fits_in_registers(s):
+        emit_register_gemm(emitter, s)
+        return
     build = thin_loops(s) if s.dtype.is_float else gemm_loops
     if build is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"

@@ -360,10 +360,10 @@ CHUNKS = 8  # images are split into this many chunks, summed in parallel
 
 
 def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
-    """dW_g^T (K x og) = sum over images n of col[n, g] (K x P) @ gout[n, g]^T (P x og).
+    """dW_g (og x K) = sum over images n of gout[n, g] (og x P) @ col[n, g]^T (P x K).
 
-    This orientation puts the long pixel axis P in the GEMM's contraction and the
-    typically small K = cg*kh*kw and og in its rows and columns. The images are split
+    The long pixel axis P is the GEMM's contraction, the typically small K = cg*kh*kw
+    and og its rows and columns (which way round follows gout's layout). The images are split
     into chunks that run in parallel, each accumulating its own partial dW; the partials
     are summed at the end (where the epilogue, e.g. the optimizer update, is applied)."""
     if kb.target.row_sums == "blocks":
@@ -390,26 +390,38 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     unfolded = cs.c * cs.kh * cs.kw
     col = kb.scratch("col", d, chunks * unfolded * cs.p)
 
-    # Per image and group: partial[t, g] (og x K) += gout[n, g] (og x P) @ col[t, g]^T
-    # (P x K), a one-thread GEMM (the chunks run in parallel, each GEMM packing into its
-    # thread's own workspace); with both operands along the pixels it runs as blocked
-    # dot products.
     per_n = unfold_image(kb, x_buf, cs, n, col, imul(t, const_index(unfolded * cs.p)), d)
     gout_at = imul(n, const_index(cs.o * cs.p))
-    if cs.nhwc:
-        # gout[n] is (P x O): each chunk first transposes its image into its own (O x P)
-        # scratch (cache-resident), so that both GEMM operands run along the pixels
-        g_t = kb.scratch("gout_t", d, chunks * cs.o * cs.p)
-        o_var, p_var = kb.fresh("o"), kb.fresh("p")
-        o, p = Var(o_var, INDEX), Var(p_var, INDEX)
-        own = imul(t, const_index(cs.o * cs.p))
-        src = iadd(gout_at, iadd(imul(p, const_index(cs.o)), o))
-        move = Store(g_t, iadd(own, iadd(imul(o, const_index(cs.p)), p)), Load(g_buf, src, d))
-        per_n.append(Loop(p_var, cs.p, [Loop(o_var, cs.o, [move], vectorize=True)]))
-        g_buf, gout_at = g_t, own
     for g in range(cs.g):
-        per_n.append(
-            Gemm(
+        col_at = iadd(imul(t, const_index(unfolded * cs.p)), const_index(g * cs.k * cs.p))
+        partial_at = iadd(imul(t, const_index(size)), const_index(g * cs.og * cs.k))
+        if cs.nhwc:
+            # partial[t, g]^T (K x og) += col[t, g] (K x P) @ gout[n, g] (P x og): a pixel's
+            # channels are contiguous, so both operands are read in place (and a small
+            # K x og stays in registers: gemm_registers.py)
+            gout_g = iadd(gout_at, const_index(g * cs.og))
+            strides = ((0, cs.p, 1), (0, cs.o, 1), (0, 1, cs.k))
+            gemm = Gemm(
+                col,
+                g_buf,
+                partial,
+                1,
+                cs.k,
+                cs.og,
+                cs.p,
+                *strides,
+                col_at,
+                gout_g,
+                partial_at,
+                accumulate=True,
+                dtype=d,
+            )
+        else:
+            # partial[t, g] (og x K) += gout[n, g] (og x P) @ col[t, g]^T (P x K): both
+            # operands along the pixels, blocked dot products
+            gout_g = iadd(gout_at, const_index(g * cs.og * cs.p))
+            strides = ((0, cs.p, 1), (0, 1, cs.p), (0, cs.k, 1))
+            gemm = Gemm(
                 g_buf,
                 col,
                 partial,
@@ -417,16 +429,14 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
                 cs.og,
                 cs.k,
                 cs.p,
-                (0, cs.p, 1),
-                (0, 1, cs.p),
-                (0, cs.k, 1),
-                iadd(gout_at, const_index(g * cs.og * cs.p)),
-                iadd(imul(t, const_index(unfolded * cs.p)), const_index(g * cs.k * cs.p)),
-                iadd(imul(t, const_index(size)), const_index(g * cs.og * cs.k)),
+                *strides,
+                gout_g,
+                col_at,
+                partial_at,
                 accumulate=True,
                 dtype=d,
             )
-        )
+        per_n.append(gemm)
     real = Binary("lt", n, const_index(cs.n), dt.bool_)
     stmts.append(Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_n)])], parallel=True))
 

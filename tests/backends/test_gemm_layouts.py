@@ -70,3 +70,34 @@ def test_gemms_with_b_along_k_read_it_in_place_and_match(rows, cols):
     assert ("nc_rt_gemm" in source) == (rows * cols > DOT_MAX_OUTPUTS)
     got = check(fn, a, w, tol=acc("float32", 300, 4.0))
     np.testing.assert_allclose(got, a @ w.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+
+
+REGISTER_SHAPES = [(1, 5408, 64), (2, 100, 8), (5, 33, 17), (9, 676, 32), (12, 64, 32), (3, 40, 40)]
+
+
+@pytest.mark.parametrize("transposed_a", [False, True])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", REGISTER_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_products_held_in_registers_match(shape, dtype, transposed_a):
+    """Few rows and columns, a long k, B's rows contiguous: the whole output in registers
+    (gemm_registers.py), no runtime GEMM call; a partial last vector (n not a multiple of
+    the vector) loads masked; a batch of two."""
+    from nncompile.backends.llvm.machine import this_machine
+
+    m, k, n = shape
+    rng = np.random.default_rng(m + k + n)
+    a = rng.uniform(-1, 1, (2, k, m) if transposed_a else (2, m, k)).astype(dtype)
+    b = rng.uniform(-1, 1, (2, k, n)).astype(dtype)
+
+    def fn(a, b):
+        return (nc.transpose(a, (0, 2, 1)) if transposed_a else a) @ b
+
+    source = nc.lower(fn, a, b).source
+    machine = this_machine()
+    lanes = machine.vector_bytes // np.dtype(dtype).itemsize
+    vectors = -(-n // lanes)
+    fits = m * vectors + vectors + 1 <= machine.vector_registers and n >= lanes // 2
+    assert ("llvm.fma" in source and "nc_rt_gemm" not in source) == fits
+    got = check(fn, a, b, tol=acc(dtype, k, 4.0))
+    at = a.transpose(0, 2, 1) if transposed_a else a
+    np.testing.assert_allclose(got, at.astype(np.float64) @ b, rtol=1e-3, atol=1e-3 * k**0.5)

@@ -1,0 +1,142 @@
+"""GEMMs whose whole output fits in the vector registers: few rows, few columns, a long k.
+
+A convolution's weight gradient per image (9 rows of unfolded input against 32 output
+channels, k = the pixels), a batch-1 dense layer (1 row, 64 columns, k = 5408): the packed
+GEMM would pad them to its 6 x 64 tile, pack A and B, and store C once per rank update;
+the row-update loop (gemm.gemm_loops) would load and store C's row for every k. Here each
+accumulator is a register for the whole product: per step of k, the row of B is loaded
+once (its last vector masked when n is not a multiple of the vector), each row's element of
+A broadcast, and m x ceil(n / lanes) FMAs issued; C is read and written once at the end.
+A's strides are free (broadcasts are scalar loads); B needs contiguous rows.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from ...ir.kernel import INDEX, Expr, Gemm, Var
+from .machine import this_machine
+from .parallel import store_untyped
+
+I1, I32, I64, PTR = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.PointerType()
+MIN_K = 16  # shorter products: the loop forms cost no more
+
+
+def _lanes(s: Gemm) -> int:
+    return this_machine().vector_bytes // s.dtype.itemsize
+
+
+def fits_in_registers(s: Gemm) -> bool:
+    """Float, B's rows contiguous and at least half a vector long (narrower products are
+    matrix-vector ones: the dot-product form vectorizes them along k), a long k, and the
+    m x ceil(n / lanes) accumulators fit in the registers beside one step's row of B and a
+    broadcast."""
+    if not s.dtype.is_float or s.b_strides[2] != 1 or s.k < MIN_K:
+        return False
+    if s.n < _lanes(s) // 2:
+        return False
+    vectors = -(-s.n // _lanes(s))
+    return s.m * vectors + vectors + 1 <= this_machine().vector_registers
+
+
+def emit_register_gemm(emitter, s: Gemm) -> None:
+    from .codegen import reg_type
+
+    t = reg_type(s.dtype)
+    lanes = _lanes(s)
+    vt = ir.VectorType(t, lanes)
+    vectors = -(-s.n // lanes)
+    tail = s.n - (vectors - 1) * lanes  # lanes used in the last vector
+    b = emitter.b
+    module = emitter.module
+    suffix = f"v{lanes}{'f32' if s.dtype.itemsize == 4 else 'f64'}"
+    fma = _declare(module, f"llvm.fma.{suffix}", ir.FunctionType(vt, [vt, vt, vt]))
+    mask_type = ir.VectorType(I1, lanes)
+    masked_load = _declare(
+        module, f"llvm.masked.load.{suffix}.p0", ir.FunctionType(vt, [PTR, I32, mask_type, vt])
+    )
+    mask = ir.Constant(mask_type, [int(j < tail) for j in range(lanes)])
+    zero = ir.Constant(vt, None)
+
+    def at(buffer: str, offset: Expr, batch_stride: int, bt: Expr | None) -> ir.Value:
+        from .gemm import _offset
+
+        index = _offset(offset, [(bt, batch_stride)] if bt is not None else [])
+        return b.gep(emitter.buffers[buffer][0], [emitter.expr(index)], source_etype=t)
+
+    def product(bt: Expr | None) -> None:
+        a0 = at(s.a, s.a_offset, s.a_strides[0], bt)
+        b0 = at(s.b, s.b_offset, s.b_strides[0], bt)
+        c0 = at(s.c, s.c_offset, s.c_strides[0], bt)
+        pre = b.block
+        loop = emitter.fn.append_basic_block("rg.k")
+        done = emitter.fn.append_basic_block("rg.done")
+        b.branch(loop)
+        b.position_at_end(loop)
+        p = b.phi(I64, name="rg_p")
+        p.add_incoming(ir.Constant(I64, 0), pre)
+        accs = [[b.phi(vt) for _ in range(vectors)] for _ in range(s.m)]
+        for row in accs:
+            for acc in row:
+                acc.add_incoming(zero, pre)
+        row_of_b = b.mul(p, ir.Constant(I64, s.b_strides[1]))
+        bvecs = []
+        for v in range(vectors):
+            ptr = b.gep(b0, [b.add(row_of_b, ir.Constant(I64, v * lanes))], source_etype=t)
+            if v == vectors - 1 and tail < lanes:
+                align = ir.Constant(I32, s.dtype.itemsize)
+                bvecs.append(b.call(masked_load, [ptr, align, mask, zero]))
+            else:
+                bvecs.append(b.load(ptr, typ=vt, align=s.dtype.itemsize))
+        column_of_a = b.mul(p, ir.Constant(I64, s.a_strides[2]))
+        updated = []
+        for r in range(s.m):
+            where = b.add(column_of_a, ir.Constant(I64, r * s.a_strides[1]))
+            scalar = b.load(b.gep(a0, [where], source_etype=t), typ=t)
+            splat = b.shuffle_vector(
+                b.insert_element(ir.Constant(vt, ir.Undefined), scalar, ir.Constant(I32, 0)),
+                ir.Constant(vt, ir.Undefined),
+                ir.Constant(ir.VectorType(I32, lanes), None),
+            )
+            updated.append([b.call(fma, [splat, bvecs[v], accs[r][v]]) for v in range(vectors)])
+        nxt = b.add(p, ir.Constant(I64, 1))
+        for r in range(s.m):
+            for v in range(vectors):
+                accs[r][v].add_incoming(updated[r][v], b.block)
+        p.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, ir.Constant(I64, s.k)), loop, done)
+        b.position_at_end(done)
+        _store_c(b, s, c0, updated, lanes, vt, t)
+
+    if s.batch == 1:
+        product(None)
+        return
+    bt = f"rg{len(emitter.fn.blocks)}_b"
+    emitter.loop_with_body(bt, s.batch, lambda: product(Var(bt, INDEX)))
+
+
+def _store_c(b, s: Gemm, c0, sums, lanes: int, vt, t) -> None:
+    """C (+)= the sums: whole vectors where C's rows are contiguous, else element by
+    element (once per product, so its cost is small beside the k loop)."""
+    c_rs, c_cs = s.c_strides[1], s.c_strides[2]
+    for r, row in enumerate(sums):
+        for v, value in enumerate(row):
+            first = v * lanes
+            count = min(lanes, s.n - first)
+            if c_cs == 1 and count == lanes:
+                ptr = b.gep(c0, [ir.Constant(I64, r * c_rs + first)], source_etype=t)
+                if s.accumulate:
+                    value = b.fadd(value, b.load(ptr, typ=vt, align=s.dtype.itemsize))
+                store_untyped(b, value, ptr, align=s.dtype.itemsize)
+                continue
+            for j in range(count):
+                ptr = b.gep(c0, [ir.Constant(I64, r * c_rs + (first + j) * c_cs)], source_etype=t)
+                element = b.extract_element(value, ir.Constant(I32, j))
+                if s.accumulate:
+                    element = b.fadd(element, b.load(ptr, typ=t))
+                store_untyped(b, element, ptr)
+
+
+def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
+    fn = module.globals.get(name)
+    return fn if fn is not None else ir.Function(module, ftype, name)
