@@ -53,7 +53,7 @@ BLOCKING_GLOBAL = "nc_gemm_blocking"
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
 
 
-class _Loops:
+class Loops:
     """Small helpers for writing loops with llvmlite."""
 
     def __init__(self, fn: ir.Function, b: ir.IRBuilder):
@@ -148,7 +148,7 @@ class GemmBuilder:
             a.name = name
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         slot = b.alloca(self.block_type)
-        L = _Loops(fn, b)
+        L = Loops(fn, b)
         # The blocking: set once by whoever compiled this module (gemm_tune.set_blocking).
         blocking = self.module.get_global(BLOCKING_GLOBAL)
         kc_c, mc_c, nc_c = (
@@ -270,7 +270,7 @@ class GemmBuilder:
         fn.linkage = "internal"
         data, tid, nth = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        L = _Loops(fn, b)
+        L = Loops(fn, b)
         f = [
             b.load(
                 b.gep(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.kernel import INDEX, Expr, Gemm, Var
+from .gemm_packed import Loops
 from .machine import this_machine
 from .parallel import store_untyped
 
@@ -106,7 +107,7 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
         p.add_incoming(nxt, b.block)
         b.cbranch(b.icmp_signed("<", nxt, ir.Constant(I64, s.k)), loop, done)
         b.position_at_end(done)
-        _store_c(b, s, c0, updated, lanes, vt, t)
+        _store_c(emitter, s, c0, updated, lanes, vt, t)
 
     if s.batch == 1:
         product(None)
@@ -115,26 +116,43 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
     emitter.loop_with_body(bt, s.batch, lambda: product(Var(bt, INDEX)))
 
 
-def _store_c(b, s: Gemm, c0, sums, lanes: int, vt, t) -> None:
-    """C (+)= the sums: whole vectors where C's rows are contiguous, else element by
-    element (once per product, so its cost is small beside the k loop)."""
+def _store_c(emitter, s: Gemm, c0, sums, lanes: int, vt, t) -> None:
+    """C (+)= the sums: whole vectors where C's rows are contiguous; otherwise through a
+    small stack buffer and a loop over the elements (unrolled, a 9 x 32 output's element
+    stores took LLVM half a second to compile)."""
+    b = emitter.b
     c_rs, c_cs = s.c_strides[1], s.c_strides[2]
+    align = s.dtype.itemsize
+    if c_cs == 1 and s.n % lanes == 0:
+        for r, row in enumerate(sums):
+            for v, value in enumerate(row):
+                ptr = b.gep(c0, [ir.Constant(I64, r * c_rs + v * lanes)], source_etype=t)
+                if s.accumulate:
+                    value = b.fadd(value, b.load(ptr, typ=vt, align=align))
+                store_untyped(b, value, ptr, align=align)
+        return
+    width = len(sums[0]) * lanes  # elements per row of the buffer
+    with b.goto_entry_block():
+        tile = b.alloca(ir.ArrayType(t, len(sums) * width), name="rg_tile")
     for r, row in enumerate(sums):
         for v, value in enumerate(row):
-            first = v * lanes
-            count = min(lanes, s.n - first)
-            if c_cs == 1 and count == lanes:
-                ptr = b.gep(c0, [ir.Constant(I64, r * c_rs + first)], source_etype=t)
-                if s.accumulate:
-                    value = b.fadd(value, b.load(ptr, typ=vt, align=s.dtype.itemsize))
-                store_untyped(b, value, ptr, align=s.dtype.itemsize)
-                continue
-            for j in range(count):
-                ptr = b.gep(c0, [ir.Constant(I64, r * c_rs + (first + j) * c_cs)], source_etype=t)
-                element = b.extract_element(value, ir.Constant(I32, j))
-                if s.accumulate:
-                    element = b.fadd(element, b.load(ptr, typ=t))
-                store_untyped(b, element, ptr)
+            ptr = b.gep(tile, [ir.Constant(I64, r * width + v * lanes)], source_etype=t)
+            store_untyped(b, value, ptr, align=align)
+    loops = Loops(emitter.fn, b)
+
+    def row(r):
+        def element(j):
+            at = b.add(b.mul(r, ir.Constant(I64, c_rs)), b.mul(j, ir.Constant(I64, c_cs)))
+            ptr = b.gep(c0, [at], source_etype=t)
+            src = b.gep(tile, [b.add(b.mul(r, ir.Constant(I64, width)), j)], source_etype=t)
+            value = b.load(src, typ=t)
+            if s.accumulate:
+                value = b.fadd(value, b.load(ptr, typ=t))
+            store_untyped(b, value, ptr)
+
+        loops.range(0, s.n, 1, element, "rg_j")
+
+    loops.range(0, s.m, 1, row, "rg_i")
 
 
 def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
