@@ -46,8 +46,8 @@ A_BUDGET_ELEMENTS = 384 * 256
 B_BUDGET_ELEMENTS = 256 * 2048
 WORKSPACE_B_OFFSET = A_BUDGET_ELEMENTS * 8
 WORKSPACE_BYTES = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
-# The runtime module's blocking, [KC, MC, NC, B-outer tile order] (i64): a global, so that
-# one compiled micro-tile serves every blocking the tuner tries.
+# The runtime module's blocking, [KC, MC, NC] (i64): a global, so that one compiled
+# micro-tile serves every blocking the tuner tries.
 BLOCKING_GLOBAL = "nc_gemm_blocking"
 # a, b, c, m, n, k, six strides, beta, workspace, threads
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
@@ -105,12 +105,37 @@ class Loops:
         b.position_at_end(done)
 
 
+def transpose_in_registers(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """The transpose of a square block held as ``len(rows)`` vectors of as many lanes (a
+    power of two): log2(n) rounds of two-input shuffles. Round h pairs row i with row
+    i + h (i & h == 0) and interleaves their blocks of h lanes: the first halves of each
+    2h-lane block go to row i, the second halves to row i + h."""
+    n = len(rows)
+    rows = list(rows)
+    h = n // 2
+    while h >= 1:
+        low = [base + t for blk in range(0, n, 2 * h) for base in (blk, n + blk) for t in range(h)]
+        high = [i + h for i in low]
+        for i in range(n):
+            if i & h:
+                continue
+            x, y = rows[i], rows[i + h]
+            rows[i] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), low))
+            rows[i + h] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), high))
+        h //= 2
+    return rows
+
+
 def _c(v):
     return ir.Constant(I64, v) if isinstance(v, int) else v
 
 
 def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _max(b, x, y):
+    return b.select(b.icmp_signed(">", x, y), x, y)
 
 
 class GemmBuilder:
@@ -178,7 +203,7 @@ class GemmBuilder:
         parallel_team = b.icmp_signed(">", threads, ir.Constant(I64, 1))
 
         def jc_body(jc):
-            nc = _min(b, nc_c, b.sub(n, jc))
+            nc = _min(b, cols, b.sub(n, jc))
 
             def pc_body(pc):
                 kc = _min(b, kc_step, b.sub(k, pc))
@@ -231,7 +256,16 @@ class GemmBuilder:
             ),
             lambda: self._zero_c(L, c, m, n, strides[4], strides[5]),
         )
-        L.range(0, n, nc_c, jc_body, "jc")
+        # A short K leaves room for more columns per B block, as for rows of A below: the
+        # block keeps the bytes the blocking sized it for (in L2) and fewer blocks mean
+        # fewer parallel regions. (Within the B part of the workspace.)
+        kc0 = _max(b, _min(b, kc_step, k), ir.Constant(I64, 1))
+        nr_c = ir.Constant(I64, self.nr)
+        cols = _min(
+            b, b.sdiv(b.mul(nc_c, kc_c), kc0), b.sdiv(ir.Constant(I64, B_BUDGET_ELEMENTS), kc0)
+        )
+        cols = _max(b, b.mul(b.sdiv(cols, nr_c), nr_c), nr_c)
+        L.range(0, n, cols, jc_body, "jc")
         b.ret_void()
         return fn
 
@@ -393,7 +427,27 @@ class GemmBuilder:
                         )
                         store_untyped(b, v, out)
 
-                L.range(0, kc, 1, gather_row, "pbt")
+                # whole lanes x lanes blocks: contiguous column loads, transposed in
+                # registers, stored as rows of the panel; the last kc % lanes rows gathered
+                lanes = ir.Constant(I64, self.lanes)
+                whole = b.mul(b.sdiv(kc, lanes), lanes)
+
+                def block_of_rows(p0):
+                    src = b.add(b.add(pc, p0), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
+                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p0, nr))
+                    for v in range(self.vectors):
+                        columns = []
+                        for j in range(self.lanes):
+                            col = ir.Constant(I64, v * self.lanes + j)
+                            at = b.gep(bm, [b.add(src, b.mul(col, b_cs))], source_etype=self.t)
+                            columns.append(b.load(at, typ=self.vt, align=4))
+                        for p, row in enumerate(transpose_in_registers(b, columns)):
+                            at = b.add(dst, ir.Constant(I64, p * self.nr + v * self.lanes))
+                            out = b.gep(self.bpack, [at], source_etype=self.t)
+                            store_untyped(b, row, out, align=4)
+
+                L.range(0, whole, self.lanes, block_of_rows, "pbb")
+                L.range(whole, kc, 1, gather_row, "pbt")
 
             def general():  # any strides, columns beyond nc zero
                 def step(p):
@@ -422,40 +476,58 @@ class GemmBuilder:
             L.when(b.not_(b.and_(in_place, whole_b_panel(jr))), lambda: pack_b(jr))
 
         # Who packs and computes what. B's block is packed once per rank update, by the
-        # first row block (the later ones of the same (jc, pc) reuse it), its panels shared
-        # round robin. With at least two row panels per thread, each thread takes a
-        # contiguous range of A's panels: it packs them itself and computes their tiles, so
-        # no packed A crosses between the cores' caches and no barrier waits for A. With
-        # fewer rows, A's panels are packed round robin too and the tiles shared.
+        # first row block (the later ones of the same (jc, pc) reuse it). With at least
+        # two panels per thread along the block's longer side, each thread takes a
+        # contiguous range of that side's panels, packs them itself and computes their
+        # tiles: the larger packed operand never crosses between the cores' caches, and
+        # only the other one (packed round robin) needs a barrier. Otherwise both are
+        # packed round robin and the tiles shared.
         first_block = b.icmp_signed("==", ic, ir.Constant(I64, 0))
-        split_rows = b.icmp_signed(">=", m_panels, b.mul(nth, ir.Constant(I64, 2)))
-        lo = b.sdiv(b.mul(tid, m_panels), nth)
-        hi = b.sdiv(b.mul(b.add(tid, one), m_panels), nth)
-        step = b.select(split_rows, one, nth)
-        L.range(b.select(split_rows, lo, tid), b.select(split_rows, hi, m_panels), step, pack_a)
-        L.when(first_block, lambda: L.range(tid, n_panels, nth, pack_b_unless_in_place, "jrb"))
-        shared = b.or_(first_block, b.not_(split_rows))
+        two_each = b.mul(nth, ir.Constant(I64, 2))
+        rows_longer = b.icmp_signed(">=", b.mul(m_panels, mr), b.mul(n_panels, nr))
+        split_rows = b.and_(rows_longer, b.icmp_signed(">=", m_panels, two_each))
+        split_cols = b.and_(b.not_(rows_longer), b.icmp_signed(">=", n_panels, two_each))
+
+        def share(panels, split):
+            """This thread's panels: (first, stop, step), a contiguous range when split."""
+            lo = b.sdiv(b.mul(tid, panels), nth)
+            hi = b.sdiv(b.mul(b.add(tid, one), panels), nth)
+            return (
+                b.select(split, lo, tid),
+                b.select(split, hi, panels),
+                b.select(split, one, nth),
+            )
+
+        a_first, a_stop, a_step = share(m_panels, split_rows)
+        b_first, b_stop, b_step = share(n_panels, split_cols)
+        L.range(a_first, a_stop, a_step, pack_a)
+        L.when(first_block, lambda: L.range(b_first, b_stop, b_step, pack_b_unless_in_place))
+        # a barrier for what another thread packed: A unless split by rows, B (when
+        # packed in this block) unless split by columns
+        waits = b.or_(b.not_(split_rows), b.and_(first_block, b.not_(split_cols)))
         L.when(
-            b.and_(shared, b.icmp_signed(">", nth, one)),
+            b.and_(waits, b.icmp_signed(">", nth, one)),
             lambda: b.call(_declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
         )
 
-        tiles = b.mul(m_panels, n_panels)
-        first_tile = b.select(split_rows, b.mul(lo, n_panels), tid)
-
-        # The order of a thread's tiles: by default each A micro-panel stays in L1 while the
-        # B panels stream past it from L2; with the blocking's B-outer flag (for tiles of
-        # few columns, whose B micro-panel fits L1) each B micro-panel stays while the A
-        # panels of the thread's rows stream past.
-        blocking = self.module.get_global(BLOCKING_GLOBAL)
-        flag = b.load(b.gep(blocking, [ir.Constant(I32, 0), ir.Constant(I32, 3)]), typ=I64)
-        b_outer = b.and_(split_rows, b.icmp_signed("!=", flag, ir.Constant(I64, 0)))
-        my_rows = b.select(b.icmp_signed(">", hi, lo), b.sub(hi, lo), one)
+        # Tiles t -> (row panel t / width, column panel first_column + t % width): all of
+        # this thread's when split (each A micro-panel stays in L1 while the B panels
+        # stream past it from L2), every nth one of the block's otherwise.
+        my_cols = b.sub(b_stop, b_first)
+        width = b.select(split_cols, _max(b, my_cols, one), n_panels)
+        first_column = b.select(split_cols, b_first, ir.Constant(I64, 0))
+        rows_of_tiles = b.select(split_rows, b.sub(a_stop, a_first), m_panels)
+        first_tile = b.select(
+            split_rows, b.mul(a_first, n_panels), b.select(split_cols, ir.Constant(I64, 0), tid)
+        )
+        tiles_stop = b.add(
+            first_tile, b.mul(rows_of_tiles, b.select(split_cols, my_cols, n_panels))
+        )
+        tiles_step = b.select(b.or_(split_rows, split_cols), one, nth)
 
         def tile(t):
-            u = b.sub(t, first_tile)
-            ir_ = b.select(b_outer, b.add(lo, b.srem(u, my_rows)), b.sdiv(t, n_panels))
-            jr = b.select(b_outer, b.sdiv(u, my_rows), b.srem(t, n_panels))
+            ir_ = b.sdiv(t, width)
+            jr = b.add(first_column, b.srem(t, width))
             direct = b.and_(in_place, whole_b_panel(jr))
             # where element (p, j) of this tile's B panel is: base + p*step + j
             packed_at = b.gep(self.bpack, [b.mul(jr, b.mul(kc, nr))], source_etype=self.t)
@@ -466,7 +538,7 @@ class GemmBuilder:
             a_layout = (pack_rs, pack_ps)
             self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout)
 
-        L.range(first_tile, b.select(split_rows, b.mul(hi, n_panels), tiles), step, tile, "tile")
+        L.range(first_tile, tiles_stop, tiles_step, tile, "tile")
         b.ret_void()
         return fn
 
@@ -610,9 +682,9 @@ def build_gemm_functions(
     {function name: runtime symbol}. BLOCKING_GLOBAL starts as a small valid blocking
     (the text of the module depends on the tile alone, so the compiled object is cached
     once per tile); whoever compiles it sets the real one (gemm_tune.set_blocking)."""
-    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8, 0]
-    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, 4), BLOCKING_GLOBAL)
-    blocking.initializer = ir.Constant(ir.ArrayType(I64, 4), initial)
+    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8]
+    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, 3), BLOCKING_GLOBAL)
+    blocking.initializer = ir.Constant(ir.ArrayType(I64, 3), initial)
     for ftype in (ir.FloatType(), ir.DoubleType()):
         GemmBuilder(module, ftype, tile, parallel).fn.linkage = "external"
     return runtime_functions()

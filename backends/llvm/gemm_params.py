@@ -45,7 +45,6 @@ class GemmParams:
     kc: int  # depth of one rank update
     mc: int  # rows of A per packed block (a multiple of mr)
     nc: int  # columns of B per packed block
-    b_outer: int = 0  # 1: each thread's tiles column by column (B micro-panel kept in L1)
 
     def __post_init__(self) -> None:
         if self.mc % self.mr or self.mc <= 0 or self.kc <= 0 or self.nc <= 0:
@@ -91,10 +90,8 @@ def model_params(machine: Machine) -> GemmParams:
     return within_workspace(mr, vectors, lanes, kc, mc, nc)
 
 
-def within_workspace(
-    mr: int, vectors: int, lanes: int, kc: int, mc: int, nc: int, b_outer: int = 0
-) -> GemmParams:
+def within_workspace(mr: int, vectors: int, lanes: int, kc: int, mc: int, nc: int) -> GemmParams:
     """The blocking with MC and NC cut to what the packing workspace holds."""
     mc = min(mc, _round_down(A_BUDGET_ELEMENTS // kc, mr))
     nc = min(nc, _round_down(B_BUDGET_ELEMENTS // kc, vectors * lanes))
-    return GemmParams(mr, vectors, lanes, kc, mc, nc, b_outer)
+    return GemmParams(mr, vectors, lanes, kc, mc, nc)

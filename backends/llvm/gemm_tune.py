@@ -67,7 +67,7 @@ class Tuning:
             f"machine: {self.machine.describe()}",
             f"GEMM blocking ({self.source}, {self.threads} threads): micro-tile "
             f"{p.mr} x {p.nr} floats ({p.mr} x {p.vectors} vectors), "
-            f"KC {p.kc}, MC {p.mc}, NC {p.nc}, tiles {'B' if p.b_outer else 'A'}-panel outer",
+            f"KC {p.kc}, MC {p.mc}, NC {p.nc}",
         ]
         if self.timings:
             lines.append("  candidates, mean time relative to the fastest on each tuning shape:")
@@ -81,30 +81,29 @@ class Tuning:
 
 
 def _name(p: GemmParams) -> str:
-    return f"{p.mr}x{p.nr} kc{p.kc} mc{p.mc} nc{p.nc}" + (" B-outer" if p.b_outer else "")
+    return f"{p.mr}x{p.nr} kc{p.kc} mc{p.mc} nc{p.nc}"
 
 
 def candidates(machine: Machine) -> list[GemmParams]:
     """The model's blocking and its neighbours: half and double KC, half NC, half MC; on
-    wide registers also a tile twice as tall with half the vectors per row, in both tile
-    orders, at the model's KC and at the KC whose B micro-panel fits half of L1."""
+    wide registers also a tile twice as tall with half the vectors per row, at the model's
+    KC and at the KC whose B micro-panel fits half of L1."""
     base = model_params(machine)
     mr, vectors, lanes = base.mr, base.vectors, base.lanes
-    shapes = [(mr, vectors, kc, base.mc, base.nc, 0) for kc in (base.kc, base.kc // 2)]
-    shapes += [(mr, vectors, 2 * base.kc, base.mc // 2, base.nc // 2, 0)]
-    shapes += [(mr, vectors, base.kc, base.mc, base.nc // 2, 0)]
-    shapes += [(mr, vectors, base.kc, base.mc // 2, base.nc, 0)]
+    shapes = [(mr, vectors, kc, base.mc, base.nc) for kc in (base.kc, base.kc // 2)]
+    shapes += [(mr, vectors, 2 * base.kc, base.mc // 2, base.nc // 2)]
+    shapes += [(mr, vectors, base.kc, base.mc, base.nc // 2)]
+    shapes += [(mr, vectors, base.kc, base.mc // 2, base.nc)]
     if vectors >= 4:  # (8 x 3 measured 1.5x slower than either)
         tall, half = 2 * mr, vectors // 2
         fits_l1 = max(16, machine.l1d // 2 // (half * lanes * 4) // 16 * 16)
-        for kc in sorted({base.kc, fits_l1}):
-            shapes += [(tall, half, kc, base.mc, base.nc, order) for order in (0, 1)]
+        shapes += [(tall, half, kc, base.mc, base.nc) for kc in sorted({base.kc, fits_l1})]
     unique: list[GemmParams] = []
-    for tile_rows, tile_vectors, kc, mc, nc, order in shapes:
+    for tile_rows, tile_vectors, kc, mc, nc in shapes:
         nr = tile_vectors * lanes
         mc, nc = max(tile_rows, mc // tile_rows * tile_rows), max(nr, nc // nr * nr)
         try:
-            p = within_workspace(tile_rows, tile_vectors, lanes, kc, mc, nc, order)
+            p = within_workspace(tile_rows, tile_vectors, lanes, kc, mc, nc)
         except ValueError:
             continue
         if p not in unique:
@@ -131,8 +130,7 @@ def set_blocking(native: NativeCode, params: GemmParams) -> None:
     """Make the GEMMs of ``native`` (compiled for ``params.tile``) use ``params``'s blocking.
     Only while no call of them runs: the runtime sets it once, before registering them."""
     address = native.engine.get_global_value_address(BLOCKING_GLOBAL)
-    values = [params.kc, params.mc, params.nc, params.b_outer]
-    (ctypes.c_int64 * 4).from_address(address)[:] = values
+    (ctypes.c_int64 * 3).from_address(address)[:] = [params.kc, params.mc, params.nc]
 
 
 class _Timer:

@@ -62,14 +62,17 @@ def test_candidates_are_valid_and_distinct():
 _CALL = ctypes.CFUNCTYPE(
     None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 10 + [ctypes.c_void_p, ctypes.c_int64])
 )
-BLOCKINGS = [  # (mr, vectors, lanes, kc, mc, nc, B-outer)
-    (6, 4, 16, 256, 384, 1024, 0),  # the AVX-512 model
-    (6, 4, 16, 16, 12, 64, 0),  # tiny: many row blocks, rank updates and column blocks
-    (6, 4, 16, 32, 18, 128, 1),  # B-outer tile order over several panels per thread
-    (12, 2, 16, 48, 24, 64, 1),  # the tall tile
-    (6, 2, 8, 24, 12, 32, 0),  # the AVX2 tile (8 lanes), tiny blocking
+BLOCKINGS = [  # (mr, vectors, lanes, kc, mc, nc)
+    (6, 4, 16, 256, 384, 1024),  # the AVX-512 model
+    (6, 4, 16, 16, 12, 64),  # tiny: many row blocks, rank updates and column blocks
+    (6, 4, 16, 32, 18, 128),  # a few panels per thread along rows or columns
+    (12, 2, 16, 48, 24, 64),  # the tall tile
+    (6, 2, 8, 24, 12, 32),  # the AVX2 tile (8 lanes), tiny blocking
 ]
-SHAPES = [(1, 1, 1), (7, 33, 65), (40, 100, 130), (100, 7, 300), (13, 260, 5)]
+# (the 30 x 500 x 700 product splits its many column panels between the threads, the
+# 700 x 64 x 40 one its row panels)
+SHAPES = [(1, 1, 1), (7, 33, 65), (40, 100, 130), (100, 7, 300), (13, 260, 5), (30, 500, 700)]
+SHAPES += [(700, 64, 40)]
 
 
 @pytest.fixture(scope="module")
