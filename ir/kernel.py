@@ -319,7 +319,10 @@ Stmt = Loop | Store | Let | Local | Assign | If | Gemm
 # weight stored (n, k)) is computed as blocked dot products reading B in place; beyond it
 # a packed GEMM reuses its panels better (backends/llvm/gemm.py). Constant folding leaves
 # such weights transposed for these products (passes/fold.py).
-DOT_PRODUCT_MAX_OUTPUTS = 256 * 256
+# (Measured on 2 threads once transposed B panels were packed in registers: 64x256x784
+# 167 us dot vs 142 packed, 256x784x256 514 vs 456; 64x784x256 141 vs 150, 128x512x128
+# 87 vs 104, 64x5408x64 281 vs 464.)
+DOT_PRODUCT_MAX_OUTPUTS = 128 * 256
 # ... and whose sums are at least this long: shorter ones fill a fraction of a vector and
 # pay a horizontal sum per element (measured: an MLP's 64x10x128 backward product, 0.017
 # ms as dot products vs 0.008 packed).

@@ -174,8 +174,7 @@ def thin_loops(s: Gemm):
     if s.n == 1:
         return None
     if s.b_strides[1] == 1:
-        # (the limits: ir.kernel; measured on 2 threads, 32x5408x64 0.12 vs 0.29 ms packed,
-        # 256x784x256 0.48 vs 0.51, 512^3 1.33 vs 1.20)
+        # (the limits and their measurements: ir.kernel)
         small = s.m * s.n <= DOT_PRODUCT_MAX_OUTPUTS and s.k >= DOT_PRODUCT_MIN_K
         if s.m < PACKED_MIN_ROWS or (s.a_strides[2] == 1 and small):
             return dot_gemm_loops
