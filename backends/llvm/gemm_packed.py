@@ -363,15 +363,31 @@ class GemmBuilder:
                     L.range(0, vectors, 1, copy_vector, "pav")
                     L.range(tail_start, kc, 1, copy_scalar, "pas")
 
-            def transposed():  # MR contiguous elements per step of p
+            def transposed():  # MR contiguous elements per step of p: one masked copy
+                width = 1 << (self.mr - 1).bit_length()  # the vector that holds MR
+                wt = ir.VectorType(self.t, width)
+                mask_t = ir.VectorType(I1, width)
+                mask = ir.Constant(mask_t, [int(r < self.mr) for r in range(width)])
+                suffix = f"v{width}{self.suffix}"
+                load = _declare(
+                    self.module,
+                    f"llvm.masked.load.{suffix}.p0",
+                    ir.FunctionType(wt, [PTR, I32, mask_t, wt]),
+                )
+                store = _declare(
+                    self.module,
+                    f"llvm.masked.store.{suffix}.p0",
+                    ir.FunctionType(VOID, [wt, PTR, I32, mask_t]),
+                )
+                align = ir.Constant(I32, 4 if self.suffix == "f32" else 8)
+
                 def copy_column(p):
                     src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
                     dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
-                    for r in range(self.mr):
-                        at = ir.Constant(I64, r)
-                        v = b.load(b.gep(a, [b.add(src, at)], source_etype=self.t), typ=self.t)
-                        out = b.gep(self.apack, [b.add(dst, at)], source_etype=self.t)
-                        store_untyped(b, v, out)
+                    src_at = b.gep(a, [src], source_etype=self.t)
+                    v = b.call(load, [src_at, align, mask, ir.Constant(wt, None)])
+                    dst_at = b.gep(self.apack, [dst], source_etype=self.t)
+                    b.call(store, [v, dst_at, align, mask])
 
                 L.range(0, kc, 1, copy_column, "pat")
 
