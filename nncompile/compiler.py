@@ -22,6 +22,7 @@ from . import config, pytree
 from .backend import EmitOptions, backend_names, check_threads, get_backend, is_device_array
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
+from .gc_freeze import outside_objects_frozen
 from .ir.errors import CompileError
 from .ir.graph import Graph
 from .lowering import Program, lower_graph
@@ -52,7 +53,8 @@ class Lowered:
     def compile(self, device_outputs: bool = False):
         """Native code for this program (needs the backend's toolchain and device);
         ``device_outputs`` (cuda): calls return DeviceArrays that stay on the device."""
-        return get_backend(self.backend).build(self, device_outputs)
+        with outside_objects_frozen():
+            return get_backend(self.backend).build(self, device_outputs)
 
 
 def lower_graph_for(
@@ -94,7 +96,8 @@ def lower(
     threads: int | None = None,
 ) -> Lowered:
     """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code."""
-    return lower_graph_for(trace(fn, *examples), backend, level, threads)
+    with outside_objects_frozen():
+        return lower_graph_for(trace(fn, *examples), backend, level, threads)
 
 
 DEFAULT_MEMORY_CACHE = config.MEMORY_CACHE.default
@@ -167,7 +170,8 @@ class CompiledFunction:
             with self._compile_lock:
                 entry = self._cache.get(key)
                 if entry is None:
-                    entry = self._build(fn, args)
+                    with outside_objects_frozen():
+                        entry = self._build(fn, args)
                     self._cache[key] = entry
                     # Statics keyed by identity must outlive their entry (ids are reused).
                     self._statics[key] = statics
