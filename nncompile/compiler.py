@@ -22,7 +22,7 @@ from . import config, pytree
 from .backend import EmitOptions, backend_names, check_threads, get_backend, is_device_array
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
-from .gc_freeze import outside_objects_frozen
+from .gc_defer import full_collections_deferred
 from .ir.errors import CompileError
 from .ir.graph import Graph
 from .lowering import Program, lower_graph
@@ -53,7 +53,7 @@ class Lowered:
     def compile(self, device_outputs: bool = False):
         """Native code for this program (needs the backend's toolchain and device);
         ``device_outputs`` (cuda): calls return DeviceArrays that stay on the device."""
-        with outside_objects_frozen():
+        with full_collections_deferred():
             return get_backend(self.backend).build(self, device_outputs)
 
 
@@ -96,7 +96,7 @@ def lower(
     threads: int | None = None,
 ) -> Lowered:
     """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code."""
-    with outside_objects_frozen():
+    with full_collections_deferred():
         return lower_graph_for(trace(fn, *examples), backend, level, threads)
 
 
@@ -170,7 +170,7 @@ class CompiledFunction:
             with self._compile_lock:
                 entry = self._cache.get(key)
                 if entry is None:
-                    with outside_objects_frozen():
+                    with full_collections_deferred():
                         entry = self._build(fn, args)
                     self._cache[key] = entry
                     # Statics keyed by identity must outlive their entry (ids are reused).
