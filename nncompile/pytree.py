@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 TreeDef = dict[str, Any]
 
 
@@ -32,20 +34,26 @@ def flatten(tree: Any, is_array: Callable[[Any], bool]) -> tuple[list[Any], list
     return arrays, statics, treedef
 
 
+# The tree definitions of an array leaf and of None: one shared object each (a training
+# step flattens dozens of leaves per call; tree definitions are never mutated).
+_ARRAY_LEAF: TreeDef = {"kind": "array"}
+_NONE_LEAF: TreeDef = {"kind": "none"}
+
+
 def _flatten(x: Any, is_array, arrays: list, statics: list) -> TreeDef:
-    if is_array(x):
+    if type(x) is np.ndarray or is_array(x):  # (the first test: the common leaf, cheaply)
         arrays.append(x)
-        return {"kind": "array"}
-    if isinstance(x, tuple) and not hasattr(x, "_fields"):
-        return {"kind": "tuple", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
-    if isinstance(x, list):
-        return {"kind": "list", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
+        return _ARRAY_LEAF
     if isinstance(x, dict) and all(isinstance(k, str) for k in x):
         keys = list(x)
         children = [_flatten(x[k], is_array, arrays, statics) for k in keys]
         return {"kind": "dict", "keys": keys, "children": children}
+    if isinstance(x, tuple) and not hasattr(x, "_fields"):
+        return {"kind": "tuple", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
+    if isinstance(x, list):
+        return {"kind": "list", "children": [_flatten(c, is_array, arrays, statics) for c in x]}
     if x is None:
-        return {"kind": "none"}
+        return _NONE_LEAF
     statics.append(x)
     return {"kind": "static", "value": _json_static(x)}
 
