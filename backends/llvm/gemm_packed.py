@@ -503,6 +503,8 @@ class GemmBuilder:
         first_block = b.icmp_signed("==", ic, ir.Constant(I64, 0))
         two_each = b.mul(nth, ir.Constant(I64, 2))
         rows_longer = b.icmp_signed(">=", b.mul(m_panels, mr), b.mul(n_panels, nr))
+        # B read in place is not packed at all: splitting rows then needs no barrier
+        rows_longer = b.or_(rows_longer, in_place)
         split_rows = b.and_(rows_longer, b.icmp_signed(">=", m_panels, two_each))
         split_cols = b.and_(b.not_(rows_longer), b.icmp_signed(">=", n_panels, two_each))
 
