@@ -423,11 +423,8 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
     row = tuple(row_shape[i] for i in axes)
     rows, kept = math.prod(row), math.prod(outer_shape)
     chunks = COLUMN_CHUNKS
-    per_chunk = -(-rows // chunks)
     t_var, i_var = kb.fresh("t"), kb.fresh("i")
     t, i = Var(t_var, INDEX), Var(i_var, INDEX)
-    r_flat = iadd(imul(t, const_index(per_chunk)), i)
-    r_index = delinearize(r_flat, row)
     buffers = {}
     init: list[Stmt] = []
     for r in reductions:
@@ -436,7 +433,7 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
         fill = _init(r.op, d)
         init += kb.nest((chunks * kept,), lambda ix, b=buf, f=fill: [Store(b, ix[0], f)])
 
-    def fold(outer: list[Expr]) -> list[Stmt]:
+    def fold(r_index: list[Expr], outer: list[Expr]) -> list[Stmt]:
         start = len(kb.elements.checks)
         at = iadd(imul(t, const_index(kept)), linearize(outer, outer_shape))
         stmts: list[Stmt] = []
@@ -446,9 +443,23 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
             stmts.append(Store(b, at, _combine(r.op, Load(b, at, d), value, d)))
         return kb.checked(stmts, start)
 
-    real = Binary("lt", r_flat, const_index(rows), dt.bool_)
-    per_row = kb.nest(outer_shape, fold, parallel=False, prefix="c")
-    loop = Loop(t_var, chunks, [Loop(i_var, per_chunk, [If(real, per_row)])], parallel=True)
+    def per_row(r_index: list[Expr]) -> list[Stmt]:
+        return kb.nest(outer_shape, lambda outer: fold(r_index, outer), parallel=False, prefix="c")
+
+    if row[0] >= chunks:
+        # chunks of the leading row axis (the images of a batch): the row's other indices
+        # are plain loop variables, not a flat row number divided and reduced per row
+        per_lead = -(-row[0] // chunks)
+        lead = iadd(imul(t, const_index(per_lead)), i)
+        real = Binary("lt", lead, const_index(row[0]), dt.bool_)
+        rest = kb.nest(row[1:], lambda ix: per_row([lead, *ix]), parallel=False, prefix="r")
+        loop = Loop(t_var, chunks, [Loop(i_var, per_lead, [If(real, rest)])], parallel=True)
+    else:
+        per_chunk = -(-rows // chunks)
+        r_flat = iadd(imul(t, const_index(per_chunk)), i)
+        real = Binary("lt", r_flat, const_index(rows), dt.bool_)
+        body = [If(real, per_row(delinearize(r_flat, row)))]
+        loop = Loop(t_var, chunks, [Loop(i_var, per_chunk, body)], parallel=True)
 
     def partials(outer: list[Expr]) -> list[Stmt]:
         flat = linearize(outer, outer_shape)
