@@ -17,12 +17,15 @@ as ``force`` and prints what it chose.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime
+import fcntl
 import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import llvmlite
@@ -270,19 +273,66 @@ def gemm_tuning(mode: str | None = None) -> Tuning:
     if mode == "model":
         return Tuning(model_params(machine), machine, threads, "model")
     path = _store_path(machine, threads)
-    if mode != "force" and path is not None:
-        stored = _load(path, machine, threads)
+    if path is None:
+        if mode != "force":
+            return Tuning(model_params(machine), machine, threads, "model")
+        return _tune_now(machine, threads, None)
+    if mode != "force":
+        stored = _stored(path, machine, threads)
         if stored is not None:
-            stored.stored_at = path
             return stored
-    if path is None and mode != "force":
-        return Tuning(model_params(machine), machine, threads, "model")
+    # One process tunes at a time: a second one started meanwhile waits for the first's
+    # result instead of timing on the same cores (each would measure the other).
+    with _tuning_lock(path + ".lock"):
+        if mode != "force":
+            stored = _stored(path, machine, threads)
+            if stored is not None:
+                return stored
+        return _tune_now(machine, threads, path)
+
+
+def _stored(path: str, machine: Machine, threads: int) -> Tuning | None:
+    stored = _load(path, machine, threads)
+    if stored is not None:
+        stored.stored_at = path
+    return stored
+
+
+def _tune_now(machine: Machine, threads: int, path: str | None) -> Tuning:
     if threads > 1:
         note_parallel_run()  # the candidates run on a libgomp team
     tuning = tune(machine, threads)
     if path is not None and _store(path, tuning):
         tuning.stored_at = path
     return tuning
+
+
+LOCK_WAIT_SECONDS = 60.0  # then tune anyway (a stuck or very slow holder)
+
+
+@contextlib.contextmanager
+def _tuning_lock(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (flock: released by the OS if the holder
+    dies), waited for at most LOCK_WAIT_SECONDS; without a usable lock file, no lock."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the lock)
 
 
 def fma_peak(seconds: float = 0.2) -> float:

@@ -165,3 +165,24 @@ def test_the_tuner_times_real_candidates_and_checks_the_winner(monkeypatch):
 
 def test_fma_peak_is_measured():
     assert 1.0 < gemm_tune.fma_peak(0.02) < 1e5
+
+
+def test_processes_started_together_tune_once(tmp_path):
+    """Two processes with no stored tuning: one tunes, the other waits for its lock and
+    reads the result (both timing at once would measure each other)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from nncompile.backends.llvm import gemm_tune as t\n"
+        "t.TUNING_SHAPES = ((256, 256, 256),)\n"
+        "print(t.gemm_tuning('auto').source)\n"
+    )
+    env = {**os.environ, "NNCOMPILE_CACHE_DIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    sources = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert sources == ["stored", "tuned"], sources
+    assert len(list(tmp_path.glob("gemm-tuning-*.json"))) == 1
