@@ -265,3 +265,20 @@ def test_reduced_values_broadcast_across_rows_compile_correctly(f):
     m = np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32)
     got = nc.compile(f, backend="llvm")(m)
     np.testing.assert_allclose(got, f(m).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_relu_mask_is_recomputed_where_the_backward_reads_its_input():
+    """The CNN step's ReLU mask ``y > 0`` after the convolution would be computed beside y
+    in the forward kernel and stored as a boolean buffer for the pooling backward kernel,
+    which reads y anyway: fusion moves the comparison there (no mask buffer). The dense
+    layer's mask stays: its reader (a matmul's epilogue) does not read y. (The compiled
+    CNN step against the reference and PyTorch: test_llvm_training, test_nc_torch_cnn.)"""
+    graph, args = training_step(MODELS.cnn)
+    opt = nc.optimize(graph, 2)
+    S.check_fusion_invariants(opt)
+    masks = {len(v.shape): v for g in opt.fusion_groups for v in g.outputs if v.dtype == nc.bool_}
+    assert 4 not in masks and 2 in masks, format_fusion(opt)
+    for g in opt.fusion_groups:
+        for n in g.nodes:
+            if n.op == "greater" and len(n.outputs[0].shape) == 4:
+                assert any(n.outputs[0] is x for m in g.nodes for x in m.inputs)
