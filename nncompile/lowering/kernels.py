@@ -169,10 +169,7 @@ class KernelBuilder:
         tmp = self.fresh("r")
         self.elements.bind(anchor_out, Var(tmp, anchor_out.dtype))
         start = len(self.elements.checks)
-        stores = [
-            Store(self.buffer(v), linearize(index, shape), self.elements.at(v, index))
-            for v in outputs
-        ]
+        stores = [self.store_at(v, index, shape) for v in outputs]
         del self.elements.bound[id(anchor_out)]
         self.epilogue_done = True
         return self.checked([Let(tmp, value), *stores], start)
@@ -564,13 +561,18 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
 
 def _pointwise_epilogue(g) -> bool:
     """Every epilogue node is elementwise over the anchor's own shape (or a hoistable
-    scalar), so each result element's epilogue needs only that element."""
+    scalar), or a reshape of such a value (the same element at the same flat index: a
+    pooled image flattened for a dense layer), so each result element's epilogue needs
+    only that element."""
     shape = g.anchor.outputs[0].shape
+    size = g.anchor.outputs[0].type.size
     for n in g.nodes:
         if n is g.anchor:
             continue
         v = n.outputs[0]
         if v.type.size == 1 and all(i.type.size == 1 for i in n.inputs):
+            continue
+        if n.op == "reshape" and v.type.size == size and n.inputs[0].shape == shape:
             continue
         if n.op not in POINTWISE or v.shape != shape:
             return False

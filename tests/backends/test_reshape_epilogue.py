@@ -1,0 +1,57 @@
+"""An anchor (pooling, a direct convolution) whose result is only reshaped - a pooled image
+flattened for a dense layer - stores straight into the reshaped output: one store per
+element in its kernel, no pass copying the anchor's buffer into the reshaped one; and the
+values match the reference, also when the reshaped value feeds a pointwise op (which keeps
+the separate pass). (A GEMM writes C itself, so a matmul's reshape is still a copy.)"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+
+from .llvm_support import acc, check
+
+CASES = {
+    "max_pool_nhwc": lambda x, w, m: nc.reshape(
+        nc.max_pool2d(x, (2, 2), (2, 2), layout="NHWC"), (4, -1)
+    ),
+    "relu_conv_nhwc": lambda x, w, m: nc.reshape(nc.relu(nc.conv2d(x, w, layout="NHWC")), (4, -1)),
+}
+
+
+def _operands():
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, (4, 10, 10, 3)).astype(np.float32)
+    w = rng.uniform(-1, 1, (10, 3, 3, 3)).astype(np.float32)
+    m = rng.uniform(-1, 1, (30, 6)).astype(np.float32)
+    return x, w, m
+
+
+def _stores(text: str) -> list[str]:
+    """The buffers the program's kernels store into, one entry per store statement."""
+    return re.findall(r"^\s+(\w+)\[.*\] = ", text, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_anchor_result_stored_straight_into_its_reshape(name):
+    fn = CASES[name]
+    args = _operands()
+    program = nc.lower(fn, *args).program
+    stores = _stores(program.text())
+    outputs = [s for s in stores if s.startswith("out")]
+    assert len(outputs) == 1 and not [s for s in stores if s.startswith("t_")], program.text()
+    check(fn, *args, tol=acc("float32", 30, 2.0))
+
+
+def test_a_pointwise_op_after_the_reshape_keeps_the_separate_pass():
+    args = _operands()
+
+    def fn(x, w, m):
+        return nc.reshape(nc.max_pool2d(x, (2, 2), (2, 2), layout="NHWC"), (4, -1)) * 2.0
+
+    assert any(s.startswith("t_") for s in _stores(nc.lower(fn, *args).program.text()))
+    check(fn, *args, tol="arith")
