@@ -540,6 +540,11 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     anchor = g.anchor
     out = anchor.outputs[0]
     epilogue = [v for v in g.outputs if v is not out]
+    if _only_reshaped(g, epilogue):
+        # The anchor's result is only reshaped (a layer's output gradient unflattened into
+        # images): the same elements at the same flat indices, so the anchor - a GEMM
+        # writing C itself included - writes the reshaped buffer directly.
+        return kb.kernel(contraction.lower_anchor(kb, anchor, kb.buffer(epilogue[0])))
     # The memory plan gives the anchor's result a buffer even when only the epilogue
     # reads it (then it is kernel-local scratch in the arena).
     target = kb.buffer(out)
@@ -557,6 +562,17 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     if epilogue and not kb.epilogue_done:
         body += store_outputs(kb, epilogue, {id(anchor)})
     return kb.kernel(body)
+
+
+def _only_reshaped(g, epilogue: list[Value]) -> bool:
+    """The group's only output is a reshape of its anchor's result, and nothing else in
+    the group reads that result."""
+    out = g.anchor.outputs[0]
+    if len(epilogue) != 1 or out in g.outputs:
+        return False
+    reshape = epilogue[0].producer
+    readers = [n for n in g.nodes if any(i is out for i in n.inputs)]
+    return reshape is not None and reshape.op == "reshape" and readers == [reshape]
 
 
 def _pointwise_epilogue(g) -> bool:
