@@ -104,12 +104,13 @@ class KernelBuilder:
         return self.use(self._scratch(f"{self.group.name}_{hint}", dtype, size))
 
     def absorbed(self) -> list[Node]:
-        """Transposes taken into a matmul group (the Gemm reads them with strides)."""
+        """Transposes and reshapes taken into a matmul group (the Gemm reads them in place,
+        with strides)."""
         return [
             n
             for n in self.group.nodes
             if n is not self.group.anchor
-            and n.op == "transpose"
+            and n.op in ("transpose", "reshape")
             and self.group.anchor is not None
             and self.group.anchor.op == "matmul"
             and any(v is n.outputs[0] for v in self.group.anchor.inputs)

@@ -283,7 +283,8 @@ class _Partitioner:
 
     def place_alone(self, node: Node, cls: str, producers: list[FusionGroup]) -> None:
         """Contractions and opaque ops start a group. A matmul also takes in transposes
-        that only it reads: GEMM packing reads a transposed operand for free."""
+        and reshapes that only it reads: GEMM packing reads a transposed operand for free,
+        and a reshape is the same buffer (an image batch flattened for a dense layer)."""
         absorbed = []
         if node.op == "matmul":
             for v in node.inputs:
@@ -292,7 +293,7 @@ class _Partitioner:
                     g is not None
                     and g.kind == "elementwise"
                     and len(g.nodes) == 1
-                    and v.producer.op == "transpose"
+                    and v.producer.op in ("transpose", "reshape")
                     and self.only_consumer(v, node)
                 ):
                     absorbed.append(g)
