@@ -1,17 +1,21 @@
 """A packed, register-tiled GEMM in LLVM IR (GotoBLAS / BLIS structure).
 
-    for jc in N by NC:                      (columns of C held by the packed B panel)
+    for jc in N by NC:                      (columns of C held by the packed B block)
       for pc in K by KC:                    (one rank-KC update)
         for ic in M by MC:                  one parallel region:
-          threads pack A[ic:+MC, pc:+KC] into MR-row micro-panels and
-                 pack B[pc:+KC, jc:+NC] into NR-column micro-panels (split by panel;
-                 for few rows of A, whole panels of a row-major B are read in place),
-          barrier,
-          threads share the (MR x NR) tiles of the block: micro-kernel per tile.
+          B[pc:+KC, jc:+NC] is packed into NR-column micro-panels by the first row
+                 block only (later ones reuse it; whole panels of a row-major B are
+                 read in place when A has few rows),
+          A[ic:+MC, pc:+KC] is packed into MR-row micro-panels,
+          each thread takes a contiguous range of the block's longer side (rows or
+                 column panels), packs that operand's panels itself, and computes
+                 their tiles; the other operand is packed round robin (one barrier).
 
-Micro-kernel: MR = 6 rows by NR = 4 vectors (64 floats or 32 doubles): 24 vector
-accumulators; per step of k it loads 4 vectors of B, broadcasts 6 elements of A and issues
-24 FMAs (llvm.fma on <16 x float> / <8 x double>). Packing reads A and B through
+Micro-kernel (the tile is the machine's: gemm_params.py): MR rows by VECTORS vectors,
+e.g. 6 x 4 <16 x float> on AVX-512, 24 vector accumulators; per step of k it loads the
+B vectors, broadcasts MR elements of A and issues MR x VECTORS FMAs, prefetching B a few
+steps ahead. KC, MC and NC are a global of the module (set by gemm_tune.set_blocking), so
+one compile serves every blocking the tuner tries. Packing reads A and B through
 arbitrary strides, so transposed operands and broadcast batches cost nothing extra.
 Partial tiles run the same micro-kernel on zero-padded panels and store through a small
 tile buffer.
