@@ -95,7 +95,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from .backends.llvm.gemm_tune import fma_peak, gemm_tuning
+    from .backends.llvm.fma_peak import fma_peak
+    from .backends.llvm.gemm_tune import gemm_tuning
 
     tuning = gemm_tuning("model" if args.model else "force")
     print(tuning.describe())

@@ -1,12 +1,15 @@
 """Tuning the packed GEMM on the machine it runs on, once, cached on disk.
 
-The analytical blocking (gemm_params.model_params) is the starting point; a handful of
-blockings around it (other micro-tiles, half and double KC, NC and MC) are each compiled
-(~35 ms) and timed on two products, a large one that spans several blocks and a training
-shape, on all the cores this process may use, interleaved over a few rounds so that a
-burst of noise does not pick the winner. About a second in all. The winner is stored as
-JSON in the compile cache folder, keyed by the CPU (model, LLVM name and features), the
-thread count and the nncompile and llvmlite versions; later processes read it.
+The analytical blocking (gemm_params.model_params) is the starting point; its neighbours
+(half and double KC, half NC and MC, and on wide registers a 12 x 32 tile) are timed on
+three products - one spanning several blocks, two training shapes - on all the cores this
+process may use, interleaved over a few rounds so that a burst of noise does not pick the
+winner. Each micro-tile is compiled once (the blocking is a global of the compiled
+module); the score is the mean time relative to the fastest candidate on each shape.
+About 0.5 s with the micro-tiles' objects in the disk cache, 1.7 s without. The winner is
+checked against NumPy and stored as JSON in the compile cache folder, keyed by the CPU
+(model, LLVM name and features), the thread count and the nncompile and llvmlite
+versions; later processes read it, and processes started together tune once (a lock).
 
 ``NNCOMPILE_GEMM_TUNE``: ``auto`` (default) tunes at the first GEMM of a process when no
 stored result exists and the cache folder is on (with it off, tuning would repeat in every
@@ -333,54 +336,3 @@ def _tuning_lock(path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # (closing releases the lock)
-
-
-def fma_peak(seconds: float = 0.2) -> float:
-    """This core's float32 FMA throughput in GFLOP/s: independent FMA chains on the
-    widest vectors, as many as the registers hold, timed on one thread."""
-    machine = this_machine()
-    lanes = machine.vector_bytes // 4
-    chains = machine.vector_registers - 4
-    vt = ir.VectorType(ir.FloatType(), lanes)
-    module = ir.Module(name="nc_fma_peak")
-    module.triple = llvm.get_process_triple()
-    i64 = ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(ir.FloatType(), [i64]), "nc_fma_peak")
-    fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
-    entry = fn.append_basic_block("entry")
-    loop = fn.append_basic_block("loop")
-    done = fn.append_basic_block("done")
-    b = ir.IRBuilder(entry)
-    b.branch(loop)
-    b.position_at_end(loop)
-    i = b.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    scale = ir.Constant(vt, [0.999] * lanes)
-    shift = ir.Constant(vt, [1e-3] * lanes)
-    accs = []
-    for c in range(chains):
-        acc = b.phi(vt)
-        acc.add_incoming(ir.Constant(vt, [float(c)] * lanes), entry)
-        accs.append(acc)
-    nxt = [b.call(fma, [acc, scale, shift]) for acc in accs]
-    for acc, value in zip(accs, nxt, strict=True):
-        acc.add_incoming(value, loop)
-    step = b.add(i, ir.Constant(i64, 1))
-    i.add_incoming(step, loop)
-    b.cbranch(b.icmp_signed("<", step, fn.args[0]), loop, done)
-    b.position_at_end(done)
-    total = nxt[0]
-    for value in nxt[1:]:
-        total = b.fadd(total, value)
-    b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
-    native = compile_ir(str(module), entry="nc_fma_peak")
-    run = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(native.entry_address)
-    iterations = 1 << 20
-    samples = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 3:
-        t = time.perf_counter()
-        run(iterations)
-        samples.append(time.perf_counter() - t)
-    flops = 2.0 * lanes * chains * iterations
-    return flops / min(samples[1:]) / 1e9
