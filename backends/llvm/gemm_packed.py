@@ -728,11 +728,9 @@ def runtime_functions() -> dict[str, str]:
     return {f"nc_gemm_{suffix}": runtime_symbol(suffix) for suffix in ("f32", "f64")}
 
 
-def build_gemm_functions(
-    module: ir.Module, parallel: ParallelRuntime, tile: MicroTile
-) -> dict[str, str]:
-    """Define nc_gemm_f32 and nc_gemm_f64 in ``module`` with the micro-tile ``tile``:
-    {function name: runtime symbol}. BLOCKING_GLOBAL starts as a small valid blocking
+def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime, tile: MicroTile) -> None:
+    """Define nc_gemm_f32 and nc_gemm_f64 (``runtime_functions``) in ``module`` with the
+    micro-tile ``tile``. BLOCKING_GLOBAL starts as a small valid blocking
     (the text of the module depends on the tile alone, so the compiled object is cached
     once per tile); whoever compiles it sets the real one (gemm_tune.set_blocking)."""
     initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8]
@@ -740,4 +738,3 @@ def build_gemm_functions(
     blocking.initializer = ir.Constant(ir.ArrayType(I64, 3), initial)
     for ftype in (ir.FloatType(), ir.DoubleType()):
         GemmBuilder(module, ftype, tile, parallel).fn.linkage = "external"
-    return runtime_functions()

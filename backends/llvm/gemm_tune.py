@@ -40,7 +40,12 @@ from ... import config
 from ...disk_cache import cache_dir
 from ...fileio import atomic_write
 from ...ir.errors import CompileError
-from .gemm_packed import BLOCKING_GLOBAL, WORKSPACE_BYTES, build_gemm_functions
+from .gemm_packed import (
+    BLOCKING_GLOBAL,
+    WORKSPACE_BYTES,
+    build_gemm_functions,
+    runtime_functions,
+)
 from .gemm_params import GemmParams, MicroTile, model_params, within_workspace
 from .jit import NativeCode, compile_ir
 from .machine import Machine, this_machine
@@ -122,14 +127,14 @@ _GEMM_CTYPE = ctypes.CFUNCTYPE(
 )
 
 
-def compile_gemm(tile: MicroTile) -> tuple[NativeCode, dict[str, str]]:
-    """The runtime GEMMs compiled with the micro-tile ``tile`` (about 0.6 s, or a disk
-    cache hit): (native code, {function name: runtime symbol}). Set its blocking with
-    ``set_blocking`` before the first call."""
+def compile_gemm(tile: MicroTile) -> NativeCode:
+    """The runtime GEMMs (gemm_packed.runtime_functions) compiled with the micro-tile
+    ``tile``: about 0.6 s, or a disk cache hit. Set its blocking with ``set_blocking``
+    before the first call."""
     module = ir.Module(name="nc_runtime")
     module.triple = llvm.get_process_triple()
-    names = build_gemm_functions(module, ParallelRuntime(module, MAX_THREADS), tile)
-    return compile_ir(str(module), entry=next(iter(names))), names
+    build_gemm_functions(module, ParallelRuntime(module, MAX_THREADS), tile)
+    return compile_ir(str(module), entry=next(iter(runtime_functions())))
 
 
 def set_blocking(native: NativeCode, params: GemmParams) -> None:
@@ -163,12 +168,6 @@ class _Timer:
         return times
 
 
-def _aligned_workspace() -> np.ndarray:
-    raw = np.empty(WORKSPACE_BYTES + 64, np.uint8)
-    start = (-raw.ctypes.data) % 64
-    return raw[start : start + WORKSPACE_BYTES]
-
-
 def tune(machine: Machine, threads: int) -> Tuning:
     """Time the candidates on this machine and return the fastest (its results checked
     against NumPy, so a blocking that computes wrong results can never win). The winner's
@@ -180,12 +179,14 @@ def tune(machine: Machine, threads: int) -> Tuning:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         operands.append((a, b, np.empty((m, n), np.float32)))
-    workspace = _aligned_workspace()
+    from .executable import aligned_empty  # (executable imports the runtime, which imports this)
+
+    workspace = aligned_empty(WORKSPACE_BYTES)
     options = {_name(p): p for p in candidates(machine)}
     timers: dict[MicroTile, _Timer] = {}
     for p in options.values():
         if p.tile not in timers:
-            timers[p.tile] = _Timer(compile_gemm(p.tile)[0], threads, workspace, operands)
+            timers[p.tile] = _Timer(compile_gemm(p.tile), threads, workspace, operands)
     times = {name: [float("inf")] * len(TUNING_SHAPES) for name in options}
     for _ in range(ROUNDS):
         for name, p in options.items():

@@ -31,7 +31,7 @@ def runtime() -> NativeCode:
     with _lock:  # two threads compiling their first programs at once build it once
         if _runtime is None:
             _tuning = gemm_tuning()
-            native = _tuning.native or compile_gemm(_tuning.params.tile)[0]
+            native = _tuning.native or compile_gemm(_tuning.params.tile)
             set_blocking(native, _tuning.params)
             for name, symbol in runtime_functions().items():
                 llvm.add_symbol(symbol, native.engine.get_function_address(name))

@@ -92,7 +92,7 @@ class ThreadChooser:
             return 1
         if serial_after_fork():
             return 1
-        _state["parallel_ran"] = True
+        note_parallel_run()
         self.until_probe -= 1
         if self.until_probe <= 0:
             return 1 if self.choice != 1 else self.most

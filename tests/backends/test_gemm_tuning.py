@@ -12,7 +12,12 @@ import os
 import numpy as np
 import pytest
 from nncompile.backends.llvm import gemm_tune
-from nncompile.backends.llvm.gemm_packed import A_BUDGET_ELEMENTS, B_BUDGET_ELEMENTS
+from nncompile.backends.llvm.executable import aligned_empty
+from nncompile.backends.llvm.gemm_packed import (
+    A_BUDGET_ELEMENTS,
+    B_BUDGET_ELEMENTS,
+    WORKSPACE_BYTES,
+)
 from nncompile.backends.llvm.gemm_params import GemmParams, model_params, within_workspace
 from nncompile.backends.llvm.machine import Machine, _size, cache_sizes, this_machine
 
@@ -81,7 +86,7 @@ def compiled_tiles():
 
     def get(params: GemmParams):
         if params.tile not in cache:
-            cache[params.tile] = gemm_tune.compile_gemm(params.tile)[0]
+            cache[params.tile] = gemm_tune.compile_gemm(params.tile)
         return cache[params.tile]
 
     return get
@@ -95,7 +100,7 @@ def test_every_blocking_computes_the_product(compiled_tiles, blocking, dtype):
     gemm_tune.set_blocking(native, params)
     suffix = "f32" if dtype == np.float32 else "f64"
     fn = _CALL(native.engine.get_function_address(f"nc_gemm_{suffix}"))
-    workspace = gemm_tune._aligned_workspace()
+    workspace = aligned_empty(WORKSPACE_BYTES)
     rng = np.random.default_rng(sum(blocking))
     for m, k, n in SHAPES:
         for transposed_a in (False, True):
