@@ -241,7 +241,9 @@ def _load(path: str, machine: Machine, threads: int) -> Tuning | None:
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
         params = GemmParams.from_dict(stored["params"])
-        if params.lanes != model_params(machine).lanes:
+        # only a blocking this version could have picked here: a file edited by hand (or
+        # damaged into other valid numbers) must not compile a 1000-row micro-kernel
+        if params not in candidates(machine):
             return None
         timings = {str(k): float(v) for k, v in stored.get("timings", {}).items()}
         return Tuning(params, machine, threads, "stored", timings=timings, date=stored["date"])

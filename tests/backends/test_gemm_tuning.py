@@ -193,3 +193,16 @@ def test_processes_started_together_tune_once(tmp_path):
     sources = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert sources == ["stored", "tuned"], sources
     assert len(list(tmp_path.glob("gemm-tuning-*.json"))) == 1
+
+
+def test_a_stored_blocking_no_candidate_could_be_is_not_used(monkeypatch, tmp_path):
+    """A hand-edited file with valid-looking numbers (a 600-row micro-tile) is ignored and
+    tuning runs again, rather than compiling whatever the file says."""
+    monkeypatch.setenv("NNCOMPILE_CACHE_DIR", str(tmp_path))
+    machine = this_machine()
+    path = gemm_tune._store_path(machine, 2)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    forged = {**model_params(machine).__dict__, "mr": 600, "mc": 600}
+    with open(path, "w") as f:
+        json.dump({"params": forged, "date": "d"}, f)
+    assert gemm_tune._load(path, machine, 2) is None
