@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import llvmlite.ir as ir
 
+from .gemm_micro import micro_kernel
+from .llvm_builders import Loops, declare, imax, imin, transpose_in_registers
 from .parallel import ParallelRuntime, store_untyped
 
 if TYPE_CHECKING:
@@ -40,8 +42,6 @@ I1, I32, I64, PTR, VOID = (
     ir.VoidType(),
 )
 
-# The micro-kernel prefetches B this many steps of k ahead (measured +5 % on 1024^3).
-PREFETCH_STEPS = 8
 # Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
 IN_PLACE_B_ROWS = 64
 
@@ -57,91 +57,6 @@ WORKSPACE_BYTES = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
 BLOCKING_GLOBAL = "nc_gemm_blocking"
 # a, b, c, m, n, k, six strides, beta, workspace, threads
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
-
-
-class Loops:
-    """Small helpers for writing loops with llvmlite."""
-
-    def __init__(self, fn: ir.Function, b: ir.IRBuilder):
-        self.fn, self.b = fn, b
-
-    def range(self, start, stop, step, body, name="i"):
-        b = self.b
-        start = _c(start)
-        stop = _c(stop)
-        pre = b.block
-        head = self.fn.append_basic_block(f"{name}.head")
-        loop = self.fn.append_basic_block(f"{name}.body")
-        done = self.fn.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64, name=name)
-        i.add_incoming(start, pre)
-        b.cbranch(b.icmp_signed("<", i, stop), loop, done)
-        b.position_at_end(loop)
-        body(i)
-        i.add_incoming(b.add(i, _c(step)), b.block)
-        b.branch(head)
-        b.position_at_end(done)
-
-    def first_of(self, name, cases, otherwise):
-        """Emit the body of the first (condition, body) case that holds, else ``otherwise``."""
-        b = self.b
-        done = self.fn.append_basic_block(f"{name}.done")
-        for number, (cond, body) in enumerate(cases):
-            then = self.fn.append_basic_block(f"{name}.case{number}")
-            rest = self.fn.append_basic_block(f"{name}.not{number}")
-            b.cbranch(cond, then, rest)
-            b.position_at_end(then)
-            body()
-            b.branch(done)
-            b.position_at_end(rest)
-        otherwise()
-        b.branch(done)
-        b.position_at_end(done)
-
-    def when(self, cond, body):
-        b = self.b
-        then = self.fn.append_basic_block("then")
-        done = self.fn.append_basic_block("endif")
-        b.cbranch(cond, then, done)
-        b.position_at_end(then)
-        body()
-        b.branch(done)
-        b.position_at_end(done)
-
-
-def transpose_in_registers(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
-    """The transpose of a square block held as ``len(rows)`` vectors of as many lanes (a
-    power of two): log2(n) rounds of two-input shuffles. Round h pairs row i with row
-    i + h (i & h == 0) and interleaves their blocks of h lanes: the first halves of each
-    2h-lane block go to row i, the second halves to row i + h."""
-    n = len(rows)
-    rows = list(rows)
-    h = n // 2
-    while h >= 1:
-        low = [base + t for blk in range(0, n, 2 * h) for base in (blk, n + blk) for t in range(h)]
-        high = [i + h for i in low]
-        for i in range(n):
-            if i & h:
-                continue
-            x, y = rows[i], rows[i + h]
-            rows[i] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), low))
-            rows[i + h] = b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, n), high))
-        h //= 2
-    return rows
-
-
-def _c(v):
-    return ir.Constant(I64, v) if isinstance(v, int) else v
-
-
-def _min(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _max(b, x, y):
-    return b.select(b.icmp_signed(">", x, y), x, y)
 
 
 class GemmBuilder:
@@ -209,10 +124,10 @@ class GemmBuilder:
         parallel_team = b.icmp_signed(">", threads, ir.Constant(I64, 1))
 
         def jc_body(jc):
-            nc = _min(b, cols, b.sub(n, jc))
+            nc = imin(b, cols, b.sub(n, jc))
 
             def pc_body(pc):
-                kc = _min(b, kc_step, b.sub(k, pc))
+                kc = imin(b, kc_step, b.sub(k, pc))
                 # Accumulate into C after the first rank-KC update (or when asked to).
                 first = b.icmp_signed("==", pc, ir.Constant(I64, 0))
                 acc = b.select(first, beta, ir.Constant(I64, 1))
@@ -225,14 +140,14 @@ class GemmBuilder:
                 )
 
                 def ic_body(ic):
-                    mc = _min(b, rows, b.sub(m, ic))
+                    mc = imin(b, rows, b.sub(m, ic))
                     for idx, v in enumerate([jc, pc, ic, mc, nc, kc, acc]):
                         put(13 + idx, v)
                     serial = [slot, ir.Constant(I64, 0), ir.Constant(I64, 1)]
                     if self.region is None:
                         b.call(self.region_body, serial)
                         return
-                    gomp = _declare(
+                    gomp = declare(
                         self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
                     )
                     with b.if_else(parallel_team) as (team, alone):
@@ -265,12 +180,12 @@ class GemmBuilder:
         # A short K leaves room for more columns per B block, as for rows of A below: the
         # block keeps the bytes the blocking sized it for (in L2) and fewer blocks mean
         # fewer parallel regions. (Within the B part of the workspace.)
-        kc0 = _max(b, _min(b, kc_step, k), ir.Constant(I64, 1))
+        kc0 = imax(b, imin(b, kc_step, k), ir.Constant(I64, 1))
         nr_c = ir.Constant(I64, self.nr)
-        cols = _min(
+        cols = imin(
             b, b.sdiv(b.mul(nc_c, kc_c), kc0), b.sdiv(ir.Constant(I64, B_BUDGET_ELEMENTS), kc0)
         )
-        cols = _max(b, b.mul(b.sdiv(cols, nr_c), nr_c), nr_c)
+        cols = imax(b, b.mul(b.sdiv(cols, nr_c), nr_c), nr_c)
         L.range(0, n, cols, jc_body, "jc")
         b.ret_void()
         return fn
@@ -292,10 +207,10 @@ class GemmBuilder:
         fn.linkage = "internal"
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         tid = b.sext(
-            b.call(_declare(self.module, "omp_get_thread_num", ir.FunctionType(I32, [])), []), I64
+            b.call(declare(self.module, "omp_get_thread_num", ir.FunctionType(I32, [])), []), I64
         )
         nth = b.sext(
-            b.call(_declare(self.module, "omp_get_num_threads", ir.FunctionType(I32, [])), []), I64
+            b.call(declare(self.module, "omp_get_num_threads", ir.FunctionType(I32, [])), []), I64
         )
         b.call(self.region_body, [fn.args[0], tid, nth])
         b.ret_void()
@@ -373,12 +288,12 @@ class GemmBuilder:
                 mask_t = ir.VectorType(I1, width)
                 mask = ir.Constant(mask_t, [int(r < self.mr) for r in range(width)])
                 suffix = f"v{width}{self.suffix}"
-                load = _declare(
+                load = declare(
                     self.module,
                     f"llvm.masked.load.{suffix}.p0",
                     ir.FunctionType(wt, [PTR, I32, mask_t, wt]),
                 )
-                store = _declare(
+                store = declare(
                     self.module,
                     f"llvm.masked.store.{suffix}.p0",
                     ir.FunctionType(VOID, [wt, PTR, I32, mask_t]),
@@ -531,14 +446,14 @@ class GemmBuilder:
         waits = b.or_(b.not_(split_rows), b.and_(first_block, b.not_(split_cols)))
         L.when(
             b.and_(waits, b.icmp_signed(">", nth, one)),
-            lambda: b.call(_declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
+            lambda: b.call(declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), []),
         )
 
         # Tiles t -> (row panel t / width, column panel first_column + t % width): all of
         # this thread's when split (each A micro-panel stays in L1 while the B panels
         # stream past it from L2), every nth one of the block's otherwise.
         my_cols = b.sub(b_stop, b_first)
-        width = b.select(split_cols, _max(b, my_cols, one), n_panels)
+        width = b.select(split_cols, imax(b, my_cols, one), n_panels)
         first_column = b.select(split_cols, b_first, ir.Constant(I64, 0))
         rows_of_tiles = b.select(split_rows, b.sub(a_stop, a_first), m_panels)
         first_tile = b.select(
@@ -559,7 +474,7 @@ class GemmBuilder:
                 bm, [b.add(b.mul(pc, b_rs), b.add(jc, b.mul(jr, nr)))], source_etype=self.t
             )
             b_panel = (direct, source_at, b_rs, packed_at)
-            self._micro(L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed)
+            micro_kernel(self, L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed)
 
         L.range(first_tile, tiles_stop, tiles_step, tile, "tile")
         b.ret_void()
@@ -573,137 +488,6 @@ class GemmBuilder:
             b.icmp_signed("==", b_cs, ir.Constant(I64, 1)),
             b.icmp_signed("<=", m, ir.Constant(I64, IN_PLACE_B_ROWS)),
         )
-
-    def _micro(self, L, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed):
-        b, t, vt, lanes = L.b, self.t, self.vt, self.lanes
-        fma = _declare(
-            self.module,
-            f"llvm.fma.v{lanes}{'f32' if self.suffix == 'f32' else 'f64'}",
-            ir.FunctionType(vt, [vt, vt, vt]),
-        )
-        prefetch = _declare(
-            self.module, "llvm.prefetch.p0", ir.FunctionType(VOID, [PTR, I32, I32, I32])
-        )
-        mr_c, nr_c = ir.Constant(I64, self.mr), ir.Constant(I64, self.nr)
-        a_base = b.gep(self.apack, [b.mul(ir_, b.mul(kc, mr_c))], source_etype=t)
-        # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
-        acc_type = ir.ArrayType(vt, self.mr * self.vectors)
-        with b.goto_entry_block():
-            accs = b.alloca(acc_type, name="acc")
-        zero_v = ir.Constant(vt, None)
-        count = self.mr * self.vectors
-        slots = [b.gep(accs, [ir.Constant(I64, i)], source_etype=vt) for i in range(count)]
-        for s in slots:
-            store_untyped(b, zero_v, s)
-        undef_v = ir.Constant(vt, ir.Undefined)
-        align = 4 if self.suffix == "f32" else 8
-        line = 64 // (4 if self.suffix == "f32" else 8)  # elements per cache line
-
-        def k_loop(a_rs, a_ps, b_start, b_step):
-            """The rank-kc update of the tile: element (r, p) of the A panel at
-            a_base[r*a_rs + p*a_ps], element (p, j) of the B panel at b_start[p*b_step + j].
-            Emitted once per layout, so that the strides that are constants (the packed
-            ones) are constants in the loop: addresses take one increment per step."""
-
-            def step(p):
-                bvec = []
-                ahead = b.mul(b.add(p, ir.Constant(I64, PREFETCH_STEPS)), b_step)
-                for v in range(self.vectors):
-                    off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
-                    ptr = b.gep(b_start, [off], source_etype=t)
-                    bvec.append(b.load(ptr, typ=vt, align=align))
-                    if (v * lanes) % line == 0:  # B streams from L2: ask for it early
-                        at = b.gep(
-                            b_start, [b.add(ahead, ir.Constant(I64, v * lanes))], source_etype=t
-                        )
-                        locality = [ir.Constant(I32, x) for x in (0, 3, 1)]
-                        b.call(prefetch, [at, *locality])
-                for r in range(self.mr):
-                    off = b.add(b.mul(ir.Constant(I64, r), a_rs), b.mul(p, a_ps))
-                    av = b.load(b.gep(a_base, [off], source_etype=t), typ=t)
-                    splat = b.shuffle_vector(
-                        b.insert_element(undef_v, av, ir.Constant(I32, 0)),
-                        undef_v,
-                        ir.Constant(ir.VectorType(I32, lanes), None),
-                    )
-                    for v in range(self.vectors):
-                        s = slots[r * self.vectors + v]
-                        store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
-
-            L.range(0, kc, 1, step, "kk")
-
-        direct, source_at, b_rs, packed_at = b_panel
-        one = ir.Constant(I64, 1)
-        transposed_a, row_a = (one, mr_c), (kc, one)  # A panels packed [p][r] or [r][p]
-        packed_b, source_b = (packed_at, nr_c), (source_at, b_rs)
-        not_direct = b.not_(direct)
-        L.first_of(
-            "micro",
-            [
-                (b.and_(tposed, not_direct), lambda: k_loop(*transposed_a, *packed_b)),
-                (tposed, lambda: k_loop(*transposed_a, *source_b)),
-                (not_direct, lambda: k_loop(*row_a, *packed_b)),
-            ],
-            lambda: k_loop(*row_a, *source_b),
-        )
-
-        # Write back: whole tiles with unit column stride go straight to C.
-        row0 = b.add(ic, b.mul(ir_, mr_c))
-        col0 = b.add(jc, b.mul(jr, nr_c))
-        full = b.and_(
-            b.icmp_signed("<=", b.add(b.mul(ir_, mr_c), mr_c), mc),
-            b.icmp_signed("<=", b.add(b.mul(jr, nr_c), nr_c), nc),
-        )
-        full = b.and_(full, b.icmp_signed("==", c_cs, ir.Constant(I64, 1)))
-        add = b.icmp_signed("!=", beta, ir.Constant(I64, 0))
-        fast = L.fn.append_basic_block("tile.fast")
-        slow = L.fn.append_basic_block("tile.edge")
-        done = L.fn.append_basic_block("tile.done")
-        b.cbranch(full, fast, slow)
-
-        b.position_at_end(fast)
-        for r in range(self.mr):
-            for v in range(self.vectors):
-                at = b.add(
-                    b.mul(b.add(row0, ir.Constant(I64, r)), c_rs),
-                    b.add(col0, ir.Constant(I64, v * lanes)),
-                )
-                ptr = b.gep(c, [at], source_etype=t)
-                val = b.load(slots[r * self.vectors + v], typ=vt)
-                old = b.load(ptr, typ=vt, align=4 if self.suffix == "f32" else 8)
-                val = b.select(add, b.fadd(val, old), val)
-                store_untyped(b, val, ptr, align=4 if self.suffix == "f32" else 8)
-        b.branch(done)
-
-        b.position_at_end(slow)
-        rows = _min(b, mr_c, b.sub(mc, b.mul(ir_, mr_c)))
-        cols = _min(b, nr_c, b.sub(nc, b.mul(jr, nr_c)))
-        flat_t = ir.ArrayType(t, self.mr * self.nr)
-        with b.goto_entry_block():
-            tilebuf = b.alloca(flat_t, name="tile")
-        for i, s in enumerate(slots):
-            ptr = b.gep(tilebuf, [ir.Constant(I64, i * lanes)], source_etype=t)
-            store_untyped(b, b.load(s, typ=vt), ptr, align=4 if self.suffix == "f32" else 8)
-
-        def edge_row(r):
-            def edge_col(j):
-                at = b.add(b.mul(b.add(row0, r), c_rs), b.mul(b.add(col0, j), c_cs))
-                ptr = b.gep(c, [at], source_etype=t)
-                src = b.gep(tilebuf, [b.add(b.mul(r, nr_c), j)], source_etype=t)
-                val = b.load(src, typ=t)
-                old = b.load(ptr, typ=t)
-                store_untyped(b, b.select(add, b.fadd(val, old), val), ptr)
-
-            L.range(0, cols, 1, edge_col, "ej")
-
-        L.range(0, rows, 1, edge_row, "ei")
-        b.branch(done)
-        b.position_at_end(done)
-
-
-def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
-    fn = module.globals.get(name)
-    return fn if fn is not None else ir.Function(module, ftype, name)
 
 
 def runtime_symbol(suffix: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.kernel import INDEX, Expr, Gemm, Var
-from .gemm_packed import Loops
+from .llvm_builders import Loops, declare
 from .machine import this_machine
 from .parallel import store_untyped
 
@@ -51,9 +51,9 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
     b = emitter.b
     module = emitter.module
     suffix = f"v{lanes}{'f32' if s.dtype.itemsize == 4 else 'f64'}"
-    fma = _declare(module, f"llvm.fma.{suffix}", ir.FunctionType(vt, [vt, vt, vt]))
+    fma = declare(module, f"llvm.fma.{suffix}", ir.FunctionType(vt, [vt, vt, vt]))
     mask_type = ir.VectorType(I1, lanes)
-    masked_load = _declare(
+    masked_load = declare(
         module, f"llvm.masked.load.{suffix}.p0", ir.FunctionType(vt, [PTR, I32, mask_type, vt])
     )
     mask = ir.Constant(mask_type, [int(j < tail) for j in range(lanes)])
@@ -153,8 +153,3 @@ def _store_c(emitter, s: Gemm, c0, sums, lanes: int, vt, t) -> None:
         loops.range(0, s.n, 1, element, "rg_j")
 
     loops.range(0, s.m, 1, row, "rg_i")
-
-
-def _declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
-    fn = module.globals.get(name)
-    return fn if fn is not None else ir.Function(module, ftype, name)
