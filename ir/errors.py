@@ -56,6 +56,11 @@ class ExecutionError(NCError, RuntimeError):
     out-of-range gather index."""
 
 
+class DistributedError(NCError, RuntimeError):
+    """A data-parallel job cannot go on: a rank failed, ranks disagree on the model, or
+    ranks did not meet at a collective within the timeout."""
+
+
 # Public name without the trailing underscore would shadow the builtin inside modules
 # that star-import; keep the underscore internally and export a clear alias.
 OpAttributeError = AttributeError_

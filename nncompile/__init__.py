@@ -14,6 +14,7 @@ from .errors import (
     CompileError,
     ConfigError,
     DataError,
+    DistributedError,
     DTypeError,
     ExecutionError,
     GraphError,
@@ -132,7 +133,7 @@ from .attention import scaled_dot_product_attention
 from .tracing import trace
 from .dispatch import name_scope
 from .run import run
-from . import autodiff, data, functional, init, losses, metrics, nn, optim, passes
+from . import autodiff, data, distributed, functional, init, losses, metrics, nn, optim, passes
 from .passes import optimize
 from .functional import batch_norm, dropout, embedding
 from .autodiff import value_and_grad
@@ -166,6 +167,7 @@ __all__ = [
     "ConfigError",
     "DTypeError",
     "DataError",
+    "DistributedError",
     "ExecutionError",
     "GraphError",
     "MissingDependencyError",

@@ -67,6 +67,13 @@ GEMM_TUNE = _declare(
     "GEMM blocking: auto (tune once, stored in the cache folder), model, force",
     choices=("auto", "model", "force"),
 )
+DIST_TIMEOUT = _declare(
+    "NNCOMPILE_DIST_TIMEOUT",
+    "int",
+    300,
+    "seconds a distributed collective waits for every rank before it aborts the job",
+    low=1,
+)
 DUMP = _declare("NNCOMPILE_DUMP", "path", None, "folder for every compilation stage's text")
 CUDA_EMULATOR = _declare(
     "NNCOMPILE_CUDA_EMULATOR", "bool", False, "run backend='cuda' on the CPU emulation (g++)"

@@ -216,15 +216,23 @@ class BaseModel:
         threads: int | None = None,
         check: bool | None = None,
         loss_weights: Any = None,
+        distributed: bool = False,
     ) -> None:
         """Choose optimizer, loss and metrics; ``backend`` compiles the training and
         inference steps ("llvm", "cuda", "numpy"); ``run_eagerly`` runs them op by op;
         ``check`` compares every compiled buffer with the reference (nc.compile's check).
         With several outputs, ``loss``, ``metrics`` and ``loss_weights`` may be lists (one
-        entry per output) or dicts by output name; the loss minimized is the weighted sum."""
+        entry per output) or dicts by output name; the loss minimized is the weighted sum.
+        ``distributed=True`` trains data-parallel over the MPI world (nncompile.distributed:
+        fit's batch_size is per rank, gradients are averaged across ranks)."""
         from .fitting import Trainer
 
-        self.trainer = Trainer(
+        kind = Trainer
+        if distributed:
+            from ..distributed.trainer import DistributedTrainer
+
+            kind = DistributedTrainer
+        self.trainer = kind(
             self, optimizer, loss, metrics, backend, run_eagerly, threads, check, loss_weights
         )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..distributed import world as distributed_world
 from ..ir.errors import ConfigError
 
 Logs = dict[str, float]
@@ -174,7 +175,7 @@ class EarlyStopping(_Monitor):
 class ModelCheckpoint(_Monitor):
     """Save the model after each epoch to ``filepath`` (which may contain ``{epoch}`` and
     log names, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}"``); with ``save_best_only`` only
-    when ``monitor`` improved."""
+    when ``monitor`` improved. In a data-parallel job only rank 0 writes."""
 
     def __init__(
         self,
@@ -200,6 +201,8 @@ class ModelCheckpoint(_Monitor):
                 return
             self.best = current
         path = self.filepath.format(epoch=epoch + 1, **logs)
+        if not distributed_world.is_primary():
+            return  # data-parallel: every rank holds the same weights; rank 0 writes them
         self.model.save(path, include_optimizer=self.include_optimizer)
         self.saved.append(path)
         if self.verbose:

@@ -251,7 +251,9 @@ class Trainer:
         ]
 
     # -- the graphs -----------------------------------------------------------------------
-    def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
+    def _grad_fn(self, params, frozen, state, x, y, key):
+        """Forward, loss and backward: (grads, new layer state, loss, batch outputs)."""
+
         def objective(p: Any) -> tuple[Any, Any]:
             out, new_state = self.model.apply(
                 {**frozen, **p}, state, x, training=True, key=key, logits=self._logits_arg()
@@ -263,6 +265,15 @@ class Trainer:
                 return loss, (new_state, self._aux(ys, outs, parts))
 
         (loss, (new_state, outputs)), grads = value_and_grad(objective, has_aux=True)(params)
+        return grads, new_state, loss, outputs
+
+    def _update_fn(self, params, grads, opt_state, lr):
+        """The optimizer's step alone (data-parallel training runs it after the gradients
+        are averaged across ranks)."""
+        return self.optimizer.update(params, grads, opt_state, lr)
+
+    def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
+        grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
         new_params, new_opt_state = self.optimizer.update(params, grads, opt_state, lr)
         return new_params, new_opt_state, new_state, loss, outputs
 
@@ -288,10 +299,18 @@ class Trainer:
         return self.model.apply(params, state, x, training=False)[0]
 
     def function(self, kind: str) -> Callable[..., Any]:
-        """The (compiled, cached) train / eval / predict function."""
+        """The (compiled, cached) train / grad / update / eval / predict function."""
         if kind not in self._functions:
-            fn = {"train": self._train_fn, "eval": self._eval_fn, "predict": self._predict_fn}[kind]
-            donate = (0, 2, 3) if kind == "train" else ()
+            fn = {
+                "train": self._train_fn,
+                "grad": self._grad_fn,
+                "update": self._update_fn,
+                "eval": self._eval_fn,
+                "predict": self._predict_fn,
+            }[kind]
+            # updated in place: params, opt_state and layer state (train); params and
+            # opt_state (update)
+            donate = {"train": (0, 2, 3), "update": (0, 2)}.get(kind, ())
             self._functions[kind] = (
                 _eager(fn)
                 if self.run_eagerly
@@ -433,13 +452,14 @@ class Trainer:
         verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
         cbs = CallbackList([history, *(callbacks or [])], model)
-        progress = ProgressBar(verbose, epochs, math.ceil(n / batch_size))
-        rng = np.random.default_rng(seed)
-        train = self.function("train")
+        step_rows = self._step_rows(batch_size)
+        progress = ProgressBar(self._shown(verbose), epochs, math.ceil(n / step_rows))
+        rng = self._shuffle_rng(seed)
         model.stop_training = False
         model.history = history
         if self.opt_state is None:
             self.opt_state = self.optimizer.init(model.params(trainable=True))
+        self._begin_fit()
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
@@ -456,22 +476,15 @@ class Trainer:
                 self.opt_state = to_device(self.opt_state)
             epoch_metrics = self._epoch_metrics()
             start = time.perf_counter()
-            for step, idx in enumerate(batch_slices(n, batch_size, shuffle, rng)):
-                lr = np.float32(self.optimizer.lr)
-                key = np.int64(self.steps_run)
-                xb = model.pack_inputs([a[idx] for a in xs])
-                labels = [t[idx] for t in ys]  # the same rows of every input and target
+            for step, idx in enumerate(batch_slices(n, step_rows, shuffle, rng)):
                 try:
-                    params, self.opt_state, state, loss, outputs = train(
-                        params, frozen, self.opt_state, state, xb, self._pack_y(labels), lr, key
+                    params, state, loss = self._fit_step(
+                        params, frozen, state, xs, ys, idx, epoch_metrics
                     )
                 except BaseException:
                     self.opt_state = opt_state_before
                     raise
                 self.steps_run += 1
-                if self._on_device:
-                    loss, outputs = to_host(loss), to_host(outputs)
-                epoch_metrics.add(len(idx), loss, outputs, self._pack_y(labels))
                 if progress.showing:  # the running figures only when a bar shows them
                     rate = epoch_metrics.samples / (time.perf_counter() - start)
                     progress.batch_end(epoch_metrics.running(), rate)
@@ -480,7 +493,7 @@ class Trainer:
                 params, state = to_host(params), to_host(state)
                 self.opt_state = to_host(self.opt_state)
             model.assign(params, state)
-            logs = epoch_metrics.result()
+            logs = self._epoch_result(epoch_metrics)
             if val is not None:
                 scores = self.evaluate(*val, batch_size=validation_batch_size or EVAL_BATCH)
                 logs.update({f"val_{k}": v for k, v in scores.items()})
@@ -492,6 +505,43 @@ class Trainer:
                 break
         cbs.on_train_end()
         return history
+
+    # -- what data-parallel training (nncompile.distributed) changes -----------------------
+    def _step_rows(self, batch_size: int) -> int:
+        """Rows of the data one training step takes."""
+        return batch_size
+
+    def _shown(self, verbose: int) -> int:
+        return verbose
+
+    def _shuffle_rng(self, seed: int | None) -> np.random.Generator:
+        return np.random.default_rng(seed)
+
+    def _begin_fit(self) -> None:
+        """Called once per fit, after the optimizer state exists."""
+
+    def _epoch_result(self, epoch_metrics: Any) -> dict[str, float]:
+        return epoch_metrics.result()
+
+    def _eval_rows(self, n: int) -> tuple[int, int]:
+        """The rows [first, last) of ``n`` that evaluate computes here."""
+        return 0, n
+
+    def _fit_step(
+        self, params: Any, frozen: Any, state: Any, xs: list, ys: list, idx: np.ndarray, metrics
+    ) -> tuple[Any, Any, Any]:
+        """One training step on rows ``idx``: updates ``self.opt_state``, adds the batch to
+        ``metrics`` and returns (params, layer state, loss)."""
+        xb = self.model.pack_inputs([a[idx] for a in xs])
+        labels = self._pack_y([t[idx] for t in ys])  # the same rows of every input and target
+        lr, key = np.float32(self.optimizer.lr), np.int64(self.steps_run)
+        params, self.opt_state, state, loss, outputs = self.function("train")(
+            params, frozen, self.opt_state, state, xb, labels, lr, key
+        )
+        if self._on_device:
+            loss, outputs = to_host(loss), to_host(outputs)
+        metrics.add(len(idx), loss, outputs, labels)
+        return params, state, loss
 
     def evaluate(
         self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0
@@ -507,9 +557,11 @@ class Trainer:
         epoch_metrics = self._epoch_metrics()
         padded = self._per_sample_eval  # one graph for every batch
         pack_x, pack_y = self.model.pack_inputs, self._pack_y
-        for start in range(0, n, batch_size):
-            xb = [a[start : start + batch_size] for a in xs]
-            yb = [t[start : start + batch_size] for t in ys]
+        first, last = self._eval_rows(n)
+        for start in range(first, last, batch_size):
+            stop = min(start + batch_size, last)
+            xb = [a[start:stop] for a in xs]
+            yb = [t[start:stop] for t in ys]
             real = len(yb[0])
             if padded:
                 values, outputs = run(
@@ -522,8 +574,8 @@ class Trainer:
             else:
                 loss, outputs = run(params, state, pack_x(xb), pack_y(yb))
                 epoch_metrics.add(real, loss, outputs, pack_y(yb))
-        scores = epoch_metrics.result()
-        if verbose:
+        scores = self._epoch_result(epoch_metrics)
+        if self._shown(verbose):
             print(" - ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
         return scores
 

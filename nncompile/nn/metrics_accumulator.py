@@ -49,6 +49,22 @@ class EpochMetrics:
             c, c
         )
 
+    def totals(self) -> np.ndarray:
+        """Everything accumulated, as one float64 vector (sums and counts only, so that
+        data-parallel ranks combine their epochs by adding these vectors)."""
+        sums = [self.sums[name] for name in self.graph_metrics]
+        return np.concatenate(
+            [[self.samples, self.loss_sum], sums, self.confusion.reshape(-1)]
+        ).astype(np.float64)
+
+    def set_totals(self, totals: np.ndarray) -> None:
+        """Take over ``totals()`` summed over ranks (counts stay exact below 2**53)."""
+        k = len(self.graph_metrics)
+        self.samples, self.loss_sum = int(totals[0]), float(totals[1])
+        values = totals[2 : 2 + k]
+        self.sums = {name: float(v) for name, v in zip(self.graph_metrics, values, strict=True)}
+        self.confusion = np.rint(totals[2 + k :]).astype(np.int64).reshape(self.confusion.shape)
+
     def running(self) -> dict[str, float]:
         """What the progress bar shows during an epoch (cheap to compute every step)."""
         shown = {"loss": self.loss_sum / max(self.samples, 1)}

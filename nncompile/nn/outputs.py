@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 from ..ir.errors import ConfigError
 from .metrics_accumulator import EpochMetrics
 
@@ -66,8 +68,6 @@ class OutputsMetrics:
             em.add(n, out["loss"] if has else 0.0, out, y)
 
     def add_rows(self, real: int, losses: Any, outputs: list[dict], labels: list[Any]) -> None:
-        import numpy as np
-
         self.samples += real
         self.loss_sum += float(np.sum(np.asarray(losses)[:real], dtype=np.float64))
         for em, out, y, has in zip(self.per_output, outputs, labels, self.has_loss, strict=True):
@@ -75,6 +75,19 @@ class OutputsMetrics:
 
     def running(self) -> dict[str, float]:
         return {"loss": self.loss_sum / max(self.samples, 1)}
+
+    def totals(self) -> Any:
+        """See ``EpochMetrics.totals``: this epoch's sums and counts as one vector."""
+        parts = [np.array([self.samples, self.loss_sum], np.float64)]
+        return np.concatenate(parts + [em.totals() for em in self.per_output])
+
+    def set_totals(self, totals: Any) -> None:
+        self.samples, self.loss_sum = int(totals[0]), float(totals[1])
+        start = 2
+        for em in self.per_output:
+            size = len(em.totals())
+            em.set_totals(totals[start : start + size])
+            start += size
 
     def result(self) -> dict[str, float]:
         logs = {"loss": self.loss_sum / max(self.samples, 1)}

@@ -1,0 +1,159 @@
+"""Data-parallel training over MPI: 2 ranks (``mpirun -n 2``, 1 thread each) against one
+process training on the global batch, the collectives, and failures that must end the
+job in bounded time. Skipped where mpi4py or mpirun is missing (pip install
+'nncompile[mpi]')."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from . import mpi_worker as worker
+
+WORKER = pathlib.Path(worker.__file__)
+MPIRUN = shutil.which("mpirun")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("mpi4py") is None or MPIRUN is None,
+    reason="needs mpi4py and mpirun: pip install 'nncompile[mpi]'",
+)
+
+
+def launch(out: pathlib.Path, scenario: str, ranks: int | None = 2, timeout: float = 240, **env):
+    """Run the worker under mpirun (``ranks=None``: as a plain single process)."""
+    command = [sys.executable, str(WORKER), str(out), scenario]
+    if ranks is not None:
+        root = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+        command = [MPIRUN, *root, "--oversubscribe", "-n", str(ranks), *command]
+    environment = {**os.environ, "NNCOMPILE_THREADS": "1", **env}
+    start = time.monotonic()
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - start
+
+
+def load(out: pathlib.Path, rank: int) -> dict[str, np.ndarray]:
+    with np.load(out / f"rank{rank}.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> tuple[pathlib.Path, list[dict]]:
+    out = tmp_path_factory.mktemp("mpi")
+    done, _ = launch(out, "all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out, [load(out, 0), load(out, 1)]
+
+
+def one_process(case: str, batch_size: int):
+    """The reference: one process, no MPI, the whole global batch per step."""
+    opt, shuffle, rows = worker.FIT_CASES[case]
+    x, y = worker.data(rows)
+    model = worker.compiled(worker.mlp(), worker.optimizer(opt), False)
+    history = model.fit(
+        x, y, batch_size=batch_size, epochs=worker.EPOCHS, shuffle=shuffle, seed=7, verbose=0
+    )
+    return model, history.history, model.evaluate(x, y, batch_size=50)
+
+
+@pytest.mark.parametrize("case", sorted(worker.FIT_CASES))
+def test_two_ranks_train_as_one_process_with_the_global_batch(two_ranks, case):
+    _, ranks = two_ranks
+    model, history, scores = one_process(case, 2 * worker.PER_RANK_BATCH)
+    for i, expected in enumerate(model.get_weights()):
+        got = ranks[0][f"{case}/w{i}"]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        # the ranks never exchange weights after the first broadcast: they stay equal
+        # because every rank applies the same averaged gradients
+        assert np.array_equal(got, ranks[1][f"{case}/w{i}"])
+    for key, values in history.items():  # fit's figures are the global batch's
+        np.testing.assert_allclose(ranks[0][f"{case}/history/{key}"], values, rtol=1e-5)
+        assert np.array_equal(ranks[0][f"{case}/history/{key}"], ranks[1][f"{case}/history/{key}"])
+    for key, value in scores.items():  # evaluate splits the rows and reduces
+        np.testing.assert_allclose(ranks[0][f"{case}/eval/{key}"], value, rtol=1e-5)
+        np.testing.assert_allclose(ranks[1][f"{case}/eval/{key}"], value, rtol=1e-5)
+
+
+def test_batch_norm_statistics_are_averaged_over_ranks(two_ranks):
+    """With the learning rate 0 the statistics depend on the data alone. The moving mean
+    equals one process's; the moving variance is the rows-weighted mean of each rank's
+    unbiased batch variance (each rank normalizes with its own batch, as DDP does without
+    SyncBatchNorm), computed here independently with NumPy."""
+    _, ranks = two_ranks
+    x, y = worker.data(300)
+    reference = worker.compiled(worker.batch_norm_model(), worker.optimizer("sgd", 0.0), False)
+    reference.fit(x, y, batch_size=2 * worker.PER_RANK_BATCH, epochs=1, shuffle=False, verbose=0)
+    expected = reference.state()["batch_normalization"]["moving_mean"]
+    np.testing.assert_allclose(ranks[0]["bn/moving_mean"], expected, rtol=1e-5, atol=1e-6)
+
+    bs, momentum = worker.PER_RANK_BATCH, 0.5
+    variance = np.ones(12)
+    for start in range(0, len(x), 2 * bs):
+        batch = x[start : start + 2 * bs].astype(np.float64)
+        shards = [batch[:bs], batch[bs:]]
+        rows = [len(s) for s in shards if len(s)]
+        local = [s.var(axis=0, ddof=1) if len(s) > 1 else np.zeros(12) for s in shards if len(s)]
+        mixed = sum(n * v for n, v in zip(rows, local, strict=True)) / len(batch)
+        variance = momentum * variance + (1 - momentum) * mixed
+    np.testing.assert_allclose(ranks[0]["bn/moving_variance"], variance, rtol=1e-5)
+    assert np.array_equal(ranks[0]["bn/moving_variance"], ranks[1]["bn/moving_variance"])
+
+
+def test_only_rank_zero_writes_checkpoints(two_ranks):
+    out, _ = two_ranks
+    written = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint"))
+    assert written == ["checkpoint-written-by-rank0"]
+
+
+def test_allreduce_and_broadcast_of_trees(two_ranks):
+    _, ranks = two_ranks
+    for r in ranks:
+        np.testing.assert_array_equal(r["allreduce_sum/a"], np.full((3, 2), 3.0))
+        np.testing.assert_array_equal(r["allreduce_sum/b0"], np.arange(4) * 3)
+        assert r["allreduce_sum/b1"] == 2.5 and r["allreduce_min/b1"] == 0.0
+        np.testing.assert_array_equal(r["allreduce_max/a"], np.full((3, 2), 2.0))
+        np.testing.assert_array_equal(r["allreduce_min/b0"], np.arange(4))
+        np.testing.assert_array_equal(r["allreduce_mean/a"], np.full((3, 2), 1.5))
+        np.testing.assert_array_equal(r["broadcast/a"], np.full((3, 2), 2.0))  # rank 1's
+        assert r["mismatch_raised"]  # differently shaped trees: both ranks raise
+
+
+def test_a_failing_step_stops_every_rank_with_the_cause(two_ranks):
+    _, ranks = two_ranks
+    for r in ranks:
+        message = str(r["failure/message"])
+        assert "failed on rank 1" in message and "this loss refuses rank 1" in message
+        assert r["failure/unchanged"]  # the epoch's weights were not taken
+
+
+def test_an_uncaught_exception_on_one_rank_ends_the_job(tmp_path):
+    done, seconds = launch(tmp_path, "uncaught", timeout=120)
+    assert done.returncode != 0
+    assert "rank 1 of 2 raised RuntimeError" in done.stderr
+    assert "rank 1 gives up" in done.stderr
+    assert seconds < 60
+
+
+def test_a_rank_that_never_arrives_aborts_the_job_after_the_timeout(tmp_path):
+    done, seconds = launch(tmp_path, "absent", timeout=120, NNCOMPILE_DIST_TIMEOUT="3")
+    assert done.returncode != 0
+    assert "rank 0 of 2 waited 3 s" in done.stderr
+    assert seconds < 60
+
+
+def test_without_mpirun_a_process_is_a_world_of_one(tmp_path):
+    """The same script run directly: one rank, fit on batch 32 as without distributed."""
+    done, _ = launch(tmp_path, "fit", ranks=None)
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = load(tmp_path, 0)
+    assert got["size"] == 1
+    model, history, _ = one_process("adam_shuffled", worker.PER_RANK_BATCH)
+    for i, expected in enumerate(model.get_weights()):
+        np.testing.assert_allclose(got[f"adam_shuffled/w{i}"], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got["adam_shuffled/history/loss"], history["loss"], rtol=1e-6)
