@@ -67,6 +67,12 @@ GEMM_TUNE = _declare(
     "GEMM blocking: auto (tune once, stored in the cache folder), model, force",
     choices=("auto", "model", "force"),
 )
+FLUSH_DENORMALS = _declare(
+    "NNCOMPILE_FLUSH_DENORMALS",
+    "bool",
+    True,
+    "compiled CPU code treats subnormal floats as 0 (x86 FTZ/DAZ; much faster)",
+)
 DIST_TIMEOUT = _declare(
     "NNCOMPILE_DIST_TIMEOUT",
     "int",

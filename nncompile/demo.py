@@ -12,6 +12,7 @@ validation_split 0.1 and early stopping.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -64,6 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--graph", default="seed_cnn_step.svg", help="picture of the training graph")
     p.add_argument("--no-graph", action="store_true", help="do not draw the training graph")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI (under mpirun -n N): --batch-size rows per rank",
+    )
 
 
 def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -86,6 +92,23 @@ def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[flo
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.distributed:
+        return _run(args)
+    from . import distributed
+
+    distributed.init()
+    try:
+        if distributed.is_primary():
+            return _run(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _run(args)  # the other ranks train and evaluate too, silently
+    except Exception as e:  # the CLI would turn it into an exit code; the peers would wait
+        if distributed.size() > 1:
+            distributed.abort(f"rank {distributed.rank()}: {type(e).__name__}: {e}")
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     name, (x_train, y_train), (x_test, y_test) = data.load_images(args.data, args.limit)
     settings = dict(DEFAULTS[name])
     for key in settings:
@@ -102,11 +125,19 @@ def run(args: argparse.Namespace) -> int:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", "precision", "recall", "f1"],
         backend=args.backend,
+        distributed=args.distributed,
     )
     callbacks = []
     if settings["validation_split"]:
         callbacks.append(nn.EarlyStopping("val_loss", patience=2, restore_best_weights=True))
     batch = settings["batch_size"]
+    if args.distributed:
+        from . import distributed
+
+        print(
+            f"data-parallel: {distributed.size()} ranks x {batch} rows = global batch "
+            f"{batch * distributed.size()}"
+        )
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -148,6 +179,6 @@ def run(args: argparse.Namespace) -> int:
         f"training step, batch {len(idx)}: compiled ({backend}) {compiled_s * 1e3:.3f} ms, "
         f"eager (NumPy) {eager_s * 1e3:.2f} ms: {eager_s / compiled_s:.1f}x faster compiled"
     )
-    if not args.no_graph:
+    if not args.no_graph and not args.distributed:  # (the picture is of the fused step)
         print(draw_training_graph(model, x_train[idx], y_train[idx], os.path.abspath(args.graph)))
     return 0

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import llvmlite.ir as ir
 
+from .float_env import subnormals_flushed
 from .gemm_micro import micro_kernel
 from .llvm_builders import Loops, declare, imax, imin, transpose_in_registers
 from .parallel import ParallelRuntime, store_untyped
@@ -212,7 +213,8 @@ class GemmBuilder:
         nth = b.sext(
             b.call(declare(self.module, "omp_get_num_threads", ir.FunctionType(I32, [])), []), I64
         )
-        b.call(self.region_body, [fn.args[0], tid, nth])
+        with subnormals_flushed(b):  # (the team's threads start here)
+            b.call(self.region_body, [fn.args[0], tid, nth])
         b.ret_void()
         return fn
 

@@ -20,6 +20,7 @@ from .codegen import (
     bounds_checked,
     set_function_attributes,
 )
+from .float_env import subnormals_flushed
 from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, ParallelRuntime
 
 
@@ -101,10 +102,27 @@ def _emit_entry(
     name: str,
     which,
 ) -> None:
-    which = list(which)
+    run = _emit_run(module, program, kernels, offsets, f"{name}.run", list(which))
+    run.linkage = "internal"
+    run.attributes.add("noinline")  # (no arithmetic may move across the MXCSR writes)
+    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
+    set_function_attributes(entry)
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    with subnormals_flushed(b):
+        b.call(run, [entry.args[0]])
+    b.ret_void()
+
+
+def _emit_run(
+    module: ir.Module,
+    program: Program,
+    kernels: list[ir.Function],
+    offsets: list[dict[str, int]],
+    name: str,
+    which: list[int],
+) -> ir.Function:
     if len(which) <= ENTRY_PART:
-        _emit_calls(module, program, kernels, offsets, name, which)
-        return
+        return _emit_calls(module, program, kernels, offsets, name, which)
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
     set_function_attributes(entry)
     b = ir.IRBuilder(entry.append_basic_block("entry"))
@@ -120,6 +138,7 @@ def _emit_entry(
             with b.if_then(failed, likely=False):
                 b.ret_void()
     b.ret_void()
+    return entry
 
 
 def _slot(b: ir.IRBuilder, args: ir.Value, k: int) -> ir.Value:

@@ -28,6 +28,7 @@ from ...backend import (  # noqa: F401  (imported from here too)
     check_threads,
     default_threads,
 )
+from .float_env import subnormals_flushed
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
@@ -185,5 +186,6 @@ class ParallelRuntime:
         lo = cb.mul(tid, chunk)
         hi = cb.add(lo, chunk)
         hi = cb.select(cb.icmp_signed("<", hi, extent), hi, extent)
-        cb.call(body_fn, loaded[:-2] + [tid, lo, hi])
+        with subnormals_flushed(cb):  # (a team's threads run here, not in nc_entry)
+            cb.call(body_fn, loaded[:-2] + [tid, lo, hi])
         cb.ret_void()

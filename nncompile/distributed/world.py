@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ class World:
 
 
 _world: World | None = None
+_watchdog: _Watchdog | None = None
 
 
 def _import_mpi() -> Any:
@@ -49,7 +53,7 @@ def init() -> World:
     exception on any rank aborts the whole job (the others would otherwise wait in their
     next collective forever), and ranks sharing a machine share its cores between their
     worker threads unless NNCOMPILE_THREADS says otherwise."""
-    global _world
+    global _world, _watchdog
     if _world is not None:
         return _world
     mpi = _import_mpi()
@@ -60,6 +64,7 @@ def init() -> World:
     if _world.size > 1:
         _share_cores(_world.local_size)
         _abort_on_uncaught_exception(_world)
+        _watchdog = _Watchdog(_world, config.get_int(config.DIST_TIMEOUT) or 300)
     return _world
 
 
@@ -91,27 +96,46 @@ def barrier() -> None:
     """Wait until every rank gets here (bounded by NNCOMPILE_DIST_TIMEOUT)."""
     w = world()
     if w.size > 1:
-        wait([w.comm.Ibarrier()], "barrier")
+        with deadline("barrier"):
+            w.comm.Barrier()
 
 
-def wait(requests: list[Any], what: str) -> None:
-    """Complete non-blocking MPI requests, or abort the job after NNCOMPILE_DIST_TIMEOUT
-    seconds: a rank that never arrives (stuck, or it caught an error and went on) must
-    not hold the others forever, and a collective in flight cannot be cancelled."""
-    w = world()
-    if w.mpi.Request.Testall(requests):
+@contextmanager
+def deadline(what: str) -> Iterator[None]:
+    """Run a collective under the watchdog: if it has not returned after
+    NNCOMPILE_DIST_TIMEOUT seconds (a rank never arrived: stuck, or it caught an error
+    and went on), the job is aborted; a collective in flight cannot be cancelled."""
+    if _watchdog is None:
+        yield
         return
-    timeout = config.get_int(config.DIST_TIMEOUT)
-    deadline = time.monotonic() + timeout
-    pause = 0.0
-    while not w.mpi.Request.Testall(requests):
-        if time.monotonic() > deadline:
-            abort(
-                f"rank {w.rank} of {w.size} waited {timeout} s in {what} for ranks that "
-                f"never arrived ({config.DIST_TIMEOUT.name}={timeout}); aborting the job"
-            )
-        time.sleep(pause)  # yield the core; the pause grows to 1 ms while a peer lags
-        pause = min(1e-3, pause * 2 + 1e-5)
+    _watchdog.current = (what, time.monotonic())
+    try:
+        yield
+    finally:
+        _watchdog.current = None
+
+
+class _Watchdog:
+    """A daemon thread that looks at the collective in progress four times a second.
+    MPI's blocking calls release the GIL (mpi4py), and the world runs at
+    MPI_THREAD_MULTIPLE, so it may call MPI_Abort while the main thread waits in one."""
+
+    def __init__(self, w: World, timeout: int):
+        self.world, self.timeout = w, timeout
+        self.current: tuple[str, float] | None = None
+        threading.Thread(target=self._watch, name="nncompile-mpi-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            current = self.current
+            if current is not None and time.monotonic() - current[1] > self.timeout:
+                w = self.world
+                abort(
+                    f"rank {w.rank} of {w.size} waited {self.timeout} s in {current[0]} for "
+                    f"ranks that never arrived ({config.DIST_TIMEOUT.name}={self.timeout}); "
+                    "aborting the job"
+                )
 
 
 def abort(message: str, code: int = 1) -> None:

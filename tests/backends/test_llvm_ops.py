@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import nncompile as nc
+from nncompile import config
 from nncompile.dispatch import bind
 
 from . import llvm_support as S
@@ -187,11 +188,15 @@ def _binary_float(dtype):
 def _float_edges(dtype):
     """Where NumPy leaves results to the platform, every backend follows the reference:
     sigmoid's subnormal tail (e^x / (1 + e^x), not 1 / (1 + e^-x) = 0) and IEEE 754-2019
-    max / min with -0 < +0. A zero's sign shows as the sign of 1 / zero."""
+    max / min with -0 < +0. A zero's sign shows as the sign of 1 / zero. The subnormal
+    tail only where compiled code keeps subnormals (NNCOMPILE_FLUSH_DENORMALS=0: the
+    LLVM backend flushes them by default)."""
     f64 = np.dtype(dtype) == F64
-    tail = [-90.0, -100.0, -103.0, -20.0, 0.0, 20.0, 1e4, -1e4, np.nan, -np.inf, np.inf]
-    tail += [-720.0, -740.0, -744.0] if f64 else []
-    logged = [-90.0, -87.0, -50.0, 3.0] + ([-700.0, -720.0] if f64 else [])
+    subnormal = not config.get_bool(config.FLUSH_DENORMALS)
+    tail = [-20.0, 0.0, 20.0, 1e4, -1e4, np.nan, -np.inf, np.inf]
+    tail += ([-720.0, -740.0, -744.0] if f64 else [-90.0, -100.0, -103.0]) if subnormal else []
+    logged = [-87.0, -50.0, 3.0] + ([-700.0] if f64 else [])
+    logged += ([-720.0] if f64 else [-90.0]) if subnormal else []
     a = np.array([0.0, -0.0, 0.0, -0.0, np.nan, 1.0, -0.0], dtype)
     b = np.array([-0.0, 0.0, 0.0, -0.0, 0.0, np.nan, -1.0], dtype)
     zeros = np.array([[-0.0, 0.0], [0.0, -0.0], [-0.0, -0.0], [0.0, 0.0]], dtype)
@@ -854,6 +859,25 @@ def test_every_primitive_is_covered():
         covered |= S.traced_ops(fn, *args)
     missing = set(nc.ir.all_ops()) - covered
     assert not missing, f"no LLVM test case reaches {sorted(missing)}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_subnormal_tails_when_flushing_is_off(monkeypatch, dtype):
+    monkeypatch.setenv("NNCOMPILE_FLUSH_DENORMALS", "0")
+    fn, args, tol = CASES[f"float-edges-{dtype}"]()
+    assert any(np.all(np.isfinite(a)) and a.size and a.min() < -80 for a in args[:2])
+    check(fn, *args, tol=tol)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_code_flushes_subnormals_and_restores_the_caller(threads):
+    """FTZ/DAZ while compiled code runs, on every thread of its team; afterwards NumPy in
+    the calling thread computes IEEE subnormals again."""
+    x = np.full(1 << 20, 1e-38, np.float32)
+    x[::2] = 3e-39  # subnormal inputs are read as 0 (DAZ) ...
+    half = nc.compile(lambda v: v * np.float32(0.5), threads=threads)(x)
+    assert not np.any(half)  # ... and subnormal results written as 0 (FTZ)
+    assert np.all(x * np.float32(0.5) > 0)  # the caller's MXCSR is as it was
 
 
 # ---- NNCOMPILE_BOUNDS_CHECK -----------------------------------------------------------------

@@ -28,7 +28,10 @@ pytestmark = pytest.mark.skipif(
 
 def launch(out: pathlib.Path, scenario: str, ranks: int | None = 2, timeout: float = 240, **env):
     """Run the worker under mpirun (``ranks=None``: as a plain single process)."""
-    command = [sys.executable, str(WORKER), str(out), scenario]
+    return run([sys.executable, str(WORKER), str(out), scenario], ranks, timeout, **env)
+
+
+def run(command: list[str], ranks: int | None = 2, timeout: float = 240, **env):
     if ranks is not None:
         root = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
         command = [MPIRUN, *root, "--oversubscribe", "-n", str(ranks), *command]
@@ -157,3 +160,14 @@ def test_without_mpirun_a_process_is_a_world_of_one(tmp_path):
     for i, expected in enumerate(model.get_weights()):
         np.testing.assert_allclose(got[f"adam_shuffled/w{i}"], expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got["adam_shuffled/history/loss"], history["loss"], rtol=1e-6)
+
+
+def test_the_demo_trains_data_parallel():
+    cli = "from nncompile.cli import main; raise SystemExit(main())"
+    demo = [sys.executable, "-c", cli, "demo"]
+    flags = ["--distributed", "--quiet", "--no-graph", "--epochs", "3", "--limit", "400"]
+    done, _ = run(demo + flags)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("data-parallel: 2 ranks x 32 rows = global batch 64") == 1
+    accuracy = float(done.stdout.split("accuracy ")[1].split(",")[0])
+    assert accuracy > 0.5  # (three epochs on 400 digits; chance is 0.1)
