@@ -158,7 +158,7 @@ def main() -> None:
     print(
         f"  per step: {ranks['step_ms']:.3f} ms, gradient function {ranks['grad_per_step_ms']:.3f}"
         f" ms, allreduce of {ranks['grad_bytes']:,} bytes {ranks['allreduce_per_step_ms']:.3f} ms"
-        f" ({share:.1%} of the step)"
+        f" ({share:.1%} of the step, waiting for the slower rank included)"
     )
     print(f"allreduce on {args.ranks} ranks (median of 20):")
     for nbytes, t in ranks["allreduce_s"].items():

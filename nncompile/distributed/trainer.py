@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import pytree
+from .. import ops, pytree
 from ..errors import DistributedError
 from ..nn.fitting import Trainer
 from ..tracing import is_array_leaf
@@ -25,48 +25,44 @@ from .world import World, init
 MESSAGE_BYTES = 2048  # a failed rank's error message, as sent to the others
 
 
-class StepReduction:
-    """What one training step sums over ranks, in buffers reused from step to step:
-    gradients and layer state (each rank's multiplied by its share of the batch, so the
-    sum is the global batch's mean), and float64 scalars: the weighted loss, then one
-    failure flag per rank."""
+class FlatLayout:
+    """Where each gradient and layer-state leaf lives in the one vector a training step
+    allreduces, followed by the loss and one failure flag per rank. The compiled gradient
+    function writes that vector itself (every leaf already multiplied by the rank's share
+    of the global batch, so the sum over ranks is the global batch's mean), and the
+    compiled update reads its gradients straight out of it: no copies in Python."""
 
     def __init__(self, params: Any, state: Any, size: int):
-        p_leaves, _, self.grad_tree = pytree.flatten(params, is_array_leaf)
-        s_leaves, _, self.state_tree = pytree.flatten(state, is_array_leaf)
-        self.n_grads = len(p_leaves)
-        arrays = [np.asarray(a) for a in p_leaves + s_leaves]
-        self.tensors = collectives.FlatBuffers(arrays)
-        self.scalars = np.zeros(1 + size, np.float64)
+        grads, _, self.grad_tree = pytree.flatten(params, is_array_leaf)
+        states, _, self.state_tree = pytree.flatten(state, is_array_leaf)
+        dtypes = {np.asarray(a).dtype for a in grads + states}
+        if len(dtypes) != 1 or not np.issubdtype(next(iter(dtypes)), np.floating):
+            raise NotImplementedError(
+                "distributed training packs gradients and layer state into one vector: it "
+                f"needs one floating-point dtype for all of them, got {sorted(map(str, dtypes))}"
+            )
+        self.dtype = dtypes.pop()
+        self.shapes = [np.shape(a) for a in grads + states]
+        self.offsets = np.concatenate([[0], np.cumsum([int(np.prod(s)) for s in self.shapes])])
+        self.n_grads = len(grads)
+        self.loss = int(self.offsets[-1])
+        self.flags = self.loss + 1
+        self.length = self.flags + size
 
-    def layout(self) -> str:
-        return self.tensors.layout()
+    def grads(self, flat: Any) -> Any:
+        """The gradient tree as reshaped slices of the (traced) vector."""
+        o = self.offsets
+        leaves = [ops.reshape(flat[o[i] : o[i + 1]], self.shapes[i]) for i in range(self.n_grads)]
+        return pytree.unflatten(self.grad_tree, leaves)
 
-    def pack(self, grads: Any, state: Any, loss: float, weight: float, failed_rank: int) -> None:
-        if grads is None:  # no rows here, or the step failed: contribute nothing
-            self.tensors.pack([None] * len(self.tensors.slots), 0.0)
-        else:
-            leaves = pytree.flatten(grads, is_array_leaf)[0]
-            leaves += pytree.flatten(state, is_array_leaf)[0]
-            self.tensors.pack(leaves, weight)
-        self.scalars[:] = 0.0
-        self.scalars[0] = loss * weight
-        if failed_rank >= 0:
-            self.scalars[1 + failed_rank] = 1.0
-
-    def reduce(self) -> None:
-        buffers = [*self.tensors.buffers.values(), self.scalars]
-        collectives.reduce_buffers(buffers, "sum", "the gradient allreduce")
-
-    def failed_ranks(self) -> list[int]:
-        return [int(r) for r in np.flatnonzero(self.scalars[1:])]
-
-    def unpack(self) -> tuple[Any, Any, float]:
-        """(mean gradients as views of the buffer, layer state as copies, mean loss)."""
-        views = self.tensors.views()
-        grads = pytree.unflatten(self.grad_tree, views[: self.n_grads])
-        state = pytree.unflatten(self.state_tree, [np.array(v) for v in views[self.n_grads :]])
-        return grads, state, float(self.scalars[0])
+    def state(self, flat: np.ndarray) -> Any:
+        """The layer-state tree, copied out of the reduced vector."""
+        o = self.offsets
+        leaves = [
+            flat[o[i] : o[i + 1]].reshape(self.shapes[i]).copy()
+            for i in range(self.n_grads, len(self.shapes))
+        ]
+        return pytree.unflatten(self.state_tree, leaves)
 
 
 class DistributedTrainer(Trainer):
@@ -79,13 +75,36 @@ class DistributedTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.world: World = init()
         self._local_batch = 1
-        self._reduction: StepReduction | None = None
-        self.allreduce_seconds = 0.0  # time spent in the gradient allreduce (benchmarks)
-        self.grad_seconds = 0.0  # time spent in the compiled gradient function
+        self._layout: FlatLayout | None = None
+        self.allreduce_seconds = 0.0  # time in the gradient allreduce (benchmarks)
+        self.grad_seconds = 0.0  # time in the compiled gradient function
 
     @property
     def _on_device(self) -> bool:
         return False  # gradients go through host memory to MPI
+
+    def _graph_functions(self) -> dict:
+        return {
+            **super()._graph_functions(),
+            "grad": (self._flat_grad_fn, ()),
+            "update": (self._flat_update_fn, (0, 2)),  # params, opt_state in place
+        }
+
+    def _flat_grad_fn(self, params, frozen, state, x, y, key, weight):
+        """(the allreduce vector, the rank's mean loss, its batch outputs)."""
+        grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
+        layout = self._layout
+        assert layout is not None
+        leaves = pytree.flatten(grads, is_array_leaf)[0]
+        leaves += pytree.flatten(new_state, is_array_leaf)[0]
+        parts = [ops.reshape(leaf, (-1,)) for leaf in leaves] + [ops.reshape(loss, (1,))]
+        parts.append(np.zeros(self.world.size, layout.dtype))  # the failure flags
+        return ops.concatenate(parts, axis=0) * weight, loss, outputs
+
+    def _flat_update_fn(self, params, flat, opt_state, lr):
+        layout = self._layout
+        assert layout is not None
+        return self.optimizer.update(params, layout.grads(flat), opt_state, lr)
 
     def _step_rows(self, batch_size: int) -> int:
         self._local_batch = batch_size
@@ -108,45 +127,43 @@ class DistributedTrainer(Trainer):
         synced = collectives.broadcast(tree, root=0)
         model.assign(synced["params"], synced["state"])
         self.opt_state = synced["optimizer"]
-        trainable, size = model.params(trainable=True), self.world.size
-        self._reduction = StepReduction(trainable, model.state(), size)
-        collectives.check_agreement(self._reduction.layout(), "fit")
+        if self._layout is None:  # (the compiled functions read it while tracing)
+            self._layout = FlatLayout(model.params(trainable=True), model.state(), self.world.size)
 
     def _fit_step(
         self, params: Any, frozen: Any, state: Any, xs: list, ys: list, idx: np.ndarray, metrics
     ) -> tuple[Any, Any, Any]:
-        w, bs = self.world, self._local_batch
+        w, bs, layout = self.world, self._local_batch, self._layout
+        assert layout is not None
         mine = idx[w.rank * bs : (w.rank + 1) * bs]
-        grads = new_state = None
-        loss, failure = 0.0, None
+        flat, failure = None, None
         start = time.perf_counter()
         if len(mine):
             try:
                 xb = self.model.pack_inputs([a[mine] for a in xs])
                 labels = self._pack_y([t[mine] for t in ys])
-                # each rank draws its own dropout masks
-                key = np.int64(self.steps_run * w.size + w.rank)
-                grads, new_state, loss, outputs = self.function("grad")(
-                    params, frozen, state, xb, labels, key
+                key = np.int64(self.steps_run * w.size + w.rank)  # each rank its own masks
+                weight = np.asarray(len(mine) / len(idx), layout.dtype)
+                flat, loss, outputs = self.function("grad")(
+                    params, frozen, state, xb, labels, key, weight
                 )
                 metrics.add(len(mine), loss, outputs, labels)
             except Exception as e:  # the others must hear of it, not wait forever
-                grads, failure = None, e
+                flat, failure = None, e
+        if flat is None:  # no rows here, or the step failed: contribute nothing
+            flat = np.zeros(layout.length, layout.dtype)
+            if failure is not None:
+                flat[layout.flags + w.rank] = 1
         reduced_at = time.perf_counter()
         self.grad_seconds += reduced_at - start
-        reduction = self._reduction
-        assert reduction is not None
-        weight = len(mine) / len(idx)
-        reduction.pack(grads, new_state, float(loss), weight, -1 if failure is None else w.rank)
-        reduction.reduce()
+        collectives.reduce_buffers([flat], "sum", "the gradient allreduce")
         self.allreduce_seconds += time.perf_counter() - reduced_at
-        failed = reduction.failed_ranks()
+        failed = [int(r) for r in np.flatnonzero(flat[layout.flags :])]
         if failed:
             raise self._step_failure(failed, failure)
-        mean_grads, new_state, mean_loss = reduction.unpack()
         lr = np.float32(self.optimizer.lr)
-        params, self.opt_state = self.function("update")(params, mean_grads, self.opt_state, lr)
-        return params, new_state, mean_loss
+        params, self.opt_state = self.function("update")(params, flat, self.opt_state, lr)
+        return params, layout.state(flat), float(flat[layout.loss])
 
     def _step_failure(self, failed: list[int], failure: Exception | None) -> DistributedError:
         """The error every rank raises when ranks ``failed``: the first failed rank's

@@ -267,11 +267,6 @@ class Trainer:
         (loss, (new_state, outputs)), grads = value_and_grad(objective, has_aux=True)(params)
         return grads, new_state, loss, outputs
 
-    def _update_fn(self, params, grads, opt_state, lr):
-        """The optimizer's step alone (data-parallel training runs it after the gradients
-        are averaged across ranks)."""
-        return self.optimizer.update(params, grads, opt_state, lr)
-
     def _train_fn(self, params, frozen, opt_state, state, x, y, lr, key):
         grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
         new_params, new_opt_state = self.optimizer.update(params, grads, opt_state, lr)
@@ -298,19 +293,19 @@ class Trainer:
     def _predict_fn(self, params, state, x):
         return self.model.apply(params, state, x, training=False)[0]
 
+    def _graph_functions(self) -> dict[str, tuple[Callable[..., Any], tuple[int, ...]]]:
+        """The graphs ``function`` compiles, by kind: (function, donated arguments). The
+        training step updates params, opt_state and layer state in place."""
+        return {
+            "train": (self._train_fn, (0, 2, 3)),
+            "eval": (self._eval_fn, ()),
+            "predict": (self._predict_fn, ()),
+        }
+
     def function(self, kind: str) -> Callable[..., Any]:
-        """The (compiled, cached) train / grad / update / eval / predict function."""
+        """The (compiled, cached) function of ``kind`` (train, eval, predict)."""
         if kind not in self._functions:
-            fn = {
-                "train": self._train_fn,
-                "grad": self._grad_fn,
-                "update": self._update_fn,
-                "eval": self._eval_fn,
-                "predict": self._predict_fn,
-            }[kind]
-            # updated in place: params, opt_state and layer state (train); params and
-            # opt_state (update)
-            donate = {"train": (0, 2, 3), "update": (0, 2)}.get(kind, ())
+            fn, donate = self._graph_functions()[kind]
             self._functions[kind] = (
                 _eager(fn)
                 if self.run_eagerly
