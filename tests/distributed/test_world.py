@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 import nncompile as nc
 
 
@@ -31,3 +34,25 @@ def test_before_init_a_process_is_rank_zero_of_one():
     if not nc.distributed.is_initialized():
         assert nc.distributed.rank() == 0 and nc.distributed.size() == 1
         assert nc.distributed.is_primary()
+
+
+def test_the_allreduce_vector_layout():
+    from nncompile.distributed.trainer import FlatLayout
+
+    params = {"dense": {"kernel": np.zeros((3, 2), np.float32), "bias": np.zeros(2, np.float32)}}
+    state = {"bn": {"moving_mean": np.zeros(4, np.float32)}}
+    layout = FlatLayout(params, state, size=3)
+    assert (layout.n_grads, layout.loss, layout.flags, layout.length) == (2, 12, 13, 16)
+    flat = np.arange(16, dtype=np.float32)
+    np.testing.assert_array_equal(layout.state(flat)["bn"]["moving_mean"], [8, 9, 10, 11])
+    grads = layout.grads(flat)  # (eagerly: the same slicing the update traces)
+    np.testing.assert_array_equal(np.asarray(grads["dense"]["kernel"]), np.arange(6).reshape(3, 2))
+    np.testing.assert_array_equal(np.asarray(grads["dense"]["bias"]), [6, 7])
+
+
+def test_one_dtype_is_required_for_the_allreduce_vector():
+    from nncompile.distributed.trainer import FlatLayout
+
+    params = {"a": {"w": np.zeros(2, np.float32)}}
+    with pytest.raises(NotImplementedError, match="one floating-point dtype"):
+        FlatLayout(params, {"b": {"m": np.zeros(2, np.float64)}}, size=2)
