@@ -102,7 +102,26 @@ def _emit_entry(
     name: str,
     which,
 ) -> None:
-    run = _emit_run(module, program, kernels, offsets, f"{name}.run", list(which))
+    which, run_name = list(which), f"{name}.run"
+    if len(which) <= ENTRY_PART:
+        run = _emit_calls(module, program, kernels, offsets, run_name, which)
+    else:
+        run = ir.Function(module, ir.FunctionType(VOID, [PTR]), run_name)
+        set_function_attributes(run)
+        b = ir.IRBuilder(run.append_basic_block("entry"))
+        status = _slot(b, run.args[0], argument_slots(program)["status"])
+        for k in range(0, len(which), ENTRY_PART):
+            part = which[k : k + ENTRY_PART]
+            fn = _emit_calls(module, program, kernels, offsets, f"{run_name}.part{k}", part)
+            fn.linkage = "internal"
+            fn.attributes.add("noinline")
+            b.call(fn, [run.args[0]])
+            if any(reports_errors(program.kernels[i]) for i in part) or bounds_checked():
+                failed = b.icmp_signed("!=", b.load(status, typ=I64), ir.Constant(I64, 0))
+                with b.if_then(failed, likely=False):
+                    b.ret_void()
+        b.ret_void()
+    # The exported entry: subnormals flushed around the whole run (float_env.py)
     run.linkage = "internal"
     run.attributes.add("noinline")  # (no arithmetic may move across the MXCSR writes)
     entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
@@ -111,34 +130,6 @@ def _emit_entry(
     with subnormals_flushed(b):
         b.call(run, [entry.args[0]])
     b.ret_void()
-
-
-def _emit_run(
-    module: ir.Module,
-    program: Program,
-    kernels: list[ir.Function],
-    offsets: list[dict[str, int]],
-    name: str,
-    which: list[int],
-) -> ir.Function:
-    if len(which) <= ENTRY_PART:
-        return _emit_calls(module, program, kernels, offsets, name, which)
-    entry = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
-    set_function_attributes(entry)
-    b = ir.IRBuilder(entry.append_basic_block("entry"))
-    status = _slot(b, entry.args[0], argument_slots(program)["status"])
-    for k in range(0, len(which), ENTRY_PART):
-        part = which[k : k + ENTRY_PART]
-        fn = _emit_calls(module, program, kernels, offsets, f"{name}.part{k}", part)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        b.call(fn, [entry.args[0]])
-        if any(reports_errors(program.kernels[i]) for i in part) or bounds_checked():
-            failed = b.icmp_signed("!=", b.load(status, typ=I64), ir.Constant(I64, 0))
-            with b.if_then(failed, likely=False):
-                b.ret_void()
-    b.ret_void()
-    return entry
 
 
 def _slot(b: ir.IRBuilder, args: ir.Value, k: int) -> ir.Value:

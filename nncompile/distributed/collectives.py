@@ -84,32 +84,27 @@ def mpi_op(op: str) -> Any:
     return {"mean": MPI.SUM, "sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}[op]
 
 
-def _buckets(buf: np.ndarray) -> list[np.ndarray]:
-    step = max(1, BUCKET_BYTES // buf.itemsize)
-    return [buf[start : start + step] for start in range(0, buf.size, step)]
-
-
 def reduce_buffers(buffers: list[np.ndarray], op: str = "sum", what: str = "allreduce") -> None:
     """In-place allreduce of whole buffers, in buckets of at most BUCKET_BYTES, under the
     watchdog. Blocking calls: Open MPI's blocking allreduce measured 2-3x the bandwidth
     of its non-blocking one here (docs/distributed.md)."""
     w = _world.world()
-    if w.size == 1:
-        return
-    with _world.deadline(what):
-        for buf in buffers:
-            for chunk in _buckets(buf):
-                w.comm.Allreduce(w.mpi.IN_PLACE, chunk, op=mpi_op(op))
+    _each_bucket(buffers, what, lambda chunk: w.comm.Allreduce(w.mpi.IN_PLACE, chunk, mpi_op(op)))
 
 
 def broadcast_buffers(buffers: list[np.ndarray], root: int, what: str = "broadcast") -> None:
     w = _world.world()
-    if w.size == 1:
+    _each_bucket(buffers, what, lambda chunk: w.comm.Bcast(chunk, root=root))
+
+
+def _each_bucket(buffers: list[np.ndarray], what: str, call: Any) -> None:
+    if _world.size() == 1:
         return
     with _world.deadline(what):
         for buf in buffers:
-            for chunk in _buckets(buf):
-                w.comm.Bcast(chunk, root=root)
+            step = max(1, BUCKET_BYTES // buf.itemsize)
+            for start in range(0, buf.size, step):
+                call(buf[start : start + step])
 
 
 def check_agreement(text: str, what: str) -> None:
