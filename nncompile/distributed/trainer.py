@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import ops, pytree
 from ..errors import DistributedError
+from ..nn import batch_moments
 from ..nn.fitting import Trainer
 from ..tracing import is_array_leaf
 from . import collectives
@@ -55,14 +56,22 @@ class FlatLayout:
         leaves = [ops.reshape(flat[o[i] : o[i + 1]], self.shapes[i]) for i in range(self.n_grads)]
         return pytree.unflatten(self.grad_tree, leaves)
 
-    def state(self, flat: np.ndarray) -> Any:
-        """The layer-state tree, copied out of the reduced vector."""
+    def state(self, flat: np.ndarray, old: Any, moments: dict, scale: float) -> Any:
+        """The layer-state tree from the reduced vector: the rows-weighted mean of what
+        the ranks returned, except batch-norm statistics, which come back as the global
+        batch's moments and are finished here (``moments``: owner -> updates;
+        ``scale``: global batch rows / rows traced)."""
         o = self.offsets
         leaves = [
             flat[o[i] : o[i + 1]].reshape(self.shapes[i]).copy()
             for i in range(self.n_grads, len(self.shapes))
         ]
-        return pytree.unflatten(self.state_tree, leaves)
+        state = pytree.unflatten(self.state_tree, leaves)
+        for owner, updates in moments.items():
+            for update in updates:
+                mean, var = batch_moments.finish(update, scale, old[owner], state[owner])
+                state[owner][update.mean_key], state[owner][update.var_key] = mean, var
+        return state
 
 
 class DistributedTrainer(Trainer):
@@ -76,6 +85,8 @@ class DistributedTrainer(Trainer):
         self.world: World = init()
         self._local_batch = 1
         self._layout: FlatLayout | None = None
+        self._moments: dict = {}  # batch-norm updates found while tracing (batch_moments)
+        self._traced_rows = 1
         self.allreduce_seconds = 0.0  # time in the gradient allreduce (benchmarks)
         self.grad_seconds = 0.0  # time in the compiled gradient function
 
@@ -92,7 +103,10 @@ class DistributedTrainer(Trainer):
 
     def _flat_grad_fn(self, params, frozen, state, x, y, key, weight):
         """(the allreduce vector, the rank's mean loss, its batch outputs)."""
-        grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
+        with batch_moments.collecting() as moments:
+            grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
+        self._moments = moments  # (identical for every traced batch size, per row)
+        self._traced_rows = int(pytree.flatten(x, is_array_leaf)[0][0].shape[0])
         layout = self._layout
         assert layout is not None
         leaves = pytree.flatten(grads, is_array_leaf)[0]
@@ -136,24 +150,25 @@ class DistributedTrainer(Trainer):
         w, bs, layout = self.world, self._local_batch, self._layout
         assert layout is not None
         mine = idx[w.rank * bs : (w.rank + 1) * bs]
+        # A rank left without rows (a short last batch) computes on one of rank 0's rows
+        # and contributes it with weight 0: every rank runs and traces the same graphs.
+        rows = mine if len(mine) else idx[:1]
         flat, failure = None, None
         start = time.perf_counter()
-        if len(mine):
-            try:
-                xb = self.model.pack_inputs([a[mine] for a in xs])
-                labels = self._pack_y([t[mine] for t in ys])
-                key = np.int64(self.steps_run * w.size + w.rank)  # each rank its own masks
-                weight = np.asarray(len(mine) / len(idx), layout.dtype)
-                flat, loss, outputs = self.function("grad")(
-                    params, frozen, state, xb, labels, key, weight
-                )
+        try:
+            xb = self.model.pack_inputs([a[rows] for a in xs])
+            labels = self._pack_y([t[rows] for t in ys])
+            key = np.int64(self.steps_run * w.size + w.rank)  # each rank its own masks
+            weight = np.asarray(len(mine) / len(idx), layout.dtype)
+            flat, loss, outputs = self.function("grad")(
+                params, frozen, state, xb, labels, key, weight
+            )
+            if len(mine):
                 metrics.add(len(mine), loss, outputs, labels)
-            except Exception as e:  # the others must hear of it, not wait forever
-                flat, failure = None, e
-        if flat is None:  # no rows here, or the step failed: contribute nothing
+        except Exception as e:  # the others must hear of it, not wait forever
             flat = np.zeros(layout.length, layout.dtype)
-            if failure is not None:
-                flat[layout.flags + w.rank] = 1
+            flat[layout.flags + w.rank] = 1
+            failure = e
         reduced_at = time.perf_counter()
         self.grad_seconds += reduced_at - start
         collectives.reduce_buffers([flat], "sum", "the gradient allreduce")
@@ -163,7 +178,9 @@ class DistributedTrainer(Trainer):
             raise self._step_failure(failed, failure)
         lr = np.float32(self.optimizer.lr)
         params, self.opt_state = self.function("update")(params, flat, self.opt_state, lr)
-        return params, layout.state(flat), float(flat[layout.loss])
+        scale = len(idx) / self._traced_rows
+        new_state = layout.state(flat, state, self._moments, scale)
+        return params, new_state, float(flat[layout.loss])
 
     def _step_failure(self, failed: list[int], failure: Exception | None) -> DistributedError:
         """The error every rank raises when ranks ``failed``: the first failed rank's

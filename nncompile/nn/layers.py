@@ -15,6 +15,8 @@ from .. import functional as F
 from .. import init, ops
 from ..ir.errors import ConfigError, ShapeError
 from ..tensor import Tensor, as_tensor
+from . import batch_moments
+from .batch_moments import MomentUpdate
 from .layer import (
     CallContext,
     Layer,
@@ -271,8 +273,19 @@ class BatchNormalization(Layer):
             eps=self.epsilon,
             axis=-1,
         )
+        if ctx.training and batch_moments.active():  # data-parallel: see batch_moments.py
+            mean, var = self._moments(x)
         ctx.state_out[self.name] = {"moving_mean": mean, "moving_variance": var}
         return y
+
+    def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """E[x] and E[x^2] per channel, registered to become the moving statistics once
+        the ranks' moments are summed."""
+        axes = tuple(range(x.ndim - 1))
+        count = x.size // max(x.shape[-1], 1)
+        update = MomentUpdate(1 - self.momentum, count, "moving_mean", "moving_variance")
+        batch_moments.register(self.name, update)
+        return ops.mean(x, axes), ops.mean(x * x, axes)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -15,6 +15,7 @@ import numpy as np
 from .. import ops
 from ..ir.errors import ConfigError, ShapeError
 from ..tensor import Tensor, as_tensor
+from . import batch_moments
 from .keras_args import layer_from, layer_spec
 from .layer import CallContext, Layer, Shape, Weight, snake_case
 from .recurrent import _Recurrent
@@ -49,6 +50,7 @@ def call_inner(
     if layer.name in inner.state_out:
         written = {prefix + k: v for k, v in inner.state_out[layer.name].items()}
         ctx.state_out[owner] = {**ctx.state_out.get(owner, {}), **written}
+        batch_moments.rename(layer.name, owner, prefix)
     return y
 
 

@@ -58,6 +58,23 @@ def batch_norm_model() -> nn.Sequential:
     )
 
 
+def time_distributed_batch_norm_model() -> nn.Sequential:
+    """The same through a wrapper: its state lives under the wrapper's name, and the
+    layer sees batch * time rows."""
+    return nn.Sequential(
+        [
+            nn.Reshape((3, 4), input_shape=(12,)),
+            nn.TimeDistributed(nn.BatchNormalization(momentum=0.5)),
+            nn.Flatten(),
+            nn.Dense(4, activation="softmax"),
+        ],
+        seed=3,
+    )
+
+
+BATCH_NORM_MODELS = {"bn": batch_norm_model, "bn_wrapped": time_distributed_batch_norm_model}
+
+
 def compiled(model: nn.Sequential, opt: optim.Optimizer, distributed: bool) -> nn.Sequential:
     model.compile(
         optimizer=opt,
@@ -85,11 +102,11 @@ def fit_cases(results: dict) -> None:
 
 def batch_norm_case(results: dict) -> None:
     x, y = data(300)
-    model = compiled(batch_norm_model(), optimizer("sgd", lr=0.0), True)
-    model.fit(x, y, batch_size=PER_RANK_BATCH, epochs=1, shuffle=False, verbose=0)
-    state = model.state()["batch_normalization"]
-    results["bn/moving_mean"] = state["moving_mean"]
-    results["bn/moving_variance"] = state["moving_variance"]
+    for name, build in BATCH_NORM_MODELS.items():
+        model = compiled(build(), optimizer("sgd", lr=0.0), True)
+        model.fit(x, y, batch_size=PER_RANK_BATCH, epochs=1, shuffle=False, verbose=0)
+        for i, array in enumerate(model.get_weights()):
+            results[f"{name}/w{i}"] = array
 
 
 def checkpoint_case(results: dict, out: str) -> None:

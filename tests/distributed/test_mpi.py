@@ -83,29 +83,19 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(two_ranks, case):
         np.testing.assert_allclose(ranks[1][f"{case}/eval/{key}"], value, rtol=1e-5)
 
 
-def test_batch_norm_statistics_are_averaged_over_ranks(two_ranks):
-    """With the learning rate 0 the statistics depend on the data alone. The moving mean
-    equals one process's; the moving variance is the rows-weighted mean of each rank's
-    unbiased batch variance (each rank normalizes with its own batch, as DDP does without
-    SyncBatchNorm), computed here independently with NumPy."""
+@pytest.mark.parametrize("name", sorted(worker.BATCH_NORM_MODELS))
+def test_batch_norm_statistics_equal_one_process_on_the_global_batch(two_ranks, name):
+    """With the learning rate 0 the statistics depend on the data alone: the ranks return
+    their batches' moments, and the moving mean and variance come out as one process's
+    on the global batch (the last batch gives rank 0 32 rows and rank 1 12)."""
     _, ranks = two_ranks
     x, y = worker.data(300)
-    reference = worker.compiled(worker.batch_norm_model(), worker.optimizer("sgd", 0.0), False)
+    model = worker.BATCH_NORM_MODELS[name]()
+    reference = worker.compiled(model, worker.optimizer("sgd", 0.0), False)
     reference.fit(x, y, batch_size=2 * worker.PER_RANK_BATCH, epochs=1, shuffle=False, verbose=0)
-    expected = reference.state()["batch_normalization"]["moving_mean"]
-    np.testing.assert_allclose(ranks[0]["bn/moving_mean"], expected, rtol=1e-5, atol=1e-6)
-
-    bs, momentum = worker.PER_RANK_BATCH, 0.5
-    variance = np.ones(12)
-    for start in range(0, len(x), 2 * bs):
-        batch = x[start : start + 2 * bs].astype(np.float64)
-        shards = [batch[:bs], batch[bs:]]
-        rows = [len(s) for s in shards if len(s)]
-        local = [s.var(axis=0, ddof=1) if len(s) > 1 else np.zeros(12) for s in shards if len(s)]
-        mixed = sum(n * v for n, v in zip(rows, local, strict=True)) / len(batch)
-        variance = momentum * variance + (1 - momentum) * mixed
-    np.testing.assert_allclose(ranks[0]["bn/moving_variance"], variance, rtol=1e-5)
-    assert np.array_equal(ranks[0]["bn/moving_variance"], ranks[1]["bn/moving_variance"])
+    for i, expected in enumerate(reference.get_weights()):
+        np.testing.assert_allclose(ranks[0][f"{name}/w{i}"], expected, rtol=1e-5, atol=1e-6)
+        assert np.array_equal(ranks[0][f"{name}/w{i}"], ranks[1][f"{name}/w{i}"])
 
 
 def test_only_rank_zero_writes_checkpoints(two_ranks):
