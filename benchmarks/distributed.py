@@ -42,6 +42,20 @@ def _epochs(model, x, y, batch: int, epochs: int) -> list[float]:
     return history.epoch_seconds
 
 
+def _waits(model, x, y, batch: int) -> dict[str, float]:
+    """One more epoch with a barrier before each allreduce: waiting apart from reducing."""
+    trainer = model.trainer
+    trainer.separate_waits = True
+    trainer.allreduce_seconds = trainer.wait_seconds = 0.0
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, seed=2)
+    trainer.separate_waits = False
+    steps = math.ceil(len(x) / (batch * trainer.world.size))
+    return {
+        "wait_per_step_ms": trainer.wait_seconds / steps * 1e3,
+        "reduce_per_step_ms": trainer.allreduce_seconds / steps * 1e3,
+    }
+
+
 def role_single(args) -> dict:
     model, opt, x, y = _model_and_data(args)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -81,6 +95,8 @@ def role_rank(args) -> dict | None:
     seconds = _epochs(model, x, y, per_rank, args.epochs)
     trainer = model.trainer
     steps = math.ceil(len(x) / (per_rank * dist.size())) * args.epochs
+    allreduce_s, grad_s = trainer.allreduce_seconds, trainer.grad_seconds
+    waits = _waits(model, x, y, per_rank)
     grad_bytes = sum(a.nbytes for a in model.get_weights())
     sizes = [8, 1 << 16, 1 << 20, grad_bytes, 4 << 20, 16 << 20, 64 << 20]
     times = _allreduce_times(sorted(set(sizes)))
@@ -89,8 +105,9 @@ def role_rank(args) -> dict | None:
     return {
         "ranks": dist.size(),
         "epoch_s": statistics.median(seconds),
-        "allreduce_per_step_ms": trainer.allreduce_seconds / steps * 1e3,
-        "grad_per_step_ms": trainer.grad_seconds / steps * 1e3,
+        "allreduce_per_step_ms": allreduce_s / steps * 1e3,
+        "grad_per_step_ms": grad_s / steps * 1e3,
+        **waits,
         "step_ms": sum(seconds) / steps * 1e3,
         "grad_bytes": grad_bytes,
         "allreduce_s": {str(k): v for k, v in times.items()},
@@ -159,6 +176,12 @@ def main() -> None:
         f"  per step: {ranks['step_ms']:.3f} ms, gradient function {ranks['grad_per_step_ms']:.3f}"
         f" ms, allreduce of {ranks['grad_bytes']:,} bytes {ranks['allreduce_per_step_ms']:.3f} ms"
         f" ({share:.1%} of the step, waiting for the slower rank included)"
+    )
+    reduce_ms = ranks["reduce_per_step_ms"]
+    print(
+        f"  an epoch with a barrier before each allreduce: waiting for the slower rank "
+        f"{ranks['wait_per_step_ms']:.3f} ms, the allreduce itself {reduce_ms:.3f} ms "
+        f"({reduce_ms / ranks['step_ms']:.1%} of the step)"
     )
     print(f"allreduce on {args.ranks} ranks (median of 20):")
     for nbytes, t in ranks["allreduce_s"].items():

@@ -21,7 +21,7 @@ from ..nn import batch_moments
 from ..nn.fitting import Trainer
 from ..tracing import is_array_leaf
 from . import collectives
-from .world import World, init
+from .world import World, barrier, init
 
 MESSAGE_BYTES = 2048  # a failed rank's error message, as sent to the others
 
@@ -89,6 +89,10 @@ class DistributedTrainer(Trainer):
         self._traced_rows = 1
         self.allreduce_seconds = 0.0  # time in the gradient allreduce (benchmarks)
         self.grad_seconds = 0.0  # time in the compiled gradient function
+        # With separate_waits a barrier before each allreduce measures the time spent
+        # waiting for the slowest rank (wait_seconds) apart from the reduction itself.
+        self.separate_waits = False
+        self.wait_seconds = 0.0
 
     @property
     def _on_device(self) -> bool:
@@ -171,6 +175,10 @@ class DistributedTrainer(Trainer):
             failure = e
         reduced_at = time.perf_counter()
         self.grad_seconds += reduced_at - start
+        if self.separate_waits:  # (diagnosis: a barrier first, timed on its own)
+            barrier()
+            self.wait_seconds += time.perf_counter() - reduced_at
+            reduced_at = time.perf_counter()
         collectives.reduce_buffers([flat], "sum", "the gradient allreduce")
         self.allreduce_seconds += time.perf_counter() - reduced_at
         failed = [int(r) for r in np.flatnonzero(flat[layout.flags :])]
