@@ -161,3 +161,15 @@ def test_the_demo_trains_data_parallel():
     assert done.stdout.count("data-parallel: 2 ranks x 32 rows = global batch 64") == 1
     accuracy = float(done.stdout.split("accuracy ")[1].split(",")[0])
     assert accuracy > 0.5  # (three epochs on 400 digits; chance is 0.1)
+
+
+def test_the_hand_written_data_parallel_example():
+    example = WORKER.parents[2] / "examples" / "data_parallel.py"
+    done, _ = run([sys.executable, str(example)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    sums = {line.split(": weights checksum ")[1] for line in lines if "checksum" in line}
+    assert len(sums) == 1  # both ranks end with the same weights
+    assert done.stdout.count("weights checksum") == 2
+    last = [line for line in done.stdout.splitlines() if line.startswith("epoch 8")][0]
+    assert float(last.split("loss ")[1]) < 0.01
