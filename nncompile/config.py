@@ -60,6 +60,12 @@ CACHE_DIR = _declare(
     "~/.cache/nncompile",
     "on-disk object/cubin cache folder; off/0/none disables it",
 )
+CACHE_MAX_MB = _declare(
+    "NNCOMPILE_CACHE_MAX_MB",
+    "int",
+    1024,
+    "size of the on-disk cache; the least recently used entries go beyond it",
+)
 GEMM_TUNE = _declare(
     "NNCOMPILE_GEMM_TUNE",
     "enum",

@@ -5,16 +5,23 @@
 holds a magic line, the SHA-256 of its payload and the payload; a corrupt or truncated
 file is deleted and reported as a miss, never returned. Writes are atomic
 (``fileio.atomic_write``), so a reader never sees half a file.
+
+The folder is bounded (``NNCOMPILE_CACHE_MAX_MB``, default 1 GiB): a hit marks its file as
+used (its modification time), and after a process has written an eighth of the bound (and
+at its first write) the least recently used entries are deleted down to three quarters of
+it. Every compiled variant of every program would otherwise stay on disk for good.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 
 from . import config
 from .fileio import atomic_write, remove_quietly
 
 _MAGIC = b"NCOBJ1\n"
+ENTRY_SUFFIXES = (".o", ".cubin", ".so")  # what the backends store (gemm-tuning-*.json stays)
 
 
 def cache_dir() -> str | None:
@@ -35,11 +42,52 @@ def read_cached(path: str) -> bytes | None:
     if hashlib.sha256(payload).digest() != digest:
         _discard(path)
         return None
+    try:
+        os.utime(path)  # used now: the last entry to go when the folder is pruned
+    except OSError:
+        pass
     return payload
 
 
 def write_cached(path: str, payload: bytes) -> None:
-    atomic_write(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
+    blob = _MAGIC + hashlib.sha256(payload).digest() + payload
+    atomic_write(path, blob)
+    _written[0] += len(blob)
+    if _written[0] >= _written[1]:
+        limit = (config.get_int(config.CACHE_MAX_MB) or 1) << 20
+        _written[:] = [0, limit // 8]
+        prune(os.path.dirname(os.path.abspath(path)), limit)
+
+
+# bytes this process has written since it last pruned, and how many trigger the next
+_written = [0, 0]
+
+
+def prune(folder: str, limit: int) -> int:
+    """Delete the least recently used cache entries (compiled objects: .o, .cubin, .so;
+    nothing else in the folder) until they take at most 3/4 of ``limit`` bytes. Returns
+    the bytes freed. Other processes may read or delete entries meanwhile: a vanished
+    file is simply skipped, and a reader that loses one recompiles. (About 15 ms for
+    6,000 entries, so the first write of a process can afford it.)"""
+    entries = []
+    try:
+        with os.scandir(folder) as found:
+            for entry in found:
+                if entry.name.endswith(ENTRY_SUFFIXES) and entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    entries.append((st.st_mtime, st.st_size, entry.path))
+    except OSError:
+        return 0
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return 0
+    freed = 0
+    for _, size, path in sorted(entries):
+        if total - freed <= limit * 3 // 4:
+            break
+        remove_quietly(path)
+        freed += size
+    return freed
 
 
 def _discard(path: str) -> None:
