@@ -109,6 +109,28 @@ def batch_norm_case(results: dict) -> None:
             results[f"{name}/w{i}"] = array
 
 
+def early_stopping_case(results: dict) -> None:
+    """Validation split and early stopping: validation runs split across ranks, and every
+    rank sees the same val_loss, so all stop (and restore) at the same epoch."""
+    x, y = data(300)
+    model = compiled(mlp(), optimizer("adam", lr=0.05), True)
+    stop = nn.EarlyStopping("val_loss", patience=1, restore_best_weights=True)
+    history = model.fit(
+        x,
+        y,
+        batch_size=PER_RANK_BATCH,
+        epochs=6,
+        validation_split=0.3,
+        callbacks=[stop],
+        shuffle=True,
+        seed=3,
+        verbose=0,
+    )
+    results["early/val_loss"] = np.array(history.history["val_loss"])
+    for i, w in enumerate(model.get_weights()):
+        results[f"early/w{i}"] = w
+
+
 def checkpoint_case(results: dict, out: str) -> None:
     x, y = data(100)
     model = compiled(mlp(), optimizer("adam"), True)
@@ -164,6 +186,7 @@ def main(out: str, scenario: str) -> None:
     if scenario == "all":
         fit_cases(results)
         batch_norm_case(results)
+        early_stopping_case(results)
         checkpoint_case(results, out)
         collectives_case(results)
         failure_case(results)
