@@ -119,7 +119,7 @@ def early_stopping_case(results: dict) -> None:
         x,
         y,
         batch_size=PER_RANK_BATCH,
-        epochs=6,
+        epochs=10,
         validation_split=0.3,
         callbacks=[stop],
         shuffle=True,
