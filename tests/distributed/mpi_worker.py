@@ -109,24 +109,20 @@ def batch_norm_case(results: dict) -> None:
             results[f"{name}/w{i}"] = array
 
 
-def early_stopping_case(results: dict) -> None:
+def early_stopping_fit(distributed: bool, batch_size: int):
     """Validation split and early stopping: validation runs split across ranks, and every
     rank sees the same val_loss, so all stop (and restore) at the same epoch."""
     x, y = data(300)
-    model = compiled(mlp(), optimizer("adam", lr=0.05), True)
+    model = compiled(mlp(), optimizer("adam", lr=0.05), distributed)
     stop = nn.EarlyStopping("val_loss", patience=1, restore_best_weights=True)
-    history = model.fit(
-        x,
-        y,
-        batch_size=PER_RANK_BATCH,
-        epochs=10,
-        validation_split=0.3,
-        callbacks=[stop],
-        shuffle=True,
-        seed=3,
-        verbose=0,
-    )
-    results["early/val_loss"] = np.array(history.history["val_loss"])
+    fit = {"epochs": 10, "validation_split": 0.3, "shuffle": True, "seed": 3, "verbose": 0}
+    history = model.fit(x, y, batch_size=batch_size, callbacks=[stop], **fit)
+    return model, history.history
+
+
+def early_stopping_case(results: dict) -> None:
+    model, history = early_stopping_fit(True, PER_RANK_BATCH)
+    results["early/val_loss"] = np.array(history["val_loss"])
     for i, w in enumerate(model.get_weights()):
         results[f"early/w{i}"] = w
 

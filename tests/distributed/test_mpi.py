@@ -100,22 +100,9 @@ def test_batch_norm_statistics_equal_one_process_on_the_global_batch(two_ranks, 
 
 def test_validation_and_early_stopping_agree_with_one_process(two_ranks):
     _, ranks = two_ranks
-    x, y = worker.data(300)
-    model = worker.compiled(worker.mlp(), worker.optimizer("adam", lr=0.05), False)
-    stop = worker.nn.EarlyStopping("val_loss", patience=1, restore_best_weights=True)
-    history = model.fit(
-        x,
-        y,
-        batch_size=2 * worker.PER_RANK_BATCH,
-        epochs=10,
-        validation_split=0.3,
-        callbacks=[stop],
-        shuffle=True,
-        seed=3,
-        verbose=0,
-    )
-    assert len(history.history["val_loss"]) < 10  # it did stop early
-    np.testing.assert_allclose(ranks[0]["early/val_loss"], history.history["val_loss"], rtol=1e-5)
+    model, history = worker.early_stopping_fit(False, 2 * worker.PER_RANK_BATCH)
+    assert len(history["val_loss"]) < 10  # it did stop early
+    np.testing.assert_allclose(ranks[0]["early/val_loss"], history["val_loss"], rtol=1e-5)
     assert np.array_equal(ranks[0]["early/val_loss"], ranks[1]["early/val_loss"])
     for i, expected in enumerate(model.get_weights()):
         np.testing.assert_allclose(ranks[0][f"early/w{i}"], expected, rtol=1e-5, atol=1e-5)
