@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from . import data, metrics, nn, optim
+from . import data, distributed, metrics, nn, optim
 from .argtypes import fraction, positive_float, positive_int
 from .backends.cuda.emulator import emulating as emulating_cuda
 from .nn.fitting import Trainer
@@ -94,8 +94,6 @@ def _step_times(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> tuple[flo
 def run(args: argparse.Namespace) -> int:
     if not args.distributed:
         return _run(args)
-    from . import distributed
-
     distributed.init()
     try:
         if distributed.is_primary():
@@ -132,8 +130,6 @@ def _run(args: argparse.Namespace) -> int:
         callbacks.append(nn.EarlyStopping("val_loss", patience=2, restore_best_weights=True))
     batch = settings["batch_size"]
     if args.distributed:
-        from . import distributed
-
         print(
             f"data-parallel: {distributed.size()} ranks x {batch} rows = global batch "
             f"{batch * distributed.size()}"

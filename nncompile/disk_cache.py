@@ -54,7 +54,7 @@ def write_cached(path: str, payload: bytes) -> None:
     atomic_write(path, blob)
     _written[0] += len(blob)
     if _written[0] >= _written[1]:
-        limit = (config.get_int(config.CACHE_MAX_MB) or 1) << 20
+        limit = int(config.get_int(config.CACHE_MAX_MB)) << 20
         _written[:] = [0, limit // 8]
         prune(os.path.dirname(os.path.abspath(path)), limit)
 

@@ -23,7 +23,7 @@ from . import world as _world
 # MPI's pipelined algorithms stay in their fast range (64 MiB ran at a third of 16 MiB's
 # bandwidth on 2 ranks here).
 BUCKET_BYTES = 16 << 20
-DTYPES = (np.float32, np.float64, np.int32, np.int64)
+_ACCEPTED = {np.dtype(d) for d in (np.float32, np.float64, np.int32, np.int64)}
 OPS = ("mean", "sum", "max", "min")
 
 
@@ -41,39 +41,32 @@ class Slot:
 
 
 class FlatBuffers:
-    """One contiguous buffer per dtype holding a list of leaves, reused from call to call."""
+    """One contiguous buffer per dtype holding a list of leaves (one collective's worth)."""
 
     def __init__(self, arrays: list[np.ndarray]):
         totals: dict[np.dtype, int] = {}
         self.slots = []
         for a in arrays:
             dtype = np.dtype(a.dtype)
-            if dtype not in {np.dtype(d) for d in DTYPES}:
+            if dtype not in _ACCEPTED:
                 raise ConfigError(
                     f"distributed collectives take float32/float64/int32/int64 arrays, "
                     f"got {dtype} of shape {a.shape}"
                 )
             self.slots.append(Slot(dtype, totals.get(dtype, 0), tuple(a.shape)))
             totals[dtype] = totals.get(dtype, 0) + a.size
-        self.buffers = {dtype: np.zeros(n, dtype) for dtype, n in totals.items()}
+        self.buffers = {dtype: np.empty(n, dtype) for dtype, n in totals.items()}
 
     def layout(self) -> str:
         """The leaves' dtypes and shapes, for checking that ranks agree."""
         return ";".join(f"{s.dtype.str}{list(s.shape)}" for s in self.slots)
 
-    def pack(self, arrays: list[Any], weight: float = 1.0) -> None:
-        """Copy the leaves in, each multiplied by ``weight`` (0 contributes nothing)."""
-        for slot, a in zip(self.slots, arrays, strict=True):
-            out = self.buffers[slot.dtype][slot.offset : slot.offset + slot.size]
-            if weight == 0.0:
-                out[...] = 0
-            elif weight == 1.0:
-                np.copyto(out, np.asarray(a).reshape(-1))
-            else:
-                np.multiply(np.asarray(a).reshape(-1), weight, out=out, casting="unsafe")
+    def pack(self, arrays: list[np.ndarray]) -> None:
+        for view, a in zip(self.views(), arrays, strict=True):
+            np.copyto(view, a)
 
     def views(self) -> list[np.ndarray]:
-        """The leaves as views of the buffers (overwritten by the next ``pack``)."""
+        """The leaves as views of the buffers."""
         return [
             self.buffers[s.dtype][s.offset : s.offset + s.size].reshape(s.shape) for s in self.slots
         ]
@@ -139,9 +132,10 @@ def _flatten(tree: Any) -> tuple[list[np.ndarray], list[Any], Any, list[Any]]:
 
 
 def _rebuild(treedef: Any, statics: list[Any], leaves: list[Any], arrays: list[np.ndarray]) -> Any:
-    """The tree with new values: Python numbers stay Python numbers, arrays are copies."""
+    """The tree with new values: Python numbers stay Python numbers; arrays are views of
+    the collective's own buffers (fresh for every call)."""
     out = [
-        type(leaf)(a.item()) if isinstance(leaf, (int, float)) else np.array(a)
+        type(leaf)(a.item()) if isinstance(leaf, (int, float)) else a
         for leaf, a in zip(leaves, arrays, strict=True)
     ]
     return pytree.unflatten(treedef, out, statics)

@@ -56,11 +56,11 @@ class FlatLayout:
         leaves = [ops.reshape(flat[o[i] : o[i + 1]], self.shapes[i]) for i in range(self.n_grads)]
         return pytree.unflatten(self.grad_tree, leaves)
 
-    def state(self, flat: np.ndarray, old: Any, moments: dict, scale: float) -> Any:
+    def state(self, flat: np.ndarray, old: Any, moments: dict, rows: int) -> Any:
         """The layer-state tree from the reduced vector: the rows-weighted mean of what
         the ranks returned, except batch-norm statistics, which come back as the global
-        batch's moments and are finished here (``moments``: owner -> updates;
-        ``scale``: global batch rows / rows traced)."""
+        batch's moments and are finished here (``moments``: owner -> updates per row;
+        ``rows``: the global batch's)."""
         o = self.offsets
         leaves = [
             flat[o[i] : o[i + 1]].reshape(self.shapes[i]).copy()
@@ -69,7 +69,7 @@ class FlatLayout:
         state = pytree.unflatten(self.state_tree, leaves)
         for owner, updates in moments.items():
             for update in updates:
-                mean, var = batch_moments.finish(update, scale, old[owner], state[owner])
+                mean, var = batch_moments.finish(update, rows, old[owner], state[owner])
                 state[owner][update.mean_key], state[owner][update.var_key] = mean, var
         return state
 
@@ -86,7 +86,6 @@ class DistributedTrainer(Trainer):
         self._local_batch = 1
         self._layout: FlatLayout | None = None
         self._moments: dict = {}  # batch-norm updates found while tracing (batch_moments)
-        self._traced_rows = 1
         self.allreduce_seconds = 0.0  # time in the gradient allreduce (benchmarks)
         self.grad_seconds = 0.0  # time in the compiled gradient function
         # With separate_waits a barrier before each allreduce measures the time spent
@@ -109,8 +108,9 @@ class DistributedTrainer(Trainer):
         """(the allreduce vector, the rank's mean loss, its batch outputs)."""
         with batch_moments.collecting() as moments:
             grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
-        self._moments = moments  # (identical for every traced batch size, per row)
-        self._traced_rows = int(pytree.flatten(x, is_array_leaf)[0][0].shape[0])
+        rows = int(pytree.flatten(x, is_array_leaf)[0][0].shape[0])
+        # (per row, the same for every traced batch size)
+        self._moments = {o: [u.per_row(rows) for u in us] for o, us in moments.items()}
         layout = self._layout
         assert layout is not None
         leaves = pytree.flatten(grads, is_array_leaf)[0]
@@ -186,8 +186,7 @@ class DistributedTrainer(Trainer):
             raise self._step_failure(failed, failure)
         lr = np.float32(self.optimizer.lr)
         params, self.opt_state = self.function("update")(params, flat, self.opt_state, lr)
-        scale = len(idx) / self._traced_rows
-        new_state = layout.state(flat, state, self._moments, scale)
+        new_state = layout.state(flat, state, self._moments, len(idx))
         return params, new_state, float(flat[layout.loss])
 
     def _step_failure(self, failed: list[int], failure: Exception | None) -> DistributedError:

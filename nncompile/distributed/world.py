@@ -64,7 +64,7 @@ def init() -> World:
     if _world.size > 1:
         _share_cores(_world.local_size)
         _abort_on_uncaught_exception(_world)
-        _watchdog = _Watchdog(_world, config.get_int(config.DIST_TIMEOUT) or 300)
+        _watchdog = _Watchdog(_world, config.get_int(config.DIST_TIMEOUT))
     return _world
 
 
@@ -120,7 +120,7 @@ class _Watchdog:
     MPI's blocking calls release the GIL (mpi4py), and the world runs at
     MPI_THREAD_MULTIPLE, so it may call MPI_Abort while the main thread waits in one."""
 
-    def __init__(self, w: World, timeout: int):
+    def __init__(self, w: World, timeout: int | None):
         self.world, self.timeout = w, timeout
         self.current: tuple[str, float] | None = None
         threading.Thread(target=self._watch, name="nncompile-mpi-watchdog", daemon=True).start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,9 +27,13 @@ class MomentUpdate:
     ``count`` elements per channel (rows times any spatial positions)."""
 
     momentum: float
-    count: int  # elements per channel in the traced call
+    count: float  # elements per channel: in the traced call, or per row (``per_row``)
     mean_key: str
     var_key: str
+
+    def per_row(self, rows: int) -> MomentUpdate:
+        """The update with ``count`` per row of the ``rows`` the call was traced with."""
+        return replace(self, count=self.count / rows)
 
 
 _registry: ContextVar[dict[str, list[MomentUpdate]] | None] = ContextVar(
@@ -65,19 +69,18 @@ def rename(layer: str, owner: str, prefix: str) -> None:
     if found is None or layer not in found:
         return
     for u in found.pop(layer):
-        renamed = MomentUpdate(u.momentum, u.count, prefix + u.mean_key, prefix + u.var_key)
+        renamed = replace(u, mean_key=prefix + u.mean_key, var_key=prefix + u.var_key)
         found.setdefault(owner, []).append(renamed)
 
 
 def finish(
-    update: MomentUpdate, scale: float, old: dict, reduced: dict
+    update: MomentUpdate, rows: int, old: dict, reduced: dict
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The moving (mean, variance) from the old ones and the global batch's reduced
-    E[x], E[x^2]; ``scale`` is the global batch's element count over the traced one's
-    (rows of the global batch / rows traced)."""
+    """The moving (mean, variance) from the old ones and the reduced E[x], E[x^2] of a
+    global batch of ``rows`` rows (``update`` counted per row)."""
     mean = reduced[update.mean_key].astype(np.float64)
     square = reduced[update.var_key].astype(np.float64)
-    count = update.count * scale
+    count = update.count * rows
     unbiased = np.maximum(square - mean * mean, 0.0) * (count / max(count - 1.0, 1.0))
     m = update.momentum
     old_mean, old_var = old[update.mean_key], old[update.var_key]

@@ -31,9 +31,9 @@ def test_init_without_mpi4py_names_the_extra():
 
 def test_before_init_a_process_is_rank_zero_of_one():
     # (this test process never initializes MPI: it forks in other tests)
-    if not nc.distributed.is_initialized():
-        assert nc.distributed.rank() == 0 and nc.distributed.size() == 1
-        assert nc.distributed.is_primary()
+    assert not nc.distributed.is_initialized()
+    assert nc.distributed.rank() == 0 and nc.distributed.size() == 1
+    assert nc.distributed.is_primary()
 
 
 def test_the_allreduce_vector_layout():
@@ -44,7 +44,7 @@ def test_the_allreduce_vector_layout():
     layout = FlatLayout(params, state, size=3)
     assert (layout.n_grads, layout.loss, layout.flags, layout.length) == (2, 12, 13, 16)
     flat = np.arange(16, dtype=np.float32)
-    got = layout.state(flat, state, {}, 1.0)  # (no batch-norm moments: taken as reduced)
+    got = layout.state(flat, state, {}, 1)  # (no batch-norm moments: taken as reduced)
     np.testing.assert_array_equal(got["bn"]["moving_mean"], [8, 9, 10, 11])
     grads = layout.grads(flat)  # (eagerly: the same slicing the update traces)
     np.testing.assert_array_equal(np.asarray(grads["dense"]["kernel"]), np.arange(6).reshape(3, 2))
