@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 from . import config
-from .fileio import atomic_write, remove_quietly
+from .fileio import atomic_write, remove_quietly, temp_target
 
 _MAGIC = b"NCOBJ1\n"
 ENTRY_SUFFIXES = (".o", ".cubin", ".so")  # what the backends store (gemm-tuning-*.json stays)
+# A temporary file this old belongs to a writer that was killed: a write takes milliseconds.
+STALE_TEMP_SECONDS = 600
 
 
 def cache_dir() -> str | None:
@@ -65,28 +68,38 @@ _written = [0, 0]
 
 def prune(folder: str, limit: int) -> int:
     """Delete the least recently used cache entries (compiled objects: .o, .cubin, .so;
-    nothing else in the folder) until they take at most 3/4 of ``limit`` bytes. Returns
-    the bytes freed. Other processes may read or delete entries meanwhile: a vanished
-    file is simply skipped, and a reader that loses one recompiles. (About 15 ms for
-    6,000 entries, so the first write of a process can afford it.)"""
-    entries = []
+    nothing else in the folder) until they take at most 3/4 of ``limit`` bytes, and the
+    temporary files of writers killed before their rename. Returns the bytes freed.
+    Other processes may read, write or delete entries meanwhile: a vanished file is
+    skipped, and a reader that loses one recompiles. (About 15 ms for 6,000 entries, so
+    the first write of a process can afford it.)"""
+    entries, freed = [], 0
+    stale = time.time() - STALE_TEMP_SECONDS
     try:
         with os.scandir(folder) as found:
             for entry in found:
-                if entry.name.endswith(ENTRY_SUFFIXES) and entry.is_file(follow_symlinks=False):
+                target = temp_target(entry.name)
+                if not (entry.name.endswith(ENTRY_SUFFIXES) or target):
+                    continue
+                try:
                     st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # deleted meanwhile
+                if target is None:
                     entries.append((st.st_mtime, st.st_size, entry.path))
+                elif target.endswith(ENTRY_SUFFIXES) and st.st_mtime < stale:
+                    remove_quietly(entry.path)
+                    freed += st.st_size
     except OSError:
-        return 0
+        return freed
     total = sum(size for _, size, _ in entries)
-    if total <= limit:
-        return 0
-    freed = 0
-    for _, size, path in sorted(entries):
-        if total - freed <= limit * 3 // 4:
-            break
-        remove_quietly(path)
-        freed += size
+    if total > limit:
+        for _, size, path in sorted(entries):
+            if total <= limit * 3 // 4:
+                break
+            remove_quietly(path)
+            total -= size
+            freed += size
     return freed
 
 

@@ -48,3 +48,21 @@ def test_writes_prune_the_folder_past_the_bound(tmp_path, monkeypatch):
     assert {"new0.o", "new1.o"} <= names
     total = sum(p.stat().st_size for p in tmp_path.iterdir())
     assert total <= 1 << 20
+
+
+def test_prune_deletes_what_killed_writers_left_and_spares_writes_in_progress(tmp_path):
+    from nncompile.fileio import temp_name
+
+    folder = str(tmp_path)
+    killed = temp_name(os.path.join(folder, "abc.o"))
+    writing = temp_name(os.path.join(folder, "def.o"))
+    other = temp_name(os.path.join(folder, "model.json"))  # not the cache's: left alone
+    for path in (killed, writing, other):
+        with open(path, "wb") as f:
+            f.write(b"x" * 1000)
+    old = time.time() - 3600
+    os.utime(killed, (old, old))
+    os.utime(other, (old, old))
+    assert disk_cache.prune(folder, limit=1 << 20) == 1000  # under the bound: only that
+    assert not os.path.exists(killed)
+    assert os.path.exists(writing) and os.path.exists(other)
