@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from .. import losses, ops, optim, pytree
+from .. import losses, ops, optim
 from ..autodiff import value_and_grad
-from ..backend import get_backend, is_device_array
+from ..backend import get_backend
 from ..compiler import BACKENDS, compile
 from ..data.split import batch_slices, check_same_length, split_tail
 from ..dispatch import name_scope
 from ..functional import activation
 from ..ir.errors import ConfigError
 from ..metrics import CLASS_METRICS
-from ..tracing import is_array_leaf
 from .callbacks import Callback, CallbackList, History
+from .fit_data import copied, data_dtype, eager, pad_rows, to_device, to_host
 from .metrics_accumulator import EpochMetrics
 from .outputs import OutputsMetrics, loss_weights_for, metrics_for, per_output
 from .progress import ProgressBar
@@ -60,44 +60,6 @@ def _positive(name: str, value: Any) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _padded(chunk: np.ndarray, batch_size: int, full: bool = False) -> np.ndarray:
-    """``chunk`` with zero rows appended up to the next power of two (at most batch_size),
-    or up to batch_size with ``full``."""
-    n = len(chunk)
-    size = batch_size if full else min(batch_size, 1 << max(n - 1, 0).bit_length())
-    if size == n:
-        return chunk
-    pad = np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)
-    return np.concatenate([chunk, pad])
-
-
-def to_device(tree: Any) -> Any:
-    """The tree with its arrays copied to the GPU (DeviceArrays)."""
-    from ..backends.cuda.executable import DeviceArray
-
-    return _map_arrays(tree, lambda a: DeviceArray.from_numpy(np.asarray(a)))
-
-
-def to_host(tree: Any) -> Any:
-    """The tree with its DeviceArrays copied back into NumPy arrays."""
-    return _map_arrays(tree, lambda a: a.numpy() if is_device_array(a) else a)
-
-
-def _map_arrays(tree: Any, fn: Callable[[Any], Any]) -> Any:
-    leaves, statics, treedef = pytree.flatten(tree, is_array_leaf)
-    return pytree.unflatten(treedef, [fn(a) for a in leaves], statics)
-
-
-def _eager(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` op by op on NumPy and return NumPy leaves, like a compiled function."""
-
-    def run(*args: Any) -> Any:
-        leaves, statics, tree = pytree.flatten(fn(*args), is_array_leaf)
-        return pytree.unflatten(tree, [np.asarray(leaf) for leaf in leaves], statics)
-
-    return run
 
 
 @dataclass
@@ -307,7 +269,7 @@ class Trainer:
         if kind not in self._functions:
             fn, donate = self._graph_functions()[kind]
             self._functions[kind] = (
-                _eager(fn)
+                eager(fn)
                 if self.run_eagerly
                 else compile(
                     fn,
@@ -328,7 +290,7 @@ class Trainer:
         dtypes = list(model.input_dtypes)
         dtypes += [None] * (len(xs) - len(dtypes))
         xs = [
-            np.ascontiguousarray(a, dtype=d if d is not None else _data_dtype(a))
+            np.ascontiguousarray(a, dtype=d if d is not None else data_dtype(a))
             for a, d in zip(xs, dtypes, strict=False)
         ]
         model.ensure_built(model.pack_inputs(xs))
@@ -364,12 +326,12 @@ class Trainer:
         x, y, lr, key)``, on copies of the model's weights and a fresh optimizer state (a
         compiled step updates its inputs in place). For benchmarks and pictures."""
         xs = self._inputs(x)
-        params = _copied(self.model.params(trainable=True))
+        params = copied(self.model.params(trainable=True))
         return (
             params,
             self.model.params(trainable=False),
             self.optimizer.init(params),
-            _copied(self.model.state()),
+            copied(self.model.state()),
             self.model.pack_inputs(xs),
             self._pack_y(self._labels(y)),
             np.float32(self.optimizer.lr),
@@ -462,10 +424,10 @@ class Trainer:
             # The step updates its donated arguments in place: it gets copies, and the
             # model takes them at the end of the epoch. An epoch that raises leaves the
             # model's weights and the optimizer's state as they were before it.
-            params, frozen = _copied(model.params(trainable=True)), model.params(trainable=False)
-            state = _copied(model.state())
+            params, frozen = copied(model.params(trainable=True)), model.params(trainable=False)
+            state = copied(model.state())
             opt_state_before = self.opt_state
-            self.opt_state = _copied(self.opt_state)
+            self.opt_state = copied(self.opt_state)
             if self._on_device:
                 params, state = to_device(params), to_device(state)
                 self.opt_state = to_device(self.opt_state)
@@ -562,8 +524,8 @@ class Trainer:
                 values, outputs = run(
                     params,
                     state,
-                    pack_x([_padded(a, batch_size, True) for a in xb]),
-                    pack_y([_padded(t, batch_size, True) for t in yb]),
+                    pack_x([pad_rows(a, batch_size, True) for a in xb]),
+                    pack_y([pad_rows(t, batch_size, True) for t in yb]),
                 )
                 epoch_metrics.add_rows(real, values, outputs, pack_y(yb))
             else:
@@ -590,7 +552,7 @@ class Trainer:
         for start in range(0, n, batch_size):
             chunk = [a[start : start + batch_size] for a in xs]
             real = len(chunk[0])
-            out = run(params, state, model.pack_inputs([_padded(a, batch_size) for a in chunk]))
+            out = run(params, state, model.pack_inputs([pad_rows(a, batch_size) for a in chunk]))
             for i, o in enumerate(self._as_list(out)):
                 outs[i].append(o[:real])
         results = [
@@ -598,18 +560,3 @@ class Trainer:
             for parts, shape in zip(outs, model.output_shapes, strict=True)
         ]
         return model.pack_outputs(results)
-
-
-def _data_dtype(a: Any) -> Any:
-    """The dtype of a subclassed model's input before it is built: int64 for class ids,
-    float32 otherwise."""
-    return np.int64 if np.issubdtype(np.asarray(a).dtype, np.integer) else np.float32
-
-
-def _copied(tree: Any) -> Any:
-    """A copy of a nested dict of arrays (weights, optimizer state)."""
-    if isinstance(tree, dict):
-        return {k: _copied(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_copied(v) for v in tree)
-    return np.array(tree) if isinstance(tree, np.ndarray) else tree
