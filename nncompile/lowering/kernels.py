@@ -2,9 +2,7 @@
 
 - elementwise groups: a loop nest over the group's iteration space; each output is the
   inlined expression of its producers at the loop index;
-- reduction groups: a parallel loop over the outer (kept) index; inside it one pass over
-  the row per reduction, then the outer-space outputs, then a pass storing row-space
-  outputs;
+- reduction groups: reduction_kernels.py;
 - contraction groups: the anchor op (Gemm template, or window loops for pooling and
   convolution data movement), then the epilogue as an elementwise loop over its output;
 - opaque groups (scatter-adds): zero the output, then accumulate serially.
@@ -23,26 +21,20 @@ from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
 from ..ir.kernel import (
     INDEX,
-    Assign,
     Binary,
     BufferParam,
-    Cast,
     Const,
     Expr,
     If,
     Kernel,
     Let,
-    Load,
-    Local,
     Loop,
     Stmt,
     Store,
-    Unary,
     Var,
     const_index,
     delinearize,
     iadd,
-    imul,
     linearize,
 )
 from ..ir.kernel_depth import bound_depth
@@ -51,7 +43,8 @@ from ..ir.kernel_verify import verify_enabled, verify_kernel
 from ..passes.concat_tree import MAX_CONCAT_INPUTS
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
-from .exprs import ElementBuilder, combine_chunks, const
+from .exprs import ElementBuilder
+from .reduction_kernels import lower_reduction
 from .target import CPU, Target
 
 PARALLEL_MIN = 2048  # iterations below this stay on one thread
@@ -309,231 +302,6 @@ def _concat_split(kb: KernelBuilder, shape: tuple[int, ...]) -> tuple[int, list]
 
 def lower_elementwise(kb: KernelBuilder) -> Kernel:
     return kb.kernel(store_outputs(kb, kb.group.outputs, set()))
-
-
-# ---- reductions -----------------------------------------------------------------------------
-
-
-def _init(op: str, d: dt.DType) -> Expr:
-    if op in ("reduce_sum", "reduce_mean"):
-        return const(0, d)
-    if op in ("reduce_max", "argmax"):
-        return const(-np.inf if d.is_float else (False if d.is_bool else np.iinfo(d.np).min), d)
-    return const(np.inf if d.is_float else (True if d.is_bool else np.iinfo(d.np).max), d)
-
-
-def _combine(op: str, acc: Expr, x: Expr, d: dt.DType) -> Expr:
-    if op in ("reduce_sum", "reduce_mean"):
-        return Binary("add", acc, x, d)
-    if d.is_bool:
-        return Binary("or" if op == "reduce_max" else "and", acc, x, d)
-    return Binary("max" if op == "reduce_max" else "min", acc, x, d)
-
-
-def lower_reduction(kb: KernelBuilder) -> Kernel:
-    g = kb.group
-    row_shape, axes = g.row_shape, g.row_axes
-    outer_dims = [i for i in range(len(row_shape)) if i not in axes]
-    outer_shape = tuple(row_shape[i] for i in outer_dims)
-    reductions = [
-        n
-        for n in g.nodes
-        if n.op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "argmax", "argmin")
-    ]
-    pre = kb.hoist_scalars(g.nodes, {id(n) for n in reductions})
-    # Values over the row space (by element count: a value from before the reduction may
-    # be a reshape of the rows) are stored in a pass over the rows.
-    row_numel = math.prod(row_shape)
-    row_outputs = [
-        v for v in g.outputs if v.type.size == row_numel and v.producer not in reductions
-    ]
-    outer_outputs = [v for v in g.outputs if v not in row_outputs]
-    # One-element outputs hoisted before the loops (an optimizer's bias corrections beside
-    # a bias gradient) are stored once, at index 0, not at every outer index.
-    if math.prod(outer_shape) > 1:
-        hoisted = [v for v in outer_outputs if v.type.size == 1 and id(v) in kb.elements.bound]
-        pre += [Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])) for v in hoisted]
-        outer_outputs = [v for v in outer_outputs if v not in hoisted]
-
-    def merge(outer: list[Expr], row: list[Expr]) -> list[Expr]:
-        it_o, it_r = iter(outer), iter(row)
-        return [next(it_r) if i in axes else next(it_o) for i in range(len(row_shape))]
-
-    def row_stores(outer: list[Expr], ri: list[Expr]) -> list[Stmt]:
-        start = len(kb.elements.checks)
-        return kb.checked([kb.store_at(v, merge(outer, ri), row_shape) for v in row_outputs], start)
-
-    def store_outer(outer: list[Expr]) -> list[Stmt]:
-        # Index checks are placed in the loop whose variables they use.
-        start = len(kb.elements.checks)
-        flat = linearize(outer, outer_shape)
-        outer_stores = [
-            Store(kb.buffer(v), flat, kb.elements.at(v, delinearize(flat, v.shape)))
-            for v in outer_outputs
-        ]
-        return kb.checked(outer_stores, start)
-
-    if kb.target.row_sums == "chunks" and _is_column_reduction(
-        reductions, row_outputs, row_shape, axes
-    ):
-        partials, stmts = _column_partials(kb, reductions, merge, row_shape, axes, outer_shape)
-
-        def finish(outer: list[Expr]) -> list[Stmt]:
-            return partials(outer) + store_outer(outer)
-
-        return kb.kernel(pre + stmts + kb.nest(outer_shape, finish))
-
-    def body(outer: list[Expr]) -> list[Stmt]:
-        stmts: list[Stmt] = []
-        for r in reductions:
-            stmts += _reduction_pass(kb, r, outer, merge, row_shape, axes)
-        stmts += store_outer(outer)
-        if row_outputs:
-            row = tuple(row_shape[i] for i in axes)
-            stmts += kb.nest(row, lambda ri: row_stores(outer, ri), parallel=False, prefix="r")
-        return stmts
-
-    return kb.kernel(pre + kb.nest(outer_shape, body))
-
-
-COLUMN_CHUNKS = 16  # a column reduction splits its rows into this many parallel chunks
-
-
-def _is_column_reduction(reductions, row_outputs, row_shape, axes) -> bool:
-    """Reduced axes leading and kept axes trailing (a bias gradient over NHWC data, say),
-    with more rows than columns: reducing row by row would read with a stride."""
-    kept = math.prod(row_shape[len(axes) :])
-    rows = math.prod(row_shape[: len(axes)])
-    return (
-        not row_outputs
-        and tuple(sorted(axes)) == tuple(range(len(axes)))
-        and len(axes) < len(row_shape)
-        and all(r.op not in ("argmax", "argmin") for r in reductions)
-        and kept >= 2
-        and rows >= max(kept, 2 * COLUMN_CHUNKS)
-    )
-
-
-def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, outer_shape):
-    """Chunks of rows in parallel, each folding whole contiguous rows into its own partial
-    results (the inner loop over the kept columns vectorizes); returns the statements and a
-    function giving, at an outer index, the statements combining the chunks' partials."""
-    row = tuple(row_shape[i] for i in axes)
-    rows, kept = math.prod(row), math.prod(outer_shape)
-    chunks = COLUMN_CHUNKS
-    t_var, i_var = kb.fresh("t"), kb.fresh("i")
-    t, i = Var(t_var, INDEX), Var(i_var, INDEX)
-    buffers = {}
-    init: list[Stmt] = []
-    for r in reductions:
-        d = r.inputs[0].dtype
-        buf = buffers[id(r)] = kb.scratch("partial", d, chunks * kept)
-        fill = _init(r.op, d)
-        init += kb.nest((chunks * kept,), lambda ix, b=buf, f=fill: [Store(b, ix[0], f)])
-
-    def fold(r_index: list[Expr], outer: list[Expr]) -> list[Stmt]:
-        start = len(kb.elements.checks)
-        at = iadd(imul(t, const_index(kept)), linearize(outer, outer_shape))
-        stmts: list[Stmt] = []
-        for r in reductions:
-            x, d, b = r.inputs[0], r.inputs[0].dtype, buffers[id(r)]
-            value = kb.elements.at(x, merge(outer, r_index))
-            stmts.append(Store(b, at, _combine(r.op, Load(b, at, d), value, d)))
-        return kb.checked(stmts, start)
-
-    def per_row(r_index: list[Expr]) -> list[Stmt]:
-        return kb.nest(outer_shape, lambda outer: fold(r_index, outer), parallel=False, prefix="c")
-
-    if row[0] >= chunks:
-        # chunks of the leading row axis (the images of a batch): the row's other indices
-        # are plain loop variables, not a flat row number divided and reduced per row
-        per_lead = -(-row[0] // chunks)
-        lead = iadd(imul(t, const_index(per_lead)), i)
-        real = Binary("lt", lead, const_index(row[0]), dt.bool_)
-        rest = kb.nest(row[1:], lambda ix: per_row([lead, *ix]), parallel=False, prefix="r")
-        loop = Loop(t_var, chunks, [Loop(i_var, per_lead, [If(real, rest)])], parallel=True)
-    else:
-        per_chunk = -(-rows // chunks)
-        r_flat = iadd(imul(t, const_index(per_chunk)), i)
-        real = Binary("lt", r_flat, const_index(rows), dt.bool_)
-        body = [If(real, per_row(delinearize(r_flat, row)))]
-        loop = Loop(t_var, chunks, [Loop(i_var, per_chunk, body)], parallel=True)
-
-    def partials(outer: list[Expr]) -> list[Stmt]:
-        flat = linearize(outer, outer_shape)
-        stmts: list[Stmt] = []
-        for r in reductions:
-            d = r.inputs[0].dtype
-            total = combine_chunks(
-                buffers[id(r)],
-                flat,
-                chunks,
-                kept,
-                d,
-                lambda a, b, op=r.op, d=d: _combine(op, a, b, d),
-            )
-            stmts += _bind_result(kb, r, total, rows)
-        return stmts
-
-    return partials, init + [loop]
-
-
-def _reduction_pass(
-    kb: KernelBuilder, r: Node, outer: list[Expr], merge, row_shape, axes
-) -> list[Stmt]:
-    x, out = r.inputs[0], r.outputs[0]
-    d = x.dtype
-    row = tuple(row_shape[i] for i in axes)
-    acc = kb.fresh("acc")
-    stmts: list[Stmt] = [Local(acc, d, _init(r.op, d))]
-    if r.op in ("argmax", "argmin"):
-        best = kb.fresh("arg")
-        stmts.append(Local(best, INDEX, const_index(0)))
-
-        def step(ri: list[Expr]) -> list[Stmt]:
-            start = len(kb.elements.checks)
-            value = kb.elements.at(x, merge(outer, ri))
-            cur = Var(acc, d)
-            better = Binary("gt" if r.op == "argmax" else "lt", value, cur, dt.bool_)
-            if d.is_float:  # the first NaN wins, as in NumPy
-                nan_new = Binary("ne", value, value, dt.bool_)
-                nan_old = Binary("ne", cur, cur, dt.bool_)
-                better = Binary(
-                    "or",
-                    better,
-                    Binary("and", nan_new, Unary("not", nan_old, dt.bool_), dt.bool_),
-                    dt.bool_,
-                )
-            flat = linearize(ri, row)
-            return kb.checked([If(better, [Assign(acc, value), Assign(best, flat)])], start)
-
-        stmts += kb.nest(row, step, parallel=False, prefix="r")
-        kb.elements.bind(
-            out, Var(best, INDEX) if out.dtype == INDEX else Cast(Var(best, INDEX), out.dtype)
-        )
-        return stmts
-
-    def step(ri: list[Expr]) -> list[Stmt]:
-        start = len(kb.elements.checks)
-        value = kb.elements.at(x, merge(outer, ri))
-        return kb.checked([Assign(acc, _combine(r.op, Var(acc, d), value, d))], start)
-
-    stmts += kb.nest(row, step, parallel=False, prefix="r")
-    return stmts + _bind_result(kb, r, Var(acc, d), math.prod(row))
-
-
-def _bind_result(kb: KernelBuilder, r: Node, total: Expr, count: int) -> list[Stmt]:
-    """Name a reduction's result (a mean divides by the ``count`` reduced elements) and
-    make it the value of the reduction's output in the rest of the kernel."""
-    d = r.inputs[0].dtype
-    if r.op == "reduce_mean":
-        total = Binary("div", total, const(max(count, 0), d), d)
-    name = kb.fresh("red")
-    kb.elements.bind(r.outputs[0], Var(name, d))
-    return [Let(name, total)]
-
-
-# ---- contraction and opaque groups ----------------------------------------------------------
 
 
 def lower_contraction(kb: KernelBuilder) -> Kernel:
