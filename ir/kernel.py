@@ -27,6 +27,7 @@ from . import dtypes as dt
 from .dtypes import DType
 from .ops.binary import KERNEL_BINARY_OPS, KERNEL_COMPARE_OPS
 from .ops.unary import KERNEL_UNARY_OPS
+from .symbolic import SYMBOL, Dim
 
 INDEX = dt.int64  # the type of loop variables and index arithmetic
 
@@ -241,6 +242,10 @@ class Loop:
     # off): a GPU still runs them on separate threads.
     independent: bool = False
 
+    def __post_init__(self) -> None:
+        if type(self.extent) is Dim:  # a size that depends on the batch size
+            self.extent = const_index(self.extent)
+
 
 @dataclass
 class Store:
@@ -351,8 +356,20 @@ class Kernel:
 # ---- helpers for building index arithmetic ---------------------------------------------
 
 
+# The run-time batch size of a dynamic-batch program (ir/symbolic.py): every kernel may
+# read it as this INDEX variable; a back end binds it once per call.
+BATCH_SIZE = Var(SYMBOL, INDEX)
+
+
+def const_index(v: int | Dim) -> Expr:
+    """An index constant; a size that depends on the batch size is ``scale*n + offset``."""
+    if type(v) is Dim:
+        return iadd(imul(BATCH_SIZE, _const_index(v.scale)), _const_index(v.offset))
+    return _const_index(v)
+
+
 @functools.lru_cache(maxsize=4096)
-def const_index(v: int) -> Const:
+def _const_index(v: int) -> Const:
     return Const(int(v), INDEX)  # (shared: expressions are immutable)
 
 
@@ -391,17 +408,21 @@ def imul(a: Expr, b: Expr) -> Expr:
     return _fold("mul", a, b) or Binary("mul", a, b, INDEX)
 
 
-def idiv(a: Expr, b: int) -> Expr:
+def idiv(a: Expr, b: int | Dim) -> Expr:
     if b == 1:
         return a
+    if type(b) is Dim:
+        return Binary("idiv", a, const_index(b), INDEX)
     if isinstance(a, Const):
         return const_index(int(a.value) // b)
     return Binary("idiv", a, const_index(b), INDEX)  # operands are >= 0: floor == trunc
 
 
-def imod(a: Expr, b: int) -> Expr:
+def imod(a: Expr, b: int | Dim) -> Expr:
     if b == 1:
         return const_index(0)
+    if type(b) is Dim:
+        return Binary("mod", a, const_index(b), INDEX)
     if isinstance(a, Const):
         return const_index(int(a.value) % b)
     return Binary("mod", a, const_index(b), INDEX)

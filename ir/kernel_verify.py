@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from . import dtypes as dt
 from .errors import NCError
 from .kernel import (
+    BATCH_SIZE,
     BINARY_OPS,
     COMPARE_OPS,
     INDEX,
@@ -45,6 +46,7 @@ from .kernel import (
     children,
 )
 from .kernel_visit import EXPRESSION_KINDS, KernelVisitor, own_expressions
+from .symbolic import Dim, SymbolicShapeError
 
 _MAX_PROBLEMS = 20  # reported per kernel (one broken builder can break every statement)
 
@@ -91,7 +93,9 @@ class _Checker(KernelVisitor):
     def __init__(self, kernel: Kernel):
         self.params = {p.name: p for p in kernel.params}
         self.problems: list[str] = []
-        self.scopes: list[dict[str, tuple[dt.DType, bool]]] = []  # name -> (dtype, mutable)
+        # name -> (dtype, mutable); the batch size n of a dynamic-batch program is bound
+        # around every kernel (a back end reads it from the call)
+        self.scopes: list[dict[str, tuple[dt.DType, bool]]] = [{BATCH_SIZE.name: (INDEX, False)}]
         self.pending: list[dict[str, tuple[dt.DType, bool]]] = []  # a loop's variable
         self.free: dict[int, frozenset[Var]] = {}  # id(expr) -> the variables it reads
         self.bad: set[int] = set()  # ids of objects that are not kernel expressions
@@ -197,8 +201,15 @@ class _Checker(KernelVisitor):
             lo = hi = offset
             for n, st in zip(extents, strides, strict=True):
                 reach = (n - 1) * st
-                lo, hi = lo + min(0, reach), hi + max(0, reach)
-            if lo < 0 or hi >= p.size:
+                if type(reach) is Dim:  # (a symbolic size is never negative)
+                    hi = hi + reach
+                else:
+                    lo, hi = lo + min(0, reach), hi + max(0, reach)
+            try:
+                outside = lo < 0 or hi >= p.size
+            except SymbolicShapeError:  # outside for some batch sizes
+                outside = True
+            if outside:
                 self.fail(
                     s,
                     f"GEMM operand {role} reaches elements {lo}..{hi} of {buffer!r}, "

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import dtypes as dt
 from .errors import AttributeError_, DTypeError, GraphError, ShapeError
+from .symbolic import Dim
 from .types import TensorType
 
 REQUIRED = object()  # sentinel default: the attribute must be given
@@ -89,10 +90,10 @@ def _coerce_attr(op: str, name: str, spec: AttrSpec, v: Any) -> Any:
         if not is_int(v):
             raise bad("an int or null")
         return int(v)
-    if k == "ints":
-        if not isinstance(v, (tuple, list)) or not all(is_int(x) for x in v):
+    if k == "ints":  # (a shape may hold the symbolic batch size, ir/symbolic.py)
+        if not isinstance(v, (tuple, list)) or not all(is_int(x) or type(x) is Dim for x in v):
             raise bad("a list of ints")
-        return tuple(int(x) for x in v)
+        return tuple(x if type(x) is Dim else int(x) for x in v)
     if k == "float":
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
             raise bad("a number")

@@ -16,6 +16,7 @@ import networkx as nx
 import numpy as np
 
 from . import dtypes as dt
+from . import symbolic
 from .errors import NCError, SerializationError
 from .graph import Graph
 from .registry import get_op
@@ -84,14 +85,21 @@ def _encode_attr(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return encode_array(v)
     if isinstance(v, tuple):
-        return list(v)
+        return [symbolic.encode(x) for x in v]  # (a shape may hold the batch size n)
     if isinstance(v, dt.DType):
         return v.name
     return v
 
 
 def _type_json(t: TensorType) -> dict[str, Any]:
-    return {"shape": list(t.shape), "dtype": t.dtype.name}
+    return {"shape": [symbolic.encode(d) for d in t.shape], "dtype": t.dtype.name}
+
+
+def _decode_sizes(items: list) -> list:
+    """A JSON shape: ints, and "a*n+b" strings for sizes that depend on the batch size
+    (anything else is left for the shape check to refuse)."""
+    sizes = [symbolic.decode(x) if isinstance(x, str) else x for x in items]
+    return [x if d is None else d for x, d in zip(items, sizes, strict=True)]
 
 
 def graph_to_json(graph: Graph, indent: int | None = None) -> str:
@@ -136,7 +144,7 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any
 def _decode_type(obj: Any, where: str) -> TensorType:
     try:
         return TensorType(
-            check_shape(_field(obj, "shape", list, where), f"{where} shape"),
+            check_shape(_decode_sizes(_field(obj, "shape", list, where)), f"{where} shape"),
             dt.from_name(_field(obj, "dtype", str, where)),
         )
     except NCError as e:
@@ -151,6 +159,8 @@ def _decode_attrs(op: str, attrs: Any, where: str) -> dict[str, Any]:
     for k, v in attrs.items():
         if k in specs and specs[k].kind == "array":
             out[k] = decode_array(v, f"{where} attribute {k!r}")
+        elif k in specs and specs[k].kind == "ints" and isinstance(v, list):
+            out[k] = _decode_sizes(v)
         else:
             out[k] = v  # checked and canonicalized by the op's schema in add_node
     return out

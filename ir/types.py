@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from .dtypes import DType
 from .dtypes import dtype as dtype_of
 from .errors import ShapeError
+from .symbolic import Dim
 
-Shape = tuple[int, ...]
+Shape = tuple[int, ...]  # an entry may also be a symbolic ``Dim`` (ir/symbolic.py)
 
 
 MAX_DIM = 2**62  # keeps sizes and byte offsets inside int64 arithmetic
@@ -20,6 +21,9 @@ def check_shape(shape: object, what: str = "shape") -> Shape:
         raise ShapeError(f"{what} must be a tuple of ints, got {shape!r}")
     out = []
     for d in shape:
+        if type(d) is Dim:  # the symbolic batch size (ir/symbolic.py)
+            out.append(d)
+            continue
         if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= MAX_DIM:
             raise ShapeError(
                 f"{what} must hold non-negative ints (at most 2**62), got {tuple(shape)!r}"
@@ -45,7 +49,7 @@ class TensorType:
         return len(self.shape)
 
     @property
-    def size(self) -> int:
+    def size(self) -> int:  # (a Dim when the shape is symbolic)
         n = 1
         for d in self.shape:
             n *= d

@@ -8,6 +8,7 @@ from .dtypes import DType
 from .errors import GraphError, NCError
 from .graph import Graph, infer_or_raise
 from .registry import has_op
+from .symbolic import is_symbolic
 from .types import TensorType, check_shape
 
 
@@ -54,10 +55,16 @@ def verify(graph: Graph) -> None:
         _check_type(v.type, f"graph input %{v.name}")
         defined.add(id(v))
 
+    dynamic = any(is_symbolic(v.shape) for v in graph.inputs)
     for node in graph.nodes:
         where = f"node {node.name} ({node.op})"
         if not has_op(node.op):
             raise GraphError(f"{where}: unknown op {node.op!r}")
+        if node.op == "batch_size" and not dynamic:
+            raise GraphError(
+                f"{where}: the batch size exists only in a dynamic-batch graph (one with an "
+                "input whose leading axis is the symbolic n)"
+            )
         for i, v in enumerate(node.inputs):
             if id(v) not in defined:
                 raise GraphError(

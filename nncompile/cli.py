@@ -130,7 +130,13 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     from .dump import dump_target
 
     for path in dump_target(
-        args.target, args.output, args.stage, args.backend, args.batch, args.size
+        args.target,
+        args.output,
+        args.stage,
+        args.backend,
+        args.batch,
+        args.size,
+        args.dynamic_batch,
     ):
         print(path)
     return 0
@@ -236,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="llvm", choices=("llvm", "cuda"))
     s.add_argument("--batch", type=positive_int, default=64)
     s.add_argument("--size", type=positive_int, help="elementwise: elements; matmul: n of n^3")
+    s.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="compile for every batch size: the dumps show the batch as the symbol n",
+    )
     s.set_defaults(func=_cmd_dump)
     return p
 

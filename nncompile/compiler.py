@@ -22,9 +22,11 @@ from . import config, pytree
 from .backend import EmitOptions, backend_names, check_threads, get_backend, is_device_array
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
+from .dynamic_batch import DynamicBatch, batched_leaves, check_spec
 from .gc_defer import full_collections_deferred
 from .ir.errors import CompileError
 from .ir.graph import Graph
+from .ir.symbolic import SYMBOL, batch_hint
 from .lowering import Program, lower_graph
 from .passes import optimize
 from .tracing import is_array_leaf, trace
@@ -94,10 +96,22 @@ def lower(
     backend: str = "llvm",
     level: int = 2,
     threads: int | None = None,
+    dynamic_batch: DynamicBatch = None,
 ) -> Lowered:
-    """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code."""
-    with full_collections_deferred():
-        return lower_graph_for(trace(fn, *examples), backend, level, threads)
+    """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code.
+    ``dynamic_batch`` as for ``compile``: the code then reads the batch size ``n``."""
+    batched = batched_leaves(fn, examples, check_spec(dynamic_batch))
+    with full_collections_deferred(), batch_hint(_first_batch(batched, examples)):
+        graph = trace(fn, *examples, batched_leaves=batched)
+        return lower_graph_for(graph, backend, level, threads)
+
+
+def _first_batch(batched: frozenset[int], args: tuple) -> int | None:
+    """The leading size of the first batched leaf (the batch size heuristics assume)."""
+    if not batched:
+        return None
+    leaves = pytree.flatten(args, is_array_leaf)[0]
+    return int(np.shape(leaves[min(batched)])[0])
 
 
 DEFAULT_MEMORY_CACHE = config.MEMORY_CACHE.default
@@ -119,8 +133,15 @@ class CompiledFunction:
         threads: int | None = None,
         check: bool | None = None,
         device_outputs: bool = False,
+        dynamic_batch: DynamicBatch = None,
     ):
         target = get_backend(backend)
+        self.dynamic_batch = check_spec(dynamic_batch)
+        if self.dynamic_batch is not None and backend == "cuda":
+            raise NotImplementedError(
+                "dynamic_batch is not implemented for the CUDA backend yet (its kernels and "
+                "grid sizes are specialized to one batch size); compile without it there"
+            )
         if threads is not None:
             check_threads(threads)
         self.fn = fn
@@ -143,6 +164,7 @@ class CompiledFunction:
         # Signature -> (lowered, executable, graph), least recently used first.
         self._cache: OrderedDict[tuple, tuple[Lowered, Any, Graph]] = OrderedDict()
         self._last: tuple | None = None
+        self._last_batched: tuple[dict, frozenset[int]] | None = None
         self._statics: dict[tuple, list] = {}
         # Compiling is serialized per function (two threads needing one new signature
         # compile it once); calls of compiled signatures never wait for it.
@@ -160,6 +182,13 @@ class CompiledFunction:
         # Training loops call with the same signature every step: compare with the last
         # call before building the whole key.
         types = tuple(map(_leaf_type, arrays))
+        batched: frozenset[int] = frozenset()
+        if self.dynamic_batch is not None:  # the batch size is not part of the signature
+            batched = self._batched_for(fn, args, tree)
+            types = tuple(
+                ((SYMBOL, *t[0][1:]), t[1]) if k in batched and t[0] else t
+                for k, t in enumerate(types)
+            )
         statics_key = (kw, tuple(map(static_key, statics))) if statics or kw else ()
         last = self._last
         if last is not None and last[0] == types and last[1] == statics_key and last[2] == tree:
@@ -171,7 +200,7 @@ class CompiledFunction:
                 entry = self._cache.get(key)
                 if entry is None:
                     with full_collections_deferred():
-                        entry = self._build(fn, args)
+                        entry = self._build(fn, args, batched)
                     self._cache[key] = entry
                     # Statics keyed by identity must outlive their entry (ids are reused).
                     self._statics[key] = statics
@@ -186,16 +215,30 @@ class CompiledFunction:
         self._last = (types, statics_key, tree, entry, statics)
         return entry
 
-    def _build(self, fn, args: tuple) -> tuple[Lowered, Any, Graph]:
-        graph = trace(fn, *args)
+    def _batched_for(self, fn, args: tuple, tree: dict) -> frozenset[int]:
+        """The batched leaves of this call: fixed by the argument structure, except under
+        ``dynamic_batch=True``, where they follow the leading sizes."""
+        spec = self.dynamic_batch
+        last = self._last_batched
+        if spec is not True and last is not None and last[0] == tree:
+            return last[1]
+        batched = batched_leaves(fn, args, spec)
+        if spec is not True:
+            self._last_batched = (tree, batched)
+        return batched
+
+    def _build(self, fn, args: tuple, batched=frozenset()) -> tuple[Lowered, Any, Graph]:
+        graph = trace(fn, *args, batched_leaves=batched)
         self.compile_count += 1
         if get_backend(self.backend).device is None:  # the interpreter runs the graph
             return (None, None, optimize(graph, self.level))
         donated = self._donated_inputs(args)
         checked = self.check
-        lowered = lower_graph_for(
-            graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
-        )
+        # speed-only choices on symbolic sizes assume the first call's batch size
+        with batch_hint(_first_batch(batched, args)):
+            lowered = lower_graph_for(
+                graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
+            )
         executable = lowered.compile(self.device_outputs)
         if checked:
             from .checking import Checker
@@ -244,13 +287,20 @@ def compile(
     threads: int | None = None,
     check: bool | None = None,
     device_outputs: bool = False,
+    dynamic_batch: DynamicBatch = None,
 ) -> CompiledFunction:
     """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda"). ``check=True`` (or
     ``NNCOMPILE_CHECK=1``) runs the reference interpreter alongside and raises
     ``CheckError`` naming the first node whose compiled buffer diverges. With
     ``device_outputs`` (cuda) results are DeviceArrays that stay on the GPU; passing them
-    back in (donated) keeps a training step's state on the device."""
-    return CompiledFunction(fn, backend, level, donate_argnums, threads, check, device_outputs)
+    back in (donated) keeps a training step's state on the device.
+
+    ``dynamic_batch`` (True, ``{"x": 0, ...}`` by parameter name, or a tuple of argnums;
+    see nncompile/dynamic_batch.py) makes the leading axis of those arguments one symbolic
+    size ``n``: a single compile then serves every batch size (``compile_count`` stays 1)."""
+    return CompiledFunction(
+        fn, backend, level, donate_argnums, threads, check, device_outputs, dynamic_batch
+    )
 
 
 def jit(fn: Callable[..., Any] | None = None, **options: Any):

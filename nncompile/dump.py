@@ -12,8 +12,10 @@ import re
 from .backend import get_backend
 from .compiler import lower_graph_for
 from .dump_files import write_dump
+from .dynamic_batch import batched_leaves
 from .envvars import override
 from .ir.errors import ConfigError
+from .ir.symbolic import batch_hint
 from .tracing import trace
 from .workloads import resolve
 
@@ -33,9 +35,11 @@ def dump_target(
     backend: str = "llvm",
     batch: int = 64,
     size: int | None = None,
+    dynamic_batch: bool = False,
 ) -> list[str]:
     """Write the stages of ``spec`` (see ``workloads.resolve``) under ``output``; returns
-    the files kept. ``stages``: any of ir, kernels, llvm, asm, cuda, all (default)."""
+    the files kept. ``stages``: any of ir, kernels, llvm, asm, cuda, all (default).
+    ``dynamic_batch``: compiled for every batch size (the dumps show the symbol ``n``)."""
     if os.path.exists(output) and not os.path.isdir(output):
         raise ConfigError(
             f"dump: the output {output!r} is a file; give a folder (created if missing)"
@@ -44,8 +48,13 @@ def dump_target(
     if "all" in keep:
         keep = set(STAGE_FILES)
     workload = resolve(spec, batch, size)
-    graph = trace(workload.fn, *workload.args)
-    with override("NNCOMPILE_DUMP", output):
+    batched: frozenset[int] = frozenset()
+    if dynamic_batch:
+        if not workload.batched:
+            raise ConfigError(f"dump: workload {spec!r} has no batch axis (--dynamic-batch)")
+        batched = batched_leaves(workload.fn, workload.args, workload.batched)
+    graph = trace(workload.fn, *workload.args, batched_leaves=batched)
+    with override("NNCOMPILE_DUMP", output), batch_hint(batch):
         lowered = lower_graph_for(graph, backend)
         if keep - {"ir", "kernels"}:  # the backend's own artifacts (LLVM: builds it)
             for name, text in get_backend(backend).dump_files(lowered).items():

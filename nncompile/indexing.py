@@ -9,6 +9,7 @@ import numpy as np
 
 from .dispatch import bind
 from .ir.errors import ShapeError
+from .ir.symbolic import Dim, SymbolicShapeError
 from .ops import reshape, take
 from .source_location import reports_user_line
 from .tensor import Tensor
@@ -62,7 +63,19 @@ def getitem(x: Tensor, index: Any) -> Tensor:
             out_shape.append(1)
             continue
         n = x.shape[axis]
-        if _is_int(i):
+        if type(n) is Dim and isinstance(i, slice) and i.step in (None, 1):
+            if i.start in (None, 0) and i.stop is None:  # the whole symbolic batch axis
+                out_shape.append(n)
+                axis += 1
+                continue
+        if type(n) is Dim and not _is_array_index(i) and not (_is_int(i) and int(i) == 0):
+            raise SymbolicShapeError(
+                f"getitem: index {i!r} on axis {axis} of {x._type}, whose size is the "
+                "symbolic batch size: only the whole axis (:) or index 0 can be taken there"
+            )
+        if _is_int(i) and type(n) is Dim:  # index 0 of the batch (checked above)
+            starts.append(0), ends.append(1), axes.append(axis), steps.append(1)
+        elif _is_int(i):
             k = int(i)
             if not -n <= k < n:
                 raise ShapeError(

@@ -4,6 +4,7 @@ and works eagerly and under tracing."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from .dispatch import bind
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, OpAttributeError, ShapeError
 from .ir.registry import normalize_axis
+from .ir.symbolic import Dim
 from .source_location import reports_user_line
 from .tensor import Tensor, as_tensor
 
@@ -24,7 +26,7 @@ _PY_SCALARS = (bool, int, float)
 
 
 def _is_py_scalar(x: Any) -> bool:
-    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)
+    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic) or type(x) is Dim
 
 
 @reports_user_line
@@ -38,15 +40,23 @@ def promote_operands(*xs: ArrayLike) -> list[Tensor]:
         common = None
     for x in xs:
         if _is_py_scalar(x):
-            s = dt.weak_scalar_dtype(x, common)
+            s = dt.weak_scalar_dtype(0 if type(x) is Dim else x, common)  # a size: an int
             common = s if common is None else dt.promote(common, s)
     out = []
     for x in xs:
-        if _is_py_scalar(x):
+        if type(x) is Dim:
+            out.append(batch_size(x, common))
+        elif _is_py_scalar(x):
             out.append(as_tensor(np.asarray(x, dtype=common.np)))
         else:
             out.append(astype(as_tensor(x), common))
     return out
+
+
+def batch_size(size: Dim, dtype: Any = dt.int64) -> Tensor:
+    """A size that depends on the symbolic batch size (``x.shape[0]`` in a dynamic-batch
+    trace) as a scalar tensor, computed at run time."""
+    return bind("batch_size", scale=size.scale, offset=size.offset, dtype=dt.dtype(dtype))
 
 
 @reports_user_line
@@ -406,15 +416,20 @@ def argmin(x: ArrayLike, axis: int | None = None, keepdims: bool = False) -> Ten
 # ---- movement ---------------------------------------------------------------------------
 
 
+def _size(d: Any) -> int | Dim:
+    """A dimension given by the user: an int, or a size that depends on the batch."""
+    return d if type(d) is Dim else int(d)
+
+
 def _resolve_shape(x: Tensor, shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer, Dim)):
         shape = (shape,)
-    shape = [int(d) for d in shape]
+    shape = [_size(d) for d in shape]
     unknown = [i for i, d in enumerate(shape) if d == -1]
     if len(unknown) > 1 or any(d < -1 for d in shape):
         raise ShapeError(f"reshape: invalid target shape {tuple(shape)} for {x._type}")
     if unknown:
-        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        known = math.prod(d for d in shape if d != -1)
         if known == 0 or x.size % known:
             raise ShapeError(f"reshape: cannot reshape {x._type} to {tuple(shape)}")
         shape[unknown[0]] = x.size // known
@@ -440,7 +455,7 @@ def transpose(x: ArrayLike, axes: Sequence[int] | None = None) -> Tensor:
 
 @reports_user_line
 def broadcast_to(x: ArrayLike, shape: Sequence[int]) -> Tensor:
-    x, shape = as_tensor(x), tuple(int(d) for d in shape)
+    x, shape = as_tensor(x), tuple(_size(d) for d in shape)
     if x.shape == shape:
         return x
     out = bind("expand", x, shape=shape)

@@ -9,6 +9,7 @@ import numpy as np
 from .ir import dtypes as dt
 from .ir.errors import DTypeError, TraceError
 from .ir.graph import Value
+from .ir.symbolic import Dim
 from .ir.types import TensorType
 from .source_location import user_location
 
@@ -297,6 +298,8 @@ def as_tensor(x: Any, dtype: Any = None) -> Tensor:
         return x if dtype is None else ops.astype(x, dtype)
     if isinstance(x, (np.ndarray, np.generic)):
         a = np.asarray(x)
+    elif type(x) is Dim:  # a size that depends on the symbolic batch size
+        return ops.batch_size(x, dt.int64 if dtype is None else dtype)
     else:
         try:
             a = np.asarray(x)

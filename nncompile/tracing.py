@@ -11,15 +11,16 @@ from __future__ import annotations
 import inspect
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
 
 from . import pytree
 from .backend import is_device_array
-from .ir.errors import TraceError
+from .ir.errors import ShapeError, TraceError
 from .ir.graph import Graph, Value
+from .ir.symbolic import N
 from .ir.types import TensorType
 
 
@@ -120,18 +121,36 @@ def _clean(name: str) -> str:
     return re.sub(r"\W", "_", name) or "x"
 
 
-def trace(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Graph:
+def batch_shape(shape: tuple, what: str) -> tuple:
+    """``shape`` with its leading axis the symbolic batch size."""
+    if not shape:
+        raise ShapeError(f"{what} is batched (dynamic_batch) but has no axis to batch")
+    return (N, *shape[1:])
+
+
+def trace(
+    fn: Callable[..., Any],
+    *args: Any,
+    name: str | None = None,
+    batched_leaves: Collection[int] = (),
+) -> Graph:
     """Trace ``fn(*args)`` into an ir.Graph with static shapes and dtypes taken from args.
 
     Array leaves of ``args`` (NumPy arrays, scalars, Tensors; nested in tuples, lists and
     dicts) become graph inputs; any other argument is static and baked into the graph.
+    The leaves numbered in ``batched_leaves`` (flat order) get the symbolic batch size
+    ``n`` as their leading dimension instead of their own (see ``ir/symbolic.py``).
     """
-    graph, _ = trace_with_captures(fn, args, name, allow_captures=False)
+    graph, _ = trace_with_captures(fn, args, name, False, batched_leaves)
     return graph
 
 
 def trace_with_captures(
-    fn: Callable[..., Any], args: tuple, name: str | None = None, allow_captures: bool = True
+    fn: Callable[..., Any],
+    args: tuple,
+    name: str | None = None,
+    allow_captures: bool = True,
+    batched_leaves: Collection[int] = (),
 ) -> tuple[Graph, list[Any]]:
     """Like ``trace``; also returns the enclosing trace's Tensors that ``fn`` closed over,
     which were appended to the graph's inputs (after the arguments' leaves)."""
@@ -147,10 +166,13 @@ def trace_with_captures(
     trace_stack().append(tr)
     try:
         symbolic = []
-        for path, a in zip(paths, arrays, strict=True):
+        for k, (path, a) in enumerate(zip(paths, arrays, strict=True)):
             concrete = as_tensor(a)
             name_ = tr.graph.free_name(path, path + "_")
-            v = tr.graph.add_input(TensorType(concrete._type.shape, concrete._type.dtype), name_)
+            shape = concrete._type.shape
+            if k in batched_leaves:
+                shape = batch_shape(shape, name_)
+            v = tr.graph.add_input(TensorType(shape, concrete._type.dtype), name_)
             symbolic.append(Tensor._symbolic(v, tr))
         result = fn(*pytree.unflatten(in_tree, symbolic, statics))
         out_leaves, out_statics, out_tree = pytree.flatten(result, is_array_leaf)

@@ -32,6 +32,7 @@ class Workload:
     work: float  # per call, in `unit`'s numerator (samples, bytes, flops)
     unit: str  # "samples/s" | "GB/s" | "GFLOP/s"
     donate: tuple[int, ...] = ()
+    batched: tuple[int, ...] = ()  # the arguments holding the batch (dynamic_batch)
     # torch(compiled, device) builds a zero-argument PyTorch step (torch.compile'd if
     # asked) on "cpu" or "cuda"
     torch: Callable[[bool, str], Callable[[], Any]] | None = None
@@ -55,7 +56,9 @@ def model_workload(model: nn.Sequential, batch: int, name: str, description: str
     else:
         y = rng.random((batch, *model.output_shape)).astype(np.float32)
     args = trainer.step_arguments(x, y)
-    return Workload(name, description, trainer._train_fn, args, batch, "samples/s", (0, 2, 3))
+    return Workload(
+        name, description, trainer._train_fn, args, batch, "samples/s", (0, 2, 3), (4, 5)
+    )
 
 
 def _torch_training(model_fn: Callable[[], Any], x_shape: tuple, batch: int):

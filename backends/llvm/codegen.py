@@ -20,6 +20,7 @@ import llvmlite.ir as ir
 from ... import config
 from ...ir import dtypes as dt
 from ...ir.kernel import (
+    BATCH_SIZE,
     Assign,
     Binary,
     Cast,
@@ -38,10 +39,12 @@ from ...ir.kernel import (
     Unary,
     Var,
     children,
+    const_index,
 )
+from ...ir.symbolic import Dim
 from ...lowering.program import physical_params
 from . import mathlib
-from .parallel import ParallelRuntime
+from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -195,7 +198,7 @@ class KernelEmitter:
         self.b.branch(header)
         self.b.position_at_end(done)
 
-    def loop_with_body(self, var: str, extent: int, body) -> None:
+    def loop_with_body(self, var: str, extent: Expr | int, body) -> None:
         """A serial loop whose body is emitted by a Python callback (templates)."""
         pre = self.b.block
         header = self.fn.append_basic_block(f"{var}.head")
@@ -205,7 +208,7 @@ class KernelEmitter:
         self.b.position_at_end(header)
         i = self.b.phi(I64, name=var)
         i.add_incoming(ir.Constant(I64, 0), pre)
-        self.b.cbranch(self.b.icmp_signed("<", i, ir.Constant(I64, extent)), block, done)
+        self.b.cbranch(self.b.icmp_signed("<", i, self.index(extent)), block, done)
         self.b.position_at_end(block)
         self.push()
         self.scopes[-1][var] = i
@@ -242,7 +245,7 @@ class KernelEmitter:
         i = self.expr(index)
         if not self.bounds_check:
             return i
-        ok = self.b.icmp_unsigned("<", i, ir.Constant(I64, self.sizes[buffer]))
+        ok = self.b.icmp_unsigned("<", i, self.index(self.sizes[buffer]))
         status, _ = self.buffers["status"] if "status" in self.buffers else (None, None)
         if status is not None:
             code = ir.Constant(I64, -1 - self.kernel_number)
@@ -250,13 +253,26 @@ class KernelEmitter:
             self.b.store(bad, status)
         return self.b.select(ok, i, ir.Constant(I64, 0))
 
-    def index(self, e: Expr | int) -> ir.Value:
+    def _batch_size(self) -> ir.Value:
+        """The call's batch size (dynamic-batch programs), read from the call context once,
+        at the top of the function."""
+        with self.b.goto_entry_block():  # (the entry block dominates every use)
+            n = context_slot(self.b, self.context, CONTEXT_BATCH, I64)
+            n.name = BATCH_SIZE.name
+        self.scopes[0][BATCH_SIZE.name] = n
+        return n
+
+    def index(self, e: Expr | int | Dim) -> ir.Value:
+        if type(e) is Dim:  # a size that depends on the batch size
+            e = const_index(e)
         return ir.Constant(I64, e) if isinstance(e, int) else self.expr(e)
 
     def lookup(self, name: str) -> ir.Value:
         for scope in reversed(self.scopes):
             if name in scope:
                 return scope[name]
+        if name == BATCH_SIZE.name and self.context is not None:
+            return self._batch_size()
         raise KeyError(f"unknown variable {name!r} in kernel {self.kernel.name}")
 
     def has_local(self, e: Expr) -> bool:

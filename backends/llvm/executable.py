@@ -18,11 +18,12 @@ import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
 from ...ir.kernel import Gemm, Loop, walk
+from ...ir.symbolic import batch_of, concrete, evaluate, is_symbolic
 from ...lowering.program import Program, donated_write_may_precede_error
 from .gemm_packed import WORKSPACE_BYTES
 from .jit import NativeCode
 from .module import argument_slots
-from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE
+from .parallel import CONTEXT_BATCH, CONTEXT_THREADS, CONTEXT_WORKSPACE
 from .runtime import runtime
 from .threads import ThreadChooser
 
@@ -53,19 +54,32 @@ class _CallContext:
         program, slots = executable.program, executable._slots
         self.args = (ctypes.c_void_p * len(slots))()
         self.address = ctypes.addressof(self.args)
-        self.arena = aligned_empty(max(program.arena_bytes, 64))
+        self.arena_bytes = program.arena_bytes  # (a*n + b bytes in a dynamic-batch program)
+        self.n = 1  # the batch size the arena is big enough for
+        self.batch = 1  # this call's
+        self.arena = aligned_empty(max(evaluate(self.arena_bytes, self.n), 64))
         self.status = np.zeros(1, np.int64)
         # Only programs that call the packed GEMM need its packing buffers: one set, or
         # one per thread when GEMMs run inside parallel loops (each on one thread).
         self.workspace = aligned_empty(max(64, WORKSPACE_BYTES * executable.workspaces))
         for name, array in executable._constants.items():
             self.args[slots[name]] = array.ctypes.data
-        self.args[slots["__arena__"]] = self.arena.ctypes.data
+        self.arena_slot = slots["__arena__"]
+        self.args[self.arena_slot] = self.arena.ctypes.data
         self.args[slots["status"]] = self.status.ctypes.data
         self.args[CONTEXT_WORKSPACE] = self.workspace.ctypes.data
         self.bound: list[object] = [None] * len(executable._io_slots)
         self.recycled: list[np.ndarray | None] = [None] * len(program.outputs)
         self.current: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+
+    def fit(self, n: int) -> None:
+        """Make the arena big enough for batch size ``n`` (a dynamic-batch program): it
+        grows to the largest batch seen and stays that size."""
+        self.args[CONTEXT_BATCH] = self.batch = n
+        if n > self.n:
+            self.arena = aligned_empty(max(evaluate(self.arena_bytes, n), 64))
+            self.args[self.arena_slot] = self.arena.ctypes.data
+            self.n = n
 
 
 class LLVMExecutable:
@@ -80,6 +94,10 @@ class LLVMExecutable:
         self._want_dtype = [b.dtype.np for b in self._inputs]
         self._io_slots = [self._slots[n] for n in program.inputs + program.outputs]
         self._want_shape = [v.shape for v in program.graph.inputs]
+        # A dynamic-batch program: the shapes each call's batch size n gives (recent ones).
+        self.dynamic = program.dynamic
+        self._shapes_at: dict[int, tuple[list[tuple], list[tuple]]] = {}
+        self._batched_inputs = [i for i, s in enumerate(self._want_shape) if is_symbolic(s)]
         self._outputs = [program.buffers[n] for n in program.outputs]
         statements = [s for k in program.kernels for s in walk(k.body)]
         self.uses_gemm = _has_float_gemm(statements)
@@ -98,19 +116,20 @@ class LLVMExecutable:
         self._free: list[_CallContext] = [_CallContext(self)]
         self._free_lock = threading.Lock()
 
-    def check_input(self, i: int, value: object) -> np.ndarray:
+    def check_input(self, i: int, value: object, want_shapes: list | None = None) -> np.ndarray:
+        want_shape = (want_shapes or self._want_shape)[i]
         # Fast path: the common case costs a few attribute reads (`aligned` covers
         # misaligned views; `ctypes.data` is slow to ask for).
         if (
             type(value) is np.ndarray
             and value.dtype == self._want_dtype[i]
-            and value.shape == self._want_shape[i]
+            and value.shape == want_shape
             and value.flags.c_contiguous
             and value.flags.aligned
         ):
             return value
         buf = self._inputs[i]
-        want_dtype, want_shape = buf.dtype.np, self.program.graph.inputs[i].shape
+        want_dtype = buf.dtype.np
         name = self.program.graph.inputs[i].name
         if isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
             value = np.asarray(value, dtype=want_dtype)  # a Python number for a scalar input
@@ -186,7 +205,10 @@ class LLVMExecutable:
         runs (profiles, check mode) use every thread and teach the chooser nothing."""
         if len(arrays) != len(self._inputs):
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
-        inputs = [self.check_input(i, a) for i, a in enumerate(arrays)]
+        n, in_shapes, out_shapes = 1, None, None
+        if self.dynamic:
+            n, in_shapes, out_shapes = self._shapes_for(arrays)
+        inputs = [self.check_input(i, a, in_shapes) for i, a in enumerate(arrays)]
         donations = self.program.donations
         for j in donations.values():
             if inputs[j] is arrays[j] and not inputs[j].flags.writeable:
@@ -197,8 +219,12 @@ class LLVMExecutable:
                 )
         context = self._acquire()
         try:
+            if self.dynamic:
+                context.fit(n)
             outputs = [
-                inputs[donations[i]] if i in donations else self._fresh_output(context, i, buf)
+                inputs[donations[i]]
+                if i in donations
+                else self._fresh_output(context, i, buf, out_shapes)
                 for i, buf in enumerate(self._outputs)
             ]
             saved = []
@@ -249,15 +275,37 @@ class LLVMExecutable:
         with self._free_lock:
             self._free.append(context)
 
-    def _fresh_output(self, context: _CallContext, i: int, buf) -> np.ndarray:
+    def _shapes_for(self, arrays: Sequence[object]) -> tuple[int, list[tuple], list[tuple]]:
+        """The batch size of this call and the input and output shapes it gives."""
+        batched = self._batched_inputs
+        n = batch_of(
+            [self._want_shape[i] for i in batched],
+            [np.shape(arrays[i]) for i in batched],
+            numbers=batched,
+        )
+        shapes = self._shapes_at.get(n)  # (n is an int: a dynamic program has batched inputs)
+        if shapes is None:
+            if len(self._shapes_at) > 64:  # (a long run over many sizes)
+                self._shapes_at.clear()
+            shapes = self._shapes_at[n] = (
+                [concrete(s, n) for s in self._want_shape],
+                [concrete(v.shape, n) for v in self.program.graph.outputs],
+            )
+        return n, shapes[0], shapes[1]
+
+    def _fresh_output(
+        self, context: _CallContext, i: int, buf, shapes: list[tuple] | None = None
+    ) -> np.ndarray:
         """A new output array, or this context's last one if the caller has dropped every
         reference to it (fresh memory costs a page fault per 4 KiB on first touch)."""
+        shape = self.program.graph.outputs[i].shape if shapes is None else shapes[i]
         old = context.recycled[i]
         # References we hold: recycled, bound (the argument table's last binding), this
         # local, and getrefcount's argument. Any more and the caller still has it.
         if old is not None and sys.getrefcount(old) <= 4 and old.base is None:
-            return old
-        return np.empty(self.program.graph.outputs[i].shape, buf.dtype.np)
+            if old.shape == shape:
+                return old
+        return np.empty(shape, buf.dtype.np)
 
     def _read(self, name: str, context: _CallContext) -> np.ndarray:
         buf = self.program.buffers[name]
@@ -269,7 +317,8 @@ class LLVMExecutable:
         if buf.kind == "constant":
             return self._constants[name]
         if buf.kind == "arena":
-            raw = context.arena[buf.offset : buf.offset + buf.nbytes]
+            start = evaluate(buf.offset, context.batch)
+            raw = context.arena[start : start + evaluate(buf.nbytes, context.batch)]
             return raw.view(buf.dtype.np)
         raise ExecutionError(f"cannot read buffer {name} ({buf.kind})")
 

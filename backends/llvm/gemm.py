@@ -31,6 +31,7 @@ from ...ir.kernel import (
     imod,
     imul,
 )
+from ...ir.symbolic import Dim, hint
 from .gemm_packed import WORKSPACE_BYTES
 from .gemm_registers import emit_register_gemm, fits_in_registers
 
@@ -73,7 +74,15 @@ class _Indices:
 
 
 def _big(s: Gemm) -> bool:
-    return 2 * s.batch * s.m * s.n * s.k >= PARALLEL_FLOPS
+    return 2 * hint(s.batch) * hint(s.m) * hint(s.n) * hint(s.k) >= PARALLEL_FLOPS
+
+
+def is_dynamic(s: Gemm) -> bool:
+    """Sizes or strides that depend on the batch size (a dynamic-batch program): only the
+    packed GEMM (sizes at run time) and the plain loops serve those."""
+    return any(
+        type(v) is Dim for v in (s.batch, s.m, s.n, s.k, *s.a_strides, *s.b_strides, *s.c_strides)
+    )
 
 
 def gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
@@ -190,10 +199,14 @@ def emit_gemm(emitter, s: Gemm) -> None:
     """Float GEMMs call the module's packed GEMM once per batch entry, except those whose
     output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
     ones (rare) become plain loops."""
-    if fits_in_registers(s):
+    dynamic = is_dynamic(s)
+    if not dynamic and fits_in_registers(s):
         emit_register_gemm(emitter, s)
         return
-    build = thin_loops(s) if s.dtype.is_float else gemm_loops
+    if dynamic:
+        build = None if s.dtype.is_float else gemm_loops
+    else:
+        build = thin_loops(s) if s.dtype.is_float else gemm_loops
     if build is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(build(s, prefix, parallel=not emitter.in_parallel))
@@ -226,7 +239,7 @@ def emit_gemm(emitter, s: Gemm) -> None:
         ):
             at = _offset(off, [(batch_index, stride)])
             ptrs.append(b.gep(emitter.buffers[buf][0], [emitter.expr(at)], source_etype=t))
-        consts = [
+        sizes = [
             s.m,
             s.n,
             s.k,
@@ -238,7 +251,8 @@ def emit_gemm(emitter, s: Gemm) -> None:
             s.c_strides[2],
             int(s.accumulate),
         ]
-        b.call(fn, ptrs + [ir.Constant(ir.IntType(64), v) for v in consts] + [workspace, threads])
+        values = [emitter.index(const_index(v)) for v in sizes]
+        b.call(fn, ptrs + values + [workspace, threads])
 
     if s.batch == 1:
         call(const_index(0))

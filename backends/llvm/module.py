@@ -8,6 +8,7 @@ import llvmlite.ir as ir
 from ...ir.kernel_offsets import fold_offsets
 from ...ir.kernel_printer import format_kernel
 from ...ir.kernel_verify import verify_enabled, verify_kernel
+from ...ir.symbolic import Dim
 from ...lowering.program import Program, physical_params, reports_errors
 from . import mathlib
 from .codegen import (
@@ -21,14 +22,25 @@ from .codegen import (
     set_function_attributes,
 )
 from .float_env import subnormals_flushed
-from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, ParallelRuntime
+from .parallel import (
+    CONTEXT_BATCH,
+    CONTEXT_THREADS,
+    CONTEXT_WORKSPACE,
+    ParallelRuntime,
+    context_slot,
+)
 
 
 def argument_slots(program: Program) -> dict[str, int]:
     """Position in ``args`` of each buffer passed from Python (arena buffers are offsets
     into the arena instead)."""
-    # The call context first (parallel.CONTEXT_THREADS, CONTEXT_WORKSPACE), then buffers.
-    slots: dict[str, int] = {"__threads__": CONTEXT_THREADS, "__workspace__": CONTEXT_WORKSPACE}
+    # The call context first (parallel.CONTEXT_THREADS, CONTEXT_WORKSPACE, CONTEXT_BATCH),
+    # then buffers.
+    slots: dict[str, int] = {
+        "__threads__": CONTEXT_THREADS,
+        "__workspace__": CONTEXT_WORKSPACE,
+        "__batch__": CONTEXT_BATCH,
+    }
     for name in program.inputs:
         slots[name] = len(slots)
     for name in program.outputs:
@@ -152,13 +164,18 @@ def _emit_calls(
     args = entry.args[0]
     loaded = {name: _slot(b, args, k) for name, k in argument_slots(program).items()}
     arena = loaded["__arena__"]
+    n = context_slot(b, args, CONTEXT_BATCH, I64) if program.dynamic else None
     for i in which:
         kernel, fn = program.kernels[i], kernels[i]
         ptrs = []
         for p in physical_params(kernel, program.physical):
             buf = program.buffers[p.name]
             moved = offsets[i].get(p.name, 0) * p.dtype.itemsize  # bytes
-            if buf.kind == "arena":
+            if buf.kind == "arena" and type(buf.offset) is Dim:  # static + per_row * n
+                per_row = b.mul(n, ir.Constant(I64, buf.offset.scale))
+                at = b.add(per_row, ir.Constant(I64, buf.offset.offset + moved))
+                ptrs.append(b.gep(arena, [at], source_etype=I8))
+            elif buf.kind == "arena":
                 at = ir.Constant(I64, buf.offset + moved)
                 ptrs.append(b.gep(arena, [at], source_etype=I8))
             elif moved:

@@ -78,6 +78,7 @@ def load_libgomp() -> bool:
 # Slots of the argument table every kernel reads (module.argument_slots puts them first).
 CONTEXT_THREADS = 0  # this call's thread count (an integer in a pointer-sized slot)
 CONTEXT_WORKSPACE = 1  # this call's GEMM packing buffers
+CONTEXT_BATCH = 2  # a dynamic-batch program's batch size n for this call (an integer)
 
 # More threads than this is a typo: libgomp aborts (or crashes) creating tens of thousands.
 MAX_THREADS = config.THREADS.high

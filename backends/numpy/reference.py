@@ -15,6 +15,7 @@ from ...ir.errors import ExecutionError
 from ...ir.ops.binary import BINARY, saturating_cast  # pow needs it too, so it lives there
 from ...ir.ops.movement import range_to_slice, slice_ranges
 from ...ir.ops.unary import UNARY, ieee_maximum, ieee_minimum
+from ...ir.symbolic import bound_batch_size
 
 RefFn = Callable[[list[np.ndarray], dict[str, Any]], list[np.ndarray]]
 REFERENCE: dict[str, RefFn] = {}
@@ -80,6 +81,12 @@ _register_elementwise()
 @reference("constant")
 def _constant(ins, attrs):
     return [attrs["value"]]
+
+
+@reference("batch_size")
+def _batch_size(ins, attrs):
+    n = bound_batch_size()
+    return [np.asarray(attrs["scale"] * n + attrs["offset"], attrs["dtype"].np)]
 
 
 @reference("where")

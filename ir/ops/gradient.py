@@ -14,7 +14,7 @@ from ..registry import (
     require_same_dtype,
 )
 from ..types import TensorType, check_shape
-from .movement import slice_ranges
+from .movement import axis_length, slice_ranges
 from .nn import _WINDOW, _infer_conv2d, _infer_pool, in_layout
 
 
@@ -103,7 +103,7 @@ def _infer_slice_backward(types, attrs):
     (g,) = types
     shape = check_shape(attrs["shape"], "shape")
     ranges = slice_ranges(shape, attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"])
-    _expect("slice_backward", "g's shape", g.shape, tuple(len(r) for r in ranges))
+    _expect("slice_backward", "g's shape", g.shape, tuple(axis_length(r) for r in ranges))
     return [TensorType(shape, g.dtype)]
 
 

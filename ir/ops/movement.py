@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import dtypes as dt
 from ..errors import ShapeError
 from ..registry import (
@@ -13,6 +15,7 @@ from ..registry import (
     require_kind,
     require_same_dtype,
 )
+from ..symbolic import Dim, SymbolicShapeError
 from ..types import TensorType, check_shape
 
 
@@ -38,6 +41,24 @@ def _infer_expand(types, attrs):
     return [TensorType(broadcast_shapes(t.shape, target), t.dtype)]
 
 
+@dataclass(frozen=True)
+class WholeAxis:
+    """An axis a slice leaves whole whose size is the symbolic batch size (a ``range``
+    cannot hold one); ``axis_length`` and ``is_whole`` read both kinds."""
+
+    stop: Dim
+    start: int = 0
+    step: int = 1
+
+
+def axis_length(r: range | WholeAxis) -> int | Dim:
+    return r.stop if isinstance(r, WholeAxis) else len(r)
+
+
+def is_whole(r: range | WholeAxis, size: int | Dim) -> bool:
+    return isinstance(r, WholeAxis) or r == range(size)
+
+
 def slice_ranges(shape: tuple[int, ...], starts, ends, axes, steps) -> list[range]:
     """ONNX Slice semantics as one ``range`` per axis. Negative starts/ends count from the
     end once; then, for a positive step, both clamp to [0, dim]; for a negative step the
@@ -46,7 +67,7 @@ def slice_ranges(shape: tuple[int, ...], starts, ends, axes, steps) -> list[rang
     negative step: it gives an empty slice, ONNX starts at 0.)"""
     if not (len(starts) == len(ends) == len(axes) == len(steps)):
         raise ShapeError("slice: starts, ends, axes and steps must have the same length")
-    ranges = [range(d) for d in shape]
+    ranges = [WholeAxis(d) if type(d) is Dim else range(d) for d in shape]
     seen = set()
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         a = normalize_axis(axis, len(shape))
@@ -56,6 +77,17 @@ def slice_ranges(shape: tuple[int, ...], starts, ends, axes, steps) -> list[rang
         if step == 0:
             raise ShapeError("slice: step must not be 0")
         dim = shape[a]
+        if type(dim) is Dim:  # only the whole batch, or its first row, for every n >= 1
+            if step == 1 and start == 0 and end >= 2**62:
+                continue
+            if step >= 1 and 0 <= start < end <= 1:
+                ranges[a] = range(0, 1)
+                continue
+            raise SymbolicShapeError(
+                f"slice: axis {a} of {shape} is the symbolic batch size; a dynamic-batch "
+                "graph can take all of it or its first row, not "
+                f"[{start}:{end}:{step}]"
+            )
         start = start + dim if start < 0 else start
         end = end + dim if end < 0 else end
         if dim == 0:
@@ -77,7 +109,7 @@ def range_to_slice(r: range) -> slice:
 def _infer_slice(types, attrs):
     (t,) = types
     ranges = slice_ranges(t.shape, attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"])
-    return [TensorType(tuple(len(r) for r in ranges), t.dtype)]
+    return [TensorType(tuple(axis_length(r) for r in ranges), t.dtype)]
 
 
 def _infer_pad(types, attrs):

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import dispatch, ops
 from ..dispatch import bind, source_location_override
-from ..ir.ops.movement import slice_ranges
+from ..ir.ops.movement import is_whole, slice_ranges
 from ..tensor import Tensor
 
 
@@ -41,7 +41,7 @@ class SliceCotangent:
         a = self.attrs
         ranges = slice_ranges(self.shape, a["starts"], a["ends"], a["axes"], a["steps"])
         partial = [
-            i for i, (r, d) in enumerate(zip(ranges, self.shape, strict=True)) if r != range(d)
+            i for i, (r, d) in enumerate(zip(ranges, self.shape, strict=True)) if not is_whole(r, d)
         ]
         if len(partial) != 1:
             return None

@@ -30,6 +30,7 @@ NOT_DIFFERENTIABLE = {
     "sign",
     "one_hot",
     "random_uniform",
+    "batch_size",
     "logical_not",
     "logical_and",
     "logical_or",

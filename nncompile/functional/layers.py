@@ -11,6 +11,7 @@ from .. import composites as C
 from .. import ops
 from ..dispatch import bind
 from ..ir.errors import ShapeError
+from ..ir.symbolic import Dim
 from ..nn_ops import avg_pool2d, conv2d, max_pool2d
 from ..tensor import Tensor, as_tensor
 
@@ -157,7 +158,12 @@ def batch_norm(
         centered = x - mean
         var = ops.mean(centered * centered, reduce, keepdims=True)
         n = x.size // max(x.shape[axis], 1)
-        unbiased = ops.reshape(var, rm.shape) * (n / max(n - 1, 1))
+        if type(n) is Dim:  # a symbolic batch: n / (n - 1) computed at run time
+            count = ops.batch_size(n, var.dtype)
+            correction = count / ops.maximum(count - 1, 1)
+        else:
+            correction = n / max(n - 1, 1)
+        unbiased = ops.reshape(var, rm.shape) * correction
         new_mean = (1 - momentum) * rm + momentum * ops.reshape(mean, rm.shape)
         new_var = (1 - momentum) * rv + momentum * unbiased
     else:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import ops
 from ..ir.errors import ShapeError
+from ..ir.symbolic import Dim
 from ..tensor import Tensor, as_tensor
 from .layers import matmul_last_axis
 
@@ -34,6 +35,8 @@ def _outputs(hs: list[Tensor], return_sequences: bool) -> Tensor:
 
 
 def _zeros_state(x: Tensor, hidden: int) -> Tensor:
+    if type(x.shape[0]) is Dim:  # a symbolic batch: zeros broadcast to it at run time
+        return ops.broadcast_to(as_tensor(np.zeros((), x.dtype)), (x.shape[0], hidden))
     return as_tensor(np.zeros((x.shape[0], hidden), x.dtype))
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-
 from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
 from ..ir.kernel import (
@@ -30,6 +28,8 @@ from ..ir.kernel import (
     imul,
     linearize,
 )
+from ..ir.registry import broadcast_shapes
+from ..ir.symbolic import Dim
 from .exprs import clamp_index, combine_chunks, const
 from .slots import ImageSlots
 from .window_ops import (
@@ -68,6 +68,14 @@ def _operand(kb, v: Value) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     return kb.buffer(v), v.shape, contiguous_strides(v.shape)
 
 
+def linear_offset(index: list[Expr], strides) -> Expr:
+    """sum(index[i] * strides[i]) as index arithmetic (strides may be symbolic sizes)."""
+    total: Expr = const_index(0)
+    for i, st in zip(index, strides, strict=True):
+        total = iadd(total, imul(i, const_index(st)))
+    return total
+
+
 def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
     (a_buf, a_shape, a_str), (b_buf, b_shape, b_str) = (_operand(kb, v) for v in node.inputs)
     if len(a_shape) == 1:
@@ -76,7 +84,7 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
         b_shape, b_str = b_shape + (1,), b_str + (0,)
     m, k = a_shape[-2:]
     n = b_shape[-1]
-    batch = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
+    batch = broadcast_shapes(a_shape[:-2], b_shape[:-2])
     c_str = contiguous_strides(tuple(batch) + (m, n))
 
     def batch_strides(shape, strides):
@@ -104,6 +112,31 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
                 dtype=d,
             )
         ]
+    if any(type(x) is Dim for x in batch[:-1]):
+        # a symbolic leading batch dim: loops around one Gemm, offsets computed at run time
+        names = [kb.fresh("mb") for _ in batch[:-1]]
+        lead_index = [Var(name, INDEX) for name in names]
+        off = [linear_offset(lead_index, st[:-1]) for st in (sa, sb, sc)]
+        gemm = Gemm(
+            a_buf,
+            b_buf,
+            target,
+            batch[-1],
+            m,
+            n,
+            k,
+            (sa[-1], *a_str[-2:]),
+            (sb[-1], *b_str[-2:]),
+            (sc[-1], *c_str[-2:]),
+            off[0],
+            off[1],
+            off[2],
+            dtype=d,
+        )
+        body: list[Stmt] = [gemm]
+        for name, extent in reversed(list(zip(names, batch[:-1], strict=True))):
+            body = [Loop(name, extent, body)]
+        return body
     # One Gemm per index of the leading batch dims; the last batch dim is the Gemm's.
     stmts: list[Stmt] = []
     for lead in itertools.product(*(range(x) for x in batch[:-1])):
@@ -380,14 +413,18 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
         x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d)
     g_buf = kb.buffer(gout)
-    chunks = max(1, min(CHUNKS, cs.n))
-    per_chunk = -(-cs.n // chunks)
+    if type(cs.n) is Dim:  # a symbolic batch: chunks of ceil(n / CHUNKS) images, at run time
+        chunks = CHUNKS
+        per_chunk = idiv(const_index(cs.n + (chunks - 1)), chunks)
+    else:
+        chunks = max(1, min(CHUNKS, cs.n))
+        per_chunk = const_index(-(-cs.n // chunks))
     size = dw.type.size
     partial = kb.scratch("dw_partial", d, chunks * size)
     stmts += _zero(kb, partial, chunks * size, d)
     t_var, i_var = kb.fresh("t"), kb.fresh("i")
     t, i = Var(t_var, INDEX), Var(i_var, INDEX)
-    n = iadd(imul(t, const_index(per_chunk)), i)
+    n = iadd(imul(t, per_chunk), i)
     # Each chunk unfolds its images one at a time into its own im2col scratch (in cache
     # when its dot products read it; a whole batch's matrix went to memory and back).
     unfolded = cs.c * cs.kh * cs.kw

@@ -39,8 +39,9 @@ from ..ir.kernel import (
     linearize,
 )
 from ..ir.ops.binary import BINARY
-from ..ir.ops.movement import slice_ranges
+from ..ir.ops.movement import axis_length, slice_ranges
 from ..ir.ops.unary import UNARY
+from ..ir.symbolic import dim
 
 Index = list[Expr]
 
@@ -201,6 +202,10 @@ class ElementBuilder:
     def _op_cast(self, node, index):
         return Cast(self._operand(node, 0, index), node.attrs["to"])
 
+    def _op_batch_size(self, node, index):
+        a = node.attrs
+        return Cast(const_index(dim(a["scale"], a["offset"])), a["dtype"])
+
     # ---- movement ----------------------------------------------------------------------
 
     def _op_reshape(self, node, index):
@@ -228,7 +233,7 @@ class ElementBuilder:
         a = node.attrs
         ranges = slice_ranges(x.shape, a["starts"], a["ends"], a["axes"], a["steps"])
         inner = [
-            iadd(const_index(r.start if len(r) else 0), imul(i, const_index(r.step)))
+            iadd(const_index(r.start if axis_length(r) else 0), imul(i, const_index(r.step)))
             for i, r in zip(index, ranges, strict=True)
         ]
         return self.at(x, inner)
@@ -345,15 +350,16 @@ class ElementBuilder:
         ranges = slice_ranges(out.shape, a["starts"], a["ends"], a["axes"], a["steps"])
         inner, valid = [], None
         for i, r in zip(index, ranges, strict=True):
-            if len(r) == 0:
+            length = axis_length(r)
+            if length == 0:
                 return const(0, out.dtype)
             off = isub(i, const_index(r.start))
             step = r.step
             q = Binary("idiv", off, const_index(step), INDEX) if step != 1 else off
             ok = Binary("eq", imul(q, const_index(step)), off, dt.bool_)
-            ok = Binary("and", ok, in_range(q, len(r)), dt.bool_)
+            ok = Binary("and", ok, in_range(q, length), dt.bool_)
             valid = ok if valid is None else Binary("and", valid, ok, dt.bool_)
-            inner.append(clamp_index(q, len(r)))
+            inner.append(clamp_index(q, length))
         value = self.at(g, inner)
         return value if valid is None else Select(valid, value, const(0, out.dtype), out.dtype)
 

@@ -40,6 +40,7 @@ from ..ir.kernel import (
 from ..ir.kernel_depth import bound_depth
 from ..ir.kernel_simplify import simplify_kernel
 from ..ir.kernel_verify import verify_enabled, verify_kernel
+from ..ir.symbolic import Dim, can_exceed, hint
 from ..passes.concat_tree import MAX_CONCAT_INPUTS
 from ..passes.fusion import POINTWISE, FusionGroup
 from . import contraction
@@ -123,7 +124,7 @@ class KernelBuilder:
         names = [self.fresh(prefix) if d != 1 else None for d in shape]
         index: list[Expr] = [Var(n, INDEX) if n else const_index(0) for n in names]
         for n, d in zip(names, shape, strict=True):
-            if n is not None:
+            if n is not None and type(d) is not Dim:
                 self.elements.ranges[n] = (0, d)  # lets element rules resolve statically
         stmts = body(index)
         looped = [(n, d) for n, d in zip(names, shape, strict=True) if n is not None]
@@ -135,7 +136,7 @@ class KernelBuilder:
                     n,
                     d,
                     stmts,
-                    parallel=parallel and outermost and total >= PARALLEL_MIN,
+                    parallel=parallel and outermost and hint(total) >= PARALLEL_MIN,
                     vectorize=depth == 0,
                     independent=parallel and outermost,
                 )
@@ -222,10 +223,10 @@ def store_outputs(kb: KernelBuilder, outputs: list[Value], blocked: set[int]) ->
     same, so the store stays at the flat loop index), which keeps transposes affine
     instead of splitting a merged dimension with divisions."""
     numel = max((v.type.size for v in outputs), default=0)
-    body = kb.hoist_scalars(kb.group.nodes, blocked) if numel > 1 else []
+    body = kb.hoist_scalars(kb.group.nodes, blocked) if can_exceed(numel, 1) else []
     by_shape: dict[tuple[int, ...], list[tuple[Value, Value]]] = {}
     for v in outputs:
-        if v.type.size == 1 and numel > 1:
+        if v.type.size == 1 and can_exceed(numel, 1):
             body.append(Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])))
             continue
         u = v
@@ -322,7 +323,7 @@ def lower_contraction(kb: KernelBuilder) -> Kernel:
     if epilogue and _pointwise_epilogue(g):
         preamble = kb.hoist_scalars([n for n in g.nodes if n is not anchor], {id(anchor)})
         # One-element outputs (an optimizer's step count) are stored once, not per element.
-        scalars = [v for v in epilogue if v.type.size == 1 and out.type.size > 1]
+        scalars = [v for v in epilogue if v.type.size == 1 and can_exceed(out.type.size, 1)]
         stored = [v for v in epilogue if v not in scalars] + ([out] if out in g.outputs else [])
         kb.fused_epilogue = (out, stored)
         preamble += [Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])) for v in scalars]

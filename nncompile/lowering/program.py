@@ -18,6 +18,7 @@ from ..ir import dtypes as dt
 from ..ir.graph import Graph, Value
 from ..ir.kernel import BufferParam, Kernel, Store, walk
 from ..ir.kernel_printer import format_kernel
+from ..ir.symbolic import is_symbolic
 from ..passes.fusion import FusedGraph
 from .kernels import KernelBuilder, lower_group
 from .memory import Buffer, assign_offsets
@@ -38,6 +39,11 @@ class Program:
     arena_bytes: int
     status_messages: dict[int, str] = field(default_factory=dict)
     donations: dict[int, int] = field(default_factory=dict)  # output -> donated input
+
+    @property
+    def dynamic(self) -> bool:
+        """A dynamic-batch program: sizes depend on the batch size ``n`` of each call."""
+        return any(is_symbolic(v.shape) for v in self.graph.inputs)
 
     @property
     def physical(self) -> dict[str, str]:

@@ -31,9 +31,11 @@ from ..ir.kernel import (
     const_index,
     delinearize,
     iadd,
+    idiv,
     imul,
     linearize,
 )
+from ..ir.symbolic import Dim, can_exceed, hint
 from .exprs import combine_chunks, const
 
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
     outer_outputs = [v for v in g.outputs if v not in row_outputs]
     # One-element outputs hoisted before the loops (an optimizer's bias corrections beside
     # a bias gradient) are stored once, at index 0, not at every outer index.
-    if math.prod(outer_shape) > 1:
+    if can_exceed(math.prod(outer_shape), 1):
         hoisted = [v for v in outer_outputs if v.type.size == 1 and id(v) in kb.elements.bound]
         pre += [Store(kb.buffer(v), const_index(0), kb.elements.at(v, [])) for v in hoisted]
         outer_outputs = [v for v in outer_outputs if v not in hoisted]
@@ -135,8 +137,8 @@ def _is_column_reduction(reductions, row_outputs, row_shape, axes) -> bool:
         and tuple(sorted(axes)) == tuple(range(len(axes)))
         and len(axes) < len(row_shape)
         and all(r.op not in ("argmax", "argmin") for r in reductions)
-        and kept >= 2
-        and rows >= max(kept, 2 * COLUMN_CHUNKS)
+        and hint(kept) >= 2
+        and hint(rows) >= max(hint(kept), 2 * COLUMN_CHUNKS)
     )
 
 
@@ -170,11 +172,11 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
     def per_row(r_index: list[Expr]) -> list[Stmt]:
         return kb.nest(outer_shape, lambda outer: fold(r_index, outer), parallel=False, prefix="c")
 
-    if row[0] >= chunks:
+    if type(row[0]) is Dim or row[0] >= chunks:
         # chunks of the leading row axis (the images of a batch): the row's other indices
         # are plain loop variables, not a flat row number divided and reduced per row
-        per_lead = -(-row[0] // chunks)
-        lead = iadd(imul(t, const_index(per_lead)), i)
+        per_lead = idiv(const_index(row[0] + (chunks - 1)), chunks)  # (at run time if symbolic)
+        lead = iadd(imul(t, per_lead), i)
         real = Binary("lt", lead, const_index(row[0]), dt.bool_)
         rest = kb.nest(row[1:], lambda ix: per_row([lead, *ix]), parallel=False, prefix="r")
         loop = Loop(t_var, chunks, [Loop(i_var, per_lead, [If(real, rest)])], parallel=True)
@@ -252,7 +254,9 @@ def _bind_result(kb: KernelBuilder, r: Node, total: Expr, count: int) -> list[St
     """Name a reduction's result (a mean divides by the ``count`` reduced elements) and
     make it the value of the reduction's output in the rest of the kernel."""
     d = r.inputs[0].dtype
-    if r.op == "reduce_mean":
+    if r.op == "reduce_mean" and type(count) is Dim:  # divides by the run-time count
+        total = Binary("div", total, Cast(const_index(count), d), d)
+    elif r.op == "reduce_mean":
         total = Binary("div", total, const(max(count, 0), d), d)
     name = kb.fresh("red")
     kb.elements.bind(r.outputs[0], Var(name, d))

@@ -4,7 +4,8 @@ scratch, taking its images one at a time (Target.conv_batch "slots")."""
 from __future__ import annotations
 
 from ..ir import dtypes as dt
-from ..ir.kernel import INDEX, Binary, If, Let, Loop, Stmt, Var, const_index, iadd, imul
+from ..ir.kernel import INDEX, Binary, If, Let, Loop, Stmt, Var, const_index, iadd, idiv, imul
+from ..ir.symbolic import Dim
 from .target import cpu_slots
 
 
@@ -13,10 +14,15 @@ class ImageSlots:
     elements of scratch (``scratch``, at ``base`` for the current slot). ``n`` is the
     image being processed; ``loops`` wraps the statements for one image."""
 
-    def __init__(self, kb, batch: int, hint: str, d: dt.DType, per_image: int):
+    def __init__(self, kb, batch: int | Dim, hint: str, d: dt.DType, per_image: int):
         self.batch = batch
-        self.per_slot = -(-batch // min(batch, cpu_slots()))
-        self.count = -(-batch // self.per_slot)
+        if type(batch) is Dim:  # a symbolic batch: every slot, ceil(n / slots) images each
+            self.count = cpu_slots()
+            self.per_slot = idiv(const_index(batch + (self.count - 1)), self.count)
+        else:
+            per_slot = -(-batch // min(batch, cpu_slots()))
+            self.count = -(-batch // per_slot)
+            self.per_slot = const_index(per_slot)
         self.scratch = kb.scratch(hint, d, self.count * per_image)
         self.slot, self.nth = kb.fresh("slot"), kb.fresh("nth")
         self.n = Var(kb.fresh("image"), INDEX)
@@ -24,9 +30,10 @@ class ImageSlots:
 
     def loops(self, image: list[Stmt]) -> list[Stmt]:
         """Slots in parallel, each running ``image`` for its images in turn."""
-        if self.batch % self.per_slot:  # the last slot has fewer images
+        if type(self.batch) is Dim or self.count * int(self.per_slot.value) != self.batch:
+            # the last slot has fewer images
             image = [If(Binary("lt", self.n, const_index(self.batch), dt.bool_), image)]
-        first = imul(Var(self.slot, INDEX), const_index(self.per_slot))
+        first = imul(Var(self.slot, INDEX), self.per_slot)
         body = [Let(self.n.name, iadd(first, Var(self.nth, INDEX))), *image]
         per_slot = Loop(self.nth, self.per_slot, body)
         return [Loop(self.slot, self.count, [per_slot], parallel=self.count > 1)]

@@ -217,6 +217,7 @@ class BaseModel:
         check: bool | None = None,
         loss_weights: Any = None,
         distributed: bool = False,
+        dynamic_batch: bool | None = None,
     ) -> None:
         """Choose optimizer, loss and metrics; ``backend`` compiles the training and
         inference steps ("llvm", "cuda", "numpy"); ``run_eagerly`` runs them op by op;
@@ -224,7 +225,10 @@ class BaseModel:
         With several outputs, ``loss``, ``metrics`` and ``loss_weights`` may be lists (one
         entry per output) or dicts by output name; the loss minimized is the weighted sum.
         ``distributed=True`` trains data-parallel over the MPI world (nncompile.distributed:
-        fit's batch_size is per rank, gradients are averaged across ranks)."""
+        fit's batch_size is per rank, gradients are averaged across ranks).
+        ``dynamic_batch`` (default: on, except on "cuda") compiles each step once for every
+        batch size (nc.compile's dynamic_batch): a ragged last batch, ``evaluate`` and
+        ``predict`` on any number of rows reuse it, with no padding."""
         from .fitting import Trainer
 
         kind = Trainer
@@ -233,8 +237,22 @@ class BaseModel:
 
             kind = DistributedTrainer
         self.trainer = kind(
-            self, optimizer, loss, metrics, backend, run_eagerly, threads, check, loss_weights
+            self,
+            optimizer,
+            loss,
+            metrics,
+            backend,
+            run_eagerly,
+            threads,
+            check,
+            loss_weights,
+            dynamic_batch,
         )
+
+    @property
+    def compile_count(self) -> int:
+        """Native compilations this model's training and inference steps have made."""
+        return sum(t.compile_count for t in (self.trainer, self._predictor) if t is not None)
 
     def _trainer(self):
         if self.trainer is None:

@@ -87,6 +87,7 @@ class Trainer:
         threads: int | None = None,
         check: bool | None = None,
         loss_weights: Any = None,
+        dynamic_batch: bool | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -113,6 +114,8 @@ class Trainer:
         self.run_eagerly = run_eagerly
         self.threads = threads
         self.check = check
+        # one graph per step for every batch size (the CUDA backend specializes to sizes)
+        self.dynamic_batch = backend != "cuda" if dynamic_batch is None else bool(dynamic_batch)
         self.opt_state: dict[str, Any] | None = None
         self.steps_run = 0  # also the dropout key of the next step
         self._functions: dict[str, Callable[..., Any]] = {}
@@ -264,6 +267,13 @@ class Trainer:
             "predict": (self._predict_fn, ()),
         }
 
+    def _batched_arguments(self, kind: str) -> tuple[int, ...] | None:
+        """The arguments of graph ``kind`` that hold the batch (x and y), when compiled
+        with a symbolic batch size."""
+        if not self.dynamic_batch:
+            return None
+        return {"train": (4, 5), "eval": (2, 3), "predict": (2,)}.get(kind)
+
     def function(self, kind: str) -> Callable[..., Any]:
         """The (compiled, cached) function of ``kind`` (train, eval, predict)."""
         if kind not in self._functions:
@@ -278,9 +288,15 @@ class Trainer:
                     threads=self.threads,
                     check=self.check,
                     device_outputs=kind == "train" and self._on_device,
+                    dynamic_batch=self._batched_arguments(kind),
                 )
             )
         return self._functions[kind]
+
+    @property
+    def compile_count(self) -> int:
+        """Native compilations of this trainer's graphs (0 when running eagerly)."""
+        return sum(getattr(f, "compile_count", 0) for f in self._functions.values())
 
     # -- data -----------------------------------------------------------------------------
     def _inputs(self, x: Any) -> list[np.ndarray]:
@@ -512,7 +528,9 @@ class Trainer:
         run = self.function("eval")
         params, state = self.model.params(), self.model.state()
         epoch_metrics = self._epoch_metrics()
-        padded = self._per_sample_eval  # one graph for every batch
+        # one graph for every batch: a symbolic batch size, or batches padded to one size
+        per_sample = self._per_sample_eval
+        padded = per_sample and not self.dynamic_batch
         pack_x, pack_y = self.model.pack_inputs, self._pack_y
         first, last = self._eval_rows(n)
         for start in range(first, last, batch_size):
@@ -520,13 +538,11 @@ class Trainer:
             xb = [a[start:stop] for a in xs]
             yb = [t[start:stop] for t in ys]
             real = len(yb[0])
-            if padded:
-                values, outputs = run(
-                    params,
-                    state,
-                    pack_x([pad_rows(a, batch_size, True) for a in xb]),
-                    pack_y([pad_rows(t, batch_size, True) for t in yb]),
-                )
+            if per_sample:
+                if padded:
+                    xb = [pad_rows(a, batch_size, True) for a in xb]
+                    yp = [pad_rows(t, batch_size, True) for t in yb]
+                values, outputs = run(params, state, pack_x(xb), pack_y(yp if padded else yb))
                 epoch_metrics.add_rows(real, values, outputs, pack_y(yb))
             else:
                 loss, outputs = run(params, state, pack_x(xb), pack_y(yb))
@@ -539,9 +555,10 @@ class Trainer:
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> Any:
         """The model's outputs (after its last activation), batched, in inference mode:
         one array, or a list (a dict for outputs given by name) for several outputs.
-        A short batch is padded with zeros to a power of two (at most ``batch_size``):
-        inference treats samples independently, and predicting on 1, 3, 5, ... samples
-        then reuses a few compiled graphs instead of compiling one per size."""
+        With a symbolic batch size (the default) every batch runs as it is, through one
+        compiled graph. Without it a short batch is padded with zeros to a power of two
+        (at most ``batch_size``): inference treats samples independently, and predicting
+        on 1, 3, 5, ... samples then reuses a few compiled graphs."""
         model = self.model
         xs = self._inputs(x)
         batch_size = _positive("batch_size", EVAL_BATCH if batch_size is None else batch_size)
@@ -552,7 +569,9 @@ class Trainer:
         for start in range(0, n, batch_size):
             chunk = [a[start : start + batch_size] for a in xs]
             real = len(chunk[0])
-            out = run(params, state, model.pack_inputs([pad_rows(a, batch_size) for a in chunk]))
+            if not self.dynamic_batch:
+                chunk = [pad_rows(a, batch_size) for a in chunk]
+            out = run(params, state, model.pack_inputs(chunk))
             for i, o in enumerate(self._as_list(out)):
                 outs[i].append(o[:real])
         results = [

@@ -12,6 +12,7 @@ from ..backends.numpy import call_reference
 from ..ir.errors import NCError
 from ..ir.graph import Graph, Node
 from ..ir.kernel import DOT_PRODUCT_MAX_OUTPUTS, DOT_PRODUCT_MIN_K
+from ..ir.symbolic import is_symbolic
 from .rewriter import GraphRewriter, constant_value
 
 SMALL_RESULT_BYTES = 4096
@@ -24,6 +25,9 @@ def fold_constants(graph: Graph) -> Graph:
         inputs = rw.inputs(node)
         arrays = [constant_value(v) for v in inputs]
         if node.op == "constant" or not inputs or any(a is None for a in arrays):
+            rw.copy(node)
+            continue
+        if any(is_symbolic(v.shape) for v in node.outputs):  # sized by the run-time batch
             rw.copy(node)
             continue
         if _weight_read_along_k(node, consumers):

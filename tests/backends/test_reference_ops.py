@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from nncompile.backends.numpy import call_reference
 from nncompile.ir import all_ops, get_op
+from nncompile.ir.symbolic import bound_batch
 
 import nncompile as nc
 from nncompile.dispatch import bind
@@ -1178,6 +1179,10 @@ case(
     "default-dtype",
 )
 
+# batch_size reads the batch size the interpreter binds (the tests below bind n = 5)
+case("batch_size", [], {"scale": 3, "offset": 2, "dtype": F32}, np.array(17, F32), "3n+2")
+case("batch_size", [], {}, np.array(5, I64), "default")
+BOUND_BATCH = 5
 
 # ---- the tests ---------------------------------------------------------------------------------
 
@@ -1199,7 +1204,8 @@ def check(actual: Any, c: Case) -> None:
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_call_reference(c: Case) -> None:
     inputs = [a.copy() for a in c.inputs]
-    outs = call_reference(c.op, inputs, get_op(c.op).normalize_attrs(c.attrs))
+    with bound_batch(BOUND_BATCH):
+        outs = call_reference(c.op, inputs, get_op(c.op).normalize_attrs(c.attrs))
     assert len(outs) == 1
     check(outs[0], c)
     for before, after in zip(c.inputs, inputs, strict=True):
@@ -1208,7 +1214,8 @@ def test_call_reference(c: Case) -> None:
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_bind(c: Case) -> None:
-    out = bind(c.op, *[nc.Tensor(a) for a in c.inputs], **c.attrs)
+    with bound_batch(BOUND_BATCH):
+        out = bind(c.op, *[nc.Tensor(a) for a in c.inputs], **c.attrs)
     assert isinstance(out, nc.Tensor)
     check(out.numpy(), c)
 

@@ -18,6 +18,7 @@ from nncompile.ir.ops.elementwise import (
     UNARY_OPS,
 )
 from nncompile.ir.registry import ATTR_KINDS, CATEGORIES, REQUIRED
+from nncompile.ir.symbolic import bound_batch
 
 import nncompile as nc
 
@@ -80,6 +81,7 @@ EXAMPLES: dict[str, tuple[list[TensorType], dict]] = {
         {"shape": (4, 5), "starts": (3, 0), "ends": (0, 5), "axes": (0, 1), "steps": (-1, 2)},
     ),
     "random_uniform": ([T(dtype=I)], {"shape": (2, 3)}),
+    "batch_size": ([], {"scale": 3, "offset": 2, "dtype": F}),
 }
 
 # More calls per op, so each attribute value that changes the output type is exercised.
@@ -191,8 +193,10 @@ def test_inference_and_reference_agree(op, types, attrs):
     assert out_types and all(isinstance(t, TensorType) for t in out_types)
     assert all(t.dtype in ALL_DTYPES for t in out_types)
     rng = np.random.default_rng(0)
-    # call_reference: IEEE results without warnings (log of negatives etc.).
-    outs = call_reference(op, [_sample(t, rng) for t in types], norm)
+    # call_reference: IEEE results without warnings (log of negatives etc.); batch_size
+    # reads a bound batch size
+    with bound_batch(3):
+        outs = call_reference(op, [_sample(t, rng) for t in types], norm)
     assert len(outs) == len(out_types)
     for a, t in zip(outs, out_types, strict=True):
         assert isinstance(a, np.ndarray)
