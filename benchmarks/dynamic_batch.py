@@ -4,8 +4,8 @@
    batch 64 and 256: compiled for the symbolic batch size n against compiled for that one
    batch size, timed alternately in the same run (ratio of medians; target <= 1.15x).
 2. Keras ``predict`` time per row on 1..1000 rows with the symbolic batch (one graph),
-   and with the older padding to powers of two (``dynamic_batch=False``), after a warm-up
-   call at each size (so compile time is left out of both).
+   and with the older padding to powers of two (``dynamic_batch=False``), after warm-up
+   calls at each size (so compile time and the thread choice are left out of both).
 
     python benchmarks/dynamic_batch.py [--rounds 7] [--json]
 """
@@ -63,7 +63,8 @@ def predict_per_row(rows: list[int], dynamic: bool, rounds: int) -> dict[int, fl
     x = rng.random((max(rows), 28, 28, 1)).astype(np.float32)
     out = {}
     for n in rows:
-        model.predict(x[:n], batch_size=1024)  # compile / warm
+        for _ in range(10):  # compile, warm up, and let the thread chooser settle
+            model.predict(x[:n], batch_size=1024)
         calls = max(2, 2000 // n)
         per = []
         for _ in range(rounds):

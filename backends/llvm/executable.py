@@ -110,6 +110,10 @@ class LLVMExecutable:
         # (and a child forked after calling it has no reason to run serially).
         parallel = self.uses_gemm or any(isinstance(s, Loop) and s.parallel for s in statements)
         self.chooser = ThreadChooser(threads if parallel else 1)
+        # A dynamic-batch program: one chooser per size class of n (calls of 2 and of 2000
+        # rows have different best thread counts; one chooser would mix their timings).
+        self._most_threads = threads if parallel else 1
+        self._choosers: dict[int, ThreadChooser] = {}
         # A failing call must leave donated inputs as they were: when a kernel that can
         # report an error runs after one that writes a donated buffer, keep a copy.
         self._snapshot_donated = donated_write_may_precede_error(program)
@@ -239,12 +243,13 @@ class LLVMExecutable:
                     bound[slot] = a
             context.status[0] = 0
             context.current = (inputs, outputs)
-            threads = self.chooser.threads() if measured else self.chooser.all_threads()
+            chooser = self._chooser_for(n) if self.dynamic else self.chooser
+            threads = chooser.threads() if measured else chooser.all_threads()
             args[CONTEXT_THREADS] = threads
             start = time.perf_counter()
             run(context)
             if measured:
-                self.chooser.record(threads, time.perf_counter() - start)
+                chooser.record(threads, time.perf_counter() - start)
             code = int(context.status[0])
             if code:
                 for array, copy in saved:  # the call failed: donated inputs as they were
@@ -274,6 +279,14 @@ class LLVMExecutable:
     def _release(self, context: _CallContext) -> None:
         with self._free_lock:
             self._free.append(context)
+
+    def _chooser_for(self, n: int) -> ThreadChooser:
+        """The thread chooser of batch sizes around ``n`` (a power-of-two class)."""
+        size_class = n.bit_length()
+        chooser = self._choosers.get(size_class)
+        if chooser is None:
+            chooser = self._choosers.setdefault(size_class, ThreadChooser(self._most_threads))
+        return chooser
 
     def _shapes_for(self, arrays: Sequence[object]) -> tuple[int, list[tuple], list[tuple]]:
         """The batch size of this call and the input and output shapes it gives."""

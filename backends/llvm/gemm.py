@@ -211,6 +211,29 @@ def emit_gemm(emitter, s: Gemm) -> None:
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(build(s, prefix, parallel=not emitter.in_parallel))
         return
+    if dynamic and _one_row_at_run_time(s):
+        # one row of a batch (a single sample) is a row of B scaled and added, as the
+        # specialized code does: packing B for it would cost more than the product
+        prefix = f"g{len(emitter.fn.blocks)}_"
+        one_row = emitter.b.icmp_signed("==", emitter.index(s.m), ir.Constant(ir.IntType(64), 1))
+        with emitter.b.if_else(one_row, likely=False) as (then, otherwise):
+            with then:
+                emitter.block(gemm_loops(s, prefix, parallel=False))
+            with otherwise:
+                _emit_packed_call(emitter, s)
+        return
+    _emit_packed_call(emitter, s)
+
+
+def _one_row_at_run_time(s: Gemm) -> bool:
+    """Only the row count is symbolic (a batch times a weight), B's rows are contiguous,
+    and there is one product: the form ``thin_loops`` picks for one row applies."""
+    fixed = (s.batch, s.n, s.k, *s.a_strides, *s.b_strides, *s.c_strides)
+    return type(s.m) is Dim and not any(type(v) is Dim for v in fixed) and s.b_strides[2] == 1
+
+
+def _emit_packed_call(emitter, s: Gemm) -> None:
+    """The module's packed GEMM, once per batch entry (sizes passed at run time)."""
     from .codegen import reg_type
     from .gemm_packed import gemm_declaration
     from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, PTR, context_slot
