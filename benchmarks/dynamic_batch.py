@@ -56,25 +56,36 @@ def step_ratio(name: str, batch: int, rounds: int) -> dict:
     }
 
 
-def predict_per_row(rows: list[int], dynamic: bool, rounds: int) -> dict[int, float]:
+def predict_per_row(
+    rows: list[int], dynamic: bool, rounds: int, batch_size: int | None = None
+) -> dict:
+    """Microseconds per row of ``model.predict`` on each row count (and the compiles)."""
     model = seed_cnn((28, 28, 1), seed=0)
     model.compile(nc.optim.Adam(1e-3), "sparse_categorical_crossentropy", dynamic_batch=dynamic)
     rng = np.random.default_rng(0)
     x = rng.random((max(rows), 28, 28, 1)).astype(np.float32)
-    out = {}
+    out: dict = {}
     for n in rows:
         for _ in range(10):  # compile, warm up, and let the thread chooser settle
-            model.predict(x[:n], batch_size=1024)
-        calls = max(2, 2000 // n)
+            model.predict(x[:n], batch_size=batch_size)
+        calls = max(4, 6000 // n)
         per = []
         for _ in range(rounds):
             start = time.perf_counter()
             for _ in range(calls):
-                model.predict(x[:n], batch_size=1024)
+                model.predict(x[:n], batch_size=batch_size)
             per.append((time.perf_counter() - start) / calls / n)
-        out[n] = statistics.median(per) * 1e6  # microseconds per row
+        out[n] = statistics.median(per) * 1e6
     out["compiles"] = model.compile_count
     return out
+
+
+PREDICT_KINDS = {  # name: (dynamic_batch, predict's batch_size)
+    "symbolic": (True, None),  # Keras' default batch_size, 256
+    "padded": (False, None),
+    "symbolic_1024": (True, 1024),  # up to 1000 rows in one call
+    "padded_1024": (False, 1024),
+}
 
 
 def main() -> None:
@@ -87,9 +98,10 @@ def main() -> None:
     rows = [1, 2, 5, 16, 64, 100, 128, 200, 256, 333, 512, 777, 1000]
     predict = {}
     if not args.skip_predict:
+        k = max(5, args.rounds)
         predict = {
-            "symbolic": predict_per_row(rows, True, max(3, args.rounds // 2)),
-            "padded": predict_per_row(rows, False, max(3, args.rounds // 2)),
+            name: predict_per_row(rows, dynamic, k, batch)
+            for name, (dynamic, batch) in PREDICT_KINDS.items()
         }
     if args.json:
         print(json.dumps({"steps": steps, "predict_us_per_row": predict}, indent=1))
@@ -101,16 +113,17 @@ def main() -> None:
             f"{r['workload']:<8} {r['batch']:>5} {r['static_ms']:>15.3f} "
             f"{r['dynamic_ms']:>12.3f} {r['ratio']:>6.3f}"
         )
-    if predict:
-        print("\nKeras predict (seed CNN), microseconds per row")
-        print(f"{'rows':>5} {'symbolic':>9} {'padded':>9}")
-        for n in rows:
-            print(f"{n:>5} {predict['symbolic'][n]:>9.2f} {predict['padded'][n]:>9.2f}")
-        big = [predict["symbolic"][n] for n in rows if n >= 64]
+    if not predict:
+        return
+    print("\nKeras predict (seed CNN), microseconds per row (batch_size 256, or 1024: _1024)")
+    print(f"{'rows':>5} " + " ".join(f"{k:>13}" for k in PREDICT_KINDS))
+    for n in rows:
+        print(f"{n:>5} " + " ".join(f"{predict[k][n]:>13.2f}" for k in PREDICT_KINDS))
+    for k in PREDICT_KINDS:
+        big = [predict[k][n] for n in rows if n >= 64]
         print(
-            f"symbolic, 64 rows and up: max/min per-row time {max(big) / min(big):.2f}x; "
-            f"compiles: symbolic {predict['symbolic']['compiles']}, "
-            f"padded {predict['padded']['compiles']}"
+            f"{k}: from 64 rows up, max/min time per row {max(big) / min(big):.2f}x; "
+            f"{predict[k]['compiles']} compiles"
         )
 
 

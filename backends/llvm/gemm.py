@@ -7,6 +7,8 @@ C vectorize into FMAs, and the row loop runs in parallel for large products.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import llvmlite.ir as ir
 
 from ...ir.kernel import (
@@ -211,25 +213,45 @@ def emit_gemm(emitter, s: Gemm) -> None:
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(build(s, prefix, parallel=not emitter.in_parallel))
         return
-    if dynamic and _one_row_at_run_time(s):
-        # one row of a batch (a single sample) is a row of B scaled and added, as the
-        # specialized code does: packing B for it would cost more than the product
-        prefix = f"g{len(emitter.fn.blocks)}_"
-        one_row = emitter.b.icmp_signed("==", emitter.index(s.m), ir.Constant(ir.IntType(64), 1))
-        with emitter.b.if_else(one_row, likely=False) as (then, otherwise):
-            with then:
-                emitter.block(gemm_loops(s, prefix, parallel=False))
-            with otherwise:
-                _emit_packed_call(emitter, s)
+    if dynamic and _few_rows_at_run_time(s):
+        _emit_by_row_count(emitter, s)
         return
     _emit_packed_call(emitter, s)
 
 
-def _one_row_at_run_time(s: Gemm) -> bool:
-    """Only the row count is symbolic (a batch times a weight), B's rows are contiguous,
-    and there is one product: the form ``thin_loops`` picks for one row applies."""
+def _few_rows_at_run_time(s: Gemm) -> bool:
+    """Only the row count is symbolic (a batch times a weight) and B's rows are contiguous:
+    the forms the specialized code picks for a few rows apply, chosen at run time."""
     fixed = (s.batch, s.n, s.k, *s.a_strides, *s.b_strides, *s.c_strides)
     return type(s.m) is Dim and not any(type(v) is Dim for v in fixed) and s.b_strides[2] == 1
+
+
+def _emit_by_row_count(emitter, s: Gemm) -> None:
+    """A switch on the run-time row count m: the register-tiled GEMM for each small m it
+    serves, one row as a row of B scaled and added, the packed GEMM otherwise (packing B
+    for a few rows costs more than their product: single-sample inference)."""
+    cases = {}
+    for m in range(1, PACKED_MIN_ROWS):
+        fixed = replace(s, m=m)
+        if fits_in_registers(fixed):
+            cases[m] = lambda fixed=fixed: emit_register_gemm(emitter, fixed)
+    if 1 not in cases:
+        prefix = f"g{len(emitter.fn.blocks)}_"
+        cases[1] = lambda: emitter.block(gemm_loops(replace(s, m=1), prefix, parallel=False))
+    b, fn = emitter.b, emitter.fn
+    tag = f"g{len(fn.blocks)}"
+    merge, packed = fn.append_basic_block(f"{tag}.rows.done"), fn.append_basic_block(f"{tag}.many")
+    switch = b.switch(emitter.index(s.m), packed)
+    for m, emit in cases.items():
+        block = fn.append_basic_block(f"{tag}.rows{m}")
+        switch.add_case(ir.Constant(ir.IntType(64), m), block)
+        b.position_at_end(block)
+        emit()
+        b.branch(merge)
+    b.position_at_end(packed)
+    _emit_packed_call(emitter, s)
+    b.branch(merge)
+    b.position_at_end(merge)
 
 
 def _emit_packed_call(emitter, s: Gemm) -> None:

@@ -48,7 +48,7 @@ def test_value_and_grad_is_compiled_once_for_every_batch_size():
     weights = mlp_weights(rng)
     step = nc.value_and_grad(mlp_loss, argnums=(0, 1, 2, 3))
     f = nc.compile(step, dynamic_batch=(4, 5))
-    for n in (*SIZES, 3, 64):  # (smaller again after the arena grew)
+    for n in (*SIZES, 3, 4, 5, 6, 64):  # (each few-rows GEMM form; smaller after growing)
         x = rng.standard_normal((n, 8)).astype(np.float32)
         y = rng.standard_normal((n, 3)).astype(np.float32)
         assert_trees_close(f(*weights, x, y), step(*weights, x, y))
@@ -304,3 +304,16 @@ def test_bounds_checked_code_stays_in_bounds_at_every_batch_size(monkeypatch, na
         x = rng.random((n, *model.input_shape)).astype(np.float32)
         args = trainer.step_arguments(x, rng.integers(0, 10, n))
         assert_trees_close(step(*args), eager(trainer._train_fn)(*copied(args)))
+
+
+def test_a_batch_times_a_weight_takes_its_form_by_row_count_at_run_time():
+    """One row, register tiles for a few rows, the packed GEMM for many: each equals NumPy."""
+    rng = np.random.default_rng(14)
+    w = rng.standard_normal((300, 24)).astype(np.float32)
+    f = nc.compile(lambda x, w: x @ w, dynamic_batch=(0,))
+    x3 = np.zeros((3, 300), np.float32)
+    assert "rows1" in nc.lower(lambda x, w: x @ w, x3, w, dynamic_batch=(0,)).source
+    for n in range(1, 10):
+        x = rng.standard_normal((n, 300)).astype(np.float32)
+        np.testing.assert_allclose(f(x, w), x.astype(np.float64) @ w, rtol=1e-4, atol=1e-4)
+    assert f.compile_count == 1
