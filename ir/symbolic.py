@@ -312,7 +312,9 @@ def _show(shape: tuple) -> str:
 # ---- sizes for heuristics -------------------------------------------------------------
 
 # Choices that only affect speed (run a loop on threads? block a GEMM how?) need a number
-# where the size is symbolic: the batch size the graph was first called with (or this).
+# where the size is symbolic: the batch size the graph was first called with, and at least
+# this (a first call on one sample must not make every later batch run on one thread; the
+# executable still picks one thread per call where that is faster).
 DEFAULT_HINT = 64
 _HINT: contextvars.ContextVar[int] = contextvars.ContextVar("batch_hint", default=DEFAULT_HINT)
 
@@ -320,7 +322,7 @@ _HINT: contextvars.ContextVar[int] = contextvars.ContextVar("batch_hint", defaul
 @contextlib.contextmanager
 def batch_hint(n: int | None) -> Iterator[None]:
     """While lowering a dynamic-batch graph: the batch size ``hint`` assumes."""
-    token = _HINT.set(DEFAULT_HINT if n is None else n)
+    token = _HINT.set(DEFAULT_HINT if n is None else max(n, DEFAULT_HINT))
     try:
         yield
     finally:

@@ -112,12 +112,9 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
                 dtype=d,
             )
         ]
-    if any(type(x) is Dim for x in batch[:-1]):
-        # a symbolic leading batch dim: loops around one Gemm, offsets computed at run time
-        names = [kb.fresh("mb") for _ in batch[:-1]]
-        lead_index = [Var(name, INDEX) for name in names]
-        off = [linear_offset(lead_index, st[:-1]) for st in (sa, sb, sc)]
-        gemm = Gemm(
+
+    def gemm(offsets: list) -> Gemm:
+        return Gemm(
             a_buf,
             b_buf,
             target,
@@ -128,38 +125,23 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
             (sa[-1], *a_str[-2:]),
             (sb[-1], *b_str[-2:]),
             (sc[-1], *c_str[-2:]),
-            off[0],
-            off[1],
-            off[2],
+            *offsets,
             dtype=d,
         )
-        body: list[Stmt] = [gemm]
+
+    if any(type(x) is Dim for x in batch[:-1]):
+        # a symbolic leading batch dim: loops around one Gemm, offsets computed at run time
+        names = [kb.fresh("mb") for _ in batch[:-1]]
+        lead_index = [Var(name, INDEX) for name in names]
+        body: list[Stmt] = [gemm([linear_offset(lead_index, st[:-1]) for st in (sa, sb, sc)])]
         for name, extent in reversed(list(zip(names, batch[:-1], strict=True))):
             body = [Loop(name, extent, body)]
         return body
     # One Gemm per index of the leading batch dims; the last batch dim is the Gemm's.
-    stmts: list[Stmt] = []
-    for lead in itertools.product(*(range(x) for x in batch[:-1])):
-        off = [sum(i * s for i, s in zip(lead, st[:-1], strict=True)) for st in (sa, sb, sc)]
-        stmts.append(
-            Gemm(
-                a_buf,
-                b_buf,
-                target,
-                batch[-1],
-                m,
-                n,
-                k,
-                (sa[-1], *a_str[-2:]),
-                (sb[-1], *b_str[-2:]),
-                (sc[-1], *c_str[-2:]),
-                off[0],
-                off[1],
-                off[2],
-                dtype=d,
-            )
-        )
-    return stmts
+    return [
+        gemm([sum(i * s for i, s in zip(lead, st[:-1], strict=True)) for st in (sa, sb, sc)])
+        for lead in itertools.product(*(range(x) for x in batch[:-1]))
+    ]
 
 
 # ---- convolution ----------------------------------------------------------------------------

@@ -101,8 +101,10 @@ def test_dim_refuses_sizes_that_can_be_negative():
 
 def test_hint_and_the_bound_batch_size():
     assert hint(3 * N + 1) == 3 * 64 + 1 and hint(7) == 7
-    with batch_hint(10):
-        assert hint(N) == 10
+    with batch_hint(300):
+        assert hint(N) == 300
+    with batch_hint(1):  # (at least 64: see DEFAULT_HINT)
+        assert hint(N) == 64
     with pytest.raises(ExecutionError, match="no batch size is bound"):
         bound_batch_size()
     with bound_batch(9):
