@@ -471,3 +471,31 @@ def expressions(body: list[Stmt]) -> Iterator[Expr]:
     from .kernel_visit import expressions as visit_expressions
 
     return visit_expressions(body)
+
+
+def as_size(e: Expr | int) -> int | Dim | None:
+    """A loop extent as a size: an int, a Dim for ``scale*n + offset`` of the batch size
+    (what ``const_index`` builds from a Dim), None for any other computed extent."""
+    if isinstance(e, int):
+        return e
+    values = [_affine_value(e, n) for n in (0, 1, 2)]
+    if None in values or values[2] - values[1] != values[1] - values[0]:
+        return None
+    scale, offset = values[1] - values[0], values[0]
+    if scale == 0:
+        return offset
+    return Dim(scale, offset) if scale > 0 and scale + offset >= 0 else None
+
+
+def _affine_value(e: Expr, n: int) -> int | None:
+    """``e`` at batch size ``n`` when it is +, -, * of constants and the batch size."""
+    if isinstance(e, Const) and e.dtype == INDEX:
+        return int(e.value)
+    if isinstance(e, Var):
+        return n if e.name == BATCH_SIZE.name else None
+    if isinstance(e, Binary) and e.op in ("add", "sub", "mul") and e.dtype == INDEX:
+        a, b = _affine_value(e.a, n), _affine_value(e.b, n)
+        if a is None or b is None:
+            return None
+        return a + b if e.op == "add" else a - b if e.op == "sub" else a * b
+    return None

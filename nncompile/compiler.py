@@ -137,11 +137,6 @@ class CompiledFunction:
     ):
         target = get_backend(backend)
         self.dynamic_batch = check_spec(dynamic_batch)
-        if self.dynamic_batch is not None and backend == "cuda":
-            raise NotImplementedError(
-                "dynamic_batch is not implemented for the CUDA backend yet (its kernels and "
-                "grid sizes are specialized to one batch size); compile without it there"
-            )
         if threads is not None:
             check_threads(threads)
         self.fn = fn

@@ -25,22 +25,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...ir.kernel import Assign, Binary, Const, Expr, Gemm, Let, Load, Local, Loop, Stmt, Store, Var
+from ...ir.kernel import (
+    Assign,
+    Binary,
+    Const,
+    Expr,
+    Gemm,
+    Let,
+    Load,
+    Local,
+    Loop,
+    Stmt,
+    Store,
+    Var,
+    as_size,
+)
 from ...ir.kernel import children as expr_children
 from ...ir.kernel_visit import own_expressions, walk
+from ...ir.symbolic import Dim, can_exceed, hint
 
 
 @dataclass(frozen=True)
 class Collapsed:
-    loops: list[tuple[str, int]]  # (variable, extent), outermost first
+    loops: list[tuple[str, int | Dim]]  # (variable, extent), outermost first
     body: list[Stmt]
 
     @property
-    def total(self) -> int:
-        n = 1
-        for _, extent in self.loops:
-            n *= extent
-        return n
+    def total(self) -> int | Dim:
+        return math.prod(extent for _, extent in self.loops)
 
 
 def collapse(loop: Loop, physical: dict[str, str] | None = None) -> Collapsed:
@@ -48,11 +60,15 @@ def collapse(loop: Loop, physical: dict[str, str] | None = None) -> Collapsed:
     flat loop; just ``loop`` when nothing below it qualifies. ``physical``: buffer ->
     the buffer whose memory it uses (Program.physical)."""
     memory = physical or {}
-    loops = [(loop.var, loop.extent)]
+    # Only the outermost extent may be the symbolic batch size: its variable then has the
+    # largest stride of every store, and the proof below, made at the hinted size, holds
+    # for every size (what it checks of the inner loops does not depend on that extent).
+    first = as_size(loop.extent)
+    loops = [(loop.var, first)]
     body = loop.body
     best = Collapsed(list(loops), body)
     while (
-        loop.extent > 0
+        can_exceed(first, 0)
         and len(body) == 1
         and isinstance(body[0], Loop)
         and isinstance(body[0].extent, int)
@@ -61,7 +77,8 @@ def collapse(loop: Loop, physical: dict[str, str] | None = None) -> Collapsed:
         inner = body[0]
         loops.append((inner.var, inner.extent))
         body = inner.body
-        if _independent([v for v, _ in loops], body, dict(loops), memory):
+        hinted = {v: hint(e) for v, e in loops}
+        if _independent([v for v, _ in loops], body, hinted, memory):
             best = Collapsed(list(loops), body)
     return best
 

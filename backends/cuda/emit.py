@@ -34,6 +34,7 @@ from ...ir.kernel import (
     postorder,
 )
 from ...ir.ops.unary import LIBM
+from ...ir.symbolic import SYMBOL, Dim, evaluate
 
 BLOCK = 256  # threads per block of a grid-stride launch
 MAX_BLOCKS = 65535  # the grid-stride loop covers the rest
@@ -52,22 +53,61 @@ def mem_type(d: dt.DType) -> str:
 
 
 @dataclass(frozen=True)
+class Blocks:
+    """A grid dimension that depends on the batch size: ``ceil(size / per)`` blocks, at
+    least 1 and at most ``most`` (when given), counted for each call's n."""
+
+    size: Dim
+    per: int = BLOCK
+    most: int | None = MAX_BLOCKS
+
+    def count(self, n: int) -> int:
+        blocks = max(1, -(-evaluate(self.size, n) // self.per))
+        return blocks if self.most is None else min(blocks, self.most)
+
+    def __str__(self) -> str:
+        most = f", at most {self.most}" if self.most is not None else ""
+        return f"ceil(({self.size})/{self.per}){most}"
+
+    __repr__ = __str__
+
+
+GridSize = int | Blocks
+
+
+@dataclass(frozen=True)
 class Launch:
-    """One kernel launch: ``function`` with ``grid`` x ``block`` threads (3-D for GEMMs)."""
+    """One kernel launch: ``function`` with ``grid`` x ``block`` threads (3-D for GEMMs).
+    In a dynamic-batch program every function also takes the batch size ``n`` (after its
+    buffers) and a grid dimension may be counted per call (``Blocks``)."""
 
     function: str
     kind: str  # "grid-stride", "single", "block" or "gemm"
-    grid: tuple[int, int, int]
+    grid: tuple[GridSize, GridSize, GridSize]
     block: tuple[int, int, int]
     params: tuple[str, ...]  # buffer names, in argument order
     arg_types: tuple[str, ...] = ()  # their C element types (the arguments are pointers)
-    workspace: int = 0  # bytes of scratch it needs as WORKSPACE (split-K partial tiles)
+    workspace: int | Dim = 0  # bytes of scratch it needs as WORKSPACE (split-K partial tiles)
+    batch_size: bool = False  # takes n as its last argument
+
+    def grid_at(self, n: int) -> tuple[int, int, int]:
+        return tuple(g.count(n) if isinstance(g, Blocks) else g for g in self.grid)
 
 
-def grid_stride_blocks(extent: int) -> int:
+def grid_stride_blocks(extent: int | Dim) -> GridSize:
     """Blocks for ``extent`` iterations of a grid-stride loop: enough for one iteration per
-    thread (rounded up), at least 1, at most MAX_BLOCKS."""
+    thread (rounded up), at least 1, at most MAX_BLOCKS (counted per call when the extent
+    depends on the batch size)."""
+    if type(extent) is Dim:
+        return Blocks(extent)
     return max(1, min(MAX_BLOCKS, -(-extent // BLOCK)))
+
+
+def size_text(size: int | Dim) -> str:
+    """A size as a C int64 expression (``n`` is the kernel's batch-size argument)."""
+    if type(size) is Dim:
+        return f"({size.scale}LL * {SYMBOL} + {size.offset}LL)"
+    return f"{size}LL"
 
 
 @dataclass

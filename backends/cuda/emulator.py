@@ -45,7 +45,10 @@ def emulator_source(source: str, launches: Sequence[Launch]) -> str:
     kernelParams array (pointers to each argument's device pointer) and runs the launch."""
     entries = []
     for x in dict((x.function, x) for x in launches).values():
-        args = ", ".join(f"*({t}**)p[{i}]" for i, t in enumerate(x.arg_types))
+        args = [f"*({t}**)p[{i}]" for i, t in enumerate(x.arg_types)]
+        if x.batch_size:  # a dynamic-batch program's n, after the buffers
+            args.append(f"*(int64_t*)p[{len(x.arg_types)}]")
+        args = ", ".join(args)
         barriers = "false" if x.kind in BARRIER_FREE else "true"
         entries.append(
             f'extern "C" int nc_launch_{x.function}(const unsigned* grid, const unsigned* block,'

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
+from ...ir.symbolic import batch_of, concrete, evaluate
 from ...lowering.program import Program
 from .driver import driver, pointer_args
 from .emit import WORKSPACE, Launch
@@ -109,22 +110,45 @@ class CUDAExecutable:
         self._arguments_key: tuple | None = None
         self._arguments_cache: list[tuple] = []
         self.memory: dict[str, _DeviceMemory] = {}
+        # A dynamic-batch program's memory holds the largest batch size n seen so far.
+        self.dynamic, self.n, self.capacity = program.dynamic, 1, 1
+        self._allocate(1)
         for name, buf in program.buffers.items():
-            if buf.kind in ("input", "output", "constant", "status"):
+            if buf.kind in ("constant", "status"):
                 self.memory[name] = _DeviceMemory(buf.nbytes)
-        self.arena = _DeviceMemory(max(program.arena_bytes, 64))
-        # split-K GEMMs' partial tiles; launches run in order, so they share one
-        self.workspace = _DeviceMemory(max([64] + [x.workspace for x in launches]))
         for name, array in program.constants.items():
             cu.to_device(self.memory[name].pointer, np.ascontiguousarray(array))
         graph = program.graph
         self._want = [(v.shape, v.dtype.np) for v in graph.inputs]
         self._donated_from = {o: i for o, i in program.donations.items()}
+
+    def _allocate(self, n: int) -> None:
+        """Inputs, outputs, the arena and the split-K workspace for batch size ``n``
+        (their sizes depend on it in a dynamic-batch program; otherwise it is 1)."""
+        for name, buf in self.program.buffers.items():
+            if buf.kind in ("input", "output"):
+                self.memory[name] = _DeviceMemory(evaluate(buf.nbytes, n))
+        self.arena = _DeviceMemory(max(evaluate(self.program.arena_bytes, n), 64))
+        # split-K GEMMs' partial tiles; launches run in order, so they share one
+        self.workspace = _DeviceMemory(
+            max([64] + [evaluate(x.workspace, n) for x in self.launches])
+        )
+        self.capacity = n
+        self._arguments_key = None
         self._output_pointers = {
-            self.memory[n].pointer
-            for o, n in enumerate(program.outputs)
-            if o not in program.donations
+            self.memory[name].pointer
+            for o, name in enumerate(self.program.outputs)
+            if o not in self.program.donations
         }
+
+    def _bind_batch(self, arrays: Sequence[object]) -> None:
+        """A dynamic-batch program: this call's n (memory grown to it when it is new)."""
+        shapes = [v.shape for v in self.program.graph.inputs]
+        n = batch_of(shapes, [np.shape(a) for a in arrays])
+        if n > self.capacity:
+            self._allocate(n)
+        self.n = n
+        self._want = [(concrete(v.shape, n), v.dtype.np) for v in self.program.graph.inputs]
 
     # ---- arguments ---------------------------------------------------------------------
     def _input(self, i: int, value: object) -> tuple[int, np.ndarray | None]:
@@ -170,7 +194,7 @@ class CUDAExecutable:
         if buf.kind == "output":
             return outputs[buf.position]
         if buf.kind == "arena":
-            return self.arena.pointer + buf.offset
+            return self.arena.pointer + evaluate(buf.offset, self.n)
         return self.memory[name].pointer  # constant or status
 
     # ---- a call ------------------------------------------------------------------------
@@ -230,6 +254,8 @@ class CUDAExecutable:
         if len(arrays) != len(self._want):
             raise ExecutionError(f"expected {len(self._want)} inputs, got {len(arrays)}")
         cu.make_current()
+        if self.dynamic:
+            self._bind_batch(arrays)
         bound = [self._input(i, a) for i, a in enumerate(arrays)]
         inputs = [p for p, _ in bound]
         outputs = [
@@ -243,19 +269,18 @@ class CUDAExecutable:
         def launch_all(which) -> None:
             for i in which:
                 launch = self.launches[i]
-                cu.launch(
-                    self._functions[i], launch.grid, launch.block, arguments[i][1], launch.function
-                )
+                grid = launch.grid_at(self.n)
+                cu.launch(self._functions[i], grid, launch.block, arguments[i][1], launch.function)
 
         def read(name: str) -> np.ndarray:
             buf = program.buffers[name]
-            host = np.empty(buf.size, buf.dtype.np)
+            host = np.empty(evaluate(buf.size, self.n), buf.dtype.np)
             cu.to_host(host, self._pointer(name, inputs, outputs))
             return host
 
         run(launch_all, read)
         for o, src in program.output_copies:
-            nbytes = program.buffers[program.outputs[o]].nbytes
+            nbytes = evaluate(program.buffers[program.outputs[o]].nbytes, self.n)
             cu.copy(outputs[o], self._pointer(src, inputs, outputs), nbytes)
         cu.synchronize()
         code = np.zeros(1, np.int64)
@@ -269,10 +294,13 @@ class CUDAExecutable:
         """Each launch's kernelParams for these buffers, built once and reused while the
         buffers stay where they are (a training loop's steps): the calls then cost the
         launches, not the Python that builds their arguments."""
-        key = (*inputs, *outputs)
+        key = (*inputs, *outputs, self.n)
         if key != self._arguments_key:
             self._arguments_cache = [
-                pointer_args([self._pointer(p, inputs, outputs) for p in launch.params])
+                pointer_args(
+                    [self._pointer(p, inputs, outputs) for p in launch.params]
+                    + [self.n] * launch.batch_size  # (an int64 value, in a 64-bit slot)
+                )
                 for launch in self.launches
             ]
             self._arguments_key = key
@@ -280,7 +308,7 @@ class CUDAExecutable:
 
     def _result(self, o: int, pointer: int, bound: list, given: Sequence[object]) -> Any:
         value = self.program.graph.outputs[o]
-        shape, dtype = value.shape, value.dtype.np
+        shape, dtype = concrete(value.shape, self.n), value.dtype.np
         donor = self._donated_from.get(o)
         if self.device_outputs:
             if donor is not None and isinstance(given[donor], DeviceArray):

@@ -162,6 +162,22 @@ __device__ __forceinline__ void nc_gemm(LA load_a, LB load_b, T* C, T* W, int64_
   }
 }
 
+// A loop of GEMMs as one launch: grid.z runs over (outer, batch); each operand moves by
+// its outer and batch strides (a matmul batched over two dims that do not merge).
+template <typename T, typename LA, typename LB>
+__device__ __forceinline__ void nc_gemm_outer(LA load_a, LB load_b, T* C, int64_t m, int64_t n,
+                                              int64_t k, int64_t batches, int64_t a_0,
+                                              int64_t a_o, int64_t a_b, int64_t a_r,
+                                              int64_t a_c, int64_t b_0, int64_t b_o,
+                                              int64_t b_b, int64_t b_r, int64_t b_c,
+                                              int64_t c_o, int64_t c_b, int64_t c_r,
+                                              int64_t c_c, bool accumulate) {
+  const int64_t outer = blockIdx.z / batches, batch = blockIdx.z % batches;
+  nc_gemm_block<T>(load_a, load_b, C + outer * c_o + batch * c_b, m, n, 0, k,
+                   a_0 + outer * a_o + batch * a_b, a_r, a_c, b_0 + outer * b_o + batch * b_b,
+                   b_r, b_c, c_r, c_c, accumulate);
+}
+
 template <typename T>
 __device__ __forceinline__ void nc_gemm_sum(const T* W, T* C, int64_t batches, int64_t m,
                                             int64_t n, int64_t splits, int64_t c_b, int64_t c_r,

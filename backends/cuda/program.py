@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from ...ir.kernel import (
+    BATCH_SIZE,
     Assign,
     Gemm,
     If,
@@ -15,20 +17,24 @@ from ...ir.kernel import (
     Stmt,
     Store,
     Var,
+    as_size,
 )
 from ...ir.kernel_visit import own_expressions, postorder, walk
+from ...ir.symbolic import Dim, hint
 from ...lowering.program import Program, physical_params
-from .collapse import Collapsed, collapse
+from .collapse import Collapsed, affine, collapse
 from .emit import (
     BLOCK,
     MAX_BLOCKS,
     WORKSPACE,
+    Blocks,
     CudaSource,
     ExprPrinter,
     Launch,
     grid_stride_blocks,
     mem_type,
     reg_type,
+    size_text,
 )
 from .gemm import GEMM_TILE, gemm_splits, implicit_operands
 from .prelude import PRELUDE
@@ -37,13 +43,23 @@ from .vectorize import LANES, VectorBody, vectorize
 
 
 class KernelWriter:
-    def __init__(self, kernel: Kernel, physical: dict[str, str], combiners: dict[str, str]):
+    def __init__(
+        self,
+        kernel: Kernel,
+        physical: dict[str, str],
+        combiners: dict[str, str],
+        dynamic: bool = False,
+    ):
         self.kernel = kernel
         self.physical = physical
         self.params = physical_params(kernel, physical)
         self.printer = ExprPrinter(_shared_expressions(kernel.body), set(self._locals(kernel.body)))
         self.lines: list[str] = []
         self.combiners = combiners  # shared by the translation unit: name -> definition
+        # a dynamic-batch program: every function takes the batch size n after its buffers
+        self.dynamic = dynamic
+        if dynamic:
+            self.printer.loop_vars.add(BATCH_SIZE.name)  # (a bounded index: plain C math)
 
     def name(self, buffer: str) -> str:
         return self.physical.get(buffer, buffer)
@@ -98,12 +114,12 @@ class KernelWriter:
                 self.block(s.otherwise, depth + 1)
             self.close(pad + "}")
         elif isinstance(s, Loop):
-            extent = s.extent if isinstance(s.extent, int) else None
+            extent = as_size(s.extent)
             if extent is None:
                 raise NotImplementedError("CUDA backend: loops with a computed extent")
             v = s.var
             self.printer.loop_vars.add(v)
-            self.open(f"{pad}for (int64_t {v} = 0; {v} < {extent}LL; ++{v}) {{")
+            self.open(f"{pad}for (int64_t {v} = 0; {v} < {size_text(extent)}; ++{v}) {{")
             self.block(s.body, depth + 1)
             self.close(pad + "}")
         elif isinstance(s, Gemm):
@@ -115,7 +131,10 @@ class KernelWriter:
 
     def signature(self, function: str, extra: str = "") -> str:
         args = [f"{mem_type(p.dtype)}* __restrict__ {p.name}" for p in self.params]
-        return f'extern "C" __global__ void {function}({", ".join(args + [extra][: bool(extra)])})'
+        args += [extra][: bool(extra)]
+        if self.dynamic:
+            args.append(f"const int64_t {BATCH_SIZE.name}")
+        return f'extern "C" __global__ void {function}({", ".join(args)})'
 
     def launches(self) -> list[Launch]:
         scalars: list[Stmt] = []  # pure top-level statements, recomputed by every launch
@@ -139,37 +158,51 @@ class KernelWriter:
             if isinstance(s, Gemm):
                 out += self.gemm(function, s, scalars, names, types)
                 continue
+            outer = _gemm_over_a_loop(s)
+            if outer is not None:
+                out.append(self.outer_gemm(function, s, outer, names, types))
+                continue
             independent = isinstance(s, Loop) and (s.parallel or s.independent)
-            nest = collapse(s, self.physical) if independent and isinstance(s.extent, int) else None
+            sized = isinstance(s, Loop) and as_size(s.extent) is not None
+            nest = collapse(s, self.physical) if independent and sized else None
             if self._blockwise(scalars, s, nest):
                 out.append(self.block_launch(function, scalars, s, nest, names, types))
                 continue
             self.function(function)
             self.block(scalars, 1)
-            vector = vectorize(nest, self.physical) if nest is not None else None
+            # (four lanes along a fixed innermost extent; the batch, if any, is outermost)
+            fixed = nest is not None and isinstance(nest.loops[-1][1], int)
+            vector = vectorize(nest, self.physical) if fixed else None
             if vector is not None:
                 self.vector_loop(s.var, nest, vector)
                 grid = (grid_stride_blocks(nest.total // LANES), 1, 1)
-                out.append(Launch(function, "grid-stride", grid, (BLOCK, 1, 1), names, types))
+                out.append(self.launch(function, "grid-stride", grid, names, types))
             elif nest is not None:
                 flat = s.var if len(nest.loops) == 1 else f"f_{s.var}"
                 self.printer.loop_vars.add(flat)
                 self.open(
                     f"  for (int64_t {flat} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
-                    f" {flat} < {nest.total}LL; {flat} += (int64_t)gridDim.x * blockDim.x) {{"
+                    f" {flat} < {size_text(nest.total)};"
+                    f" {flat} += (int64_t)gridDim.x * blockDim.x) {{"
                 )
                 if len(nest.loops) > 1:
                     self.unflatten(flat, nest.loops, 2)
                 self.block(nest.body, 2)
                 self.close("  }")
                 grid = (grid_stride_blocks(nest.total), 1, 1)
-                out.append(Launch(function, "grid-stride", grid, (BLOCK, 1, 1), names, types))
+                out.append(self.launch(function, "grid-stride", grid, names, types))
             else:
                 self.stmt(s, 1)
-                out.append(Launch(function, "single", (1, 1, 1), (1, 1, 1), names, types))
+                out.append(
+                    Launch(function, "single", (1, 1, 1), (1, 1, 1), names, types, 0, self.dynamic)
+                )
             self.lines.append("}")
             self.lines.append("")
         return out
+
+    def launch(self, function, kind, grid, names, types, workspace=0) -> Launch:
+        """A launch of BLOCK-thread blocks (and of the batch size, in a dynamic program)."""
+        return Launch(function, kind, grid, (BLOCK, 1, 1), names, types, workspace, self.dynamic)
 
     # ---- block launches: reductions split across a thread block ------------------------
 
@@ -227,7 +260,8 @@ class KernelWriter:
         self.printer.loop_vars.update((quad, flat))
         self.open(
             f"  for (int64_t {quad} = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;"
-            f" {quad} < {nest.total // LANES}LL; {quad} += (int64_t)gridDim.x * blockDim.x) {{"
+            f" {quad} < {size_text(nest.total // LANES)};"
+            f" {quad} += (int64_t)gridDim.x * blockDim.x) {{"
         )
         self.lines.append(f"    const int64_t {flat} = {quad} * {LANES}LL;")
         self.unflatten(flat, nest.loops, 2)
@@ -254,28 +288,23 @@ class KernelWriter:
             )
         self.close("  }")
 
-    def unflatten(self, flat: str, loops: list[tuple[str, int]], depth: int) -> None:
+    def unflatten(self, flat: str, loops: list[tuple[str, int | Dim]], depth: int) -> None:
         """Each loop variable of a collapsed nest from the flat index (row-major)."""
-        stride = 1
-        for _, extent in loops:
-            stride *= extent
         for i, (var, extent) in enumerate(loops):
-            stride //= extent
+            stride = math.prod(e for _, e in loops[i + 1 :])  # (a size: n may be in it)
             self.printer.loop_vars.add(var)
-            value = f"{flat} / {stride}LL" if stride > 1 else flat
+            value = f"{flat} / {size_text(stride)}" if stride != 1 else flat
             if i > 0:
-                value = f"({value}) % {extent}LL"
+                value = f"({value}) % {size_text(extent)}"
             self.lines.append(f"{'  ' * depth}const int64_t {var} = {value};")
 
     def block_nest(self, nest, depth: int) -> None:
         pad = "  " * depth
-        total = 1
-        for _, extent in nest.loops:
-            total *= extent
+        total = size_text(math.prod(extent for _, extent in nest.loops))
         flat = f"f_{nest.loops[-1][0]}"
         self.printer.loop_vars.add(flat)
         self.open(
-            f"{pad}for (int64_t {flat} = threadIdx.x; {flat} < {total}LL; {flat} += blockDim.x) {{"
+            f"{pad}for (int64_t {flat} = threadIdx.x; {flat} < {total}; {flat} += blockDim.x) {{"
         )
         self.unflatten(flat, nest.loops, depth + 1)
         self.block(nest.body, depth + 1)
@@ -301,19 +330,21 @@ class KernelWriter:
             self.printer.loop_vars.add(v)
             self.block_body(scalars, 1)
             self.open(
-                f"  for (int64_t {v} = blockIdx.x; {v} < {rows.total}LL; {v} += gridDim.x) {{"
+                f"  for (int64_t {v} = blockIdx.x; {v} < {size_text(rows.total)};"
+                f" {v} += gridDim.x) {{"
             )
             if len(rows.loops) > 1:
                 self.unflatten(v, rows.loops, 2)
             self.block_body(rows.body, 2)
             self.lines.append("    __syncthreads();  // the next row reuses the block's memory")
             self.close("  }")
-            grid = (min(rows.total, MAX_BLOCKS), 1, 1)
+            total = rows.total
+            grid = (Blocks(total, 1) if type(total) is Dim else min(total, MAX_BLOCKS), 1, 1)
         else:
             self.block_body(scalars + [s], 1)
             grid = (1, 1, 1)
         self.lines += ["}", ""]
-        return Launch(function, "block", grid, (BLOCK, 1, 1), names, types)
+        return self.launch(function, "block", grid, names, types)
 
     def gemm(
         self,
@@ -331,8 +362,15 @@ class KernelWriter:
             return []  # an empty product writes nothing
         t = reg_type(g.dtype)
         c = self.name(g.c)
-        cols, rows = -(-g.n // GEMM_TILE), -(-g.m // GEMM_TILE)
-        splits, chunk = gemm_splits(cols * rows * g.batch, g.k)
+        cols, rows = _tiles(g.n), _tiles(g.m)
+        tiles = -(-hint(g.n) // GEMM_TILE) * -(-hint(g.m) // GEMM_TILE) * hint(g.batch)
+        splits, chunk = gemm_splits(tiles, hint(g.k))
+        if type(g.batch) is Dim:  # grid.z runs over the batch: no room to split K too
+            splits, chunk = 1, g.k
+        if type(g.k) is Dim and splits > 1:  # whole tile steps of ceil(k / splits), per call
+            chunk = f"((({size_text(g.k)} + {splits - 1}LL) / {splits}LL + 15LL) / 16LL * 16LL)"
+        else:
+            chunk = size_text(chunk if splits > 1 else g.k)
         names, types = names + (WORKSPACE,), types + (t,)
         (ab, ar, ac), (bb, br, bc), (cb, cr, cc) = g.a_strides, g.b_strides, g.c_strides
         accumulate = "true" if g.accumulate else "false"
@@ -341,38 +379,67 @@ class KernelWriter:
             self.block(scalars, 1)  # an implicit operand's value may use them
         self.loader("nc_load_a", g.a, t)
         self.loader("nc_load_b", g.b, t)
+        m, n, k = size_text(g.m), size_text(g.n), size_text(g.k)
+        ab, ar, ac, bb, br, bc, cb, cr, cc = map(size_text, (ab, ar, ac, bb, br, bc, cb, cr, cc))
         self.lines += [
             f"  nc_gemm<{t}>(nc_load_a, nc_load_b, {c} + {g.c_offset}LL, {WORKSPACE},"
-            f" {g.m}LL, {g.n}LL, {g.k}LL, {splits}LL, {chunk}LL, {g.a_offset}LL, {ab}LL,"
-            f" {ar}LL, {ac}LL, {g.b_offset}LL, {bb}LL, {br}LL, {bc}LL, {cb}LL, {cr}LL, {cc}LL,"
+            f" {m}, {n}, {k}, {splits}LL, {chunk}, {g.a_offset}LL, {ab},"
+            f" {ar}, {ac}, {g.b_offset}LL, {bb}, {br}, {bc}, {cb}, {cr}, {cc},"
             f" {accumulate});",
             "}",
             "",
         ]
-        grid = (cols, rows, g.batch * splits)
+        grid = (cols, rows, _tiles(g.batch, 1) if type(g.batch) is Dim else g.batch * splits)
         if splits == 1:
-            return [Launch(function, "gemm", grid, (BLOCK, 1, 1), names, types)]
+            return [self.launch(function, "gemm", grid, names, types)]
         workspace = g.batch * splits * g.m * g.n * g.dtype.itemsize
         total = g.batch * g.m * g.n
         self.lines += [
             self.signature(function + "_sum", f"{t}* __restrict__ {WORKSPACE}") + " {",
-            f"  nc_gemm_sum<{t}>({WORKSPACE}, {c} + {g.c_offset}LL, {g.batch}LL, {g.m}LL,"
-            f" {g.n}LL, {splits}LL, {cb}LL, {cr}LL, {cc}LL, {accumulate});",
+            f"  nc_gemm_sum<{t}>({WORKSPACE}, {c} + {g.c_offset}LL, {size_text(g.batch)}, {m},"
+            f" {n}, {splits}LL, {cb}, {cr}, {cc}, {accumulate});",
             "}",
             "",
         ]
         return [
-            Launch(function, "gemm", grid, (BLOCK, 1, 1), names, types, workspace),
-            Launch(
+            self.launch(function, "gemm", grid, names, types, workspace),
+            self.launch(
                 function + "_sum",
                 "grid-stride",
                 (grid_stride_blocks(total), 1, 1),
-                (BLOCK, 1, 1),
                 names,
                 types,
                 workspace,
             ),
         ]
+
+    def outer_gemm(self, function, loop: Loop, offsets, names, types) -> Launch:
+        """A loop around one GEMM whose operands move with the loop variable (a matmul
+        batched over (n, heads) with strides that do not merge into one batch): one
+        launch whose grid.z runs over (loop, GEMM batch), K unsplit."""
+        g = loop.body[0]
+        extent = as_size(loop.extent)
+        t = reg_type(g.dtype)
+        self.function(function, f"{t}* __restrict__ {WORKSPACE}")
+        self.loader("nc_load_a", g.a, t)
+        self.loader("nc_load_b", g.b, t)
+        (a0, ao), (b0, bo), (c0, co) = offsets
+        (ab, ar, ac), (bb, br, bc), (cb, cr, cc) = g.a_strides, g.b_strides, g.c_strides
+        sizes = (g.m, g.n, g.k, g.batch, a0, ao, ab, ar, ac, b0, bo, bb, br, bc, co, cb, cr, cc)
+        m, n, k, batch, a0, ao, ab, ar, ac, b0, bo, bb, br, bc, co, cb, cr, cc = map(
+            size_text, sizes
+        )
+        accumulate = "true" if g.accumulate else "false"
+        self.lines += [
+            f"  nc_gemm_outer<{t}>(nc_load_a, nc_load_b, {self.name(g.c)} + {c0}, {m}, {n},"
+            f" {k}, {batch}, {a0}, {ao}, {ab}, {ar}, {ac}, {b0}, {bo}, {bb}, {br}, {bc}, {co},"
+            f" {cb}, {cr}, {cc}, {accumulate});",
+            "}",
+            "",
+        ]
+        z = extent * g.batch
+        grid = (_tiles(g.n), _tiles(g.m), _tiles(z, 1) if type(z) is Dim else z)
+        return self.launch(function, "gemm", grid, names + (WORKSPACE,), types + (t,))
 
     def loader(self, name: str, buffer: str, t: str) -> None:
         """A GEMM operand's element at an offset: read from its buffer, or, for an
@@ -388,6 +455,33 @@ class KernelWriter:
         self.unflatten("at", nest.loops, 2)
         self.emit(2, [store.value], lambda v: f"return {v};")
         self.close("  };")
+
+
+def _gemm_over_a_loop(s: Stmt) -> tuple | None:
+    """For a loop whose body is one GEMM with operand offsets ``base + var * step`` (sizes,
+    constant or the batch size's), ((base, step) of A, B, C); None for anything else."""
+    if not (isinstance(s, Loop) and len(s.body) == 1 and isinstance(s.body[0], Gemm)):
+        return None
+    g = s.body[0]
+    if as_size(s.extent) is None or g.implicit or g.a == g.c or g.b == g.c:
+        return None
+    out = []
+    for offset in (g.a_offset, g.b_offset, g.c_offset):
+        if isinstance(offset, int):
+            out.append((offset, 0))
+            continue
+        terms = affine(offset)
+        if terms is None or set(terms) - {"", s.var}:
+            return None
+        out.append((terms.get("", 0), terms.get(s.var, 0)))
+    return tuple(out)
+
+
+def _tiles(size: int | Dim, tile: int = GEMM_TILE) -> int | Blocks:
+    """GEMM tiles along one side of C (counted per call when the side is symbolic)."""
+    if type(size) is Dim:
+        return Blocks(size, tile, None)
+    return -(-size // tile)
 
 
 def _shared_expressions(stmts: list[Stmt]) -> set[int]:
@@ -462,7 +556,7 @@ def emit_cuda(program: Program) -> CudaSource:
     combiners: dict[str, str] = {}
     launches: list[Launch] = []
     for kernel in program.kernels:
-        writer = KernelWriter(kernel, program.physical, combiners)
+        writer = KernelWriter(kernel, program.physical, combiners, program.dynamic)
         kernel_launches = writer.launches()
         comment = kernel.comment.replace("*/", "* /")
         parts.append(f"// {kernel.name}: {comment}\n" + "\n".join(writer.lines))

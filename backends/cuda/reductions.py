@@ -14,7 +14,20 @@ import math
 from dataclasses import dataclass
 
 from ...ir import dtypes as dt
-from ...ir.kernel import Assign, Binary, Const, Expr, Let, Local, Loop, Stmt, Var, postorder
+from ...ir.kernel import (
+    Assign,
+    Binary,
+    Const,
+    Expr,
+    Let,
+    Local,
+    Loop,
+    Stmt,
+    Var,
+    as_size,
+    postorder,
+)
+from ...ir.symbolic import Dim, can_exceed
 from .emit import binary, reg_type
 
 OPS = ("add", "max", "min")
@@ -22,7 +35,7 @@ OPS = ("add", "max", "min")
 
 @dataclass(frozen=True)
 class Nest:
-    loops: list[tuple[str, int]]  # (variable, extent), outermost first
+    loops: list[tuple[str, int | Dim]]  # (variable, extent), outermost first
     body: list[Stmt]  # lets and accumulations, innermost
     accumulators: dict[str, tuple[str, dt.DType]]  # accumulator -> (op, dtype)
 
@@ -44,10 +57,16 @@ def _reads(e: Expr, names: set[str]) -> bool:
     return any(isinstance(x, Var) and x.name in names for x in postorder([e]))
 
 
+def _counted(loop: Loop) -> bool:
+    """A loop of a known, non-empty extent (a fixed one, or the batch size n)."""
+    size = as_size(loop.extent)
+    return size is not None and can_exceed(size, 0)
+
+
 def reduction_nest(s: Stmt, locals_: dict[str, Local]) -> Nest | None:
-    loops: list[tuple[str, int]] = []
-    while isinstance(s, Loop) and isinstance(s.extent, int) and s.extent > 0:
-        loops.append((s.var, s.extent))
+    loops: list[tuple[str, int | Dim]] = []
+    while isinstance(s, Loop) and _counted(s):
+        loops.append((s.var, as_size(s.extent)))
         if len(s.body) == 1 and isinstance(s.body[0], Loop):
             s = s.body[0]
             continue

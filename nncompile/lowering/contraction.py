@@ -76,6 +76,19 @@ def linear_offset(index: list[Expr], strides) -> Expr:
     return total
 
 
+def merge_batch_dims(batch: list, strides: list[list]) -> tuple[tuple, list[list]]:
+    """Adjacent batch dims that every operand steps through as one (stride of the outer =
+    extent of the inner x its stride; broadcast ones too) become one dim: attention's
+    (n, heads) is one GEMM batch of n*heads, not a loop of GEMMs."""
+    dims, strides = list(batch), [list(s) for s in strides]
+    for i in reversed(range(len(dims) - 1)):
+        if all(st[i] == dims[i + 1] * st[i + 1] for st in strides):
+            dims[i : i + 2] = [dims[i] * dims[i + 1]]
+            for st in strides:
+                st[i : i + 2] = [st[i + 1]]
+    return tuple(dims), strides
+
+
 def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
     (a_buf, a_shape, a_str), (b_buf, b_shape, b_str) = (_operand(kb, v) for v in node.inputs)
     if len(a_shape) == 1:
@@ -95,6 +108,7 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
         return out
 
     sa, sb, sc = batch_strides(a_shape, a_str), batch_strides(b_shape, b_str), list(c_str[:-2])
+    batch, (sa, sb, sc) = merge_batch_dims(list(batch), [sa, sb, sc])
     d = node.outputs[0].dtype
     if not batch:
         return [

@@ -226,7 +226,7 @@ class BaseModel:
         entry per output) or dicts by output name; the loss minimized is the weighted sum.
         ``distributed=True`` trains data-parallel over the MPI world (nncompile.distributed:
         fit's batch_size is per rank, gradients are averaged across ranks).
-        ``dynamic_batch`` (default: on, except on "cuda") compiles each step once for every
+        ``dynamic_batch`` (default: on) compiles each step once for every
         batch size (nc.compile's dynamic_batch): a ragged last batch, ``evaluate`` and
         ``predict`` on any number of rows reuse it, with no padding."""
         from .fitting import Trainer

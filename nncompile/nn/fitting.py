@@ -114,8 +114,8 @@ class Trainer:
         self.run_eagerly = run_eagerly
         self.threads = threads
         self.check = check
-        # one graph per step for every batch size (the CUDA backend specializes to sizes)
-        self.dynamic_batch = backend != "cuda" if dynamic_batch is None else bool(dynamic_batch)
+        # one graph per step for every batch size
+        self.dynamic_batch = True if dynamic_batch is None else bool(dynamic_batch)
         self.opt_state: dict[str, Any] | None = None
         self.steps_run = 0  # also the dropout key of the next step
         self._functions: dict[str, Callable[..., Any]] = {}

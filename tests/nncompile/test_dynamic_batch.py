@@ -284,11 +284,6 @@ def test_check_mode_compares_every_buffer_at_the_calls_batch_size():
         np.testing.assert_allclose(f(*weights, x, y), nc.grad(mlp_loss)(*weights, x, y), 1e-4)
 
 
-def test_the_cuda_backend_says_it_lacks_dynamic_batch():
-    with pytest.raises(NotImplementedError, match="CUDA"):
-        nc.compile(mlp_loss, backend="cuda", dynamic_batch=True)
-
-
 @pytest.mark.parametrize("name", ["cnn", "lstm"])
 def test_bounds_checked_code_stays_in_bounds_at_every_batch_size(monkeypatch, name):
     """Generated code checking every index (and lowering verifying every kernel) at sizes
