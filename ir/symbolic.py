@@ -232,10 +232,6 @@ def bind(shape: tuple, actual: tuple[int, ...]) -> int | None:
     return n
 
 
-def format_dim(d: Dim | int) -> str:
-    return str(d)
-
-
 def encode(d: Dim | int) -> int | str:
     """JSON form: an int, or the string ``"a*n+b"``."""
     return d if type(d) is not Dim else f"{d.scale}*{SYMBOL}+{d.offset}"

@@ -200,3 +200,15 @@ def test_dump_into_a_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["dump", "mlp", "--batch", "2", "-o", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file" in err and target.read_text() == "x"
+
+
+def test_dump_with_a_dynamic_batch_names_the_batch_size(tmp_path, capsys):
+    out = tmp_path / "dyn"
+    args = ["dump", "mlp", "--batch", "3", "--dynamic-batch", "--stage", "ir", "--stage", "llvm"]
+    assert main([*args, "-o", str(out)]) == 0
+    files = capsys.readouterr().out.split()
+    text = {p.rsplit("/", 1)[1]: open(p).read() for p in files}
+    assert "float32[n,784]" in text["00_input.txt"]
+    assert '%"n" = load i64' in text["llvm.ll"]
+    assert main(["dump", "matmul", "--size", "8", "--dynamic-batch", "-o", str(out)]) == 2
+    assert "no batch axis" in capsys.readouterr().err
