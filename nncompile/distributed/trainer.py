@@ -104,12 +104,17 @@ class DistributedTrainer(Trainer):
             "update": (self._flat_update_fn, (0, 2)),  # params, opt_state in place
         }
 
+    def _batched_arguments(self, kind: str) -> tuple[int, ...] | None:
+        if kind == "grad" and self.dynamic_batch:  # x and y: a short last batch, one graph
+            return (3, 4)
+        return super()._batched_arguments(kind)
+
     def _flat_grad_fn(self, params, frozen, state, x, y, key, weight):
         """(the allreduce vector, the rank's mean loss, its batch outputs)."""
         with batch_moments.collecting() as moments:
             grads, new_state, loss, outputs = self._grad_fn(params, frozen, state, x, y, key)
-        rows = int(pytree.flatten(x, is_array_leaf)[0][0].shape[0])
-        # (per row, the same for every traced batch size)
+        rows = pytree.flatten(x, is_array_leaf)[0][0].shape[0]  # (n with a dynamic batch)
+        # (per row, the same for every batch size)
         self._moments = {o: [u.per_row(rows) for u in us] for o, us in moments.items()}
         layout = self._layout
         assert layout is not None

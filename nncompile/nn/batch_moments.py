@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..ir.symbolic import Dim
+
 
 @dataclass(frozen=True)
 class MomentUpdate:
@@ -31,8 +33,11 @@ class MomentUpdate:
     mean_key: str
     var_key: str
 
-    def per_row(self, rows: int) -> MomentUpdate:
-        """The update with ``count`` per row of the ``rows`` the call was traced with."""
+    def per_row(self, rows: int | Dim) -> MomentUpdate:
+        """The update with ``count`` per row of the ``rows`` the call was traced with (both
+        multiples of the batch size n in a dynamic-batch trace: their ratio is exact)."""
+        if type(rows) is Dim:
+            return replace(self, count=float(self.count // rows))
         return replace(self, count=self.count / rows)
 
 

@@ -98,6 +98,7 @@ def fit_cases(results: dict) -> None:
             results[f"{name}/history/{key}"] = np.array(values)
         for key, value in model.evaluate(x, y, batch_size=50).items():
             results[f"{name}/eval/{key}"] = np.array(value)
+        results[f"{name}/compiles"] = np.array(model.compile_count)
 
 
 def batch_norm_case(results: dict) -> None:

@@ -75,6 +75,8 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(two_ranks, case):
         # the ranks never exchange weights after the first broadcast: they stay equal
         # because every rank applies the same averaged gradients
         assert np.array_equal(got, ranks[1][f"{case}/w{i}"])
+    # one graph each for the gradient (a short last batch too), the update and evaluate
+    assert ranks[0][f"{case}/compiles"] == ranks[1][f"{case}/compiles"] == 3
     for key, values in history.items():  # fit's figures are the global batch's
         np.testing.assert_allclose(ranks[0][f"{case}/history/{key}"], values, rtol=1e-5)
         assert np.array_equal(ranks[0][f"{case}/history/{key}"], ranks[1][f"{case}/history/{key}"])
