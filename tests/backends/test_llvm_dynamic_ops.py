@@ -13,14 +13,27 @@ from nncompile import pytree
 from nncompile.compiler import lower_graph_for
 from nncompile.tracing import is_array_leaf, trace
 
-from . import llvm_cases_contractions, llvm_cases_reductions  # noqa: F401  (register cases)
+# (the cases register when their modules load: all of them, so that this file runs the
+# same cases alone and in the whole suite)
+from . import llvm_cases_contractions, llvm_cases_reductions, test_llvm_ops  # noqa: F401
 from . import llvm_support as S
 from .llvm_cases import CASES
 
-# Cases whose arrays share a leading size by coincidence (a weight or an index array
-# would be batched with the data), or whose function does concrete arithmetic on a size
-# (the reduction case computes its tolerances from x.size): not meaningful batched.
-NOT_BATCHABLE = {"conv2d", "conv-backward", "scatter", "random_uniform", "reduce"}
+# Cases whose arrays share a leading size by coincidence (a weight, an exponent or an
+# index array would be batched with the data), or whose function does what one symbolic
+# size cannot (reshapes the batch to a fixed shape, slices it, computes tolerances from
+# x.size, checks gather indices against it): not meaningful batched.
+NOT_BATCHABLE = {
+    "conv2d",
+    "conv-backward",
+    "scatter",
+    "random_uniform",
+    "reduce",
+    "binary",
+    "where",
+    "movement",
+    "gather",
+}
 
 
 def _batched(args: tuple) -> frozenset[int]:
