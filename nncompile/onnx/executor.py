@@ -13,6 +13,7 @@ import numpy as np
 
 from ..dispatch import name_scope
 from ..errors import ShapeError
+from ..ir.symbolic import evaluate
 from ..tensor import Tensor
 from .dependency import require_onnx
 from .errors import UnsupportedError
@@ -165,7 +166,9 @@ def _physical_memory() -> int:
 
 
 def _nbytes(v: Any) -> int:
-    return math.prod(v.shape) * np.dtype(v.dtype).itemsize
+    """Bytes of ``v``; with a symbolic batch size, at one row (what the file decides: the
+    caller's batch scales inputs and results alike)."""
+    return evaluate(math.prod(v.shape), 1) * np.dtype(v.dtype).itemsize
 
 
 def _check_fits(node: Any, name: str, opset: int, values: list[Any], outs: list[Any]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..ir.symbolic import evaluate
 from .dependency import require_onnx
 from .errors import UnsupportedError
 
@@ -106,6 +107,8 @@ def check_size(
     elif op == "Range" and all(isinstance(v, np.ndarray) for v in values[:3]):
         start, limit_, delta = (float(v.reshape(-1)[0]) for v in values[:3])
         count = max(math.ceil((limit_ - start) / delta), 0) if delta else None
+    if count is not None:  # (a symbolic batch: the file's growth per row)
+        count = evaluate(count, 1)
     if count is not None and count > limit:
         raise ShapeError(
             f"ONNX node {name!r} ({op}) would make an array of {count} elements "
@@ -157,7 +160,8 @@ def _grown(node: Any, values: list[Any], shape: tuple[int, ...]) -> int | None:
             dims[a] = int(n)
     elif scales is not None and len(scales) == len(axes):
         for a, f in zip(axes, scales, strict=True):
-            dims[a] = math.floor(dims[a] * float(f))
+            if float(f) != 1.0:  # (an unscaled axis may be the symbolic batch)
+                dims[a] = math.floor(dims[a] * float(f))
     else:
         return None
     return math.prod(max(d, 0) for d in dims)

@@ -12,7 +12,7 @@ from ..backends.numpy import call_reference
 from ..ir.errors import NCError
 from ..ir.graph import Graph, Node
 from ..ir.kernel import DOT_PRODUCT_MAX_OUTPUTS, DOT_PRODUCT_MIN_K
-from ..ir.symbolic import is_symbolic
+from ..ir.symbolic import Dim, is_symbolic
 from .rewriter import GraphRewriter, constant_value
 
 SMALL_RESULT_BYTES = 4096
@@ -62,6 +62,8 @@ def _weight_read_along_k(node: Node, consumers: dict) -> bool:
             return False
         out = user.outputs[0]
         rows, cols = (out.shape[-2], out.shape[-1]) if len(out.shape) >= 2 else (1, out.shape[-1])
+        if type(rows) is Dim:  # rows of the batch: the packed GEMM, which reads B along n
+            return False
         depth = node.outputs[0].shape[0]  # k: the weight is stored (n, k)
         if rows * cols > DOT_PRODUCT_MAX_OUTPUTS or depth < DOT_PRODUCT_MIN_K:
             return False

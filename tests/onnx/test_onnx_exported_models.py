@@ -118,6 +118,29 @@ def test_outputs_equal_onnx_runtime(exported, name, exporter):
         )
 
 
+# Models whose graphs compute with the batch size itself (Shape -> Gather -> Concat ->
+# Reshape, ConstantOfShape for an initial state): not yet compiled with a symbolic batch.
+SHAPE_ARITHMETIC = {"lstm", "transformer"}
+
+
+@pytest.mark.parametrize("name, exporter", CASES)
+def test_one_compile_serves_every_batch_size(exported, name, exporter):
+    """The files declare a dynamic batch axis: ``dynamic_batch=True`` compiles once for
+    batches of 1, 3 and 32, each equal to ONNX Runtime."""
+    e = exported(name, exporter)
+    fast = nc.compile(nc.onnx.load(e.path), dynamic_batch=True)
+    x = e.spec.inputs(3)
+    if name in SHAPE_ARITHMETIC:
+        with pytest.raises(nc.ShapeError, match="symbolic batch"):
+            fast(x)
+        return
+    for batch in (1, 3, 32):
+        x = e.spec.inputs(batch, seed=batch)
+        got = np.asarray(fast(x))
+        np.testing.assert_allclose(got, e.ort(x), rtol=RTOL, atol=ATOL, err_msg=f"{batch}")
+    assert fast.compile_count == 1
+
+
 @pytest.mark.parametrize("name, exporter", CASES)
 def test_fine_tuning_gradients_equal_torch(exported, name, exporter):
     """d loss / d (parameters, input) through f.apply vs autograd on the original module,

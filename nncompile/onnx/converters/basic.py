@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ir.symbolic import SymbolicShapeError, is_symbolic
 from ..registry import NodeContext, converter
 
 
@@ -33,7 +34,14 @@ def identity(ctx: NodeContext) -> list[Any]:
 @converter("Shape")
 def shape(ctx: NodeContext) -> list[Any]:
     """Shapes are static: a known int64 array, so what the exporters compute from it folds."""
-    dims = np.asarray(np.shape(ctx.input(0)), np.int64)
+    shape = np.shape(ctx.input(0))
+    if is_symbolic(shape):
+        raise SymbolicShapeError(
+            f"ONNX node {ctx.name!r} (Shape) reads a shape holding the symbolic batch size "
+            f"({', '.join(map(str, shape))}): the importer folds shape arithmetic into "
+            "constants, which n cannot be; compile this model without dynamic_batch"
+        )
+    dims = np.asarray(shape, np.int64)
     start, end = ctx.attr("start", 0), ctx.attr("end", None)
     return [dims[start:end]]
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import nncompile as nc
+from nncompile.ir.symbolic import Dim
 
 from ..registry import NodeContext, converter
 
@@ -178,7 +179,7 @@ def _resize(
 def _output_plan(ctx: NodeContext, x: Any, scales: Any, sizes: Any) -> tuple[list, list]:
     """Per-axis scales and output sizes from the scales or sizes input, the axes
     attribute and keep_aspect_ratio_policy."""
-    shape = [int(d) for d in x.shape]
+    shape = [d if type(d) is Dim else int(d) for d in x.shape]  # (n: the symbolic batch)
     rank = len(shape)
     axes = ctx.attr("axes", None)
     policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
@@ -190,7 +191,7 @@ def _output_plan(ctx: NodeContext, x: Any, scales: Any, sizes: Any) -> tuple[lis
         out = list(shape)
         for a, s in zip(axes, sizes.reshape(-1), strict=True):
             out[a] = int(s)
-        factors = [o / n for o, n in zip(out, shape, strict=True)]
+        factors = [1.0 if o is n else o / n for o, n in zip(out, shape, strict=True)]
         if policy not in ("stretch", "not_larger", "not_smaller"):
             ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} is not supported")
         if policy != "stretch":
@@ -204,7 +205,7 @@ def _output_plan(ctx: NodeContext, x: Any, scales: Any, sizes: Any) -> tuple[lis
         factors[a] = float(s)
     if min(factors) <= 0:
         ctx.unsupported(f"scales {factors} must be positive")
-    return factors, [int(f * n) for f, n in zip(factors, shape, strict=True)]
+    return factors, [n if f == 1.0 else int(f * n) for f, n in zip(factors, shape, strict=True)]
 
 
 @converter("Resize", since=10, constant_inputs=(1, 2, 3))
