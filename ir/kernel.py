@@ -411,9 +411,7 @@ def imul(a: Expr, b: Expr) -> Expr:
 def idiv(a: Expr, b: int | Dim) -> Expr:
     if b == 1:
         return a
-    if type(b) is Dim:
-        return Binary("idiv", a, const_index(b), INDEX)
-    if isinstance(a, Const):
+    if isinstance(a, Const) and type(b) is not Dim:
         return const_index(int(a.value) // b)
     return Binary("idiv", a, const_index(b), INDEX)  # operands are >= 0: floor == trunc
 
@@ -421,11 +419,26 @@ def idiv(a: Expr, b: int | Dim) -> Expr:
 def imod(a: Expr, b: int | Dim) -> Expr:
     if b == 1:
         return const_index(0)
-    if type(b) is Dim:
-        return Binary("mod", a, const_index(b), INDEX)
-    if isinstance(a, Const):
+    if isinstance(a, Const) and type(b) is not Dim:
         return const_index(int(a.value) % b)
     return Binary("mod", a, const_index(b), INDEX)
+
+
+def ceil_div(size: int | Dim, parts: int) -> Expr:
+    """``ceil(size / parts)``: a constant, or computed at run time for a symbolic size (the
+    images each of ``parts`` parallel chunks of a batch takes)."""
+    if type(size) is Dim:
+        return idiv(const_index(size + (parts - 1)), parts)
+    return const_index(-(-size // parts))
+
+
+def strided(base: Expr | int | Dim, terms: Iterable[tuple[Expr, int | Dim]]) -> Expr:
+    """``base + sum(var * stride)`` as index arithmetic (terms with stride 0 left out)."""
+    e: Expr = base if isinstance(base, _Node) else const_index(base)
+    for var, stride in terms:
+        if stride:
+            e = iadd(e, imul(var, const_index(stride)))
+    return e
 
 
 def linearize(index: list[Expr], shape: tuple[int, ...]) -> Expr:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import ExecutionError, ShapeError
@@ -39,8 +40,8 @@ class Dim:
     def __init__(self, scale: int = 1, offset: int = 0):
         if type(scale) is not int or type(offset) is not int or scale < 1 or scale + offset < 0:
             raise SymbolicShapeError(
-                f"a symbolic size must be a*{SYMBOL} + b with ints a >= 1 and a + b >= 0, "
-                f"got a={scale!r}, b={offset!r}"
+                f"{scale!r}*{SYMBOL} + {offset!r} is not a size for every batch size "
+                f"{SYMBOL} >= 1 (a*{SYMBOL} + b needs ints a >= 1 and a + b >= 0)"
             )
         self.scale = scale
         self.offset = offset
@@ -65,10 +66,6 @@ class Dim:
         if isinstance(other, int):
             return False  # equal for at most one n
         return NotImplemented
-
-    def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
 
     def __bool__(self) -> bool:
         if self.scale + self.offset > 0:
@@ -180,13 +177,7 @@ class Dim:
 
 def dim(scale: int, offset: int = 0) -> Dim | int:
     """``scale*n + offset``: a plain int when scale is 0."""
-    if scale == 0:
-        return offset
-    if scale < 0 or scale + offset < 0:
-        raise SymbolicShapeError(
-            f"{scale}*{SYMBOL} + {offset} is negative for some batch size {SYMBOL} >= 1: not a size"
-        )
-    return Dim(scale, offset)
+    return offset if scale == 0 else Dim(scale, offset)
 
 
 N = Dim(1, 0)  # the batch size itself
@@ -210,10 +201,8 @@ def concrete_attrs(attrs: dict[str, Any], n: int) -> dict[str, Any]:
     size ``n``."""
     out = dict(attrs)
     for k, v in attrs.items():
-        if type(v) is tuple and is_symbolic(v):
+        if type(v) is tuple and is_symbolic(v):  # (only "ints" attributes hold Dims)
             out[k] = concrete(v, n)
-        elif type(v) is Dim:
-            out[k] = v.evaluate(n)
     return out
 
 
@@ -237,21 +226,20 @@ def encode(d: Dim | int) -> int | str:
     return d if type(d) is not Dim else f"{d.scale}*{SYMBOL}+{d.offset}"
 
 
+_ENCODED = re.compile(rf"(\d+)\*{SYMBOL}\+(-?\d+)")
+
+
 def decode(obj: object) -> Dim | int | None:
     """The size encoded by ``encode``; None when ``obj`` is neither form."""
     if isinstance(obj, int) and not isinstance(obj, bool):
         return obj
-    if isinstance(obj, str):
-        head, plus, tail = obj.partition("+")
-        scale, star, sym = head.partition("*")
-        tail = tail.removeprefix("-")
-        sign = -1 if obj.endswith(f"+-{tail}") else 1
-        if plus and star and sym == SYMBOL and scale.isdigit() and tail.isdigit():
-            try:
-                return dim(int(scale), sign * int(tail))
-            except SymbolicShapeError:
-                return None
-    return None
+    match = _ENCODED.fullmatch(obj) if isinstance(obj, str) else None
+    if match is None:
+        return None
+    try:
+        return dim(int(match[1]), int(match[2]))
+    except SymbolicShapeError:
+        return None
 
 
 # ---- the batch size of the graph being run (the NumPy interpreter's binding) -------------
@@ -299,6 +287,34 @@ def batch_of(
             raise ShapeError(f"{what} {k} expects shape {_show(want)}, got {tuple(got)}{where}")
         n = this
     return n
+
+
+class BatchBinding:
+    """A dynamic-batch program's batch size for each call, from its inputs' shapes, and
+    the input and output shapes that size gives (kept for recent sizes): what both
+    native executables check a call against."""
+
+    def __init__(self, inputs: list[tuple], outputs: list[tuple]):
+        self.inputs, self.outputs = inputs, outputs
+        self.batched = [i for i, s in enumerate(inputs) if is_symbolic(s)]
+        self._at: dict[int, tuple[list[tuple], list[tuple]]] = {}
+
+    def bind(self, shapes: Sequence[tuple]) -> tuple[int, list[tuple], list[tuple]]:
+        """(n, input shapes, output shapes) for a call whose inputs have ``shapes``; a
+        ShapeError names a batched input that fits no n or another input's n."""
+        batched = self.batched
+        n = batch_of(
+            [self.inputs[i] for i in batched], [shapes[i] for i in batched], "input", batched
+        )
+        at = self._at.get(n)
+        if at is None:
+            if len(self._at) > 64:  # (a long run over many sizes)
+                self._at.clear()
+            at = self._at[n] = (
+                [concrete(s, n) for s in self.inputs],
+                [concrete(s, n) for s in self.outputs],
+            )
+        return n, at[0], at[1]
 
 
 def _show(shape: tuple) -> str:

@@ -29,7 +29,7 @@ from .ir.graph import Graph
 from .ir.symbolic import SYMBOL, batch_hint
 from .lowering import Program, lower_graph
 from .passes import optimize
-from .tracing import is_array_leaf, trace
+from .tracing import argument_leaves, is_array_leaf, trace
 
 BACKENDS = backend_names()  # ("numpy", "llvm", "cuda"): nncompile/backend.py registers them
 
@@ -249,13 +249,8 @@ class CompiledFunction:
 
     def _donated_inputs(self, args: tuple) -> frozenset[int]:
         """Flat input numbers of the leaves of the donated arguments."""
-        donated, start = set(), 0
-        for k, a in enumerate(args):
-            n = len(pytree.flatten(a, is_array_leaf)[0])
-            if k in self.donate_argnums or k - len(args) in self.donate_argnums:
-                donated.update(range(start, start + n))
-            start += n
-        return frozenset(donated)
+        positions = {k % len(args) for k in self.donate_argnums if -len(args) <= k < len(args)}
+        return argument_leaves(args, positions)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         fn, args, kw = positional_call(self.fn, args, kwargs) if kwargs else (self.fn, args, ())

@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import pytree
 from .ir.errors import ConfigError, ShapeError
-from .tracing import is_array_leaf
+from .tracing import argument_leaves, is_array_leaf
 
 DynamicBatch = bool | dict[str, int] | tuple[int, ...] | list[int] | None
 
@@ -81,14 +80,7 @@ def batched_arguments(fn: Callable[..., Any], args: tuple, spec: DynamicBatch) -
 def batched_leaves(fn: Callable[..., Any], args: tuple, spec: DynamicBatch) -> frozenset[int]:
     """Flat leaf numbers (``pytree.flatten(args, is_array_leaf)`` order) that carry the
     batch."""
-    which = set(batched_arguments(fn, args, spec))
-    leaves, start = set(), 0
-    for k, a in enumerate(args):
-        n = len(pytree.flatten(a, is_array_leaf)[0])
-        if k in which:
-            leaves.update(range(start, start + n))
-        start += n
-    return frozenset(leaves)
+    return argument_leaves(args, set(batched_arguments(fn, args, spec)))
 
 
 def _parameter_names(fn: Callable[..., Any]) -> list[str]:

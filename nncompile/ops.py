@@ -26,7 +26,7 @@ _PY_SCALARS = (bool, int, float)
 
 
 def _is_py_scalar(x: Any) -> bool:
-    return isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic) or type(x) is Dim
+    return (isinstance(x, _PY_SCALARS) and not isinstance(x, np.generic)) or type(x) is Dim
 
 
 @reports_user_line

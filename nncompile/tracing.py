@@ -121,6 +121,18 @@ def _clean(name: str) -> str:
     return re.sub(r"\W", "_", name) or "x"
 
 
+def argument_leaves(args: tuple, positions: Collection[int]) -> frozenset[int]:
+    """Flat leaf numbers (``pytree.flatten(args, is_array_leaf)`` order) of the arguments
+    at ``positions`` (non-negative)."""
+    leaves, start = set(), 0
+    for k, a in enumerate(args):
+        count = len(pytree.flatten(a, is_array_leaf)[0])
+        if k in positions:
+            leaves.update(range(start, start + count))
+        start += count
+    return frozenset(leaves)
+
+
 def batch_shape(shape: tuple, what: str) -> tuple:
     """``shape`` with its leading axis the symbolic batch size."""
     if not shape:

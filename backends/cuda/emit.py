@@ -62,8 +62,7 @@ class Blocks:
     most: int | None = MAX_BLOCKS
 
     def count(self, n: int) -> int:
-        blocks = max(1, -(-evaluate(self.size, n) // self.per))
-        return blocks if self.most is None else min(blocks, self.most)
+        return _block_count(evaluate(self.size, n), self.per, self.most)
 
     def __str__(self) -> str:
         most = f", at most {self.most}" if self.most is not None else ""
@@ -94,13 +93,21 @@ class Launch:
         return tuple(g.count(n) if isinstance(g, Blocks) else g for g in self.grid)
 
 
+def blocks(size: int | Dim, per: int = BLOCK, most: int | None = MAX_BLOCKS) -> GridSize:
+    """Blocks for ``size`` items, ``per`` block (rounded up), at least 1 and at most
+    ``most``: counted now, or for each call when the size depends on the batch size."""
+    return Blocks(size, per, most) if type(size) is Dim else _block_count(size, per, most)
+
+
+def _block_count(size: int, per: int, most: int | None) -> int:
+    count = max(1, -(-size // per))
+    return count if most is None else min(count, most)
+
+
 def grid_stride_blocks(extent: int | Dim) -> GridSize:
     """Blocks for ``extent`` iterations of a grid-stride loop: enough for one iteration per
-    thread (rounded up), at least 1, at most MAX_BLOCKS (counted per call when the extent
-    depends on the batch size)."""
-    if type(extent) is Dim:
-        return Blocks(extent)
-    return max(1, min(MAX_BLOCKS, -(-extent // BLOCK)))
+    thread (rounded up), at least 1, at most MAX_BLOCKS."""
+    return blocks(extent)
 
 
 def size_text(size: int | Dim) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
-from ...ir.symbolic import batch_of, concrete, evaluate
+from ...ir.symbolic import BatchBinding, concrete, evaluate
 from ...lowering.program import Program
 from .driver import driver, pointer_args
 from .emit import WORKSPACE, Launch
@@ -110,8 +110,12 @@ class CUDAExecutable:
         self._arguments_key: tuple | None = None
         self._arguments_cache: list[tuple] = []
         self.memory: dict[str, _DeviceMemory] = {}
-        # A dynamic-batch program's memory holds the largest batch size n seen so far.
+        # A dynamic-batch program's memory holds the largest batch size n seen so far;
+        # ``n`` is this call's.
         self.dynamic, self.n, self.capacity = program.dynamic, 1, 1
+        self._binding = BatchBinding(
+            [v.shape for v in program.graph.inputs], [v.shape for v in program.graph.outputs]
+        )
         self._allocate(1)
         for name, buf in program.buffers.items():
             if buf.kind in ("constant", "status"):
@@ -143,12 +147,11 @@ class CUDAExecutable:
 
     def _bind_batch(self, arrays: Sequence[object]) -> None:
         """A dynamic-batch program: this call's n (memory grown to it when it is new)."""
-        shapes = [v.shape for v in self.program.graph.inputs]
-        n = batch_of(shapes, [np.shape(a) for a in arrays])
+        n, shapes, _ = self._binding.bind([np.shape(a) for a in arrays])
         if n > self.capacity:
             self._allocate(n)
         self.n = n
-        self._want = [(concrete(v.shape, n), v.dtype.np) for v in self.program.graph.inputs]
+        self._want = [(s, d) for s, (_, d) in zip(shapes, self._want, strict=True)]
 
     # ---- arguments ---------------------------------------------------------------------
     def _input(self, i: int, value: object) -> tuple[int, np.ndarray | None]:

@@ -25,12 +25,11 @@ from ...lowering.program import Program, physical_params
 from .collapse import Collapsed, affine, collapse
 from .emit import (
     BLOCK,
-    MAX_BLOCKS,
     WORKSPACE,
-    Blocks,
     CudaSource,
     ExprPrinter,
     Launch,
+    blocks,
     grid_stride_blocks,
     mem_type,
     reg_type,
@@ -338,8 +337,7 @@ class KernelWriter:
             self.block_body(rows.body, 2)
             self.lines.append("    __syncthreads();  // the next row reuses the block's memory")
             self.close("  }")
-            total = rows.total
-            grid = (Blocks(total, 1) if type(total) is Dim else min(total, MAX_BLOCKS), 1, 1)
+            grid = (blocks(rows.total, 1), 1, 1)
         else:
             self.block_body(scalars + [s], 1)
             grid = (1, 1, 1)
@@ -362,8 +360,8 @@ class KernelWriter:
             return []  # an empty product writes nothing
         t = reg_type(g.dtype)
         c = self.name(g.c)
-        cols, rows = _tiles(g.n), _tiles(g.m)
-        tiles = -(-hint(g.n) // GEMM_TILE) * -(-hint(g.m) // GEMM_TILE) * hint(g.batch)
+        cols, rows = blocks(g.n, GEMM_TILE, None), blocks(g.m, GEMM_TILE, None)
+        tiles = math.prod(blocks(hint(d), GEMM_TILE, None) for d in (g.n, g.m)) * hint(g.batch)
         splits, chunk = gemm_splits(tiles, hint(g.k))
         if type(g.batch) is Dim:  # grid.z runs over the batch: no room to split K too
             splits, chunk = 1, g.k
@@ -389,7 +387,7 @@ class KernelWriter:
             "}",
             "",
         ]
-        grid = (cols, rows, _tiles(g.batch, 1) if type(g.batch) is Dim else g.batch * splits)
+        grid = (cols, rows, blocks(g.batch * splits, 1, None))
         if splits == 1:
             return [self.launch(function, "gemm", grid, names, types)]
         workspace = g.batch * splits * g.m * g.n * g.dtype.itemsize
@@ -437,8 +435,8 @@ class KernelWriter:
             "}",
             "",
         ]
-        z = extent * g.batch
-        grid = (_tiles(g.n), _tiles(g.m), _tiles(z, 1) if type(z) is Dim else z)
+        grid = (blocks(g.n, GEMM_TILE, None), blocks(g.m, GEMM_TILE, None))
+        grid += (blocks(extent * g.batch, 1, None),)
         return self.launch(function, "gemm", grid, names + (WORKSPACE,), types + (t,))
 
     def loader(self, name: str, buffer: str, t: str) -> None:
@@ -475,13 +473,6 @@ def _gemm_over_a_loop(s: Stmt) -> tuple | None:
             return None
         out.append((terms.get("", 0), terms.get(s.var, 0)))
     return tuple(out)
-
-
-def _tiles(size: int | Dim, tile: int = GEMM_TILE) -> int | Blocks:
-    """GEMM tiles along one side of C (counted per call when the side is symbolic)."""
-    if type(size) is Dim:
-        return Blocks(size, tile, None)
-    return -(-size // tile)
 
 
 def _shared_expressions(stmts: list[Stmt]) -> set[int]:

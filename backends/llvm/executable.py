@@ -18,7 +18,7 @@ import numpy as np
 
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
 from ...ir.kernel import Gemm, Loop, walk
-from ...ir.symbolic import batch_of, concrete, evaluate, is_symbolic
+from ...ir.symbolic import BatchBinding, evaluate
 from ...lowering.program import Program, donated_write_may_precede_error
 from .gemm_packed import WORKSPACE_BYTES
 from .jit import NativeCode
@@ -55,9 +55,9 @@ class _CallContext:
         self.args = (ctypes.c_void_p * len(slots))()
         self.address = ctypes.addressof(self.args)
         self.arena_bytes = program.arena_bytes  # (a*n + b bytes in a dynamic-batch program)
-        self.n = 1  # the batch size the arena is big enough for
+        self.capacity = 1  # the largest batch size the arena holds
         self.batch = 1  # this call's
-        self.arena = aligned_empty(max(evaluate(self.arena_bytes, self.n), 64))
+        self.arena = aligned_empty(max(evaluate(self.arena_bytes, self.capacity), 64))
         self.status = np.zeros(1, np.int64)
         # Only programs that call the packed GEMM need its packing buffers: one set, or
         # one per thread when GEMMs run inside parallel loops (each on one thread).
@@ -76,10 +76,10 @@ class _CallContext:
         """Make the arena big enough for batch size ``n`` (a dynamic-batch program): it
         grows to the largest batch seen and stays that size."""
         self.args[CONTEXT_BATCH] = self.batch = n
-        if n > self.n:
+        if n > self.capacity:
             self.arena = aligned_empty(max(evaluate(self.arena_bytes, n), 64))
             self.args[self.arena_slot] = self.arena.ctypes.data
-            self.n = n
+            self.capacity = n
 
 
 class LLVMExecutable:
@@ -94,10 +94,9 @@ class LLVMExecutable:
         self._want_dtype = [b.dtype.np for b in self._inputs]
         self._io_slots = [self._slots[n] for n in program.inputs + program.outputs]
         self._want_shape = [v.shape for v in program.graph.inputs]
-        # A dynamic-batch program: the shapes each call's batch size n gives (recent ones).
+        # A dynamic-batch program: each call's batch size n, and the shapes it gives.
         self.dynamic = program.dynamic
-        self._shapes_at: dict[int, tuple[list[tuple], list[tuple]]] = {}
-        self._batched_inputs = [i for i, s in enumerate(self._want_shape) if is_symbolic(s)]
+        self._binding = BatchBinding(self._want_shape, [v.shape for v in program.graph.outputs])
         self._outputs = [program.buffers[n] for n in program.outputs]
         statements = [s for k in program.kernels for s in walk(k.body)]
         self.uses_gemm = _has_float_gemm(statements)
@@ -109,9 +108,9 @@ class LLVMExecutable:
         # A program without parallel loops or GEMMs never enters libgomp: nothing to choose
         # (and a child forked after calling it has no reason to run serially).
         parallel = self.uses_gemm or any(isinstance(s, Loop) and s.parallel for s in statements)
-        self.chooser = ThreadChooser(threads if parallel else 1)
-        # A dynamic-batch program: one chooser per size class of n (calls of 2 and of 2000
-        # rows have different best thread counts; one chooser would mix their timings).
+        # One thread chooser per size class of the batch size n (a dynamic-batch program's
+        # calls of 2 and of 2000 rows have different best thread counts; other programs
+        # have one class).
         self._most_threads = threads if parallel else 1
         self._choosers: dict[int, ThreadChooser] = {}
         # A failing call must leave donated inputs as they were: when a kernel that can
@@ -211,7 +210,7 @@ class LLVMExecutable:
             raise ExecutionError(f"expected {len(self._inputs)} inputs, got {len(arrays)}")
         n, in_shapes, out_shapes = 1, None, None
         if self.dynamic:
-            n, in_shapes, out_shapes = self._shapes_for(arrays)
+            n, in_shapes, out_shapes = self._binding.bind([np.shape(a) for a in arrays])
         inputs = [self.check_input(i, a, in_shapes) for i, a in enumerate(arrays)]
         donations = self.program.donations
         for j in donations.values():
@@ -243,7 +242,7 @@ class LLVMExecutable:
                     bound[slot] = a
             context.status[0] = 0
             context.current = (inputs, outputs)
-            chooser = self._chooser_for(n) if self.dynamic else self.chooser
+            chooser = self._chooser_for(n)
             threads = chooser.threads() if measured else chooser.all_threads()
             args[CONTEXT_THREADS] = threads
             start = time.perf_counter()
@@ -287,24 +286,6 @@ class LLVMExecutable:
         if chooser is None:
             chooser = self._choosers.setdefault(size_class, ThreadChooser(self._most_threads))
         return chooser
-
-    def _shapes_for(self, arrays: Sequence[object]) -> tuple[int, list[tuple], list[tuple]]:
-        """The batch size of this call and the input and output shapes it gives."""
-        batched = self._batched_inputs
-        n = batch_of(
-            [self._want_shape[i] for i in batched],
-            [np.shape(arrays[i]) for i in batched],
-            numbers=batched,
-        )
-        shapes = self._shapes_at.get(n)  # (n is an int: a dynamic program has batched inputs)
-        if shapes is None:
-            if len(self._shapes_at) > 64:  # (a long run over many sizes)
-                self._shapes_at.clear()
-            shapes = self._shapes_at[n] = (
-                [concrete(s, n) for s in self._want_shape],
-                [concrete(v.shape, n) for v in self.program.graph.outputs],
-            )
-        return n, shapes[0], shapes[1]
 
     def _fresh_output(
         self, context: _CallContext, i: int, buf, shapes: list[tuple] | None = None

@@ -32,6 +32,7 @@ from ...ir.kernel import (
     idiv,
     imod,
     imul,
+    strided,
 )
 from ...ir.symbolic import Dim, hint
 from .gemm_packed import WORKSPACE_BYTES
@@ -43,14 +44,6 @@ PACKED_MIN_ROWS = 6
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
 
-def _offset(base: Expr | int, terms: list[tuple[Expr, int]]) -> Expr:
-    e: Expr = const_index(base) if isinstance(base, int) else base
-    for var, stride in terms:
-        if stride:
-            e = iadd(e, imul(var, const_index(stride)))
-    return e
-
-
 class _Indices:
     """The loop variables of a GEMM nest (batch, i, p, j) and the element each of A, B and
     C holds at them."""
@@ -58,13 +51,13 @@ class _Indices:
     def __init__(self, s: Gemm, prefix: str):
         self.bt, self.i, self.p, self.j = (Var(f"{prefix}{n}", INDEX) for n in "bipj")
         bt, i, p, j = self.bt, self.i, self.p, self.j
-        self.a = _offset(
+        self.a = strided(
             s.a_offset, [(bt, s.a_strides[0]), (i, s.a_strides[1]), (p, s.a_strides[2])]
         )
-        self.b = _offset(
+        self.b = strided(
             s.b_offset, [(bt, s.b_strides[0]), (p, s.b_strides[1]), (j, s.b_strides[2])]
         )
-        self.c = _offset(
+        self.c = strided(
             s.c_offset, [(bt, s.c_strides[0]), (i, s.c_strides[1]), (j, s.c_strides[2])]
         )
 
@@ -127,7 +120,7 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
     bt, p = ix.bt, ix.p
 
     def at(base: Expr | int, batch_stride: int, terms: list[tuple[Expr, int]]) -> Expr:
-        return _offset(base, [(bt, batch_stride), *terms])
+        return strided(base, [(bt, batch_stride), *terms])
 
     def block(i0: Expr, j0: Expr, nrows: int, ncols: int) -> list[Stmt]:
         """Elements (i0 + r, j0 + c) of C for r < nrows, c < ncols."""
@@ -282,7 +275,7 @@ def _emit_packed_call(emitter, s: Gemm) -> None:
             (s.b, s.b_offset, s.b_strides[0]),
             (s.c, s.c_offset, s.c_strides[0]),
         ):
-            at = _offset(off, [(batch_index, stride)])
+            at = strided(off, [(batch_index, stride)])
             ptrs.append(b.gep(emitter.buffers[buf][0], [emitter.expr(at)], source_etype=t))
         sizes = [
             s.m,

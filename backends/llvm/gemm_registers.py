@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from ...ir.kernel import INDEX, Expr, Gemm, Var
+from ...ir.kernel import INDEX, Expr, Gemm, Var, strided
 from .llvm_builders import Loops, declare
 from .machine import this_machine
 from .parallel import store_untyped
@@ -60,9 +60,8 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
     zero = ir.Constant(vt, None)
 
     def at(buffer: str, offset: Expr, batch_stride: int, bt: Expr | None) -> ir.Value:
-        from .gemm import _offset
 
-        index = _offset(offset, [(bt, batch_stride)] if bt is not None else [])
+        index = strided(offset, [(bt, batch_stride)] if bt is not None else [])
         return b.gep(emitter.buffers[buffer][0], [emitter.expr(index)], source_etype=t)
 
     def product(bt: Expr | None) -> None:

@@ -22,11 +22,13 @@ from ..ir.kernel import (
     Stmt,
     Store,
     Var,
+    ceil_div,
     const_index,
     iadd,
     idiv,
     imul,
     linearize,
+    strided,
 )
 from ..ir.registry import broadcast_shapes
 from ..ir.symbolic import Dim
@@ -66,14 +68,6 @@ def _operand(kb, v: Value) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
         base = contiguous_strides(x.shape)
         return kb.buffer(x), v.shape, tuple(base[i] for i in p.attrs["perm"])
     return kb.buffer(v), v.shape, contiguous_strides(v.shape)
-
-
-def linear_offset(index: list[Expr], strides) -> Expr:
-    """sum(index[i] * strides[i]) as index arithmetic (strides may be symbolic sizes)."""
-    total: Expr = const_index(0)
-    for i, st in zip(index, strides, strict=True):
-        total = iadd(total, imul(i, const_index(st)))
-    return total
 
 
 def merge_batch_dims(batch: list, strides: list[list]) -> tuple[tuple, list[list]]:
@@ -147,7 +141,8 @@ def lower_matmul(kb, node: Node, target: str) -> list[Stmt]:
         # a symbolic leading batch dim: loops around one Gemm, offsets computed at run time
         names = [kb.fresh("mb") for _ in batch[:-1]]
         lead_index = [Var(name, INDEX) for name in names]
-        body: list[Stmt] = [gemm([linear_offset(lead_index, st[:-1]) for st in (sa, sb, sc)])]
+        offsets = [strided(0, zip(lead_index, st[:-1], strict=True)) for st in (sa, sb, sc)]
+        body: list[Stmt] = [gemm(offsets)]
         for name, extent in reversed(list(zip(names, batch[:-1], strict=True))):
             body = [Loop(name, extent, body)]
         return body
@@ -409,12 +404,9 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
         # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
         x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d)
     g_buf = kb.buffer(gout)
-    if type(cs.n) is Dim:  # a symbolic batch: chunks of ceil(n / CHUNKS) images, at run time
-        chunks = CHUNKS
-        per_chunk = idiv(const_index(cs.n + (chunks - 1)), chunks)
-    else:
-        chunks = max(1, min(CHUNKS, cs.n))
-        per_chunk = const_index(-(-cs.n // chunks))
+    # (a symbolic batch: CHUNKS chunks of ceil(n / CHUNKS) images, counted at run time)
+    chunks = CHUNKS if type(cs.n) is Dim else max(1, min(CHUNKS, cs.n))
+    per_chunk = ceil_div(cs.n, chunks)
     size = dw.type.size
     partial = kb.scratch("dw_partial", d, chunks * size)
     stmts += _zero(kb, partial, chunks * size, d)

@@ -28,10 +28,10 @@ from ..ir.kernel import (
     Store,
     Unary,
     Var,
+    ceil_div,
     const_index,
     delinearize,
     iadd,
-    idiv,
     imul,
     linearize,
 )
@@ -175,7 +175,7 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
     if type(row[0]) is Dim or row[0] >= chunks:
         # chunks of the leading row axis (the images of a batch): the row's other indices
         # are plain loop variables, not a flat row number divided and reduced per row
-        per_lead = idiv(const_index(row[0] + (chunks - 1)), chunks)  # (at run time if symbolic)
+        per_lead = ceil_div(row[0], chunks)  # (at run time if symbolic)
         lead = iadd(imul(t, per_lead), i)
         real = Binary("lt", lead, const_index(row[0]), dt.bool_)
         rest = kb.nest(row[1:], lambda ix: per_row([lead, *ix]), parallel=False, prefix="r")

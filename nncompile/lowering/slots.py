@@ -4,7 +4,7 @@ scratch, taking its images one at a time (Target.conv_batch "slots")."""
 from __future__ import annotations
 
 from ..ir import dtypes as dt
-from ..ir.kernel import INDEX, Binary, If, Let, Loop, Stmt, Var, const_index, iadd, idiv, imul
+from ..ir.kernel import INDEX, Binary, If, Let, Loop, Stmt, Var, ceil_div, const_index, iadd, imul
 from ..ir.symbolic import Dim
 from .target import cpu_slots
 
@@ -17,11 +17,11 @@ class ImageSlots:
     def __init__(self, kb, batch: int | Dim, hint: str, d: dt.DType, per_image: int):
         self.batch = batch
         if type(batch) is Dim:  # a symbolic batch: every slot, ceil(n / slots) images each
-            self.count = cpu_slots()
-            self.per_slot = idiv(const_index(batch + (self.count - 1)), self.count)
+            self.count, self.ragged = cpu_slots(), True
+            self.per_slot = ceil_div(batch, self.count)
         else:
             per_slot = -(-batch // min(batch, cpu_slots()))
-            self.count = -(-batch // per_slot)
+            self.count, self.ragged = -(-batch // per_slot), batch % per_slot != 0
             self.per_slot = const_index(per_slot)
         self.scratch = kb.scratch(hint, d, self.count * per_image)
         self.slot, self.nth = kb.fresh("slot"), kb.fresh("nth")
@@ -30,8 +30,7 @@ class ImageSlots:
 
     def loops(self, image: list[Stmt]) -> list[Stmt]:
         """Slots in parallel, each running ``image`` for its images in turn."""
-        if type(self.batch) is Dim or self.count * int(self.per_slot.value) != self.batch:
-            # the last slot has fewer images
+        if self.ragged:  # the last slot has fewer images
             image = [If(Binary("lt", self.n, const_index(self.batch), dt.bool_), image)]
         first = imul(Var(self.slot, INDEX), self.per_slot)
         body = [Let(self.n.name, iadd(first, Var(self.nth, INDEX))), *image]

@@ -539,10 +539,11 @@ class Trainer:
             yb = [t[start:stop] for t in ys]
             real = len(yb[0])
             if per_sample:
+                xs_in, ys_in = xb, yb
                 if padded:
-                    xb = [pad_rows(a, batch_size, True) for a in xb]
-                    yp = [pad_rows(t, batch_size, True) for t in yb]
-                values, outputs = run(params, state, pack_x(xb), pack_y(yp if padded else yb))
+                    xs_in = [pad_rows(a, batch_size, True) for a in xb]
+                    ys_in = [pad_rows(t, batch_size, True) for t in yb]
+                values, outputs = run(params, state, pack_x(xs_in), pack_y(ys_in))
                 epoch_metrics.add_rows(real, values, outputs, pack_y(yb))
             else:
                 loss, outputs = run(params, state, pack_x(xb), pack_y(yb))
