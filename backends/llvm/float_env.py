@@ -33,9 +33,14 @@ def flushing(module: ir.Module) -> bool:
 
 
 @contextmanager
-def subnormals_flushed(b: ir.IRBuilder) -> Iterator[None]:
+def subnormals_flushed(b: ir.IRBuilder, pool_thread: ir.Value | None = None) -> Iterator[None]:
     """Bracket the instructions emitted inside the ``with`` (a call: keep it a call to a
-    noinline function, so LLVM cannot move arithmetic across the MXCSR writes)."""
+    noinline function, so LLVM cannot move arithmetic across the MXCSR writes).
+
+    ``pool_thread`` (an i1) is true on a thread of libgomp's pool rather than the caller's:
+    such a thread was created inside a flushed call and inherited FTZ|DAZ as its "saved"
+    state, so on the way out it returns to IEEE subnormals instead of what it found (else
+    later code on the pool, a program compiled with flushing off included, would flush)."""
     module = b.module
     if not flushing(module):
         yield
@@ -48,4 +53,7 @@ def subnormals_flushed(b: ir.IRBuilder) -> Iterator[None]:
     b.store(b.or_(b.load(old), ir.Constant(I32, FTZ_DAZ)), new)
     b.call(load, [new])
     yield
+    if pool_thread is not None:
+        ieee = b.and_(b.load(old), ir.Constant(I32, ~FTZ_DAZ & 0xFFFFFFFF))
+        b.store(b.select(pool_thread, ieee, b.load(old)), old)
     b.call(load, [old])

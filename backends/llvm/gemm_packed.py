@@ -213,7 +213,8 @@ class GemmBuilder:
         nth = b.sext(
             b.call(declare(self.module, "omp_get_num_threads", ir.FunctionType(I32, [])), []), I64
         )
-        with subnormals_flushed(b):  # (the team's threads start here)
+        pool_thread = b.icmp_signed("!=", tid, ir.Constant(I64, 0))
+        with subnormals_flushed(b, pool_thread):  # (the team's threads start here)
             b.call(self.region_body, [fn.args[0], tid, nth])
         b.ret_void()
         return fn
