@@ -103,7 +103,7 @@ class ParallelRuntime:
         return fn
 
     def emit_parallel_loop(self, em, loop) -> None:
-        from .codegen import KernelEmitter
+        from .codegen import KernelEmitter, set_function_attributes
 
         # Everything the outlined body may read: buffers (one pointer per distinct
         # memory: a donated pair shares one), then scalars in scope.
@@ -124,6 +124,9 @@ class ParallelRuntime:
             self.module, ir.FunctionType(VOID, [PTR]), f"{em.fn.name}.par{self.count}"
         )
         outlined.linkage = "internal"
+        # The body is inlined here before the vectorizer runs, and an inlined body takes
+        # this function's attributes: without them its loops get 256-bit vectors.
+        set_function_attributes(outlined)
 
         # Caller: pack the struct and start the team.
         b = em.b
@@ -187,6 +190,7 @@ class ParallelRuntime:
         lo = cb.mul(tid, chunk)
         hi = cb.add(lo, chunk)
         hi = cb.select(cb.icmp_signed("<", hi, extent), hi, extent)
-        with subnormals_flushed(cb):  # (a team's threads run here, not in nc_entry)
+        pool_thread = cb.icmp_signed("!=", tid, ir.Constant(I64, 0))
+        with subnormals_flushed(cb, pool_thread):  # (a team's threads run here, not in nc_entry)
             cb.call(body_fn, loaded[:-2] + [tid, lo, hi])
         cb.ret_void()
