@@ -44,6 +44,8 @@ from ...ir.kernel import (
 from ...ir.symbolic import Dim
 from ...lowering.program import physical_params
 from . import mathlib
+from .fastmath import InlineMath
+from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -348,6 +350,8 @@ class KernelEmitter:
                 one, zero = ir.Constant(x.type, 1.0), ir.Constant(x.type, 0.0)
                 neg = b.select(b.fcmp_ordered("<", x, zero), b.fneg(one), x)
                 return b.select(b.fcmp_ordered(">", x, zero), one, neg)
+            if op in ("exp", "tanh", "sigmoid") and x.type == F32:
+                return getattr(InlineMath(b, self.intrinsic, _has_scalef()), op)(x)
             if op == "sigmoid":
                 return self.sigmoid(x)
             if op in mathlib.FUNCTIONS:
@@ -365,9 +369,9 @@ class KernelEmitter:
         raise NotImplementedError(f"unary {op} on {d}")
 
     def sigmoid(self, x: ir.Value) -> ir.Value:
-        """The reference's two branches: e = e^-|x| in (0, 1], then 1 / (1 + e) for x >= 0
-        and e / (1 + e) below, so exp never overflows and far-negative x gives e^x itself,
-        subnormals included (1 / (1 + e^-x) is 0 below -88.7 in float32); NaN stays NaN."""
+        """float64 (float32's is fastmath.InlineMath.sigmoid): the reference's two branches,
+        e = e^-|x| in (0, 1], then 1 / (1 + e) for x >= 0 and e / (1 + e) below, so exp
+        never overflows and far-negative x gives e^x itself; NaN stays NaN."""
         b = self.b
         e = mathlib.call(b, self.module, "exp", [b.fneg(self.intrinsic("fabs", [x]))])
         one = ir.Constant(x.type, 1.0)
@@ -482,7 +486,14 @@ def set_function_attributes(fn: ir.Function) -> None:
     attrs.add("nounwind")
     # LLVM uses 256-bit vectors on AVX-512 machines unless told otherwise.
     attrs.add('"prefer-vector-width"="512"')
+    # Divides marked arcp (fastmath.py's, never a user's division) become a reciprocal
+    # estimate refined by one Newton step.
+    attrs.add('"reciprocal-estimates"="vec-divf:1,divf:1"')
     fn.attributes = attrs
+
+
+def _has_scalef() -> bool:
+    return this_machine().vector_bytes == 64
 
 
 def _type_suffix(t: ir.Type) -> str:
