@@ -64,9 +64,7 @@ class InlineMath:
         """p 2^k for an integral float k in [-150, 128] (vscalefps)."""
         module = self.b.module
         name = "llvm.ldexp.f32.i32"
-        fn = module.globals.get(name) or ir.Function(
-            module, ir.FunctionType(F32, [F32, I32]), name
-        )
+        fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(F32, [F32, I32]), name)
         return self.b.call(fn, [p, self.b.fptosi(k, I32)])
 
     def _pow2(self, k: ir.Value) -> ir.Value:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nncompile.backends.llvm import codegen
 
 import nncompile as nc
-from nncompile.backends.llvm import codegen
 
 F32 = np.finfo(np.float32)
 # bounds the module's docstring states; sigmoid's e / (1 + e) doubles exp's error where
