@@ -27,6 +27,7 @@ from . import dtypes as dt
 from .dtypes import DType
 from .ops.binary import KERNEL_BINARY_OPS, KERNEL_COMPARE_OPS
 from .ops.unary import KERNEL_UNARY_OPS
+from .precision import current_precision
 from .symbolic import SYMBOL, Dim
 
 INDEX = dt.int64  # the type of loop variables and index arithmetic
@@ -316,6 +317,8 @@ class Gemm:
     dtype: DType = dt.float32
     tile: dict = field(default_factory=dict)
     implicit: str | None = None  # "a" | "b": that operand may be computed in the loader
+    # "float32" | "bf16" (ir/precision.py): the lowering's matmul precision when built
+    precision: str = field(default_factory=current_precision)
 
 
 Stmt = Loop | Store | Let | Local | Assign | If | Gemm

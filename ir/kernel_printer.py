@@ -165,6 +165,7 @@ def _stmts(body: list[Stmt], depth: int, buffers: dict[str, str]) -> list[str]:
                 f"{pad}gemm {c}[{s.batch}x{s.m}x{s.n}] {op} {a}[.. x{s.k}] @ {b} "
                 f"(strides a{s.a_strides}+{offs[0]} b{s.b_strides}+{offs[1]} "
                 f"c{s.c_strides}+{offs[2]}, {s.dtype}"
+                + (f", {s.precision} products" if s.precision != "float32" else "")
                 + (f", implicit {s.implicit})" if s.implicit else ")")
             )
         else:

@@ -73,6 +73,19 @@ GEMM_TUNE = _declare(
     "GEMM blocking: auto (tune once, stored in the cache folder), model, force",
     choices=("auto", "model", "force"),
 )
+AMX = _declare(
+    "NNCOMPILE_AMX",
+    "bool",
+    True,
+    "bf16 matmuls use the CPU's AMX tiles where present (0: float32 on bf16-rounded operands)",
+)
+MATMUL_PRECISION = _declare(
+    "NNCOMPILE_MATMUL_PRECISION",
+    "enum",
+    "float32",
+    "default matmul_precision of compiles: float32, or bf16 (operands rounded, float32 sums)",
+    choices=("float32", "bf16"),
+)
 FLUSH_DENORMALS = _declare(
     "NNCOMPILE_FLUSH_DENORMALS",
     "bool",

@@ -14,13 +14,21 @@ import threading
 
 import llvmlite.binding as llvm
 
+import llvmlite.ir as ir
+
+from .amx import amx_usable
+from .gemm_bf16 import FUNCTION as BF16_FUNCTION
+from .gemm_bf16 import SYMBOL as BF16_SYMBOL
+from .gemm_bf16 import Bf16GemmBuilder
 from .gemm_packed import runtime_functions
 from .gemm_tune import Tuning, compile_gemm, gemm_tuning, set_blocking
-from .jit import NativeCode
+from .jit import NativeCode, compile_ir
+from .parallel import load_libgomp
 
 _lock = threading.Lock()
 _runtime: NativeCode | None = None
 _tuning: Tuning | None = None
+_bf16: dict[bool, NativeCode] = {}  # by AMX use: the form registered is the last one built
 
 
 def runtime() -> NativeCode:
@@ -44,3 +52,24 @@ def runtime_tuning() -> Tuning:
     runtime()
     assert _tuning is not None
     return _tuning
+
+
+def bf16_runtime() -> NativeCode:
+    """The bfloat16 GEMM (gemm_bf16.py) for this process, compiled at the first program
+    with ``matmul_precision="bf16"`` and registered as ``nc_rt_gemm_bf16``: the AMX form
+    where amx.amx_usable() holds now, else the rounding fallback over the float32 GEMM.
+    Programs name the symbol only, so each compile links the form registered last (both
+    compute the same products; NNCOMPILE_AMX=0 switches the form for later compiles)."""
+    runtime()  # the fallback calls the float32 GEMM; both use libgomp's team
+    use_amx = amx_usable()
+    with _lock:
+        native = _bf16.get(use_amx)
+        if native is None:
+            load_libgomp()
+            module = ir.Module(name="nc_runtime_bf16")
+            module.triple = llvm.get_process_triple()
+            Bf16GemmBuilder(module, use_amx)
+            native = compile_ir(str(module), entry=BF16_FUNCTION)
+            _bf16[use_amx] = native
+        llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
+        return native

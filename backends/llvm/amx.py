@@ -1,0 +1,45 @@
+"""Whether this process may run Intel AMX bfloat16 code, decided at run time.
+
+Three things must hold: the CPU has the tile and bf16 units (LLVM's host features
+``amx-tile`` and ``amx-bf16``), Linux grants this process the tile data state (AMX's 8 KiB
+of tile registers are off until a process asks: ``arch_prctl(ARCH_REQ_XCOMP_PERM,
+XFEATURE_XTILEDATA)``; without it the first tile instruction is SIGILL), and
+``NNCOMPILE_AMX`` does not turn it off. The request is made once per process and covers
+all its threads, present and future (and a forked child, which inherits it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import platform
+
+import llvmlite.binding as llvm
+
+from ... import config
+
+_SYS_ARCH_PRCTL = 158  # x86-64
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
+
+
+def cpu_has_amx() -> bool:
+    llvm.initialize_native_target()
+    features = llvm.get_host_cpu_features()
+    return bool(features.get("amx-tile", False) and features.get("amx-bf16", False))
+
+
+@functools.cache
+def _permission_granted() -> bool:
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def amx_usable() -> bool:
+    """AMX bf16 may be used now (the permission is requested on the first True)."""
+    return config.get_bool(config.AMX) and cpu_has_amx() and _permission_granted()

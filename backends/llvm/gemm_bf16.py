@@ -1,0 +1,389 @@
+"""The bfloat16 GEMM of ``matmul_precision="bf16"``: C (+)= bf16(A) @ bf16(B), products summed
+in float32, for float32 A, B and C with any strides (the float32 runtime GEMM's signature,
+gemm_packed.GEMM_TYPE, so a program calls either the same way).
+
+With AMX (amx.py) the operands are rounded to bf16 (to nearest even) while they are packed:
+A in row panels of 32 rows x KC, B in the pair-interleaved ("VNNI") layout the tile
+instruction reads, KC/2 rows of 16 columns x 2 per panel of 16 columns. The micro-kernel
+holds a 32 x 32 block of C in four float32 tiles (tmm0-3), loads two A tiles (tmm4-5, 16
+rows x 32 k) and two B tiles (tmm6-7, 32 k x 16 columns) per step of 32 k, and issues four
+``tdpbf16ps``; the block is then stored and added into C (the first k block assigns where
+beta is 0). Threads split the longer of the row and column block counts; each packs its
+own panels.
+
+Without AMX it computes the same products in float32: both operands are copied rounded to
+bf16 (the rounding is the whole difference; a bf16 x bf16 product is exact in float32),
+then the float32 runtime GEMM runs on the copies.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from .gemm_packed import GEMM_TYPE, runtime_symbol
+from .llvm_builders import Loops, declare, imin
+from .parallel import store_untyped
+
+I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
+
+SYMBOL = "nc_rt_gemm_bf16"
+FUNCTION = "nc_gemm_bf16"
+KC = 512  # k per packed block: a multiple of 32 (one tile step)
+NC = 512  # columns per packed B block (KC x NC bf16 = 512 KiB, in L2)
+BLOCK = 32  # the micro-kernel's rows and columns
+PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
+ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
+ARG_TYPES = [PTR] * 3 + [I64] * 10
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def round_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """The bf16 (as i16 bits) nearest ``x``, ties to even; a NaN stays a (quiet) NaN."""
+    u = b.bitcast(x, I32)
+    lsb = b.and_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 1))
+    rounded = b.lshr(b.add(b.add(u, ir.Constant(I32, 0x7FFF)), lsb), ir.Constant(I32, 16))
+    quiet = b.or_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 0x40))
+    nan = b.icmp_unsigned(">", b.and_(u, ir.Constant(I32, 0x7FFFFFFF)), ir.Constant(I32, 0x7F800000))
+    return b.trunc(b.select(nan, quiet, rounded), I16)
+
+
+def bf16_as_float(b: ir.IRBuilder, h: ir.Value) -> ir.Value:
+    return b.bitcast(b.shl(b.zext(h, I32), ir.Constant(I32, 16)), F32)
+
+
+class _Args:
+    """The GEMM's arguments by name, loaded from a packed struct or taken from a function."""
+
+    def __init__(self, values: list[ir.Value]):
+        self.__dict__.update(zip(ARGS, values, strict=True))
+
+
+def _element(b: ir.IRBuilder, base, row, col, rs, cs) -> ir.Value:
+    at = b.add(b.mul(row, rs), b.mul(col, cs))
+    return b.gep(base, [at], source_etype=F32)
+
+
+def _load_or_zero(b: ir.IRBuilder, ok: ir.Value, ptr_of) -> ir.Value:
+    """A float32 loaded only where ``ok`` (a select of a load would read out of bounds)."""
+    fn = b.function
+    load, join = fn.append_basic_block("ld"), fn.append_basic_block("ld.join")
+    before = b.block
+    b.cbranch(ok, load, join)
+    b.position_at_end(load)
+    v = b.load(ptr_of(), typ=F32)
+    loaded = b.block
+    b.branch(join)
+    b.position_at_end(join)
+    phi = b.phi(F32)
+    phi.add_incoming(ir.Constant(F32, 0.0), before)
+    phi.add_incoming(v, loaded)
+    return phi
+
+
+class Bf16GemmBuilder:
+    """Defines ``nc_gemm_bf16`` in ``module``: the AMX form, or the rounding fallback."""
+
+    def __init__(self, module: ir.Module, use_amx: bool):
+        self.module = module
+        self.use_amx = use_amx
+        fn = ir.Function(module, GEMM_TYPE, FUNCTION)
+        for a, name in zip(fn.args, (*ARGS, "workspace", "threads"), strict=True):
+            a.name = name
+        if use_amx:
+            fn.attributes.add("nounwind")
+            self._amx_entry(fn)
+        else:
+            self._fallback(fn)
+
+    # ---- without AMX: round into float32 copies, then the float32 GEMM ------------------
+
+    def _fallback(self, fn: ir.Function) -> None:
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        L = Loops(fn, b)
+        g = _Args(list(fn.args[:13]))
+        workspace, threads = fn.args[13], fn.args[14]
+        malloc = declare(self.module, "malloc", ir.FunctionType(PTR, [I64]))
+        free = declare(self.module, "free", ir.FunctionType(VOID, [PTR]))
+        # (at least one element each, so that an empty operand still gets a real pointer)
+        a_size = b.mul(imax1(b, b.mul(g.m, g.k)), _c(4))
+        b_size = b.mul(imax1(b, b.mul(g.k, g.n)), _c(4))
+        ar, br = b.call(malloc, [a_size]), b.call(malloc, [b_size])
+
+        def copy(src, rows, cols, rs, cs, dst):
+            def row(i):
+                def col(j):
+                    v = b.load(_element(b, src, i, j, rs, cs), typ=F32)
+                    out = b.gep(dst, [b.add(b.mul(i, cols), j)], source_etype=F32)
+                    b.store(bf16_as_float(b, round_to_bf16(b, v)), out)
+
+                L.range(0, cols, 1, col, "cj")
+
+            L.range(0, rows, 1, row, "ci")
+
+        copy(g.a, g.m, g.k, g.a_rs, g.a_cs, ar)
+        copy(g.b, g.k, g.n, g.b_rs, g.b_cs, br)
+        f32 = declare(self.module, runtime_symbol("f32"), GEMM_TYPE)
+        one = _c(1)
+        b.call(
+            f32,
+            [ar, br, g.c, g.m, g.n, g.k, g.k, one, g.n, one, g.c_rs, g.c_cs, g.beta]
+            + [workspace, threads],
+        )
+        b.call(free, [ar])
+        b.call(free, [br])
+        b.ret_void()
+
+    # ---- AMX ---------------------------------------------------------------------------
+
+    def _amx_entry(self, fn: ir.Function) -> None:
+        """Zero C for k = 0 (beta 0); else run the body on a team or on this thread."""
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        L = Loops(fn, b)
+        g = _Args(list(fn.args[:13]))
+        threads = fn.args[14]
+        struct_t = ir.LiteralStructType(ARG_TYPES)
+        slot = b.alloca(struct_t)
+        for i, v in enumerate(fn.args[:13]):
+            field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
+            store_untyped(b, v, field)
+        body = self._amx_body(struct_t)
+        region = self._region(body)
+        empty = b.or_(b.icmp_signed("<=", g.m, _c(0)), b.icmp_signed("<=", g.n, _c(0)))
+        no_k = b.icmp_signed("<=", g.k, _c(0))
+
+        def zero_c():
+            def row(i):
+                L.range(
+                    0,
+                    g.n,
+                    1,
+                    lambda j: b.store(
+                        ir.Constant(F32, 0.0), _element(b, g.c, i, j, g.c_rs, g.c_cs)
+                    ),
+                    "zj",
+                )
+
+            L.when(b.icmp_signed("==", g.beta, _c(0)), lambda: L.range(0, g.m, 1, row, "zi"))
+
+        def run():
+            flops = b.mul(b.mul(g.m, g.n), g.k)
+            team = b.and_(
+                b.icmp_signed(">", threads, _c(1)), b.icmp_signed(">=", flops, _c(PARALLEL_FLOPS))
+            )
+            gomp = declare(self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
+            L.first_of(
+                "team",
+                [(team, lambda: b.call(gomp, [region, slot, b.trunc(threads, I32), ir.Constant(I32, 0)]))],
+                lambda: b.call(body, [slot, _c(0), _c(1)]),
+            )
+
+        L.first_of("k0", [(empty, lambda: None), (no_k, zero_c)], run)
+        b.ret_void()
+
+    def _region(self, body: ir.Function) -> ir.Function:
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), f"{FUNCTION}.region")
+        fn.linkage = "internal"
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        i32_fn = ir.FunctionType(I32, [])
+        tid = b.sext(b.call(declare(self.module, "omp_get_thread_num", i32_fn), []), I64)
+        nth = b.sext(b.call(declare(self.module, "omp_get_num_threads", i32_fn), []), I64)
+        b.call(body, [fn.args[0], tid, nth])
+        b.ret_void()
+        return fn
+
+    def _tile_config(self) -> ir.GlobalVariable:
+        """Palette 1; tiles 0-7 all 16 rows x 64 bytes."""
+        raw = bytearray(64)
+        raw[0] = 1
+        for t in range(8):
+            raw[16 + 2 * t] = 64  # colsb (uint16, little endian)
+            raw[48 + t] = 16  # rows
+        arr = ir.ArrayType(I8, 64)
+        g = ir.GlobalVariable(self.module, arr, f"{FUNCTION}.tilecfg")
+        g.global_constant = True
+        g.linkage = "internal"
+        g.align = 64
+        g.initializer = ir.Constant(arr, bytearray(raw))
+        return g
+
+    def _tile_ops(self):
+        m = self.module
+        t = {
+            "ldtilecfg": ir.FunctionType(VOID, [PTR]),
+            "tilerelease": ir.FunctionType(VOID, []),
+            "tilezero": ir.FunctionType(VOID, [I8]),
+            "tileloadd64": ir.FunctionType(VOID, [I8, PTR, I64]),
+            "tilestored64": ir.FunctionType(VOID, [I8, PTR, I64]),
+            "tdpbf16ps": ir.FunctionType(VOID, [I8, I8, I8]),
+        }
+        return {k: declare(m, f"llvm.x86.{k}", ft) for k, ft in t.items()}
+
+    def _amx_body(self, struct_t: ir.LiteralStructType) -> ir.Function:
+        fn = ir.Function(
+            self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{FUNCTION}.body"
+        )
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        data, tid, nth = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        L = Loops(fn, b)
+        g = _Args(
+            [
+                b.load(
+                    b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t),
+                    typ=t,
+                )
+                for i, t in enumerate(ARG_TYPES)
+            ]
+        )
+        ops = self._tile_ops()
+        tile = lambda n: ir.Constant(I8, n)  # noqa: E731
+
+        # This thread's rows [r0, r1) and columns [c0, c1): the longer block count is split.
+        def blocks(x):
+            return b.sdiv(b.add(x, _c(BLOCK - 1)), _c(BLOCK))
+
+        mb, nb = blocks(g.m), blocks(g.n)
+        by_cols = b.icmp_signed(">=", nb, b.mul(mb, _c(1)))
+        split = b.select(by_cols, nb, mb)
+        per = b.sdiv(b.add(split, b.sub(nth, _c(1))), nth)
+        lo = imin(b, b.mul(b.mul(tid, per), _c(BLOCK)), b.select(by_cols, g.n, g.m))
+        hi = imin(b, b.mul(b.mul(b.add(tid, _c(1)), per), _c(BLOCK)), b.select(by_cols, g.n, g.m))
+        r0, r1 = b.select(by_cols, _c(0), lo), b.select(by_cols, g.m, hi)
+        c0, c1 = b.select(by_cols, lo, _c(0)), b.select(by_cols, hi, g.n)
+
+        malloc = declare(self.module, "aligned_alloc", ir.FunctionType(PTR, [I64, I64]))
+        free = declare(self.module, "free", ir.FunctionType(VOID, [PTR]))
+        with b.goto_entry_block():
+            scratch = b.alloca(ir.ArrayType(F32, BLOCK * BLOCK))
+            scratch.align = 64
+
+        def work():
+            bpack = b.call(malloc, [_c(64), _c(KC * NC * 2)])
+            apack = b.call(malloc, [_c(64), _c(BLOCK * KC * 2)])
+            b.call(ops["ldtilecfg"], [self._tile_config()])
+            L.range(c0, c1, NC, lambda jc: column_block(jc, bpack, apack), "jc")
+            b.call(ops["tilerelease"], [])
+            b.call(free, [bpack])
+            b.call(free, [apack])
+
+        def column_block(jc, bpack, apack):
+            nw = imin(b, _c(NC), b.sub(c1, jc))
+            nwp = b.mul(blocks(nw), _c(BLOCK))
+            L.range(0, g.k, KC, lambda pc: k_block(jc, nw, nwp, pc, bpack, apack), "pc")
+
+        def k_block(jc, nw, nwp, pc, bpack, apack):
+            kw = imin(b, _c(KC), b.sub(g.k, pc))
+            kwp = b.mul(blocks(kw), _c(BLOCK))
+            half = b.sdiv(kwp, _c(2))
+            pack_b(jc, nw, nwp, pc, kw, half, bpack)
+            first = b.and_(
+                b.icmp_signed("==", pc, _c(0)), b.icmp_signed("==", g.beta, _c(0))
+            )
+            L.range(
+                r0, r1, BLOCK, lambda ic: row_block(ic, jc, nw, nwp, pc, kw, kwp, first, bpack, apack), "ic"
+            )
+
+        def pack_b(jc, nw, nwp, pc, kw, half, bpack):
+            # bpack[((j / 16) * half + kp) * 32 + (j % 16) * 2 + t] = B[pc + 2 kp + t, jc + j]
+            def pair_row(kp):
+                def col(j):
+                    for t in (0, 1):
+                        kk = b.add(b.mul(kp, _c(2)), _c(t))
+                        ok = b.and_(b.icmp_signed("<", kk, kw), b.icmp_signed("<", j, nw))
+                        v = _load_or_zero(
+                            b,
+                            ok,
+                            lambda kk=kk: _element(
+                                b, g.b, b.add(pc, kk), b.add(jc, j), g.b_rs, g.b_cs
+                            ),
+                        )
+                        panel = b.sdiv(j, _c(16))
+                        at = b.add(
+                            b.mul(b.add(b.mul(panel, half), kp), _c(32)),
+                            b.add(b.mul(b.srem(j, _c(16)), _c(2)), _c(t)),
+                        )
+                        b.store(round_to_bf16(b, v), b.gep(bpack, [at], source_etype=I16))
+
+                L.range(0, nwp, 1, col, "bj")
+
+            L.range(0, half, 1, pair_row, "bk")
+
+        def pack_a(ic, mh, pc, kw, kwp, apack):
+            # apack[r * kwp + kk] = A[ic + r, pc + kk]
+            def row(r):
+                def col(kk):
+                    ok = b.and_(b.icmp_signed("<", r, mh), b.icmp_signed("<", kk, kw))
+                    v = _load_or_zero(
+                        b, ok, lambda: _element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs)
+                    )
+                    at = b.add(b.mul(r, kwp), kk)
+                    b.store(round_to_bf16(b, v), b.gep(apack, [at], source_etype=I16))
+
+                L.range(0, kwp, 1, col, "ak")
+
+            L.range(0, BLOCK, 1, row, "ar")
+
+        def row_block(ic, jc, nw, nwp, pc, kw, kwp, first, bpack, apack):
+            mh = imin(b, _c(BLOCK), b.sub(r1, ic))
+            pack_a(ic, mh, pc, kw, kwp, apack)
+            a_stride = b.mul(kwp, _c(2))  # bytes per packed A row
+            half = b.sdiv(kwp, _c(2))
+
+            def micro(jr):
+                for t in range(4):
+                    b.call(ops["tilezero"], [tile(t)])
+
+                def step(kt):
+                    a0 = b.gep(apack, [b.mul(kt, _c(64))], source_etype=I8)
+                    a1 = b.gep(a0, [b.mul(a_stride, _c(16))], source_etype=I8)
+                    panel = b.sdiv(jr, _c(16))
+                    b_at = lambda p: b.gep(  # noqa: E731
+                        bpack,
+                        [b.mul(b.add(b.mul(p, half), b.mul(kt, _c(16))), _c(64))],
+                        source_etype=I8,
+                    )
+                    b.call(ops["tileloadd64"], [tile(4), a0, a_stride])
+                    b.call(ops["tileloadd64"], [tile(5), a1, a_stride])
+                    b.call(ops["tileloadd64"], [tile(6), b_at(panel), _c(64)])
+                    b.call(ops["tileloadd64"], [tile(7), b_at(b.add(panel, _c(1))), _c(64)])
+                    b.call(ops["tdpbf16ps"], [tile(0), tile(4), tile(6)])
+                    b.call(ops["tdpbf16ps"], [tile(1), tile(4), tile(7)])
+                    b.call(ops["tdpbf16ps"], [tile(2), tile(5), tile(6)])
+                    b.call(ops["tdpbf16ps"], [tile(3), tile(5), tile(7)])
+
+                L.range(0, b.sdiv(kwp, _c(32)), 1, step, "kt")
+                row_bytes = _c(BLOCK * 4)
+                for t, (dr, dc) in enumerate(((0, 0), (0, 16), (16, 0), (16, 16))):
+                    at = b.gep(scratch, [_c(0), _c(dr * BLOCK + dc)], source_etype=scratch.allocated_type)
+                    b.call(ops["tilestored64"], [tile(t), at, row_bytes])
+                epilogue(ic, mh, b.add(jc, jr), imin(b, _c(BLOCK), b.sub(nw, jr)), first)
+
+            L.range(0, nwp, BLOCK, micro, "jr")
+
+        def epilogue(ic, mh, j0, nwj, first):
+            def row(r):
+                def col(cc):
+                    ptr = _element(b, g.c, b.add(ic, r), b.add(j0, cc), g.c_rs, g.c_cs)
+                    part = b.load(
+                        b.gep(scratch, [_c(0), b.add(b.mul(r, _c(BLOCK)), cc)], source_etype=scratch.allocated_type),
+                        typ=F32,
+                    )
+                    old = b.select(first, ir.Constant(F32, 0.0), b.load(ptr, typ=F32))
+                    b.store(b.fadd(old, part), ptr)
+
+                L.range(0, nwj, 1, col, "ec")
+
+            L.range(0, mh, 1, row, "er")
+
+        L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)
+        b.ret_void()
+        return fn
+
+
+def imax1(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, _c(1)), _c(1), x)
