@@ -18,7 +18,9 @@ from .errors import ConfigError
 
 PRECISIONS = ("float32", "bf16")
 
-_current: contextvars.ContextVar[str] = contextvars.ContextVar("matmul_precision", default="float32")
+_current: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "matmul_precision", default="float32"
+)
 
 
 def check_precision(value: str) -> str:

@@ -26,6 +26,8 @@ from .dynamic_batch import DynamicBatch, batched_leaves, check_spec
 from .gc_defer import full_collections_deferred
 from .ir.errors import CompileError
 from .ir.graph import Graph
+from .ir.precision import check_precision
+from .ir.precision import matmul_precision as matmul_precision_scope
 from .ir.symbolic import SYMBOL, batch_hint
 from .lowering import Program, lower_graph
 from .passes import optimize
@@ -97,13 +99,30 @@ def lower(
     level: int = 2,
     threads: int | None = None,
     dynamic_batch: DynamicBatch = None,
+    matmul_precision: str | None = None,
 ) -> Lowered:
     """Trace ``fn`` on ``examples`` and lower it; ``.source`` is the generated code.
-    ``dynamic_batch`` as for ``compile``: the code then reads the batch size ``n``."""
+    ``dynamic_batch`` and ``matmul_precision`` as for ``compile``."""
     batched = batched_leaves(fn, examples, check_spec(dynamic_batch))
+    precision = precision_for(backend, matmul_precision)
     with full_collections_deferred(), batch_hint(_first_batch(batched, examples)):
         graph = trace(fn, *examples, batched_leaves=batched)
-        return lower_graph_for(graph, backend, level, threads)
+        with matmul_precision_scope(precision):
+            return lower_graph_for(graph, backend, level, threads)
+
+
+def precision_for(backend: str, requested: str | None) -> str:
+    """The matmul precision of a compile: the argument, else NNCOMPILE_MATMUL_PRECISION;
+    bf16 is built for the LLVM backend only (a clear error elsewhere, never float32
+    products passed off as bf16 ones or the reverse)."""
+    value = check_precision(requested or config.get_enum(config.MATMUL_PRECISION) or "float32")
+    if value == "bf16" and backend != "llvm":
+        raise NotImplementedError(
+            f"matmul_precision='bf16' is built for the llvm backend only (AMX tiles, or float32 "
+            f"on bf16-rounded operands), not for backend={backend!r}; the CUDA tensor-core "
+            "path is not built"
+        )
+    return value
 
 
 def _first_batch(batched: frozenset[int], args: tuple) -> int | None:
@@ -134,9 +153,11 @@ class CompiledFunction:
         check: bool | None = None,
         device_outputs: bool = False,
         dynamic_batch: DynamicBatch = None,
+        matmul_precision: str | None = None,
     ):
         target = get_backend(backend)
         self.dynamic_batch = check_spec(dynamic_batch)
+        self.matmul_precision = precision_for(backend, matmul_precision)
         if threads is not None:
             check_threads(threads)
         self.fn = fn
@@ -149,6 +170,11 @@ class CompiledFunction:
         if self.check and target.device and not target.per_kernel:
             raise NotImplementedError(
                 f"check=True needs per-kernel entry points, which backend {backend!r} lacks"
+            )
+        if self.check and self.matmul_precision != "float32":
+            raise NotImplementedError(
+                "check=True compares with the float32 reference; it is not built for "
+                f"matmul_precision={self.matmul_precision!r}"
             )
         if device_outputs and not target.device_outputs:
             raise CompileError(
@@ -231,9 +257,10 @@ class CompiledFunction:
         checked = self.check
         # speed-only choices on symbolic sizes assume the first call's batch size
         with batch_hint(_first_batch(batched, args)):
-            lowered = lower_graph_for(
-                graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
-            )
+            with matmul_precision_scope(self.matmul_precision):
+                lowered = lower_graph_for(
+                    graph, self.backend, self.level, self.threads, donated, kernel_entries=checked
+                )
         executable = lowered.compile(self.device_outputs)
         if checked:
             from .checking import Checker
@@ -278,6 +305,7 @@ def compile(
     check: bool | None = None,
     device_outputs: bool = False,
     dynamic_batch: DynamicBatch = None,
+    matmul_precision: str | None = None,
 ) -> CompiledFunction:
     """Compile ``fn`` for ``backend`` ("numpy" | "llvm" | "cuda"). ``check=True`` (or
     ``NNCOMPILE_CHECK=1``) runs the reference interpreter alongside and raises
@@ -287,9 +315,22 @@ def compile(
 
     ``dynamic_batch`` (True, ``{"x": 0, ...}`` by parameter name, or a tuple of argnums;
     see nncompile/dynamic_batch.py) makes the leading axis of those arguments one symbolic
-    size ``n``: a single compile then serves every batch size (``compile_count`` stays 1)."""
+    size ``n``: a single compile then serves every batch size (``compile_count`` stays 1).
+
+    ``matmul_precision="bf16"`` (default ``NNCOMPILE_MATMUL_PRECISION``, else "float32")
+    rounds the operands of every matrix product and GEMM-lowered convolution to bfloat16
+    and sums the products in float32 (AMX tiles where the CPU has them; see
+    docs/mixed_precision.md); inputs, outputs and every other op stay float32."""
     return CompiledFunction(
-        fn, backend, level, donate_argnums, threads, check, device_outputs, dynamic_batch
+        fn,
+        backend,
+        level,
+        donate_argnums,
+        threads,
+        check,
+        device_outputs,
+        dynamic_batch,
+        matmul_precision,
     )
 
 

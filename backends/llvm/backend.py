@@ -27,10 +27,13 @@ class LLVMBackend:
 
     def build(self, lowered, device_outputs: bool = False) -> LLVMExecutable:
         # (device_outputs: results are host arrays already; nc.compile refuses True here)
+        from .gemm_bf16 import SYMBOL as BF16_GEMM
         from .jit import compile_ir
-        from .runtime import runtime
+        from .runtime import bf16_runtime, runtime
 
         runtime()  # the GEMMs the program links against
+        if BF16_GEMM in lowered.source:  # matmul_precision="bf16"
+            bf16_runtime()
         start = time.perf_counter()
         native = compile_ir(lowered.source, keep_text=dump_root() is not None)
         lowered.timings["llvm"] = time.perf_counter() - start

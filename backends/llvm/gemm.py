@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import llvmlite.ir as ir
 
+from ...ir import dtypes as dt
 from ...ir.kernel import (
     DOT_PRODUCT_MAX_OUTPUTS,
     DOT_PRODUCT_MIN_K,
@@ -35,6 +36,7 @@ from ...ir.kernel import (
     strided,
 )
 from ...ir.symbolic import Dim, hint
+from .gemm_bf16 import bf16_gemm_declaration
 from .gemm_packed import WORKSPACE_BYTES
 from .gemm_registers import emit_register_gemm, fits_in_registers
 
@@ -194,6 +196,10 @@ def emit_gemm(emitter, s: Gemm) -> None:
     """Float GEMMs call the module's packed GEMM once per batch entry, except those whose
     output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
     ones (rare) become plain loops."""
+    if s.precision == "bf16" and s.dtype == dt.float32:
+        # every form computes bf16 products the same way: the runtime's bf16 GEMM
+        _emit_packed_call(emitter, s)
+        return
     dynamic = is_dynamic(s)
     if not dynamic and fits_in_registers(s):
         emit_register_gemm(emitter, s)
@@ -253,7 +259,10 @@ def _emit_packed_call(emitter, s: Gemm) -> None:
     from .gemm_packed import gemm_declaration
     from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, PTR, context_slot
 
-    fn = gemm_declaration(emitter.module, reg_type(s.dtype))
+    if s.precision == "bf16" and s.dtype == dt.float32:
+        fn = bf16_gemm_declaration(emitter.module)
+    else:
+        fn = gemm_declaration(emitter.module, reg_type(s.dtype))
     b = emitter.b
     t = reg_type(s.dtype)
     workspace = context_slot(b, emitter.context, CONTEXT_WORKSPACE, PTR)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from .codegen import FunctionAttributes
 from .gemm_packed import GEMM_TYPE, runtime_symbol
-from .llvm_builders import Loops, declare, imin
+from .llvm_builders import Loops, declare, imax, imin
 from .parallel import store_untyped
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -29,8 +30,9 @@ F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
 
 SYMBOL = "nc_rt_gemm_bf16"
 FUNCTION = "nc_gemm_bf16"
-KC = 512  # k per packed block: a multiple of 32 (one tile step)
-NC = 512  # columns per packed B block (KC x NC bf16 = 512 KiB, in L2)
+KC_MAX = 512  # k per packed block at most (a multiple of 32, one tile step): most
+# products pack all of k at once, so C is written once
+B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 BLOCK = 32  # the micro-kernel's rows and columns
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
 ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
@@ -47,7 +49,9 @@ def round_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     lsb = b.and_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 1))
     rounded = b.lshr(b.add(b.add(u, ir.Constant(I32, 0x7FFF)), lsb), ir.Constant(I32, 16))
     quiet = b.or_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 0x40))
-    nan = b.icmp_unsigned(">", b.and_(u, ir.Constant(I32, 0x7FFFFFFF)), ir.Constant(I32, 0x7F800000))
+    nan = b.icmp_unsigned(
+        ">", b.and_(u, ir.Constant(I32, 0x7FFFFFFF)), ir.Constant(I32, 0x7F800000)
+    )
     return b.trunc(b.select(nan, quiet, rounded), I16)
 
 
@@ -93,8 +97,9 @@ class Bf16GemmBuilder:
         fn = ir.Function(module, GEMM_TYPE, FUNCTION)
         for a, name in zip(fn.args, (*ARGS, "workspace", "threads"), strict=True):
             a.name = name
+        fn.attributes.add("nounwind")
+        wide_vectors(fn)
         if use_amx:
-            fn.attributes.add("nounwind")
             self._amx_entry(fn)
         else:
             self._fallback(fn)
@@ -174,10 +179,19 @@ class Bf16GemmBuilder:
             team = b.and_(
                 b.icmp_signed(">", threads, _c(1)), b.icmp_signed(">=", flops, _c(PARALLEL_FLOPS))
             )
-            gomp = declare(self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
+            gomp = declare(
+                self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
+            )
             L.first_of(
                 "team",
-                [(team, lambda: b.call(gomp, [region, slot, b.trunc(threads, I32), ir.Constant(I32, 0)]))],
+                [
+                    (
+                        team,
+                        lambda: b.call(
+                            gomp, [region, slot, b.trunc(threads, I32), ir.Constant(I32, 0)]
+                        ),
+                    )
+                ],
                 lambda: b.call(body, [slot, _c(0), _c(1)]),
             )
 
@@ -223,11 +237,11 @@ class Bf16GemmBuilder:
         return {k: declare(m, f"llvm.x86.{k}", ft) for k, ft in t.items()}
 
     def _amx_body(self, struct_t: ir.LiteralStructType) -> ir.Function:
-        fn = ir.Function(
-            self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{FUNCTION}.body"
-        )
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{FUNCTION}.body")
         fn.linkage = "internal"
         fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        wide_vectors(fn)
         data, tid, nth = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         L = Loops(fn, b)
@@ -263,70 +277,92 @@ class Bf16GemmBuilder:
             scratch.align = 64
 
         def work():
-            bpack = b.call(malloc, [_c(64), _c(KC * NC * 2)])
-            apack = b.call(malloc, [_c(64), _c(BLOCK * KC * 2)])
+            # k per packed block up to KC_MAX; as many columns as keep B's block in B_BYTES
+            kc = imin(b, b.mul(blocks(g.k), _c(BLOCK)), _c(KC_MAX))
+            fit = b.mul(b.sdiv(b.sdiv(_c(B_BYTES), b.mul(kc, _c(2))), _c(BLOCK)), _c(BLOCK))
+            nc = imax(b, _c(BLOCK), fit)
+            bpack = b.call(malloc, [_c(64), b.mul(b.mul(kc, nc), _c(2))])
+            apack = b.call(malloc, [_c(64), b.mul(kc, _c(BLOCK * 2))])
             b.call(ops["ldtilecfg"], [self._tile_config()])
-            L.range(c0, c1, NC, lambda jc: column_block(jc, bpack, apack), "jc")
+            L.range(c0, c1, nc, lambda jc: column_block(jc, kc, nc, bpack, apack), "jc")
             b.call(ops["tilerelease"], [])
             b.call(free, [bpack])
             b.call(free, [apack])
 
-        def column_block(jc, bpack, apack):
-            nw = imin(b, _c(NC), b.sub(c1, jc))
+        def column_block(jc, kc, nc, bpack, apack):
+            nw = imin(b, nc, b.sub(c1, jc))
             nwp = b.mul(blocks(nw), _c(BLOCK))
-            L.range(0, g.k, KC, lambda pc: k_block(jc, nw, nwp, pc, bpack, apack), "pc")
+            L.range(0, g.k, kc, lambda pc: k_block(jc, nw, nwp, pc, kc, bpack, apack), "pc")
 
-        def k_block(jc, nw, nwp, pc, bpack, apack):
-            kw = imin(b, _c(KC), b.sub(g.k, pc))
+        def k_block(jc, nw, nwp, pc, kc, bpack, apack):
+            kw = imin(b, kc, b.sub(g.k, pc))
             kwp = b.mul(blocks(kw), _c(BLOCK))
             half = b.sdiv(kwp, _c(2))
-            pack_b(jc, nw, nwp, pc, kw, half, bpack)
-            first = b.and_(
-                b.icmp_signed("==", pc, _c(0)), b.icmp_signed("==", g.beta, _c(0))
-            )
-            L.range(
-                r0, r1, BLOCK, lambda ic: row_block(ic, jc, nw, nwp, pc, kw, kwp, first, bpack, apack), "ic"
-            )
+            pack_b(jc, nw, nwp, pc, kw, kwp, half, bpack)
+            first = b.and_(b.icmp_signed("==", pc, _c(0)), b.icmp_signed("==", g.beta, _c(0)))
 
-        def pack_b(jc, nw, nwp, pc, kw, half, bpack):
-            # bpack[((j / 16) * half + kp) * 32 + (j % 16) * 2 + t] = B[pc + 2 kp + t, jc + j]
-            def pair_row(kp):
-                def col(j):
-                    for t in (0, 1):
-                        kk = b.add(b.mul(kp, _c(2)), _c(t))
-                        ok = b.and_(b.icmp_signed("<", kk, kw), b.icmp_signed("<", j, nw))
-                        v = _load_or_zero(
-                            b,
-                            ok,
-                            lambda kk=kk: _element(
-                                b, g.b, b.add(pc, kk), b.add(jc, j), g.b_rs, g.b_cs
-                            ),
-                        )
-                        panel = b.sdiv(j, _c(16))
-                        at = b.add(
-                            b.mul(b.add(b.mul(panel, half), kp), _c(32)),
-                            b.add(b.mul(b.srem(j, _c(16)), _c(2)), _c(t)),
-                        )
-                        b.store(round_to_bf16(b, v), b.gep(bpack, [at], source_etype=I16))
+            def row_block_at(ic):
+                row_block(ic, jc, nw, nwp, pc, kw, kwp, first, bpack, apack)
 
-                L.range(0, nwp, 1, col, "bj")
+            L.range(r0, r1, BLOCK, row_block_at, "ic")
 
-            L.range(0, half, 1, pair_row, "bk")
+        def zero_unless_full(ptr, full, count):
+            """Padding is zero: clear the packed block first unless the data fills it."""
+            L.when(b.not_(full), lambda: memset(ptr, b.mul(count, _c(2))))
+
+        def pack_b(jc, nw, nwp, pc, kw, kwp, half, bpack):
+            # bpack[(p * half + kp) * 32 + jj * 2 + t] = B[pc + 2 kp + t, jc + 16 p + jj]: no
+            # conditions inside the loops, so that they vectorize (stride 1 versioned)
+            full = b.and_(b.icmp_signed("==", nw, nwp), b.icmp_signed("==", kw, kwp))
+            zero_unless_full(bpack, full, b.mul(kwp, nwp))
+            panels = b.sdiv(b.add(nw, _c(15)), _c(16))
+
+            def panel(p):
+                width = imin(b, _c(16), b.sub(nw, b.mul(p, _c(16))))
+                col0 = b.add(jc, b.mul(p, _c(16)))
+
+                def pair_row(kp, pairs):
+                    base = b.mul(b.add(b.mul(p, half), kp), _c(32))
+
+                    def col(jj):
+                        for t in range(pairs):
+                            kk = b.add(b.add(pc, b.mul(kp, _c(2))), _c(t))
+                            v = b.load(
+                                _element(b, g.b, kk, b.add(col0, jj), g.b_rs, g.b_cs), typ=F32
+                            )
+                            at = b.add(base, b.add(b.mul(jj, _c(2)), _c(t)))
+                            b.store(round_to_bf16(b, v), b.gep(bpack, [at], source_etype=I16))
+
+                    L.range(0, width, 1, col, "bj")
+
+                L.range(0, b.sdiv(kw, _c(2)), 1, lambda kp: pair_row(kp, 2), "bk")
+                # an odd k: the last row pairs with zero padding
+                odd = b.icmp_signed("==", b.srem(kw, _c(2)), _c(1))
+                L.when(odd, lambda: pair_row(b.sdiv(kw, _c(2)), 1))
+
+            L.range(0, panels, 1, panel, "bp")
 
         def pack_a(ic, mh, pc, kw, kwp, apack):
             # apack[r * kwp + kk] = A[ic + r, pc + kk]
+            full = b.and_(b.icmp_signed("==", mh, _c(BLOCK)), b.icmp_signed("==", kw, kwp))
+            zero_unless_full(apack, full, b.mul(kwp, _c(BLOCK)))
+
             def row(r):
                 def col(kk):
-                    ok = b.and_(b.icmp_signed("<", r, mh), b.icmp_signed("<", kk, kw))
-                    v = _load_or_zero(
-                        b, ok, lambda: _element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs)
+                    v = b.load(
+                        _element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs), typ=F32
                     )
                     at = b.add(b.mul(r, kwp), kk)
                     b.store(round_to_bf16(b, v), b.gep(apack, [at], source_etype=I16))
 
-                L.range(0, kwp, 1, col, "ak")
+                L.range(0, kw, 1, col, "ak")
 
-            L.range(0, BLOCK, 1, row, "ar")
+            L.range(0, mh, 1, row, "ar")
+
+        def memset(ptr, nbytes):
+            fn_t = ir.FunctionType(VOID, [PTR, I8, I64, ir.IntType(1)])
+            fill = declare(self.module, "llvm.memset.p0.i64", fn_t)
+            b.call(fill, [ptr, ir.Constant(I8, 0), nbytes, ir.Constant(ir.IntType(1), 0)])
 
         def row_block(ic, jc, nw, nwp, pc, kw, kwp, first, bpack, apack):
             mh = imin(b, _c(BLOCK), b.sub(r1, ic))
@@ -359,7 +395,9 @@ class Bf16GemmBuilder:
                 L.range(0, b.sdiv(kwp, _c(32)), 1, step, "kt")
                 row_bytes = _c(BLOCK * 4)
                 for t, (dr, dc) in enumerate(((0, 0), (0, 16), (16, 0), (16, 16))):
-                    at = b.gep(scratch, [_c(0), _c(dr * BLOCK + dc)], source_etype=scratch.allocated_type)
+                    at = b.gep(
+                        scratch, [_c(0), _c(dr * BLOCK + dc)], source_etype=scratch.allocated_type
+                    )
                     b.call(ops["tilestored64"], [tile(t), at, row_bytes])
                 epilogue(ic, mh, b.add(jc, jr), imin(b, _c(BLOCK), b.sub(nw, jr)), first)
 
@@ -370,7 +408,11 @@ class Bf16GemmBuilder:
                 def col(cc):
                     ptr = _element(b, g.c, b.add(ic, r), b.add(j0, cc), g.c_rs, g.c_cs)
                     part = b.load(
-                        b.gep(scratch, [_c(0), b.add(b.mul(r, _c(BLOCK)), cc)], source_etype=scratch.allocated_type),
+                        b.gep(
+                            scratch,
+                            [_c(0), b.add(b.mul(r, _c(BLOCK)), cc)],
+                            source_etype=scratch.allocated_type,
+                        ),
                         typ=F32,
                     )
                     old = b.select(first, ir.Constant(F32, 0.0), b.load(ptr, typ=F32))
@@ -383,6 +425,20 @@ class Bf16GemmBuilder:
         L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)
         b.ret_void()
         return fn
+
+
+def bf16_gemm_declaration(module: ir.Module) -> ir.Function:
+    """The runtime's bf16 GEMM declared in a program module (runtime.bf16_runtime registers
+    it before a program that names it is linked)."""
+    return declare(module, SYMBOL, GEMM_TYPE)
+
+
+def wide_vectors(fn: ir.Function) -> None:
+    """The packing and write-back loops vectorize at 512 bits where the CPU has them."""
+    attrs = FunctionAttributes()
+    attrs.update(fn.attributes)
+    attrs.add('"prefer-vector-width"="512"')
+    fn.attributes = attrs
 
 
 def imax1(b: ir.IRBuilder, x: ir.Value) -> ir.Value:

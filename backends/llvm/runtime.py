@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 
 import llvmlite.binding as llvm
-
 import llvmlite.ir as ir
 
 from .amx import amx_usable

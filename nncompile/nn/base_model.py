@@ -218,6 +218,7 @@ class BaseModel:
         loss_weights: Any = None,
         distributed: bool = False,
         dynamic_batch: bool | None = None,
+        matmul_precision: str | None = None,
     ) -> None:
         """Choose optimizer, loss and metrics; ``backend`` compiles the training and
         inference steps ("llvm", "cuda", "numpy"); ``run_eagerly`` runs them op by op;
@@ -228,7 +229,10 @@ class BaseModel:
         fit's batch_size is per rank, gradients are averaged across ranks).
         ``dynamic_batch`` (default: on) compiles each step once for every
         batch size (nc.compile's dynamic_batch): a ragged last batch, ``evaluate`` and
-        ``predict`` on any number of rows reuse it, with no padding."""
+        ``predict`` on any number of rows reuse it, with no padding.
+        ``matmul_precision="bf16"`` trains in mixed precision: matmul and convolution
+        operands rounded to bfloat16, float32 sums, float32 weights, optimizer state,
+        losses and everything else (nc.compile's matmul_precision)."""
         from .fitting import Trainer
 
         kind = Trainer
@@ -247,6 +251,7 @@ class BaseModel:
             check,
             loss_weights,
             dynamic_batch,
+            matmul_precision,
         )
 
     @property

@@ -22,7 +22,7 @@ import numpy as np
 from .. import losses, ops, optim
 from ..autodiff import value_and_grad
 from ..backend import get_backend
-from ..compiler import BACKENDS, compile
+from ..compiler import BACKENDS, compile, precision_for
 from ..data.split import batch_slices, check_same_length, split_tail
 from ..dispatch import name_scope
 from ..functional import activation
@@ -88,9 +88,17 @@ class Trainer:
         check: bool | None = None,
         loss_weights: Any = None,
         dynamic_batch: bool | None = None,
+        matmul_precision: str | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        # bf16 products: mixed precision training, the weights and optimizer state float32
+        self.matmul_precision = precision_for(backend, matmul_precision)
+        if run_eagerly and self.matmul_precision != "float32":
+            raise NotImplementedError(
+                "run_eagerly=True computes float32 products (NumPy); matmul_precision="
+                f"{self.matmul_precision!r} needs a compiled step"
+            )
         try:
             self.optimizer = optim.get(optimizer)
             structured = isinstance(loss, (list, tuple, dict))
@@ -289,6 +297,7 @@ class Trainer:
                     check=self.check,
                     device_outputs=kind == "train" and self._on_device,
                     dynamic_batch=self._batched_arguments(kind),
+                    matmul_precision=self.matmul_precision,
                 )
             )
         return self._functions[kind]
