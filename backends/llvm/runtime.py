@@ -27,7 +27,8 @@ from .parallel import load_libgomp
 _lock = threading.Lock()
 _runtime: NativeCode | None = None
 _tuning: Tuning | None = None
-_bf16: dict[bool, NativeCode] = {}  # by AMX use: the form registered is the last one built
+_bf16: dict[bool, NativeCode] = {}  # by AMX use
+_bf16_form: str | None = None  # the form registered now: "amx" or "float32"
 
 
 def runtime() -> NativeCode:
@@ -60,6 +61,7 @@ def bf16_runtime() -> NativeCode:
     Programs name the symbol only, so each compile links the form registered last (both
     compute the same products; NNCOMPILE_AMX=0 switches the form for later compiles)."""
     runtime()  # the fallback calls the float32 GEMM; both use libgomp's team
+    global _bf16_form
     use_amx = amx_usable()
     with _lock:
         native = _bf16.get(use_amx)
@@ -71,4 +73,12 @@ def bf16_runtime() -> NativeCode:
             native = compile_ir(str(module), entry=BF16_FUNCTION)
             _bf16[use_amx] = native
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
+        _bf16_form = "amx" if use_amx else "float32"
         return native
+
+
+def bf16_form() -> str | None:
+    """How the bf16 GEMM that programs compiled now link against computes: "amx" (tile
+    instructions) or "float32" (on bf16-rounded copies); None before the first bf16
+    program of this process."""
+    return _bf16_form

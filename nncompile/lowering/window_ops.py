@@ -19,6 +19,7 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from ..ir.graph import Node
+from ..ir.precision import current_precision
 from ..ir.kernel import (
     DIRECT_CONV_MAX_SUM,
     INDEX,
@@ -434,7 +435,9 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 def direct_conv_applies(cs: ConvShape, im2col_in_memory: bool) -> bool:
     """Short sums convolve directly; so do longer ones for few output channels when the
     im2col matrix would be written to memory (a CPU; a GPU's implicit GEMM computes it
-    where it reads it)."""
+    where it reads it). Not under matmul_precision="bf16": its products are the GEMM's."""
+    if current_precision() != "float32":
+        return False
     few_outputs = cs.og <= FEW_OUT and cs.k <= DIRECT_CONV_FEW_OUT_K
     return cs.k <= DIRECT_CONV_K or (im2col_in_memory and few_outputs)
 

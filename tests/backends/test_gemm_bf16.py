@@ -1,0 +1,159 @@
+"""matmul_precision="bf16": the runtime's bf16 GEMM (AMX tiles, or float32 on rounded copies)
+against a float64 product of the bf16-rounded operands, over operand layouts, edge sizes,
+thread counts and accumulation; the fallback forced by NNCOMPILE_AMX=0; the option's
+errors. (Training with bf16: tests/nn/test_mixed_precision.py.)"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+from nncompile.backends.llvm import amx, runtime
+from nncompile.backends.llvm.executable import aligned_empty
+from nncompile.backends.llvm.gemm_packed import WORKSPACE_BYTES
+from nncompile.ir.errors import ConfigError
+
+_I64, _P = ctypes.c_int64, ctypes.c_void_p
+_GEMM = ctypes.CFUNCTYPE(None, _P, _P, _P, *([_I64] * 10), _P, _I64)
+FORMS = ["amx", "float32"]
+
+
+def bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 to the nearest bfloat16 (ties to even), returned as float32."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return r.astype(np.uint32).view(np.float32)
+
+
+def reference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The product of the rounded operands in float64, and the float32 summation bound
+    (k u sum |a||b|, u = 2^-24, with a margin for the order of the sums)."""
+    a64, b64 = bf16(a).astype(np.float64), bf16(b).astype(np.float64)
+    k = a.shape[1]
+    bound = 2 * (k + 2) * 2.0**-24 * (np.abs(a64) @ np.abs(b64)) + 1e-30
+    return a64 @ b64, bound
+
+
+@pytest.fixture(params=FORMS)
+def form(request, monkeypatch):
+    if request.param == "amx" and not amx.amx_usable():
+        pytest.skip("this CPU or kernel offers no AMX bf16")
+    monkeypatch.setenv("NNCOMPILE_AMX", "1" if request.param == "amx" else "0")
+    runtime.bf16_runtime()
+    assert runtime.bf16_form() == request.param
+    return request.param
+
+
+def _call(a, b, c, beta: int, threads: int) -> None:
+    fn = _GEMM(runtime.bf16_runtime().engine.get_function_address("nc_gemm_bf16"))
+    workspace = aligned_empty(WORKSPACE_BYTES * threads)
+    (m, k), n = a.shape, b.shape[1]
+    sa, sb, sc = (tuple(s // 4 for s in x.strides) for x in (a, b, c))
+    fn(
+        a.ctypes.data,
+        b.ctypes.data,
+        c.ctypes.data,
+        m,
+        n,
+        k,
+        *sa,
+        *sb,
+        *sc,
+        beta,
+        workspace.ctypes.data,
+        threads,
+    )
+
+
+SHAPES = [(1, 1, 1), (5, 7, 3), (16, 16, 32), (17, 15, 33), (31, 33, 65), (64, 96, 17)]
+SHAPES += [(100, 530, 600), (257, 70, 2100)]  # several column and k blocks
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("layout", ["nn", "tn", "nt", "tt"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runtime_gemm_matches_rounded_float64(form, m, n, k, layout, threads):
+    rng = np.random.default_rng(m * 7 + n * 3 + k)
+    a = rng.standard_normal((k, m) if layout[0] == "t" else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if layout[1] == "t" else (k, n)).astype(np.float32)
+    a = a.T if layout[0] == "t" else a
+    b = b.T if layout[1] == "t" else b
+    want, bound = reference(a, b)
+    c = np.full((m, n), np.nan, np.float32)  # beta 0 must not read C
+    _call(a, b, c, 0, threads)
+    assert np.all(np.abs(c - want) <= bound)
+    old = rng.standard_normal((m, n)).astype(np.float32)
+    c = old.copy()
+    _call(a, b, c, 1, threads)  # C += A @ B
+    assert np.all(np.abs(c - (want + old)) <= bound + 2.0**-23 * np.abs(want + old))
+
+
+def test_empty_and_zero_k(form):
+    c = np.ones((3, 4), np.float32)
+    _call(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), c, 0, 1)
+    assert not c.any()  # k = 0, beta 0: C = 0
+    c[...] = 2
+    _call(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), c, 1, 1)
+    assert np.all(c == 2)
+
+
+def test_rounding_ties_to_even_and_specials(form):
+    """One-term products show the operands' rounding: ties to even, NaN and inf kept."""
+    above = np.float32(1.0) + np.float32(2.0**-8)  # a tie between 1 and 1 + 2^-7: down
+    odd = np.float32(1.0 + 2.0**-7 + 2.0**-8)  # a tie above an odd last bit: up
+    a = np.array([[above], [odd], [np.inf], [np.nan], [3.0e38]], np.float32)
+    b = np.ones((1, 1), np.float32)
+    c = np.zeros((5, 1), np.float32)
+    _call(a, b, c, 0, 1)
+    assert c[0, 0] == 1.0 and c[1, 0] == np.float32(1.0 + 2.0**-6)
+    assert c[2, 0] == np.inf and np.isnan(c[3, 0])
+    assert c[4, 0] == bf16(np.float32(3.0e38))
+
+
+def test_compiled_matmuls_and_convolution_round_their_operands(form):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((70, 300)).astype(np.float32)
+    w = rng.standard_normal((300, 40)).astype(np.float32)
+    f = nc.compile(lambda x, w: nc.relu(x @ w + 1.0), matmul_precision="bf16")
+    want, bound = reference(x, w)
+    np.testing.assert_array_less(np.abs(f(x, w) - np.maximum(want + 1.0, 0)), bound + 1e-6)
+    # a convolution lowered to a GEMM: the reference is float64 on rounded operands
+    img = rng.standard_normal((4, 1, 12, 12)).astype(np.float32)
+    k = rng.standard_normal((8, 1, 3, 3)).astype(np.float32)
+    conv = nc.compile(lambda i, k: nc.conv2d(i, k), matmul_precision="bf16")(img, k)
+    exact = nc.compile(lambda i, k: nc.conv2d(i, k), backend="numpy")(
+        bf16(img).astype(np.float64), bf16(k).astype(np.float64)
+    )
+    np.testing.assert_allclose(conv, exact, rtol=1e-5, atol=1e-5)
+    text = nc.lower(lambda x, w: x @ w, x, w, matmul_precision="bf16").program.text()
+    assert "bf16 products" in text
+
+
+def test_float32_default_is_untouched():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 8)).astype(np.float32)
+    got = nc.compile(lambda x, w: x @ w)(x, w)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - reference(x, w)[0]).max() > 1e-3  # bf16 rounding would show
+
+
+def test_environment_default(monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_MATMUL_PRECISION", "bf16")
+    assert nc.compile(lambda x: x).matmul_precision == "bf16"
+    monkeypatch.setenv("NNCOMPILE_MATMUL_PRECISION", "bfloat")
+    with pytest.raises(ConfigError, match="NNCOMPILE_MATMUL_PRECISION"):
+        nc.compile(lambda x: x)
+
+
+def test_refusals():
+    with pytest.raises(ConfigError, match="matmul_precision must be one of"):
+        nc.compile(lambda x: x, matmul_precision="fp8")
+    for backend in ("numpy", "cuda"):
+        with pytest.raises(NotImplementedError, match="llvm backend only"):
+            nc.compile(lambda x: x, backend=backend, matmul_precision="bf16")
+    with pytest.raises(NotImplementedError, match="check=True"):
+        nc.compile(lambda x: x, check=True, matmul_precision="bf16")
