@@ -1,6 +1,7 @@
 """Per-kernel time of a compiled training step (nc.profile): where the time goes.
 
 python benchmarks/profile_step.py [cnn|mlp] [--batch 64] [--threads N] [--top 15]
+    [--precision float32|bf16]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--precision", choices=("float32", "bf16"), default="float32")
     args = parser.parse_args()
     params, loss, x = getattr(models, args.model)()
     x = np.resize(x, (args.batch,) + x.shape[1:]).astype(np.float32)
@@ -34,7 +36,7 @@ def main() -> None:
     opt = optim.Adam(1e-3)
     step = nc.train_step(loss, opt)
     report = nc.profile(
-        step,
+        nc.compile(step, matmul_precision=args.precision),
         params,
         opt.init(params),
         x,

@@ -18,8 +18,9 @@ import numpy as np
 
 from . import pytree
 from .backend import get_backend, is_device_array
-from .compiler import CompiledFunction, lower_graph_for
+from .compiler import CompiledFunction, lower_graph_for, precision_for
 from .ir.errors import ConfigError
+from .ir.precision import matmul_precision
 from .roofline import group_work
 from .tracing import is_array_leaf, trace
 
@@ -110,11 +111,13 @@ def profile(
             f"nc.profile needs per-kernel timed entries (call_timed), which backend "
             f"{backend!r} lacks"
         )
-    level = 2
+    level, precision = 2, precision_for(backend, None)
     if isinstance(fn, CompiledFunction):  # tracing the compiled wrapper would not work
+        precision = fn.matmul_precision
         fn, level, threads = fn.fn, fn.level, fn.threads if threads is None else threads
     graph = trace(fn, *args)
-    lowered = lower_graph_for(graph, backend, level, threads=threads, kernel_entries=True)
+    with matmul_precision(precision):
+        lowered = lower_graph_for(graph, backend, level, threads=threads, kernel_entries=True)
     executable = lowered.compile()
     entries = executable.kernel_entries()
     leaves, _, _ = pytree.flatten(args, is_array_leaf)

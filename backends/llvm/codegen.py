@@ -45,6 +45,8 @@ from ...ir.symbolic import Dim
 from ...lowering.program import physical_params
 from . import mathlib
 from .fastmath import InlineMath
+from .gemm_bf16 import rounded_to_bf16
+from .llvm_builders import FunctionAttributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
 
@@ -346,6 +348,8 @@ class KernelEmitter:
                 return self.intrinsic("sqrt", [x])
             if op == "floor":
                 return self.intrinsic("floor", [x])
+            if op == "round_bf16" and x.type == F32:
+                return rounded_to_bf16(b, x)
             if op == "sign":
                 one, zero = ir.Constant(x.type, 1.0), ir.Constant(x.type, 0.0)
                 neg = b.select(b.fcmp_ordered("<", x, zero), b.fneg(one), x)
@@ -471,13 +475,6 @@ class KernelEmitter:
         if dst.is_float:
             return b.sitofp(x, t)
         return b.sext(x, t) if dst.itemsize > src.itemsize else b.trunc(x, t)
-
-
-class FunctionAttributes(ir.values.FunctionAttributes):
-    """llvmlite accepts only known attribute names; codegen also needs string ones."""
-
-    def add(self, name: str) -> None:
-        set.add(self, name)
 
 
 def set_function_attributes(fn: ir.Function) -> None:

@@ -196,13 +196,13 @@ def emit_gemm(emitter, s: Gemm) -> None:
     """Float GEMMs call the module's packed GEMM once per batch entry, except those whose
     output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
     ones (rare) become plain loops."""
-    if s.precision == "bf16" and s.dtype == dt.float32:
-        # every form computes bf16 products the same way: the runtime's bf16 GEMM
-        _emit_packed_call(emitter, s)
-        return
     dynamic = is_dynamic(s)
-    if not dynamic and fits_in_registers(s):
+    if not dynamic and fits_in_registers(s):  # (rounds its operands under bf16)
         emit_register_gemm(emitter, s)
+        return
+    if s.precision == "bf16" and s.dtype == dt.float32:
+        # the other forms compute float32 products: the runtime's bf16 GEMM serves them
+        _emit_packed_call(emitter, s)
         return
     if dynamic:
         build = None if s.dtype.is_float else gemm_loops

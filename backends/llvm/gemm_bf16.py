@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from .codegen import FunctionAttributes
-from .gemm_packed import GEMM_TYPE, runtime_symbol
-from .llvm_builders import Loops, declare, imax, imin
+from .gemm_packed import GEMM_TYPE, WORKSPACE_BYTES, runtime_symbol
+from .llvm_builders import FunctionAttributes, Loops, declare, imax, imin
 from .parallel import store_untyped
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
@@ -36,7 +35,12 @@ B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 BLOCK = 32  # the micro-kernel's rows and columns
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
 ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
-ARG_TYPES = [PTR] * 3 + [I64] * 10
+ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR]  # ..., then the caller's workspace
+A_PACK_BYTES = BLOCK * KC_MAX * 2
+# Each thread of a team packs into its own share of the caller's workspace: apack, then B's
+# block in what is left (at most B_BYTES). A team is no larger than leaves every thread
+# room for a B block of BLOCK columns.
+MAX_TEAM = WORKSPACE_BYTES // (A_PACK_BYTES + BLOCK * KC_MAX * 2)
 
 
 def _c(v: int) -> ir.Constant:
@@ -53,6 +57,23 @@ def round_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         ">", b.and_(u, ir.Constant(I32, 0x7FFFFFFF)), ir.Constant(I32, 0x7F800000)
     )
     return b.trunc(b.select(nan, quiet, rounded), I16)
+
+
+def rounded_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """``x`` (float32, a scalar or a vector) rounded to the nearest bfloat16, ties to even,
+    still as float32 (its low 16 bits zero); a NaN stays a quiet NaN."""
+    lanes = x.type.count if isinstance(x.type, ir.VectorType) else None
+    it = ir.VectorType(I32, lanes) if lanes else I32
+
+    def k(v: int) -> ir.Constant:
+        return ir.Constant(it, [v] * lanes) if lanes else ir.Constant(I32, v)
+
+    u = b.bitcast(x, it)
+    lsb = b.and_(b.lshr(u, k(16)), k(1))
+    rounded = b.and_(b.add(b.add(u, k(0x7FFF)), lsb), k(-65536))
+    quiet = b.or_(b.and_(u, k(-65536)), k(0x400000))
+    nan = b.icmp_unsigned(">", b.and_(u, k(0x7FFFFFFF)), k(0x7F800000))
+    return b.bitcast(b.select(nan, quiet, rounded), x.type)
 
 
 def bf16_as_float(b: ir.IRBuilder, h: ir.Value) -> ir.Value:
@@ -152,7 +173,7 @@ class Bf16GemmBuilder:
         threads = fn.args[14]
         struct_t = ir.LiteralStructType(ARG_TYPES)
         slot = b.alloca(struct_t)
-        for i, v in enumerate(fn.args[:13]):
+        for i, v in enumerate(fn.args[:14]):
             field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
             store_untyped(b, v, field)
         body = self._amx_body(struct_t)
@@ -176,6 +197,7 @@ class Bf16GemmBuilder:
 
         def run():
             flops = b.mul(b.mul(g.m, g.n), g.k)
+            team_size = imin(b, threads, _c(MAX_TEAM))
             team = b.and_(
                 b.icmp_signed(">", threads, _c(1)), b.icmp_signed(">=", flops, _c(PARALLEL_FLOPS))
             )
@@ -188,7 +210,7 @@ class Bf16GemmBuilder:
                     (
                         team,
                         lambda: b.call(
-                            gomp, [region, slot, b.trunc(threads, I32), ir.Constant(I32, 0)]
+                            gomp, [region, slot, b.trunc(team_size, I32), ir.Constant(I32, 0)]
                         ),
                     )
                 ],
@@ -209,33 +231,6 @@ class Bf16GemmBuilder:
         b.ret_void()
         return fn
 
-    def _tile_config(self) -> ir.GlobalVariable:
-        """Palette 1; tiles 0-7 all 16 rows x 64 bytes."""
-        raw = bytearray(64)
-        raw[0] = 1
-        for t in range(8):
-            raw[16 + 2 * t] = 64  # colsb (uint16, little endian)
-            raw[48 + t] = 16  # rows
-        arr = ir.ArrayType(I8, 64)
-        g = ir.GlobalVariable(self.module, arr, f"{FUNCTION}.tilecfg")
-        g.global_constant = True
-        g.linkage = "internal"
-        g.align = 64
-        g.initializer = ir.Constant(arr, bytearray(raw))
-        return g
-
-    def _tile_ops(self):
-        m = self.module
-        t = {
-            "ldtilecfg": ir.FunctionType(VOID, [PTR]),
-            "tilerelease": ir.FunctionType(VOID, []),
-            "tilezero": ir.FunctionType(VOID, [I8]),
-            "tileloadd64": ir.FunctionType(VOID, [I8, PTR, I64]),
-            "tilestored64": ir.FunctionType(VOID, [I8, PTR, I64]),
-            "tdpbf16ps": ir.FunctionType(VOID, [I8, I8, I8]),
-        }
-        return {k: declare(m, f"llvm.x86.{k}", ft) for k, ft in t.items()}
-
     def _amx_body(self, struct_t: ir.LiteralStructType) -> ir.Function:
         fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{FUNCTION}.body")
         fn.linkage = "internal"
@@ -251,10 +246,10 @@ class Bf16GemmBuilder:
                     b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t),
                     typ=t,
                 )
-                for i, t in enumerate(ARG_TYPES)
+                for i, t in enumerate(ARG_TYPES[:13])
             ]
         )
-        ops = self._tile_ops()
+        ops = tile_intrinsics(self.module)
         tile = lambda n: ir.Constant(I8, n)  # noqa: E731
 
         # This thread's rows [r0, r1) and columns [c0, c1): the longer block count is split.
@@ -270,8 +265,15 @@ class Bf16GemmBuilder:
         r0, r1 = b.select(by_cols, _c(0), lo), b.select(by_cols, g.m, hi)
         c0, c1 = b.select(by_cols, lo, _c(0)), b.select(by_cols, hi, g.n)
 
-        malloc = declare(self.module, "aligned_alloc", ir.FunctionType(PTR, [I64, I64]))
-        free = declare(self.module, "free", ir.FunctionType(VOID, [PTR]))
+        workspace = b.load(
+            b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, 13)], source_etype=struct_t),
+            typ=PTR,
+        )
+        # this thread's share of the workspace (64-byte aligned): apack, then bpack
+        share = b.mul(b.sdiv(b.sdiv(_c(WORKSPACE_BYTES), nth), _c(64)), _c(64))
+        apack = b.gep(workspace, [b.mul(tid, share)], source_etype=I8)
+        bpack = b.gep(apack, [_c(A_PACK_BYTES)], source_etype=I8)
+        b_bytes = imin(b, _c(B_BYTES), b.sub(share, _c(A_PACK_BYTES)))
         with b.goto_entry_block():
             scratch = b.alloca(ir.ArrayType(F32, BLOCK * BLOCK))
             scratch.align = 64
@@ -279,15 +281,11 @@ class Bf16GemmBuilder:
         def work():
             # k per packed block up to KC_MAX; as many columns as keep B's block in B_BYTES
             kc = imin(b, b.mul(blocks(g.k), _c(BLOCK)), _c(KC_MAX))
-            fit = b.mul(b.sdiv(b.sdiv(_c(B_BYTES), b.mul(kc, _c(2))), _c(BLOCK)), _c(BLOCK))
+            fit = b.mul(b.sdiv(b.sdiv(b_bytes, b.mul(kc, _c(2))), _c(BLOCK)), _c(BLOCK))
             nc = imax(b, _c(BLOCK), fit)
-            bpack = b.call(malloc, [_c(64), b.mul(b.mul(kc, nc), _c(2))])
-            apack = b.call(malloc, [_c(64), b.mul(kc, _c(BLOCK * 2))])
-            b.call(ops["ldtilecfg"], [self._tile_config()])
+            b.call(ops["ldtilecfg"], [tile_config(self.module)])
             L.range(c0, c1, nc, lambda jc: column_block(jc, kc, nc, bpack, apack), "jc")
             b.call(ops["tilerelease"], [])
-            b.call(free, [bpack])
-            b.call(free, [apack])
 
         def column_block(jc, kc, nc, bpack, apack):
             nw = imin(b, nc, b.sub(c1, jc))
@@ -309,6 +307,12 @@ class Bf16GemmBuilder:
         def zero_unless_full(ptr, full, count):
             """Padding is zero: clear the packed block first unless the data fills it."""
             L.when(b.not_(full), lambda: memset(ptr, b.mul(count, _c(2))))
+
+        def columns_contiguous(row_stride, column_stride):
+            """An operand stored column by column (a transposed one): read down columns."""
+            return b.and_(
+                b.icmp_signed("==", row_stride, _c(1)), b.icmp_signed("!=", column_stride, _c(1))
+            )
 
         def pack_b(jc, nw, nwp, pc, kw, kwp, half, bpack):
             # bpack[(p * half + kp) * 32 + jj * 2 + t] = B[pc + 2 kp + t, jc + 16 p + jj]: no
@@ -335,6 +339,9 @@ class Bf16GemmBuilder:
 
                     L.range(0, width, 1, col, "bj")
 
+                # (a loop along the columns: it vectorizes when B's rows are contiguous; a
+                # transposed B read down its columns measured slower for the short k of
+                # training shapes, its stores scattered)
                 L.range(0, b.sdiv(kw, _c(2)), 1, lambda kp: pair_row(kp, 2), "bk")
                 # an odd k: the last row pairs with zero padding
                 odd = b.icmp_signed("==", b.srem(kw, _c(2)), _c(1))
@@ -347,17 +354,18 @@ class Bf16GemmBuilder:
             full = b.and_(b.icmp_signed("==", mh, _c(BLOCK)), b.icmp_signed("==", kw, kwp))
             zero_unless_full(apack, full, b.mul(kwp, _c(BLOCK)))
 
-            def row(r):
-                def col(kk):
-                    v = b.load(
-                        _element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs), typ=F32
-                    )
-                    at = b.add(b.mul(r, kwp), kk)
-                    b.store(round_to_bf16(b, v), b.gep(apack, [at], source_etype=I16))
+            def put(r, kk):
+                v = b.load(_element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs), typ=F32)
+                at = b.add(b.mul(r, kwp), kk)
+                b.store(round_to_bf16(b, v), b.gep(apack, [at], source_etype=I16))
 
-                L.range(0, kw, 1, col, "ak")
+            def by_rows():  # A's rows contiguous: the loop along k vectorizes
+                L.range(0, mh, 1, lambda r: L.range(0, kw, 1, lambda kk: put(r, kk), "ak"), "ar")
 
-            L.range(0, mh, 1, row, "ar")
+            def by_columns():  # a transposed A: read each column down the rows
+                L.range(0, kw, 1, lambda kk: L.range(0, mh, 1, lambda r: put(r, kk), "ar"), "ak")
+
+            L.first_of("at", [(columns_contiguous(g.a_rs, g.a_cs), by_columns)], by_rows)
 
         def memset(ptr, nbytes):
             fn_t = ir.FunctionType(VOID, [PTR, I8, I64, ir.IntType(1)])
@@ -425,6 +433,39 @@ class Bf16GemmBuilder:
         L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)
         b.ret_void()
         return fn
+
+
+def tile_config(module: ir.Module) -> ir.GlobalVariable:
+    """The tile configuration ldtilecfg loads: palette 1, tiles 0-7 all 16 rows x 64 bytes
+    (16 x 16 float32, 16 x 32 bf16, or 16 pair rows x 16 columns)."""
+    name = f"{FUNCTION}.tilecfg"
+    if name in module.globals:
+        return module.globals[name]
+    raw = bytearray(64)
+    raw[0] = 1
+    for t in range(8):
+        raw[16 + 2 * t] = 64  # colsb (uint16, little endian)
+        raw[48 + t] = 16  # rows
+    arr = ir.ArrayType(I8, 64)
+    g = ir.GlobalVariable(module, arr, name)
+    g.global_constant = True
+    g.linkage = "internal"
+    g.align = 64
+    g.initializer = ir.Constant(arr, bytearray(raw))
+    return g
+
+
+def tile_intrinsics(module: ir.Module) -> dict[str, ir.Function]:
+    """LLVM's AMX intrinsics that name tiles by number (an i8 immediate)."""
+    types = {
+        "ldtilecfg": ir.FunctionType(VOID, [PTR]),
+        "tilerelease": ir.FunctionType(VOID, []),
+        "tilezero": ir.FunctionType(VOID, [I8]),
+        "tileloadd64": ir.FunctionType(VOID, [I8, PTR, I64]),
+        "tilestored64": ir.FunctionType(VOID, [I8, PTR, I64]),
+        "tdpbf16ps": ir.FunctionType(VOID, [I8, I8, I8]),
+    }
+    return {k: declare(module, f"llvm.x86.{k}", ft) for k, ft in types.items()}
 
 
 def bf16_gemm_declaration(module: ir.Module) -> ir.Function:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.kernel import INDEX, Expr, Gemm, Var, strided
+from .gemm_bf16 import rounded_to_bf16
 from .llvm_builders import Loops, declare
 from .machine import this_machine
 from .parallel import store_untyped
@@ -44,6 +45,8 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
     from .codegen import reg_type
 
     t = reg_type(s.dtype)
+    # matmul_precision="bf16": the operands rounded as they are loaded (exact products)
+    bf16 = s.precision == "bf16" and s.dtype.itemsize == 4
     lanes = _lanes(s)
     vt = ir.VectorType(t, lanes)
     vectors = -(-s.n // lanes)
@@ -88,11 +91,15 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
                 bvecs.append(b.call(masked_load, [ptr, align, mask, zero]))
             else:
                 bvecs.append(b.load(ptr, typ=vt, align=s.dtype.itemsize))
+        if bf16:
+            bvecs = [rounded_to_bf16(b, v) for v in bvecs]
         column_of_a = b.mul(p, ir.Constant(I64, s.a_strides[2]))
         updated = []
         for r in range(s.m):
             where = b.add(column_of_a, ir.Constant(I64, r * s.a_strides[1]))
             scalar = b.load(b.gep(a0, [where], source_etype=t), typ=t)
+            if bf16:
+                scalar = rounded_to_bf16(b, scalar)
             splat = b.shuffle_vector(
                 b.insert_element(ir.Constant(vt, ir.Undefined), scalar, ir.Constant(I32, 0)),
                 ir.Constant(vt, ir.Undefined),

@@ -8,6 +8,14 @@ import llvmlite.ir as ir
 I32, I64 = ir.IntType(32), ir.IntType(64)
 
 
+class FunctionAttributes(ir.values.FunctionAttributes):
+    """llvmlite accepts only known attribute names; generated code also needs string ones
+    ("prefer-vector-width"="512", ...)."""
+
+    def add(self, name: str) -> None:
+        set.add(self, name)
+
+
 class Loops:
     """Small helpers for writing loops with llvmlite."""
 

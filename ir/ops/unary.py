@@ -186,7 +186,12 @@ UNARY: dict[str, UnaryOp] = {
 
 # Kernel-IR unary ops: those graph ops map to one-to-one, plus floor (lowering's own use).
 KERNEL_UNARY_OPS: tuple[str, ...] = tuple(
-    dict.fromkeys([u.kernel for u in UNARY.values() if isinstance(u.kernel, str)] + ["floor"])
+    dict.fromkeys(
+        [u.kernel for u in UNARY.values() if isinstance(u.kernel, str)]
+        # kernel-only: floor (index arithmetic), round_bf16 (float32 -> the nearest bfloat16,
+        # ties to even, as float32: the operands of matmul_precision="bf16" products)
+        + ["floor", "round_bf16"]
+    )
 )
 # kernel op -> C (double) function name, for the float kernel ops that call libm
 LIBM: dict[str, str] = {

@@ -435,11 +435,21 @@ def lower_avg_pool2d_backward(kb, node: Node, target: str) -> list[Stmt]:
 def direct_conv_applies(cs: ConvShape, im2col_in_memory: bool) -> bool:
     """Short sums convolve directly; so do longer ones for few output channels when the
     im2col matrix would be written to memory (a CPU; a GPU's implicit GEMM computes it
-    where it reads it). Not under matmul_precision="bf16": its products are the GEMM's."""
-    if current_precision() != "float32":
-        return False
+    where it reads it)."""
     few_outputs = cs.og <= FEW_OUT and cs.k <= DIRECT_CONV_FEW_OUT_K
     return cs.k <= DIRECT_CONV_K or (im2col_in_memory and few_outputs)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    size = 1
+    for extent in shape:
+        size *= extent
+    return size
+
+
+def _rounded_copy(src: str, dst: str, ix: list[Expr], shape, d: dt.DType) -> list[Stmt]:
+    at = linearize(ix, shape)
+    return [Store(dst, at, Unary("round_bf16", Load(src, at, d), d))]
 
 
 def lower_conv2d_direct(
@@ -452,8 +462,16 @@ def lower_conv2d_direct(
     x, w = node.inputs
     out = node.outputs[0]
     d, w_buf = out.dtype, kb.buffer(w)
-    x_buf = x_buf or kb.buffer(x)
     stmts: list[Stmt] = []
+    # matmul_precision="bf16": the products of a bf16 GEMM, rounded operands summed in
+    # float32. The weights are rounded in their copy below, the input in a copy of its own
+    # (or, read from a padded copy, where it is loaded).
+    bf16 = current_precision() == "bf16" and d == dt.float32
+    round_loaded_x = bf16 and x_buf is not None
+    if bf16 and x_buf is None:
+        x_buf = kb.scratch("x_bf16", d, _size(x.shape))
+        stmts += kb.nest(x.shape, lambda ix: _rounded_copy(kb.buffer(x), x_buf, ix, x.shape, d))
+    x_buf = x_buf or kb.buffer(x)
     # NHWC vectorizes over the output channels o: copy the (small) weights to (cg, kh, kw, o)
     # so that each weight tap is a contiguous vector load, not a gather.
     w_shape, w_order = (cs.o, cs.cg, cs.kh, cs.kw), (0, 1, 2, 3)
@@ -464,10 +482,15 @@ def lower_conv2d_direct(
 
         def copy(ix: list[Expr]) -> list[Stmt]:
             at = linearize([ix[k] for k in w_order], t_shape)
-            return [Store(w_t, at, Load(w_buf, linearize(ix, w_shape), d))]
+            value: Expr = Load(w_buf, linearize(ix, w_shape), d)
+            return [Store(w_t, at, Unary("round_bf16", value, d) if bf16 else value)]
 
         stmts += kb.nest(w_shape, copy)
         w_buf, w_shape = w_t, t_shape
+    elif bf16:
+        w_r = kb.scratch("w_bf16", d, cs.o * cs.k)
+        stmts += kb.nest(w_shape, lambda ix: _rounded_copy(w_buf, w_r, ix, w_shape, d))
+        w_buf = w_r
 
     def convolve(n: Expr, o: Expr, oh: Expr, ow: Expr) -> Expr:
         total: Expr | None = None
@@ -477,7 +500,10 @@ def lower_conv2d_direct(
                 oihw = [o, const_index(c), const_index(i), const_index(j)]
                 wv = Load(w_buf, linearize([oihw[k] for k in w_order], w_shape), d)
                 h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
-                term = Binary("mul", wv, cs.load(x_buf, n, channel, h, wpos, d, 0.0), d)
+                xv = cs.load(x_buf, n, channel, h, wpos, d, 0.0)
+                if round_loaded_x:
+                    xv = Unary("round_bf16", xv, d)
+                term = Binary("mul", wv, xv, d)
                 total = term if total is None else Binary("add", total, term, d)
         assert total is not None
         return total
