@@ -58,6 +58,7 @@ def run_nncompile(args, train, test, eager: bool, epochs: int) -> None:
         metrics=["accuracy"],
         run_eagerly=eager,
         threads=args.threads,
+        matmul_precision=None if eager else args.matmul_precision,
     )
     test_acc = TestAccuracy(*test)
     history = model.fit(
@@ -70,6 +71,8 @@ def run_nncompile(args, train, test, eager: bool, epochs: int) -> None:
         callbacks=[test_acc],
     )
     label = "nncompile eager (NumPy)" if eager else "nncompile compiled (llvm)"
+    if not eager and args.matmul_precision != "float32":
+        label += f", {args.matmul_precision} matmuls"
     for e, (sec, val, acc) in enumerate(
         zip(history.epoch_seconds, history.history["val_accuracy"], test_acc.values, strict=True)
     ):
@@ -157,6 +160,7 @@ def main() -> None:
     p.add_argument("--vs", choices=("torch",))
     p.add_argument("--threads", type=int)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--matmul-precision", choices=("float32", "bf16"), default="float32")
     args = p.parse_args()
     (x, y), test = nc.data.load_mnist(args.data)
     if args.model == "lstm":
