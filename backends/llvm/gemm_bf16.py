@@ -21,11 +21,20 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from .gemm_packed import GEMM_TYPE, WORKSPACE_BYTES, runtime_symbol
-from .llvm_builders import FunctionAttributes, Loops, declare, imax, imin
+from .llvm_builders import (
+    FunctionAttributes,
+    Loops,
+    declare,
+    imax,
+    imin,
+    transpose_in_registers,
+)
 from .parallel import store_untyped
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
+V16, VI16x32, VH16 = ir.VectorType(F32, 16), ir.VectorType(I32, 16), ir.VectorType(I16, 16)
+SPLAT16 = ir.Constant(VI16x32, [16] * 16)
 
 SYMBOL = "nc_rt_gemm_bf16"
 FUNCTION = "nc_gemm_bf16"
@@ -339,13 +348,51 @@ class Bf16GemmBuilder:
 
                     L.range(0, width, 1, col, "bj")
 
-                # (a loop along the columns: it vectorizes when B's rows are contiguous; a
-                # transposed B read down its columns measured slower for the short k of
-                # training shapes, its stores scattered)
-                L.range(0, b.sdiv(kw, _c(2)), 1, lambda kp: pair_row(kp, 2), "bk")
-                # an odd k: the last row pairs with zero padding
-                odd = b.icmp_signed("==", b.srem(kw, _c(2)), _c(1))
-                L.when(odd, lambda: pair_row(b.sdiv(kw, _c(2)), 1))
+                def by_rows():  # the loop along a row vectorizes when B's rows are contiguous
+                    L.range(0, b.sdiv(kw, _c(2)), 1, lambda kp: pair_row(kp, 2), "bk")
+                    # an odd k: the last row pairs with zero padding
+                    odd = b.icmp_signed("==", b.srem(kw, _c(2)), _c(1))
+                    L.when(odd, lambda: pair_row(b.sdiv(kw, _c(2)), 1))
+
+                def by_squares(k0):
+                    # a transposed B, 32 k x 16 columns at a time: each column's 32 values
+                    # loaded as two vectors, rounded, paired into 16 x i32 (k even, k odd),
+                    # then the 16 x 16 pair matrix transposed into 16 packed rows
+                    columns = []
+                    for jj in range(16):
+                        halves = []
+                        for h in (0, 16):
+                            at = _element(
+                                b,
+                                g.b,
+                                b.add(pc, b.add(k0, _c(h))),
+                                b.add(col0, _c(jj)),
+                                g.b_rs,
+                                g.b_cs,
+                            )
+                            v = rounded_to_bf16(b, b.load(at, typ=V16, align=4))
+                            halves.append(b.trunc(b.lshr(b.bitcast(v, VI16x32), SPLAT16), VH16))
+                        pairs = b.shuffle_vector(
+                            halves[0],
+                            halves[1],
+                            ir.Constant(ir.VectorType(I32, 32), list(range(32))),
+                        )
+                        columns.append(b.bitcast(pairs, VI16x32))
+                    kp0 = b.sdiv(k0, _c(2))
+                    for kp, row in enumerate(transpose_in_registers(b, columns)):
+                        at = b.mul(b.add(b.mul(p, half), b.add(kp0, _c(kp))), _c(32))
+                        store_untyped(b, row, b.gep(bpack, [at], source_etype=I16), 4)
+
+                transposed = columns_contiguous(g.b_rs, g.b_cs)
+                squares = b.and_(
+                    b.icmp_signed("==", width, _c(16)),
+                    b.icmp_signed("==", b.srem(kw, _c(32)), _c(0)),
+                )
+                L.first_of(
+                    "bt",
+                    [(b.and_(transposed, squares), lambda: L.range(0, kw, 32, by_squares, "bq"))],
+                    by_rows,
+                )
 
             L.range(0, panels, 1, panel, "bp")
 
@@ -365,7 +412,48 @@ class Bf16GemmBuilder:
             def by_columns():  # a transposed A: read each column down the rows
                 L.range(0, kw, 1, lambda kk: L.range(0, mh, 1, lambda r: put(r, kk), "ar"), "ak")
 
-            L.first_of("at", [(columns_contiguous(g.a_rs, g.a_cs), by_columns)], by_rows)
+            def by_squares():
+                # a transposed A in whole 16 x 16 squares: 16 column pieces loaded as vectors,
+                # transposed in registers, stored as 16 rows of 16 bf16
+                def square(kk0, rh):
+                    pieces = [
+                        b.load(
+                            _element(
+                                b,
+                                g.a,
+                                b.add(ic, _c(rh)),
+                                b.add(pc, b.add(kk0, _c(t))),
+                                g.a_rs,
+                                g.a_cs,
+                            ),
+                            typ=V16,
+                            align=4,
+                        )
+                        for t in range(16)
+                    ]
+                    for i, row in enumerate(transpose_in_registers(b, pieces)):
+                        bits = b.lshr(b.bitcast(rounded_to_bf16(b, row), VI16x32), SPLAT16)
+                        at = b.add(b.mul(_c(rh + i), kwp), kk0)
+                        store_untyped(
+                            b, b.trunc(bits, VH16), b.gep(apack, [at], source_etype=I16), 2
+                        )
+
+                def step(kk0):
+                    square(kk0, 0)
+                    square(kk0, 16)
+
+                L.range(0, kw, 16, step, "aq")
+
+            squares = b.and_(
+                b.icmp_signed("==", mh, _c(BLOCK)),
+                b.icmp_signed("==", b.srem(kw, _c(16)), _c(0)),
+            )
+            transposed = columns_contiguous(g.a_rs, g.a_cs)
+            L.first_of(
+                "at",
+                [(b.and_(transposed, squares), by_squares), (transposed, by_columns)],
+                by_rows,
+            )
 
         def memset(ptr, nbytes):
             fn_t = ir.FunctionType(VOID, [PTR, I8, I64, ir.IntType(1)])

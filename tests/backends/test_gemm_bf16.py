@@ -70,6 +70,7 @@ def _call(a, b, c, beta: int, threads: int) -> None:
 
 SHAPES = [(1, 1, 1), (5, 7, 3), (16, 16, 32), (17, 15, 33), (31, 33, 65), (64, 96, 17)]
 SHAPES += [(100, 530, 600), (257, 70, 2100)]  # several column and k blocks
+SHAPES += [(96, 64, 128)]  # whole 16 x 16 squares: the transposed operands' register path
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
