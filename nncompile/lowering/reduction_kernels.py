@@ -129,7 +129,10 @@ COLUMN_CHUNKS = 16  # a column reduction splits its rows into this many parallel
 
 def _is_column_reduction(reductions, row_outputs, row_shape, axes) -> bool:
     """Reduced axes leading and kept axes trailing (a bias gradient over NHWC data, say),
-    with more rows than columns: reducing row by row would read with a stride."""
+    with enough rows for the chunks: reducing column by column would read with a stride.
+    (Rows fewer than columns too: a bias gradient over 256 rows of 1024 features read
+    down its columns took 214 us, folded by rows 25 us; the partials add 2 * chunks / rows
+    of the data's traffic.)"""
     kept = math.prod(row_shape[len(axes) :])
     rows = math.prod(row_shape[: len(axes)])
     return (
@@ -138,7 +141,7 @@ def _is_column_reduction(reductions, row_outputs, row_shape, axes) -> bool:
         and len(axes) < len(row_shape)
         and all(r.op not in ("argmax", "argmin") for r in reductions)
         and hint(kept) >= 2
-        and hint(rows) >= max(hint(kept), 2 * COLUMN_CHUNKS)
+        and hint(rows) >= 2 * COLUMN_CHUNKS
     )
 
 
