@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graph_sizes as models  # noqa: E402
+from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
+from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 
 import nncompile as nc  # noqa: E402
 from nncompile import optim  # noqa: E402
-from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
-from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 from nncompile.functional import layers as F  # noqa: E402
 from nncompile.init import glorot_uniform, zeros  # noqa: E402
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from ..ir.graph import Node
-from ..ir.precision import current_precision
 from ..ir.kernel import (
     DIRECT_CONV_MAX_SUM,
     INDEX,
@@ -44,6 +43,7 @@ from ..ir.kernel import (
     isub,
     linearize,
 )
+from ..ir.precision import current_precision
 from .exprs import clamp_index, const, in_range
 
 UNROLL_WINDOW = 64  # windows up to this many elements are unrolled

@@ -9,12 +9,12 @@ import ctypes
 
 import numpy as np
 import pytest
-
-import nncompile as nc
 from nncompile.backends.llvm import amx, runtime
 from nncompile.backends.llvm.executable import aligned_empty
 from nncompile.backends.llvm.gemm_packed import WORKSPACE_BYTES
 from nncompile.ir.errors import ConfigError
+
+import nncompile as nc
 
 _I64, _P = ctypes.c_int64, ctypes.c_void_p
 _GEMM = ctypes.CFUNCTYPE(None, _P, _P, _P, *([_I64] * 10), _P, _I64)

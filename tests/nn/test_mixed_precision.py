@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from nncompile.backends.llvm import amx
 
 import nncompile as nc
-from nncompile import nn, optim
-from nncompile.backends.llvm import amx
+from nncompile import optim
 from nncompile.functional import layers as F
 from nncompile.init import glorot_uniform, zeros
 
