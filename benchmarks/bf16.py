@@ -15,49 +15,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graph_sizes as models  # noqa: E402
+from cpu_targets import timed, torch_cnn, torch_step  # noqa: E402
 from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
 from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 
 import nncompile as nc  # noqa: E402
 from nncompile import optim  # noqa: E402
-from nncompile.functional import layers as F  # noqa: E402
-from nncompile.init import glorot_uniform, zeros  # noqa: E402
-
-
-def timed(fn, steps: int, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
 
 
 def mlp1024():
-    rng = np.random.default_rng(0)
-    sizes = [784, 1024, 1024, 10]
-    params = {}
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        params[f"w{i}"] = glorot_uniform((a, b), rng, layout="in_out")
-        params[f"b{i}"] = zeros((b,))
-
-    def loss(p, x, y):
-        h = x
-        for i in range(3):
-            h = F.dense(h, p[f"w{i}"], p[f"b{i}"], "relu" if i < 2 else None)
-        return nc.cross_entropy(h, y)
-
-    return params, loss, rng.random((256, 784), dtype=np.float32), optim.SGD(1e-2)
+    params, loss, x = models.mlp(sizes=(784, 1024, 1024, 10))
+    return params, loss, np.resize(x, (256, 784)).astype(np.float32), optim.SGD(1e-2)
 
 
 def seed_cnn():
@@ -79,42 +53,18 @@ def our_step(build, precision: str, threads: int):
     return lambda: step(params, state, x, y, lr)
 
 
-def torch_step(kind: str):
+def torch_autocast_step(kind: str):
     import torch
 
-    if kind == "mlp1024":
-        model = torch.nn.Sequential(
-            torch.nn.Linear(784, 1024),
-            torch.nn.ReLU(),
-            torch.nn.Linear(1024, 1024),
-            torch.nn.ReLU(),
-            torch.nn.Linear(1024, 10),
-        )
-        x, batch = torch.rand(256, 784), 256
-        opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    else:
-        model = torch.nn.Sequential(
-            torch.nn.Conv2d(1, 32, 3),
-            torch.nn.ReLU(),
-            torch.nn.MaxPool2d(2),
-            torch.nn.Flatten(),
-            torch.nn.Linear(5408, 64),
-            torch.nn.ReLU(),
-            torch.nn.Linear(64, 10),
-        )
-        x, batch = torch.rand(64, 1, 28, 28), 64
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    y = torch.randint(0, 10, (batch,))
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-
-    return step
+    if kind == "cnn64":
+        return torch_cnn(64, autocast=True)
+    sizes = (784, 1024, 1024, 10)
+    layers = []
+    for a, b in zip(sizes, sizes[1:], strict=False):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    x, y = torch.rand(256, 784), torch.randint(0, 10, (256,))
+    return torch_step(model, x, y, optimizer="sgd", autocast=True)
 
 
 def main() -> None:
@@ -169,7 +119,7 @@ def main() -> None:
             "speedup_vs_our_float32": times["float32"] / times["bf16"],
         }
         if torch is not None:
-            row["torch_autocast_ms"] = timed(torch_step(name), args.steps) * 1e3
+            row["torch_autocast_ms"] = timed(torch_autocast_step(name), args.steps) * 1e3
             row["speedup_vs_torch_autocast"] = row["torch_autocast_ms"] / row["bf16_ms"]
         rows.append(row)
 

@@ -28,6 +28,7 @@ import graph_sizes as models  # noqa: E402
 
 import nncompile as nc  # noqa: E402
 from nncompile import optim  # noqa: E402
+from nncompile.workloads import torch_cnn_model  # noqa: E402
 
 
 def timed(fn, steps: int, warmup: int = 3) -> float:
@@ -63,33 +64,39 @@ def torch_mlp(batch: int):
         torch.nn.ReLU(),
         torch.nn.Linear(128, 10),
     )
-    return _torch_step(model, torch.rand(batch, 784), torch.randint(0, 10, (batch,)))
+    return torch_step(model, torch.rand(batch, 784), torch.randint(0, 10, (batch,)))
 
 
-def torch_cnn(batch: int):
+def torch_cnn(batch: int, autocast: bool = False):
     import torch
 
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 32, 3),
-        torch.nn.ReLU(),
-        torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(),
-        torch.nn.Linear(5408, 64),
-        torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
+    model = torch_cnn_model()
+    x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    return torch_step(model, x, y, autocast=autocast)
+
+
+def torch_step(model, x, y, optimizer: str = "adam", autocast: bool = False):
+    """A PyTorch eager training step; ``autocast`` runs the forward pass under
+    torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's mixed precision."""
+    import contextlib
+
+    import torch
+
+    params = model.parameters()
+    opt = (
+        torch.optim.Adam(params, lr=1e-3) if optimizer == "adam" else torch.optim.SGD(params, 1e-2)
     )
-    return _torch_step(model, torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,)))
-
-
-def _torch_step(model, x, y):
-    import torch
-
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
+    scope = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if autocast
+        else contextlib.nullcontext
+    )
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with scope():
+            loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
 

@@ -19,21 +19,22 @@ from nncompile import init, optim
 BATCH = 64
 
 
-def mlp():
+def mlp(sizes: tuple[int, ...] = (784, 256, 128, 10)):
     rng = np.random.default_rng(0)
-    sizes = [784, 256, 128, 10]
     params = {}
     for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
         params[f"w{i}"] = init.glorot_uniform((a, b), rng, layout="in_out")
         params[f"b{i}"] = init.zeros((b,))
 
+    layers = len(sizes) - 1
+
     def loss(p, x, y):
         h = x
-        for i in range(3):
-            h = F.dense(h, p[f"w{i}"], p[f"b{i}"], "relu" if i < 2 else None)
+        for i in range(layers):
+            h = F.dense(h, p[f"w{i}"], p[f"b{i}"], "relu" if i < layers - 1 else None)
         return nc.cross_entropy(h, y)
 
-    x = rng.random((BATCH, 784), dtype=np.float32)
+    x = rng.random((BATCH, sizes[0]), dtype=np.float32)
     return params, loss, x
 
 

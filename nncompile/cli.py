@@ -95,6 +95,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from .backends.llvm.amx_peak import amx_peak
     from .backends.llvm.fma_peak import fma_peak
     from .backends.llvm.gemm_tune import gemm_tuning
 
@@ -104,6 +105,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         where = "stored in the cache folder" if tuning.stored_at else "not stored (cache off)"
         print(f"{where}{': ' + tuning.stored_at if tuning.stored_at else ''}")
     print(f"float32 FMA peak, one core: {fma_peak():.0f} GFLOP/s")
+    amx = amx_peak()
+    print(
+        f"AMX bf16 tile peak, one core: {amx:.0f} GFLOP/s (matmul_precision='bf16' uses it)"
+        if amx
+        else "AMX bf16: not available here (matmul_precision='bf16' rounds, sums in float32)"
+    )
     return 0
 
 

@@ -94,7 +94,8 @@ def _torch_mlp():
     )
 
 
-def _torch_cnn():
+def torch_cnn_model():
+    """The seed CNN in PyTorch (the peer of benchmarks and `nncompile bench`)."""
     import torch
 
     return torch.nn.Sequential(
@@ -148,7 +149,7 @@ def builtin(name: str, batch: int = 64, size: int | None = None) -> Workload:
         w = model_workload(
             seed_cnn((28, 28, 1)), batch, "cnn", f"seed CNN (28x28) Adam step, batch {batch}"
         )
-        w.torch = _torch_training(_torch_cnn, (1, 28, 28), batch)
+        w.torch = _torch_training(torch_cnn_model, (1, 28, 28), batch)
         return w
     if name == "lstm":
         model = nn.Sequential([nn.LSTM(64, input_shape=(28, 28)), nn.Dense(10, "softmax")])
