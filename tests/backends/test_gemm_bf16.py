@@ -158,3 +158,49 @@ def test_refusals():
             nc.compile(lambda x: x, backend=backend, matmul_precision="bf16")
     with pytest.raises(NotImplementedError, match="check=True"):
         nc.compile(lambda x: x, check=True, matmul_precision="bf16")
+
+
+def test_threads_share_one_compiled_bf16_function(form):
+    """Concurrent calls pack into their own call contexts' workspaces."""
+    import threading
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((256, 192)).astype(np.float32)
+    f = nc.compile(lambda x, w: x @ w, matmul_precision="bf16")
+    xs = [rng.standard_normal((96, 256)).astype(np.float32) for _ in range(6)]
+    wants = [reference(x, w) for x in xs]
+    failures: list[str] = []
+
+    def worker(i: int) -> None:
+        for _ in range(20):
+            want, bound = wants[i]
+            if not np.all(np.abs(f(xs[i], w) - want) <= bound):
+                failures.append(f"thread {i}")
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_a_forked_child_runs_bf16_code(form):
+    """The AMX permission and the runtime GEMM carry into a child forked after use."""
+    import multiprocessing
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 128)).astype(np.float32)
+    w = rng.standard_normal((128, 64)).astype(np.float32)
+    f = nc.compile(lambda x, w: x @ w, matmul_precision="bf16")
+    want, bound = reference(x, w)
+    assert np.all(np.abs(f(x, w) - want) <= bound)  # used here first, then fork
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=lambda: results.put(f(x, w)))  # (fork: nothing pickled)
+    child.start()
+    got = results.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert np.all(np.abs(got - want) <= bound)
