@@ -56,18 +56,6 @@ def _c(v: int) -> ir.Constant:
     return ir.Constant(I64, v)
 
 
-def round_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """The bf16 (as i16 bits) nearest ``x``, ties to even; a NaN stays a (quiet) NaN."""
-    u = b.bitcast(x, I32)
-    lsb = b.and_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 1))
-    rounded = b.lshr(b.add(b.add(u, ir.Constant(I32, 0x7FFF)), lsb), ir.Constant(I32, 16))
-    quiet = b.or_(b.lshr(u, ir.Constant(I32, 16)), ir.Constant(I32, 0x40))
-    nan = b.icmp_unsigned(
-        ">", b.and_(u, ir.Constant(I32, 0x7FFFFFFF)), ir.Constant(I32, 0x7F800000)
-    )
-    return b.trunc(b.select(nan, quiet, rounded), I16)
-
-
 def rounded_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """``x`` (float32, a scalar or a vector) rounded to the nearest bfloat16, ties to even,
     still as float32 (its low 16 bits zero); a NaN stays a quiet NaN."""
@@ -85,8 +73,10 @@ def rounded_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     return b.bitcast(b.select(nan, quiet, rounded), x.type)
 
 
-def bf16_as_float(b: ir.IRBuilder, h: ir.Value) -> ir.Value:
-    return b.bitcast(b.shl(b.zext(h, I32), ir.Constant(I32, 16)), F32)
+def bf16_bits(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """The bits (i16) of the bf16 nearest the float32 scalar ``x`` (rounded_to_bf16's)."""
+    high = b.lshr(b.bitcast(rounded_to_bf16(b, x), I32), ir.Constant(I32, 16))
+    return b.trunc(high, I16)
 
 
 class _Args:
@@ -99,23 +89,6 @@ class _Args:
 def _element(b: ir.IRBuilder, base, row, col, rs, cs) -> ir.Value:
     at = b.add(b.mul(row, rs), b.mul(col, cs))
     return b.gep(base, [at], source_etype=F32)
-
-
-def _load_or_zero(b: ir.IRBuilder, ok: ir.Value, ptr_of) -> ir.Value:
-    """A float32 loaded only where ``ok`` (a select of a load would read out of bounds)."""
-    fn = b.function
-    load, join = fn.append_basic_block("ld"), fn.append_basic_block("ld.join")
-    before = b.block
-    b.cbranch(ok, load, join)
-    b.position_at_end(load)
-    v = b.load(ptr_of(), typ=F32)
-    loaded = b.block
-    b.branch(join)
-    b.position_at_end(join)
-    phi = b.phi(F32)
-    phi.add_incoming(ir.Constant(F32, 0.0), before)
-    phi.add_incoming(v, loaded)
-    return phi
 
 
 class Bf16GemmBuilder:
@@ -153,7 +126,7 @@ class Bf16GemmBuilder:
                 def col(j):
                     v = b.load(_element(b, src, i, j, rs, cs), typ=F32)
                     out = b.gep(dst, [b.add(b.mul(i, cols), j)], source_etype=F32)
-                    b.store(bf16_as_float(b, round_to_bf16(b, v)), out)
+                    b.store(rounded_to_bf16(b, v), out)
 
                 L.range(0, cols, 1, col, "cj")
 
@@ -344,7 +317,7 @@ class Bf16GemmBuilder:
                                 _element(b, g.b, kk, b.add(col0, jj), g.b_rs, g.b_cs), typ=F32
                             )
                             at = b.add(base, b.add(b.mul(jj, _c(2)), _c(t)))
-                            b.store(round_to_bf16(b, v), b.gep(bpack, [at], source_etype=I16))
+                            b.store(bf16_bits(b, v), b.gep(bpack, [at], source_etype=I16))
 
                     L.range(0, width, 1, col, "bj")
 
@@ -404,7 +377,7 @@ class Bf16GemmBuilder:
             def put(r, kk):
                 v = b.load(_element(b, g.a, b.add(ic, r), b.add(pc, kk), g.a_rs, g.a_cs), typ=F32)
                 at = b.add(b.mul(r, kwp), kk)
-                b.store(round_to_bf16(b, v), b.gep(apack, [at], source_etype=I16))
+                b.store(bf16_bits(b, v), b.gep(apack, [at], source_etype=I16))
 
             def by_rows():  # A's rows contiguous: the loop along k vectorizes
                 L.range(0, mh, 1, lambda r: L.range(0, kw, 1, lambda kk: put(r, kk), "ak"), "ar")
