@@ -113,14 +113,13 @@ def lower(
 
 def precision_for(backend: str, requested: str | None) -> str:
     """The matmul precision of a compile: the argument, else NNCOMPILE_MATMUL_PRECISION;
-    bf16 is built for the LLVM backend only (a clear error elsewhere, never float32
+    bf16 is built for the LLVM and CUDA backends (a clear error elsewhere, never float32
     products passed off as bf16 ones or the reverse)."""
     value = check_precision(requested or config.get_enum(config.MATMUL_PRECISION) or "float32")
-    if value == "bf16" and backend != "llvm":
+    if value == "bf16" and backend not in ("llvm", "cuda"):
         raise NotImplementedError(
-            f"matmul_precision='bf16' is built for the llvm backend only (AMX tiles, or float32 "
-            f"on bf16-rounded operands), not for backend={backend!r}; the CUDA tensor-core "
-            "path is not built"
+            f"matmul_precision='bf16' is built for the llvm (AMX tiles) and cuda (tensor "
+            f"cores) backends, not for backend={backend!r}, which computes float32 products"
         )
     return value
 

@@ -264,6 +264,8 @@ def unary(op: str, x: str, d: dt.DType) -> str:
             return f"fabs({x})"
         if op == "floor":
             return f"floor({x})"
+        if op == "round_bf16" and d == dt.float32:
+            return f"nc_round_bf16({x})"
         if op == "sign":
             return f"nc_sign<{t}>({x})"
         if op == "sigmoid":

@@ -32,7 +32,68 @@ static nc_dim3 threadIdx, blockIdx, blockDim, gridDim;
 struct alignas(16) float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
+#define NC_EMULATOR 1
+#define __align__(n) __attribute__((aligned(n)))
+
+// bfloat16 and the WMMA fragments of a bf16 GEMM (prelude_bf16.py). Every thread of a warp
+// holds a whole 16 x 16 fragment and computes the whole product: the warp's threads agree,
+// so their identical stores are harmless, and each fiber needs nothing from the others.
+struct __nv_bfloat16 { unsigned short x; };
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __nv_bfloat16{(unsigned short)((u >> 16) | 0x40)};
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __nv_bfloat16{(unsigned short)(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = (uint32_t)h.x << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+enum layout_t { mem_row_major };
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment { T x[16 * 16]; };
+template <typename U, int M, int N, int K, typename T, typename L>
+inline void fill_fragment(fragment<U, M, N, K, T, L>& f, T v) {
+  for (int e = 0; e < 256; ++e) f.x[e] = v;
+}
+template <typename U, int M, int N, int K, typename T, typename L>
+inline void load_matrix_sync(fragment<U, M, N, K, T, L>& f, const T* p, unsigned ldm) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.x[r * 16 + c] = p[r * ldm + c];
+}
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+                     const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, row_major>& a,
+                     const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, row_major>& b,
+                     const fragment<accumulator, 16, 16, 16, float>& c) {
+  float out[256];
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      float s = c.x[i * 16 + j];
+      for (int k = 0; k < 16; ++k)
+        s += __bfloat162float(a.x[i * 16 + k]) * __bfloat162float(b.x[k * 16 + j]);
+      out[i * 16 + j] = s;
+    }
+  for (int e = 0; e < 256; ++e) d.x[e] = out[e];
+}
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+                              unsigned ldm, layout_t) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) p[r * ldm + c] = f.x[r * 16 + c];
+}
+}  // namespace wmma
+}  // namespace nvcuda
+
 inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+inline int __float_as_int(float f) { int v; memcpy(&v, &f, 4); return v; }
 inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 
 namespace nc_emu {

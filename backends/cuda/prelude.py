@@ -29,6 +29,15 @@ template <> __device__ __forceinline__ double nc_inf<double>() {
   return __longlong_as_double(0x7ff0000000000000LL);
 }
 
+// float32 -> the nearest bfloat16 (ties to even), as float32: the operands of bf16 products
+// computed outside the tensor-core tile (kernel IR's round_bf16). NaN stays a quiet NaN.
+__device__ __forceinline__ float nc_round_bf16(float x) {
+  unsigned u = (unsigned)__float_as_int(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return __int_as_float((int)((u | 0x400000u) & 0xffff0000u));
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return __int_as_float((int)(u & 0xffff0000u));
+}
+
 // IEEE 754-2019 maximum / minimum, as LLVM's llvm.maximum and the reference: NaN wins and
 // -0 < +0. Equal operands are equal zeros or the same value: a + b is +0 unless both are -0,
 // -(-a - b) is -0 unless both are +0 (no sign-bit intrinsic needed).
@@ -141,10 +150,32 @@ __device__ __forceinline__ void nc_gemm_block(LA load_a, LB load_b, T* C, int64_
     }
 }
 
+// matmul_precision="bf16": a tile of bf16 products on the tensor cores. Declared here so
+// that the GEMMs below can name it; defined (prelude_bf16.py) only in programs that use it.
+template <typename T, typename LA, typename LB>
+__device__ void nc_gemm_block_bf16(LA load_a, LB load_b, T* C, int64_t m, int64_t n, int64_t k0,
+                                   int64_t k1, int64_t a_base, int64_t a_r, int64_t a_c,
+                                   int64_t b_base, int64_t b_r, int64_t b_c, int64_t c_r,
+                                   int64_t c_c, bool accumulate);
+
+template <typename T, bool BF16, typename LA, typename LB>
+__device__ __forceinline__ void nc_gemm_tile(LA load_a, LB load_b, T* C, int64_t m, int64_t n,
+                                             int64_t k0, int64_t k1, int64_t a_base,
+                                             int64_t a_r, int64_t a_c, int64_t b_base,
+                                             int64_t b_r, int64_t b_c, int64_t c_r, int64_t c_c,
+                                             bool accumulate) {
+  if constexpr (BF16)
+    nc_gemm_block_bf16<T>(load_a, load_b, C, m, n, k0, k1, a_base, a_r, a_c, b_base, b_r, b_c,
+                          c_r, c_c, accumulate);
+  else
+    nc_gemm_block<T>(load_a, load_b, C, m, n, k0, k1, a_base, a_r, a_c, b_base, b_r, b_c, c_r,
+                     c_c, accumulate);
+}
+
 // grid.z runs over (batch, split of K). With one split the tile goes straight to C;
 // otherwise each split writes its partial tile to the workspace W[b][split][m][n] and
 // nc_gemm_sum adds the splits into C afterwards (in split order: deterministic).
-template <typename T, typename LA, typename LB>
+template <typename T, bool BF16 = false, typename LA, typename LB>
 __device__ __forceinline__ void nc_gemm(LA load_a, LB load_b, T* C, T* W, int64_t m, int64_t n,
                                         int64_t k, int64_t splits, int64_t chunk, int64_t a_0,
                                         int64_t a_b, int64_t a_r, int64_t a_c, int64_t b_0,
@@ -154,17 +185,17 @@ __device__ __forceinline__ void nc_gemm(LA load_a, LB load_b, T* C, T* W, int64_
   const int64_t k0 = split * chunk, k1 = k0 + chunk < k ? k0 + chunk : k;
   const int64_t a_base = a_0 + batch * a_b, b_base = b_0 + batch * b_b;
   if (splits == 1) {
-    nc_gemm_block<T>(load_a, load_b, C + batch * c_b, m, n, k0, k1, a_base, a_r, a_c, b_base,
-                     b_r, b_c, c_r, c_c, accumulate);
+    nc_gemm_tile<T, BF16>(load_a, load_b, C + batch * c_b, m, n, k0, k1, a_base, a_r, a_c,
+                          b_base, b_r, b_c, c_r, c_c, accumulate);
   } else {
-    nc_gemm_block<T>(load_a, load_b, W + blockIdx.z * m * n, m, n, k0, k1, a_base, a_r, a_c,
-                     b_base, b_r, b_c, n, 1, false);
+    nc_gemm_tile<T, BF16>(load_a, load_b, W + blockIdx.z * m * n, m, n, k0, k1, a_base, a_r,
+                          a_c, b_base, b_r, b_c, n, 1, false);
   }
 }
 
 // A loop of GEMMs as one launch: grid.z runs over (outer, batch); each operand moves by
 // its outer and batch strides (a matmul batched over two dims that do not merge).
-template <typename T, typename LA, typename LB>
+template <typename T, bool BF16 = false, typename LA, typename LB>
 __device__ __forceinline__ void nc_gemm_outer(LA load_a, LB load_b, T* C, int64_t m, int64_t n,
                                               int64_t k, int64_t batches, int64_t a_0,
                                               int64_t a_o, int64_t a_b, int64_t a_r,
@@ -173,9 +204,9 @@ __device__ __forceinline__ void nc_gemm_outer(LA load_a, LB load_b, T* C, int64_
                                               int64_t c_o, int64_t c_b, int64_t c_r,
                                               int64_t c_c, bool accumulate) {
   const int64_t outer = blockIdx.z / batches, batch = blockIdx.z % batches;
-  nc_gemm_block<T>(load_a, load_b, C + outer * c_o + batch * c_b, m, n, 0, k,
-                   a_0 + outer * a_o + batch * a_b, a_r, a_c, b_0 + outer * b_o + batch * b_b,
-                   b_r, b_c, c_r, c_c, accumulate);
+  nc_gemm_tile<T, BF16>(load_a, load_b, C + outer * c_o + batch * c_b, m, n, 0, k,
+                        a_0 + outer * a_o + batch * a_b, a_r, a_c,
+                        b_0 + outer * b_o + batch * b_b, b_r, b_c, c_r, c_c, accumulate);
 }
 
 template <typename T>

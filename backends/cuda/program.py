@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from ...ir import dtypes as dt
 from ...ir.kernel import (
     BATCH_SIZE,
     Assign,
@@ -37,6 +38,7 @@ from .emit import (
 )
 from .gemm import GEMM_TILE, gemm_splits, implicit_operands
 from .prelude import PRELUDE
+from .prelude_bf16 import PRELUDE_BF16
 from .reductions import combine_function, reduction_nest
 from .vectorize import LANES, VectorBody, vectorize
 
@@ -54,6 +56,7 @@ class KernelWriter:
         self.params = physical_params(kernel, physical)
         self.printer = ExprPrinter(_shared_expressions(kernel.body), set(self._locals(kernel.body)))
         self.lines: list[str] = []
+        self.uses_bf16 = False  # a GEMM of bf16 products (PRELUDE_BF16)
         self.combiners = combiners  # shared by the translation unit: name -> definition
         # a dynamic-batch program: every function takes the batch size n after its buffers
         self.dynamic = dynamic
@@ -380,7 +383,8 @@ class KernelWriter:
         m, n, k = size_text(g.m), size_text(g.n), size_text(g.k)
         ab, ar, ac, bb, br, bc, cb, cr, cc = map(size_text, (ab, ar, ac, bb, br, bc, cb, cr, cc))
         self.lines += [
-            f"  nc_gemm<{t}>(nc_load_a, nc_load_b, {c} + {g.c_offset}LL, {WORKSPACE},"
+            f"  nc_gemm<{t}{self.bf16(g)}>(nc_load_a, nc_load_b, {c} + {g.c_offset}LL,"
+            f" {WORKSPACE},"
             f" {m}, {n}, {k}, {splits}LL, {chunk}, {g.a_offset}LL, {ab},"
             f" {ar}, {ac}, {g.b_offset}LL, {bb}, {br}, {bc}, {cb}, {cr}, {cc},"
             f" {accumulate});",
@@ -411,6 +415,14 @@ class KernelWriter:
             ),
         ]
 
+    def bf16(self, g: Gemm) -> str:
+        """The GEMM template's precision argument: ", true" for bf16 products (and the
+        program then needs PRELUDE_BF16)."""
+        if g.precision == "bf16" and g.dtype == dt.float32:
+            self.uses_bf16 = True
+            return ", true"
+        return ""
+
     def outer_gemm(self, function, loop: Loop, offsets, names, types) -> Launch:
         """A loop around one GEMM whose operands move with the loop variable (a matmul
         batched over (n, heads) with strides that do not merge into one batch): one
@@ -429,7 +441,8 @@ class KernelWriter:
         )
         accumulate = "true" if g.accumulate else "false"
         self.lines += [
-            f"  nc_gemm_outer<{t}>(nc_load_a, nc_load_b, {self.name(g.c)} + {c0}, {m}, {n},"
+            f"  nc_gemm_outer<{t}{self.bf16(g)}>(nc_load_a, nc_load_b, {self.name(g.c)} + {c0},"
+            f" {m}, {n},"
             f" {k}, {batch}, {a0}, {ao}, {ab}, {ar}, {ac}, {b0}, {bo}, {bb}, {br}, {bc}, {co},"
             f" {cb}, {cr}, {cc}, {accumulate});",
             "}",
@@ -546,14 +559,18 @@ def emit_cuda(program: Program) -> CudaSource:
     parts = [PRELUDE]
     combiners: dict[str, str] = {}
     launches: list[Launch] = []
+    uses_bf16 = False
     for kernel in program.kernels:
         writer = KernelWriter(kernel, program.physical, combiners, program.dynamic)
         kernel_launches = writer.launches()
+        uses_bf16 |= writer.uses_bf16
         comment = kernel.comment.replace("*/", "* /")
         parts.append(f"// {kernel.name}: {comment}\n" + "\n".join(writer.lines))
         launches += kernel_launches
     if combiners:  # the reductions' combine functions, before the kernels that use them
         parts.insert(1, "\n".join(combiners.values()) + "\n")
+    if uses_bf16:
+        parts.insert(1, PRELUDE_BF16)
     plan = ["// launches, in order:"] + [
         f"//   {x.function} <<<{x.grid}, {x.block}>>> ({x.kind})" for x in launches
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import glob
 import hashlib
 import os
 import shutil
@@ -34,6 +35,18 @@ def nvcc_path() -> str | None:
     if home:
         candidates.append(os.path.join(home, "bin", "nvcc"))
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+@functools.cache
+def toolkit_include() -> str | None:
+    """The CUDA toolkit's include folder (CUDA_HOME, CUDA_PATH, /usr/local/cuda*), for the
+    headers NVRTC does not carry itself: WMMA's mma.h and cuda_bf16.h (bf16 GEMMs)."""
+    homes = [config.get_path(config.CUDA_HOME), config.get_path(config.CUDA_PATH)]
+    homes += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
+    for home in homes:
+        if home and os.path.isfile(os.path.join(home, "include", "mma.h")):
+            return os.path.join(home, "include")
+    return None
 
 
 def nvrtc():
@@ -133,6 +146,15 @@ def _nvrtc_cubin(source: str, arch: str) -> bytes:
     (program,) = check(rtc.nvrtcCreateProgram(source.encode(), b"program.cu", 0, [], []), "create")
     try:
         options = [f"--gpu-architecture={arch}".encode(), b"-std=c++17"]
+        if "#include <mma.h>" in source:  # a bf16 GEMM's tensor-core fragments
+            include = toolkit_include()
+            if include is None:
+                raise CompileError(
+                    "matmul_precision='bf16' on CUDA compiles WMMA code, whose headers (mma.h, "
+                    "cuda_bf16.h) come with the CUDA toolkit, not with NVRTC: set CUDA_HOME "
+                    "to the toolkit's folder"
+                )
+            options.append(f"--include-path={include}".encode())
         (err,) = rtc.nvrtcCompileProgram(program, len(options), options)
         if int(err) != 0:
             (size,) = check(rtc.nvrtcGetProgramLogSize(program), "log size")

@@ -53,6 +53,23 @@ def test_training_steps_compile(model, compiler, tmp_path):
     compiles(lowered.source, tmp_path, compiler)
 
 
+@with_each_compiler
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_bf16_training_steps_compile_to_tensor_core_code(model, compiler, tmp_path):
+    """matmul_precision="bf16": the GEMMs are WMMA bf16 tiles (NVRTC finds the toolkit's
+    mma.h and cuda_bf16.h); nothing else changes."""
+    params, loss, x = getattr(graph_sizes(), model)()
+    y = np.zeros(x.shape[0], np.int64)
+    opt = optim.Adam(1e-3)
+    args = (params, opt.init(params), x, y, np.float32(1e-3))
+    step = nc.train_step(loss, opt)
+    source = nc.lower(step, *args, backend="cuda", matmul_precision="bf16").source
+    assert "nc_gemm_block_bf16" in source and "<float, true>" in source
+    float32 = nc.lower(step, *args, backend="cuda").source
+    assert "#include <mma.h>" not in float32 and "<float, true>" not in float32
+    compiles(source, tmp_path, compiler)
+
+
 def test_one_global_function_per_launch_named_after_its_kernel():
     x = np.random.default_rng(0).random((33, 70)).astype(np.float32)
 
