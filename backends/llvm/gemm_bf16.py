@@ -42,6 +42,7 @@ KC_MAX = 512  # k per packed block at most (a multiple of 32, one tile step): mo
 # products pack all of k at once, so C is written once
 B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 BLOCK = 32  # the micro-kernel's rows and columns
+QUARTERS = ((0, 0), (0, 16), (16, 0), (16, 16))  # the four 16 x 16 tiles of a block of C
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
 ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
 ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR]  # ..., then the caller's workspace
@@ -440,8 +441,29 @@ class Bf16GemmBuilder:
             half = b.sdiv(kwp, _c(2))
 
             def micro(jr):
-                for t in range(4):
-                    b.call(ops["tilezero"], [tile(t)])
+                j0 = b.add(jc, jr)
+                nwj = imin(b, _c(BLOCK), b.sub(nw, jr))
+                # A whole 32 x 32 block of a row-major C is accumulated in place: the tiles
+                # start from C (or zero) and are stored back to it. Edge blocks and other
+                # layouts go through the scratch block and an element-wise write-back.
+                whole = b.and_(
+                    b.and_(b.icmp_signed("==", mh, _c(BLOCK)), b.icmp_signed("==", nwj, _c(BLOCK))),
+                    b.icmp_signed("==", g.c_cs, _c(1)),
+                )
+                c_bytes = b.mul(g.c_rs, _c(4))
+
+                def c_tile(dr, dc):
+                    return _element(b, g.c, b.add(ic, _c(dr)), b.add(j0, _c(dc)), g.c_rs, g.c_cs)
+
+                def start_from_c():
+                    for t, (dr, dc) in enumerate(QUARTERS):
+                        b.call(ops["tileloadd64"], [tile(t), c_tile(dr, dc), c_bytes])
+
+                def start_from_zero():
+                    for t in range(4):
+                        b.call(ops["tilezero"], [tile(t)])
+
+                L.first_of("c0", [(b.and_(whole, b.not_(first)), start_from_c)], start_from_zero)
 
                 def step(kt):
                     a0 = b.gep(apack, [b.mul(kt, _c(64))], source_etype=I8)
@@ -462,13 +484,22 @@ class Bf16GemmBuilder:
                     b.call(ops["tdpbf16ps"], [tile(3), tile(5), tile(7)])
 
                 L.range(0, b.sdiv(kwp, _c(32)), 1, step, "kt")
-                row_bytes = _c(BLOCK * 4)
-                for t, (dr, dc) in enumerate(((0, 0), (0, 16), (16, 0), (16, 16))):
-                    at = b.gep(
-                        scratch, [_c(0), _c(dr * BLOCK + dc)], source_etype=scratch.allocated_type
-                    )
-                    b.call(ops["tilestored64"], [tile(t), at, row_bytes])
-                epilogue(ic, mh, b.add(jc, jr), imin(b, _c(BLOCK), b.sub(nw, jr)), first)
+
+                def store_to_c():
+                    for t, (dr, dc) in enumerate(QUARTERS):
+                        b.call(ops["tilestored64"], [tile(t), c_tile(dr, dc), c_bytes])
+
+                def through_scratch():
+                    for t, (dr, dc) in enumerate(QUARTERS):
+                        at = b.gep(
+                            scratch,
+                            [_c(0), _c(dr * BLOCK + dc)],
+                            source_etype=scratch.allocated_type,
+                        )
+                        b.call(ops["tilestored64"], [tile(t), at, _c(BLOCK * 4)])
+                    epilogue(ic, mh, j0, nwj, first)
+
+                L.first_of("c1", [(whole, store_to_c)], through_scratch)
 
             L.range(0, nwp, BLOCK, micro, "jr")
 
