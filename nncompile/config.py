@@ -79,6 +79,12 @@ AMX = _declare(
     True,
     "bf16 matmuls use the CPU's AMX tiles where present (0: float32 on bf16-rounded operands)",
 )
+AVX512BF16 = _declare(
+    "NNCOMPILE_AVX512BF16",
+    "bool",
+    False,
+    "without AMX, bf16 matmuls use AVX512-BF16 (vdpbf16ps) where present (opt-in)",
+)
 MATMUL_PRECISION = _declare(
     "NNCOMPILE_MATMUL_PRECISION",
     "enum",

@@ -42,6 +42,8 @@ KC_MAX = 512  # k per packed block at most (a multiple of 32, one tile step): mo
 # products pack all of k at once, so C is written once
 B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 BLOCK = 32  # the micro-kernel's rows and columns
+FORMS = ("amx", "avx512bf16", "float32")
+VECTOR_ROWS = 8  # AVX512-BF16: rows per register block (8 x 2 accumulators of 16 floats)
 QUARTERS = ((0, 0), (0, 16), (16, 0), (16, 16))  # the four 16 x 16 tiles of a block of C
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
 ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")
@@ -93,20 +95,24 @@ def _element(b: ir.IRBuilder, base, row, col, rs, cs) -> ir.Value:
 
 
 class Bf16GemmBuilder:
-    """Defines ``nc_gemm_bf16`` in ``module``: the AMX form, or the rounding fallback."""
+    """Defines ``nc_gemm_bf16`` in ``module`` in one of FORMS: AMX tiles, AVX512-BF16
+    vectors (``vdpbf16ps``, same packing, 8 x 32 register blocks), or the rounding
+    fallback."""
 
-    def __init__(self, module: ir.Module, use_amx: bool):
+    def __init__(self, module: ir.Module, form: str):
+        if form not in FORMS:
+            raise ValueError(f"bf16 GEMM form must be one of {FORMS}, got {form!r}")
         self.module = module
-        self.use_amx = use_amx
+        self.form = form
         fn = ir.Function(module, GEMM_TYPE, FUNCTION)
         for a, name in zip(fn.args, (*ARGS, "workspace", "threads"), strict=True):
             a.name = name
         fn.attributes.add("nounwind")
         wide_vectors(fn)
-        if use_amx:
-            self._amx_entry(fn)
-        else:
+        if form == "float32":
             self._fallback(fn)
+        else:
+            self._amx_entry(fn)
 
     # ---- without AMX: round into float32 copies, then the float32 GEMM ------------------
 
@@ -260,15 +266,23 @@ class Bf16GemmBuilder:
         with b.goto_entry_block():
             scratch = b.alloca(ir.ArrayType(F32, BLOCK * BLOCK))
             scratch.align = 64
+            # AVX512-BF16's accumulators, addressed by constants only (kept in registers)
+            accs = b.alloca(ir.ArrayType(V16, 2 * VECTOR_ROWS))
+            accs.align = 64
+
+        def acc_at(slot: int) -> ir.Value:
+            return b.gep(accs, [_c(0), _c(slot)], source_etype=accs.allocated_type)
 
         def work():
             # k per packed block up to KC_MAX; as many columns as keep B's block in B_BYTES
             kc = imin(b, b.mul(blocks(g.k), _c(BLOCK)), _c(KC_MAX))
             fit = b.mul(b.sdiv(b.sdiv(b_bytes, b.mul(kc, _c(2))), _c(BLOCK)), _c(BLOCK))
             nc = imax(b, _c(BLOCK), fit)
-            b.call(ops["ldtilecfg"], [tile_config(self.module)])
+            if self.form == "amx":
+                b.call(ops["ldtilecfg"], [tile_config(self.module)])
             L.range(c0, c1, nc, lambda jc: column_block(jc, kc, nc, bpack, apack), "jc")
-            b.call(ops["tilerelease"], [])
+            if self.form == "amx":
+                b.call(ops["tilerelease"], [])
 
         def column_block(jc, kc, nc, bpack, apack):
             nw = imin(b, nc, b.sub(c1, jc))
@@ -501,7 +515,62 @@ class Bf16GemmBuilder:
 
                 L.first_of("c1", [(whole, store_to_c)], through_scratch)
 
-            L.range(0, nwp, BLOCK, micro, "jr")
+            def vector_micro(jr):
+                # AVX512-BF16: each vdpbf16ps adds one pair of k to 16 columns of a row
+                dp = declare(
+                    self.module,
+                    "llvm.x86.avx512bf16.dpbf16ps.512",
+                    ir.FunctionType(V16, [V16, VI16x32, VI16x32]),
+                )
+                panel = b.sdiv(jr, _c(16))
+                zero = ir.Constant(V16, [0.0] * 16)
+                for group in range(BLOCK // VECTOR_ROWS):
+                    for slot in range(2 * VECTOR_ROWS):
+                        store_untyped(b, zero, acc_at(slot), 64)
+
+                    def step(kp, group=group):
+                        columns = [
+                            b.load(
+                                b.gep(
+                                    bpack,
+                                    [b.mul(b.add(b.mul(p, half), kp), _c(64))],
+                                    source_etype=I8,
+                                ),
+                                typ=VI16x32,
+                                align=64,
+                            )
+                            for p in (panel, b.add(panel, _c(1)))
+                        ]
+                        for i in range(VECTOR_ROWS):
+                            r = _c(group * VECTOR_ROWS + i)
+                            at = b.add(b.mul(r, kwp), b.mul(kp, _c(2)))
+                            pair = b.load(b.gep(apack, [at], source_etype=I16), typ=I32, align=4)
+                            splat = b.shuffle_vector(
+                                b.insert_element(
+                                    ir.Constant(VI16x32, ir.Undefined), pair, ir.Constant(I32, 0)
+                                ),
+                                ir.Constant(VI16x32, ir.Undefined),
+                                ir.Constant(VI16x32, [0] * 16),
+                            )
+                            for h in range(2):
+                                slot = acc_at(2 * i + h)
+                                total = b.call(dp, [b.load(slot, typ=V16), splat, columns[h]])
+                                store_untyped(b, total, slot, 64)
+
+                    L.range(0, half, 1, step, "vk")
+                    for i in range(VECTOR_ROWS):
+                        for h in range(2):
+                            row = group * VECTOR_ROWS + i
+                            at = b.gep(
+                                scratch,
+                                [_c(0), _c(row * BLOCK + 16 * h)],
+                                source_etype=scratch.allocated_type,
+                            )
+                            store_untyped(b, b.load(acc_at(2 * i + h), typ=V16), at, 4)
+                j0 = b.add(jc, jr)
+                epilogue(ic, mh, j0, imin(b, _c(BLOCK), b.sub(nw, jr)), first)
+
+            L.range(0, nwp, BLOCK, micro if self.form == "amx" else vector_micro, "jr")
 
         def epilogue(ic, mh, j0, nwj, first):
             def row(r):

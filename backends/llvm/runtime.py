@@ -11,11 +11,12 @@ of concurrent calls.
 from __future__ import annotations
 
 import threading
+import warnings
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from .amx import amx_usable
+from .amx import bf16_form as current_bf16_form
 from .gemm_bf16 import FUNCTION as BF16_FUNCTION
 from .gemm_bf16 import SYMBOL as BF16_SYMBOL
 from .gemm_bf16 import Bf16GemmBuilder
@@ -27,8 +28,8 @@ from .parallel import load_libgomp
 _lock = threading.Lock()
 _runtime: NativeCode | None = None
 _tuning: Tuning | None = None
-_bf16: dict[bool, NativeCode] = {}  # by AMX use
-_bf16_form: str | None = None  # the form registered now: "amx" or "float32"
+_bf16: dict[str, NativeCode] = {}  # by form (gemm_bf16.FORMS)
+_bf16_form: str | None = None  # the form registered now
 
 
 def runtime() -> NativeCode:
@@ -57,28 +58,37 @@ def runtime_tuning() -> Tuning:
 def bf16_runtime() -> NativeCode:
     """The bfloat16 GEMM (gemm_bf16.py) for this process, compiled at the first program
     with ``matmul_precision="bf16"`` and registered as ``nc_rt_gemm_bf16``: the AMX form
-    where amx.amx_usable() holds now, else the rounding fallback over the float32 GEMM.
+    where amx.amx_usable() holds now, else AVX512-BF16 vectors where the CPU has them, else
+    the rounding fallback over the float32 GEMM.
     Programs name the symbol only, so each compile links the form registered last (both
     compute the same products; NNCOMPILE_AMX=0 switches the form for later compiles)."""
     runtime()  # the fallback calls the float32 GEMM; both use libgomp's team
     global _bf16_form
-    use_amx = amx_usable()
+    form = current_bf16_form()
     with _lock:
-        native = _bf16.get(use_amx)
+        native = _bf16.get(form)
         if native is None:
             load_libgomp()
             module = ir.Module(name="nc_runtime_bf16")
             module.triple = llvm.get_process_triple()
-            Bf16GemmBuilder(module, use_amx)
+            Bf16GemmBuilder(module, form)
             native = compile_ir(str(module), entry=BF16_FUNCTION)
-            _bf16[use_amx] = native
+            _bf16[form] = native
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
-        _bf16_form = "amx" if use_amx else "float32"
+        if form == "float32" and _bf16_form != form:  # one line, when the form changes to it
+            warnings.warn(
+                "matmul_precision='bf16': no usable AMX here (or NNCOMPILE_AMX=0), so bf16 "
+                "products are computed in float32 on bf16-rounded operands: the same numbers, "
+                "no speed-up",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        _bf16_form = form
         return native
 
 
 def bf16_form() -> str | None:
-    """How the bf16 GEMM that programs compiled now link against computes: "amx" (tile
-    instructions) or "float32" (on bf16-rounded copies); None before the first bf16
-    program of this process."""
+    """How the bf16 GEMM that programs compiled now link against computes (amx.bf16_form:
+    "amx", "avx512bf16" or "float32"); None before the first bf16 program of this
+    process."""
     return _bf16_form

@@ -1,7 +1,8 @@
-"""matmul_precision="bf16": the runtime's bf16 GEMM (AMX tiles, or float32 on rounded copies)
-against a float64 product of the bf16-rounded operands, over operand layouts, edge sizes,
-thread counts and accumulation; the fallback forced by NNCOMPILE_AMX=0; the option's
-errors. (Training with bf16: tests/nn/test_mixed_precision.py.)"""
+"""matmul_precision="bf16": the runtime's bf16 GEMM in each of its forms (AMX tiles,
+AVX512-BF16 vectors, float32 on rounded copies: NNCOMPILE_AMX / NNCOMPILE_AVX512BF16
+choose) against a float64 product of the bf16-rounded operands, over operand layouts, edge
+sizes, thread counts and accumulation; the option's errors. (Training with bf16:
+tests/nn/test_mixed_precision.py.)"""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import nncompile as nc
 
 _I64, _P = ctypes.c_int64, ctypes.c_void_p
 _GEMM = ctypes.CFUNCTYPE(None, _P, _P, _P, *([_I64] * 10), _P, _I64)
-FORMS = ["amx", "float32"]
+FORMS = ["amx", "avx512bf16", "float32"]
 
 
 def bf16(x: np.ndarray) -> np.ndarray:
@@ -41,7 +42,10 @@ def reference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def form(request, monkeypatch):
     if request.param == "amx" and not amx.amx_usable():
         pytest.skip("this CPU or kernel offers no AMX bf16")
+    if request.param == "avx512bf16" and not amx.cpu_has_avx512bf16():
+        pytest.skip("this CPU has no AVX512-BF16")
     monkeypatch.setenv("NNCOMPILE_AMX", "1" if request.param == "amx" else "0")
+    monkeypatch.setenv("NNCOMPILE_AVX512BF16", "1" if request.param == "avx512bf16" else "0")
     runtime.bf16_runtime()
     assert runtime.bf16_form() == request.param
     return request.param
@@ -203,3 +207,17 @@ def test_a_forked_child_runs_bf16_code(form):
     child.join(timeout=60)
     assert child.exitcode == 0
     assert np.all(np.abs(got - want) <= bound)
+
+
+def test_the_float32_form_says_so_once(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("NNCOMPILE_AMX", "0")
+    monkeypatch.setenv("NNCOMPILE_AVX512BF16", "0")
+    monkeypatch.setattr(runtime, "_bf16_form", "amx")  # as if another form ran before
+    with pytest.warns(RuntimeWarning, match="no usable AMX"):
+        runtime.bf16_runtime()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runtime.bf16_runtime()  # the same form again: no second line
+    assert runtime.bf16_form() == "float32"
