@@ -11,7 +11,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from .amx import amx_usable
-from .gemm_bf16 import tile_config, tile_intrinsics
+from .gemm_bf16_micro import tile_config, tile_intrinsics
 from .jit import compile_ir
 from .llvm_builders import Loops
 

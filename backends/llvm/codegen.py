@@ -44,8 +44,8 @@ from ...ir.kernel import (
 from ...ir.symbolic import Dim
 from ...lowering.program import physical_params
 from . import mathlib
+from .bf16 import rounded_to_bf16
 from .fastmath import InlineMath
-from .gemm_bf16 import rounded_to_bf16
 from .llvm_builders import FunctionAttributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot

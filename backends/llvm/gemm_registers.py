@@ -15,7 +15,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ...ir.kernel import INDEX, Expr, Gemm, Var, strided
-from .gemm_bf16 import rounded_to_bf16
+from .bf16 import rounded_to_bf16
 from .llvm_builders import Loops, declare
 from .machine import this_machine
 from .parallel import store_untyped
