@@ -54,11 +54,10 @@ def test_training_steps_compile(model, compiler, tmp_path):
 
 
 @with_each_compiler
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_bf16_training_steps_compile_to_tensor_core_code(model, compiler, tmp_path):
+def test_bf16_training_step_compiles_to_tensor_core_code(compiler, tmp_path):
     """matmul_precision="bf16": the GEMMs are WMMA bf16 tiles (NVRTC finds the toolkit's
     mma.h and cuda_bf16.h); nothing else changes."""
-    params, loss, x = getattr(graph_sizes(), model)()
+    params, loss, x = graph_sizes().mlp()
     y = np.zeros(x.shape[0], np.int64)
     opt = optim.Adam(1e-3)
     args = (params, opt.init(params), x, y, np.float32(1e-3))
@@ -67,6 +66,17 @@ def test_bf16_training_steps_compile_to_tensor_core_code(model, compiler, tmp_pa
     assert "nc_gemm_block_bf16" in source and "<float, true>" in source
     float32 = nc.lower(step, *args, backend="cuda").source
     assert "#include <mma.h>" not in float32 and "<float, true>" not in float32
+    compiles(source, tmp_path, compiler)
+
+
+@with_each_compiler
+def test_bf16_direct_convolution_rounds_its_operands(compiler, tmp_path):
+    """A convolution too small for a GEMM stays direct and rounds what it multiplies."""
+    x = np.zeros((2, 1, 10, 10), np.float32)
+    w = np.zeros((4, 1, 3, 3), np.float32)
+    source = nc.lower(nc.conv2d, x, w, backend="cuda", matmul_precision="bf16").source
+    # defined once in the prelude, called for the input's and the weights' rounded copies
+    assert source.count("nc_round_bf16(") >= 3
     compiles(source, tmp_path, compiler)
 
 
