@@ -46,7 +46,7 @@ from ...lowering.program import physical_params
 from . import mathlib
 from .bf16 import rounded_to_bf16
 from .fastmath import InlineMath
-from .llvm_builders import FunctionAttributes
+from .llvm_builders import set_function_attributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
 
@@ -475,18 +475,6 @@ class KernelEmitter:
         if dst.is_float:
             return b.sitofp(x, t)
         return b.sext(x, t) if dst.itemsize > src.itemsize else b.trunc(x, t)
-
-
-def set_function_attributes(fn: ir.Function) -> None:
-    attrs = FunctionAttributes()
-    attrs.update(fn.attributes)
-    attrs.add("nounwind")
-    # LLVM uses 256-bit vectors on AVX-512 machines unless told otherwise.
-    attrs.add('"prefer-vector-width"="512"')
-    # Divides marked arcp (fastmath.py's, never a user's division) become a reciprocal
-    # estimate refined by one Newton step.
-    attrs.add('"reciprocal-estimates"="vec-divf:1,divf:1"')
-    fn.attributes = attrs
 
 
 def _has_scalef() -> bool:

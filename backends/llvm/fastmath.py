@@ -98,7 +98,7 @@ class InlineMath:
 
     def reciprocal_times(self, a: float | ir.Value, d: ir.Value) -> ir.Value:
         """a / d for a finite d where 1 ulp of error is fine: marked arcp and ninf, which the
-        kernels' attribute (reciprocal-estimates, codegen.set_function_attributes) turns into
+        kernels' attribute (reciprocal-estimates, llvm_builders.set_function_attributes) turns into
         a 14-bit reciprocal estimate and one Newton step instead of a divide (a divide's
         throughput is a quarter of that). The caller guarantees d is finite: the estimate of
         an infinite d would refine to NaN."""

@@ -21,7 +21,7 @@ from .bf16 import rounded_to_bf16
 from .gemm_bf16_micro import VECTOR_ROWS, TileKernel, VectorKernel
 from .gemm_bf16_pack import BLOCK, Args, Emitter, KBlock, const, pack_a, pack_b
 from .gemm_packed import GEMM_TYPE, WORKSPACE_BYTES, runtime_symbol
-from .llvm_builders import FunctionAttributes, Loops, declare, imax, imin
+from .llvm_builders import Loops, declare, imax, imin, set_function_attributes
 from .parallel import store_untyped
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -48,18 +48,9 @@ def bf16_gemm_declaration(module: ir.Module) -> ir.Function:
     return declare(module, SYMBOL, GEMM_TYPE)
 
 
-def wide_vectors(fn: ir.Function) -> None:
-    """The packing and write-back loops vectorize at 512 bits where the CPU has them."""
-    attrs = FunctionAttributes()
-    attrs.update(fn.attributes)
-    attrs.add('"prefer-vector-width"="512"')
-    fn.attributes = attrs
-
-
 def _function(module: ir.Module, ftype: ir.FunctionType, name: str) -> ir.Function:
     fn = ir.Function(module, ftype, name)
-    fn.attributes.add("nounwind")
-    wide_vectors(fn)
+    set_function_attributes(fn)  # (512-bit vectors for the packing and write-back loops)
     return fn
 
 

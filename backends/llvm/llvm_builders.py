@@ -1,5 +1,6 @@
-"""Small builders for hand-written LLVM IR (the GEMMs): counted loops and conditionals,
-integer min/max, declaring a function once per module, and an in-register transpose."""
+"""Small builders for hand-written LLVM IR (the GEMMs): function attributes, counted loops
+and conditionals, integer min/max, declaring a function once per module, and an
+in-register transpose."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ class FunctionAttributes(ir.values.FunctionAttributes):
 
     def add(self, name: str) -> None:
         set.add(self, name)
+
+
+def set_function_attributes(fn: ir.Function) -> None:
+    """What every generated function carries (kernels, their parallel trampolines, the
+    entry points, the bf16 GEMM)."""
+    attrs = FunctionAttributes()
+    attrs.update(fn.attributes)
+    attrs.add("nounwind")
+    # LLVM uses 256-bit vectors on AVX-512 machines unless told otherwise.
+    attrs.add('"prefer-vector-width"="512"')
+    # Divides marked arcp (fastmath.py's, never a user's division) become a reciprocal
+    # estimate refined by one Newton step.
+    attrs.add('"reciprocal-estimates"="vec-divf:1,divf:1"')
+    fn.attributes = attrs
 
 
 class Loops:

@@ -19,9 +19,9 @@ from .codegen import (
     VOID,
     KernelEmitter,
     bounds_checked,
-    set_function_attributes,
 )
 from .float_env import subnormals_flushed
+from .llvm_builders import set_function_attributes
 from .parallel import (
     CONTEXT_BATCH,
     CONTEXT_THREADS,

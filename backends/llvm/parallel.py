@@ -103,7 +103,8 @@ class ParallelRuntime:
         return fn
 
     def emit_parallel_loop(self, em, loop) -> None:
-        from .codegen import KernelEmitter, set_function_attributes
+        from .codegen import KernelEmitter
+        from .llvm_builders import set_function_attributes
 
         # Everything the outlined body may read: buffers (one pointer per distinct
         # memory: a donated pair shares one), then scalars in scope.
