@@ -111,12 +111,19 @@ def lower(
             return lower_graph_for(graph, backend, level, threads)
 
 
+BF16_BACKENDS = ("llvm", "cuda")
+
+
 def precision_for(backend: str, requested: str | None) -> str:
-    """The matmul precision of a compile: the argument, else NNCOMPILE_MATMUL_PRECISION;
-    bf16 is built for the LLVM and CUDA backends (a clear error elsewhere, never float32
-    products passed off as bf16 ones or the reverse)."""
-    value = check_precision(requested or config.get_enum(config.MATMUL_PRECISION) or "float32")
-    if value == "bf16" and backend not in ("llvm", "cuda"):
+    """The matmul precision of a compile. Asked for by argument, bf16 is built for the LLVM
+    and CUDA backends only: elsewhere a clear error, never float32 products passed off as
+    bf16 ones. Without an argument, NNCOMPILE_MATMUL_PRECISION is the default of the
+    compiles that can use it; the others stay float32."""
+    if requested is None:
+        value = check_precision(config.get_enum(config.MATMUL_PRECISION) or "float32")
+        return value if backend in BF16_BACKENDS else "float32"
+    value = check_precision(requested)
+    if value == "bf16" and backend not in BF16_BACKENDS:
         raise NotImplementedError(
             f"matmul_precision='bf16' is built for the llvm (AMX tiles) and cuda (tensor "
             f"cores) backends, not for backend={backend!r}, which computes float32 products"
@@ -171,10 +178,12 @@ class CompiledFunction:
                 f"check=True needs per-kernel entry points, which backend {backend!r} lacks"
             )
         if self.check and self.matmul_precision != "float32":
-            raise NotImplementedError(
-                "check=True compares with the float32 reference; it is not built for "
-                f"matmul_precision={self.matmul_precision!r}"
-            )
+            if matmul_precision is not None:
+                raise NotImplementedError(
+                    "check=True compares with the float32 reference; it is not built for "
+                    f"matmul_precision={self.matmul_precision!r}"
+                )
+            self.matmul_precision = "float32"  # the environment's default yields to it
         if device_outputs and not target.device_outputs:
             raise CompileError(
                 f"device_outputs=True needs a backend whose results can stay on the device "

@@ -95,10 +95,12 @@ class Trainer:
         # bf16 products: mixed precision training, the weights and optimizer state float32
         self.matmul_precision = precision_for(backend, matmul_precision)
         if run_eagerly and self.matmul_precision != "float32":
-            raise NotImplementedError(
-                "run_eagerly=True computes float32 products (NumPy); matmul_precision="
-                f"{self.matmul_precision!r} needs a compiled step"
-            )
+            if matmul_precision is not None:
+                raise NotImplementedError(
+                    "run_eagerly=True computes float32 products (NumPy); matmul_precision="
+                    f"{self.matmul_precision!r} needs a compiled step"
+                )
+            self.matmul_precision = "float32"  # the environment's default: compiles only
         try:
             self.optimizer = optim.get(optimizer)
             structured = isinstance(loss, (list, tuple, dict))

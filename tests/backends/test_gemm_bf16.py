@@ -149,6 +149,9 @@ def test_float32_default_is_untouched():
 def test_environment_default(monkeypatch):
     monkeypatch.setenv("NNCOMPILE_MATMUL_PRECISION", "bf16")
     assert nc.compile(lambda x: x).matmul_precision == "bf16"
+    # the default of the compiles that can use it: the others stay float32, no error
+    assert nc.compile(lambda x: x, backend="numpy").matmul_precision == "float32"
+    assert nc.compile(lambda x: x, check=True).matmul_precision == "float32"
     monkeypatch.setenv("NNCOMPILE_MATMUL_PRECISION", "bfloat")
     with pytest.raises(ConfigError, match="NNCOMPILE_MATMUL_PRECISION"):
         nc.compile(lambda x: x)

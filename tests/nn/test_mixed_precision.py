@@ -105,6 +105,15 @@ def test_keras_fit_in_mixed_precision(bf16_form):
     assert np.max(np.abs(np.array(mixed) - exact)) < 0.1 * exact[0]
 
 
+def test_the_environment_default_leaves_eager_runs_alone(monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_MATMUL_PRECISION", "bf16")
+    model = small_cnn()
+    model.compile(loss="sparse_categorical_crossentropy", run_eagerly=True)
+    assert model.trainer.matmul_precision == "float32"
+    model.compile(loss="sparse_categorical_crossentropy")
+    assert model.trainer.matmul_precision == "bf16"
+
+
 def test_keras_refusals():
     model = small_cnn()
     with pytest.raises(NotImplementedError, match="run_eagerly"):
