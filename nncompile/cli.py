@@ -144,6 +144,7 @@ def _cmd_dump(args: argparse.Namespace) -> int:
         args.batch,
         args.size,
         args.dynamic_batch,
+        args.matmul_precision,
     ):
         print(path)
     return 0
@@ -253,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dynamic-batch",
         action="store_true",
         help="compile for every batch size: the dumps show the batch as the symbol n",
+    )
+    s.add_argument(
+        "--matmul-precision",
+        choices=("float32", "bf16"),
+        help="as nc.compile's matmul_precision (bf16: AMX tiles / tensor-core code)",
     )
     s.set_defaults(func=_cmd_dump)
     return p

@@ -10,11 +10,12 @@ import os
 import re
 
 from .backend import get_backend
-from .compiler import lower_graph_for
+from .compiler import lower_graph_for, precision_for
 from .dump_files import write_dump
 from .dynamic_batch import batched_leaves
 from .envvars import override
 from .ir.errors import ConfigError
+from .ir.precision import matmul_precision as matmul_precision_scope
 from .ir.symbolic import batch_hint
 from .tracing import trace
 from .workloads import resolve
@@ -36,10 +37,13 @@ def dump_target(
     batch: int = 64,
     size: int | None = None,
     dynamic_batch: bool = False,
+    matmul_precision: str | None = None,
 ) -> list[str]:
     """Write the stages of ``spec`` (see ``workloads.resolve``) under ``output``; returns
     the files kept. ``stages``: any of ir, kernels, llvm, asm, cuda, all (default).
-    ``dynamic_batch``: compiled for every batch size (the dumps show the symbol ``n``)."""
+    ``dynamic_batch``: compiled for every batch size (the dumps show the symbol ``n``).
+    ``matmul_precision``: as nc.compile's ("bf16": the kernels show bf16 products)."""
+    precision = precision_for(backend, matmul_precision)
     if os.path.exists(output) and not os.path.isdir(output):
         raise ConfigError(
             f"dump: the output {output!r} is a file; give a folder (created if missing)"
@@ -54,7 +58,7 @@ def dump_target(
             raise ConfigError(f"dump: workload {spec!r} has no batch axis (--dynamic-batch)")
         batched = batched_leaves(workload.fn, workload.args, workload.batched)
     graph = trace(workload.fn, *workload.args, batched_leaves=batched)
-    with override("NNCOMPILE_DUMP", output), batch_hint(batch):
+    with override("NNCOMPILE_DUMP", output), batch_hint(batch), matmul_precision_scope(precision):
         lowered = lower_graph_for(graph, backend)
         if keep - {"ir", "kernels"}:  # the backend's own artifacts (LLVM: builds it)
             for name, text in get_backend(backend).dump_files(lowered).items():

@@ -212,3 +212,11 @@ def test_dump_with_a_dynamic_batch_names_the_batch_size(tmp_path, capsys):
     assert '%"n" = load i64' in text["llvm.ll"]
     assert main(["dump", "matmul", "--size", "8", "--dynamic-batch", "-o", str(out)]) == 2
     assert "no batch axis" in capsys.readouterr().err
+
+
+def test_dump_with_bf16_products_shows_them_in_the_kernels(tmp_path, capsys):
+    out = tmp_path / "bf16"
+    args = ["dump", "mlp", "--batch", "3", "--matmul-precision", "bf16", "--stage", "kernels"]
+    assert main([*args, "-o", str(out)]) == 0
+    (path,) = capsys.readouterr().out.split()
+    assert "bf16 products" in open(path).read()
