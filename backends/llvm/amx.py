@@ -14,9 +14,8 @@ import ctypes
 import functools
 import platform
 
-import llvmlite.binding as llvm
-
 from ... import config
+from .machine import host_features
 
 _SYS_ARCH_PRCTL = 158  # x86-64
 _ARCH_REQ_XCOMP_PERM = 0x1023
@@ -24,9 +23,7 @@ _XFEATURE_XTILEDATA = 18
 
 
 def cpu_has_amx() -> bool:
-    llvm.initialize_native_target()
-    features = llvm.get_host_cpu_features()
-    return bool(features.get("amx-tile", False) and features.get("amx-bf16", False))
+    return {"amx-tile", "amx-bf16"} <= host_features()
 
 
 @functools.cache
@@ -46,8 +43,7 @@ def amx_usable() -> bool:
 
 
 def cpu_has_avx512bf16() -> bool:
-    llvm.initialize_native_target()
-    return bool(llvm.get_host_cpu_features().get("avx512bf16", False))
+    return "avx512bf16" in host_features()
 
 
 def bf16_form() -> str:

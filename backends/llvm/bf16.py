@@ -8,7 +8,6 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 I16, I32 = ir.IntType(16), ir.IntType(32)
-F32 = ir.FloatType()
 
 
 def rounded_to_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:

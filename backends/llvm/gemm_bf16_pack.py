@@ -22,7 +22,7 @@ from .parallel import store_untyped
 
 I1, I8, I16, I32, I64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
 F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
-V16, VI32, VI16 = ir.VectorType(F32, 16), ir.VectorType(I32, 16), ir.VectorType(I16, 16)
+V16, VI32 = ir.VectorType(F32, 16), ir.VectorType(I32, 16)
 
 BLOCK = 32  # rows of an A panel; columns of a micro-kernel block
 ARGS = ("a", "b", "c", "m", "n", "k", "a_rs", "a_cs", "b_rs", "b_cs", "c_rs", "c_cs", "beta")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from ...ir import dtypes as dt
 from ...ir.kernel import INDEX, Expr, Gemm, Var, strided
 from .bf16 import rounded_to_bf16
 from .llvm_builders import Loops, declare
@@ -46,7 +47,7 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
 
     t = reg_type(s.dtype)
     # matmul_precision="bf16": the operands rounded as they are loaded (exact products)
-    bf16 = s.precision == "bf16" and s.dtype.itemsize == 4
+    bf16 = s.precision == "bf16" and s.dtype == dt.float32
     lanes = _lanes(s)
     vt = ir.VectorType(t, lanes)
     vectors = -(-s.n // lanes)

@@ -85,13 +85,19 @@ def _cpu_model() -> str:
 
 
 @functools.cache
+def host_features() -> frozenset[str]:
+    """The CPU features LLVM reports for this host that are present ("avx512f", ...)."""
+    llvm.initialize_native_target()
+    return frozenset(name for name, on in llvm.get_host_cpu_features().items() if on)
+
+
+@functools.cache
 def this_machine() -> Machine:
     from ...backend import default_threads
 
-    llvm.initialize_native_target()
-    features = llvm.get_host_cpu_features()
-    wide = features.get("avx512f", False)
-    vector_bytes = 64 if wide else 32 if features.get("avx2", False) else 16
+    features = host_features()
+    wide = "avx512f" in features
+    vector_bytes = 64 if wide else 32 if "avx2" in features else 16
     caches = cache_sizes()
     return Machine(
         cpu_model=_cpu_model(),

@@ -15,6 +15,8 @@ shapes allow, keep the innermost loop over output columns so it vectorizes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir import dtypes as dt
@@ -440,13 +442,6 @@ def direct_conv_applies(cs: ConvShape, im2col_in_memory: bool) -> bool:
     return cs.k <= DIRECT_CONV_K or (im2col_in_memory and few_outputs)
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    size = 1
-    for extent in shape:
-        size *= extent
-    return size
-
-
 def _rounded_copy(src: str, dst: str, ix: list[Expr], shape, d: dt.DType) -> list[Stmt]:
     at = linearize(ix, shape)
     return [Store(dst, at, Unary("round_bf16", Load(src, at, d), d))]
@@ -469,7 +464,7 @@ def lower_conv2d_direct(
     bf16 = current_precision() == "bf16" and d == dt.float32
     round_loaded_x = bf16 and x_buf is not None
     if bf16 and x_buf is None:
-        x_buf = kb.scratch("x_bf16", d, _size(x.shape))
+        x_buf = kb.scratch("x_bf16", d, math.prod(x.shape))
         stmts += kb.nest(x.shape, lambda ix: _rounded_copy(kb.buffer(x), x_buf, ix, x.shape, d))
     x_buf = x_buf or kb.buffer(x)
     # NHWC vectorizes over the output channels o: copy the (small) weights to (cg, kh, kw, o)
