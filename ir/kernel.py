@@ -319,6 +319,9 @@ class Gemm:
     implicit: str | None = None  # "a" | "b": that operand may be computed in the loader
     # "float32" | "bf16" (ir/precision.py): the lowering's matmul precision when built
     precision: str = field(default_factory=current_precision)
+    # under "bf16": the operands ("a", "b") that hold bf16 values already (rounded in a
+    # copy by the lowering), so that a back end need not round their loads again
+    prerounded: str = ""
 
 
 Stmt = Loop | Store | Let | Local | Assign | If | Gemm

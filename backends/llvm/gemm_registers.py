@@ -92,14 +92,14 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
                 bvecs.append(b.call(masked_load, [ptr, align, mask, zero]))
             else:
                 bvecs.append(b.load(ptr, typ=vt, align=s.dtype.itemsize))
-        if bf16:
+        if bf16 and "b" not in s.prerounded:
             bvecs = [rounded_to_bf16(b, v) for v in bvecs]
         column_of_a = b.mul(p, ir.Constant(I64, s.a_strides[2]))
         updated = []
         for r in range(s.m):
             where = b.add(column_of_a, ir.Constant(I64, r * s.a_strides[1]))
             scalar = b.load(b.gep(a0, [where], source_etype=t), typ=t)
-            if bf16:
+            if bf16 and "a" not in s.prerounded:
                 scalar = rounded_to_bf16(b, scalar)
             splat = b.shuffle_vector(
                 b.insert_element(ir.Constant(vt, ir.Undefined), scalar, ir.Constant(I32, 0)),

@@ -8,6 +8,7 @@ import itertools
 
 from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
+from ..ir.precision import current_precision
 from ..ir.kernel import (
     INDEX,
     Assign,
@@ -21,6 +22,7 @@ from ..ir.kernel import (
     Select,
     Stmt,
     Store,
+    Unary,
     Var,
     ceil_div,
     const_index,
@@ -44,6 +46,7 @@ from .window_ops import (
     lower_max_pool2d_backward,
     padded_input,
     plane_parallel,
+    rounded_input,
     unfold_image,
     worth_a_padded_copy,
 )
@@ -182,13 +185,20 @@ def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
     return kb.nest((size,), lambda ix: [Store(buf, ix[0], const(0, d))])
 
 
+def _bf16(d: dt.DType) -> bool:
+    """Whether products of ``d`` operands are bf16 products (matmul_precision="bf16")."""
+    return current_precision() == "bf16" and d == dt.float32
+
+
 def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
     cs = _ConvShape(x.shape, w.shape, out.shape, node.attrs)
     on_cpu = kb.target.conv_batch == "slots"
     if on_cpu and worth_a_padded_copy(cs):
-        x_buf, unpadded, stmts = padded_input(kb, kb.buffer(x), cs, node.attrs, out.dtype)
+        x_buf, unpadded, stmts = padded_input(
+            kb, kb.buffer(x), cs, node.attrs, out.dtype, rounded=_bf16(out.dtype)
+        )
         if direct_conv_applies(unpadded, im2col_in_memory=True):
             return stmts + lower_conv2d_direct(kb, node, target, unpadded, x_buf)
         return stmts + _conv2d_in_slots(kb, node, target, unpadded, x_buf)
@@ -400,9 +410,15 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     cs = _ConvShape(x.shape, dw.shape, gout.shape, node.attrs)
     d = dw.dtype
     x_buf, stmts = kb.buffer(x), []
+    # matmul_precision="bf16": the input rounded once, in a copy, so that its unfolded
+    # images are the GEMMs' rounded operand (rounding each load of a register-tile GEMM's
+    # broadcast operand cost 1.6x the whole kernel: the seed CNN's 9 x 32 products)
+    bf16 = _bf16(d)
     if worth_a_padded_copy(cs):
         # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
-        x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d)
+        x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d, rounded=bf16)
+    elif bf16:
+        x_buf, stmts = rounded_input(kb, x_buf, cs.x_shape, d)
     g_buf = kb.buffer(gout)
     # (a symbolic batch: CHUNKS chunks of ceil(n / CHUNKS) images, counted at run time)
     chunks = CHUNKS if type(cs.n) is Dim else max(1, min(CHUNKS, cs.n))
@@ -443,6 +459,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
                 partial_at,
                 accumulate=True,
                 dtype=d,
+                prerounded="a" if bf16 else "",
             )
         else:
             # partial[t, g] (og x K) += gout[n, g] (og x P) @ col[t, g]^T (P x K): both
@@ -463,6 +480,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
                 partial_at,
                 accumulate=True,
                 dtype=d,
+                prerounded="b" if bf16 else "",
             )
         per_n.append(gemm)
     real = Binary("lt", n, const_index(cs.n), dt.bool_)
@@ -492,8 +510,11 @@ def _conv2d_backward_weight_per_weight(kb, node: Node, target: str) -> list[Stmt
         n, oh, ow = (Var(kb.fresh(p), INDEX) for p in ("n", "h", "w"))
         channel = iadd(imul(idiv(o, cs.og), const_index(cs.cg)), c)
         h, w = cs.input_pos(oh, ow, i, j)
-        g = Load(g_buf, linearize(cs.order(n, o, oh, ow), gout.shape), d)
-        product = Binary("mul", g, cs.load(x_buf, n, channel, h, w, d, 0.0), d)
+        g: Expr = Load(g_buf, linearize(cs.order(n, o, oh, ow), gout.shape), d)
+        xv = cs.load(x_buf, n, channel, h, w, d, 0.0)
+        if _bf16(d):  # (bf16 products, as the GEMMs' under matmul_precision="bf16")
+            g, xv = Unary("round_bf16", g, d), Unary("round_bf16", xv, d)
+        product = Binary("mul", g, xv, d)
         step = Assign(acc, Binary("add", Var(acc, d), product, d))
         loops = Loop(n.name, cs.n, [Loop(oh.name, cs.oh, [Loop(ow.name, cs.ow, [step])])])
         return [Local(acc, d, const(0, d)), loops] + kb.store_result(

@@ -143,11 +143,12 @@ def unfold_image(
 
 
 def padded_input(
-    kb, x_buf: str, cs: ConvShape, attrs: dict, d: dt.DType
+    kb, x_buf: str, cs: ConvShape, attrs: dict, d: dt.DType, rounded: bool = False
 ) -> tuple[str, ConvShape, list[Stmt]]:
     """An NCHW input copied once into zero-bordered scratch, and the geometry of reading
     it unpadded: every load of the convolution becomes a plain (vectorizable) one, where
-    the padded form clamps each index and selects (a gather per vector)."""
+    the padded form clamps each index and selects (a gather per vector). ``rounded``: the
+    values rounded to bf16 as they are copied."""
     hp = max((cs.oh - 1) * cs.sh + (cs.kh - 1) * cs.dh + 1, cs.ph + cs.h)
     wp = max((cs.ow - 1) * cs.sw + (cs.kw - 1) * cs.dw + 1, cs.pw + cs.w)
     shape = (cs.n, cs.c, hp, wp)
@@ -157,7 +158,8 @@ def padded_input(
     def inside(ix: list[Expr]) -> list[Stmt]:
         n, c, h, w = ix
         at = linearize([n, c, iadd(h, const_index(cs.ph)), iadd(w, const_index(cs.pw))], shape)
-        return [Store(copy, at, Load(x_buf, linearize(ix, cs.x_shape), d))]
+        value: Expr = Load(x_buf, linearize(ix, cs.x_shape), d)
+        return [Store(copy, at, Unary("round_bf16", value, d) if rounded else value)]
 
     stmts += kb.nest((cs.n, cs.c, cs.h, cs.w), inside)
     no_pads = {**attrs, "pads": [0] * len(attrs["pads"])}
@@ -447,25 +449,32 @@ def _rounded_copy(src: str, dst: str, ix: list[Expr], shape, d: dt.DType) -> lis
     return [Store(dst, at, Unary("round_bf16", Load(src, at, d), d))]
 
 
+def rounded_input(kb, x_buf: str, shape: tuple, d: dt.DType) -> tuple[str, list[Stmt]]:
+    """A copy of an input rounded to bf16 (matmul_precision="bf16"), for products that read
+    each of its values many times: rounded once here, not at every load."""
+    copy = kb.scratch("x_bf16", d, math.prod(shape))
+    return copy, kb.nest(shape, lambda ix: _rounded_copy(x_buf, copy, ix, shape, d))
+
+
 def lower_conv2d_direct(
     kb, node: Node, target: str, cs: ConvShape, x_buf: str | None = None
 ) -> list[Stmt]:
     """out[n, o, oh, ow] = sum over (c, i, j) of w[o, c, i, j] * x[n, g*cg + c, h, w], the
     small sum unrolled into one expression: the loop over output columns vectorizes with
     every weight a broadcast and every input row a (shifted) vector load. ``x_buf``: read
-    the input from there (a padded copy, which ``cs`` describes) instead."""
+    the input from there (a padded copy, which ``cs`` describes, rounded to bf16 under
+    matmul_precision="bf16") instead."""
     x, w = node.inputs
     out = node.outputs[0]
     d, w_buf = out.dtype, kb.buffer(w)
     stmts: list[Stmt] = []
     # matmul_precision="bf16": the products of a bf16 GEMM, rounded operands summed in
     # float32. The weights are rounded in their copy below, the input in a copy of its own
-    # (or, read from a padded copy, where it is loaded).
+    # (a padded copy is rounded already: padded_input(rounded=True)).
     bf16 = current_precision() == "bf16" and d == dt.float32
-    round_loaded_x = bf16 and x_buf is not None
     if bf16 and x_buf is None:
-        x_buf = kb.scratch("x_bf16", d, math.prod(x.shape))
-        stmts += kb.nest(x.shape, lambda ix: _rounded_copy(kb.buffer(x), x_buf, ix, x.shape, d))
+        x_buf, copy = rounded_input(kb, kb.buffer(x), x.shape, d)
+        stmts += copy
     x_buf = x_buf or kb.buffer(x)
     # NHWC vectorizes over the output channels o: copy the (small) weights to (cg, kh, kw, o)
     # so that each weight tap is a contiguous vector load, not a gather.
@@ -496,8 +505,6 @@ def lower_conv2d_direct(
                 wv = Load(w_buf, linearize([oihw[k] for k in w_order], w_shape), d)
                 h, wpos = cs.input_pos(oh, ow, const_index(i), const_index(j))
                 xv = cs.load(x_buf, n, channel, h, wpos, d, 0.0)
-                if round_loaded_x:
-                    xv = Unary("round_bf16", xv, d)
                 term = Binary("mul", wv, xv, d)
                 total = term if total is None else Binary("add", total, term, d)
         assert total is not None

@@ -96,6 +96,23 @@ def test_runtime_gemm_matches_rounded_float64(form, m, n, k, layout, threads):
     assert np.all(np.abs(c - (want + old)) <= bound + 2.0**-23 * np.abs(want + old))
 
 
+@pytest.mark.parametrize("m,n,k", [(64, 64, 5408), (37, 45, 3001)])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_teams_split_a_long_k(form, m, n, k, threads):
+    """Few rows and columns, long k: each thread sums a range of k, into C or into partial
+    sums that the team adds into C (with C's own values under beta 1)."""
+    rng = np.random.default_rng(k + threads)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T
+    want, bound = reference(a, b)
+    old = rng.standard_normal((m, n)).astype(np.float32)
+    for beta in (0, 1):
+        c = old.copy()
+        _call(a, b, c, beta, threads)
+        expected = want + old if beta else want
+        assert np.all(np.abs(c - expected) <= bound + 2.0**-23 * np.abs(expected))
+
+
 def test_empty_and_zero_k(form):
     c = np.ones((3, 4), np.float32)
     _call(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), c, 0, 1)
@@ -135,6 +152,27 @@ def test_compiled_matmuls_and_convolution_round_their_operands(form):
     np.testing.assert_allclose(conv, exact, rtol=1e-5, atol=1e-5)
     text = nc.lower(lambda x, w: x @ w, x, w, matmul_precision="bf16").program.text()
     assert "bf16 products" in text
+
+
+@pytest.mark.parametrize("channels,padding", [(1, 0), (1, 1), (4, 0), (4, 1)])
+def test_convolution_gradients_round_their_operands(form, channels, padding):
+    """Both gradients of a convolution (the weight gradient reads the input from a rounded
+    copy, the GEMMs then leave it alone) equal float64 products of the rounded operands."""
+    rng = np.random.default_rng(channels + padding)
+    img = rng.standard_normal((5, channels, 11, 11)).astype(np.float32)
+    k = rng.standard_normal((8, channels, 3, 3)).astype(np.float32)
+    out = 11 + 2 * padding - 2
+    g = rng.standard_normal((5, 8, out, out)).astype(np.float32)
+
+    def loss(i, k, g):
+        return nc.sum(nc.conv2d(i, k, padding=padding) * g)
+
+    grads = nc.compile(nc.grad(loss, argnums=(0, 1)), matmul_precision="bf16")(img, k, g)
+    exact = nc.compile(nc.grad(loss, argnums=(0, 1)), backend="numpy")(
+        *(bf16(a).astype(np.float64) for a in (img, k, g))
+    )
+    for got, want in zip(grads, exact, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_float32_default_is_untouched():

@@ -83,3 +83,22 @@ def test_training_step_follows_float32():
     exact, mixed = curves["float32"], curves["bf16"]
     assert mixed[-1] < mixed[0]
     assert np.max(np.abs(np.array(mixed) - exact)) < 0.1 * exact[0]
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_convolution_gradients_round_their_operands(channels):
+    """A convolution and both its gradients (the weight gradient as one reduction per
+    weight on a GPU) multiply rounded operands: float64 on rounded inputs is the reference."""
+    rng = np.random.default_rng(channels)
+    img = rng.standard_normal((3, channels, 9, 9)).astype(np.float32)
+    k = rng.standard_normal((4, channels, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
+
+    def loss(i, k, g):
+        return nc.sum(nc.conv2d(i, k, padding=1) * g)
+
+    step = nc.grad(loss, argnums=(0, 1))
+    got = nc.compile(step, backend="cuda", matmul_precision="bf16")(img, k, g)
+    want = nc.compile(step, backend="numpy")(*(bf16(a).astype(np.float64) for a in (img, k, g)))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-4)
