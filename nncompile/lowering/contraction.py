@@ -8,7 +8,6 @@ import itertools
 
 from ..ir import dtypes as dt
 from ..ir.graph import Node, Value
-from ..ir.precision import current_precision
 from ..ir.kernel import (
     INDEX,
     Assign,
@@ -32,6 +31,7 @@ from ..ir.kernel import (
     linearize,
     strided,
 )
+from ..ir.precision import current_precision
 from ..ir.registry import broadcast_shapes
 from ..ir.symbolic import Dim
 from .exprs import clamp_index, combine_chunks, const
