@@ -59,8 +59,8 @@ class _CallContext:
         self.batch = 1  # this call's
         self.arena = aligned_empty(max(evaluate(self.arena_bytes, self.capacity), 64))
         self.status = np.zeros(1, np.int64)
-        # Only programs that call the packed GEMM need its packing buffers: one set, or
-        # one per thread when GEMMs run inside parallel loops (each on one thread).
+        # Only programs that call the packed GEMM need its packing buffers (one slice per
+        # thread: GEMMs in parallel loops, split k).
         self.workspace = aligned_empty(max(64, WORKSPACE_BYTES * executable.workspaces))
         for name, array in executable._constants.items():
             self.args[slots[name]] = array.ctypes.data
@@ -101,10 +101,9 @@ class LLVMExecutable:
         statements = [s for k in program.kernels for s in walk(k.body)]
         self.uses_gemm = _has_float_gemm(statements)
         self.threads = threads
-        in_parallel_loops = any(
-            isinstance(s, Loop) and s.parallel and _has_float_gemm(s.body) for s in statements
-        )
-        self.workspaces = (threads if in_parallel_loops else 1) if self.uses_gemm else 0
+        # GEMM buffers: one slice per thread, for GEMMs inside parallel loops (each on one
+        # thread) and for a team's GEMM that splits k (gemm_split_k.py)
+        self.workspaces = threads if self.uses_gemm else 0
         # A program without parallel loops or GEMMs never enters libgomp: nothing to choose
         # (and a child forked after calling it has no reason to run serially).
         parallel = self.uses_gemm or any(isinstance(s, Loop) and s.parallel for s in statements)

@@ -8,10 +8,8 @@ in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
   thread's columns in blocks of NC, k in blocks of at most KC_MAX (B packed once per block),
   rows in panels of 32 (A packed per panel), then the micro-kernel per 32 columns. Threads
   split the longer of the row and column block counts; each packs into its own share of
-  the caller's workspace. A product with few rows and columns and a long k (a dense
-  layer's forward at a small batch: 64 x 5408 x 64) splits k instead (SPLIT_K_DEPTH): each
-  thread multiplies its range of k into C (the first) or into partial sums at the end of its
-  share, and after a barrier the threads add the partials into C, by rows.
+  the caller's workspace; a long k with few rows and columns is split instead
+  (gemm_split_k.py).
 - "float32": both operands copied rounded to bf16, then the float32 runtime GEMM on the
   copies (the rounding is the whole difference: a bf16 x bf16 product is exact in float32).
 """
@@ -23,7 +21,8 @@ import llvmlite.ir as ir
 from .bf16 import rounded_to_bf16
 from .gemm_bf16_micro import VECTOR_ROWS, TileKernel, VectorKernel
 from .gemm_bf16_pack import BLOCK, Args, Emitter, KBlock, const, pack_a, pack_b
-from .gemm_packed import GEMM_TYPE, WORKSPACE_BYTES, runtime_symbol
+from .gemm_packed import GEMM_TYPE, PARTIAL_OFFSET, WORKSPACE_BYTES, runtime_symbol
+from .gemm_split_k import launch_split_k, split_k_region, splits_k
 from .llvm_builders import Loops, declare, imax, imin, set_function_attributes
 from .parallel import store_untyped
 
@@ -37,15 +36,7 @@ FORMS = ("amx", "avx512bf16", "float32")
 KC_MAX = 512  # k per packed block at most (a multiple of 32): A's panel, 32 KiB, stays in L1
 B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
-# the GEMM's arguments, the workspace, then the bytes each thread's share keeps at its end
-# (split k's partial sums)
-ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR, I64]
-RESERVED = 14  # (the field of those bytes)
-# Split k (not rows or columns) among a team when k is at least this many times the longer
-# of m and n: each thread then packs its part of both operands once, where splitting
-# columns makes every thread pack all of A (64 x 5408 x 64 on 2 threads, AMX: 0.18 ms
-# split by columns)
-SPLIT_K_DEPTH = 4
+ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR]  # the GEMM's arguments, then the workspace
 A_PACK_BYTES = BLOCK * KC_MAX * 2
 # Each thread of a team packs into its own share of the caller's workspace: apack, then B's
 # block in what is left (at most B_BYTES). A team is no larger than leaves every thread
@@ -121,11 +112,14 @@ class Bf16GemmBuilder:
         g, L, threads = e.g, e.loops, fn.args[14]
         struct_t = ir.LiteralStructType(ARG_TYPES)
         slot = b.alloca(struct_t)
-        for i, v in enumerate([*fn.args[:14], const(0)]):
-            store_untyped(b, v, _field_at(b, slot, struct_t, i))
+        for i, v in enumerate(fn.args[:14]):
+            field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
+            store_untyped(b, v, field)
         body = self._body(struct_t)
         region = self._region(body)
-        split_k_region = self._split_k_region(body, struct_t)
+        by_k = split_k_region(
+            self.module, fn, F32, 4, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
+        )
 
         def zero_c():
             def element(i, j):
@@ -142,25 +136,15 @@ class Bf16GemmBuilder:
             gomp = declare(
                 self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
             )
-            size = imin(b, threads, const(MAX_TEAM))
-            # split k: its partial sums (m x n floats) at the end of each thread's share,
-            # which must still leave room for A's panel and one B block of BLOCK columns
-            partial = _aligned(b, b.mul(b.mul(g.m, g.n), const(4)))
-            room = b.sub(b.sub(_share(b, size), partial), const(A_PACK_BYTES + BLOCK * KC_MAX * 2))
-            deep = b.icmp_signed(">=", g.k, b.mul(imax(b, g.m, g.n), const(SPLIT_K_DEPTH)))
-            split_k = b.and_(b.and_(team, deep), b.icmp_signed(">=", room, const(0)))
-
-            def launch(entry):
-                b.call(gomp, [entry, slot, b.trunc(size, I32), ir.Constant(I32, 0)])
-
-            def by_k():
-                store_untyped(b, partial, _field_at(b, slot, struct_t, RESERVED))
-                launch(split_k_region)
-
+            size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
+            split_k = b.and_(team, splits_k(b, list(fn.args), 4))
             L.first_of(
                 "team",
-                [(split_k, by_k), (team, lambda: launch(region))],
-                lambda: b.call(body, [slot, const(0), const(1), const(0), const(1)]),
+                [
+                    (split_k, lambda: launch_split_k(b, self.module, by_k, list(fn.args))),
+                    (team, lambda: b.call(gomp, [region, slot, size, ir.Constant(I32, 0)])),
+                ],
+                lambda: b.call(body, [slot, const(0), const(1)]),
             )
 
         empty = b.or_(b.icmp_signed("<=", g.m, const(0)), b.icmp_signed("<=", g.n, const(0)))
@@ -176,89 +160,21 @@ class Bf16GemmBuilder:
         i32_fn = ir.FunctionType(I32, [])
         tid = b.sext(b.call(declare(self.module, "omp_get_thread_num", i32_fn), []), I64)
         nth = b.sext(b.call(declare(self.module, "omp_get_num_threads", i32_fn), []), I64)
-        b.call(body, [fn.args[0], tid, nth, tid, nth])
-        b.ret_void()
-        return fn
-
-    def _split_k_region(self, body: ir.Function, struct_t: ir.LiteralStructType) -> ir.Function:
-        """A team's entry when k is split: thread t multiplies k range t (whole multiples
-        of 32) of all of A and B into C (t = 0) or into its partial sums (m x n, row-major,
-        at the end of its share); after a barrier each thread adds the partials of its
-        range of rows into C."""
-        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), f"{FUNCTION}.split_k")
-        fn.linkage = "internal"
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        data = fn.args[0]
-        i32_fn = ir.FunctionType(I32, [])
-        tid = b.sext(b.call(declare(self.module, "omp_get_thread_num", i32_fn), []), I64)
-        nth = b.sext(b.call(declare(self.module, "omp_get_num_threads", i32_fn), []), I64)
-        fields = [b.load(_field_at(b, data, struct_t, i), typ=t) for i, t in enumerate(ARG_TYPES)]
-        e = Emitter(b, Loops(fn, b), self.module, Args(fields[:13]))
-        g, L = e.g, e.loops
-        share, workspace, reserved = _share(b, nth), fields[13], fields[RESERVED]
-
-        def k_range(t):
-            per = b.mul(
-                b.sdiv(b.add(b.sdiv(b.add(g.k, b.sub(nth, const(1))), nth), const(31)), const(32)),
-                const(32),
-            )
-            lo = imin(b, b.mul(t, per), g.k)
-            return lo, imin(b, b.add(lo, per), g.k)
-
-        def partial_of(t):
-            end = b.mul(b.add(t, const(1)), share)
-            return b.gep(workspace, [b.sub(end, reserved)], source_etype=I8)
-
-        p0, p1 = k_range(tid)
-        local = b.alloca(struct_t)
-        first = b.icmp_signed("==", tid, const(0))
-        mine = {
-            0: b.gep(g.a, [b.mul(p0, g.a_cs)], source_etype=F32),
-            1: b.gep(g.b, [b.mul(p0, g.b_rs)], source_etype=F32),
-            2: b.select(first, g.c, partial_of(tid)),
-            5: b.sub(p1, p0),
-            10: b.select(first, g.c_rs, g.n),
-            11: b.select(first, g.c_cs, const(1)),
-            12: b.select(first, g.beta, const(0)),
-        }
-        for i, v in enumerate(fields):
-            store_untyped(b, mine.get(i, v), _field_at(b, local, struct_t, i))
-        L.when(
-            b.icmp_signed("<", p0, p1),
-            lambda: b.call(body, [local, const(0), const(1), tid, nth]),
-        )
-        b.call(declare(self.module, "GOMP_barrier", ir.FunctionType(VOID, [])), [])
-        rows = b.sdiv(b.add(g.m, b.sub(nth, const(1))), nth)
-        r0 = imin(b, b.mul(tid, rows), g.m)
-        r1 = imin(b, b.add(r0, rows), g.m)
-
-        def add_partial(t):
-            part = partial_of(t)
-
-            def element(r, j):
-                ptr = e.element(g.c, b.add(r0, r), j, g.c_rs, g.c_cs)
-                at = b.gep(part, [b.add(b.mul(b.add(r0, r), g.n), j)], source_etype=F32)
-                b.store(b.fadd(b.load(ptr, typ=F32), b.load(at, typ=F32)), ptr)
-
-            lo, hi = k_range(t)
-            L.when(b.icmp_signed("<", lo, hi), lambda: e.grid(b.sub(r1, r0), g.n, element, "s"))
-
-        L.range(1, nth, 1, add_partial, "st")
+        b.call(body, [fn.args[0], tid, nth])
         b.ret_void()
         return fn
 
     def _body(self, struct_t: ir.LiteralStructType) -> ir.Function:
-        """Part ``part`` of ``parts`` of C, block by block, on thread ``tid`` of ``nth``
-        (which share of the workspace it packs into)."""
-        ftype = ir.FunctionType(VOID, [PTR, I64, I64, I64, I64])
-        fn = _function(self.module, ftype, f"{FUNCTION}.body")
+        """Thread ``tid`` of ``nth``: its share of C, block by block."""
+        fn = _function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{FUNCTION}.body")
         fn.linkage = "internal"
         fn.attributes.add("noinline")
-        data, part, parts, tid, nth = fn.args
+        data, tid, nth = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
 
         def field(i, t):
-            return b.load(_field_at(b, data, struct_t, i), typ=t)
+            at = b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
+            return b.load(at, typ=t)
 
         e = Emitter(
             b, Loops(fn, b), self.module, Args([field(i, t) for i, t in enumerate(ARG_TYPES[:13])])
@@ -271,19 +187,18 @@ class Bf16GemmBuilder:
         # this thread's rows [r0, r1) and columns [c0, c1): the longer block count is split
         by_cols = b.icmp_signed(">=", blocks(g.n), blocks(g.m))
         split = b.select(by_cols, blocks(g.n), blocks(g.m))
-        per = b.sdiv(b.add(split, b.sub(parts, const(1))), parts)
+        per = b.sdiv(b.add(split, b.sub(nth, const(1))), nth)
         extent = b.select(by_cols, g.n, g.m)
-        lo = imin(b, b.mul(b.mul(part, per), const(BLOCK)), extent)
-        hi = imin(b, b.mul(b.mul(b.add(part, const(1)), per), const(BLOCK)), extent)
+        lo = imin(b, b.mul(b.mul(tid, per), const(BLOCK)), extent)
+        hi = imin(b, b.mul(b.mul(b.add(tid, const(1)), per), const(BLOCK)), extent)
         r0, r1 = b.select(by_cols, const(0), lo), b.select(by_cols, g.m, hi)
         c0, c1 = b.select(by_cols, lo, const(0)), b.select(by_cols, hi, g.n)
 
         # this thread's share of the workspace (64-byte aligned): apack, then bpack
-        share = _share(b, nth)
+        share = b.mul(b.sdiv(b.sdiv(const(WORKSPACE_BYTES), nth), const(64)), const(64))
         apack = b.gep(field(13, PTR), [b.mul(tid, share)], source_etype=I8)
         bpack = b.gep(apack, [const(A_PACK_BYTES)], source_etype=I8)
-        free = b.sub(b.sub(share, field(RESERVED, I64)), const(A_PACK_BYTES))
-        b_bytes = imin(b, const(B_BYTES), free)
+        b_bytes = imin(b, const(B_BYTES), b.sub(share, const(A_PACK_BYTES)))
         with b.goto_entry_block():
             scratch = b.alloca(ir.ArrayType(F32, BLOCK * BLOCK))
             scratch.align = 64
@@ -343,18 +258,3 @@ class Bf16GemmBuilder:
         L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)
         b.ret_void()
         return fn
-
-
-def _field_at(b: ir.IRBuilder, data: ir.Value, struct_t: ir.LiteralStructType, i: int) -> ir.Value:
-    return b.gep(data, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
-
-
-def _share(b: ir.IRBuilder, nth: ir.Value) -> ir.Value:
-    """Each of ``nth`` threads' share of the workspace, in bytes (a multiple of 64)."""
-    return _aligned(b, b.sdiv(const(WORKSPACE_BYTES), nth), down=True)
-
-
-def _aligned(b: ir.IRBuilder, nbytes: ir.Value, down: bool = False) -> ir.Value:
-    """``nbytes`` rounded to a multiple of 64 (up, or down)."""
-    up = nbytes if down else b.add(nbytes, const(63))
-    return b.mul(b.sdiv(up, const(64)), const(64))

@@ -29,6 +29,7 @@ import llvmlite.ir as ir
 
 from .float_env import subnormals_flushed
 from .gemm_micro import micro_kernel
+from .gemm_split_k import PARTIAL_BYTES, launch_split_k, split_k_region, splits_k
 from .llvm_builders import Loops, declare, imax, imin, transpose_in_registers
 from .parallel import ParallelRuntime, store_untyped
 
@@ -46,13 +47,15 @@ I1, I32, I64, PTR, VOID = (
 # Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
 IN_PLACE_B_ROWS = 64
 
-# The packing buffers a GEMM call needs, in bytes: A's MC x KC block, then B's KC x NC
-# panel, sized for doubles (floats use the same offsets). The caller provides them; every
+# The buffers a GEMM call needs per thread of its team, in bytes: A's MC x KC block, then
+# B's KC x NC panel, sized for doubles (floats use the same offsets), then a split k's
+# partial sums (gemm_split_k.py). The caller provides ``threads`` such slices; every
 # blocking the model or the tuner picks (gemm_params.py) fits in them.
 A_BUDGET_ELEMENTS = 384 * 256
 B_BUDGET_ELEMENTS = 256 * 2048
 WORKSPACE_B_OFFSET = A_BUDGET_ELEMENTS * 8
-WORKSPACE_BYTES = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
+PARTIAL_OFFSET = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
+WORKSPACE_BYTES = PARTIAL_OFFSET + PARTIAL_BYTES
 # The runtime module's blocking, [KC, MC, NC] (i64): a global, so that one compiled
 # micro-tile serves every blocking the tuner tries.
 BLOCKING_GLOBAL = "nc_gemm_blocking"
@@ -108,6 +111,16 @@ class GemmBuilder:
         beta = fn.args[12]
         workspace, threads = fn.args[13], fn.args[14]
         bpack = b.gep(workspace, [ir.Constant(I64, WORKSPACE_B_OFFSET)], source_etype=ir.IntType(8))
+        if self.region is not None:
+            # a long k with few rows and columns: the team splits k (gemm_split_k.py)
+            elem_bytes = 4 if self.suffix == "f32" else 8
+            name = f"nc_gemm_{self.suffix}.split_k"
+            by_k = split_k_region(
+                self.module, fn, self.t, elem_bytes, WORKSPACE_BYTES, PARTIAL_OFFSET, name
+            )
+            with b.if_then(splits_k(b, list(fn.args), elem_bytes)):
+                launch_split_k(b, self.module, by_k, list(fn.args))
+                b.ret_void()
 
         def put(idx, v):
             store_untyped(
@@ -503,7 +516,7 @@ def gemm_declaration(module: ir.Module, ftype: ir.Type) -> ir.Function:
     The GEMM is compiled once per process (runtime.py) and registered as a symbol the JIT
     links against, so a program's compile time does not pay for it and cached program
     objects refer to it by name, not by address. Its last two arguments are the caller's
-    packing workspace (WORKSPACE_BYTES, 64-byte aligned) and the call's thread count."""
+    packing workspace (threads x WORKSPACE_BYTES, 64-byte aligned) and the call's thread count."""
     suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
     name = runtime_symbol(suffix)
     fn = module.globals.get(name)

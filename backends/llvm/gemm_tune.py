@@ -181,7 +181,7 @@ def tune(machine: Machine, threads: int) -> Tuning:
         operands.append((a, b, np.empty((m, n), np.float32)))
     from .executable import aligned_empty  # (executable imports the runtime, which imports this)
 
-    workspace = aligned_empty(WORKSPACE_BYTES)
+    workspace = aligned_empty(WORKSPACE_BYTES * threads)
     options = {_name(p): p for p in candidates(machine)}
     timers: dict[MicroTile, _Timer] = {}
     for p in options.values():

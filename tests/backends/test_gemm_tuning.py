@@ -100,7 +100,7 @@ def test_every_blocking_computes_the_product(compiled_tiles, blocking, dtype):
     gemm_tune.set_blocking(native, params)
     suffix = "f32" if dtype == np.float32 else "f64"
     fn = _CALL(native.engine.get_function_address(f"nc_gemm_{suffix}"))
-    workspace = aligned_empty(WORKSPACE_BYTES)
+    workspace = aligned_empty(WORKSPACE_BYTES * 2)  # (two threads: a slice each)
     rng = np.random.default_rng(sum(blocking))
     for m, k, n in SHAPES:
         for transposed_a in (False, True):

@@ -1,0 +1,69 @@
+"""The runtime GEMMs split a long k among a team (backends/llvm/gemm_split_k.py): each
+thread's range of k into C or into its partial sums, then the sums added into C. Against a
+float64 product, over teams of 2-4 threads, transposed operands, beta 0 and 1, and a
+strided C; and a compiled dense layer of the seed CNN's shape."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+from nncompile.backends.llvm import runtime
+from nncompile.backends.llvm.executable import aligned_empty
+from nncompile.backends.llvm.gemm_packed import WORKSPACE_BYTES
+from nncompile.backends.llvm.gemm_split_k import SPLIT_K_DEPTH, SPLIT_K_MIN_PRODUCTS
+
+import nncompile as nc
+
+_CALL = ctypes.CFUNCTYPE(
+    None, *([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 10 + [ctypes.c_void_p, ctypes.c_int64])
+)
+# (m, k, n): all split k (long k, at least SPLIT_K_MIN_PRODUCTS products)
+SHAPES = [(64, 5408, 64), (37, 3001, 45), (5, 40000, 30)]
+
+
+def _gemm(dtype) -> _CALL:
+    suffix = "f32" if dtype == np.float32 else "f64"
+    return _CALL(runtime.runtime().engine.get_function_address(f"nc_gemm_{suffix}"))
+
+
+def test_the_shapes_split_k():
+    for m, k, n in SHAPES:
+        assert k >= SPLIT_K_DEPTH * max(m, n) and m * n * k >= SPLIT_K_MIN_PRODUCTS
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [2, 3, 4])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_split_k_matches_float64(m, k, n, dtype, threads, transposed):
+    rng = np.random.default_rng(m + k + threads)
+    a = rng.uniform(-1, 1, (k, m) if transposed else (m, k)).astype(dtype)
+    a = a.T if transposed else a
+    b = rng.uniform(-1, 1, (n, k) if transposed else (k, n)).astype(dtype)
+    b = b.T if transposed else b
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    item = a.itemsize
+    workspace = aligned_empty(WORKSPACE_BYTES * threads)
+    old = rng.uniform(-1, 1, (m, 2 * n)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for beta in (0, 1):
+        wide = old.copy()
+        c = wide[:, ::2]  # a strided C: every other column of a wider array
+        strides = [s // item for s in (*a.strides, *b.strides, *c.strides)]
+        args = (a.ctypes.data, b.ctypes.data, c.ctypes.data, m, n, k, *strides)
+        _gemm(dtype)(*args, beta, workspace.ctypes.data, threads)
+        expected = want + (old[:, ::2] if beta else 0)
+        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * k**0.5)
+        np.testing.assert_array_equal(wide[:, 1::2], old[:, 1::2])  # untouched
+
+
+def test_compiled_dense_layer_on_two_threads():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 5408)).astype(np.float32)
+    w = rng.standard_normal((5408, 64)).astype(np.float32)
+    f = nc.compile(lambda x, w: nc.relu(x @ w), threads=2)
+    want = np.maximum(x.astype(np.float64) @ w, 0)
+    for _ in range(3):  # (the thread chooser tries its counts over the first calls)
+        np.testing.assert_allclose(f(x, w), want, rtol=1e-4, atol=1e-3)
