@@ -118,7 +118,7 @@ class Bf16GemmBuilder:
         body = self._body(struct_t)
         region = self._region(body)
         by_k = split_k_region(
-            self.module, fn, F32, 4, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
+            self.module, fn, F32, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
         )
 
         def zero_c():

@@ -115,9 +115,7 @@ class GemmBuilder:
             # a long k with few rows and columns: the team splits k (gemm_split_k.py)
             elem_bytes = 4 if self.suffix == "f32" else 8
             name = f"nc_gemm_{self.suffix}.split_k"
-            by_k = split_k_region(
-                self.module, fn, self.t, elem_bytes, WORKSPACE_BYTES, PARTIAL_OFFSET, name
-            )
+            by_k = split_k_region(self.module, fn, self.t, WORKSPACE_BYTES, PARTIAL_OFFSET, name)
             with b.if_then(splits_k(b, list(fn.args), elem_bytes)):
                 launch_split_k(b, self.module, by_k, list(fn.args))
                 b.ret_void()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from .float_env import subnormals_flushed
 from .llvm_builders import Loops, declare, imax, imin
 from .parallel import store_untyped
 
@@ -64,26 +65,41 @@ def split_k_region(
     module: ir.Module,
     serial: ir.Function,
     ftype: ir.Type,
-    elem_bytes: int,
     workspace_bytes: int,
     partial_offset: int,
     name: str,
 ) -> ir.Function:
     """A team's entry: thread t multiplies its range of k with ``serial`` (the GEMM itself,
     called with one thread), then the team adds the partial sums into C."""
+    work = ir.Function(module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{name}.work")
+    work.linkage = "internal"
+    work.attributes.add("noinline")  # (no arithmetic moves across the MXCSR writes)
+    _emit_work(module, work, serial, ftype, workspace_bytes, partial_offset)
     fn = ir.Function(module, ir.FunctionType(VOID, [PTR]), name)
     fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    i32_fn = ir.FunctionType(I32, [])
+    tid = b.sext(b.call(declare(module, "omp_get_thread_num", i32_fn), []), I64)
+    nth = b.sext(b.call(declare(module, "omp_get_num_threads", i32_fn), []), I64)
+    # the pool's threads flush subnormals as the calling thread does (the float32
+    # GEMM's team regions do the same)
+    with subnormals_flushed(b, b.icmp_signed("!=", tid, _c64(0))):
+        b.call(work, [fn.args[0], tid, nth])
+    b.ret_void()
+    return fn
+
+
+def _emit_work(module, fn, serial, ftype, workspace_bytes: int, partial_offset: int) -> None:
+    """Thread ``tid`` of ``nth``: its range of k, the barrier, its rows of the sums."""
+    data, tid, nth = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     L = Loops(fn, b)
     table_t = ir.ArrayType(I64, 15)
     types = [PTR] * 3 + [I64] * 10 + [PTR, I64]
     g = [
-        b.load(b.gep(fn.args[0], [_c32(0), _c32(i)], source_etype=table_t), typ=t)
+        b.load(b.gep(data, [_c32(0), _c32(i)], source_etype=table_t), typ=t)
         for i, t in enumerate(types)
     ]
-    i32_fn = ir.FunctionType(I32, [])
-    tid = b.sext(b.call(declare(module, "omp_get_thread_num", i32_fn), []), I64)
-    nth = b.sext(b.call(declare(module, "omp_get_num_threads", i32_fn), []), I64)
     m, n, k = g[_M], g[_N], g[_K]
 
     def k_range(t):  # whole multiples of 32 of k, the last range shorter (or empty)
@@ -141,4 +157,3 @@ def split_k_region(
 
     L.range(1, nth, 1, add_partial, "st")
     b.ret_void()
-    return fn
