@@ -20,6 +20,7 @@ import numpy as np
 
 from . import config, pytree
 from .backend import EmitOptions, backend_names, check_threads, get_backend, is_device_array
+from .call_fast_path import FastPath
 from .call_keys import positional_call, static_key, structure_key
 from .dump_files import dump_root, write_dump
 from .dynamic_batch import DynamicBatch, batched_leaves, check_spec
@@ -193,6 +194,7 @@ class CompiledFunction:
         # Signature -> (lowered, executable, graph), least recently used first.
         self._cache: OrderedDict[tuple, tuple[Lowered, Any, Graph]] = OrderedDict()
         self._last: tuple | None = None
+        self._fast: FastPath | None = None  # the last signature's calls (call_fast_path.py)
         self._last_batched: tuple[dict, frozenset[int]] | None = None
         self._statics: dict[tuple, list] = {}
         # Compiling is serialized per function (two threads needing one new signature
@@ -288,6 +290,11 @@ class CompiledFunction:
         return argument_leaves(args, positions)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fast = self._fast
+        if fast is not None and not kwargs:
+            arrays = fast.leaves(args)
+            if arrays is not None:
+                return fast.run(arrays)
         fn, args, kw = positional_call(self.fn, args, kwargs) if kwargs else (self.fn, args, ())
         arrays, statics, tree = pytree.flatten(args, is_array_leaf)
         lowered, executable, graph = self._compiled(fn, kw, args, arrays, statics, tree)
@@ -295,6 +302,9 @@ class CompiledFunction:
             from .run import run
 
             return run(graph, *args)
+        if not kw and self.dynamic_batch is None and FastPath.possible(tree, arrays):
+            types = [_leaf_type(a) for a in arrays]
+            self._fast = FastPath(tree, types, executable, lowered.graph.out_tree)
         outs = executable([np.asarray(a) if hasattr(a, "_type") else a for a in arrays])
         return pytree.unflatten(lowered.graph.out_tree, outs)
 
