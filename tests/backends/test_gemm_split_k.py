@@ -67,3 +67,32 @@ def test_compiled_dense_layer_on_two_threads():
     want = np.maximum(x.astype(np.float64) @ w, 0)
     for _ in range(3):  # (the thread chooser tries its counts over the first calls)
         np.testing.assert_allclose(f(x, w), want, rtol=1e-4, atol=1e-3)
+
+
+def test_concurrent_calls_split_k_each_in_its_own_workspace():
+    """Two Python threads call one compiled function at once: each call has its own call
+    context, so its team's packing buffers and partial sums never meet the other's."""
+    import threading
+
+    rng = np.random.default_rng(3)
+    f = nc.compile(lambda x, w: x @ w, threads=2)
+    pairs = [
+        (rng.standard_normal((64, 5408)).astype(np.float32), rng.standard_normal((5408, 64)))
+        for _ in range(2)
+    ]
+    pairs = [(x, w.astype(np.float32)) for x, w in pairs]
+    wants = [x.astype(np.float64) @ w for x, w in pairs]
+    errors: list[str] = []
+
+    def run(i):
+        for _ in range(20):
+            got = f(*pairs[i])
+            if not np.allclose(got, wants[i], rtol=1e-4, atol=1e-3):
+                errors.append(f"thread {i}: wrong product")
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors
