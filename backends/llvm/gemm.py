@@ -38,7 +38,7 @@ from ...ir.kernel import (
 from ...ir.symbolic import Dim, hint
 from .gemm_bf16 import bf16_gemm_declaration
 from .gemm_packed import WORKSPACE_BYTES
-from .gemm_registers import emit_register_gemm, fits_in_registers
+from .gemm_registers import emit_register_gemm, fits_in_registers, row_block_loops, row_blocks
 
 # Fewer rows than this: the packed micro-kernel (6 rows) would mostly compute padding.
 PACKED_MIN_ROWS = 6
@@ -203,6 +203,11 @@ def emit_gemm(emitter, s: Gemm) -> None:
     if s.precision == "bf16" and s.dtype == dt.float32:
         # the other forms compute float32 products: the runtime's bf16 GEMM serves them
         _emit_packed_call(emitter, s)
+        return
+    rows = None if dynamic else row_blocks(s, emitter.parallel.threads)
+    if rows is not None:  # narrow and tall: register tiles over blocks of rows
+        prefix = f"g{len(emitter.fn.blocks)}_"
+        emitter.block(row_block_loops(s, rows, prefix, parallel=not emitter.in_parallel))
         return
     if dynamic:
         build = None if s.dtype.is_float else gemm_loops

@@ -1,0 +1,75 @@
+"""Narrow products too tall for the registers (n up to two vectors: a classifier head, its
+weight gradient) run as register-tile GEMMs over blocks of rows (gemm_registers.row_blocks)
+instead of the packed GEMM: against float64 NumPy over row tails, widths around the vector,
+transposed operands, both float types, one and two threads, and inside the parallel loops
+of a convolution's weight gradient (accumulating)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nncompile as nc
+
+# (m, k, n): tails of every size, one and two vectors, widths around the vector's 16
+SHAPES = [(64, 128, 10), (33, 40, 16), (100, 600, 17), (257, 64, 31), (61, 300, 32), (500, 20, 8)]
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transposed", ["", "a", "b"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_narrow_products_match_float64(m, k, n, dtype, transposed, threads):
+    rng = np.random.default_rng(m + k + n)
+    a = rng.uniform(-1, 1, (m, k)).astype(dtype)
+    b = rng.uniform(-1, 1, (k, n)).astype(dtype)
+    if transposed == "a":
+        fn, args = (lambda at, b: nc.transpose(at) @ b), (np.ascontiguousarray(a.T), b)
+    elif transposed == "b":
+        fn, args = (lambda a, bt: a @ nc.transpose(bt)), (a, np.ascontiguousarray(b.T))
+    else:
+        fn, args = (lambda a, b: a @ b), (a, b)
+    got = nc.compile(fn, threads=threads)(*args)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)
+
+
+def test_a_classifier_head_calls_no_runtime_gemm():
+    x = np.zeros((64, 128), np.float32)
+    w = np.zeros((128, 10), np.float32)
+    source = nc.lower(lambda x, w: x @ w, x, w, threads=2).source
+    assert "nc_rt_gemm" not in source and "llvm.fma" in source
+
+
+def test_convolution_weight_gradient_with_narrow_blocks_accumulates():
+    """A channels-last RGB convolution (3 channels x 3 x 3 = 27 unfolded rows, 32 output
+    channels): per image its weight gradient is a 27 x 32 product, too tall for the
+    registers at two vectors wide: blocks of rows inside the batch's parallel loop, each
+    accumulating into its chunk's partial sums."""
+    from nncompile.backends.llvm import gemm
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 12, 12, 3)).astype(np.float32)
+    w = rng.standard_normal((32, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((6, 10, 10, 32)).astype(np.float32)
+
+    def loss(x, w, g):
+        return nc.sum(nc.relu(nc.conv2d(x, w, layout="NHWC")) * g)
+
+    step = nc.grad(loss, argnums=(0, 1))
+    blocked = []
+    original = gemm.row_block_loops
+
+    def spy(s, rows, prefix, parallel):
+        blocked.append((s.m, s.n, s.accumulate, parallel))
+        return original(s, rows, prefix, parallel)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NNCOMPILE_CACHE_DIR", "off")
+        patch.setattr(gemm, "row_block_loops", spy)
+        got = nc.compile(step, threads=2)(x, w, g)
+    assert (27, 32, True, False) in blocked  # (in a parallel loop: the blocks run serially)
+    want = nc.compile(step, backend="numpy")(*(a.astype(np.float64) for a in (x, w, g)))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
