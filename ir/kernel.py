@@ -292,7 +292,8 @@ class Gemm:
     Element (b, i, p) of A is at ``a_offset + b*a_strides[0] + i*a_strides[1] +
     p*a_strides[2]`` in buffer ``a`` (and likewise for B and C), so transposed operands
     and broadcast batches (stride 0) need no copies. A backend picks its own blocking;
-    ``tile`` carries tuning parameters (e.g. mr, nr, kc, nc).
+    ``tile`` carries its choices for this product (the LLVM backend's ``registers``: a
+    block of a larger product, sized for the vector registers, emitted as one tile).
 
     ``implicit`` ("a", "b" or None) says that operand is scratch written by an im2col-like
     nest just before this GEMM for it alone: a backend may compute its elements where it

@@ -38,10 +38,13 @@ from ...ir.kernel import (
 from ...ir.symbolic import Dim, hint
 from .gemm_bf16 import bf16_gemm_declaration
 from .gemm_packed import WORKSPACE_BYTES
-from .gemm_registers import emit_register_gemm, fits_in_registers, row_block_loops, row_blocks
-
-# Fewer rows than this: the packed micro-kernel (6 rows) would mostly compute padding.
-PACKED_MIN_ROWS = 6
+from .gemm_registers import FEW_ROWS as PACKED_MIN_ROWS
+from .gemm_registers import (
+    emit_register_gemm,
+    fits_in_registers,
+    register_block_loops,
+    register_blocks,
+)
 
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
@@ -197,17 +200,21 @@ def emit_gemm(emitter, s: Gemm) -> None:
     output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
     ones (rare) become plain loops."""
     dynamic = is_dynamic(s)
-    if not dynamic and fits_in_registers(s):  # (rounds its operands under bf16)
+    if s.tile.get("registers") or (not dynamic and fits_in_registers(s)):
+        # (a whole product, or a block of one: register_block_loops; rounds under bf16)
         emit_register_gemm(emitter, s)
         return
     if s.precision == "bf16" and s.dtype == dt.float32:
         # the other forms compute float32 products: the runtime's bf16 GEMM serves them
         _emit_packed_call(emitter, s)
         return
-    rows = None if dynamic else row_blocks(s, emitter.parallel.threads)
-    if rows is not None:  # narrow and tall: register tiles over blocks of rows
+    # narrow and tall, or few rows and wide: register-tile blocks (a team's when the
+    # product is worth one)
+    team = emitter.parallel.threads if _big(s) and not emitter.in_parallel else 1
+    blocks = None if dynamic else register_blocks(s, team)
+    if blocks is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"
-        emitter.block(row_block_loops(s, rows, prefix, parallel=not emitter.in_parallel))
+        emitter.block(register_block_loops(s, *blocks, prefix, parallel=team > 1))
         return
     if dynamic:
         build = None if s.dtype.is_float else gemm_loops

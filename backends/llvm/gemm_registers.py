@@ -27,6 +27,8 @@ from ...ir.kernel import (
     Stmt,
     Var,
     const_index,
+    idiv,
+    imod,
     imul,
     strided,
 )
@@ -56,46 +58,76 @@ def fits_in_registers(s: Gemm) -> bool:
     return s.m * vectors + vectors + 1 <= this_machine().vector_registers
 
 
-# Narrow products too tall for the registers (a classifier head, 64 x 128 x 10; its weight
-# gradient) run as register-tile GEMMs over blocks of rows: the packed GEMM pads their
-# columns to its 64-wide tile and packs both operands (3-6x NumPy's time, measured) for
-# outputs at most this many vectors wide, where a block keeps enough rows to hide the FMA
-# latency; each block reads B (k x n, small) again, from cache.
-NARROW_VECTORS = 2
+# Products the registers hold only a block at a time run as register-tile GEMMs over
+# blocks, where the packed GEMM would pad them to its 6 x 64 tile and pack both operands
+# (3-8x NumPy's time on such shapes, measured):
+# - narrow ones, at most NARROW_VECTORS vectors wide (a classifier head 64 x 128 x 10, its
+#   weight gradient, 512 x 64 x 3): blocks of rows, each reading B again (from L2, so B
+#   must fit in half of it);
+# - few rows (2 to FEW_ROWS - 1) and wide (3 x 3000 x 300): blocks of columns, each
+#   reading A (a few rows) again.
+NARROW_VECTORS = 4
+FEW_ROWS = 6  # the packed micro-kernel's rows: fewer, and it mostly computes padding
 
 
-def row_blocks(s: Gemm, threads: int) -> int | None:
-    """Rows per block for a GEMM that fits in the registers only a block of rows at a
-    time (None: not such a GEMM). Blocks are no taller than gives each of ``threads`` two
-    of them, so a team shares them evenly."""
-    if s.batch != 1 or fits_in_registers(s) or not fits_in_registers(replace(s, m=1)):
+def register_blocks(s: Gemm, threads: int) -> tuple[int, int] | None:
+    """(rows, columns) of the blocks for a GEMM that fits in the registers only a block at
+    a time, or None. Row blocks are as tall as the registers allow, and for a team of
+    ``threads`` (> 1) no taller than gives each thread two of them, so it shares them
+    evenly."""
+    machine = this_machine()
+    if s.batch != 1 or not s.dtype.is_float or s.b_strides[2] != 1 or s.k < 1:
         return None
-    vectors = -(-s.n // _lanes(s))
-    if vectors > NARROW_VECTORS:
+    if s.n < 2 or fits_in_registers(s):
         return None
-    most = (this_machine().vector_registers - 1 - vectors) // vectors
-    return max(1, min(most, -(-s.m // (2 * threads))))
+    lanes, registers = _lanes(s), machine.vector_registers
+    vectors = -(-s.n // lanes)
+    if vectors <= NARROW_VECTORS and s.k * s.n * s.dtype.itemsize <= machine.l2 // 2:
+        most = (registers - 1 - vectors) // vectors
+        if threads > 1:
+            most = min(most, -(-s.m // (2 * threads)))
+        return max(1, most), s.n
+    if 2 <= s.m < FEW_ROWS:
+        return s.m, (registers - 1) // (s.m + 1) * lanes
+    return None
 
 
-def row_block_loops(s: Gemm, rows: int, prefix: str, parallel: bool) -> list[Stmt]:
-    """C (+)= A @ B as register-tile GEMMs of ``rows`` rows each (the last one shorter),
-    the blocks in parallel when ``parallel``."""
-    blocks, tail = -(-s.m // rows), s.m % rows
-    blk = Var(f"{prefix}rb", INDEX)
+def register_block_loops(s: Gemm, rows: int, cols: int, prefix: str, parallel: bool) -> list:
+    """C (+)= A @ B as register-tile GEMMs of ``rows`` x ``cols`` blocks (the last row and
+    column of blocks shorter), the blocks in parallel when ``parallel``."""
+    row_blocks, col_blocks = -(-s.m // rows), -(-s.n // cols)
+    blk = Var(f"{prefix}blk", INDEX)
+    i = idiv(blk, col_blocks) if col_blocks > 1 else blk
+    j = imod(blk, col_blocks) if col_blocks > 1 else const_index(0)
+    first_row, first_col = imul(i, const_index(rows)), imul(j, const_index(cols))
 
-    def block(m: int) -> Gemm:
-        first = imul(blk, const_index(rows))
+    def block(m: int, n: int) -> Gemm:
         return replace(
             s,
             m=m,
-            a_offset=strided(s.a_offset, [(first, s.a_strides[1])]),
-            c_offset=strided(s.c_offset, [(first, s.c_strides[1])]),
+            n=n,
+            tile={**s.tile, "registers": True},  # (one register tile: not blocked again)
+            a_offset=strided(s.a_offset, [(first_row, s.a_strides[1])]),
+            b_offset=strided(s.b_offset, [(first_col, s.b_strides[2])]),
+            c_offset=strided(
+                s.c_offset, [(first_row, s.c_strides[1]), (first_col, s.c_strides[2])]
+            ),
         )
 
-    body: list[Stmt] = [block(rows)]
-    if tail:
-        last = Binary("eq", blk, const_index(blocks - 1), dt.bool_)
-        body = [If(last, [block(tail)], [block(rows)])]
+    def last(index: Expr, count: int) -> Expr:
+        return Binary("eq", index, const_index(count - 1), dt.bool_)
+
+    def row_of_blocks(m: int) -> list[Stmt]:
+        tail = s.n - (col_blocks - 1) * cols
+        if tail == cols:
+            return [block(m, cols)]
+        return [If(last(j, col_blocks), [block(m, tail)], [block(m, cols)])]
+
+    tail = s.m - (row_blocks - 1) * rows
+    body = row_of_blocks(rows)
+    if tail != rows:
+        body = [If(last(i, row_blocks), row_of_blocks(tail), body)]
+    blocks = row_blocks * col_blocks
     return [Loop(blk.name, blocks, body, parallel=parallel and blocks > 1)]
 
 

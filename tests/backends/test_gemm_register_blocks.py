@@ -1,8 +1,10 @@
-"""Narrow products too tall for the registers (n up to two vectors: a classifier head, its
-weight gradient) run as register-tile GEMMs over blocks of rows (gemm_registers.row_blocks)
-instead of the packed GEMM: against float64 NumPy over row tails, widths around the vector,
-transposed operands, both float types, one and two threads, and inside the parallel loops
-of a convolution's weight gradient (accumulating)."""
+"""Products the registers hold only a block at a time run as register-tile GEMMs over
+blocks (gemm_registers.register_blocks) instead of the packed GEMM: narrow ones (up to four
+vectors wide: a classifier head, its weight gradient, 512 x 64 x 3) by blocks of rows, few
+rows and wide (3 x 3000 x 300) by blocks of columns. Against float64 NumPy over row and
+column tails, widths around the vector, short k, transposed operands, both float types,
+one and two threads, and inside the parallel loops of a convolution's weight gradient
+(accumulating)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ import pytest
 
 import nncompile as nc
 
-# (m, k, n): tails of every size, one and two vectors, widths around the vector's 16
-SHAPES = [(64, 128, 10), (33, 40, 16), (100, 600, 17), (257, 64, 31), (61, 300, 32), (500, 20, 8)]
+# (m, k, n): row tails of every size; one to four vectors wide and below half a vector;
+# k shorter than a register GEMM's own minimum; few rows with column tails
+SHAPES = [(64, 128, 10), (33, 40, 16), (100, 600, 17), (257, 64, 31), (61, 300, 32)]
+SHAPES += [(500, 20, 8), (512, 64, 3), (70, 50, 40), (90, 33, 64), (200, 9, 32), (40, 3, 20)]
+SHAPES += [(3, 500, 300), (2, 100, 37), (5, 64, 1000)]
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
@@ -35,9 +40,10 @@ def test_narrow_products_match_float64(m, k, n, dtype, transposed, threads):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)
 
 
-def test_a_classifier_head_calls_no_runtime_gemm():
-    x = np.zeros((64, 128), np.float32)
-    w = np.zeros((128, 10), np.float32)
+@pytest.mark.parametrize("m,k,n", [(64, 128, 10), (3, 3000, 300), (512, 64, 3)])
+def test_such_products_call_no_runtime_gemm(m, k, n):
+    x = np.zeros((m, k), np.float32)
+    w = np.zeros((k, n), np.float32)
     source = nc.lower(lambda x, w: x @ w, x, w, threads=2).source
     assert "nc_rt_gemm" not in source and "llvm.fma" in source
 
@@ -59,15 +65,15 @@ def test_convolution_weight_gradient_with_narrow_blocks_accumulates():
 
     step = nc.grad(loss, argnums=(0, 1))
     blocked = []
-    original = gemm.row_block_loops
+    original = gemm.register_block_loops
 
-    def spy(s, rows, prefix, parallel):
+    def spy(s, rows, cols, prefix, parallel):
         blocked.append((s.m, s.n, s.accumulate, parallel))
-        return original(s, rows, prefix, parallel)
+        return original(s, rows, cols, prefix, parallel)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NNCOMPILE_CACHE_DIR", "off")
-        patch.setattr(gemm, "row_block_loops", spy)
+        patch.setattr(gemm, "register_block_loops", spy)
         got = nc.compile(step, threads=2)(x, w, g)
     assert (27, 32, True, False) in blocked  # (in a parallel loop: the blocks run serially)
     want = nc.compile(step, backend="numpy")(*(a.astype(np.float64) for a in (x, w, g)))
