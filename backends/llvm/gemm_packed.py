@@ -293,8 +293,25 @@ class GemmBuilder:
                         dst = b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t)
                         store_untyped(b, v, dst)
 
-                    L.range(0, vectors, 1, copy_vector, "pav")
-                    L.range(tail_start, kc, 1, copy_scalar, "pas")
+                    def zero_vector(q, row_dst=row_dst):
+                        at = b.mul(q, ir.Constant(I64, self.lanes))
+                        dst = b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t)
+                        store_untyped(b, ir.Constant(self.vt, None), dst, align=4)
+
+                    def zero_scalar(p, row_dst=row_dst):
+                        dst = b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t)
+                        store_untyped(b, zero, dst)
+
+                    def copy_row():
+                        L.range(0, vectors, 1, copy_vector, "pav")
+                        L.range(tail_start, kc, 1, copy_scalar, "pas")
+
+                    def zero_row():  # a row beyond mc in the last, partial panel
+                        L.range(0, vectors, 1, zero_vector, "pzv")
+                        L.range(tail_start, kc, 1, zero_scalar, "pzs")
+
+                    row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
+                    L.first_of("par", [(b.icmp_signed("<", row, mc), copy_row)], zero_row)
 
             def transposed():  # MR contiguous elements per step of p: one masked copy
                 width = 1 << (self.mr - 1).bit_length()  # the vector that holds MR
@@ -339,7 +356,9 @@ class GemmBuilder:
 
                 L.range(0, kc, 1, step, "pa")
 
-            cases = [(b.and_(whole, unit), row_major), (b.and_(whole, tposed), transposed)]
+            # (a row-major A's partial last panel too: rows beyond mc are zeroed as vectors,
+            # where the general form loaded and selected element by element)
+            cases = [(unit, row_major), (b.and_(whole, tposed), transposed)]
             L.first_of("packa", cases, general)
 
         # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
