@@ -385,13 +385,25 @@ class GemmBuilder:
 
                 L.range(0, kc, 1, vector_row, "pbv")
 
-            def transposed():  # unit row stride, whole panel: no bounds selects
+            def transposed():  # unit row stride: each column contiguous along k
+                # a partial panel's columns beyond nc read column 0 and store zeros, so the
+                # loads stay whole vectors (the general form went element by element)
+                width = b.sub(nc, b.mul(jr, nr))
+
+                def column(j: int) -> tuple[ir.Value, ir.Value]:
+                    """Column j's index to read (0 beyond the panel's width), and whether
+                    it is inside."""
+                    inside = b.icmp_signed("<", ir.Constant(I64, j), width)
+                    return b.select(inside, ir.Constant(I64, j), ir.Constant(I64, 0)), inside
+
                 def gather_row(p):
                     src = b.add(b.add(pc, p), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
                     dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
                     for j in range(self.nr):
-                        at = b.add(src, b.mul(ir.Constant(I64, j), b_cs))
+                        col, inside = column(j)
+                        at = b.add(src, b.mul(col, b_cs))
                         v = b.load(b.gep(bm, [at], source_etype=self.t), typ=self.t)
+                        v = b.select(inside, v, zero)
                         out = b.gep(
                             self.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=self.t
                         )
@@ -408,9 +420,10 @@ class GemmBuilder:
                     for v in range(self.vectors):
                         columns = []
                         for j in range(self.lanes):
-                            col = ir.Constant(I64, v * self.lanes + j)
+                            col, inside = column(v * self.lanes + j)
                             at = b.gep(bm, [b.add(src, b.mul(col, b_cs))], source_etype=self.t)
-                            columns.append(b.load(at, typ=self.vt, align=4))
+                            loaded = b.load(at, typ=self.vt, align=4)
+                            columns.append(b.select(inside, loaded, ir.Constant(self.vt, None)))
                         for p, row in enumerate(transpose_in_registers(b, columns)):
                             at = b.add(dst, ir.Constant(I64, p * self.nr + v * self.lanes))
                             out = b.gep(self.bpack, [at], source_etype=self.t)
@@ -478,7 +491,7 @@ class GemmBuilder:
 
             cases = [
                 (b.and_(whole, b_unit), row_major),
-                (b.and_(whole, b_tposed), transposed),
+                (b_tposed, transposed),
                 (b_unit, row_major_partial),
             ]
             L.first_of("packb", cases, general)
