@@ -45,16 +45,17 @@ def micro_kernel(
     align = 4 if g.suffix == "f32" else 8
     line = 64 // (4 if g.suffix == "f32" else 8)  # elements per cache line
 
-    def k_loop(a_rs, a_ps, b_start, b_step):
-        """The rank-kc update of the tile: element (r, p) of the A panel at
-        a_base[r*a_rs + p*a_ps], element (p, j) of the B panel at b_start[p*b_step + j].
-        Emitted once per layout, so that the strides that are constants (the packed
-        ones) are constants in the loop: addresses take one increment per step."""
+    def k_loop(a_rs, a_ps, b_start, b_step, vectors):
+        """The rank-kc update of the tile's first ``vectors`` vectors of columns: element
+        (r, p) of the A panel at a_base[r*a_rs + p*a_ps], element (p, j) of the B panel at
+        b_start[p*b_step + j]. Emitted once per layout, so that the strides that are
+        constants (the packed ones) are constants in the loop: addresses take one
+        increment per step."""
 
         def step(p):
             bvec = []
             ahead = b.mul(b.add(p, ir.Constant(I64, PREFETCH_STEPS)), b_step)
-            for v in range(g.vectors):
+            for v in range(vectors):
                 off = b.add(b.mul(p, b_step), ir.Constant(I64, v * lanes))
                 ptr = b.gep(b_start, [off], source_etype=t)
                 bvec.append(b.load(ptr, typ=vt, align=align))
@@ -70,7 +71,7 @@ def micro_kernel(
                     undef_v,
                     ir.Constant(ir.VectorType(I32, lanes), None),
                 )
-                for v in range(g.vectors):
+                for v in range(vectors):
                     s = slots[r * g.vectors + v]
                     store_untyped(b, b.call(fma, [splat, bvec[v], b.load(s, typ=vt)]), s)
 
@@ -81,15 +82,24 @@ def micro_kernel(
     transposed_a, row_a = (one, mr_c), (kc, one)  # A panels packed [p][r] or [r][p]
     packed_b, source_b = (packed_at, nr_c), (source_at, b_rs)
     not_direct = b.not_(direct)
-    L.first_of(
-        "micro",
-        [
-            (b.and_(tposed, not_direct), lambda: k_loop(*transposed_a, *packed_b)),
-            (tposed, lambda: k_loop(*transposed_a, *source_b)),
-            (not_direct, lambda: k_loop(*row_a, *packed_b)),
-        ],
-        lambda: k_loop(*row_a, *source_b),
-    )
+    # The last panel of a block whose columns fit in half the tile's vectors multiplies
+    # only those (a 96-column product's second panel: 32 of 64), the rest of the tile
+    # staying zero; its write-back is the edge path, which stores only its columns.
+    half = max(1, g.vectors // 2)
+    narrow = b.icmp_signed("<=", b.sub(nc, b.mul(jr, nr_c)), ir.Constant(I64, half * lanes))
+    if half == g.vectors:
+        narrow = ir.Constant(ir.IntType(1), 0)
+    layouts = [
+        (b.and_(tposed, not_direct), transposed_a + packed_b),
+        (tposed, transposed_a + source_b),
+        (not_direct, row_a + packed_b),
+        (ir.Constant(ir.IntType(1), 1), row_a + source_b),
+    ]
+    cases = []
+    for condition, strides in layouts:
+        cases.append((b.and_(condition, narrow), lambda s=strides: k_loop(*s, half)))
+        cases.append((condition, lambda s=strides: k_loop(*s, g.vectors)))
+    L.first_of("micro", cases[:-1], cases[-1][1])
 
     # Write back: whole tiles with unit column stride go straight to C.
     row0 = b.add(ic, b.mul(ir_, mr_c))
