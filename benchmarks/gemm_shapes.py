@@ -1,7 +1,12 @@
 """sgemm from generated code vs NumPy (OpenBLAS), on 1 and 2 threads, for 1024^3 and the
-training shapes (and their transposed variants), and thin batch-1 inference shapes.
+training shapes (and their transposed variants), and thin batch-1 inference shapes; or,
+with ``--set everyday``, products of other common shapes (classifier heads and their
+gradients, few rows, short k, mid sizes whose n is not a multiple of the tile).
 
-    python benchmarks/gemm_shapes.py [--steps 20] [--json]
+    python benchmarks/gemm_shapes.py [--steps 20] [--set training|everyday] [--json]
+
+Each row says which form our GEMM took: "packed" (the runtime's packed GEMM) or "inline"
+(code in the program: register tiles, blocks of them, dot products).
 
 Each library is timed in its own process (OpenBLAS's and libgomp's spinning threads
 slow each other down in one process), with OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed
@@ -36,6 +41,27 @@ SHAPES = [  # (m, k, n, a transposed, b transposed)
     (1, 5408, 64, False, True),
     (2, 512, 512, False, True),
 ]
+# (m, k, n, a transposed, b transposed)
+EVERYDAY = [
+    (64, 128, 10, False, False),  # a classifier head at batch 64
+    (128, 64, 10, True, False),  # its weight gradient
+    (512, 64, 3, False, False),
+    (2048, 2048, 2, False, False),
+    (10, 5000, 50, False, False),
+    (3, 3000, 300, False, False),  # few rows, wide
+    (64, 256, 40, False, False),
+    (4096, 128, 64, False, False),
+    (256, 4096, 24, True, False),
+    (64, 8, 256, False, False),  # short k
+    (96, 2048, 96, False, False),  # mid sizes, n not a multiple of 64
+    (128, 1024, 100, False, False),
+    (100, 1000, 100, False, False),
+    (300, 300, 300, False, False),
+    (512, 512, 100, False, False),
+    (200, 784, 200, False, False),
+    (1000, 100, 1000, False, False),
+]
+SETS = {"training": SHAPES, "everyday": EVERYDAY}
 
 
 def operands(m, k, n, ta, tb):
@@ -56,21 +82,24 @@ def median_time(fn, steps):
     return statistics.median(samples)
 
 
-def worker(lib: str, threads: int, steps: int) -> list[float]:
+def worker(lib: str, threads: int, steps: int, shapes: list) -> list[tuple[float, str]]:
+    """(seconds, our GEMM's form) per shape; the form is "" for NumPy."""
     out = []
-    for m, k, n, ta, tb in SHAPES:
+    for m, k, n, ta, tb in shapes:
         a, b = operands(m, k, n, ta, tb)
         if lib == "numpy":
             at, bt = (a.T if ta else a), (b.T if tb else b)
-            out.append(median_time(lambda at=at, bt=bt: at @ bt, steps))
+            out.append((median_time(lambda at=at, bt=bt: at @ bt, steps), ""))
         else:
             import nncompile as nc
 
             def f(a, b, ta=ta, tb=tb):
                 return (nc.transpose(a) if ta else a) @ (nc.transpose(b) if tb else b)
 
-            exe = nc.lower(f, a, b, threads=threads).compile()
-            out.append(median_time(lambda exe=exe, a=a, b=b: exe([a, b]), steps))
+            lowered = nc.lower(f, a, b, threads=threads)
+            form = "packed" if "nc_rt_gemm" in lowered.source else "inline"
+            exe = lowered.compile()
+            out.append((median_time(lambda exe=exe, a=a, b=b: exe([a, b]), steps), form))
     return out
 
 
@@ -79,11 +108,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--set", choices=sorted(SETS), default="training")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", nargs=2, metavar=("LIB", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    shapes = SETS[args.set]
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps)))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.steps, shapes)))
         return
     rows = []
     for threads in (1, 2):
@@ -104,6 +135,8 @@ def main() -> None:
                     __file__,
                     "--steps",
                     str(args.steps),
+                    "--set",
+                    args.set,
                     "--worker",
                     lib,
                     str(threads),
@@ -114,13 +147,14 @@ def main() -> None:
                 check=True,
             )
             times[lib] = json.loads(r.stdout.strip().splitlines()[-1])
-        for (m, k, n, ta, tb), ours, theirs in zip(
-            SHAPES, times["nncompile"], times["numpy"], strict=True
+        for (m, k, n, ta, tb), (ours, form), (theirs, _) in zip(
+            shapes, times["nncompile"], times["numpy"], strict=True
         ):
             rows.append(
                 {
                     "threads": threads,
                     "shape": f"{m}x{k}x{n}" + ("^T" if ta else "") + (" B^T" if tb else ""),
+                    "form": form,
                     "nncompile_ms": ours * 1e3,
                     "numpy_ms": theirs * 1e3,
                     "ratio": theirs / ours,
@@ -133,7 +167,7 @@ def main() -> None:
     for r in rows:
         print(
             f"threads={r['threads']}  {r['shape']:<18} nncompile {r['nncompile_ms']:7.3f} ms "
-            f"({r['gflops']:5.0f} GFLOP/s)  numpy {r['numpy_ms']:7.3f} ms  "
+            f"({r['gflops']:5.0f} GFLOP/s, {r['form']:<6})  numpy {r['numpy_ms']:7.3f} ms  "
             f"ratio {r['ratio']:.2f}"
         )
 
