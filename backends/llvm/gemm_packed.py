@@ -15,10 +15,10 @@ Micro-kernel (the tile is the machine's: gemm_params.py): MR rows by VECTORS vec
 e.g. 6 x 4 <16 x float> on AVX-512, 24 vector accumulators; per step of k it loads the
 B vectors, broadcasts MR elements of A and issues MR x VECTORS FMAs, prefetching B a few
 steps ahead. KC, MC and NC are a global of the module (set by gemm_tune.set_blocking), so
-one compile serves every blocking the tuner tries. Packing reads A and B through
-arbitrary strides, so transposed operands and broadcast batches cost nothing extra.
-Partial tiles run the same micro-kernel on zero-padded panels and store through a small
-tile buffer.
+one compile serves every blocking the tuner tries. Packing (gemm_pack.py) reads A and B
+through arbitrary strides, so transposed operands and broadcast batches cost nothing
+extra. Partial tiles run the same micro-kernel on zero-padded panels and store through a
+small tile buffer.
 """
 
 from __future__ import annotations
@@ -29,20 +29,15 @@ import llvmlite.ir as ir
 
 from .float_env import subnormals_flushed
 from .gemm_micro import micro_kernel
+from .gemm_pack import Block, packers
 from .gemm_split_k import PARTIAL_BYTES, launch_split_k, split_k_region, splits_k
-from .llvm_builders import Loops, declare, imax, imin, transpose_in_registers
+from .llvm_builders import Loops, declare, imax, imin
 from .parallel import ParallelRuntime, store_untyped
 
 if TYPE_CHECKING:
     from .gemm_params import MicroTile
 
-I1, I32, I64, PTR, VOID = (
-    ir.IntType(1),
-    ir.IntType(32),
-    ir.IntType(64),
-    ir.PointerType(),
-    ir.VoidType(),
-)
+I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
 
 # Up to this many rows of A, whole panels of a row-major B are read in place, not packed.
 IN_PLACE_B_ROWS = 64
@@ -258,243 +253,11 @@ class GemmBuilder:
         mr, nr = ir.Constant(I64, self.mr), ir.Constant(I64, self.nr)
         m_panels = b.sdiv(b.add(mc, ir.Constant(I64, self.mr - 1)), mr)
         n_panels = b.sdiv(b.add(nc, ir.Constant(I64, self.nr - 1)), nr)
-        zero = ir.Constant(self.t, 0.0)
 
-        # Pack A: panel ir holds rows ic + ir*MR + r, zero beyond mc. A row-major A packs
-        # as [r][p] (each row's kc elements contiguous: rows copy as whole vectors); a
-        # transposed A (unit row stride) as [p][r], so that each step of p copies MR
-        # contiguous elements. Element (r, p) of a panel is at r*pack_rs + p*pack_ps.
-        one = ir.Constant(I64, 1)
-        unit = b.icmp_signed("==", a_cs, one)
-        tposed = b.and_(b.icmp_signed("==", a_rs, one), b.icmp_signed("!=", a_cs, one))
-        pack_rs = b.select(tposed, one, kc)
-        pack_ps = b.select(tposed, mr, one)
-
-        def pack_a(ir_):
-            whole = b.icmp_signed("<=", b.add(b.mul(ir_, mr), mr), mc)
-
-            def row_major():  # whole rows, copied as vectors
-                vectors = b.sdiv(kc, ir.Constant(I64, self.lanes))
-                tail_start = b.mul(vectors, ir.Constant(I64, self.lanes))
-                for r in range(self.mr):
-                    row_src = b.add(
-                        b.mul(b.add(ic, b.add(b.mul(ir_, mr), ir.Constant(I64, r))), a_rs), pc
-                    )
-                    row_dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(ir.Constant(I64, r), kc))
-
-                    def copy_vector(q, row_src=row_src, row_dst=row_dst):
-                        at = b.mul(q, ir.Constant(I64, self.lanes))
-                        src = b.gep(a, [b.add(row_src, at)], source_etype=self.t)
-                        dst = b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t)
-                        store_untyped(b, b.load(src, typ=self.vt, align=4), dst, align=4)
-
-                    def copy_scalar(p, row_src=row_src, row_dst=row_dst):
-                        v = b.load(b.gep(a, [b.add(row_src, p)], source_etype=self.t), typ=self.t)
-                        dst = b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t)
-                        store_untyped(b, v, dst)
-
-                    def zero_vector(q, row_dst=row_dst):
-                        at = b.mul(q, ir.Constant(I64, self.lanes))
-                        dst = b.gep(self.apack, [b.add(row_dst, at)], source_etype=self.t)
-                        store_untyped(b, ir.Constant(self.vt, None), dst, align=4)
-
-                    def zero_scalar(p, row_dst=row_dst):
-                        dst = b.gep(self.apack, [b.add(row_dst, p)], source_etype=self.t)
-                        store_untyped(b, zero, dst)
-
-                    def copy_row():
-                        L.range(0, vectors, 1, copy_vector, "pav")
-                        L.range(tail_start, kc, 1, copy_scalar, "pas")
-
-                    def zero_row():  # a row beyond mc in the last, partial panel
-                        L.range(0, vectors, 1, zero_vector, "pzv")
-                        L.range(tail_start, kc, 1, zero_scalar, "pzs")
-
-                    row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
-                    L.first_of("par", [(b.icmp_signed("<", row, mc), copy_row)], zero_row)
-
-            def transposed():  # MR contiguous elements per step of p: one masked copy
-                width = 1 << (self.mr - 1).bit_length()  # the vector that holds MR
-                wt = ir.VectorType(self.t, width)
-                mask_t = ir.VectorType(I1, width)
-                mask = ir.Constant(mask_t, [int(r < self.mr) for r in range(width)])
-                suffix = f"v{width}{self.suffix}"
-                load = declare(
-                    self.module,
-                    f"llvm.masked.load.{suffix}.p0",
-                    ir.FunctionType(wt, [PTR, I32, mask_t, wt]),
-                )
-                store = declare(
-                    self.module,
-                    f"llvm.masked.store.{suffix}.p0",
-                    ir.FunctionType(VOID, [wt, PTR, I32, mask_t]),
-                )
-                align = ir.Constant(I32, 4 if self.suffix == "f32" else 8)
-
-                def copy_column(p):
-                    src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
-                    dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
-                    src_at = b.gep(a, [src], source_etype=self.t)
-                    v = b.call(load, [src_at, align, mask, ir.Constant(wt, None)])
-                    dst_at = b.gep(self.apack, [dst], source_etype=self.t)
-                    b.call(store, [v, dst_at, align, mask])
-
-                L.range(0, kc, 1, copy_column, "pat")
-
-            def general():  # any strides, rows beyond mc zero
-                def step(p):
-                    for r in range(self.mr):
-                        row = b.add(b.mul(ir_, mr), ir.Constant(I64, r))
-                        valid = b.icmp_signed("<", row, mc)
-                        src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
-                        src = b.select(valid, src, ir.Constant(I64, 0))
-                        v = b.load(b.gep(a, [src], source_etype=self.t), typ=self.t)
-                        within = b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps))
-                        dst = b.add(b.mul(ir_, b.mul(kc, mr)), within)
-                        out = b.gep(self.apack, [dst], source_etype=self.t)
-                        store_untyped(b, b.select(valid, v, zero), out)
-
-                L.range(0, kc, 1, step, "pa")
-
-            # (a row-major A's partial last panel too: rows beyond mc are zeroed as vectors,
-            # where the general form loaded and selected element by element)
-            cases = [(unit, row_major), (b.and_(whole, tposed), transposed)]
-            L.first_of("packa", cases, general)
-
-        # Pack B: panel jr holds columns jc + jr*NR + j, as [p][j], zero beyond nc.
-        def whole_b_panel(jr):  # all NR of its columns are inside the block
-            return b.icmp_signed("<=", b.add(b.mul(jr, nr), nr), nc)
-
-        b_unit = b.icmp_signed("==", b_cs, one)
-        b_tposed = b.icmp_signed("==", b_rs, one)
-
-        def pack_b(jr):
-            whole = whole_b_panel(jr)
-
-            def row_major():  # contiguous rows of a whole panel: NR elements as vectors
-                def vector_row(p):
-                    src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
-                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                    for v in range(self.vectors):
-                        off = ir.Constant(I64, v * self.lanes)
-                        vec = b.load(
-                            b.gep(bm, [b.add(src, off)], source_etype=self.t), typ=self.vt, align=4
-                        )
-                        out = b.gep(self.bpack, [b.add(dst, off)], source_etype=self.t)
-                        store_untyped(b, vec, out, align=4)
-
-                L.range(0, kc, 1, vector_row, "pbv")
-
-            def transposed():  # unit row stride: each column contiguous along k
-                # a partial panel's columns beyond nc read column 0 and store zeros, so the
-                # loads stay whole vectors (the general form went element by element)
-                width = b.sub(nc, b.mul(jr, nr))
-
-                def column(j: int) -> tuple[ir.Value, ir.Value]:
-                    """Column j's index to read (0 beyond the panel's width), and whether
-                    it is inside."""
-                    inside = b.icmp_signed("<", ir.Constant(I64, j), width)
-                    return b.select(inside, ir.Constant(I64, j), ir.Constant(I64, 0)), inside
-
-                def gather_row(p):
-                    src = b.add(b.add(pc, p), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
-                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                    for j in range(self.nr):
-                        col, inside = column(j)
-                        at = b.add(src, b.mul(col, b_cs))
-                        v = b.load(b.gep(bm, [at], source_etype=self.t), typ=self.t)
-                        v = b.select(inside, v, zero)
-                        out = b.gep(
-                            self.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=self.t
-                        )
-                        store_untyped(b, v, out)
-
-                # whole lanes x lanes blocks: contiguous column loads, transposed in
-                # registers, stored as rows of the panel; the last kc % lanes rows gathered
-                lanes = ir.Constant(I64, self.lanes)
-                whole = b.mul(b.sdiv(kc, lanes), lanes)
-
-                def block_of_rows(p0):
-                    src = b.add(b.add(pc, p0), b.mul(b.add(jc, b.mul(jr, nr)), b_cs))
-                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p0, nr))
-                    for v in range(self.vectors):
-                        columns = []
-                        for j in range(self.lanes):
-                            col, inside = column(v * self.lanes + j)
-                            at = b.gep(bm, [b.add(src, b.mul(col, b_cs))], source_etype=self.t)
-                            loaded = b.load(at, typ=self.vt, align=4)
-                            columns.append(b.select(inside, loaded, ir.Constant(self.vt, None)))
-                        for p, row in enumerate(transpose_in_registers(b, columns)):
-                            at = b.add(dst, ir.Constant(I64, p * self.nr + v * self.lanes))
-                            out = b.gep(self.bpack, [at], source_etype=self.t)
-                            store_untyped(b, row, out, align=4)
-
-                L.range(0, whole, self.lanes, block_of_rows, "pbb")
-                L.range(whole, kc, 1, gather_row, "pbt")
-
-            def general():  # any strides, columns beyond nc zero
-                def step(p):
-                    def col(j):
-                        colno = b.add(b.mul(jr, nr), j)
-                        valid = b.icmp_signed("<", colno, nc)
-                        src = b.add(b.mul(b.add(pc, p), b_rs), b.mul(b.add(jc, colno), b_cs))
-                        src = b.select(valid, src, ir.Constant(I64, 0))
-                        v = b.load(b.gep(bm, [src], source_etype=self.t), typ=self.t)
-                        dst = b.add(b.mul(jr, b.mul(kc, nr)), b.add(b.mul(p, nr), j))
-                        out = b.gep(self.bpack, [dst], source_etype=self.t)
-                        store_untyped(b, b.select(valid, v, zero), out)
-
-                    L.range(0, self.nr, 1, col, "pj")
-
-                L.range(0, kc, 1, step, "pb")
-
-            def row_major_partial():  # the last, partial panel of a row-major B
-                # each row's valid columns by masked vector loads (zero beyond them); the
-                # element-by-element general form with its bounds selects took longer
-                # than multiplying the panel (96 x 2048 x 96: 470 us, 96 x 2048 x 128: 381)
-                width = b.sub(nc, b.mul(jr, nr))
-                mask_t = ir.VectorType(I1, self.lanes)
-                suffix = f"v{self.lanes}{self.suffix}"
-                load = declare(
-                    self.module,
-                    f"llvm.masked.load.{suffix}.p0",
-                    ir.FunctionType(self.vt, [PTR, I32, mask_t, self.vt]),
-                )
-                align = ir.Constant(I32, 4 if self.suffix == "f32" else 8)
-                lane_t = ir.VectorType(I64, self.lanes)
-                limit = b.insert_element(ir.Constant(lane_t, None), width, ir.Constant(I32, 0))
-                limit = b.shuffle_vector(
-                    limit,
-                    ir.Constant(lane_t, None),
-                    ir.Constant(ir.VectorType(I32, self.lanes), None),
-                )
-                masks = [
-                    b.icmp_signed(
-                        "<",
-                        ir.Constant(lane_t, [v * self.lanes + j for j in range(self.lanes)]),
-                        limit,
-                    )
-                    for v in range(self.vectors)
-                ]
-
-                def masked_row(p):
-                    src = b.add(b.mul(b.add(pc, p), b_rs), b.add(jc, b.mul(jr, nr)))
-                    dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
-                    for v in range(self.vectors):
-                        off = ir.Constant(I64, v * self.lanes)
-                        at = b.gep(bm, [b.add(src, off)], source_etype=self.t)
-                        vec = b.call(load, [at, align, masks[v], ir.Constant(self.vt, None)])
-                        out = b.gep(self.bpack, [b.add(dst, off)], source_etype=self.t)
-                        store_untyped(b, vec, out, align=4)
-
-                L.range(0, kc, 1, masked_row, "pbm")
-
-            cases = [
-                (b.and_(whole, b_unit), row_major),
-                (b_tposed, transposed),
-                (b_unit, row_major_partial),
-            ]
-            L.first_of("packb", cases, general)
+        blk = Block(a, bm, a_rs, a_cs, b_rs, b_cs, ic, jc, pc, mc, nc, kc)
+        packing = packers(self, L, blk)
+        pack_a, pack_b, whole_b_panel = packing.pack_a, packing.pack_b, packing.whole_b_panel
+        tposed, one = packing.a_transposed, ir.Constant(I64, 1)
 
         # Whole panels of a row-major B are read in place: packing them would copy all of B
         # on every call, for few rows of A to reuse it (see in_place_b).

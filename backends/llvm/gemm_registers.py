@@ -33,11 +33,11 @@ from ...ir.kernel import (
     strided,
 )
 from .bf16 import rounded_to_bf16
-from .llvm_builders import Loops, declare
+from .llvm_builders import Loops, declare, masked_load
 from .machine import this_machine
 from .parallel import store_untyped
 
-I1, I32, I64, PTR = ir.IntType(1), ir.IntType(32), ir.IntType(64), ir.PointerType()
+I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 MIN_K = 16  # shorter products: the loop forms cost no more
 
 
@@ -146,9 +146,7 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
     suffix = f"v{lanes}{'f32' if s.dtype.itemsize == 4 else 'f64'}"
     fma = declare(module, f"llvm.fma.{suffix}", ir.FunctionType(vt, [vt, vt, vt]))
     mask_type = ir.VectorType(I1, lanes)
-    masked_load = declare(
-        module, f"llvm.masked.load.{suffix}.p0", ir.FunctionType(vt, [PTR, I32, mask_type, vt])
-    )
+    load_masked = masked_load(module, vt)
     mask = ir.Constant(mask_type, [int(j < tail) for j in range(lanes)])
     zero = ir.Constant(vt, None)
 
@@ -178,7 +176,7 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
             ptr = b.gep(b0, [b.add(row_of_b, ir.Constant(I64, v * lanes))], source_etype=t)
             if v == vectors - 1 and tail < lanes:
                 align = ir.Constant(I32, s.dtype.itemsize)
-                bvecs.append(b.call(masked_load, [ptr, align, mask, zero]))
+                bvecs.append(b.call(load_masked, [ptr, align, mask, zero]))
             else:
                 bvecs.append(b.load(ptr, typ=vt, align=s.dtype.itemsize))
         if bf16 and "b" not in s.prerounded:

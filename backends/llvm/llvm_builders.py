@@ -119,3 +119,23 @@ def imax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
 def declare(module: ir.Module, name: str, ftype: ir.FunctionType) -> ir.Function:
     fn = module.globals.get(name)
     return fn if fn is not None else ir.Function(module, ftype, name)
+
+
+def _vector_suffix(vt: ir.VectorType) -> str:
+    element = {"float": "f32", "double": "f64"}[str(vt.element)]
+    return f"v{vt.count}{element}"
+
+
+def masked_load(module: ir.Module, vt: ir.VectorType) -> ir.Function:
+    """llvm.masked.load for vectors ``vt``: (pointer, alignment, mask, passthru) -> vector;
+    lanes off in the mask are not read and take the passthru's values."""
+    mask_t = ir.VectorType(ir.IntType(1), vt.count)
+    ftype = ir.FunctionType(vt, [ir.PointerType(), ir.IntType(32), mask_t, vt])
+    return declare(module, f"llvm.masked.load.{_vector_suffix(vt)}.p0", ftype)
+
+
+def masked_store(module: ir.Module, vt: ir.VectorType) -> ir.Function:
+    """llvm.masked.store for vectors ``vt``: (vector, pointer, alignment, mask)."""
+    mask_t = ir.VectorType(ir.IntType(1), vt.count)
+    ftype = ir.FunctionType(ir.VoidType(), [vt, ir.PointerType(), ir.IntType(32), mask_t])
+    return declare(module, f"llvm.masked.store.{_vector_suffix(vt)}.p0", ftype)
