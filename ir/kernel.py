@@ -27,7 +27,7 @@ from . import dtypes as dt
 from .dtypes import DType
 from .ops.binary import KERNEL_BINARY_OPS, KERNEL_COMPARE_OPS
 from .ops.unary import KERNEL_UNARY_OPS
-from .precision import current_precision
+from .precision import bf16_products, current_precision
 from .symbolic import SYMBOL, Dim
 
 INDEX = dt.int64  # the type of loop variables and index arithmetic
@@ -323,6 +323,11 @@ class Gemm:
     # under "bf16": the operands ("a", "b") that hold bf16 values already (rounded in a
     # copy by the lowering), so that a back end need not round their loads again
     prerounded: str = ""
+
+    @property
+    def bf16(self) -> bool:
+        """Its products are bf16 products (ir/precision.bf16_products)."""
+        return bf16_products(self.dtype, self.precision)
 
 
 Stmt = Loop | Store | Let | Local | Assign | If | Gemm

@@ -14,6 +14,7 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .dtypes import DType, float32
 from .errors import ConfigError
 
 PRECISIONS = ("float32", "bf16")
@@ -32,6 +33,12 @@ def check_precision(value: str) -> str:
 
 def current_precision() -> str:
     return _current.get()
+
+
+def bf16_products(dtype: DType, precision: str | None = None) -> bool:
+    """Whether products of ``dtype`` operands are bf16 products under ``precision`` (the
+    current one by default): only float32 operands are rounded; others keep their type."""
+    return (precision or current_precision()) == "bf16" and dtype == float32
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ...ir import dtypes as dt
 from ...ir.kernel import (
     BATCH_SIZE,
     Assign,
@@ -418,7 +417,7 @@ class KernelWriter:
     def bf16(self, g: Gemm) -> str:
         """The GEMM template's precision argument: ", true" for bf16 products (and the
         program then needs PRELUDE_BF16)."""
-        if g.precision == "bf16" and g.dtype == dt.float32:
+        if g.bf16:
             self.uses_bf16 = True
             return ", true"
         return ""

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import llvmlite.ir as ir
 
-from ...ir import dtypes as dt
 from ...ir.kernel import (
     DOT_PRODUCT_MAX_OUTPUTS,
     DOT_PRODUCT_MIN_K,
@@ -38,8 +37,8 @@ from ...ir.kernel import (
 from ...ir.symbolic import Dim, hint
 from .gemm_bf16 import bf16_gemm_declaration
 from .gemm_packed import WORKSPACE_BYTES
-from .gemm_registers import FEW_ROWS as PACKED_MIN_ROWS
 from .gemm_registers import (
+    PACKED_MIN_ROWS,
     emit_register_gemm,
     fits_in_registers,
     register_block_loops,
@@ -204,7 +203,7 @@ def emit_gemm(emitter, s: Gemm) -> None:
         # (a whole product, or a block of one: register_block_loops; rounds under bf16)
         emit_register_gemm(emitter, s)
         return
-    if s.precision == "bf16" and s.dtype == dt.float32:
+    if s.bf16:
         # the other forms compute float32 products: the runtime's bf16 GEMM serves them
         _emit_packed_call(emitter, s)
         return
@@ -271,7 +270,7 @@ def _emit_packed_call(emitter, s: Gemm) -> None:
     from .gemm_packed import gemm_declaration
     from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, PTR, context_slot
 
-    if s.precision == "bf16" and s.dtype == dt.float32:
+    if s.bf16:
         fn = bf16_gemm_declaration(emitter.module)
     else:
         fn = gemm_declaration(emitter.module, reg_type(s.dtype))

@@ -64,10 +64,10 @@ def fits_in_registers(s: Gemm) -> bool:
 # - narrow ones, at most NARROW_VECTORS vectors wide (a classifier head 64 x 128 x 10, its
 #   weight gradient, 512 x 64 x 3): blocks of rows, each reading B again (from L2, so B
 #   must fit in half of it);
-# - few rows (2 to FEW_ROWS - 1) and wide (3 x 3000 x 300): blocks of columns, each
+# - few rows (2 to PACKED_MIN_ROWS - 1) and wide (3 x 3000 x 300): blocks of columns, each
 #   reading A (a few rows) again.
 NARROW_VECTORS = 4
-FEW_ROWS = 6  # the packed micro-kernel's rows: fewer, and it mostly computes padding
+PACKED_MIN_ROWS = 6  # the packed micro-kernel's rows: fewer, and it mostly computes padding
 
 
 def register_blocks(s: Gemm, threads: int) -> tuple[int, int] | None:
@@ -87,7 +87,7 @@ def register_blocks(s: Gemm, threads: int) -> tuple[int, int] | None:
         if threads > 1:
             most = min(most, -(-s.m // (2 * threads)))
         return max(1, most), s.n
-    if 2 <= s.m < FEW_ROWS:
+    if 2 <= s.m < PACKED_MIN_ROWS:
         return s.m, (registers - 1) // (s.m + 1) * lanes
     return None
 
@@ -136,7 +136,7 @@ def emit_register_gemm(emitter, s: Gemm) -> None:
 
     t = reg_type(s.dtype)
     # matmul_precision="bf16": the operands rounded as they are loaded (exact products)
-    bf16 = s.precision == "bf16" and s.dtype == dt.float32
+    bf16 = s.bf16
     lanes = _lanes(s)
     vt = ir.VectorType(t, lanes)
     vectors = -(-s.n // lanes)

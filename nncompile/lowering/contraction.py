@@ -31,7 +31,7 @@ from ..ir.kernel import (
     linearize,
     strided,
 )
-from ..ir.precision import current_precision
+from ..ir.precision import bf16_products
 from ..ir.registry import broadcast_shapes
 from ..ir.symbolic import Dim
 from .exprs import clamp_index, combine_chunks, const
@@ -185,11 +185,6 @@ def _zero(kb, buf: str, size: int, d: dt.DType) -> list[Stmt]:
     return kb.nest((size,), lambda ix: [Store(buf, ix[0], const(0, d))])
 
 
-def _bf16(d: dt.DType) -> bool:
-    """Whether products of ``d`` operands are bf16 products (matmul_precision="bf16")."""
-    return current_precision() == "bf16" and d == dt.float32
-
-
 def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     x, w = node.inputs
     out = node.outputs[0]
@@ -197,7 +192,7 @@ def lower_conv2d(kb, node: Node, target: str) -> list[Stmt]:
     on_cpu = kb.target.conv_batch == "slots"
     if on_cpu and worth_a_padded_copy(cs):
         x_buf, unpadded, stmts = padded_input(
-            kb, kb.buffer(x), cs, node.attrs, out.dtype, rounded=_bf16(out.dtype)
+            kb, kb.buffer(x), cs, node.attrs, out.dtype, rounded=bf16_products(out.dtype)
         )
         if direct_conv_applies(unpadded, im2col_in_memory=True):
             return stmts + lower_conv2d_direct(kb, node, target, unpadded, x_buf)
@@ -413,7 +408,7 @@ def lower_conv2d_backward_weight(kb, node: Node, target: str) -> list[Stmt]:
     # matmul_precision="bf16": the input rounded once, in a copy, so that its unfolded
     # images are the GEMMs' rounded operand (rounding each load of a register-tile GEMM's
     # broadcast operand cost 1.6x the whole kernel: the seed CNN's 9 x 32 products)
-    bf16 = _bf16(d)
+    bf16 = bf16_products(d)
     if worth_a_padded_copy(cs):
         # unfolded from a zero-bordered copy: plain loads, not a clamped gather each
         x_buf, cs, stmts = padded_input(kb, x_buf, cs, node.attrs, d, rounded=bf16)
@@ -512,7 +507,7 @@ def _conv2d_backward_weight_per_weight(kb, node: Node, target: str) -> list[Stmt
         h, w = cs.input_pos(oh, ow, i, j)
         g: Expr = Load(g_buf, linearize(cs.order(n, o, oh, ow), gout.shape), d)
         xv = cs.load(x_buf, n, channel, h, w, d, 0.0)
-        if _bf16(d):  # (bf16 products, as the GEMMs' under matmul_precision="bf16")
+        if bf16_products(d):  # (bf16 products, as the GEMMs' under matmul_precision="bf16")
             g, xv = Unary("round_bf16", g, d), Unary("round_bf16", xv, d)
         product = Binary("mul", g, xv, d)
         step = Assign(acc, Binary("add", Var(acc, d), product, d))

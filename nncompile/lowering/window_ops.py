@@ -45,7 +45,7 @@ from ..ir.kernel import (
     isub,
     linearize,
 )
-from ..ir.precision import current_precision
+from ..ir.precision import bf16_products
 from .exprs import clamp_index, const, in_range
 
 UNROLL_WINDOW = 64  # windows up to this many elements are unrolled
@@ -471,7 +471,7 @@ def lower_conv2d_direct(
     # matmul_precision="bf16": the products of a bf16 GEMM, rounded operands summed in
     # float32. The weights are rounded in their copy below, the input in a copy of its own
     # (a padded copy is rounded already: padded_input(rounded=True)).
-    bf16 = current_precision() == "bf16" and d == dt.float32
+    bf16 = bf16_products(d)
     if bf16 and x_buf is None:
         x_buf, copy = rounded_input(kb, kb.buffer(x), x.shape, d)
         stmts += copy
