@@ -137,7 +137,7 @@ class Bf16GemmBuilder:
                 self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
             )
             size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
-            split_k = b.and_(team, splits_k(b, list(fn.args), 4))
+            split_k = b.and_(team, splits_k(b, list(fn.args), elem_bytes=4))  # (C is float32)
             L.first_of(
                 "team",
                 [
