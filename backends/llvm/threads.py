@@ -11,7 +11,8 @@ and then, one call on the other count (1 or all), and keeps whichever was faster
 of a losing choice back off so that they cost at most a few per cent: on an idle machine
 the one-thread probe is ~1.3x a call, under contention the all-threads probe can be 50x.
 A call on all threads that suddenly takes several times its recent best (contention just
-started) brings the next probe forward.
+started) brings the next probe forward; after a switch, the choice left behind is probed
+again soon (a stall of one vCPU passes in milliseconds), and backs off from there.
 
 Fork: libgomp's worker threads do not exist in a child made by fork(), and its first
 parallel region there waits for them forever. A child forked after this process ran a
@@ -128,10 +129,11 @@ class ThreadChooser:
             if self.wins < CONFIRMATIONS:
                 self.until_probe = 1
                 return
-            # The choice left behind is probed again once its measured extra cost is a
-            # small share of the calls in between (a team under contention: ~100x).
-            cost = median(current) / max(seconds, 1e-9) - 1.0
-            self.gap = min(MAX_GAP, max(MIN_GAP, int(cost / PROBE_BUDGET)))
+            # The choice left behind is probed again soon: what made it lose may have
+            # been a stall of a few milliseconds (a vCPU descheduled), and a gap sized by
+            # the cost measured in that stall (~1600 calls) kept short runs on one thread.
+            # If it loses again, the back-off below sizes the gap by that probe's cost.
+            self.gap = MIN_GAP
             self.choice = threads
         else:
             # Back off: at least twice the last gap, and long enough that this probe's

@@ -263,3 +263,18 @@ def test_chooser_is_not_fooled_by_a_team_waking_up():
 def test_chooser_with_one_thread_never_probes():
     chooser = T.ThreadChooser(1)
     assert _simulate(chooser, lambda n, i: 1.0, 100) == [1] * 100
+
+
+def test_chooser_returns_to_the_team_soon_after_a_short_stall():
+    """A stall of one core for a few calls (a vCPU descheduled) switches to one thread; the
+    team is probed again soon after, not after the ~1000 calls a gap sized by the stall's
+    cost would wait (short runs, a benchmark's 30 steps, stayed on one thread)."""
+
+    def seconds(n, i):
+        if n == 1:
+            return 1.4
+        return 80.0 if 20 <= i < 30 else 1.0
+
+    used = _simulate(T.ThreadChooser(2), seconds, 200)
+    assert 1 in used[20:40]  # it did switch during the stall
+    assert used[-100:].count(2) > 95  # and is back on the team well before 200 calls
