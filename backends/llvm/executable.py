@@ -102,7 +102,7 @@ class LLVMExecutable:
         self.uses_gemm = _has_float_gemm(statements)
         self.threads = threads
         # GEMM buffers: one slice per thread, for GEMMs inside parallel loops (each on one
-        # thread) and for a team's GEMM that splits k (gemm_split_k.py)
+        # thread) and for a team's GEMM that splits k (gemm_team_split.py)
         self.workspaces = threads if self.uses_gemm else 0
         # A program without parallel loops or GEMMs never enters libgomp: nothing to choose
         # (and a child forked after calling it has no reason to run serially).

@@ -9,7 +9,7 @@ in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
   rows in panels of 32 (A packed per panel), then the micro-kernel per 32 columns. Threads
   split the longer of the row and column block counts; each packs into its own share of
   the caller's workspace; a long k with few rows and columns is split instead
-  (gemm_split_k.py).
+  (gemm_team_split.py).
 - "float32": both operands copied rounded to bf16, then the float32 runtime GEMM on the
   copies (the rounding is the whole difference: a bf16 x bf16 product is exact in float32).
 """
@@ -22,7 +22,14 @@ from .bf16 import rounded_to_bf16
 from .gemm_bf16_micro import VECTOR_ROWS, TileKernel, VectorKernel
 from .gemm_bf16_pack import BLOCK, Args, Emitter, KBlock, const, pack_a, pack_b
 from .gemm_packed import GEMM_TYPE, PARTIAL_OFFSET, WORKSPACE_BYTES, runtime_symbol
-from .gemm_split_k import launch_split_k, split_k_region, splits_k
+from .gemm_team_split import (
+    BF16_ROWS,
+    launch,
+    split_k_region,
+    split_rows_region,
+    splits_k,
+    splits_rows,
+)
 from .llvm_builders import Loops, declare, imax, imin, set_function_attributes
 from .parallel import store_untyped
 
@@ -120,6 +127,9 @@ class Bf16GemmBuilder:
         by_k = split_k_region(
             self.module, fn, F32, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
         )
+        by_rows = split_rows_region(
+            self.module, fn, F32, WORKSPACE_BYTES, BLOCK, f"{FUNCTION}.split_rows"
+        )
 
         def zero_c():
             def element(i, j):
@@ -137,11 +147,14 @@ class Bf16GemmBuilder:
                 self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
             )
             size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
-            split_k = b.and_(team, splits_k(b, list(fn.args), elem_bytes=4))  # (C is float32)
+            args = list(fn.args)
+            split_k = b.and_(team, splits_k(b, args, elem_bytes=4))  # (C is float32)
+            split_rows = b.and_(team, splits_rows(b, args, BF16_ROWS, b_bytes=4))
             L.first_of(
                 "team",
                 [
-                    (split_k, lambda: launch_split_k(b, self.module, by_k, list(fn.args))),
+                    (split_k, lambda: launch(b, self.module, by_k, args)),
+                    (split_rows, lambda: launch(b, self.module, by_rows, args)),
                     (team, lambda: b.call(gomp, [region, slot, size, ir.Constant(I32, 0)])),
                 ],
                 lambda: b.call(body, [slot, const(0), const(1)]),

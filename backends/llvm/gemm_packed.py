@@ -30,7 +30,15 @@ import llvmlite.ir as ir
 from .float_env import subnormals_flushed
 from .gemm_micro import micro_kernel
 from .gemm_pack import Block, packers
-from .gemm_split_k import PARTIAL_BYTES, launch_split_k, split_k_region, splits_k
+from .gemm_team_split import (
+    FLOAT32_ROWS,
+    PARTIAL_BYTES,
+    launch,
+    split_k_region,
+    split_rows_region,
+    splits_k,
+    splits_rows,
+)
 from .llvm_builders import Loops, declare, imax, imin
 from .parallel import ParallelRuntime, store_untyped
 
@@ -44,7 +52,7 @@ IN_PLACE_B_ROWS = 64
 
 # The buffers a GEMM call needs per thread of its team, in bytes: A's MC x KC block, then
 # B's KC x NC panel, sized for doubles (floats use the same offsets), then a split k's
-# partial sums (gemm_split_k.py). The caller provides ``threads`` such slices; every
+# partial sums (gemm_team_split.py). The caller provides ``threads`` such slices; every
 # blocking the model or the tuner picks (gemm_params.py) fits in them.
 A_BUDGET_ELEMENTS = 384 * 256
 B_BUDGET_ELEMENTS = 256 * 2048
@@ -107,12 +115,21 @@ class GemmBuilder:
         workspace, threads = fn.args[13], fn.args[14]
         bpack = b.gep(workspace, [ir.Constant(I64, WORKSPACE_B_OFFSET)], source_etype=ir.IntType(8))
         if self.region is not None:
-            # a long k with few rows and columns: the team splits k (gemm_split_k.py)
+            # a long k with few rows and columns: the team splits k; many rows: each
+            # thread multiplies its own rows (gemm_team_split.py)
             elem_bytes = 4 if self.suffix == "f32" else 8
-            name = f"nc_gemm_{self.suffix}.split_k"
-            by_k = split_k_region(self.module, fn, self.t, WORKSPACE_BYTES, PARTIAL_OFFSET, name)
-            with b.if_then(splits_k(b, list(fn.args), elem_bytes)):
-                launch_split_k(b, self.module, by_k, list(fn.args))
+            args, name = list(fn.args), f"nc_gemm_{self.suffix}"
+            by_k = split_k_region(
+                self.module, fn, self.t, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{name}.split_k"
+            )
+            by_rows = split_rows_region(
+                self.module, fn, self.t, WORKSPACE_BYTES, self.mr, f"{name}.split_rows"
+            )
+            with b.if_then(splits_k(b, args, elem_bytes)):
+                launch(b, self.module, by_k, args)
+                b.ret_void()
+            with b.if_then(splits_rows(b, args, FLOAT32_ROWS, elem_bytes)):
+                launch(b, self.module, by_rows, args)
                 b.ret_void()
 
         def put(idx, v):

@@ -113,6 +113,23 @@ def test_teams_split_a_long_k(form, m, n, k, threads):
         assert np.all(np.abs(c - expected) <= bound + 2.0**-23 * np.abs(expected))
 
 
+@pytest.mark.parametrize("m,n,k", [(130, 140, 300), (1040, 600, 500)])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_teams_split_rows(form, m, n, k, threads):
+    """Many rows: each thread multiplies its own rows in its own workspace slice
+    (gemm_team_split.BF16_ROWS; the second shape's B is over the small-B size)."""
+    rng = np.random.default_rng(m + threads)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    want, bound = reference(a, b)
+    old = rng.standard_normal((m, n)).astype(np.float32)
+    for beta in (0, 1):
+        c = old.copy()
+        _call(a, b, c, beta, threads)
+        expected = want + old if beta else want
+        assert np.all(np.abs(c - expected) <= bound + 2.0**-23 * np.abs(expected))
+
+
 def test_empty_and_zero_k(form):
     c = np.ones((3, 4), np.float32)
     _call(np.zeros((3, 0), np.float32), np.zeros((0, 4), np.float32), c, 0, 1)

@@ -1,7 +1,8 @@
-"""The runtime GEMMs split a long k among a team (backends/llvm/gemm_split_k.py): each
-thread's range of k into C or into its partial sums, then the sums added into C. Against a
-float64 product, over teams of 2-4 threads, transposed operands, beta 0 and 1, and a
-strided C; and a compiled dense layer of the seed CNN's shape."""
+"""The runtime GEMMs split among a team as independent serial GEMMs
+(backends/llvm/gemm_team_split.py): by rows (each thread its rows of A and C, in its own
+workspace slice), or by a long k (each thread's range of k into C or into its partial
+sums, then the sums added into C). Against a float64 product, over teams of 2-4 threads,
+transposed operands, beta 0 and 1, and a strided C; and compiled dense layers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import pytest
 from nncompile.backends.llvm import runtime
 from nncompile.backends.llvm.executable import aligned_empty
 from nncompile.backends.llvm.gemm_packed import WORKSPACE_BYTES
-from nncompile.backends.llvm.gemm_split_k import SPLIT_K_DEPTH, SPLIT_K_MIN_PRODUCTS
+from nncompile.backends.llvm.gemm_team_split import (
+    FLOAT32_ROWS,
+    SPLIT_K_DEPTH,
+    SPLIT_K_MIN_PRODUCTS,
+)
 
 import nncompile as nc
 
@@ -21,6 +26,9 @@ _CALL = ctypes.CFUNCTYPE(
 )
 # (m, k, n): all split k (long k, at least SPLIT_K_MIN_PRODUCTS products)
 SHAPES = [(64, 5408, 64), (37, 3001, 45), (5, 40000, 30)]
+# (m, k, n): all split rows on 2-4 threads (rows not multiples of the register tile; the
+# last one with a B too large for the small-B rule)
+ROW_SHAPES = [(130, 300, 70), (517, 257, 129), (1024, 96, 40), (520, 1100, 1000)]
 
 
 def _gemm(dtype) -> _CALL:
@@ -33,11 +41,21 @@ def test_the_shapes_split_k():
         assert k >= SPLIT_K_DEPTH * max(m, n) and m * n * k >= SPLIT_K_MIN_PRODUCTS
 
 
-@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_the_shapes_split_rows():
+    for m, k, n in ROW_SHAPES:
+        assert k < SPLIT_K_DEPTH * max(m, n)  # (not split k, which is tried first)
+        for threads in (2, 3, 4):
+            rule = FLOAT32_ROWS
+            small_b = k * n * 8 <= rule.small_b_bytes  # (float64: the larger B)
+            least = rule.min_rows if small_b else rule.min_rows_large_b
+            assert m >= threads * least
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES + ROW_SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [2, 3, 4])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_split_k_matches_float64(m, k, n, dtype, threads, transposed):
+def test_team_split_matches_float64(m, k, n, dtype, threads, transposed):
     rng = np.random.default_rng(m + k + threads)
     a = rng.uniform(-1, 1, (k, m) if transposed else (m, k)).astype(dtype)
     a = a.T if transposed else a
@@ -59,13 +77,14 @@ def test_split_k_matches_float64(m, k, n, dtype, threads, transposed):
         np.testing.assert_array_equal(wide[:, 1::2], old[:, 1::2])  # untouched
 
 
-def test_compiled_dense_layer_on_two_threads():
+@pytest.mark.parametrize("m,k,n", [(64, 5408, 64), (256, 784, 256)])
+def test_compiled_dense_layer_on_two_threads(m, k, n):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 5408)).astype(np.float32)
-    w = rng.standard_normal((5408, 64)).astype(np.float32)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
     f = nc.compile(lambda x, w: nc.relu(x @ w), threads=2)
     want = np.maximum(x.astype(np.float64) @ w, 0)
-    for _ in range(3):  # (the thread chooser tries its counts over the first calls)
+    for _ in range(5):  # (the thread chooser tries its counts over the first calls)
         np.testing.assert_allclose(f(x, w), want, rtol=1e-4, atol=1e-3)
 
 
