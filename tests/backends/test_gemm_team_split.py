@@ -1,8 +1,9 @@
 """The runtime GEMMs split among a team as independent serial GEMMs
-(backends/llvm/gemm_team_split.py): by rows (each thread its rows of A and C, in its own
-workspace slice), or by a long k (each thread's range of k into C or into its partial
-sums, then the sums added into C). Against a float64 product, over teams of 2-4 threads,
-transposed operands, beta 0 and 1, and a strided C; and compiled dense layers."""
+(backends/llvm/gemm_team_split.py): by rows or by columns (each thread its rows of A and
+C, or its columns of B and C, in its own workspace slice), or by a long k (each thread's
+range of k into C or into its partial sums, then the sums added into C). Against a
+float64 product, over teams of 2-4 threads, transposed operands, beta 0 and 1, and a
+strided C; and compiled dense layers."""
 
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ SHAPES = [(64, 5408, 64), (37, 3001, 45), (5, 40000, 30)]
 # (m, k, n): all split rows on 2-4 threads (rows not multiples of the register tile; the
 # last one with a B too large for the small-B rule)
 ROW_SHAPES = [(130, 300, 70), (517, 257, 129), (1024, 96, 40), (520, 1100, 1000)]
+# (m, k, n): too few rows to split them on 2-4 threads, columns split (the last one's B
+# too large for the rows rule at 65 rows per thread)
+COL_SHAPES = [(48, 300, 260), (20, 530, 1000), (130, 700, 1500)]
+NR = 64  # the register tile's width in float32 columns (6 x 4 zmm)
+
+
+def _split(m: int, k: int, n: int, threads: int, itemsize: int) -> str:
+    """How gemm_team_split decides, restated: k first, then rows, then columns."""
+    if k >= SPLIT_K_DEPTH * max(m, n) and m * n * itemsize <= 1 << 18:
+        return "k" if m * n * k >= SPLIT_K_MIN_PRODUCTS else "team"
+    rule = FLOAT32_ROWS
+    small_b = k * n * itemsize <= rule.small_b_bytes
+    if m >= threads * (rule.min_rows if small_b else rule.min_rows_large_b):
+        return "rows"
+    lanes = NR if itemsize == 4 else NR // 2
+    return "cols" if n >= threads * lanes else "team"
 
 
 def _gemm(dtype) -> _CALL:
@@ -36,22 +53,15 @@ def _gemm(dtype) -> _CALL:
     return _CALL(runtime.runtime().engine.get_function_address(f"nc_gemm_{suffix}"))
 
 
-def test_the_shapes_split_k():
-    for m, k, n in SHAPES:
-        assert k >= SPLIT_K_DEPTH * max(m, n) and m * n * k >= SPLIT_K_MIN_PRODUCTS
+@pytest.mark.parametrize("itemsize", [4, 8])
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_the_shapes_take_their_split(itemsize, threads):
+    for shapes, split in ((SHAPES, "k"), (ROW_SHAPES, "rows"), (COL_SHAPES, "cols")):
+        for m, k, n in shapes:
+            assert _split(m, k, n, threads, itemsize) == split, (m, k, n)
 
 
-def test_the_shapes_split_rows():
-    for m, k, n in ROW_SHAPES:
-        assert k < SPLIT_K_DEPTH * max(m, n)  # (not split k, which is tried first)
-        for threads in (2, 3, 4):
-            rule = FLOAT32_ROWS
-            small_b = k * n * 8 <= rule.small_b_bytes  # (float64: the larger B)
-            least = rule.min_rows if small_b else rule.min_rows_large_b
-            assert m >= threads * least
-
-
-@pytest.mark.parametrize("m,k,n", SHAPES + ROW_SHAPES)
+@pytest.mark.parametrize("m,k,n", SHAPES + ROW_SHAPES + COL_SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", [2, 3, 4])
 @pytest.mark.parametrize("transposed", [False, True])
