@@ -69,8 +69,8 @@ class Peaks:
 @lru_cache(maxsize=1)
 def measure_peaks() -> Peaks:
     """This machine's float32 GEMM rate (1024^3, the faster of NumPy's BLAS and
-    nncompile's own GEMM) and memory copy bandwidth (64 MiB arrays), each the best of a
-    few runs."""
+    nncompile's own GEMM) and memory copy bandwidth (64 MiB arrays, the faster of NumPy's
+    one-thread copy and a compiled one on every thread), each the best of a few runs."""
     from .compiler import compile
 
     rng = np.random.default_rng(0)
@@ -84,11 +84,16 @@ def measure_peaks() -> Peaks:
             gemm()
             best = min(best, time.perf_counter() - start)
     gflops = 2 * 1024**3 / best / 1e9
+    # The copy: NumPy's (one thread) or a compiled x + 1 (all of this process's threads,
+    # as the kernels compared with it run), whichever is faster.
     src = np.ones(16 * 2**20, np.float32)
     dst = np.empty_like(src)
+    add_one = compile(lambda x: x + 1.0)
+    add_one(src)
     best = math.inf
-    for _ in range(5):
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - start)
+    for copy in (lambda: np.copyto(dst, src), lambda: add_one(src)):
+        for _ in range(5):
+            start = time.perf_counter()
+            copy()
+            best = min(best, time.perf_counter() - start)
     return Peaks(gflops, 2 * src.nbytes / best / 1e9)
