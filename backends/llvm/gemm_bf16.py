@@ -26,7 +26,7 @@ from .gemm_team_split import (
     BF16_ROWS,
     launch,
     split_k_region,
-    split_rows_region,
+    split_range_region,
     splits_k,
     splits_rows,
 )
@@ -127,8 +127,8 @@ class Bf16GemmBuilder:
         by_k = split_k_region(
             self.module, fn, F32, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
         )
-        by_rows = split_rows_region(
-            self.module, fn, F32, WORKSPACE_BYTES, BLOCK, f"{FUNCTION}.split_rows"
+        by_rows = split_range_region(
+            self.module, fn, F32, WORKSPACE_BYTES, BLOCK, True, f"{FUNCTION}.split_rows"
         )
 
         def zero_c():

@@ -38,9 +38,8 @@ from .gemm_team_split import (
     FLOAT32_ROWS,
     PARTIAL_BYTES,
     launch,
-    split_cols_region,
     split_k_region,
-    split_rows_region,
+    split_range_region,
     splits_cols,
     splits_k,
     splits_rows,
@@ -134,11 +133,15 @@ class GemmBuilder:
                 ),
                 (
                     splits_rows(b, args, FLOAT32_ROWS, elem_bytes),
-                    split_rows_region(self.module, fn, self.t, ws, self.mr, f"{name}.by_rows"),
+                    split_range_region(
+                        self.module, fn, self.t, ws, self.mr, True, f"{name}.by_rows"
+                    ),
                 ),
                 (
                     splits_cols(b, args, self.nr),
-                    split_cols_region(self.module, fn, self.t, ws, self.nr, f"{name}.by_cols"),
+                    split_range_region(
+                        self.module, fn, self.t, ws, self.nr, False, f"{name}.by_cols"
+                    ),
                 ),
             ]
             for condition, region in splits:

@@ -144,36 +144,20 @@ def split_k_region(
     return _team_entry(module, name, emit)
 
 
-def split_rows_region(
+def split_range_region(
     module: ir.Module,
     serial: ir.Function,
     ftype: ir.Type,
     workspace_bytes: int,
-    row_multiple: int,
+    multiple: int,
+    by_rows: bool,
     name: str,
 ) -> ir.Function:
-    """A team's entry: thread t multiplies its range of rows (whole multiples of
-    ``row_multiple``, the serial GEMM's register tile) with ``serial``."""
+    """A team's entry: thread t multiplies its range of rows (``by_rows``) or columns,
+    whole multiples of ``multiple`` (the serial GEMM's register tile), with ``serial``."""
 
     def emit(fn: ir.Function) -> None:
-        _emit_rows_work(fn, serial, ftype, workspace_bytes, row_multiple)
-
-    return _team_entry(module, name, emit)
-
-
-def split_cols_region(
-    module: ir.Module,
-    serial: ir.Function,
-    ftype: ir.Type,
-    workspace_bytes: int,
-    col_multiple: int,
-    name: str,
-) -> ir.Function:
-    """A team's entry: thread t multiplies its range of columns (whole multiples of
-    ``col_multiple``, the serial GEMM's register tile) with ``serial``."""
-
-    def emit(fn: ir.Function) -> None:
-        _emit_cols_work(fn, serial, ftype, workspace_bytes, col_multiple)
+        _emit_range_work(fn, serial, ftype, workspace_bytes, multiple, by_rows)
 
     return _team_entry(module, name, emit)
 
@@ -213,52 +197,30 @@ def _element(b: ir.IRBuilder, ftype, base, row, col, rs, cs) -> ir.Value:
     return b.gep(base, [b.add(b.mul(row, rs), b.mul(col, cs))], source_etype=ftype)
 
 
-def _emit_rows_work(fn, serial, ftype, workspace_bytes: int, row_multiple: int) -> None:
-    """Thread ``tid`` of ``nth``: the serial GEMM on its rows, in its workspace slice."""
+def _emit_range_work(fn, serial, ftype, workspace_bytes: int, multiple: int, by_rows: bool) -> None:
+    """Thread ``tid`` of ``nth``: the serial GEMM on its range of C's rows (A's rows) or
+    columns (B's columns), whole multiples of ``multiple``, in its workspace slice."""
     data, tid, nth = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     L = Loops(fn, b)
     g = _arguments(b, data)
-    m = g[_M]
-    per = b.sdiv(b.add(m, b.sub(nth, _c64(1))), nth)
-    per = b.mul(b.sdiv(b.add(per, _c64(row_multiple - 1)), _c64(row_multiple)), _c64(row_multiple))
-    r0 = imin(b, b.mul(tid, per), m)
-    r1 = imin(b, b.add(r0, per), m)
-    call = [
-        _element(b, ftype, g[_A], r0, _c64(0), g[_A_RS], g[_A_CS]),
-        g[_B],
-        _element(b, ftype, g[_C], r0, _c64(0), g[_C_RS], g[_C_CS]),
-        b.sub(r1, r0),
-        *g[_N : _BETA + 1],
-        b.gep(g[_WS], [b.mul(tid, _c64(workspace_bytes))], source_etype=I8),
-        _c64(1),
-    ]
-    L.when(b.icmp_signed("<", r0, r1), lambda: b.call(serial, call))
-    b.ret_void()
-
-
-def _emit_cols_work(fn, serial, ftype, workspace_bytes: int, col_multiple: int) -> None:
-    """Thread ``tid`` of ``nth``: the serial GEMM on its columns, in its workspace slice."""
-    data, tid, nth = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    L = Loops(fn, b)
-    g = _arguments(b, data)
-    n = g[_N]
-    per = b.sdiv(b.add(n, b.sub(nth, _c64(1))), nth)
-    per = b.mul(b.sdiv(b.add(per, _c64(col_multiple - 1)), _c64(col_multiple)), _c64(col_multiple))
-    c0 = imin(b, b.mul(tid, per), n)
-    c1 = imin(b, b.add(c0, per), n)
-    call = [
-        g[_A],
-        _element(b, ftype, g[_B], _c64(0), c0, g[_B_RS], g[_B_CS]),
-        _element(b, ftype, g[_C], _c64(0), c0, g[_C_RS], g[_C_CS]),
-        g[_M],
-        b.sub(c1, c0),
-        *g[_K : _BETA + 1],
-        b.gep(g[_WS], [b.mul(tid, _c64(workspace_bytes))], source_etype=I8),
-        _c64(1),
-    ]
-    L.when(b.icmp_signed("<", c0, c1), lambda: b.call(serial, call))
+    total = g[_M] if by_rows else g[_N]
+    per = b.sdiv(b.add(total, b.sub(nth, _c64(1))), nth)
+    per = b.mul(b.sdiv(b.add(per, _c64(multiple - 1)), _c64(multiple)), _c64(multiple))
+    lo = imin(b, b.mul(tid, per), total)
+    hi = imin(b, b.add(lo, per), total)
+    zero = _c64(0)
+    if by_rows:
+        a = _element(b, ftype, g[_A], lo, zero, g[_A_RS], g[_A_CS])
+        bb, c = g[_B], _element(b, ftype, g[_C], lo, zero, g[_C_RS], g[_C_CS])
+        m, n = b.sub(hi, lo), g[_N]
+    else:
+        a, bb = g[_A], _element(b, ftype, g[_B], zero, lo, g[_B_RS], g[_B_CS])
+        c = _element(b, ftype, g[_C], zero, lo, g[_C_RS], g[_C_CS])
+        m, n = g[_M], b.sub(hi, lo)
+    workspace = b.gep(g[_WS], [b.mul(tid, _c64(workspace_bytes))], source_etype=I8)
+    call = [a, bb, c, m, n, *g[_K : _BETA + 1], workspace, _c64(1)]
+    L.when(b.icmp_signed("<", lo, hi), lambda: b.call(serial, call))
     b.ret_void()
 
 

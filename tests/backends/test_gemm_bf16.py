@@ -96,31 +96,23 @@ def test_runtime_gemm_matches_rounded_float64(form, m, n, k, layout, threads):
     assert np.all(np.abs(c - (want + old)) <= bound + 2.0**-23 * np.abs(want + old))
 
 
-@pytest.mark.parametrize("m,n,k", [(64, 64, 5408), (37, 45, 3001)])
-@pytest.mark.parametrize("threads", [2, 3])
-def test_teams_split_a_long_k(form, m, n, k, threads):
-    """Few rows and columns, long k: each thread sums a range of k, into C or into partial
-    sums that the team adds into C (with C's own values under beta 1)."""
-    rng = np.random.default_rng(k + threads)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k)).astype(np.float32).T
-    want, bound = reference(a, b)
-    old = rng.standard_normal((m, n)).astype(np.float32)
-    for beta in (0, 1):
-        c = old.copy()
-        _call(a, b, c, beta, threads)
-        expected = want + old if beta else want
-        assert np.all(np.abs(c - expected) <= bound + 2.0**-23 * np.abs(expected))
+# (m, n, k, B transposed): few rows and columns with a long k split k (each thread sums a
+# range of k, into C or into partial sums the team adds into C); many rows split rows
+# (each thread its own rows in its own workspace slice; gemm_team_split.BF16_ROWS, the
+# last shape's B over the small-B size)
+TEAM_SPLITS = [(64, 64, 5408, True), (37, 45, 3001, True), (130, 140, 300, False)]
+TEAM_SPLITS += [(1040, 600, 500, False)]
 
 
-@pytest.mark.parametrize("m,n,k", [(130, 140, 300), (1040, 600, 500)])
+@pytest.mark.parametrize("m,n,k,b_transposed", TEAM_SPLITS)
 @pytest.mark.parametrize("threads", [2, 3])
-def test_teams_split_rows(form, m, n, k, threads):
-    """Many rows: each thread multiplies its own rows in its own workspace slice
-    (gemm_team_split.BF16_ROWS; the second shape's B is over the small-B size)."""
-    rng = np.random.default_rng(m + threads)
+def test_teams_split_k_or_rows(form, m, n, k, b_transposed, threads):
+    rng = np.random.default_rng(m + k + threads)
     a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
+    if b_transposed:
+        b = rng.standard_normal((n, k)).astype(np.float32).T
+    else:
+        b = rng.standard_normal((k, n)).astype(np.float32)
     want, bound = reference(a, b)
     old = rng.standard_normal((m, n)).astype(np.float32)
     for beta in (0, 1):
