@@ -125,3 +125,14 @@ def test_concurrent_calls_split_k_each_in_its_own_workspace():
     for t in workers:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("m,n", [(200, 300), (20, 2000)])  # split rows, split columns
+def test_team_splits_with_k_zero_assign_zero_or_keep_c(m, n):
+    workspace = aligned_empty(WORKSPACE_BYTES * 2)
+    a, b = np.zeros((m, 0), np.float32), np.zeros((0, n), np.float32)
+    for beta, want in ((0, 0.0), (1, 7.0)):
+        c = np.full((m, n), 7.0, np.float32)
+        args = (a.ctypes.data, b.ctypes.data, c.ctypes.data, m, n, 0, 0, 1, n, 1, n, 1)
+        _gemm(np.float32)(*args, beta, workspace.ctypes.data, 2)
+        assert np.all(c == want)
