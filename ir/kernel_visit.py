@@ -17,7 +17,7 @@ once; ``kernel.postorder``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .kernel import (
     Assign,
@@ -137,6 +137,20 @@ def expressions(body: list[Stmt], gemm_offsets: bool = False) -> Iterator[Expr]:
     in order."""
     for s in walk(body):
         yield from own_expressions(s, gemm_offsets)
+
+
+def subexpressions(roots: Iterable[Expr]) -> Iterator[Expr]:
+    """Every node of the expressions ``roots``, each shared node once (index arithmetic is
+    a DAG: walked as a tree it can be exponential), without recursion."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack.extend(getattr(e, f) for f in e._operands)
 
 
 def buffers_written(s: Stmt) -> Iterator[str]:

@@ -139,3 +139,20 @@ def masked_store(module: ir.Module, vt: ir.VectorType) -> ir.Function:
     mask_t = ir.VectorType(ir.IntType(1), vt.count)
     ftype = ir.FunctionType(ir.VoidType(), [vt, ir.PointerType(), ir.IntType(32), mask_t])
     return declare(module, f"llvm.masked.store.{_vector_suffix(vt)}.p0", ftype)
+
+
+def loop_hints(module: ir.Module, **hints: int) -> ir.MDValue:
+    """A loop ID for a loop's back-edge branch (``branch.set_metadata("llvm.loop", ...)``)
+    carrying ``llvm.loop.<name>`` hints, e.g. ``interleave_count=2``. Each loop gets its
+    own node: a loop ID refers to itself, which makes it distinct (llvmlite's
+    add_metadata would share equal nodes between loops)."""
+    I32 = ir.IntType(32)
+    operands = [
+        module.add_metadata(
+            [ir.MetaDataString(module, "llvm.loop." + name.replace("_", ".")), ir.Constant(I32, v)]
+        )
+        for name, v in hints.items()
+    ]
+    node = ir.values.MDValue(module, [], name=str(len(module.metadata)))
+    node.operands = (node, *operands)
+    return node
