@@ -28,6 +28,7 @@ from statistics import median
 
 FIRST_PROBE = 3  # the first probe: the third call (the first is not timed: page faults)
 MIN_GAP, MAX_GAP = 16, 4096  # calls between probes of the losing choice
+REPROBE_AFTER_SWITCH = 4  # calls before the choice just left behind is probed again
 PROBE_BUDGET = 0.03  # a losing probe's extra time, amortized over the gap
 SWITCH_MARGIN = 0.85  # a probe must beat the current choice's median by this factor
 SUDDEN_SLOWDOWN = 4.0  # a call this many times its recent best: probe now
@@ -131,9 +132,10 @@ class ThreadChooser:
                 return
             # The choice left behind is probed again soon: what made it lose may have
             # been a stall of a few milliseconds (a vCPU descheduled), and a gap sized by
-            # the cost measured in that stall (~1600 calls) kept short runs on one thread.
-            # If it loses again, the back-off below sizes the gap by that probe's cost.
-            self.gap = MIN_GAP
+            # the cost measured in that stall (~1600 calls) kept short runs on one thread
+            # (and 16 calls still showed in a 20-call benchmark's median). If it loses
+            # again, the back-off below sizes the gap by that probe's cost.
+            self.gap = REPROBE_AFTER_SWITCH
             self.choice = threads
         else:
             # Back off: at least twice the last gap, and long enough that this probe's
