@@ -25,12 +25,14 @@ from .gemm_packed import GEMM_TYPE, PARTIAL_OFFSET, WORKSPACE_BYTES, runtime_sym
 from .gemm_team_split import (
     BF16_ROWS,
     launch,
+    small_b_bytes,
     split_k_region,
     split_range_region,
     splits_k,
     splits_rows,
 )
 from .llvm_builders import Loops, declare, imax, imin, set_function_attributes
+from .machine import this_machine
 from .parallel import store_untyped
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -149,7 +151,8 @@ class Bf16GemmBuilder:
             size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
             args = list(fn.args)
             split_k = b.and_(team, splits_k(b, args, elem_bytes=4))  # (C is float32)
-            split_rows = b.and_(team, splits_rows(b, args, BF16_ROWS, b_bytes=4))
+            small_b = const(small_b_bytes(this_machine()))  # (in the text: cached per machine)
+            split_rows = b.and_(team, splits_rows(b, args, BF16_ROWS, 4, small_b))
             L.first_of(
                 "team",
                 [

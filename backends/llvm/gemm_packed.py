@@ -64,9 +64,11 @@ B_BUDGET_ELEMENTS = 256 * 2048
 WORKSPACE_B_OFFSET = A_BUDGET_ELEMENTS * 8
 PARTIAL_OFFSET = WORKSPACE_B_OFFSET + B_BUDGET_ELEMENTS * 8
 WORKSPACE_BYTES = PARTIAL_OFFSET + PARTIAL_BYTES
-# The runtime module's blocking, [KC, MC, NC] (i64): a global, so that one compiled
-# micro-tile serves every blocking the tuner tries.
+# The runtime module's blocking, [KC, MC, NC, the small-B size of a row split] (i64): a
+# global, so that one compiled micro-tile serves every blocking the tuner tries and every
+# machine's caches (gemm_tune.set_blocking).
 BLOCKING_GLOBAL = "nc_gemm_blocking"
+BLOCKING_FIELDS = 4
 # a, b, c, m, n, k, six strides, beta, workspace, threads
 GEMM_TYPE = ir.FunctionType(VOID, [PTR] * 3 + [I64] * 10 + [PTR, I64])
 
@@ -109,9 +111,9 @@ class GemmBuilder:
         L = Loops(fn, b)
         # The blocking: set once by whoever compiled this module (gemm_tune.set_blocking).
         blocking = self.module.get_global(BLOCKING_GLOBAL)
-        kc_c, mc_c, nc_c = (
+        kc_c, mc_c, nc_c, small_b = (
             b.load(b.gep(blocking, [ir.Constant(I32, 0), ir.Constant(I32, i)]), typ=I64)
-            for i in range(3)
+            for i in range(BLOCKING_FIELDS)
         )
         mr_c = ir.Constant(I64, self.mr)
         a, bb, c, m, n, k = fn.args[:6]
@@ -132,7 +134,7 @@ class GemmBuilder:
                     split_k_region(self.module, fn, self.t, ws, PARTIAL_OFFSET, f"{name}.by_k"),
                 ),
                 (
-                    splits_rows(b, args, FLOAT32_ROWS, elem_bytes),
+                    splits_rows(b, args, FLOAT32_ROWS, elem_bytes, small_b),
                     split_range_region(
                         self.module, fn, self.t, ws, self.mr, True, f"{name}.by_rows"
                     ),
@@ -405,8 +407,8 @@ def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime, tile: Mic
     micro-tile ``tile``. BLOCKING_GLOBAL starts as a small valid blocking
     (the text of the module depends on the tile alone, so the compiled object is cached
     once per tile); whoever compiles it sets the real one (gemm_tune.set_blocking)."""
-    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8]
-    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, 3), BLOCKING_GLOBAL)
-    blocking.initializer = ir.Constant(ir.ArrayType(I64, 3), initial)
+    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8, 1 << 20]
+    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, BLOCKING_FIELDS), BLOCKING_GLOBAL)
+    blocking.initializer = ir.Constant(ir.ArrayType(I64, BLOCKING_FIELDS), initial)
     for ftype in (ir.FloatType(), ir.DoubleType()):
         GemmBuilder(module, ftype, tile, parallel).fn.linkage = "external"

@@ -34,6 +34,7 @@ import llvmlite.ir as ir
 
 from .float_env import subnormals_flushed
 from .llvm_builders import Loops, declare, imax, imin
+from .machine import Machine
 from .parallel import store_untyped
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -54,12 +55,17 @@ SPLIT_K_MIN_PRODUCTS = 1 << 22  # m n k at least: fewer are not worth a team
 @dataclass(frozen=True)
 class RowSplit:
     """When a team splits rows: every thread gets at least ``min_rows`` of them, and, when
-    B is larger than ``small_b_bytes`` (each thread then reads all of it from memory, not
-    from a cache), at least ``min_rows_large_b``."""
+    B is larger than the small-B size (each thread then reads all of it from memory, not
+    from its cache: ``small_b_bytes``), at least ``min_rows_large_b``."""
 
     min_rows: int
     min_rows_large_b: int
-    small_b_bytes: int = 1 << 20
+
+
+def small_b_bytes(machine: Machine) -> int:
+    """The largest B a row split copies into every thread without counting it as read
+    from memory: half of a core's L2 (1 MiB on the 2 MiB L2 these rules were measured on)."""
+    return machine.l2 // 2
 
 
 # Measured on 2 cores against the cooperative team (gemm_packed.py): 64 x 784 x 256 1.09x,
@@ -93,17 +99,19 @@ def splits_k(b: ir.IRBuilder, args: list[ir.Value], elem_bytes: int) -> ir.Value
     return b.and_(b.and_(deep, fits), b.and_(team, big))
 
 
-def splits_rows(b: ir.IRBuilder, args: list[ir.Value], rule: RowSplit, b_bytes: int) -> ir.Value:
+def splits_rows(
+    b: ir.IRBuilder, args: list[ir.Value], rule: RowSplit, b_bytes: int, small_b: ir.Value
+) -> ir.Value:
     """Whether a call with these arguments (a team of threads > 1 asked for) splits rows;
-    B's elements are ``b_bytes`` each."""
+    B's elements are ``b_bytes`` each, ``small_b`` the machine's small-B size (i64)."""
     m, n, k, threads = args[_M], args[_N], args[_K], args[_THREADS]
     team = b.icmp_signed(">", threads, _c64(1))
 
     def rows_each(at_least: int) -> ir.Value:
         return b.icmp_signed(">=", m, b.mul(threads, _c64(at_least)))
 
-    small_b = b.icmp_signed("<=", b.mul(b.mul(k, n), _c64(b_bytes)), _c64(rule.small_b_bytes))
-    enough = b.or_(b.and_(small_b, rows_each(rule.min_rows)), rows_each(rule.min_rows_large_b))
+    fits = b.icmp_signed("<=", b.mul(b.mul(k, n), _c64(b_bytes)), small_b)
+    enough = b.or_(b.and_(fits, rows_each(rule.min_rows)), rows_each(rule.min_rows_large_b))
     return b.and_(team, enough)
 
 

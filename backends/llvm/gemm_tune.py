@@ -41,12 +41,14 @@ from ...disk_cache import cache_dir
 from ...fileio import atomic_write
 from ...ir.errors import CompileError
 from .gemm_packed import (
+    BLOCKING_FIELDS,
     BLOCKING_GLOBAL,
     WORKSPACE_BYTES,
     build_gemm_functions,
     runtime_functions,
 )
 from .gemm_params import GemmParams, MicroTile, model_params, within_workspace
+from .gemm_team_split import small_b_bytes
 from .jit import NativeCode, compile_ir
 from .machine import Machine, this_machine
 from .parallel import MAX_THREADS, ParallelRuntime
@@ -78,7 +80,8 @@ class Tuning:
             f"machine: {self.machine.describe()}",
             f"GEMM blocking ({self.source}, {self.threads} threads): micro-tile "
             f"{p.mr} x {p.nr} floats ({p.mr} x {p.vectors} vectors), "
-            f"KC {p.kc}, MC {p.mc}, NC {p.nc}",
+            f"KC {p.kc}, MC {p.mc}, NC {p.nc}; row splits count a B of up to "
+            f"{small_b_bytes(self.machine) // 1024} KiB (half of L2) as cached",
         ]
         if self.timings:
             lines.append("  candidates, mean time relative to the fastest on each tuning shape:")
@@ -138,10 +141,12 @@ def compile_gemm(tile: MicroTile) -> NativeCode:
 
 
 def set_blocking(native: NativeCode, params: GemmParams) -> None:
-    """Make the GEMMs of ``native`` (compiled for ``params.tile``) use ``params``'s blocking.
-    Only while no call of them runs: the runtime sets it once, before registering them."""
+    """Make the GEMMs of ``native`` (compiled for ``params.tile``) use ``params``'s blocking,
+    and this machine's small-B size for row splits (gemm_team_split.small_b_bytes). Only
+    while no call of them runs: the runtime sets it once, before registering them."""
     address = native.engine.get_global_value_address(BLOCKING_GLOBAL)
-    (ctypes.c_int64 * 3).from_address(address)[:] = [params.kc, params.mc, params.nc]
+    values = [params.kc, params.mc, params.nc, small_b_bytes(this_machine())]
+    (ctypes.c_int64 * BLOCKING_FIELDS).from_address(address)[:] = values
 
 
 class _Timer:

@@ -18,7 +18,9 @@ from nncompile.backends.llvm.gemm_team_split import (
     FLOAT32_ROWS,
     SPLIT_K_DEPTH,
     SPLIT_K_MIN_PRODUCTS,
+    small_b_bytes,
 )
+from nncompile.backends.llvm.machine import this_machine
 
 import nncompile as nc
 
@@ -29,7 +31,7 @@ _CALL = ctypes.CFUNCTYPE(
 SHAPES = [(64, 5408, 64), (37, 3001, 45), (5, 40000, 30)]
 # (m, k, n): all split rows on 2-4 threads (rows not multiples of the register tile; the
 # last one with a B too large for the small-B rule)
-ROW_SHAPES = [(130, 300, 70), (517, 257, 129), (1024, 96, 40), (520, 1100, 1000)]
+ROW_SHAPES = [(130, 200, 70), (517, 257, 129), (1024, 96, 40), (520, 1100, 1000)]
 # (m, k, n): too few rows to split them on 2-4 threads, columns split (the last one's B
 # too large for the rows rule at 65 rows per thread)
 COL_SHAPES = [(48, 300, 260), (20, 530, 1000), (130, 700, 1500)]
@@ -41,7 +43,7 @@ def _split(m: int, k: int, n: int, threads: int, itemsize: int) -> str:
     if k >= SPLIT_K_DEPTH * max(m, n) and m * n * itemsize <= 1 << 18:
         return "k" if m * n * k >= SPLIT_K_MIN_PRODUCTS else "team"
     rule = FLOAT32_ROWS
-    small_b = k * n * itemsize <= rule.small_b_bytes
+    small_b = k * n * itemsize <= small_b_bytes(this_machine())
     if m >= threads * (rule.min_rows if small_b else rule.min_rows_large_b):
         return "rows"
     lanes = NR if itemsize == 4 else NR // 2
