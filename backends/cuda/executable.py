@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ...contiguous_copy import c_contiguous
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
 from ...ir.symbolic import BatchBinding, concrete, evaluate
 from ...lowering.program import Program
@@ -58,7 +59,7 @@ class DeviceArray:
     @staticmethod
     def from_numpy(array: np.ndarray) -> DeviceArray:
         """A new device copy of ``array`` (freed when the DeviceArray is collected)."""
-        array = np.ascontiguousarray(array)
+        array = c_contiguous(np.asarray(array))
         memory = _DeviceMemory(array.nbytes)
         driver().to_device(memory.pointer, array)
         return DeviceArray(memory.pointer, array.shape, array.dtype, memory)

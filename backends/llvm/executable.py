@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ...contiguous_copy import c_contiguous
 from ...ir.errors import DTypeError, ExecutionError, ShapeError
 from ...ir.kernel import Gemm, Loop, walk
 from ...ir.symbolic import BatchBinding, evaluate
@@ -144,7 +145,7 @@ class LLVMExecutable:
         if not value.flags.c_contiguous or not value.flags.aligned:
             # Views (x.T, x[:, :3], Fortran order, negative strides) are accepted as NumPy
             # would: the compiled code reads one contiguous copy (a copy's cost).
-            value = np.ascontiguousarray(value)
+            value = c_contiguous(value)
         return value
 
     def __call__(self, arrays: Sequence[object]) -> list[np.ndarray]:
