@@ -1,6 +1,6 @@
 """c_contiguous: the contiguous copy compiled calls make of views (nncompile/contiguous_copy.py)
-gives what np.ascontiguousarray gives, aligned, for every kind of view; copied in strips
-where the last axis is strided."""
+gives what np.ascontiguousarray gives, aligned, for every kind of view; transposed
+matrices are copied in tiles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nncompile as nc
-from nncompile.contiguous_copy import MIN_ELEMENTS, STRIP, c_contiguous
+from nncompile.contiguous_copy import MIN_ELEMENTS, _columns_apart, c_contiguous
 
 rng = np.random.default_rng(0)
 BIG = rng.standard_normal((300, 517)).astype(np.float32)  # above MIN_ELEMENTS
@@ -29,9 +29,11 @@ VIEWS = {
 }
 
 
-def test_the_views_take_the_strip_path_where_intended():
-    a = VIEWS["transposed"]
-    assert a.size >= MIN_ELEMENTS and a.shape[-1] > STRIP and a.strides[-1] != a.itemsize
+def test_the_views_take_the_tiled_path_where_intended():
+    for name in ("transposed", "fortran", "reversed-rows", "int32-transposed"):
+        assert VIEWS[name].size >= MIN_ELEMENTS and _columns_apart(VIEWS[name]), name
+    for name in ("step-slice", "reversed-columns", "row-slice"):
+        assert not _columns_apart(VIEWS[name]), name
 
 
 @pytest.mark.parametrize("name", sorted(VIEWS))
