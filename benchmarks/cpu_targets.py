@@ -32,8 +32,8 @@ from nncompile.workloads import torch_cnn_model  # noqa: E402
 
 # Warm-up: at least ``warmup`` calls and this long, the same for every side. On this kind
 # of machine a process's first ~0.1 s of calls over large arrays run up to 3x slower (the
-# 4M-element chain: 6.5 ms for its first ~8 calls, 2.0 after ~30; one-thread calls too,
-# and the process's huge pages do not change meanwhile, so the cause is not ours to fix).
+# 4M-element chain: 6.5 ms for its first ~8 calls, 2.0 after ~30; one-thread calls too;
+# the process's huge pages do not change meanwhile; the cause was not found).
 WARMUP_SECONDS = 0.3
 
 

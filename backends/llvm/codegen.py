@@ -41,9 +41,8 @@ from ...ir.kernel import (
     as_size,
     children,
     const_index,
-    expressions,
 )
-from ...ir.kernel_visit import subexpressions
+from ...ir.kernel_visit import expressions, subexpressions
 from ...ir.symbolic import Dim
 from ...lowering.program import physical_params
 from . import mathlib

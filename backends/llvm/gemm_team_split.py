@@ -205,6 +205,20 @@ def _element(b: ir.IRBuilder, ftype, base, row, col, rs, cs) -> ir.Value:
     return b.gep(base, [b.add(b.mul(row, rs), b.mul(col, cs))], source_etype=ftype)
 
 
+def _share(b: ir.IRBuilder, total, t, nth, multiple: int) -> tuple[ir.Value, ir.Value]:
+    """Thread ``t``'s range [lo, hi) of ``total`` split among ``nth``: whole multiples of
+    ``multiple``, the last range shorter (or empty)."""
+    per = b.sdiv(b.add(total, b.sub(nth, _c64(1))), nth)
+    per = b.mul(b.sdiv(b.add(per, _c64(multiple - 1)), _c64(multiple)), _c64(multiple))
+    lo = imin(b, b.mul(t, per), total)
+    return lo, imin(b, b.add(lo, per), total)
+
+
+def _workspace_of(b: ir.IRBuilder, g: list[ir.Value], t, workspace_bytes: int) -> ir.Value:
+    """Thread ``t``'s slice of the call's workspace."""
+    return b.gep(g[_WS], [b.mul(t, _c64(workspace_bytes))], source_etype=I8)
+
+
 def _emit_range_work(fn, serial, ftype, workspace_bytes: int, multiple: int, by_rows: bool) -> None:
     """Thread ``tid`` of ``nth``: the serial GEMM on its range of C's rows (A's rows) or
     columns (B's columns), whole multiples of ``multiple``, in its workspace slice."""
@@ -212,11 +226,7 @@ def _emit_range_work(fn, serial, ftype, workspace_bytes: int, multiple: int, by_
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     L = Loops(fn, b)
     g = _arguments(b, data)
-    total = g[_M] if by_rows else g[_N]
-    per = b.sdiv(b.add(total, b.sub(nth, _c64(1))), nth)
-    per = b.mul(b.sdiv(b.add(per, _c64(multiple - 1)), _c64(multiple)), _c64(multiple))
-    lo = imin(b, b.mul(tid, per), total)
-    hi = imin(b, b.add(lo, per), total)
+    lo, hi = _share(b, g[_M] if by_rows else g[_N], tid, nth, multiple)
     zero = _c64(0)
     if by_rows:
         a = _element(b, ftype, g[_A], lo, zero, g[_A_RS], g[_A_CS])
@@ -226,8 +236,7 @@ def _emit_range_work(fn, serial, ftype, workspace_bytes: int, multiple: int, by_
         a, bb = g[_A], _element(b, ftype, g[_B], zero, lo, g[_B_RS], g[_B_CS])
         c = _element(b, ftype, g[_C], zero, lo, g[_C_RS], g[_C_CS])
         m, n = g[_M], b.sub(hi, lo)
-    workspace = b.gep(g[_WS], [b.mul(tid, _c64(workspace_bytes))], source_etype=I8)
-    call = [a, bb, c, m, n, *g[_K : _BETA + 1], workspace, _c64(1)]
+    call = [a, bb, c, m, n, *g[_K : _BETA + 1], _workspace_of(b, g, tid, workspace_bytes), _c64(1)]
     L.when(b.icmp_signed("<", lo, hi), lambda: b.call(serial, call))
     b.ret_void()
 
@@ -240,14 +249,11 @@ def _emit_k_work(fn, module, serial, ftype, workspace_bytes: int, partial_offset
     g = _arguments(b, data)
     m, n, k = g[_M], g[_N], g[_K]
 
-    def k_range(t):  # whole multiples of 32 of k, the last range shorter (or empty)
-        per = b.sdiv(b.add(k, b.sub(nth, _c64(1))), nth)
-        per = b.mul(b.sdiv(b.add(per, _c64(31)), _c64(32)), _c64(32))
-        lo = imin(b, b.mul(t, per), k)
-        return lo, imin(b, b.add(lo, per), k)
+    def k_range(t):  # whole multiples of 32 of k
+        return _share(b, k, t, nth, 32)
 
     def workspace_of(t):
-        return b.gep(g[_WS], [b.mul(t, _c64(workspace_bytes))], source_etype=I8)
+        return _workspace_of(b, g, t, workspace_bytes)
 
     def partial_of(t):
         return b.gep(workspace_of(t), [_c64(partial_offset)], source_etype=I8)

@@ -154,5 +154,5 @@ def loop_hints(module: ir.Module, **hints: int) -> ir.MDValue:
         for name, v in hints.items()
     ]
     node = ir.values.MDValue(module, [], name=str(len(module.metadata)))
-    node.operands = (node, *operands)
+    node.operands = (node, *operands)  # (so never hash it: add_metadata([node]) would recurse)
     return node
