@@ -95,8 +95,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from .backends.llvm.amx import bf16_form
     from .backends.llvm.amx_peak import amx_peak
-    from .backends.llvm.fma_peak import fma_peak
+    from .backends.llvm.fma_peak import bf16_dot_peak, fma_peak
     from .backends.llvm.gemm_tune import gemm_tuning
 
     tuning = gemm_tuning("model" if args.model else "force")
@@ -106,11 +107,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"{where}{': ' + tuning.stored_at if tuning.stored_at else ''}")
     print(f"float32 FMA peak, one core: {fma_peak():.0f} GFLOP/s")
     amx = amx_peak()
-    print(
-        f"AMX bf16 tile peak, one core: {amx:.0f} GFLOP/s (matmul_precision='bf16' uses it)"
-        if amx
-        else "AMX bf16: not available here (matmul_precision='bf16' rounds, sums in float32)"
-    )
+    if amx:
+        print(f"AMX bf16 tile peak, one core: {amx:.0f} GFLOP/s")
+    dot = bf16_dot_peak()
+    if dot:
+        print(f"AVX512-BF16 vdpbf16ps peak, one core: {dot:.0f} GFLOP/s")
+    form = {
+        "amx": "AMX tiles",
+        "avx512bf16": "AVX512-BF16 vdpbf16ps",
+        "float32": "float32 FMAs on bf16-rounded operands (no speed-up)",
+    }[bf16_form()]
+    print(f"matmul_precision='bf16' computes with {form}")
     return 0
 
 

@@ -81,9 +81,11 @@ AMX = _declare(
 )
 AVX512BF16 = _declare(
     "NNCOMPILE_AVX512BF16",
-    "bool",
-    False,
-    "without AMX, bf16 matmuls use AVX512-BF16 (vdpbf16ps) where present (opt-in)",
+    "enum",
+    "auto",
+    "without AMX, bf16 matmuls use AVX512-BF16 (vdpbf16ps): auto (where it measures faster"
+    " than float32 FMAs), 1 (wherever present), 0 (never)",
+    choices=("auto", "1", "0"),
 )
 MATMUL_PRECISION = _declare(
     "NNCOMPILE_MATMUL_PRECISION",

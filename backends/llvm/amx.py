@@ -42,18 +42,32 @@ def amx_usable() -> bool:
     return config.get_bool(config.AMX) and cpu_has_amx() and _permission_granted()
 
 
+# vdpbf16ps does two products per lane where an FMA does one: at 1.5x the FMA's flops it
+# still leaves a clear gain after the rounding passes; near 1x (half the issue rate) none.
+DOT_SPEEDUP_NEEDED = 1.5
+
+
 def cpu_has_avx512bf16() -> bool:
     return "avx512bf16" in host_features()
 
 
 def bf16_form() -> str:
-    """How this process computes bf16 products now: "amx", "avx512bf16" (vdpbf16ps, where
-    the CPU has it, AMX is not usable and NNCOMPILE_AVX512BF16=1 asks for it), or "float32"
-    (on bf16-rounded copies). AVX512-BF16 is opt-in: on the development machine, with AMX
-    turned off, it ran 1024^3 at 95 GFLOP/s on one core against the float32 form's 154
-    (vdpbf16ps there runs at the float32 FMA's rate, and the rounding passes cost extra)."""
+    """How this process computes bf16 products now: "amx", "avx512bf16" (vdpbf16ps) or
+    "float32" (on bf16-rounded copies). Without usable AMX, AVX512-BF16 is taken where
+    the CPU has it and NNCOMPILE_AVX512BF16 is 1, or is auto and the instruction measures
+    at least DOT_SPEEDUP_NEEDED times the float32 FMA peak (fma_peak.bf16_dot_speedup):
+    on Zen 5 it measures 1.9x and the bf16 GEMM runs 1.7x the float32 one; on the
+    Sapphire Rapids machine of the first measurements (AMX off) the bf16 GEMM ran 95
+    GFLOP/s on one core against the float32 form's 154 (its vdpbf16ps peak was not
+    measured then)."""
     if amx_usable():
         return "amx"
-    if config.get_bool(config.AVX512BF16) and cpu_has_avx512bf16():
+    choice = config.get_enum(config.AVX512BF16)
+    if choice == "0" or not cpu_has_avx512bf16():
+        return "float32"
+    if choice == "1":
         return "avx512bf16"
-    return "float32"
+    from .fma_peak import bf16_dot_speedup
+
+    speedup = bf16_dot_speedup()
+    return "avx512bf16" if speedup is not None and speedup >= DOT_SPEEDUP_NEEDED else "float32"

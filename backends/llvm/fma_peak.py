@@ -1,64 +1,134 @@
-"""The float32 FMA throughput of one core, measured: the ceiling GEMM efficiency is
-quoted against (``nncompile tune``, benchmark notes)."""
+"""The vector throughput of one core, measured: the float32 FMA peak GEMM efficiency is
+quoted against (``nncompile tune``, benchmark notes), and the AVX512-BF16 ``vdpbf16ps``
+peak that decides whether bf16 products use it (amx.bf16_form).
+
+Both are loops of independent accumulator chains on the widest vectors, as many as the
+registers hold, on operands already in registers; they are timed on one thread."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
+from collections.abc import Callable
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from .jit import compile_ir
-from .machine import this_machine
+from .jit import NativeCode, compile_ir
+from .machine import host_features, this_machine
+
+I32, I64, F32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
+ITERATIONS = 1 << 18
+FMA, DOT = "nc_fma_peak", "nc_bf16_dot_peak"
+DOT_LANES = 16  # vdpbf16ps on 512-bit vectors: 16 float32 sums of two bf16 products each
 
 
-def fma_peak(seconds: float = 0.2) -> float:
-    """This core's float32 FMA throughput in GFLOP/s: independent FMA chains on the
-    widest vectors, as many as the registers hold, timed on one thread."""
-    machine = this_machine()
-    lanes = machine.vector_bytes // 4
-    chains = machine.vector_registers - 4
-    vt = ir.VectorType(ir.FloatType(), lanes)
-    module = ir.Module(name="nc_fma_peak")
-    module.triple = llvm.get_process_triple()
-    i64 = ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(ir.FloatType(), [i64]), "nc_fma_peak")
-    fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
-    entry = fn.append_basic_block("entry")
-    loop = fn.append_basic_block("loop")
-    done = fn.append_basic_block("done")
+def _chain_loop(module: ir.Module, name: str, lanes: int, chains: int, step) -> None:
+    """``name(n)``: n iterations of ``step(acc)`` on each of ``chains`` accumulators."""
+    vt = ir.VectorType(F32, lanes)
+    fn = ir.Function(module, ir.FunctionType(F32, [I64]), name)
+    entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
     b = ir.IRBuilder(entry)
     b.branch(loop)
     b.position_at_end(loop)
-    i = b.phi(i64)
-    i.add_incoming(ir.Constant(i64, 0), entry)
-    scale = ir.Constant(vt, [0.999] * lanes)
-    shift = ir.Constant(vt, [1e-3] * lanes)
+    i = b.phi(I64)
+    i.add_incoming(ir.Constant(I64, 0), entry)
     accs = []
     for c in range(chains):
         acc = b.phi(vt)
         acc.add_incoming(ir.Constant(vt, [float(c)] * lanes), entry)
         accs.append(acc)
-    nxt = [b.call(fma, [acc, scale, shift]) for acc in accs]
+    nxt = [step(b, acc) for acc in accs]
     for acc, value in zip(accs, nxt, strict=True):
         acc.add_incoming(value, loop)
-    step = b.add(i, ir.Constant(i64, 1))
-    i.add_incoming(step, loop)
-    b.cbranch(b.icmp_signed("<", step, fn.args[0]), loop, done)
+    i_next = b.add(i, ir.Constant(I64, 1))
+    i.add_incoming(i_next, loop)
+    b.cbranch(b.icmp_signed("<", i_next, fn.args[0]), loop, done)
     b.position_at_end(done)
     total = nxt[0]
     for value in nxt[1:]:
         total = b.fadd(total, value)
-    b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
-    native = compile_ir(str(module), entry="nc_fma_peak")
-    run = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(native.entry_address)
-    iterations = 1 << 20
-    samples = []
+    b.ret(b.extract_element(total, ir.Constant(I32, 0)))
+
+
+def has_bf16_dot() -> bool:
+    return "avx512bf16" in host_features() and this_machine().vector_bytes == 64
+
+
+@functools.cache
+def _peak_loops() -> tuple[NativeCode, int, int]:
+    """The compiled loops (the bf16 one where the CPU has it), their lanes and chains."""
+    machine = this_machine()
+    lanes = machine.vector_bytes // 4
+    chains = machine.vector_registers - 4
+    module = ir.Module(name="nc_vector_peaks")
+    module.triple = llvm.get_process_triple()
+    vt = ir.VectorType(F32, lanes)
+    fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
+    scale, shift = ir.Constant(vt, [0.999] * lanes), ir.Constant(vt, [1e-3] * lanes)
+    _chain_loop(module, FMA, lanes, chains, lambda b, acc: b.call(fma, [acc, scale, shift]))
+    if has_bf16_dot():
+        v16, vi32 = ir.VectorType(F32, DOT_LANES), ir.VectorType(I32, DOT_LANES)
+        dot = ir.Function(
+            module, ir.FunctionType(v16, [v16, vi32, vi32]), "llvm.x86.avx512bf16.dpbf16ps.512"
+        )
+        dot.attributes.add("nounwind")
+        pair = ir.Constant(vi32, [0x3F803F80] * DOT_LANES)  # two bf16 ones
+        _chain_loop(module, DOT, DOT_LANES, chains, lambda b, acc: b.call(dot, [acc, pair, pair]))
+    return compile_ir(str(module), entry=FMA), lanes, chains
+
+
+def _runner(name: str) -> Callable[[int], float]:
+    native, _, _ = _peak_loops()
+    address = native.engine.get_function_address(name)
+    return ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(address)
+
+
+def _best_times(names: list[str], seconds: float) -> list[float]:
+    """The fastest of repeated runs of each loop, interleaved (so that a burst of load on
+    the machine slows every loop alike), the first round a warm-up."""
+    runs = [_runner(n) for n in names]
+    best = [float("inf")] * len(names)
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 3:
-        t = time.perf_counter()
-        run(iterations)
-        samples.append(time.perf_counter() - t)
-    flops = 2.0 * lanes * chains * iterations
-    return flops / min(samples[1:]) / 1e9
+    rounds = 0
+    while time.perf_counter() < deadline or rounds < 3:
+        for j, run in enumerate(runs):
+            t = time.perf_counter()
+            run(ITERATIONS)
+            if rounds:
+                best[j] = min(best[j], time.perf_counter() - t)
+        rounds += 1
+    return best
+
+
+def _gflops(seconds: float, lanes: int, flops_per_lane: int) -> float:
+    _, _, chains = _peak_loops()
+    return flops_per_lane * lanes * chains * ITERATIONS / seconds / 1e9
+
+
+def fma_peak(seconds: float = 0.2) -> float:
+    """This core's float32 FMA throughput in GFLOP/s."""
+    _, lanes, _ = _peak_loops()
+    return _gflops(_best_times([FMA], seconds)[0], lanes, 2)
+
+
+def bf16_dot_peak(seconds: float = 0.2) -> float | None:
+    """This core's ``vdpbf16ps`` throughput in GFLOP/s (two products and two sums per
+    lane), or None where the CPU lacks AVX512-BF16."""
+    if not has_bf16_dot():
+        return None
+    return _gflops(_best_times([DOT], seconds)[0], DOT_LANES, 4)
+
+
+@functools.cache
+def bf16_dot_speedup(seconds: float = 0.05) -> float | None:
+    """How many times the float32 FMA peak ``vdpbf16ps`` reaches on this core (measured
+    once per process), or None where the CPU lacks AVX512-BF16. About 2 where the
+    instruction issues as often as an FMA (Zen 4 and 5); about 1 where it issues at half
+    the rate (Sapphire Rapids), and there the bf16 GEMM gains nothing from it."""
+    if not has_bf16_dot():
+        return None
+    fma_time, dot_time = _best_times([FMA, DOT], seconds)
+    _, lanes, _ = _peak_loops()
+    return (4 * DOT_LANES / dot_time) / (2 * lanes / fma_time)

@@ -77,9 +77,10 @@ def bf16_runtime() -> NativeCode:
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
         if form == "float32" and _bf16_form != form:  # one line, when the form changes to it
             warnings.warn(
-                "matmul_precision='bf16': no usable AMX here (or NNCOMPILE_AMX=0), so bf16 "
-                "products are computed in float32 on bf16-rounded operands: the same numbers, "
-                "no speed-up",
+                "matmul_precision='bf16': no usable AMX here (or NNCOMPILE_AMX=0) and no "
+                "AVX512-BF16 faster than float32 (NNCOMPILE_AVX512BF16), so bf16 products "
+                "are computed in float32 on bf16-rounded operands: the same numbers, no "
+                "speed-up",
                 RuntimeWarning,
                 stacklevel=2,
             )

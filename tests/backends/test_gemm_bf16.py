@@ -271,3 +271,40 @@ def test_the_float32_form_says_so_once(monkeypatch):
         warnings.simplefilter("error")
         runtime.bf16_runtime()  # the same form again: no second line
     assert runtime.bf16_form() == "float32"
+
+
+@pytest.mark.parametrize(
+    "setting, speedup, want",
+    [
+        ("auto", 1.9, "avx512bf16"),
+        ("auto", 1.0, "float32"),
+        ("1", 1.0, "avx512bf16"),
+        ("0", 1.9, "float32"),
+    ],
+)
+def test_avx512bf16_is_chosen_by_its_measured_speed(monkeypatch, setting, speedup, want):
+    """Without AMX, vdpbf16ps is used where it measures clearly faster than float32 FMAs
+    (auto), always (1) or never (0)."""
+    from nncompile.backends.llvm import fma_peak
+
+    monkeypatch.setenv("NNCOMPILE_AMX", "0")
+    monkeypatch.setenv("NNCOMPILE_AVX512BF16", setting)
+    monkeypatch.setattr(amx, "cpu_has_avx512bf16", lambda: True)
+    monkeypatch.setattr(fma_peak, "bf16_dot_speedup", lambda: speedup)
+    assert amx.bf16_form() == want
+
+
+def test_avx512bf16_needs_the_cpu_feature(monkeypatch):
+    monkeypatch.setenv("NNCOMPILE_AMX", "0")
+    monkeypatch.setenv("NNCOMPILE_AVX512BF16", "1")
+    monkeypatch.setattr(amx, "cpu_has_avx512bf16", lambda: False)
+    assert amx.bf16_form() == "float32"
+
+
+def test_bf16_dot_peak_is_measured():
+    from nncompile.backends.llvm import fma_peak
+
+    if not fma_peak.has_bf16_dot():
+        pytest.skip("this CPU has no AVX512-BF16")
+    peak, speedup = fma_peak.bf16_dot_peak(0.02), fma_peak.bf16_dot_speedup(0.02)
+    assert 1.0 < peak < 1e5 and 0.1 < speedup < 10
