@@ -81,10 +81,7 @@ class TileKernel:
         e, b, ops, g = self.e, self.e.b, self.ops, self.e.g
         j0 = b.add(kb.jc, jr)
         nwj = imin(b, const(BLOCK), b.sub(kb.nw, jr))
-        whole = b.and_(
-            b.and_(b.icmp_signed("==", mh, const(BLOCK)), b.icmp_signed("==", nwj, const(BLOCK))),
-            b.icmp_signed("==", g.c_cs, const(1)),
-        )
+        whole = _whole_in_row_major_c(b, g, mh, nwj)
         c_bytes = b.mul(g.c_rs, const(4))
 
         def c_tile(dr, dc):
@@ -156,12 +153,40 @@ class VectorKernel:
         )
 
     def block(self, kb: KBlock, ic, mh, jr, apack, bpack, write_back) -> None:
-        e, b = self.e, self.e.b
+        """As TileKernel.block, 8 rows at a time: a whole block of a row-major C starts
+        from C (or zero) and is stored back in place; others go through ``scratch``."""
+        e, b, g = self.e, self.e.b, self.e.g
         panel = b.sdiv(jr, const(16))
+        j0 = b.add(kb.jc, jr)
+        nwj = imin(b, const(BLOCK), b.sub(kb.nw, jr))
+        whole = _whole_in_row_major_c(b, g, mh, nwj)
         zero = ir.Constant(V16, [0.0] * 16)
         for group in range(BLOCK // VECTOR_ROWS):
-            for slot in range(2 * VECTOR_ROWS):
-                store_untyped(b, zero, self._acc(slot), 64)
+
+            def c_row(i, h, group=group):
+                row = b.add(ic, const(group * VECTOR_ROWS + i))
+                return e.element(g.c, row, b.add(j0, const(16 * h)), g.c_rs, g.c_cs)
+
+            def scratch_row(i, h, group=group):
+                at = const((group * VECTOR_ROWS + i) * BLOCK + 16 * h)
+                return b.gep(self.scratch, [const(0), at], source_etype=self.scratch.allocated_type)
+
+            def start(from_c, c_row=c_row):
+                for i in range(VECTOR_ROWS):
+                    for h in range(2):
+                        v = b.load(c_row(i, h), typ=V16, align=4) if from_c else zero
+                        store_untyped(b, v, self._acc(2 * i + h), 64)
+
+            def finish(row, align):
+                for i in range(VECTOR_ROWS):
+                    for h in range(2):
+                        store_untyped(b, b.load(self._acc(2 * i + h), typ=V16), row(i, h), align)
+
+            e.loops.first_of(
+                f"v{group}",
+                [(b.and_(whole, b.not_(kb.first)), lambda s=start: s(True))],
+                lambda s=start: s(False),
+            )
 
             def step(kp, group=group):
                 columns = []
@@ -181,17 +206,21 @@ class VectorKernel:
                     )
                     for h in range(2):
                         slot = self._acc(2 * i + h)
-                        total = b.call(self.dp, [b.load(slot, typ=V16), splat, columns[h]])
+                        total = b.call(self.dp, [b.load(slot, typ=V16), columns[h], splat])
                         store_untyped(b, total, slot, 64)
 
             e.loops.range(0, kb.half, 1, step, "vk")
-            for i in range(VECTOR_ROWS):
-                for h in range(2):
-                    row = group * VECTOR_ROWS + i
-                    at = b.gep(
-                        self.scratch,
-                        [const(0), const(row * BLOCK + 16 * h)],
-                        source_etype=self.scratch.allocated_type,
-                    )
-                    store_untyped(b, b.load(self._acc(2 * i + h), typ=V16), at, 4)
-        write_back(b.add(kb.jc, jr), imin(b, const(BLOCK), b.sub(kb.nw, jr)))
+            e.loops.first_of(
+                f"w{group}",
+                [(whole, lambda f=finish, c_row=c_row: f(c_row, 4))],
+                lambda f=finish, s_row=scratch_row: f(s_row, 64),
+            )
+        e.loops.when(b.not_(whole), lambda: write_back(j0, nwj))
+
+
+def _whole_in_row_major_c(b: ir.IRBuilder, g, mh: ir.Value, nwj: ir.Value) -> ir.Value:
+    """The block is BLOCK x BLOCK and C's rows are contiguous: it accumulates in C itself."""
+    return b.and_(
+        b.and_(b.icmp_signed("==", mh, const(BLOCK)), b.icmp_signed("==", nwj, const(BLOCK))),
+        b.icmp_signed("==", g.c_cs, const(1)),
+    )
