@@ -95,18 +95,36 @@ class Bf16GemmBuilder:
         ar, br = b.call(malloc, [room(b.mul(g.m, g.k))]), b.call(malloc, [room(b.mul(g.k, g.n))])
 
         def copy(src, rows, cols, rs, cs, dst):
-            def element(i, j):
-                v = b.load(e.element(src, i, j, rs, cs), typ=F32)
-                out = b.gep(dst, [b.add(b.mul(i, cols), j)], source_etype=F32)
-                b.store(rounded_to_bf16(b, v), out)
+            """dst = the operand rounded; returns dst's (row, column) strides. A dense
+            operand, row- or column-major, is copied as it lies (one flat, vectorized loop;
+            the float32 GEMM packs either layout at full speed); others row by row."""
+            one = const(1)
+            by_rows = b.and_(b.icmp_signed("==", cs, one), b.icmp_signed("==", rs, cols))
+            by_cols = b.and_(b.icmp_signed("==", rs, one), b.icmp_signed("==", cs, rows))
+            dense = b.or_(by_rows, by_cols)
 
-            e.grid(rows, cols, element, "c")
+            def flat():
+                def element(i):
+                    v = b.load(b.gep(src, [i], source_etype=F32), typ=F32)
+                    b.store(rounded_to_bf16(b, v), b.gep(dst, [i], source_etype=F32))
 
-        copy(g.a, g.m, g.k, g.a_rs, g.a_cs, ar)
-        copy(g.b, g.k, g.n, g.b_rs, g.b_cs, br)
+                e.loops.range(0, b.mul(rows, cols), 1, element, "flat")
+
+            def strided():
+                def element(i, j):
+                    v = b.load(e.element(src, i, j, rs, cs), typ=F32)
+                    out = b.gep(dst, [b.add(b.mul(i, cols), j)], source_etype=F32)
+                    b.store(rounded_to_bf16(b, v), out)
+
+                e.grid(rows, cols, element, "c")
+
+            e.loops.first_of("dense", [(dense, flat)], strided)
+            return b.select(dense, rs, cols), b.select(dense, cs, one)
+
+        a_rs, a_cs = copy(g.a, g.m, g.k, g.a_rs, g.a_cs, ar)
+        b_rs, b_cs = copy(g.b, g.k, g.n, g.b_rs, g.b_cs, br)
         f32 = declare(self.module, runtime_symbol("f32"), GEMM_TYPE)
-        one = const(1)
-        packed = [ar, br, g.c, g.m, g.n, g.k, g.k, one, g.n, one, g.c_rs, g.c_cs, g.beta]
+        packed = [ar, br, g.c, g.m, g.n, g.k, a_rs, a_cs, b_rs, b_cs, g.c_rs, g.c_cs, g.beta]
         b.call(f32, packed + [workspace, threads])
         b.call(free, [ar])
         b.call(free, [br])
