@@ -53,8 +53,8 @@ def cpu_has_avx512bf16() -> bool:
 
 def bf16_form() -> str:
     """How this process computes bf16 products now: "amx", "avx512bf16" (vdpbf16ps) or
-    "float32" (on bf16-rounded copies). Without usable AMX, AVX512-BF16 is taken where
-    the CPU has it and NNCOMPILE_AVX512BF16 is 1, or is auto and the instruction measures
+    "float32" (the float32 GEMM rounding as it packs). Without usable AMX, AVX512-BF16 is
+    taken where the CPU has it and NNCOMPILE_AVX512BF16 is 1, or is auto and it measures
     at least DOT_SPEEDUP_NEEDED times the float32 FMA peak (fma_peak.bf16_dot_speedup):
     on Zen 5 it measures 1.9x and the bf16 GEMM runs 1.7x the float32 one; on the
     Sapphire Rapids machine of the first measurements (AMX off) the bf16 GEMM ran 95

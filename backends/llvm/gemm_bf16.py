@@ -10,18 +10,25 @@ in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
   split the longer of the row and column block counts; each packs into its own share of
   the caller's workspace; a long k with few rows and columns is split instead
   (gemm_team_split.py).
-- "float32": both operands copied rounded to bf16, then the float32 runtime GEMM on the
-  copies (the rounding is the whole difference: a bf16 x bf16 product is exact in float32).
+- "float32": the float32 packed GEMM compiled to round both operands to bf16 as it packs
+  them (gemm_packed.GemmBuilder's ``rounded``; the rounding is the whole difference: a
+  bf16 x bf16 product is exact in float32).
 """
 
 from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from .bf16 import rounded_to_bf16
 from .gemm_bf16_micro import VECTOR_ROWS, TileKernel, VectorKernel
 from .gemm_bf16_pack import BLOCK, Args, Emitter, KBlock, const, pack_a, pack_b
-from .gemm_packed import GEMM_TYPE, PARTIAL_OFFSET, WORKSPACE_BYTES, runtime_symbol
+from .gemm_packed import (
+    GEMM_TYPE,
+    PARTIAL_OFFSET,
+    WORKSPACE_BYTES,
+    GemmBuilder,
+    define_blocking,
+)
+from .gemm_params import MicroTile
 from .gemm_team_split import (
     BF16_ROWS,
     launch,
@@ -33,7 +40,7 @@ from .gemm_team_split import (
 )
 from .llvm_builders import Loops, declare, imax, imin, set_function_attributes
 from .machine import this_machine
-from .parallel import store_untyped
+from .parallel import MAX_THREADS, ParallelRuntime, store_untyped
 
 I8, I32, I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
 F32, PTR, VOID = ir.FloatType(), ir.PointerType(), ir.VoidType()
@@ -68,7 +75,8 @@ def _function(module: ir.Module, ftype: ir.FunctionType, name: str) -> ir.Functi
 class Bf16GemmBuilder:
     """Defines ``nc_gemm_bf16`` in ``module`` in one of FORMS."""
 
-    def __init__(self, module: ir.Module, form: str):
+    def __init__(self, module: ir.Module, form: str, tile: MicroTile | None = None):
+        """``tile``: the float32 GEMM's micro-tile, which the "float32" form compiles."""
         if form not in FORMS:
             raise ValueError(f"bf16 GEMM form must be one of {FORMS}, got {form!r}")
         self.module, self.form = module, form
@@ -76,58 +84,23 @@ class Bf16GemmBuilder:
         for a, name in zip(fn.args, (*Args.names(), "workspace", "threads"), strict=True):
             a.name = name
         if form == "float32":
-            self._rounded_copies(fn)
+            if tile is None:
+                raise ValueError("the float32 form of the bf16 GEMM needs the float32 tile")
+            self._rounding_float32(fn, tile)
         else:
             self._packed(fn)
 
-    # ---- "float32": rounded copies, then the float32 GEMM ---------------------------------
+    # ---- "float32": the float32 GEMM, rounding while it packs ---------------------------
 
-    def _rounded_copies(self, fn: ir.Function) -> None:
+    def _rounding_float32(self, fn: ir.Function, tile: MicroTile) -> None:
+        """The float32 packed GEMM built with ``rounded``: A and B become bf16 values as
+        they are packed (no copies: the same traffic as a float32 product). Its blocking
+        is the runtime's, set after compiling (runtime.bf16_runtime)."""
+        define_blocking(self.module, tile)
+        parallel = ParallelRuntime(self.module, MAX_THREADS)
+        gemm = GemmBuilder(self.module, F32, tile, parallel, rounded=True).fn
         b = ir.IRBuilder(fn.append_basic_block("entry"))
-        e = Emitter(b, Loops(fn, b), self.module, Args(list(fn.args[:13])))
-        g, workspace, threads = e.g, fn.args[13], fn.args[14]
-        malloc = declare(self.module, "malloc", ir.FunctionType(PTR, [I64]))
-        free = declare(self.module, "free", ir.FunctionType(VOID, [PTR]))
-
-        def room(count):  # at least one element, so that an empty operand gets a real pointer
-            return b.mul(imax(b, count, const(1)), const(4))
-
-        ar, br = b.call(malloc, [room(b.mul(g.m, g.k))]), b.call(malloc, [room(b.mul(g.k, g.n))])
-
-        def copy(src, rows, cols, rs, cs, dst):
-            """dst = the operand rounded; returns dst's (row, column) strides. A dense
-            operand, row- or column-major, is copied as it lies (one flat, vectorized loop;
-            the float32 GEMM packs either layout at full speed); others row by row."""
-            one = const(1)
-            by_rows = b.and_(b.icmp_signed("==", cs, one), b.icmp_signed("==", rs, cols))
-            by_cols = b.and_(b.icmp_signed("==", rs, one), b.icmp_signed("==", cs, rows))
-            dense = b.or_(by_rows, by_cols)
-
-            def flat():
-                def element(i):
-                    v = b.load(b.gep(src, [i], source_etype=F32), typ=F32)
-                    b.store(rounded_to_bf16(b, v), b.gep(dst, [i], source_etype=F32))
-
-                e.loops.range(0, b.mul(rows, cols), 1, element, "flat")
-
-            def strided():
-                def element(i, j):
-                    v = b.load(e.element(src, i, j, rs, cs), typ=F32)
-                    out = b.gep(dst, [b.add(b.mul(i, cols), j)], source_etype=F32)
-                    b.store(rounded_to_bf16(b, v), out)
-
-                e.grid(rows, cols, element, "c")
-
-            e.loops.first_of("dense", [(dense, flat)], strided)
-            return b.select(dense, rs, cols), b.select(dense, cs, one)
-
-        a_rs, a_cs = copy(g.a, g.m, g.k, g.a_rs, g.a_cs, ar)
-        b_rs, b_cs = copy(g.b, g.k, g.n, g.b_rs, g.b_cs, br)
-        f32 = declare(self.module, runtime_symbol("f32"), GEMM_TYPE)
-        packed = [ar, br, g.c, g.m, g.n, g.k, a_rs, a_cs, b_rs, b_cs, g.c_rs, g.c_cs, g.beta]
-        b.call(f32, packed + [workspace, threads])
-        b.call(free, [ar])
-        b.call(free, [br])
+        b.call(gemm, list(fn.args))
         b.ret_void()
 
     # ---- "amx", "avx512bf16": packed blocks ---------------------------------------------

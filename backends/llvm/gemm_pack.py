@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import llvmlite.ir as ir
 
+from .bf16 import rounded_to_bf16
 from .llvm_builders import Loops, masked_load, masked_store, transpose_in_registers
 from .parallel import store_untyped
 
@@ -63,6 +64,10 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
     mr, nr = ir.Constant(I64, g.mr), ir.Constant(I64, g.nr)
     zero = ir.Constant(g.t, 0.0)
 
+    def read(value: ir.Value) -> ir.Value:
+        """An element (or vector) of A or B as packed: rounded to bf16 by a rounding GEMM."""
+        return rounded_to_bf16(b, value) if g.rounded else value
+
     # Pack A: panel ir holds rows ic + ir*MR + r, zero beyond mc. A row-major A packs
     # as [r][p] (each row's kc elements contiguous: rows copy as whole vectors); a
     # transposed A (unit row stride) as [p][r], so that each step of p copies MR
@@ -89,10 +94,10 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                     at = b.mul(q, ir.Constant(I64, g.lanes))
                     src = b.gep(a, [b.add(row_src, at)], source_etype=g.t)
                     dst = b.gep(g.apack, [b.add(row_dst, at)], source_etype=g.t)
-                    store_untyped(b, b.load(src, typ=g.vt, align=4), dst, align=4)
+                    store_untyped(b, read(b.load(src, typ=g.vt, align=4)), dst, align=4)
 
                 def copy_scalar(p, row_src=row_src, row_dst=row_dst):
-                    v = b.load(b.gep(a, [b.add(row_src, p)], source_etype=g.t), typ=g.t)
+                    v = read(b.load(b.gep(a, [b.add(row_src, p)], source_etype=g.t), typ=g.t))
                     dst = b.gep(g.apack, [b.add(row_dst, p)], source_etype=g.t)
                     store_untyped(b, v, dst)
 
@@ -127,7 +132,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                 src = b.add(b.add(ic, b.mul(ir_, mr)), b.mul(b.add(pc, p), a_cs))
                 dst = b.add(b.mul(ir_, b.mul(kc, mr)), b.mul(p, mr))
                 src_at = b.gep(a, [src], source_etype=g.t)
-                v = b.call(load, [src_at, align, mask, ir.Constant(wt, None)])
+                v = read(b.call(load, [src_at, align, mask, ir.Constant(wt, None)]))
                 dst_at = b.gep(g.apack, [dst], source_etype=g.t)
                 b.call(store, [v, dst_at, align, mask])
 
@@ -140,7 +145,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                     valid = b.icmp_signed("<", row, mc)
                     src = b.add(b.mul(b.add(ic, row), a_rs), b.mul(b.add(pc, p), a_cs))
                     src = b.select(valid, src, ir.Constant(I64, 0))
-                    v = b.load(b.gep(a, [src], source_etype=g.t), typ=g.t)
+                    v = read(b.load(b.gep(a, [src], source_etype=g.t), typ=g.t))
                     within = b.add(b.mul(ir.Constant(I64, r), pack_rs), b.mul(p, pack_ps))
                     dst = b.add(b.mul(ir_, b.mul(kc, mr)), within)
                     out = b.gep(g.apack, [dst], source_etype=g.t)
@@ -169,7 +174,8 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                 dst = b.add(b.mul(jr, b.mul(kc, nr)), b.mul(p, nr))
                 for v in range(g.vectors):
                     off = ir.Constant(I64, v * g.lanes)
-                    vec = b.load(b.gep(bm, [b.add(src, off)], source_etype=g.t), typ=g.vt, align=4)
+                    at = b.gep(bm, [b.add(src, off)], source_etype=g.t)
+                    vec = read(b.load(at, typ=g.vt, align=4))
                     out = b.gep(g.bpack, [b.add(dst, off)], source_etype=g.t)
                     store_untyped(b, vec, out, align=4)
 
@@ -192,7 +198,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                 for j in range(g.nr):
                     col, inside = column(j)
                     at = b.add(src, b.mul(col, b_cs))
-                    v = b.load(b.gep(bm, [at], source_etype=g.t), typ=g.t)
+                    v = read(b.load(b.gep(bm, [at], source_etype=g.t), typ=g.t))
                     v = b.select(inside, v, zero)
                     out = b.gep(g.bpack, [b.add(dst, ir.Constant(I64, j))], source_etype=g.t)
                     store_untyped(b, v, out)
@@ -210,7 +216,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                     for j in range(g.lanes):
                         col, inside = column(v * g.lanes + j)
                         at = b.gep(bm, [b.add(src, b.mul(col, b_cs))], source_etype=g.t)
-                        loaded = b.load(at, typ=g.vt, align=4)
+                        loaded = read(b.load(at, typ=g.vt, align=4))
                         columns.append(b.select(inside, loaded, ir.Constant(g.vt, None)))
                     for p, row in enumerate(transpose_in_registers(b, columns)):
                         at = b.add(dst, ir.Constant(I64, p * g.nr + v * g.lanes))
@@ -227,7 +233,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                     valid = b.icmp_signed("<", colno, nc)
                     src = b.add(b.mul(b.add(pc, p), b_rs), b.mul(b.add(jc, colno), b_cs))
                     src = b.select(valid, src, ir.Constant(I64, 0))
-                    v = b.load(b.gep(bm, [src], source_etype=g.t), typ=g.t)
+                    v = read(b.load(b.gep(bm, [src], source_etype=g.t), typ=g.t))
                     dst = b.add(b.mul(jr, b.mul(kc, nr)), b.add(b.mul(p, nr), j))
                     out = b.gep(g.bpack, [dst], source_etype=g.t)
                     store_untyped(b, b.select(valid, v, zero), out)
@@ -265,7 +271,7 @@ def packers(g: GemmBuilder, L: Loops, blk: Block) -> Packers:
                 for v in range(g.vectors):
                     off = ir.Constant(I64, v * g.lanes)
                     at = b.gep(bm, [b.add(src, off)], source_etype=g.t)
-                    vec = b.call(load, [at, align, masks[v], ir.Constant(g.vt, None)])
+                    vec = read(b.call(load, [at, align, masks[v], ir.Constant(g.vt, None)]))
                     out = b.gep(g.bpack, [b.add(dst, off)], source_etype=g.t)
                     store_untyped(b, vec, out, align=4)
 

@@ -19,7 +19,8 @@ Micro-kernel (the tile is the machine's: gemm_params.py): MR rows by VECTORS vec
 e.g. 6 x 4 <16 x float> on AVX-512, 24 vector accumulators; per step of k it loads the
 B vectors, broadcasts MR elements of A and issues MR x VECTORS FMAs, prefetching B a few
 steps ahead. KC, MC and NC are a global of the module (set by gemm_tune.set_blocking), so
-one compile serves every blocking the tuner tries. Packing (gemm_pack.py) reads A and B
+one compile serves every blocking the tuner tries. Built with ``rounded`` (the bf16 GEMM's
+float32 form), the packing rounds every element to bf16. Packing (gemm_pack.py) reads A and B
 through arbitrary strides, so transposed operands and broadcast batches cost nothing
 extra. Partial tiles run the same micro-kernel on zero-padded panels and store through a
 small tile buffer.
@@ -82,11 +83,21 @@ class GemmBuilder:
     )
 
     def __init__(
-        self, module: ir.Module, ftype: ir.Type, tile: MicroTile, parallel: ParallelRuntime
+        self,
+        module: ir.Module,
+        ftype: ir.Type,
+        tile: MicroTile,
+        parallel: ParallelRuntime,
+        rounded: bool = False,
     ):
+        """``rounded``: both operands are rounded to bf16 as they are packed (the bf16
+        GEMM's float32 form, gemm_bf16.py; float32 only) - B is then never read in place."""
         self.module, self.t, self.parallel = module, ftype, parallel
         suffix = "f32" if isinstance(ftype, ir.FloatType) else "f64"
-        self.suffix = suffix
+        if rounded and suffix != "f32":
+            raise ValueError("only a float32 GEMM rounds its operands to bf16")
+        self.suffix, self.rounded = suffix, rounded
+        self.name = f"nc_gemm_{suffix}" + ("_bf16_operands" if rounded else "")
         self.mr, self.vectors = tile.mr, tile.vectors
         self.lanes = tile.lanes if suffix == "f32" else tile.lanes // 2
         self.vt = ir.VectorType(ftype, self.lanes)
@@ -102,7 +113,7 @@ class GemmBuilder:
     # ---- the driver: the three blocking loops, one region per block -------------------
 
     def _driver(self) -> ir.Function:
-        fn = ir.Function(self.module, GEMM_TYPE, f"nc_gemm_{self.suffix}")
+        fn = ir.Function(self.module, GEMM_TYPE, self.name)
         fn.linkage = "internal"
         for a, name in zip(fn.args, self.ARGS, strict=True):
             a.name = name
@@ -126,7 +137,7 @@ class GemmBuilder:
             # long k with few rows and columns splits k, enough rows split rows, enough
             # columns split columns; only what is left shares packed blocks (below).
             elem_bytes = 4 if self.suffix == "f32" else 8
-            args, name = list(fn.args), f"nc_gemm_{self.suffix}"
+            args, name = list(fn.args), self.name
             ws = WORKSPACE_BYTES
             splits = [
                 (
@@ -246,7 +257,7 @@ class GemmBuilder:
         L.range(0, m, 1, row, "zi")
 
     def _region_entry(self) -> ir.Function:
-        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), f"nc_gemm_{self.suffix}.region")
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR]), f"{self.name}.region")
         fn.linkage = "internal"
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         tid = b.sext(
@@ -264,9 +275,7 @@ class GemmBuilder:
     # ---- one block: pack, barrier, micro-kernels --------------------------------------
 
     def _region_body(self) -> ir.Function:
-        fn = ir.Function(
-            self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"nc_gemm_{self.suffix}.block"
-        )
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [PTR, I64, I64]), f"{self.name}.block")
         fn.linkage = "internal"
         data, tid, nth = fn.args
         b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -373,7 +382,10 @@ class GemmBuilder:
     def _in_place_b(self, b: ir.IRBuilder, b_cs: ir.Value, m: ir.Value) -> ir.Value:
         """Read B's whole panels where they are: its rows are contiguous (unit column
         stride) and few rows of A reuse each panel (m <= IN_PLACE_B_ROWS), so copying B
-        into panels would cost about as much as the products themselves."""
+        into panels would cost about as much as the products themselves. (Never when the
+        operands are rounded: that happens in the packing.)"""
+        if self.rounded:
+            return ir.Constant(ir.IntType(1), 0)
         return b.and_(
             b.icmp_signed("==", b_cs, ir.Constant(I64, 1)),
             b.icmp_signed("<=", m, ir.Constant(I64, IN_PLACE_B_ROWS)),
@@ -402,13 +414,19 @@ def runtime_functions() -> dict[str, str]:
     return {f"nc_gemm_{suffix}": runtime_symbol(suffix) for suffix in ("f32", "f64")}
 
 
+def define_blocking(module: ir.Module, tile: MicroTile) -> None:
+    """BLOCKING_GLOBAL in ``module``, a small valid blocking until set_blocking sets the
+    machine's."""
+    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8, 1 << 20]
+    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, BLOCKING_FIELDS), BLOCKING_GLOBAL)
+    blocking.initializer = ir.Constant(ir.ArrayType(I64, BLOCKING_FIELDS), initial)
+
+
 def build_gemm_functions(module: ir.Module, parallel: ParallelRuntime, tile: MicroTile) -> None:
     """Define nc_gemm_f32 and nc_gemm_f64 (``runtime_functions``) in ``module`` with the
     micro-tile ``tile``. BLOCKING_GLOBAL starts as a small valid blocking
     (the text of the module depends on the tile alone, so the compiled object is cached
     once per tile); whoever compiles it sets the real one (gemm_tune.set_blocking)."""
-    initial = [128, tile.mr * 16, tile.vectors * tile.lanes * 8, 1 << 20]
-    blocking = ir.GlobalVariable(module, ir.ArrayType(I64, BLOCKING_FIELDS), BLOCKING_GLOBAL)
-    blocking.initializer = ir.Constant(ir.ArrayType(I64, BLOCKING_FIELDS), initial)
+    define_blocking(module, tile)
     for ftype in (ir.FloatType(), ir.DoubleType()):
         GemmBuilder(module, ftype, tile, parallel).fn.linkage = "external"

@@ -59,10 +59,10 @@ def bf16_runtime() -> NativeCode:
     """The bfloat16 GEMM (gemm_bf16.py) for this process, compiled at the first program
     with ``matmul_precision="bf16"`` and registered as ``nc_rt_gemm_bf16``: the AMX form
     where amx.amx_usable() holds now, else AVX512-BF16 vectors where the CPU has them, else
-    the rounding fallback over the float32 GEMM.
+    the float32 GEMM compiled to round its operands as it packs them.
     Programs name the symbol only, so each compile links the form registered last (both
     compute the same products; NNCOMPILE_AMX=0 switches the form for later compiles)."""
-    runtime()  # the fallback calls the float32 GEMM; both use libgomp's team
+    runtime()  # the tuning's blocking and libgomp's team, both forms use them
     global _bf16_form
     form = current_bf16_form()
     with _lock:
@@ -71,8 +71,12 @@ def bf16_runtime() -> NativeCode:
             load_libgomp()
             module = ir.Module(name="nc_runtime_bf16")
             module.triple = llvm.get_process_triple()
-            Bf16GemmBuilder(module, form)
+            tuning = _tuning  # (set by runtime() above)
+            assert tuning is not None
+            Bf16GemmBuilder(module, form, tuning.params.tile)
             native = compile_ir(str(module), entry=BF16_FUNCTION)
+            if form == "float32":  # (the float32 GEMM inside takes the runtime's blocking)
+                set_blocking(native, tuning.params)
             _bf16[form] = native
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
         if form == "float32" and _bf16_form != form:  # one line, when the form changes to it
