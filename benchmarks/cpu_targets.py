@@ -7,7 +7,8 @@ thread count (torch.set_num_threads). Workloads:
   mlp64 / mlp256   MLP 784-256-128-10 Adam training step, batch 64 / 256
   cnn64            the seed CNN Adam training step, batch 64
   chain            y = tanh(0.5x + 1) * sigmoid(x) + x*x over 4M float32
-  gemm1024         C = A @ B, 1024^3 float32 (vs NumPy/OpenBLAS)
+  gemm1024         C = A @ B, 1024^3 float32 (vs NumPy/OpenBLAS, timed in a child process
+                   without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, which pick slower kernels)
   compile          cold compile time of the seed CNN training step (no disk cache)
 Eager nncompile (NumPy) is timed too, for the compiled-vs-own-eager ratios.
 """
@@ -49,6 +50,33 @@ def timed(fn, steps: int, warmup: int = 3) -> float:
         fn()
         samples.append(time.perf_counter() - t)
     return statistics.median(samples)
+
+
+def numpy_gemm_seconds(threads: int, steps: int) -> float:
+    """NumPy's 1024^3 matmul, timed like ours but in a child process whose environment has
+    no OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (set on some of these machines, they pick an
+    older, slower kernel: see TOOLCHAIN.md) and OpenBLAS on ``threads`` threads."""
+    import subprocess
+
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); from cpu_targets import timed; "
+        "a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32); "
+        "b = np.random.default_rng(1).standard_normal((1024, 1024)).astype(np.float32); "
+        "print(timed(lambda: a @ b, int(sys.argv[2])))"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run(
+        [sys.executable, "-c", code, here, str(steps)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def nncompile_step(build, batch: int, threads: int):
@@ -168,7 +196,7 @@ def main() -> None:
     # slow a compiled step timed next (its thread chooser would even move it to one thread)
     for name, eager_run in eager_runs.items():
         eager[name] = timed(eager_run, max(3, args.steps // 5), warmup=1)
-    numpy_gemm = timed(lambda: a @ b, args.steps)
+    numpy_gemm = numpy_gemm_seconds(args.threads, args.steps)
 
     for name, _, batch, torch_model in workloads:
         theirs = timed(torch_model(batch), args.steps) if torch else None
