@@ -1,7 +1,8 @@
 """Packing for the bf16 GEMM (gemm_bf16.py): float32 operands rounded to bf16 as they are
 copied into the layouts the tile and vector instructions read.
 
-- A, per 32-row panel: row-major bf16, ``kwp`` values per row (k padded to 32 with zeros).
+- A, per 32-row panel: row-major bf16, ``kwp`` values per row (k padded with zeros: to 32
+  for AMX, to a pair for vdpbf16ps; gemm_bf16.K_PADDING).
 - B, per 16-column panel: ``kwp / 2`` rows of 16 (k even, k odd) pairs, 64 bytes each: the
   pair-interleaved ("VNNI") layout of a ``tdpbf16ps`` / ``vdpbf16ps`` B operand.
 
@@ -77,8 +78,8 @@ class Emitter:
 @dataclass
 class KBlock:
     """One packed block: columns [jc, jc + nw) of B (nwp: padded to BLOCK) and k [pc, pc +
-    kw) (kwp: padded to 32; half = kwp / 2 pair rows); ``first``: C is assigned, not added
-    to (the first k block of a product with beta 0)."""
+    kw) (kwp: padded as gemm_bf16.K_PADDING says; half = kwp / 2 pair rows); ``first``: C
+    is assigned, not added to (the first k block of a product with beta 0)."""
 
     jc: ir.Value
     nw: ir.Value
