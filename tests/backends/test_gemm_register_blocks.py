@@ -40,7 +40,7 @@ def test_narrow_products_match_float64(m, k, n, dtype, transposed, threads):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)
 
 
-@pytest.mark.parametrize("m,k,n", [(64, 128, 10), (3, 3000, 300), (512, 64, 3)])
+@pytest.mark.parametrize("m,k,n", [(64, 128, 10), (3, 3000, 300), (512, 32, 3)])
 def test_such_products_call_no_runtime_gemm(m, k, n):
     x = np.zeros((m, k), np.float32)
     w = np.zeros((k, n), np.float32)
@@ -79,3 +79,35 @@ def test_convolution_weight_gradient_with_narrow_blocks_accumulates():
     want = nc.compile(step, backend="numpy")(*(a.astype(np.float64) for a in (x, w, g)))
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_blocks_over_a_large_a_with_long_rows_are_short():
+    """A larger than L2 with rows of many KiB: blocks of few rows, so that the prefetchers
+    follow every row's stream (gemm_registers.streamed_rows); short rows keep tall blocks."""
+    from dataclasses import replace
+
+    from nncompile.backends.llvm.gemm_registers import MIN_STREAMED_ROWS, streamed_rows
+    from nncompile.backends.llvm.machine import this_machine
+    from nncompile.ir.kernel import Gemm
+
+    machine = this_machine()
+    narrow = Gemm(
+        "a",
+        "b",
+        "c",
+        1,
+        64,
+        10,
+        128,
+        (0, 128, 1),
+        (0, 10, 1),
+        (0, 10, 1),
+        0,
+        0,
+        0,
+        dtype=nc.float32,
+    )
+    assert streamed_rows(narrow, machine) >= machine.vector_registers - 2  # A in L2
+    k = machine.l2 // 64  # rows of l2 / 16 bytes, more of them than fit in L2
+    long_rows = replace(narrow, m=64, k=k, a_strides=(0, k, 1))
+    assert streamed_rows(long_rows, machine) == MIN_STREAMED_ROWS
