@@ -23,6 +23,11 @@ SHAPES = [  # (M, K, N)
     (3, 1000, 70),  # fewer rows than the micro-kernel: dot products when B^T is given
     (64, 700, 130),  # few rows: a row-major B's whole panels read in place, the last packed
     (65, 300, 64),  # one row above that limit: packed again
+    # last panels 1, 2, 3 vectors wide (36, 48 float32 columns; 20 float64 columns):
+    # only those vectors multiplied
+    (40, 200, 100),
+    (20, 128, 112),
+    (70, 90, 180),
 ]
 
 
