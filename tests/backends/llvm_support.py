@@ -156,3 +156,23 @@ def graph_sizes():
 def rng_for(*parts) -> np.random.Generator:
     """A generator seeded by a stable hash of ``parts`` (a case's name and parameters)."""
     return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode()))
+
+
+def check_matmul_against_float64(
+    m: int, k: int, n: int, dtype: Any, transposed: str, threads: int, seed: int
+) -> None:
+    """A compiled (m x k) @ (k x n) against float64 NumPy, with A or B given transposed
+    ("a", "b") or neither (""), on ``threads`` threads."""
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (m, k)).astype(dtype)
+    b = rng.uniform(-1, 1, (k, n)).astype(dtype)
+    if transposed == "a":
+        fn, args = (lambda at, b: nc.transpose(at) @ b), (np.ascontiguousarray(a.T), b)
+    elif transposed == "b":
+        fn, args = (lambda a, bt: a @ nc.transpose(bt)), (a, np.ascontiguousarray(b.T))
+    else:
+        fn, args = (lambda a, b: a @ b), (a, b)
+    got = nc.compile(fn, threads=threads)(*args)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)

@@ -12,6 +12,8 @@ from nncompile.backends.llvm import gemm
 
 import nncompile as nc
 
+from .llvm_support import check_matmul_against_float64
+
 # (m, k, n): row tails around the 4-row blocks; k at the dot form's minimum and long
 SHAPES = [(1, 64, 1), (3, 100, 2), (5, 64, 3), (33, 300, 4), (130, 1000, 1), (257, 129, 2)]
 SHAPES += [(64, 2048, 3), (9, 64, 5), (40, 63, 2)]  # five columns, k = 63: other forms
@@ -22,19 +24,7 @@ SHAPES += [(64, 2048, 3), (9, 64, 5), (40, 63, 2)]  # five columns, k = 63: othe
 @pytest.mark.parametrize("transposed", ["", "a", "b"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_few_column_products_match_float64(m, k, n, dtype, transposed, threads):
-    rng = np.random.default_rng(m * 7 + k + n)
-    a = rng.uniform(-1, 1, (m, k)).astype(dtype)
-    b = rng.uniform(-1, 1, (k, n)).astype(dtype)
-    if transposed == "a":
-        fn, args = (lambda at, b: nc.transpose(at) @ b), (np.ascontiguousarray(a.T), b)
-    elif transposed == "b":
-        fn, args = (lambda a, bt: a @ nc.transpose(bt)), (a, np.ascontiguousarray(b.T))
-    else:
-        fn, args = (lambda a, b: a @ b), (a, b)
-    got = nc.compile(fn, threads=threads)(*args)
-    want = a.astype(np.float64) @ b.astype(np.float64)
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)
+    check_matmul_against_float64(m, k, n, dtype, transposed, threads, seed=m * 7 + k + n)
 
 
 @pytest.mark.parametrize("m,k,n", [(2048, 256, 1), (512, 512, 2), (300, 64, 4)])

@@ -13,6 +13,8 @@ import pytest
 
 import nncompile as nc
 
+from .llvm_support import check_matmul_against_float64
+
 # (m, k, n): row tails of every size; one to four vectors wide and below half a vector;
 # k shorter than a register GEMM's own minimum; few rows with column tails
 SHAPES = [(64, 128, 10), (33, 40, 16), (100, 600, 17), (257, 64, 31), (61, 300, 32)]
@@ -25,19 +27,7 @@ SHAPES += [(3, 500, 300), (2, 100, 37), (5, 64, 1000)]
 @pytest.mark.parametrize("transposed", ["", "a", "b"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_narrow_products_match_float64(m, k, n, dtype, transposed, threads):
-    rng = np.random.default_rng(m + k + n)
-    a = rng.uniform(-1, 1, (m, k)).astype(dtype)
-    b = rng.uniform(-1, 1, (k, n)).astype(dtype)
-    if transposed == "a":
-        fn, args = (lambda at, b: nc.transpose(at) @ b), (np.ascontiguousarray(a.T), b)
-    elif transposed == "b":
-        fn, args = (lambda a, bt: a @ nc.transpose(bt)), (a, np.ascontiguousarray(b.T))
-    else:
-        fn, args = (lambda a, b: a @ b), (a, b)
-    got = nc.compile(fn, threads=threads)(*args)
-    want = a.astype(np.float64) @ b.astype(np.float64)
-    tol = 1e-4 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * k**0.5)
+    check_matmul_against_float64(m, k, n, dtype, transposed, threads, seed=m + k + n)
 
 
 @pytest.mark.parametrize("m,k,n", [(64, 128, 10), (3, 3000, 300), (512, 32, 3)])
