@@ -31,23 +31,27 @@ _CALL = ctypes.CFUNCTYPE(
 SHAPES = [(64, 5408, 64), (37, 3001, 45), (5, 40000, 30)]
 # (m, k, n): all split rows on 2-4 threads (rows not multiples of the register tile; the
 # last one with a B too large for the small-B rule)
-ROW_SHAPES = [(130, 200, 70), (517, 257, 129), (1024, 96, 40), (520, 1100, 1000)]
-# (m, k, n): too few rows to split them on 2-4 threads, columns split (the last one's B
-# too large for the rows rule at 65 rows per thread)
-COL_SHAPES = [(48, 300, 260), (20, 530, 1000), (130, 700, 1500)]
+ROW_SHAPES = [(130, 200, 70), (517, 257, 129), (1024, 96, 40), (1100, 1100, 520)]
+# (m, k, n): too few rows to split them on 2-4 threads, columns split (the third one's B
+# too large for the rows rule at 65 rows per thread); the last has rows enough, but more
+# columns than rows: columns first
+COL_SHAPES = [(48, 300, 260), (20, 530, 1000), (130, 700, 1500), (300, 200, 700)]
 NR = 64  # the register tile's width in float32 columns (6 x 4 zmm)
 
 
 def _split(m: int, k: int, n: int, threads: int, itemsize: int) -> str:
-    """How gemm_team_split decides, restated: k first, then rows, then columns."""
+    """How the packed GEMM's team decides, restated: k first, then rows (unless there are
+    more columns than rows and they split), then columns."""
     if k >= SPLIT_K_DEPTH * max(m, n) and m * n * itemsize <= 1 << 18:
         return "k" if m * n * k >= SPLIT_K_MIN_PRODUCTS else "team"
     rule = FLOAT32_ROWS
     small_b = k * n * itemsize <= small_b_bytes(this_machine())
-    if m >= threads * (rule.min_rows if small_b else rule.min_rows_large_b):
-        return "rows"
     lanes = NR if itemsize == 4 else NR // 2
-    return "cols" if n >= threads * lanes else "team"
+    cols = n >= threads * lanes
+    if m >= threads * (rule.min_rows if small_b else rule.min_rows_large_b):
+        if not (cols and n > m):
+            return "rows"
+    return "cols" if cols else "team"
 
 
 def _gemm(dtype) -> _CALL:
