@@ -106,3 +106,27 @@ def test_products_held_in_registers_match(shape, dtype, transposed_a):
     got = check(fn, a, b, tol=acc(dtype, k, 4.0))
     at = a.transpose(0, 2, 1) if transposed_a else a
     np.testing.assert_allclose(got, at.astype(np.float64) @ b, rtol=1e-3, atol=1e-3 * k**0.5)
+
+
+@pytest.mark.parametrize("m,n", [(5, 9), (24, 40), (3, 70)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_long_dot_products_run_in_passes(m, n, threads):
+    """Dot products (B along k) whose rows of A and B exceed L2 run over k in passes that
+    fit in it (gemm.dot_chunk), each pass adding into C: a k of three or more passes and a
+    shorter last one, with and without a term added to the product."""
+    from nncompile.backends.llvm import gemm
+    from nncompile.backends.llvm.machine import this_machine
+    from nncompile.ir.kernel import Gemm
+
+    k = 3 * this_machine().l2 // ((m + n) * 4) + 37
+    probe = Gemm("a", "b", "c", 1, m, n, k, (0, k, 1), (0, 1, k), (0, n, 1), dtype=nc.float32)
+    assert gemm.dot_chunk(probe) < k and k % gemm.dot_chunk(probe)
+    rng = np.random.default_rng(m + n)
+    a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b_t = rng.uniform(-1, 1, (n, k)).astype(np.float32)
+    c = rng.uniform(-1, 1, (m, n)).astype(np.float32)
+    want = a.astype(np.float64) @ b_t.T.astype(np.float64)
+    product = nc.compile(lambda a, b_t: a @ nc.transpose(b_t), threads=threads)(a, b_t)
+    np.testing.assert_allclose(product, want, rtol=1e-4, atol=1e-4 * k**0.5)
+    plus = nc.compile(lambda a, b_t, c: c + a @ nc.transpose(b_t), threads=threads)(a, b_t, c)
+    np.testing.assert_allclose(plus, want + c, rtol=1e-4, atol=1e-4 * k**0.5)
