@@ -137,14 +137,26 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
         a_sa, b_sb, c_sc = s.a_strides, s.b_strides, s.c_strides
         kk = iadd(p0, p)
         accs = [[f"{prefix}acc{r}_{c}" for c in range(ncols)] for r in range(nrows)]
+        # each row's start named before the k loop: LLVM proved some rows' loads along k
+        # consecutive and gathered the others (1.75x on 128x512x128^T, one thread)
+        starts = [f"{prefix}ar{r}" for r in range(nrows)] + [f"{prefix}bc{c}" for c in range(ncols)]
+        out: list[Stmt] = [
+            Let(starts[r], at(s.a_offset, a_sa[0], [(row[r], a_sa[1])])) for r in range(nrows)
+        ]
+        out += [
+            Let(starts[nrows + c], at(s.b_offset, b_sb[0], [(col[c], b_sb[2])]))
+            for c in range(ncols)
+        ]
         step: list[Stmt] = []
         for r in range(nrows):
-            a = Load(s.a, at(s.a_offset, a_sa[0], [(row[r], a_sa[1]), (kk, a_sa[2])]), d)
+            a_at = iadd(Var(starts[r], INDEX), imul(kk, const_index(a_sa[2])))
+            a = Load(s.a, a_at, d)
             for c in range(ncols):
-                b = Load(s.b, at(s.b_offset, b_sb[0], [(kk, b_sb[1]), (col[c], b_sb[2])]), d)
+                b_at = iadd(Var(starts[nrows + c], INDEX), imul(kk, const_index(b_sb[1])))
+                b = Load(s.b, b_at, d)
                 total = Binary("add", Var(accs[r][c], d), Binary("mul", a, b, d), d)
                 step.append(Assign(accs[r][c], total))
-        out: list[Stmt] = [Local(name, d, Const(0.0, d)) for names in accs for name in names]
+        out += [Local(name, d, Const(0.0, d)) for names in accs for name in names]
         out.append(Loop(p.name, extent, step, vectorize=True))
         for r in range(nrows):
             for c in range(ncols):
