@@ -15,8 +15,9 @@ from collections.abc import Callable
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
+from .amx import cpu_has_avx512bf16
 from .jit import NativeCode, compile_ir
-from .machine import host_features, this_machine
+from .machine import this_machine
 
 I32, I64, F32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
 ITERATIONS = 1 << 18
@@ -52,10 +53,6 @@ def _chain_loop(module: ir.Module, name: str, lanes: int, chains: int, step) -> 
     b.ret(b.extract_element(total, ir.Constant(I32, 0)))
 
 
-def has_bf16_dot() -> bool:
-    return "avx512bf16" in host_features() and this_machine().vector_bytes == 64
-
-
 @functools.cache
 def _peak_loops() -> tuple[NativeCode, int, int]:
     """The compiled loops (the bf16 one where the CPU has it), their lanes and chains."""
@@ -68,7 +65,7 @@ def _peak_loops() -> tuple[NativeCode, int, int]:
     fma = ir.Function(module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{lanes}f32")
     scale, shift = ir.Constant(vt, [0.999] * lanes), ir.Constant(vt, [1e-3] * lanes)
     _chain_loop(module, FMA, lanes, chains, lambda b, acc: b.call(fma, [acc, scale, shift]))
-    if has_bf16_dot():
+    if cpu_has_avx512bf16():
         v16, vi32 = ir.VectorType(F32, DOT_LANES), ir.VectorType(I32, DOT_LANES)
         dot = ir.Function(
             module, ir.FunctionType(v16, [v16, vi32, vi32]), "llvm.x86.avx512bf16.dpbf16ps.512"
@@ -116,7 +113,7 @@ def fma_peak(seconds: float = 0.2) -> float:
 def bf16_dot_peak(seconds: float = 0.2) -> float | None:
     """This core's ``vdpbf16ps`` throughput in GFLOP/s (two products and two sums per
     lane), or None where the CPU lacks AVX512-BF16."""
-    if not has_bf16_dot():
+    if not cpu_has_avx512bf16():
         return None
     return _gflops(_best_times([DOT], seconds)[0], DOT_LANES, 4)
 
@@ -127,7 +124,7 @@ def bf16_dot_speedup(seconds: float = 0.05) -> float | None:
     once per process), or None where the CPU lacks AVX512-BF16. About 2 where the
     instruction issues as often as an FMA (Zen 4 and 5); about 1 where it issues at half
     the rate (Sapphire Rapids), and there the bf16 GEMM gains nothing from it."""
-    if not has_bf16_dot():
+    if not cpu_has_avx512bf16():
         return None
     fma_time, dot_time = _best_times([FMA, DOT], seconds)
     _, lanes, _ = _peak_loops()

@@ -139,21 +139,17 @@ def dot_gemm_loops(s: Gemm, prefix: str, parallel: bool) -> list[Stmt]:
         accs = [[f"{prefix}acc{r}_{c}" for c in range(ncols)] for r in range(nrows)]
         # each row's start named before the k loop: LLVM proved some rows' loads along k
         # consecutive and gathered the others (1.75x on 128x512x128^T, one thread)
-        starts = [f"{prefix}ar{r}" for r in range(nrows)] + [f"{prefix}bc{c}" for c in range(ncols)]
+        a_rows = [f"{prefix}ar{r}" for r in range(nrows)]
+        b_rows = [f"{prefix}bc{c}" for c in range(ncols)]
         out: list[Stmt] = [
-            Let(starts[r], at(s.a_offset, a_sa[0], [(row[r], a_sa[1])])) for r in range(nrows)
+            Let(a_rows[r], at(s.a_offset, a_sa[0], [(row[r], a_sa[1])])) for r in range(nrows)
         ]
-        out += [
-            Let(starts[nrows + c], at(s.b_offset, b_sb[0], [(col[c], b_sb[2])]))
-            for c in range(ncols)
-        ]
+        out += [Let(b_rows[c], at(s.b_offset, b_sb[0], [(col[c], b_sb[2])])) for c in range(ncols)]
         step: list[Stmt] = []
         for r in range(nrows):
-            a_at = iadd(Var(starts[r], INDEX), imul(kk, const_index(a_sa[2])))
-            a = Load(s.a, a_at, d)
+            a = Load(s.a, iadd(Var(a_rows[r], INDEX), imul(kk, const_index(a_sa[2]))), d)
             for c in range(ncols):
-                b_at = iadd(Var(starts[nrows + c], INDEX), imul(kk, const_index(b_sb[1])))
-                b = Load(s.b, b_at, d)
+                b = Load(s.b, iadd(Var(b_rows[c], INDEX), imul(kk, const_index(b_sb[1]))), d)
                 total = Binary("add", Var(accs[r][c], d), Binary("mul", a, b, d), d)
                 step.append(Assign(accs[r][c], total))
         out += [Local(name, d, Const(0.0, d)) for names in accs for name in names]
@@ -225,18 +221,13 @@ def dot_chunk(s: Gemm) -> int:
     0.619 -> 0.364, 8x4096x256^T 0.162 -> 0.106."""
     from .machine import this_machine
 
-    if isinstance(s.m, Dim) or isinstance(s.n, Dim) or isinstance(s.k, Dim):
-        return 1 << 62
-    per_k = (s.m + s.n) * s.dtype.itemsize
+    per_k = (s.m + s.n) * s.dtype.itemsize  # (static sizes: the dot form's only)
     l2 = this_machine().l2
-    if per_k * s.k <= l2:
+    fits = l2 // 2 // per_k
+    if per_k * s.k <= l2 or fits < DOT_MIN_CHUNK * 3 // 4:
         return s.k
-    fits = l2 // 2 // max(per_k, 1)
-    if fits < DOT_MIN_CHUNK * 3 // 4:
-        return s.k
+    # (k > 2 fits here, so at least two passes)
     passes = -(-s.k // max(fits, DOT_MIN_CHUNK))
-    if passes <= 1:
-        return s.k
     even = -(-s.k // passes)
     return (even + 15) // 16 * 16
 
@@ -285,12 +276,12 @@ def emit_gemm(emitter, s: Gemm) -> None:
         # the other forms compute float32 products: the runtime's bf16 GEMM serves them
         _emit_packed_call(emitter, s)
         return
-    # narrow and tall, or few rows and wide: register-tile blocks (a team's when the
-    # product is worth one)
     if not dynamic and few_columns(s):
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(dot_gemm_loops(s, prefix, parallel=not emitter.in_parallel))
         return
+    # narrow and tall, or few rows and wide: register-tile blocks (a team's when the
+    # product is worth one)
     team = emitter.parallel.threads if _big(s) and not emitter.in_parallel else 1
     blocks = None if dynamic else register_blocks(s, team)
     if blocks is not None:

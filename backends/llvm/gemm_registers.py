@@ -34,7 +34,7 @@ from ...ir.kernel import (
 )
 from .bf16 import rounded_to_bf16
 from .llvm_builders import Loops, declare, masked_load
-from .machine import this_machine
+from .machine import Machine, this_machine
 from .parallel import store_untyped
 
 I1, I32, I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
@@ -74,7 +74,7 @@ PACKED_MIN_ROWS = 6  # the packed micro-kernel's rows: fewer, and it mostly comp
 MIN_STREAMED_ROWS = 8
 
 
-def streamed_rows(s: Gemm, machine) -> int:
+def streamed_rows(s: Gemm, machine: Machine) -> int:
     """The most rows a block of a narrow product should take. A block reads its rows of A
     side by side, one element of each per step of k: when A is larger than L2 each row
     is a stream from memory, and long rows (KiBs apart) are separate streams, more than

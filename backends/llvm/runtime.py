@@ -64,8 +64,8 @@ def bf16_runtime() -> NativeCode:
     compute the same products; NNCOMPILE_AMX=0 switches the form for later compiles)."""
     runtime()  # the tuning's blocking and libgomp's team, both forms use them
     global _bf16_form
-    form = current_bf16_form()
-    with _lock:
+    with _lock:  # (threads compiling their first bf16 programs at once decide the form once)
+        form = current_bf16_form()
         native = _bf16.get(form)
         if native is None:
             load_libgomp()

@@ -304,7 +304,7 @@ def test_avx512bf16_needs_the_cpu_feature(monkeypatch):
 def test_bf16_dot_peak_is_measured():
     from nncompile.backends.llvm import fma_peak
 
-    if not fma_peak.has_bf16_dot():
+    if not amx.cpu_has_avx512bf16():
         pytest.skip("this CPU has no AVX512-BF16")
     peak, speedup = fma_peak.bf16_dot_peak(0.02), fma_peak.bf16_dot_speedup(0.02)
     assert 1.0 < peak < 1e5 and 0.1 < speedup < 10
