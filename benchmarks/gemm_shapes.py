@@ -46,7 +46,10 @@ EVERYDAY = [
     (64, 128, 10, False, False),  # a classifier head at batch 64
     (128, 64, 10, True, False),  # its weight gradient
     (512, 64, 3, False, False),
-    (2048, 2048, 2, False, False),
+    (2048, 2048, 2, False, False),  # a GEMV-like head: dot products (gemm.few_columns)
+    (2048, 2048, 10, False, False),  # a classifier head over a large A: short row blocks
+    (32, 5408, 64, False, True),  # a Linear layer's weight, long k: dot products in passes
+    (128, 512, 128, False, True),
     (10, 5000, 50, False, False),
     (3, 3000, 300, False, False),  # few rows, wide
     (64, 256, 40, False, False),
