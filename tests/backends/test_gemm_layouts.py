@@ -1,6 +1,7 @@
 """The runtime GEMM on every operand layout it packs differently: row-major and
 transposed A (packed [r][p] vs [p][r]), row-major and transposed B, whole and partial
-panels (a row-major B's whole panels read in place for few rows of A), K across several
+panels (a row-major B's whole panels read in place for few rows of A, or more when its
+block is whole rows), K across several
 rank-KC updates and M across several row blocks."""
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ SHAPES = [  # (M, K, N)
     (3, 1000, 70),  # fewer rows than the micro-kernel: dot products when B^T is given
     (64, 700, 130),  # few rows: a row-major B's whole panels read in place, the last packed
     (65, 300, 64),  # one row above that limit: packed again
+    # B's block whole rows (its width is n): read in place up to 256 rows, the last
+    # partial panel packed; one row more and it is packed again
+    (200, 600, 130),
+    (256, 300, 64),
+    (257, 300, 64),
     # last panels 1, 2, 3 vectors wide (36, 48 float32 columns; 20 float64 columns):
     # only those vectors multiplied
     (40, 200, 100),
