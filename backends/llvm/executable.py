@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -60,6 +59,7 @@ class _CallContext:
         self.batch = 1  # this call's
         self.arena = aligned_empty(max(evaluate(self.arena_bytes, self.capacity), 64))
         self.status = np.zeros(1, np.int64)
+        self.status_word = ctypes.c_int64.from_buffer(self.status)  # (faster to read)
         # Only programs that call the packed GEMM need its packing buffers (one slice per
         # thread: GEMMs in parallel loops, split k).
         self.workspace = aligned_empty(max(64, WORKSPACE_BYTES * executable.workspaces))
@@ -92,7 +92,7 @@ class LLVMExecutable:
         self._constants = {n: _aligned_copy(a) for n, a in program.constants.items()}
         self._runtime = runtime()  # the code it calls stays alive with it
         self._inputs = [program.buffers[n] for n in program.inputs]
-        self._want_dtype = [b.dtype.np for b in self._inputs]
+        self._want_dtype = [np.dtype(b.dtype.np) for b in self._inputs]
         self._io_slots = [self._slots[n] for n in program.inputs + program.outputs]
         self._want_shape = [v.shape for v in program.graph.inputs]
         # A dynamic-batch program: each call's batch size n, and the shapes it gives.
@@ -113,24 +113,24 @@ class LLVMExecutable:
         # have one class).
         self._most_threads = threads if parallel else 1
         self._choosers: dict[int, ThreadChooser] = {}
+        # (a program of fixed shapes has one: looked up once)
+        self._chooser = None if self.dynamic else self._chooser_for(1)
         # A failing call must leave donated inputs as they were: when a kernel that can
         # report an error runs after one that writes a donated buffer, keep a copy.
         self._snapshot_donated = donated_write_may_precede_error(program)
         self._free: list[_CallContext] = [_CallContext(self)]
-        self._free_lock = threading.Lock()
 
     def check_input(self, i: int, value: object, want_shapes: list | None = None) -> np.ndarray:
         want_shape = (want_shapes or self._want_shape)[i]
         # Fast path: the common case costs a few attribute reads (`aligned` covers
-        # misaligned views; `ctypes.data` is slow to ask for).
-        if (
-            type(value) is np.ndarray
-            and value.dtype == self._want_dtype[i]
-            and value.shape == want_shape
-            and value.flags.c_contiguous
-            and value.flags.aligned
-        ):
-            return value
+        # misaligned views; `ctypes.data` is slow to ask for; a native-order dtype is one
+        # object, so `is` answers for it).
+        if type(value) is np.ndarray and value.shape == want_shape:
+            dtype = value.dtype
+            if dtype is self._want_dtype[i] or dtype == self._want_dtype[i]:
+                flags = value.flags
+                if flags.c_contiguous and flags.aligned:
+                    return value
         buf = self._inputs[i]
         want_dtype = buf.dtype.np
         name = self.program.graph.inputs[i].name
@@ -211,7 +211,8 @@ class LLVMExecutable:
         n, in_shapes, out_shapes = 1, None, None
         if self.dynamic:
             n, in_shapes, out_shapes = self._binding.bind([np.shape(a) for a in arrays])
-        inputs = [self.check_input(i, a, in_shapes) for i, a in enumerate(arrays)]
+        check = self.check_input
+        inputs = [check(i, a, in_shapes) for i, a in enumerate(arrays)]
         donations = self.program.donations
         for j in donations.values():
             if inputs[j] is arrays[j] and not inputs[j].flags.writeable:
@@ -224,12 +225,16 @@ class LLVMExecutable:
         try:
             if self.dynamic:
                 context.fit(n)
-            outputs = [
-                inputs[donations[i]]
-                if i in donations
-                else self._fresh_output(context, i, buf, out_shapes)
-                for i, buf in enumerate(self._outputs)
-            ]
+            fresh = self._fresh_output
+            if donations:
+                outputs = [
+                    inputs[donations[i]] if i in donations else fresh(context, i, buf, out_shapes)
+                    for i, buf in enumerate(self._outputs)
+                ]
+            else:
+                outputs = [
+                    fresh(context, i, buf, out_shapes) for i, buf in enumerate(self._outputs)
+                ]
             saved = []
             if self._snapshot_donated:
                 saved = [(inputs[j], inputs[j].copy()) for j in donations.values()]
@@ -240,23 +245,27 @@ class LLVMExecutable:
                 if bound[slot] is not a:
                     args[self._io_slots[slot]] = a.ctypes.data
                     bound[slot] = a
-            context.status[0] = 0
+            status = context.status_word
+            status.value = 0
             context.current = (inputs, outputs)
-            chooser = self._chooser_for(n)
+            chooser = self._chooser if self._chooser is not None else self._chooser_for(n)
             threads = chooser.threads() if measured else chooser.all_threads()
             args[CONTEXT_THREADS] = threads
             start = time.perf_counter()
             run(context)
             if measured:
                 chooser.record(threads, time.perf_counter() - start)
-            code = int(context.status[0])
+            code = status.value
             if code:
                 for array, copy in saved:  # the call failed: donated inputs as they were
                     array[...] = copy
                 raise ExecutionError(self._error_message(code))
             for i, src in self.program.output_copies:
                 outputs[i][...] = self._read(src, context).reshape(outputs[i].shape)
-            context.recycled = [None if i in donations else o for i, o in enumerate(outputs)]
+            if donations:
+                context.recycled = [None if i in donations else o for i, o in enumerate(outputs)]
+            else:
+                context.recycled = outputs.copy()  # (the caller may change the list returned)
         finally:
             context.current = ([], [])
             self._release(context)
@@ -270,14 +279,15 @@ class LLVMExecutable:
         return f"{message} (detected in compiled code)"
 
     def _acquire(self) -> _CallContext:
-        with self._free_lock:
-            if self._free:
-                return self._free.pop()
-        return _CallContext(self)  # a concurrent call: its own arena and workspace
+        # (list.pop and list.append are atomic: no lock, which would cost a tenth of a
+        # small call)
+        try:
+            return self._free.pop()
+        except IndexError:
+            return _CallContext(self)  # a concurrent call: its own arena and workspace
 
     def _release(self, context: _CallContext) -> None:
-        with self._free_lock:
-            self._free.append(context)
+        self._free.append(context)
 
     def _chooser_for(self, n: int) -> ThreadChooser:
         """The thread chooser of batch sizes around ``n`` (a power-of-two class)."""

@@ -111,6 +111,38 @@ def test_many_threads_call_one_function_while_others_compile_and_run_eagerly():
     assert not errors, errors[:5]
 
 
+def test_results_a_caller_holds_are_never_reused():
+    """An executable writes a call's outputs into the previous call's arrays only when the
+    caller dropped them: results kept (or kept through the list returned, or after that
+    list was changed) keep their values; 16 threads at once each get their own."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    exe = nc.lower(lambda x: (x * 2.0, x + 1.0), x).compile()
+    first = exe([x])
+    kept = first[0]
+    first[1] = "changed by the caller"  # the returned list is the caller's
+    second = exe([x + 1])
+    np.testing.assert_array_equal(kept, x * 2)
+    np.testing.assert_array_equal(second[0], (x + 1) * 2)
+    np.testing.assert_array_equal(second[1], x + 2)
+    for step in range(3):  # dropped results may be reused: still the right values
+        got = exe([x + step])
+        np.testing.assert_array_equal(got[1], x + step + 1)
+    results: dict[int, list] = {}
+
+    def caller(i: int) -> None:
+        results[i] = [exe([x + i])[0] for _ in range(200)]
+
+    workers = [threading.Thread(target=caller, args=(i,)) for i in range(16)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    for i, outs in results.items():
+        for out in outs:
+            np.testing.assert_array_equal(out, (x + i) * 2)
+    assert len(results) == 16
+
+
 def test_predict_from_threads_compiling_new_sizes():
     model = nn.Sequential([nn.Dense(16, "relu", input_shape=(8,)), nn.Dense(3, "softmax")])
     model.compile(optim.SGD(0.1), "sparse_categorical_crossentropy")
