@@ -114,7 +114,12 @@ class IndexSimplifier:
                     stack.append((x.a if y is x.b else x.b, k * int(y.value)))
             else:
                 terms.append((x, k))
-        return c0, _merge(terms)
+        merged = _merge(terms)
+        joined = _rejoin(merged)
+        if joined is merged:
+            return c0, merged
+        c1, rest = self.affine(self.build(0, joined))  # (a rejoined e may be a sum)
+        return c0 + c1, rest
 
     def build(self, c0: int, terms: list[tuple[Expr, int]]) -> Expr:
         e: Expr = const_index(c0)
@@ -233,6 +238,41 @@ def _compare(op: str, a: Range, b: Range) -> bool | None:
     if op == "gt":
         return _compare("lt", b, a)
     return _compare("le", b, a)
+
+
+def _atom_key(atom: Expr) -> object:
+    return ("var", atom.name) if isinstance(atom, Var) else id(atom)
+
+
+def _split_by(atom: Expr, op: str) -> tuple[object, int] | None:
+    """(key of e, d) for ``atom`` = e // d or e % d (``op``), else None."""
+    if isinstance(atom, Binary) and atom.op == op and isinstance(atom.b, Const):
+        return _atom_key(atom.a), int(atom.b.value)
+    return None
+
+
+def _rejoin(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:
+    """(e // d) * (k d) + (e % d) * k is e * k: a loop over several dimensions collapsed
+    into one (its index split by delinearize, joined again by linearize) addresses memory
+    through its variable again, which the vectorizer needs. ``terms`` itself when nothing
+    joins."""
+    remainders = {}
+    for i, (atom, _k) in enumerate(terms):
+        split = _split_by(atom, "mod")
+        if split is not None:
+            remainders[split] = i
+    if not remainders:
+        return terms
+    out, used = list(terms), set()
+    for i, (atom, k) in enumerate(terms):
+        split = _split_by(atom, "idiv")
+        j = remainders.get(split) if split is not None else None
+        if j is not None and j not in used and k == terms[j][1] * split[1]:
+            out[i] = (atom.a, terms[j][1])
+            used.add(j)
+    if not used:
+        return terms
+    return _merge([t for n, t in enumerate(out) if n not in used])
 
 
 def _merge(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:

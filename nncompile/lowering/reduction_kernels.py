@@ -6,6 +6,7 @@ lowered as chunked partial sums instead."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,10 +32,13 @@ from ..ir.kernel import (
     ceil_div,
     const_index,
     delinearize,
+    expressions,
     iadd,
     imul,
     linearize,
+    postorder,
 )
+from ..ir.kernel_simplify import IndexSimplifier
 from ..ir.symbolic import Dim, can_exceed, hint
 from .exprs import combine_chunks, const
 
@@ -238,7 +242,7 @@ def _reduction_pass(
             flat = linearize(ri, row)
             return kb.checked([If(better, [Assign(acc, value), Assign(best, flat)])], start)
 
-        stmts += kb.nest(row, step, parallel=False, prefix="r")
+        stmts += _row_loops(kb, row, axes, step)
         kb.elements.bind(
             out, Var(best, INDEX) if out.dtype == INDEX else Cast(Var(best, INDEX), out.dtype)
         )
@@ -249,8 +253,69 @@ def _reduction_pass(
         value = kb.elements.at(x, merge(outer, ri))
         return kb.checked([Assign(acc, _combine(r.op, Var(acc, d), value, d))], start)
 
-    stmts += kb.nest(row, step, parallel=False, prefix="r")
+    stmts += _row_loops(kb, row, axes, step)
     return stmts + _bind_result(kb, r, Var(acc, d), math.prod(row))
+
+
+def _collapsed(row: tuple, axes) -> tuple[tuple, Callable[[list[Expr]], list[Expr]]]:
+    """The loops of a pass over the reduced ``row``: reduced axes next to each other in the
+    data (axes 2 and 3 of NCHW data: the image's pixels) are one loop, a long contiguous
+    one the vectorizer can use (26 x 26 pixels: 16 of each 26 in vectors, the rest one by
+    one); and a function from that loop nest's indices to the row's. Symbolic sizes keep
+    their own loops."""
+    groups: list[list[int]] = []
+    for j, axis in enumerate(axes):
+        joins = (
+            groups
+            and axes[j - 1] == axis - 1
+            and type(row[j]) is not Dim
+            and type(row[groups[-1][-1]]) is not Dim
+        )
+        if joins:
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    loops = tuple(math.prod(row[j] for j in g) for g in groups)
+
+    def expand(index: list[Expr]) -> list[Expr]:
+        out: list[Expr] = []
+        for g, i in zip(groups, index, strict=True):
+            out += delinearize(i, tuple(row[j] for j in g)) if len(g) > 1 else [i]
+        return out
+
+    return loops, expand
+
+
+def _row_loops(kb: KernelBuilder, row: tuple, axes, step) -> list[Stmt]:
+    """The loop nest of one pass over the reduced ``row``, ``step(index)`` its body: with
+    neighbouring reduced axes as one loop (_collapsed) where the data's addresses come out
+    as that loop's variable again, else one loop per axis (a transposed input would be
+    addressed through a division and a remainder per element)."""
+    loops, expand = _collapsed(row, axes)
+    if len(loops) == len(row):
+        return kb.nest(row, step, parallel=False, prefix="r")
+    joined: list[str] = []
+
+    def body(index: list[Expr]) -> list[Stmt]:
+        joined.extend(v.name for v in index if isinstance(v, Var))
+        return step(expand(index))
+
+    stmts = kb.nest(loops, body, parallel=False, prefix="r")
+    if _splits_remain(stmts, set(joined)):
+        return kb.nest(row, step, parallel=False, prefix="r")
+    return stmts
+
+
+def _splits_remain(stmts: list[Stmt], names: set[str]) -> bool:
+    """Whether, once simplified, any expression of ``stmts`` still divides (or takes a
+    remainder of) an index built from the loop variables ``names``."""
+    simplifier = IndexSimplifier()
+    for e in expressions(stmts):
+        for x in postorder([simplifier.expr(e)]):
+            if isinstance(x, Binary) and x.op in ("idiv", "mod") and x.dtype == INDEX:
+                if any(isinstance(v, Var) and v.name in names for v in postorder([x.a])):
+                    return True
+    return False
 
 
 def _bind_result(kb: KernelBuilder, r: Node, total: Expr, count: int) -> list[Stmt]:
