@@ -51,6 +51,7 @@ from .fastmath import InlineMath
 from .llvm_builders import loop_hints, set_function_attributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
+from .running_extremes import ExtremeFlags, running_extremes
 
 F32, F64 = ir.FloatType(), ir.DoubleType()
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -120,6 +121,8 @@ class KernelEmitter:
         self.b = ir.IRBuilder(fn.blocks[-1])
         self.scopes: list[dict[str, ir.Value]] = [{}]
         self.locals: dict[str, tuple[ir.Value, dt.DType]] = {}
+        self._extreme_ops: dict[str, str] | None = None
+        self.extremes: dict[str, ExtremeFlags] = {}  # running max / min locals' flags
         self.memo: list[dict[int, tuple[Expr, ir.Value]]] = [{}]
         self._has_local: dict[int, bool] = {}
         self.in_parallel = False  # inside an outlined parallel body: no nested regions
@@ -130,6 +133,13 @@ class KernelEmitter:
         self.bounds_check = bounds_checked()
         self.sizes = {p.name: p.size for p in kernel.params}
         self.kernel_number = 0  # set by the module builder; names the kernel in debug codes
+
+    @property
+    def extreme_ops(self) -> dict[str, str]:
+        """The kernel's running max / min locals (found once, at the first Local)."""
+        if self._extreme_ops is None:
+            self._extreme_ops = running_extremes(self.kernel.body)
+        return self._extreme_ops
 
     def emit(self) -> ir.Function:
         self.block(self.kernel.body)
@@ -171,10 +181,24 @@ class KernelEmitter:
             with self.b.goto_entry_block():
                 slot = self.b.alloca(reg_type(s.dtype), name=s.name)
             self.locals[s.name] = (slot, s.dtype)
-            self.b.store(self.expr(s.init), slot)
+            init = self.expr(s.init)
+            self.b.store(init, slot)
+            op = self.extreme_ops.get(s.name)
+            if op is not None:  # a running max / min (running_extremes.py)
+                flags = self.extremes[s.name] = ExtremeFlags.allocate(self.b, s.name, op)
+                flags.reset(self.b, init)
         elif isinstance(s, Assign):
             slot, d = self.locals[s.name]
-            self.b.store(self.expr(s.value, accumulate=True), slot)
+            flags = self.extremes.get(s.name)
+            v = s.value
+            if flags is not None and isinstance(v, Binary) and v.op == flags.op:
+                if isinstance(v.a, Var) and v.a.name == s.name:
+                    flags.update(self.b, self.module, slot, self.expr(v.b))
+                    return
+            value = self.expr(v, accumulate=True)
+            self.b.store(value, slot)
+            if flags is not None:
+                flags.reset(self.b, value)
         elif isinstance(s, If):
             self.branch(s)
         elif isinstance(s, Gemm):
@@ -301,7 +325,9 @@ class KernelEmitter:
         if isinstance(e, Var):
             if e.name in self.locals:
                 slot, d = self.locals[e.name]
-                return self.b.load(slot, typ=reg_type(d))
+                value = self.b.load(slot, typ=reg_type(d))
+                flags = self.extremes.get(e.name)
+                return value if flags is None else flags.read(self.b, value)
             return self.lookup(e.name)
         cacheable = not self.has_local(e)
         if cacheable:
