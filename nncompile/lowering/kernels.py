@@ -49,6 +49,15 @@ from .reduction_kernels import lower_reduction
 from .target import CPU, Target
 
 PARALLEL_MIN = 2048  # iterations below this stay on one thread
+# A nest whose iterations each go through a row: elements in all below this stay on one
+# thread (a team's start and barrier cost about what one thread does with ~16K elements)
+PARALLEL_MIN_ELEMENTS = 16384
+
+
+def _worth_a_team(iterations: int | Dim, work: int | Dim) -> bool:
+    if hint(work) <= 1:
+        return hint(iterations) >= PARALLEL_MIN
+    return hint(iterations) >= 2 and hint(iterations) * hint(work) >= PARALLEL_MIN_ELEMENTS
 
 
 class KernelBuilder:
@@ -118,9 +127,12 @@ class KernelBuilder:
         body: Callable[[list[Expr]], list[Stmt]],
         parallel: bool = True,
         prefix: str = "i",
+        work: int | Dim = 1,
     ) -> list[Stmt]:
         """A loop nest over ``shape``: outermost loop parallel if big enough, innermost
-        marked for vectorization; size-1 dims get no loop."""
+        marked for vectorization; size-1 dims get no loop. ``work``: the elements each
+        iteration goes through (a reduction's row): enough of them make a few iterations
+        worth a team (a softmax over 512 rows of 1000, 32 channels' sums over a batch)."""
         names = [self.fresh(prefix) if d != 1 else None for d in shape]
         index: list[Expr] = [Var(n, INDEX) if n else const_index(0) for n in names]
         for n, d in zip(names, shape, strict=True):
@@ -136,7 +148,7 @@ class KernelBuilder:
                     n,
                     d,
                     stmts,
-                    parallel=parallel and outermost and hint(total) >= PARALLEL_MIN,
+                    parallel=parallel and outermost and _worth_a_team(total, work),
                     vectorize=depth == 0,
                     independent=parallel and outermost,
                 )

@@ -125,7 +125,8 @@ def lower_reduction(kb: KernelBuilder) -> Kernel:
             stmts += kb.nest(row, lambda ri: row_stores(outer, ri), parallel=False, prefix="r")
         return stmts
 
-    return kb.kernel(pre + kb.nest(outer_shape, body))
+    reduced = math.prod(row_shape[i] for i in axes)  # elements per outer index
+    return kb.kernel(pre + kb.nest(outer_shape, body, work=reduced))
 
 
 COLUMN_CHUNKS = 16  # a column reduction splits its rows into this many parallel chunks

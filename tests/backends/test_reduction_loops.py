@@ -135,3 +135,21 @@ def _evaluate(e, env: dict) -> int:
         "mod": lambda: a % b,
     }
     return ops[e.op]()
+
+
+@pytest.mark.parametrize(
+    "shape,axis,parallel",
+    [
+        ((512, 1000), 1, True),  # few rows, long ones: a team
+        ((4, 32, 26, 26), (0, 2, 3), True),  # 32 channels' sums over a batch
+        ((64, 10), 1, False),  # a loss over a batch's logits: one thread
+        ((1, 100000), 1, False),  # one row: nothing to share
+    ],
+)
+def test_reductions_of_long_rows_run_in_parallel(shape, axis, parallel):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    lowered = nc.lower(lambda x: nc.softmax(x, axis=1) if axis == 1 else nc.sum(x, axis=axis), x)
+    loops = [s for k in lowered.program.kernels for s in walk_statements(k.body)]
+    assert any(isinstance(s, Loop) and s.parallel for s in loops) == parallel
+    f = nc.compile(lambda x: nc.sum(x, axis=axis), threads=2)
+    np.testing.assert_allclose(f(x), x.astype(np.float64).sum(axis=axis), rtol=1e-4, atol=1e-4)
