@@ -167,18 +167,24 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
         fill = _init(r.op, d)
         init += kb.nest((chunks * kept,), lambda ix, b=buf, f=fill: [Store(b, ix[0], f)])
 
-    def fold(r_index: list[Expr], outer: list[Expr]) -> list[Stmt]:
+    def fold(r_indices: list[list[Expr]], outer: list[Expr]) -> list[Stmt]:
+        """partial += the rows ``r_indices`` at ``outer``, summed among themselves first."""
         start = len(kb.elements.checks)
         at = iadd(imul(t, const_index(kept)), linearize(outer, outer_shape))
         stmts: list[Stmt] = []
         for r in reductions:
             x, d, b = r.inputs[0], r.inputs[0].dtype, buffers[id(r)]
-            value = kb.elements.at(x, merge(outer, r_index))
-            stmts.append(Store(b, at, _combine(r.op, Load(b, at, d), value, d)))
+            values = [kb.elements.at(x, merge(outer, ri)) for ri in r_indices]
+            while len(values) > 1:  # a tree: (x0 + x1) + (x2 + x3)
+                pairs = zip(values[::2], values[1::2], strict=False)
+                values = [_combine(r.op, a, c, d) for a, c in pairs] + values[len(values) & ~1 :]
+            stmts.append(Store(b, at, _combine(r.op, Load(b, at, d), values[0], d)))
         return kb.checked(stmts, start)
 
-    def per_row(r_index: list[Expr]) -> list[Stmt]:
-        return kb.nest(outer_shape, lambda outer: fold(r_index, outer), parallel=False, prefix="c")
+    def per_rows(r_indices: list[list[Expr]]) -> list[Stmt]:
+        return kb.nest(
+            outer_shape, lambda outer: fold(r_indices, outer), parallel=False, prefix="c"
+        )
 
     if type(row[0]) is Dim or row[0] >= chunks:
         # chunks of the leading row axis (the images of a batch): the row's other indices
@@ -186,13 +192,18 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
         per_lead = ceil_div(row[0], chunks)  # (at run time if symbolic)
         lead = iadd(imul(t, per_lead), i)
         real = Binary("lt", lead, const_index(row[0]), dt.bool_)
-        rest = kb.nest(row[1:], lambda ix: per_row([lead, *ix]), parallel=False, prefix="r")
+        if len(row) == 1 or type(row[-1]) is Dim:
+            rest = kb.nest(row[1:], lambda ix: per_rows([[lead, *ix]]), parallel=False, prefix="r")
+        else:
+            rest = kb.nest(
+                row[1:-1], lambda mid: _grouped_rows(kb, row[-1], lead, mid, per_rows), False, "r"
+            )
         loop = Loop(t_var, chunks, [Loop(i_var, per_lead, [If(real, rest)])], parallel=True)
     else:
         per_chunk = -(-rows // chunks)
         r_flat = iadd(imul(t, const_index(per_chunk)), i)
         real = Binary("lt", r_flat, const_index(rows), dt.bool_)
-        body = [If(real, per_row(delinearize(r_flat, row)))]
+        body = [If(real, per_rows([delinearize(r_flat, row)]))]
         loop = Loop(t_var, chunks, [Loop(i_var, per_chunk, body)], parallel=True)
 
     def partials(outer: list[Expr]) -> list[Stmt]:
@@ -212,6 +223,29 @@ def _column_partials(kb: KernelBuilder, reductions, merge, row_shape, axes, oute
         return stmts
 
     return partials, init + [loop]
+
+
+# A column reduction folds this many rows of its last row axis into the partial results
+# at once (summed among themselves first): each update of a partial waits for the store of
+# the one before, so one update per row was bound by that wait (64x26x26x32 summed over
+# all but the channels, one Zen 5 core: 0.148 -> 0.083 ms with 2 rows per update)
+ROWS_PER_UPDATE = 4
+
+
+def _grouped_rows(kb: KernelBuilder, last: int, lead: Expr, mid: list[Expr], per_rows):
+    """The loops over the last row axis (``last`` rows) of one leading index and middle
+    index ``mid``: groups of ROWS_PER_UPDATE rows, then the rows left over one by one."""
+    full, tail = divmod(last, ROWS_PER_UPDATE)
+
+    def group(g: list[Expr]) -> list[Stmt]:
+        base = imul(g[0], const_index(ROWS_PER_UPDATE))
+        return per_rows([[lead, *mid, iadd(base, const_index(j))] for j in range(ROWS_PER_UPDATE)])
+
+    def single(g: list[Expr]) -> list[Stmt]:
+        return per_rows([[lead, *mid, iadd(g[0], const_index(full * ROWS_PER_UPDATE))]])
+
+    stmts = kb.nest((full,), group, parallel=False, prefix="r")
+    return stmts + (kb.nest((tail,), single, parallel=False, prefix="r") if tail else [])
 
 
 def _reduction_pass(

@@ -153,3 +153,16 @@ def test_reductions_of_long_rows_run_in_parallel(shape, axis, parallel):
     assert any(isinstance(s, Loop) and s.parallel for s in loops) == parallel
     f = nc.compile(lambda x: nc.sum(x, axis=axis), threads=2)
     np.testing.assert_allclose(f(x), x.astype(np.float64).sum(axis=axis), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 13])
+@pytest.mark.parametrize("op", ["sum", "max", "mean"])
+def test_column_reductions_fold_rows_in_groups(width, op):
+    """NHWC data reduced over all but the channels (a bias gradient): rows of the last
+    row axis are folded four at a time, then the rest one by one."""
+    x = np.random.default_rng(width).standard_normal((20, 3, width, 24)).astype(np.float32)
+    if op == "max":
+        x[7, 1, width - 1, 5] = np.nan  # in the last row of an image: the leftover rows
+    got = nc.compile(lambda x: getattr(nc, op)(x, axis=(0, 1, 2)), threads=2)(x)
+    want = getattr(np, op)(x.astype(np.float64), axis=(0, 1, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
