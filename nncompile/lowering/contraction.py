@@ -62,14 +62,14 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def _operand(kb, v: Value) -> tuple[str, tuple[int, ...], tuple[int, ...]]:
     """(buffer, shape, strides) of a matmul operand; an absorbed transpose or reshape is a
-    view of its input's buffer (a reshape: the same elements at the same flat indices)."""
+    view of its input's buffer (a reshape: the same elements at the same flat indices; the
+    fusion pass absorbs one only of a stored value, or under a transpose)."""
     p = v.producer
     if p is not None and p in kb.absorbed():
-        x = p.inputs[0]
+        buffer, _, strides = _operand(kb, p.inputs[0])
         if p.op == "reshape":
-            return kb.buffer(x), v.shape, contiguous_strides(v.shape)
-        base = contiguous_strides(x.shape)
-        return kb.buffer(x), v.shape, tuple(base[i] for i in p.attrs["perm"])
+            return buffer, v.shape, contiguous_strides(v.shape)
+        return buffer, v.shape, tuple(strides[i] for i in p.attrs["perm"])
     return kb.buffer(v), v.shape, contiguous_strides(v.shape)
 
 

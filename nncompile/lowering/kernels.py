@@ -108,16 +108,22 @@ class KernelBuilder:
 
     def absorbed(self) -> list[Node]:
         """Transposes and reshapes taken into a matmul group (the Gemm reads them in place,
-        with strides)."""
-        return [
-            n
-            for n in self.group.nodes
-            if n is not self.group.anchor
-            and n.op in ("transpose", "reshape")
-            and self.group.anchor is not None
-            and self.group.anchor.op == "matmul"
-            and any(v is n.outputs[0] for v in self.group.anchor.inputs)
-        ]
+        with strides): those whose result the matmul reads, and a reshape under such a
+        transpose."""
+        anchor = self.group.anchor
+        if anchor is None or anchor.op != "matmul":
+            return []
+        members = {id(n) for n in self.group.nodes}
+        views: list[Node] = []
+        frontier = [v.producer for v in anchor.inputs]
+        while frontier:
+            n = frontier.pop()
+            if n is None or id(n) not in members or n.op not in ("transpose", "reshape"):
+                continue
+            if n not in views:
+                views.append(n)
+                frontier.append(n.inputs[0].producer)
+        return views
 
     # ---- loops -------------------------------------------------------------------------
 

@@ -288,15 +288,14 @@ class _Partitioner:
         absorbed = []
         if node.op == "matmul":
             for v in node.inputs:
-                g = self.group_of.get(id(v.producer)) if v.producer is not None else None
-                if (
-                    g is not None
-                    and g.kind == "elementwise"
-                    and len(g.nodes) == 1
-                    and v.producer.op in ("transpose", "reshape")
-                    and self.only_consumer(v, node)
-                ):
-                    absorbed.append(g)
+                g = self.view_group(v, node, ("transpose", "reshape"))
+                if g is None:
+                    continue
+                absorbed.append(g)
+                if v.producer.op == "transpose":  # a transpose of a reshape: both views
+                    inner = self.view_group(v.producer.inputs[0], v.producer, ("reshape",))
+                    if inner is not None:
+                        absorbed.append(inner)
         for g in producers:
             if g in absorbed:
                 continue
@@ -309,6 +308,33 @@ class _Partitioner:
         group = self.new_group(node, cls)
         for g in absorbed:
             self.merge(group, g)
+
+    def view_group(self, v: Value, reader: Node, ops: tuple[str, ...]) -> FusionGroup | None:
+        """The group of ``v``'s producer when it is a lone transpose or reshape (one of
+        ``ops``) that only ``reader`` reads: a matmul reads it as a strided view."""
+        g = self.group_of.get(id(v.producer)) if v.producer is not None else None
+        if (
+            g is not None
+            and g.kind == "elementwise"
+            and len(g.nodes) == 1
+            and v.producer.op in ops
+            and self.only_consumer(v, reader)
+        ):
+            return g
+        return None
+
+    def reshape_read_as_view(self, node: Node) -> bool:
+        """A reshape of a value stored anyway (others read it too) whose result only a
+        matmul reads, directly or through a transpose only matmuls read: the matmul reads
+        the stored value through both views, so the reshape is never written (an LSTM's
+        gate gradients, concatenated over time steps, were stored twice: 1.8 MB a step)."""
+        x = node.inputs[0]
+        stored = len(self.consumers.get(id(x), [])) > 1 or any(o is x for o in self.graph.outputs)
+        users = self.consumers.get(id(node.outputs[0]), [])
+        if not stored or len(users) != 1 or any(o is node.outputs[0] for o in self.graph.outputs):
+            return False
+        user = users[0]
+        return user.op == "matmul" or (user.op == "transpose" and self.feeds_only_matmuls(user))
 
     def feeds_only_matmuls(self, node: Node) -> bool:
         v = node.outputs[0]
@@ -331,6 +357,11 @@ class _Partitioner:
             # Left alone so the matmul can read it as a strided operand (no copy).
             for g in producers:
                 self.reject(g, node, "a transpose that only matmuls read is read in place")
+            self.new_group(node, "elementwise")
+            return
+        if node.op == "reshape" and self.reshape_read_as_view(node):
+            for g in producers:
+                self.reject(g, node, "a reshape of a stored value that a matmul reads in place")
             self.new_group(node, "elementwise")
             return
         target = None

@@ -168,6 +168,30 @@ def test_matmul_epilogue_and_single_use_transposes_join_the_contraction():
     assert group_of(g, "transpose") is not group_of(g, "matmul")
 
 
+@pytest.mark.parametrize("through_transpose", [False, True])
+def test_a_reshape_of_a_stored_value_is_read_in_place_by_its_matmul(through_transpose):
+    """A value stored anyway (an output here) reshaped for a matmul, directly or under a
+    transpose: the reshape joins the matmul as a view instead of being written as a
+    second copy beside the value (an LSTM's gate gradients over time steps)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6, 8)).astype(np.float32)
+    w = rng.standard_normal((24, 5) if through_transpose else (8, 5)).astype(np.float32)
+
+    def fn(x, w):
+        stored = nc.exp(x)  # an output, and reshaped for the matmul
+        flat = nc.reshape(stored, (24, 8))
+        return stored, (nc.transpose(flat) @ w if through_transpose else flat @ w)
+
+    g = fused(fn, x, w)
+    assert group_of(g, "reshape") is group_of(g, "matmul")
+    assert group_of(g, "reshape") is not group_of(g, "exp")
+    got = nc.compile(fn)(x, w)
+    flat = np.exp(x.astype(np.float64)).reshape(24, 8)
+    want = flat.T @ w if through_transpose else flat @ w
+    np.testing.assert_allclose(got[1], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got[0], np.exp(x), rtol=1e-6)
+
+
 def test_elementwise_over_a_different_shape_is_not_fused():
     x, y = np.ones((3, 4), np.float32), np.ones((2, 3, 4), np.float32)
     g = fused(lambda x, y: nc.exp(nc.relu(x) + y), x, y)
