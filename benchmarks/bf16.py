@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graph_sizes as models  # noqa: E402
-from cpu_targets import timed, torch_cnn, torch_step  # noqa: E402
+from cpu_targets import timed, torch_cnn, torch_on, torch_step  # noqa: E402
 from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
 from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 
@@ -75,12 +75,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    torch = torch_on(args.threads)
 
     rows: list[dict] = []
     rng = np.random.default_rng(0)

@@ -38,6 +38,16 @@ from nncompile.workloads import torch_cnn_model  # noqa: E402
 WARMUP_SECONDS = 0.3
 
 
+def torch_on(threads: int):
+    """PyTorch set to ``threads`` threads, or None where it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
 def timed(fn, steps: int, warmup: int = 3) -> float:
     start = time.perf_counter()
     calls = 0

@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
+import sys
 
 import numpy as np
 
-import nncompile as nc
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_targets import timed, torch_on  # noqa: E402
+
+import nncompile as nc  # noqa: E402
 
 NCHW = (64, 32, 26, 26)  # the seed CNN's first activation, channels first
 NHWC = (64, 26, 26, 32)
@@ -68,17 +70,6 @@ WORKLOADS = {  # name: (shape, ours, torch, numpy)
 }
 
 
-def median_seconds(fn, steps: int) -> float:
-    for _ in range(10):
-        fn()
-    samples = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def measure(name: str, threads: int, steps: int, torch) -> dict:
     shape, ours, theirs, reference = WORKLOADS[name]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -88,11 +79,11 @@ def measure(name: str, threads: int, steps: int, torch) -> dict:
     for g, w in zip(got, want, strict=True):  # against float64 NumPy
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4, atol=1e-5)
     row = {"workload": name, "shape": "x".join(map(str, shape))}
-    row["nncompile_ms"] = 1e3 * median_seconds(lambda: compiled(x), steps)
-    row["numpy_ms"] = 1e3 * median_seconds(lambda: reference(x), steps)
+    row["nncompile_ms"] = 1e3 * timed(lambda: compiled(x), steps)
+    row["numpy_ms"] = 1e3 * timed(lambda: reference(x), steps)
     if torch is not None:
         tx = torch.from_numpy(x)
-        row["torch_ms"] = 1e3 * median_seconds(lambda: theirs(torch, tx), steps)
+        row["torch_ms"] = 1e3 * timed(lambda: theirs(torch, tx), steps)
         row["speedup_vs_torch"] = row["torch_ms"] / row["nncompile_ms"]
     return row
 
@@ -105,12 +96,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    torch = torch_on(args.threads)
     rows = [measure(name, args.threads, args.steps, torch) for name in WORKLOADS]
     if args.json:
         print(json.dumps(rows, indent=1))
