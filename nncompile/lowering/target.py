@@ -28,6 +28,10 @@ class Target:
     # would go to memory and back). "batch": one im2col of the whole batch, then batched
     # GEMMs (a GPU, which computes the im2col elements inside its GEMM).
     conv_batch: str = "slots"
+    # Output columns an NHWC direct convolution computes per step, sharing each weight
+    # vector's load among them: on a CPU loads bound that loop (4); a GPU wants a thread per
+    # output instead (1).
+    conv_columns: int = 4
 
     def __post_init__(self) -> None:
         if self.row_sums not in ("chunks", "blocks"):
@@ -43,7 +47,7 @@ def cpu_slots() -> int:
 
 
 CPU = Target("cpu", row_sums="chunks", conv_batch="slots")
-GPU = Target("gpu", row_sums="blocks", conv_batch="batch")
+GPU = Target("gpu", row_sums="blocks", conv_batch="batch", conv_columns=1)
 TARGETS = {t.name: t for t in (CPU, GPU)}
 
 

@@ -512,6 +512,24 @@ def lower_conv2d_direct(
 
     # NCHW: a few output channels per step, so that each input row loaded (a vector along
     # ow) feeds several channels' sums instead of one (loads, not FMAs, bound this loop).
+    # NHWC: a few output columns per step, each weight tap (a vector along o) loaded once
+    # for all of them (the seed CNN's first convolution, 2 columns a step: 0.090 -> 0.069
+    # ms on 2 Zen 5 threads).
+    if cs.nhwc:
+        most = kb.target.conv_columns
+        pixels = next((b for b in (4, 2) if b <= most and cs.ow % b == 0), 1)
+        if pixels > 1:
+
+            def columns(ix: list[Expr]) -> list[Stmt]:
+                n, oh, owb, o = ix
+                stores: list[Stmt] = []
+                for r in range(pixels):
+                    ow = iadd(imul(owb, const_index(pixels)), const_index(r))
+                    value = convolve(n, o, oh, ow)
+                    stores += kb.store_result(target, [n, oh, ow, o], out.shape, value)
+                return stores
+
+            return stmts + kb.nest((cs.n, cs.oh, cs.ow // pixels, cs.o), columns)
     block = next((b for b in (4, 2) if cs.og % b == 0), 1) if not cs.nhwc else 1
     if block == 1:
 

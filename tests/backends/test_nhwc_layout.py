@@ -20,6 +20,9 @@ CONVS = [  # (x NCHW shape, w shape, attrs)
     ((2, 4, 9, 8), (6, 2, 3, 3), {"groups": 2, "dilations": (2, 1)}),
     ((2, 8, 9, 9), (5, 8, 3, 3), {"pads": (1, 1, 1, 1)}),  # K = 72: the GEMM path
     ((1, 3, 5, 5), (6, 1, 2, 2), {"groups": 3, "strides": (2, 2)}),
+    # direct convolutions computing 4 and 2 output columns a step (the widths 8 and 6)
+    ((2, 1, 10, 10), (8, 1, 3, 3), {}),
+    ((1, 2, 5, 12), (3, 2, 3, 3), {"strides": (1, 2), "pads": (1, 1, 1, 1)}),
 ]
 POOLS = [  # (x NCHW shape, attrs)
     ((2, 5, 8, 9), {"kernel": (2, 2), "strides": (2, 2)}),
