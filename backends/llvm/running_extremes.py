@@ -1,10 +1,11 @@
 """Running maxima and minima (``acc = max(acc, x)`` on a float local: max / min
 reductions, max pooling) in a form the loop vectorizer widens and interleaves.
 
-NumPy's max propagates NaN and orders -0 below +0 (IEEE 754-2019 maximum); LLVM's
-``llvm.maximum`` says the same, but the loop vectorizer leaves a reduction of it one
-element at a time (a row max of 512 x 1000 floats: 0.118 ms, PyTorch 0.017). So each such
-local becomes three reductions it does vectorize:
+The project's max and min are IEEE 754-2019's maximum and minimum: NaN propagates and
+-0 < +0 (docs/architecture.md). LLVM's ``llvm.maximum`` says the same, but the loop
+vectorizer leaves a reduction of it one element at a time (a row max of 512 x 1000
+floats: 0.118 ms, PyTorch 0.017). So each such local becomes three reductions it does
+vectorize:
 
 - the value, by ``maxnum`` marked ``nnan nsz`` (a vector max instruction);
 - a flag: a NaN was seen (then the maxnum's result is poison, never read: see below);
@@ -12,7 +13,7 @@ local becomes three reductions it does vectorize:
   maxnum with ``nsz`` may return either zero.
 
 Every read of the local (after the loop, or inside it) gives NaN once the first flag is
-set, and a zero result takes its sign from the second: the values NumPy gives.
+set, and a zero result takes its sign from the second: IEEE 754-2019's values.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ExtremeFlags:
         b.store(zero, self.winning_zero)
 
     def read(self, b: ir.IRBuilder, value: ir.Value) -> ir.Value:
-        """The local's value as NumPy would have it."""
+        """The local's value by IEEE 754-2019's maximum (or minimum)."""
         t = value.type
         winning, losing = (0.0, -0.0) if self.op == "max" else (-0.0, 0.0)
         signed = b.select(
