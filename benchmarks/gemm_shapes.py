@@ -50,6 +50,7 @@ EVERYDAY = [
     (2048, 2048, 10, False, False),  # a classifier head over a large A: short row blocks
     (32, 5408, 64, False, True),  # a Linear layer's weight, long k: dot products in passes
     (128, 512, 128, False, True),
+    (128, 784, 256, False, False),  # B read in place: a whole-row block (128 rows)
     (10, 5000, 50, False, False),
     (3, 3000, 300, False, False),  # few rows, wide
     (64, 256, 40, False, False),

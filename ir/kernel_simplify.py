@@ -241,6 +241,7 @@ def _compare(op: str, a: Range, b: Range) -> bool | None:
 
 
 def _atom_key(atom: Expr) -> object:
+    """Atoms that are the same term: a variable by its name, anything else by identity."""
     return ("var", atom.name) if isinstance(atom, Var) else id(atom)
 
 
@@ -277,10 +278,10 @@ def _rejoin(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:
 
 def _merge(terms: list[tuple[Expr, int]]) -> list[tuple[Expr, int]]:
 
-    out: dict[int, list] = {}
-    order: list[int] = []
+    out: dict[object, list] = {}
+    order: list[object] = []
     for atom, k in terms:
-        key = id(atom) if not isinstance(atom, Var) else hash(("var", atom.name))
+        key = _atom_key(atom)
         if key in out:
             out[key][1] += k
         else:

@@ -85,9 +85,11 @@ class KernelEmitter:
         fn: ir.Function | None = None,
         buffers: dict[str, tuple[ir.Value, dt.DType]] | None = None,
         physical: dict[str, str] | None = None,
+        extreme_ops: dict[str, str] | None = None,
     ):
         """Emit ``kernel`` as a new function, or (``fn`` and ``buffers`` given) emit into an
-        outlined function whose buffers are already loaded (a parallel loop's body)."""
+        outlined function whose buffers are already loaded (a parallel loop's body; its
+        ``extreme_ops`` are the kernel's, found by the emitter of the whole kernel)."""
         self.module = module
         self.kernel = kernel
         self.parallel = parallel
@@ -121,7 +123,7 @@ class KernelEmitter:
         self.b = ir.IRBuilder(fn.blocks[-1])
         self.scopes: list[dict[str, ir.Value]] = [{}]
         self.locals: dict[str, tuple[ir.Value, dt.DType]] = {}
-        self._extreme_ops: dict[str, str] | None = None
+        self._extreme_ops = extreme_ops
         self.extremes: dict[str, ExtremeFlags] = {}  # running max / min locals' flags
         self.memo: list[dict[int, tuple[Expr, ir.Value]]] = [{}]
         self._has_local: dict[int, bool] = {}

@@ -226,6 +226,8 @@ class LLVMExecutable:
             if self.dynamic:
                 context.fit(n)
             fresh = self._fresh_output
+            # (two forms: the common call without donations skips a lookup per output and
+            # copies the list for recycling, 0.2 us of a 2.2 us call)
             if donations:
                 outputs = [
                     inputs[donations[i]] if i in donations else fresh(context, i, buf, out_shapes)

@@ -44,6 +44,7 @@ from .gemm_registers import (
     register_block_loops,
     register_blocks,
 )
+from .machine import this_machine
 
 PARALLEL_FLOPS = 1 << 18  # below this a parallel region costs more than it saves
 
@@ -219,8 +220,6 @@ def dot_chunk(s: Gemm) -> int:
     0.449 ms instead of 0.396; each pass adds a horizontal sum per element of C). Zen 5,
     one thread: 32x5408x64^T 0.160 -> 0.121 ms, 64x5408x64^T 0.314 -> 0.237, 32x2048x512^T
     0.619 -> 0.364, 8x4096x256^T 0.162 -> 0.106."""
-    from .machine import this_machine
-
     per_k = (s.m + s.n) * s.dtype.itemsize  # (static sizes: the dot form's only)
     l2 = this_machine().l2
     fits = l2 // 2 // per_k

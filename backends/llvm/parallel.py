@@ -164,7 +164,9 @@ class ParallelRuntime:
         for name, (value, dtype) in em.buffers.items():
             k = next(i for i, q in enumerate(pointers) if q is value)
             buffers[name] = (body_fn.args[k], dtype)
-        child = KernelEmitter(em.module, em.kernel, self, fn=body_fn, buffers=buffers)
+        child = KernelEmitter(
+            em.module, em.kernel, self, fn=body_fn, buffers=buffers, extreme_ops=em.extreme_ops
+        )
         child.in_parallel = True
         child.kernel_number = em.kernel_number
         child.context, child.thread_number = body_fn.args[-4], body_fn.args[-3]
