@@ -68,9 +68,10 @@ class Peaks:
 
 @lru_cache(maxsize=1)
 def measure_peaks() -> Peaks:
-    """This machine's float32 GEMM rate (1024^3, the faster of NumPy's BLAS and
-    nncompile's own GEMM) and memory copy bandwidth (64 MiB arrays, the faster of NumPy's
-    one-thread copy and a compiled one on every thread), each the best of a few runs."""
+    """This machine's float32 GEMM rate (1024^3 on every thread this process uses, the
+    faster of NumPy's BLAS and nncompile's own GEMM) and memory copy bandwidth (64 MiB
+    arrays, the faster of NumPy's one-thread copy and a compiled one on every thread),
+    each the best of a few runs."""
     from .compiler import compile
 
     rng = np.random.default_rng(0)
@@ -78,7 +79,9 @@ def measure_peaks() -> Peaks:
     ours = compile(lambda x, y: x @ y)
     ours(a, b)
     best = math.inf
-    for gemm in (lambda: a @ b, lambda: ours(a, b)):
+    # ours first: NumPy's BLAS threads keep spinning after its calls and would slow a team
+    # of ours to about one thread's rate (measured 520 -> 264 GFLOP/s on 2 Zen 5 cores)
+    for gemm in (lambda: ours(a, b), lambda: a @ b):
         for _ in range(5):
             start = time.perf_counter()
             gemm()
