@@ -21,7 +21,22 @@ PREFETCH_STEPS = 8
 
 
 def micro_kernel(
-    g: GemmBuilder, L: Loops, ir_, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed
+    g: GemmBuilder,
+    L: Loops,
+    ir_,
+    a_panel,
+    b_panel,
+    kc,
+    mc,
+    nc,
+    ic,
+    jc,
+    jr,
+    c,
+    c_rs,
+    c_cs,
+    beta,
+    tposed,
 ) -> None:
     b, t, vt, lanes = L.b, g.t, g.vt, g.lanes
     fma = declare(
@@ -31,7 +46,9 @@ def micro_kernel(
     )
     prefetch = declare(g.module, "llvm.prefetch.p0", ir.FunctionType(VOID, [PTR, I32, I32, I32]))
     mr_c, nr_c = ir.Constant(I64, g.mr), ir.Constant(I64, g.nr)
-    a_base = b.gep(g.apack, [b.mul(ir_, b.mul(kc, mr_c))], source_etype=t)
+    a_direct, a_source_at, a_source_rs = a_panel
+    a_packed_at = b.gep(g.apack, [b.mul(ir_, b.mul(kc, mr_c))], source_etype=t)
+    a_base = b.select(a_direct, a_source_at, a_packed_at)
     # Accumulators live in an alloca of MR*VECTORS vectors; mem2reg keeps them in zmm.
     acc_type = ir.ArrayType(vt, g.mr * g.vectors)
     with b.goto_entry_block():
@@ -79,7 +96,8 @@ def micro_kernel(
 
     direct, source_at, b_rs, packed_at = b_panel
     one = ir.Constant(I64, 1)
-    transposed_a, row_a = (one, mr_c), (kc, one)  # A panels packed [p][r] or [r][p]
+    # A panels packed [p][r] or [r][p], or a row-major A's rows read in place
+    transposed_a, row_a = (one, mr_c), (b.select(a_direct, a_source_rs, kc), one)
     packed_b, source_b = (packed_at, nr_c), (source_at, b_rs)
     not_direct = b.not_(direct)
     # The last panel of a block whose columns fit in fewer of the tile's vectors multiplies
