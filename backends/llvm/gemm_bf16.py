@@ -12,7 +12,8 @@ in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
   (gemm_team_split.py).
 - "float32": the float32 packed GEMM compiled to round both operands to bf16 as it packs
   them (gemm_packed.GemmBuilder's ``rounded``; the rounding is the whole difference: a
-  bf16 x bf16 product is exact in float32).
+  bf16 x bf16 product is exact in float32). The other forms call it for a k shorter than
+  SHORT_K.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ K_PADDING = {"amx": BLOCK, "avx512bf16": 2}
 KC_MAX = 512  # k per packed block at most (a multiple of 32): A's panel, 32 KiB, stays in L1
 B_BYTES = 1 << 20  # a packed B block (bf16) fills half of a 2 MiB L2 at most
 PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
+# A shorter k goes to the float32 GEMM on rounded operands: a 32 x 32 block of C loaded
+# and stored for a few pairs of k cost more than the products (Zen 5, vdpbf16ps, 2 threads:
+# 256x16x1024 with B transposed 180 GFLOP/s, float32 392; at k = 32 520 against 444)
+SHORT_K = 32
 ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR]  # the GEMM's arguments, then the workspace
 A_PACK_BYTES = BLOCK * KC_MAX * 2
 # Each thread of a team packs into its own share of the caller's workspace: apack, then B's
@@ -78,33 +83,32 @@ def _function(module: ir.Module, ftype: ir.FunctionType, name: str) -> ir.Functi
 class Bf16GemmBuilder:
     """Defines ``nc_gemm_bf16`` in ``module`` in one of FORMS."""
 
-    def __init__(self, module: ir.Module, form: str, tile: MicroTile | None = None):
-        """``tile``: the float32 GEMM's micro-tile, which the "float32" form compiles."""
+    def __init__(self, module: ir.Module, form: str, tile: MicroTile):
+        """``tile``: the float32 GEMM's micro-tile: the "float32" form is that GEMM, and
+        the others call it for a short k (SHORT_K). Its blocking is the runtime's, set
+        after compiling (runtime.bf16_runtime)."""
         if form not in FORMS:
             raise ValueError(f"bf16 GEMM form must be one of {FORMS}, got {form!r}")
         self.module, self.form = module, form
         fn = _function(module, GEMM_TYPE, FUNCTION)
         for a, name in zip(fn.args, (*Args.names(), "workspace", "threads"), strict=True):
             a.name = name
+        self.rounding_float32 = self._rounding_float32(tile)
         if form == "float32":
-            if tile is None:
-                raise ValueError("the float32 form of the bf16 GEMM needs the float32 tile")
-            self._rounding_float32(fn, tile)
+            b = ir.IRBuilder(fn.append_basic_block("entry"))
+            b.call(self.rounding_float32, list(fn.args))
+            b.ret_void()
         else:
             self._packed(fn)
 
     # ---- "float32": the float32 GEMM, rounding while it packs ---------------------------
 
-    def _rounding_float32(self, fn: ir.Function, tile: MicroTile) -> None:
+    def _rounding_float32(self, tile: MicroTile) -> ir.Function:
         """The float32 packed GEMM built with ``rounded``: A and B become bf16 values as
-        they are packed (no copies: the same traffic as a float32 product). Its blocking
-        is the runtime's, set after compiling (runtime.bf16_runtime)."""
+        they are packed (no copies: the same traffic as a float32 product)."""
         define_blocking(self.module, tile)
         parallel = ParallelRuntime(self.module, MAX_THREADS)
-        gemm = GemmBuilder(self.module, F32, tile, parallel, rounded=True).fn
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        b.call(gemm, list(fn.args))
-        b.ret_void()
+        return GemmBuilder(self.module, F32, tile, parallel, rounded=True).fn
 
     # ---- "amx", "avx512bf16": packed blocks ---------------------------------------------
 
@@ -159,7 +163,16 @@ class Bf16GemmBuilder:
 
         empty = b.or_(b.icmp_signed("<=", g.m, const(0)), b.icmp_signed("<=", g.n, const(0)))
         no_k = b.icmp_signed("<=", g.k, const(0))
-        L.first_of("k0", [(empty, lambda: None), (no_k, zero_c)], run)
+        short_k = b.icmp_signed("<", g.k, const(SHORT_K))
+        L.first_of(
+            "k0",
+            [
+                (empty, lambda: None),
+                (no_k, zero_c),
+                (short_k, lambda: b.call(self.rounding_float32, list(fn.args))),
+            ],
+            run,
+        )
         b.ret_void()
 
     def _region(self, body: ir.Function) -> ir.Function:

@@ -75,8 +75,7 @@ def bf16_runtime() -> NativeCode:
             assert tuning is not None
             Bf16GemmBuilder(module, form, tuning.params.tile)
             native = compile_ir(str(module), entry=BF16_FUNCTION)
-            if form == "float32":  # (the float32 GEMM inside takes the runtime's blocking)
-                set_blocking(native, tuning.params)
+            set_blocking(native, tuning.params)  # (of the float32 GEMM inside)
             _bf16[form] = native
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
         if form == "float32" and _bf16_form != form:  # one line, when the form changes to it

@@ -75,6 +75,9 @@ def _call(a, b, c, beta: int, threads: int) -> None:
 SHAPES = [(1, 1, 1), (5, 7, 3), (16, 16, 32), (17, 15, 33), (31, 33, 65), (64, 96, 17)]
 SHAPES += [(100, 530, 600), (257, 70, 2100)]  # several column and k blocks
 SHAPES += [(96, 64, 128)]  # whole 16 x 16 squares: the transposed operands' register path
+# k below gemm_bf16.SHORT_K (the float32 GEMM on rounded operands) and at it, over many
+# blocks of C
+SHAPES += [(300, 200, 10), (300, 200, 31), (300, 200, 32)]
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
