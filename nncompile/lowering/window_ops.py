@@ -453,7 +453,10 @@ def rounded_input(kb, x_buf: str, shape: tuple, d: dt.DType) -> tuple[str, list[
     """A copy of an input rounded to bf16 (matmul_precision="bf16"), for products that read
     each of its values many times: rounded once here, not at every load."""
     copy = kb.scratch("x_bf16", d, math.prod(shape))
-    return copy, kb.nest(shape, lambda ix: _rounded_copy(x_buf, copy, ix, shape, d))
+    # (one loop over each leading entry's elements: rows of 28 vectorized 4 wide and left
+    # the seed CNN's bf16 convolution 0.011 ms slower than its float32 one)
+    flat = (shape[0], math.prod(shape[1:])) if len(shape) > 1 else tuple(shape)
+    return copy, kb.nest(flat, lambda ix: _rounded_copy(x_buf, copy, ix, flat, d))
 
 
 def lower_conv2d_direct(
