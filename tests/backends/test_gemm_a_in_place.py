@@ -51,6 +51,25 @@ def test_a_view_with_longer_rows_is_read_in_place_and_matches(m, k, n, dtype, th
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol * k**0.5)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", ["flipped", "broadcast"])
+def test_a_with_negative_or_zero_row_stride(rows, threads):
+    """Rows read in place at a negative row stride (A flipped upside down) or at stride 0
+    (one row broadcast to all of them)."""
+    m, k, n = 100, 300, 70
+    rng = np.random.default_rng(5)
+    base = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    a = base[::-1] if rows == "flipped" else np.broadcast_to(base[0], (m, k))
+    b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    c = np.empty((m, n), np.float32)
+    strides = [s // 4 for s in (*a.strides, *b.strides, *c.strides)]
+    workspace = aligned_empty(WORKSPACE_BYTES * threads)
+    args = (a.ctypes.data, b.ctypes.data, c.ctypes.data, m, n, k, *strides)
+    _gemm(np.float32)(*args, 0, workspace.ctypes.data, threads)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(c, want, rtol=1e-4, atol=1e-4 * k**0.5)
+
+
 _GUARDED = textwrap.dedent(
     """
     import ctypes, mmap, sys
