@@ -136,43 +136,62 @@ def pack_b(e: Emitter, kb: KBlock, bpack: ir.Value) -> None:
                 at = b.mul(b.add(b.mul(p, kb.half), b.add(kp0, const(kp))), const(32))
                 store_untyped(b, row, b.gep(bpack, [at], source_etype=I16), 4)
 
-        def vector_pair_row(kp):
-            # a whole panel of contiguous rows: rows 2 kp and 2 kp + 1 as vectors,
-            # rounded and interleaved into one 64-byte packed row
-            rows = []
-            for t in range(2):
-                kk = b.add(b.add(kb.pc, b.mul(kp, const(2))), const(t))
-                at = e.element(g.b, kk, col0, g.b_rs, g.b_cs)
-                rows.append(bf16_bits(b, b.load(at, typ=V16, align=4)))
-            pairs = ir.Constant(ir.VectorType(I32, 32), [i // 2 + 16 * (i % 2) for i in range(32)])
-            at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
-            store_untyped(
-                b,
-                b.shuffle_vector(rows[0], rows[1], pairs),
-                b.gep(bpack, [at], source_etype=I16),
-                4,
-            )
-
-        def by_vector_rows():
-            L.range(0, b.sdiv(kb.kw, const(2)), 1, vector_pair_row, "bv")
-            odd = b.icmp_signed("==", b.srem(kb.kw, const(2)), const(1))
-            L.when(odd, lambda: pair_row(b.sdiv(kb.kw, const(2)), 1))  # pairs with padding
-
-        whole = b.icmp_signed("==", width, const(16))
-        squares = b.and_(whole, b.icmp_signed("==", b.srem(kb.kw, const(32)), const(0)))
+        squares = b.and_(
+            b.icmp_signed("==", width, const(16)),
+            b.icmp_signed("==", b.srem(kb.kw, const(32)), const(0)),
+        )
         L.first_of(
             "bt",
             [
                 (
                     b.and_(e.transposed(g.b_rs, g.b_cs), squares),
                     lambda: L.range(0, kb.kw, 32, square, "bq"),
-                ),
-                (b.and_(whole, b.icmp_signed("==", g.b_cs, const(1))), by_vector_rows),
+                )
             ],
             by_rows,
         )
 
-    L.range(0, b.sdiv(b.add(kb.nw, const(15)), const(16)), 1, panel, "bp")
+    def vector_pair_row(p, kp):
+        # rows 2 kp and 2 kp + 1 of a whole panel of contiguous rows as vectors, rounded
+        # and interleaved into one 64-byte packed row
+        rows = []
+        for t in range(2):
+            kk = b.add(b.add(kb.pc, b.mul(kp, const(2))), const(t))
+            at = e.element(g.b, kk, b.add(kb.jc, b.mul(p, const(16))), g.b_rs, g.b_cs)
+            rows.append(bf16_bits(b, b.load(at, typ=V16, align=4)))
+        pairs = ir.Constant(ir.VectorType(I32, 32), [i // 2 + 16 * (i % 2) for i in range(32)])
+        at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
+        store_untyped(
+            b, b.shuffle_vector(rows[0], rows[1], pairs), b.gep(bpack, [at], source_etype=I16), 4
+        )
+
+    # A row-major B's whole panels go pair of rows by pair of rows, across all panels: B
+    # is read along its rows, which the prefetchers follow (panel by panel, each row's next
+    # line came a whole panel's k later).
+    row_major = b.icmp_signed("==", g.b_cs, const(1))
+    whole_panels = b.sdiv(kb.nw, const(16))
+
+    def pair_rows(kp):
+        L.range(0, whole_panels, 1, lambda p: vector_pair_row(p, kp), "bvp")
+
+    def across_panels():
+        L.range(0, b.sdiv(kb.kw, const(2)), 1, pair_rows, "bvk")
+        odd = b.icmp_signed("==", b.srem(kb.kw, const(2)), const(1))
+        last = b.sdiv(kb.kw, const(2))  # (its pair padded with a zero)
+        L.when(odd, lambda: L.range(0, whole_panels, 1, lambda p: odd_row(p, last), "bvo"))
+
+    def odd_row(p, kp):
+        kk = b.add(kb.pc, b.mul(kp, const(2)))
+        col0 = b.add(kb.jc, b.mul(p, const(16)))
+        v = bf16_bits(b, b.load(e.element(g.b, kk, col0, g.b_rs, g.b_cs), typ=V16, align=4))
+        zero = ir.Constant(ir.VectorType(I16, 16), None)
+        pairs = ir.Constant(ir.VectorType(I32, 32), [i // 2 + 16 * (i % 2) for i in range(32)])
+        at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
+        store_untyped(b, b.shuffle_vector(v, zero, pairs), b.gep(bpack, [at], source_etype=I16), 4)
+
+    L.when(row_major, across_panels)
+    first = b.select(row_major, whole_panels, const(0))
+    L.range(first, b.sdiv(b.add(kb.nw, const(15)), const(16)), 1, panel, "bp")
 
 
 def pack_a(e: Emitter, kb: KBlock, ic: ir.Value, mh: ir.Value, apack: ir.Value) -> None:
