@@ -2,6 +2,7 @@
 
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .flatten_weights import flatten_into_weights
 from .fold import fold_constants
 from .fusion import FusedGraph, FusionGroup, NotFused, copy_graph, format_fusion, fuse, op_class
 from .layout import sink_transposes
@@ -15,6 +16,7 @@ __all__ = [
     "eliminate_common_subexpressions",
     "eliminate_dead_code",
     "copy_graph",
+    "flatten_into_weights",
     "fold_constants",
     "format_fusion",
     "fuse",

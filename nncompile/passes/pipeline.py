@@ -19,6 +19,7 @@ from .channels_last import channels_last_pools
 from .concat_tree import split_wide_concats
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .flatten_weights import flatten_into_weights
 from .fold import fold_constants
 from .fusion import format_fusion, fuse
 from .layout import sink_transposes
@@ -35,6 +36,7 @@ CLEANUP: list[tuple[str, Pass]] = [
 LAYOUT: list[tuple[str, Pass]] = [
     ("channels_last", channels_last_pools),
     ("layout", sink_transposes),
+    ("flatten_weights", flatten_into_weights),
 ]
 MAX_ROUNDS = 50  # a safety net: each round must shrink or settle the graph
 

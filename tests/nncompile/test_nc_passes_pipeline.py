@@ -82,7 +82,7 @@ GRAPH_NAMES = ["conv_block", "naive_xent", "misc", "softmax", "mlp_step", "cnn_s
 def test_levels():
     assert passes.passes_for(0) == []
     assert [n for n, _ in passes.passes_for(1)] == ["fold", "simplify", "cse", "dce"]
-    level2 = ["fold", "simplify", "cse", "dce", "channels_last", "layout"]
+    level2 = ["fold", "simplify", "cse", "dce", "channels_last", "layout", "flatten_weights"]
     assert [n for n, _ in passes.passes_for(2)] == level2
     g = nc.trace(misc, arr(3, 4))
     for bad in (-1, 3, "2"):
