@@ -20,17 +20,7 @@ import math
 import numpy as np
 
 from ..ir.graph import Graph, Node, Value
-from .rewriter import GraphRewriter, constant_value, producer_op
-
-
-def _single_use(graph: Graph) -> dict[int, int]:
-    uses: dict[int, int] = {}
-    for node in graph.nodes:
-        for v in node.inputs:
-            uses[id(v)] = uses.get(id(v), 0) + 1
-    for v in graph.outputs:
-        uses[id(v)] = uses.get(id(v), 0) + 2  # (an output is always kept)
-    return uses
+from .rewriter import GraphRewriter, constant_value, producer_op, rewrite_nodes, use_counts
 
 
 def _flattened_transpose(a: Value, uses: dict[int, int]) -> tuple[Value, tuple[int, ...]] | None:
@@ -92,12 +82,5 @@ def _rewrite(rw: GraphRewriter, node: Node, uses: dict[int, int]) -> Value | Non
 
 
 def flatten_into_weights(graph: Graph) -> Graph:
-    uses = _single_use(graph)
-    rw = GraphRewriter(graph, "flatw")
-    for node in graph.nodes:
-        new = _rewrite(rw, node, uses)
-        if new is None:
-            rw.copy(node)
-        else:
-            rw.bind(node.outputs[0], new)
-    return rw.finish()
+    uses = use_counts(graph)
+    return rewrite_nodes(graph, "flatw", lambda rw, node: _rewrite(rw, node, uses))

@@ -15,7 +15,7 @@ no layout attribute), so the transposes at the model's input and before Flatten 
 from __future__ import annotations
 
 from ..ir.graph import Graph, Node, Value
-from .rewriter import GraphRewriter
+from .rewriter import GraphRewriter, use_counts
 from .simplify import ELEMENTWISE_UNARY
 
 # Elementwise ops with several operands: a transpose moves past them when every operand
@@ -44,16 +44,6 @@ MULTI_OPERAND = {
 }
 
 
-def _use_counts(graph: Graph) -> dict[int, int]:
-    uses: dict[int, int] = {}
-    for node in graph.nodes:
-        for v in node.inputs:
-            uses[id(v)] = uses.get(id(v), 0) + 1
-    for v in graph.outputs:
-        uses[id(v)] = uses.get(id(v), 0) + 1
-    return uses
-
-
 def _transposed_operand(rw: GraphRewriter, v: Value, uses: dict[int, int]) -> Value | None:
     """If source value ``v`` is used once and is now a transpose (copied, or produced by
     this pass a step earlier in a chain), that transpose's output in the new graph."""
@@ -76,7 +66,7 @@ def _movable(rw: GraphRewriter, node: Node, uses: dict[int, int]) -> tuple[int, 
 
 
 def sink_transposes(graph: Graph) -> Graph:
-    uses = _use_counts(graph)
+    uses = use_counts(graph)
     rw = GraphRewriter(graph, "layout")
     for node in graph.nodes:
         perm = _movable(rw, node, uses)

@@ -7,7 +7,7 @@ pure (``Graph -> Graph``): the source graph is never modified.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,32 @@ class GraphRewriter:
         self.dst.set_outputs([self._map[id(v)] for v in self.src.outputs])
         self.dst.in_tree, self.dst.out_tree = self.src.in_tree, self.src.out_tree
         return self.dst
+
+
+def rewrite_nodes(
+    graph: Graph, prefix: str, replacement: Callable[[GraphRewriter, Node], Value | None]
+) -> Graph:
+    """The graph with each node copied, or its single output bound to what
+    ``replacement(rw, node)`` returns instead when that is not None."""
+    rw = GraphRewriter(graph, prefix)
+    for node in graph.nodes:
+        new = replacement(rw, node)
+        if new is None:
+            rw.copy(node)
+        else:
+            rw.bind(node.outputs[0], new)
+    return rw.finish()
+
+
+def use_counts(graph: Graph) -> dict[int, int]:
+    """How many times each value (by id) is read: as a node's input or a graph output."""
+    uses: dict[int, int] = {}
+    for node in graph.nodes:
+        for v in node.inputs:
+            uses[id(v)] = uses.get(id(v), 0) + 1
+    for v in graph.outputs:
+        uses[id(v)] = uses.get(id(v), 0) + 1
+    return uses
 
 
 def producer_op(v: Value) -> str | None:

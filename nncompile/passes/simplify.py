@@ -26,7 +26,13 @@ import numpy as np
 from ..ir.graph import Graph, Node, Value
 from ..ir.ops.binary import BINARY
 from ..ir.ops.unary import UNARY
-from .rewriter import GraphRewriter, constant_value, is_scalar_constant, producer_op
+from .rewriter import (
+    GraphRewriter,
+    constant_value,
+    is_scalar_constant,
+    producer_op,
+    rewrite_nodes,
+)
 
 # the unary ops are declared in ir/ops/unary.py; cast is unary elementwise too
 ELEMENTWISE_UNARY = set(UNARY) | {"cast"}
@@ -194,14 +200,9 @@ def _stable_softmax(rw: GraphRewriter, node: Node, a: Value, b: Value) -> Value 
 
 
 def simplify(graph: Graph) -> Graph:
-    rw = GraphRewriter(graph, "simp")
-    for node in graph.nodes:
+    def replacement(rw: GraphRewriter, node: Node) -> Value | None:
         if len(node.outputs) != 1 or node.op == "constant":
-            rw.copy(node)
-            continue
-        new = simplify_node(rw, node, rw.inputs(node))
-        if new is None:
-            rw.copy(node)
-        else:
-            rw.bind(node.outputs[0], new)
-    return rw.finish()
+            return None
+        return simplify_node(rw, node, rw.inputs(node))
+
+    return rewrite_nodes(graph, "simp", replacement)
