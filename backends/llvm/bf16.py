@@ -36,3 +36,48 @@ def bf16_bits(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     else:
         wide, narrow, shift = I32, I16, ir.Constant(I32, 16)
     return b.trunc(b.lshr(b.bitcast(rounded_to_bf16(b, x), wide), shift), narrow)
+
+
+class _Bf16x32(ir.Type):
+    """LLVM's <32 x bfloat>, which llvmlite's type set lacks: the result type of the
+    AVX512-BF16 conversion below (bitcast to i16 lanes right away)."""
+
+    def _to_string(self) -> str:
+        return "<32 x bfloat>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Bf16x32)
+
+    def __hash__(self) -> int:
+        return hash("<32 x bfloat>")
+
+
+# (k even, k odd) pairs of two 16-lane rows: lane 2 j from the first, 2 j + 1 the second
+_PAIRS = [i // 2 + 16 * (i % 2) for i in range(32)]
+
+
+def bf16_pairs(
+    b: ir.IRBuilder, module: ir.Module, even: ir.Value, odd: ir.Value, native: bool
+) -> ir.Value:
+    """The bf16 bits of two <16 x float> rows interleaved element by element (even[0],
+    odd[0], even[1], ...: the pair layout vdpbf16ps and tdpbf16ps read), as <32 x i16>.
+    ``native``: one AVX512-BF16 ``vcvtne2ps2bf16`` rounds both rows (the same rounding:
+    to nearest even, NaN quiet; it reads subnormal inputs as zero, which the bf16 dot
+    products do anyway), only on a CPU that has it."""
+    pairs = ir.Constant(ir.VectorType(I32, 32), _PAIRS)
+    if not native:
+        return b.shuffle_vector(bf16_bits(b, even), bf16_bits(b, odd), pairs)
+    both = bf16_bits_native(b, module, even, odd)
+    return b.shuffle_vector(both, ir.Constant(both.type, None), pairs)
+
+
+def bf16_bits_native(b: ir.IRBuilder, module: ir.Module, low: ir.Value, high: ir.Value):
+    """The bf16 bits of two <16 x float> vectors, ``low`` then ``high``, as <32 x i16>,
+    by AVX512-BF16's ``vcvtne2ps2bf16`` (see bf16_pairs; only on a CPU that has it)."""
+    name = "llvm.x86.avx512bf16.cvtne2ps2bf16.512"
+    convert = module.globals.get(name)
+    if convert is None:
+        v16 = low.type
+        convert = ir.Function(module, ir.FunctionType(_Bf16x32(), [v16, v16]), name)
+    # (lanes 0-15 of the result come from its second operand, 16-31 from its first)
+    return b.bitcast(b.call(convert, [high, low]), ir.VectorType(I16, 32))

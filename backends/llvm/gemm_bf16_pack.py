@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ir
 
-from .bf16 import bf16_bits
+from .bf16 import bf16_bits, bf16_bits_native, bf16_pairs
 from .llvm_builders import Loops, declare, imin, transpose_in_registers
 from .parallel import store_untyped
 
@@ -52,6 +52,8 @@ class Emitter:
     loops: Loops
     module: ir.Module
     g: Args
+    # round with AVX512-BF16's own conversion (bf16.bf16_pairs) where the CPU has it
+    native_bf16: bool = False
 
     def element(self, base, row, col, row_stride, col_stride) -> ir.Value:
         b = self.b
@@ -158,12 +160,10 @@ def pack_b(e: Emitter, kb: KBlock, bpack: ir.Value) -> None:
         for t in range(2):
             kk = b.add(b.add(kb.pc, b.mul(kp, const(2))), const(t))
             at = e.element(g.b, kk, b.add(kb.jc, b.mul(p, const(16))), g.b_rs, g.b_cs)
-            rows.append(bf16_bits(b, b.load(at, typ=V16, align=4)))
-        pairs = ir.Constant(ir.VectorType(I32, 32), [i // 2 + 16 * (i % 2) for i in range(32)])
+            rows.append(b.load(at, typ=V16, align=4))
+        packed = bf16_pairs(b, e.module, rows[0], rows[1], e.native_bf16)
         at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
-        store_untyped(
-            b, b.shuffle_vector(rows[0], rows[1], pairs), b.gep(bpack, [at], source_etype=I16), 4
-        )
+        store_untyped(b, packed, b.gep(bpack, [at], source_etype=I16), 4)
 
     # A row-major B's whole panels go pair of rows by pair of rows, across all panels: B
     # is read along its rows, which the prefetchers follow (panel by panel, each row's next
@@ -208,6 +208,28 @@ def pack_a(e: Emitter, kb: KBlock, ic: ir.Value, mh: ir.Value, apack: ir.Value) 
     def by_rows():  # A's rows contiguous: the loop along k vectorizes
         L.range(0, mh, 1, lambda r: L.range(0, kb.kw, 1, lambda kk: put(r, kk), "ak"), "ar")
 
+    def by_rows_native():  # 32 elements of a row at a time by vcvtne2ps2bf16
+        whole = b.mul(b.sdiv(kb.kw, const(32)), const(32))
+
+        def chunk(r, kk):
+            halves = [
+                b.load(
+                    e.element(g.a, b.add(ic, r), b.add(kb.pc, b.add(kk, const(h))), g.a_rs, one),
+                    typ=V16,
+                    align=4,
+                )
+                for h in (0, 16)
+            ]
+            bits = bf16_bits_native(b, e.module, *halves)
+            at = b.add(b.mul(r, kb.kwp), kk)
+            store_untyped(b, bits, b.gep(apack, [at], source_etype=I16), 2)
+
+        def row(r):
+            L.range(0, whole, 32, lambda kk: chunk(r, kk), "an")
+            L.range(whole, kb.kw, 1, lambda kk: put(r, kk), "at")
+
+        L.range(0, mh, 1, row, "ar")
+
     def by_columns():  # a transposed A: read each column down the rows
         L.range(0, kb.kw, 1, lambda kk: L.range(0, mh, 1, lambda r: put(r, kk), "ar"), "ak")
 
@@ -236,8 +258,8 @@ def pack_a(e: Emitter, kb: KBlock, ic: ir.Value, mh: ir.Value, apack: ir.Value) 
         b.icmp_signed("==", b.srem(kb.kw, const(16)), const(0)),
     )
     transposed = e.transposed(g.a_rs, g.a_cs)
-    L.first_of(
-        "at",
-        [(b.and_(transposed, squares), by_squares), (transposed, by_columns)],
-        by_rows,
-    )
+    one = const(1)
+    cases = [(b.and_(transposed, squares), by_squares), (transposed, by_columns)]
+    if e.native_bf16:
+        cases.append((b.icmp_signed("==", g.a_cs, one), by_rows_native))
+    L.first_of("at", cases, by_rows)

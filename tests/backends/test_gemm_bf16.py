@@ -147,6 +147,33 @@ def test_rounding_ties_to_even_and_specials(form):
     assert c[4, 0] == bf16(np.float32(3.0e38))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_packed_operands_round_ties_to_even_and_keep_specials(form, threads):
+    """The same values through the packed blocks (k >= SHORT_K, whole 16-column panels of
+    a row-major B: the vector pair rows, vcvtne2ps2bf16 where the CPU has it): in A's first
+    column against ones, and in B's first row against ones; every other term zero."""
+    above = np.float32(1.0) + np.float32(2.0**-8)
+    odd = np.float32(1.0 + 2.0**-7 + 2.0**-8)
+    specials = np.array([above, odd, np.inf, np.nan, 3.0e38, -odd], np.float32)
+    want = np.array(
+        [1.0, 1.0 + 2.0**-6, np.inf, np.nan, bf16(np.float32(3.0e38)), -(1.0 + 2.0**-6)]
+    )
+    k, n = 64, 32
+    a = np.zeros((len(specials), k), np.float32)
+    a[:, 0] = specials
+    b = np.zeros((k, n), np.float32)
+    b[0, :] = 1.0
+    c = np.zeros((len(specials), n), np.float32)
+    _call(a, b, c, 0, threads)
+    np.testing.assert_array_equal(c, np.repeat(want[:, None], n, axis=1).astype(np.float32))
+    a, b = np.zeros((n, k), np.float32), np.zeros((k, len(specials) * 4), np.float32)
+    a[:, 0] = 1.0
+    b[0, :] = np.tile(specials, 4)
+    c = np.zeros((n, b.shape[1]), np.float32)
+    _call(a, b, c, 0, threads)
+    np.testing.assert_array_equal(c, np.tile(want, 4)[None, :].repeat(n, 0).astype(np.float32))
+
+
 def test_compiled_matmuls_and_convolution_round_their_operands(form):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((70, 300)).astype(np.float32)
