@@ -13,6 +13,7 @@ from .llvm_builders import Loops, declare, imin
 from .parallel import store_untyped
 
 if TYPE_CHECKING:
+    from .gemm_pack import Block
     from .gemm_packed import GemmBuilder
 
 I32, I64, PTR, VOID = ir.IntType(32), ir.IntType(64), ir.PointerType(), ir.VoidType()
@@ -28,23 +29,15 @@ def partial_row_counts(mr: int) -> list[int]:
 
 
 def micro_kernel(
-    g: GemmBuilder,
-    L: Loops,
-    ir_,
-    a_panel,
-    b_panel,
-    kc,
-    mc,
-    nc,
-    ic,
-    jc,
-    jr,
-    c,
-    c_rs,
-    c_cs,
-    beta,
-    tposed,
+    g: GemmBuilder, L: Loops, blk: Block, ir_, jr, a_panel, b_panel, c_out, tposed
 ) -> None:
+    """The tile (row panel ``ir_``, column panel ``jr``) of the block ``blk``: A's panel
+    ``a_panel`` = (read in place?, its address there, its row stride there), B's
+    ``b_panel`` = (read in place?, its address there, its row stride there, its packed
+    address), C ``c_out`` = (c, row stride, column stride, beta); ``tposed``: A is packed
+    [p][r]."""
+    kc, mc, nc, ic, jc = blk.kc, blk.mc, blk.nc, blk.ic, blk.jc
+    c, c_rs, c_cs, beta = c_out
     b, t, vt, lanes = L.b, g.t, g.vt, g.lanes
     fma = declare(
         g.module,

@@ -396,9 +396,7 @@ class GemmBuilder:
             a_row = b.add(ic, b.mul(ir_, mr))
             a_at = b.gep(a, [b.add(b.mul(a_row, a_rs), pc)], source_etype=self.t)
             a_panel = (b.and_(a_in_place, whole_a_panel(ir_)), a_at, a_rs)
-            micro_kernel(
-                self, L, ir_, a_panel, b_panel, kc, mc, nc, ic, jc, jr, c, c_rs, c_cs, beta, tposed
-            )
+            micro_kernel(self, L, blk, ir_, jr, a_panel, b_panel, (c, c_rs, c_cs, beta), tposed)
 
         L.range(first_tile, tiles_stop, tiles_step, tile, "tile")
         b.ret_void()
