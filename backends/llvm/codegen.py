@@ -48,7 +48,7 @@ from ...lowering.program import physical_params
 from . import mathlib
 from .bf16 import rounded_to_bf16
 from .fastmath import InlineMath
-from .llvm_builders import loop_hints, set_function_attributes
+from .llvm_builders import declare, loop_hints, set_function_attributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
 from .running_extremes import ExtremeFlags, running_extremes
@@ -195,7 +195,11 @@ class KernelEmitter:
             v = s.value
             if flags is not None and isinstance(v, Binary) and v.op == flags.op:
                 if isinstance(v.a, Var) and v.a.name == s.name:
-                    flags.update(self.b, self.module, slot, self.expr(v.b))
+                    x = self.expr(v.b)
+                    acc = self.b.load(slot, typ=x.type)
+                    # (a vector max / min instruction; the flags keep IEEE's NaN and zeros)
+                    self.b.store(self.intrinsic(flags.number_op, [acc, x], ("nnan", "nsz")), slot)
+                    flags.saw(self.b, x)
                     return
             value = self.expr(v, accumulate=True)
             self.b.store(value, slot)
@@ -359,13 +363,11 @@ class KernelEmitter:
             return self.binary(e, self.expr(e.a), self.expr(e.b), accumulate)
         raise TypeError(f"unknown expression {e!r}")
 
-    def intrinsic(self, name: str, args: list[ir.Value]) -> ir.Value:
+    def intrinsic(self, name: str, args: list[ir.Value], fastmath: tuple = ()) -> ir.Value:
         t = args[0].type
         full = f"llvm.{name}.{_type_suffix(t)}"
-        fn = self.module.globals.get(full)
-        if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(t, [t] * len(args)), full)
-        return self.b.call(fn, args)
+        fn = declare(self.module, full, ir.FunctionType(t, [t] * len(args)))
+        return self.b.call(fn, args, fastmath=fastmath)
 
     def unary(self, op: str, x: ir.Value, d: dt.DType) -> ir.Value:
         b = self.b

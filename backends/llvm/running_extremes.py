@@ -61,13 +61,13 @@ class ExtremeFlags:
         b.store(b.fcmp_unordered("uno", value, value), self.nan)
         b.store(self._is_winning_zero(b, value), self.winning_zero)
 
-    def update(self, b: ir.IRBuilder, module: ir.Module, slot: ir.Value, x: ir.Value) -> None:
-        """acc = max(acc, x) (or min)."""
-        t = x.type
-        name = f"llvm.{'maxnum' if self.op == 'max' else 'minnum'}.{_suffix(t)}"
-        fn = module.globals.get(name) or ir.Function(module, ir.FunctionType(t, [t, t]), name)
-        acc = b.load(slot, typ=t)
-        b.store(b.call(fn, [acc, x], fastmath=("nnan", "nsz")), slot)
+    @property
+    def number_op(self) -> str:
+        """The intrinsic that updates the value: maxnum or minnum (marked nnan nsz)."""
+        return "maxnum" if self.op == "max" else "minnum"
+
+    def saw(self, b: ir.IRBuilder, x: ir.Value) -> None:
+        """acc = max(acc, x) (or min) was applied to the value: update the flags."""
         nan = b.or_(b.load(self.nan, typ=I1), b.fcmp_unordered("uno", x, x))
         b.store(nan, self.nan)
         zero = b.or_(b.load(self.winning_zero, typ=I1), self._is_winning_zero(b, x))
@@ -89,7 +89,3 @@ class ExtremeFlags:
         bits = ir.IntType(32 if isinstance(x.type, ir.FloatType) else 64)
         pattern = 0 if self.op == "max" else 1 << (bits.width - 1)
         return b.icmp_unsigned("==", b.bitcast(x, bits), ir.Constant(bits, pattern))
-
-
-def _suffix(t: ir.Type) -> str:
-    return "f32" if isinstance(t, ir.FloatType) else "f64"
