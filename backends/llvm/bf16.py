@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from .llvm_builders import declare
+
 I16, I32 = ir.IntType(16), ir.IntType(32)
 
 
@@ -75,9 +77,6 @@ def bf16_bits_native(b: ir.IRBuilder, module: ir.Module, low: ir.Value, high: ir
     """The bf16 bits of two <16 x float> vectors, ``low`` then ``high``, as <32 x i16>,
     by AVX512-BF16's ``vcvtne2ps2bf16`` (see bf16_pairs; only on a CPU that has it)."""
     name = "llvm.x86.avx512bf16.cvtne2ps2bf16.512"
-    convert = module.globals.get(name)
-    if convert is None:
-        v16 = low.type
-        convert = ir.Function(module, ir.FunctionType(_Bf16x32(), [v16, v16]), name)
+    convert = declare(module, name, ir.FunctionType(_Bf16x32(), [low.type, low.type]))
     # (lanes 0-15 of the result come from its second operand, 16-31 from its first)
     return b.bitcast(b.call(convert, [high, low]), ir.VectorType(I16, 32))

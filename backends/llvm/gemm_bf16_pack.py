@@ -153,15 +153,16 @@ def pack_b(e: Emitter, kb: KBlock, bpack: ir.Value) -> None:
             by_rows,
         )
 
-    def vector_pair_row(p, kp):
+    def vector_pair_row(p, kp, rows=2):
         # rows 2 kp and 2 kp + 1 of a whole panel of contiguous rows as vectors, rounded
-        # and interleaved into one 64-byte packed row
-        rows = []
-        for t in range(2):
+        # and interleaved into one 64-byte packed row (``rows`` 1: the last row of an odd
+        # k, paired with zeros)
+        loaded = [ir.Constant(V16, None)] * 2
+        for t in range(rows):
             kk = b.add(b.add(kb.pc, b.mul(kp, const(2))), const(t))
             at = e.element(g.b, kk, b.add(kb.jc, b.mul(p, const(16))), g.b_rs, g.b_cs)
-            rows.append(b.load(at, typ=V16, align=4))
-        packed = bf16_pairs(b, e.module, rows[0], rows[1], e.native_bf16)
+            loaded[t] = b.load(at, typ=V16, align=4)
+        packed = bf16_pairs(b, e.module, loaded[0], loaded[1], e.native_bf16)
         at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
         store_untyped(b, packed, b.gep(bpack, [at], source_etype=I16), 4)
 
@@ -171,23 +172,13 @@ def pack_b(e: Emitter, kb: KBlock, bpack: ir.Value) -> None:
     row_major = b.icmp_signed("==", g.b_cs, const(1))
     whole_panels = b.sdiv(kb.nw, const(16))
 
-    def pair_rows(kp):
-        L.range(0, whole_panels, 1, lambda p: vector_pair_row(p, kp), "bvp")
-
     def across_panels():
+        def pair_rows(kp, rows=2):
+            L.range(0, whole_panels, 1, lambda p: vector_pair_row(p, kp, rows), "bvp")
+
         L.range(0, b.sdiv(kb.kw, const(2)), 1, pair_rows, "bvk")
         odd = b.icmp_signed("==", b.srem(kb.kw, const(2)), const(1))
-        last = b.sdiv(kb.kw, const(2))  # (its pair padded with a zero)
-        L.when(odd, lambda: L.range(0, whole_panels, 1, lambda p: odd_row(p, last), "bvo"))
-
-    def odd_row(p, kp):
-        kk = b.add(kb.pc, b.mul(kp, const(2)))
-        col0 = b.add(kb.jc, b.mul(p, const(16)))
-        v = bf16_bits(b, b.load(e.element(g.b, kk, col0, g.b_rs, g.b_cs), typ=V16, align=4))
-        zero = ir.Constant(ir.VectorType(I16, 16), None)
-        pairs = ir.Constant(ir.VectorType(I32, 32), [i // 2 + 16 * (i % 2) for i in range(32)])
-        at = b.mul(b.add(b.mul(p, kb.half), kp), const(32))
-        store_untyped(b, b.shuffle_vector(v, zero, pairs), b.gep(bpack, [at], source_etype=I16), 4)
+        L.when(odd, lambda: pair_rows(b.sdiv(kb.kw, const(2)), rows=1))
 
     L.when(row_major, across_panels)
     first = b.select(row_major, whole_panels, const(0))
@@ -209,6 +200,7 @@ def pack_a(e: Emitter, kb: KBlock, ic: ir.Value, mh: ir.Value, apack: ir.Value) 
         L.range(0, mh, 1, lambda r: L.range(0, kb.kw, 1, lambda kk: put(r, kk), "ak"), "ar")
 
     def by_rows_native():  # 32 elements of a row at a time by vcvtne2ps2bf16
+        one = const(1)
         whole = b.mul(b.sdiv(kb.kw, const(32)), const(32))
 
         def chunk(r, kk):
@@ -258,8 +250,7 @@ def pack_a(e: Emitter, kb: KBlock, ic: ir.Value, mh: ir.Value, apack: ir.Value) 
         b.icmp_signed("==", b.srem(kb.kw, const(16)), const(0)),
     )
     transposed = e.transposed(g.a_rs, g.a_cs)
-    one = const(1)
     cases = [(b.and_(transposed, squares), by_squares), (transposed, by_columns)]
     if e.native_bf16:
-        cases.append((b.icmp_signed("==", g.a_cs, one), by_rows_native))
+        cases.append((b.icmp_signed("==", g.a_cs, const(1)), by_rows_native))
     L.first_of("at", cases, by_rows)

@@ -323,7 +323,7 @@ class GemmBuilder:
         def pack_b_unless_in_place(jr):
             L.when(b.not_(b.and_(in_place, whole_b_panel(jr))), lambda: pack_b(jr))
 
-        a_in_place = self._in_place_a(b, a_cs, tposed)
+        a_in_place = self._in_place_a(b, a_cs)
 
         def whole_a_panel(ir_):
             return b.icmp_signed("<=", b.add(b.mul(ir_, mr), mr), mc)
@@ -402,7 +402,7 @@ class GemmBuilder:
         b.ret_void()
         return fn
 
-    def _in_place_a(self, b: ir.IRBuilder, a_cs: ir.Value, tposed: ir.Value) -> ir.Value:
+    def _in_place_a(self, b: ir.IRBuilder, a_cs: ir.Value) -> ir.Value:
         """Read a row-major A's whole panels where they are: the micro-kernel broadcasts
         one element of each of MR rows per step of k, and MR rows of A, each contiguous
         along k, are MR sequential streams the prefetchers follow as well as they follow
@@ -413,7 +413,8 @@ class GemmBuilder:
         (Never when the operands are rounded: that happens in the packing.)"""
         if self.rounded:
             return ir.Constant(ir.IntType(1), 0)
-        return b.and_(b.icmp_signed("==", a_cs, ir.Constant(I64, 1)), b.not_(tposed))
+        # (a transposed A, packed [p][r], has a column stride other than 1)
+        return b.icmp_signed("==", a_cs, ir.Constant(I64, 1))
 
     def _in_place_b(
         self, b: ir.IRBuilder, b_rs: ir.Value, b_cs: ir.Value, nc: ir.Value, m: ir.Value
