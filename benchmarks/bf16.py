@@ -21,7 +21,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graph_sizes as models  # noqa: E402
-from cpu_targets import timed, torch_cnn, torch_on, torch_step  # noqa: E402
+from cpu_targets import (  # noqa: E402
+    timed,
+    timed_alternating,
+    torch_cnn,
+    torch_on,
+    torch_step,
+)
 from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
 from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 
@@ -81,10 +87,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1024, 1024)).astype(np.float32)
     b = rng.standard_normal((1024, 1024)).astype(np.float32)
-    ours = {}
-    for precision in ("bf16", "float32"):
-        mm = nc.compile(lambda a, b: a @ b, threads=args.threads, matmul_precision=precision)
-        ours[precision] = timed(lambda mm=mm: mm(a, b), args.steps)
+    precisions = ("bf16", "float32")
+    products = [
+        nc.compile(lambda a, b: a @ b, threads=args.threads, matmul_precision=p) for p in precisions
+    ]
+    calls = [lambda mm=mm: mm(a, b) for mm in products]
+    ours = dict(zip(precisions, timed_alternating(calls, args.steps), strict=True))
     peak = amx_peak()
     flops = 2 * 1024**3
     row = {
@@ -106,7 +114,8 @@ def main() -> None:
 
     for name, build in (("mlp1024", mlp1024), ("cnn64", seed_cnn)):
         # all compiled steps first: PyTorch's spinning threads must not skew ours
-        times = {p: timed(our_step(build, p, args.threads), args.steps) for p in ours}
+        steps = [our_step(build, p, args.threads) for p in precisions]
+        times = dict(zip(precisions, timed_alternating(steps, args.steps), strict=True))
         row = {
             "workload": name,
             "bf16_ms": times["bf16"] * 1e3,

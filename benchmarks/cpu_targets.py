@@ -48,18 +48,41 @@ def torch_on(threads: int):
     return torch
 
 
-def timed(fn, steps: int, warmup: int = 3) -> float:
+def warm_up(fn, warmup: int = 3) -> None:
+    """At least ``warmup`` calls, and WARMUP_SECONDS of them."""
     start = time.perf_counter()
     calls = 0
     while calls < warmup or time.perf_counter() - start < WARMUP_SECONDS:
         fn()
         calls += 1
+
+
+def timed(fn, steps: int, warmup: int = 3) -> float:
+    warm_up(fn, warmup)
     samples = []
     for _ in range(steps):
         t = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t)
     return statistics.median(samples)
+
+
+def timed_alternating(fns: list, steps: int, block: int = 5) -> list[float]:
+    """Median seconds per call of each of ``fns``, timed in alternating blocks of ``block``
+    calls (``steps`` calls each in all, after the same warm-up as ``timed``): a slow spell
+    of the machine, which lasts seconds to minutes on these VMs, slows every side alike,
+    so their ratio holds (one side timed after the other gave a bf16/float32 CNN step
+    ratio of 0.93 in one run and 1.05 in the next)."""
+    for fn in fns:
+        warm_up(fn)
+    samples: list[list[float]] = [[] for _ in fns]
+    while len(samples[0]) < steps:
+        for fn, times in zip(fns, samples, strict=True):
+            for _ in range(min(block, steps - len(times))):
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+    return [statistics.median(times) for times in samples]
 
 
 def numpy_gemm_seconds(threads: int, steps: int) -> float:
