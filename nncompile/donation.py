@@ -30,10 +30,21 @@ def _stmt_loads(s: Stmt, buffer: str) -> list[Load]:
     return [ld for e in own_expressions(s) for ld in _loads(e, buffer)]
 
 
+def _reads_block(body: list[Stmt], buffer: str) -> bool:
+    return any(_stmt_loads(s, buffer) for s in walk(body))
+
+
 def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bool:
     """Inside any loop that writes ``dst``, ``src`` is read only at an index that the same
-    block stores to ``dst`` (so each element is read before it is overwritten)."""
+    block stores to ``dst``, and read there only before that store: each element is read
+    before it is overwritten. (A read after the store is the same load object as one before
+    it: the code generators compute a shared subexpression once per block, which an
+    optimizer's update relies on, reading the old moment for the new weight after storing
+    the new moment over it. A load of its own after the store, as when an optimizer stores
+    the new moment before reading the weight, would read the moment.)"""
     store_index = [s.index for s in body if isinstance(s, Store) and s.buffer == dst]
+    stored: list[Expr] = []  # the indices of dst this block has stored to so far
+    evaluated: set[int] = set()  # the loads of src computed so far (by identity)
     for s in body:
         if isinstance(s, Gemm):
             if s.c == dst and src in (s.a, s.b):
@@ -41,6 +52,8 @@ def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bo
             if inside and src in (s.a, s.b):
                 return False
             continue
+        if isinstance(s, (Loop, If)) and stored and _reads_block([s], src):
+            return False  # (read in a nested block after this block overwrote dst)
         if isinstance(s, Loop):
             if not _safe_body(s.body, src, dst, inside or _writes_block(s.body, dst)):
                 return False
@@ -53,6 +66,11 @@ def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bo
         for load in _stmt_loads(s, src):
             if inside and all(load.index != i for i in store_index):
                 return False
+            if id(load) not in evaluated and any(load.index == i for i in stored):
+                return False  # read where this block already stored the output
+        evaluated.update(id(load) for load in _stmt_loads(s, src))
+        if isinstance(s, Store) and s.buffer == dst:
+            stored.append(s.index)
     return True
 
 
