@@ -103,39 +103,24 @@ class ParallelRuntime:
         return fn
 
     def emit_parallel_loop(self, em, loop) -> None:
-        from .codegen import KernelEmitter
-        from .llvm_builders import set_function_attributes
-
-        # Everything the outlined body may read: buffers (one pointer per distinct
-        # memory: a donated pair shares one), then scalars in scope.
-        pointers: list[ir.Value] = []
-        for value, _ in em.buffers.values():
-            if all(value is not q for q in pointers):
-                pointers.append(value)
-        names = [f"p{k}" for k in range(len(pointers))]
-        scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
-        # ... then the call context (GEMM workspaces), the extent and whether a team runs it
-        fields = [PTR] * len(names) + [v.type for _, v in scalars] + [PTR, I64, I64]
-        # Slots of 8 bytes (every field fits) addressed as ptr-sized elements: a struct type
-        # would be spelled out in full by every field's GEP, quadratic text for a kernel
-        # with a thousand buffers (a wide concat).
-        table = ir.ArrayType(I64, len(fields))
+        # Everything the outlined body may read (buffers, scalars in scope, the call context
+        # with the GEMM workspaces), then the extent and whether a team runs it
         self.count += 1
+        outlined_body = OutlinedBody(em, f"{em.fn.name}.par{self.count}", [I64, I64, I64])
+        fields = outlined_body.fields + [I64, I64]
         outlined = ir.Function(
             self.module, ir.FunctionType(VOID, [PTR]), f"{em.fn.name}.par{self.count}"
         )
         outlined.linkage = "internal"
         # The body is inlined here before the vectorizer runs, and an inlined body takes
         # this function's attributes: without them its loops get 256-bit vectors.
+        from .llvm_builders import set_function_attributes
+
         set_function_attributes(outlined)
 
-        # Caller: pack the struct and start the team.
+        # Caller: pack the table and start the team.
         b = em.b
-        with b.goto_entry_block():
-            slot = b.alloca(table)
-        values = pointers + [v for _, v in scalars] + [em.context, em.index(loop.extent)]
-        for k, v in enumerate(values):
-            store_untyped(b, v, b.gep(slot, [ir.Constant(I32, k)], source_etype=PTR))
+        slot = outlined_body.table([em.index(loop.extent)], extra_slots=1)
         gomp = self._fn("GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32]))
         threads = context_slot(b, em.context, CONTEXT_THREADS, I64)
         in_team = b.gep(slot, [ir.Constant(I32, len(fields) - 1)], source_etype=PTR)
@@ -148,40 +133,16 @@ class ParallelRuntime:
                 store_untyped(b, ir.Constant(I64, 0), in_team)
                 b.call(outlined, [slot])
 
-        # The body runs in a function whose buffer pointers are noalias *arguments*: read
-        # from the struct they would be plain pointers, and possible aliasing would stop
-        # the vectorizer. The trampoline below inlines it, keeping the noalias facts.
         # ..., the context, this thread's number in the team (its GEMM workspace), lo, hi
-        arg_types = [PTR] * len(names) + [v.type for _, v in scalars] + [PTR, I64, I64, I64]
-        body_fn = ir.Function(
-            self.module, ir.FunctionType(VOID, arg_types), f"{em.fn.name}.par{self.count}.body"
-        )
-        body_fn.linkage = "internal"
-        for arg in body_fn.args[: len(pointers)]:
-            arg.add_attribute("noalias")
-        body_fn.append_basic_block("entry")
-        buffers = {}
-        for name, (value, dtype) in em.buffers.items():
-            k = next(i for i, q in enumerate(pointers) if q is value)
-            buffers[name] = (body_fn.args[k], dtype)
-        child = KernelEmitter(
-            em.module, em.kernel, self, fn=body_fn, buffers=buffers, extreme_ops=em.extreme_ops
-        )
-        child.in_parallel = True
-        child.kernel_number = em.kernel_number
-        child.context, child.thread_number = body_fn.args[-4], body_fn.args[-3]
-        for k, (n, _) in enumerate(scalars):
-            child.scopes[0][n] = body_fn.args[len(names) + k]
+        child = outlined_body.emitter(self)
+        body_fn = outlined_body.fn
+        child.thread_number = body_fn.args[-3]
         child.loop(loop, start=body_fn.args[-2], stop=body_fn.args[-1])
         child.b.ret_void()
 
         # Trampoline: unpack the struct, take this thread's chunk, call the body.
         cb = ir.IRBuilder(outlined.append_basic_block("entry"))
-        data = outlined.args[0]
-        loaded = [
-            cb.load(cb.gep(data, [ir.Constant(I32, k)], source_etype=PTR), typ=t)
-            for k, t in enumerate(fields)
-        ]
+        loaded = unpack_table(cb, outlined.args[0], fields)
         extent, team = loaded[-2], cb.icmp_signed("!=", loaded[-1], ir.Constant(I64, 0))
         tid = cb.sext(cb.call(self._fn("omp_get_thread_num", ir.FunctionType(I32, [])), []), I64)
         nth = cb.sext(cb.call(self._fn("omp_get_num_threads", ir.FunctionType(I32, [])), []), I64)
@@ -197,3 +158,69 @@ class ParallelRuntime:
         with subnormals_flushed(cb, pool_thread):  # (a team's threads run here, not in nc_entry)
             cb.call(body_fn, loaded[:-2] + [tid, lo, hi])
         cb.ret_void()
+
+
+def unpack_table(b: ir.IRBuilder, data: ir.Value, fields: list[ir.Type]) -> list[ir.Value]:
+    """The values an OutlinedBody's table holds (8-byte slots), as ``fields`` types."""
+    return [
+        b.load(b.gep(data, [ir.Constant(I32, k)], source_etype=PTR), typ=t)
+        for k, t in enumerate(fields)
+    ]
+
+
+class OutlinedBody:
+    """A function for part of a kernel, run elsewhere (a team's threads, a GEMM's
+    epilogue): its arguments are every buffer pointer of the kernel (one per distinct
+    memory: a donated pair shares one, ``noalias``), the scalars in scope, the call context,
+    then ``extra`` arguments of its own. The caller passes them in a table of 8-byte slots
+    (``table``): a struct type would be spelled out in full by every field's GEP,
+    quadratic text for a kernel with a thousand buffers (a wide concat)."""
+
+    def __init__(self, em, name: str, extra: list[ir.Type]):
+        self.em = em
+        self.pointers: list[ir.Value] = []
+        for value, _ in em.buffers.values():
+            if all(value is not q for q in self.pointers):
+                self.pointers.append(value)
+        self.scalars = [(n, v) for scope in em.scopes for n, v in scope.items()]
+        # what the table holds: pointers, scalars, then the call context
+        self.fields = [PTR] * len(self.pointers) + [v.type for _, v in self.scalars] + [PTR]
+        # The body is a function whose buffer pointers are noalias *arguments*: read from
+        # the table they would be plain pointers, and possible aliasing would stop the
+        # vectorizer. The caller of the body inlines it, keeping the noalias facts.
+        self.fn = ir.Function(em.module, ir.FunctionType(VOID, self.fields + extra), f"{name}.body")
+        self.fn.linkage = "internal"
+        for arg in self.fn.args[: len(self.pointers)]:
+            arg.add_attribute("noalias")
+        self.fn.append_basic_block("entry")
+
+    def table(self, more: list[ir.Value], extra_slots: int = 0) -> ir.Value:
+        """A table (in the kernel's frame) of the body's captured values and the call
+        context, then ``more`` and ``extra_slots`` more slots for the caller to fill."""
+        b = self.em.b
+        values = self.pointers + [v for _, v in self.scalars] + [self.em.context] + more
+        with b.goto_entry_block():
+            slot = b.alloca(ir.ArrayType(I64, len(values) + extra_slots))
+        for k, v in enumerate(values):
+            store_untyped(b, v, b.gep(slot, [ir.Constant(I32, k)], source_etype=PTR))
+        return slot
+
+    def emitter(self, runtime: ParallelRuntime):
+        """A kernel emitter writing into the body, its buffers and scalars the body's
+        arguments (it emits no parallel regions of its own)."""
+        from .codegen import KernelEmitter
+
+        em, fn = self.em, self.fn
+        buffers = {}
+        for name, (value, dtype) in em.buffers.items():
+            k = next(i for i, q in enumerate(self.pointers) if q is value)
+            buffers[name] = (fn.args[k], dtype)
+        child = KernelEmitter(
+            em.module, em.kernel, runtime, fn=fn, buffers=buffers, extreme_ops=em.extreme_ops
+        )
+        child.in_parallel = True
+        child.kernel_number = em.kernel_number
+        child.context = fn.args[len(self.fields) - 1]
+        for k, (n, _) in enumerate(self.scalars):
+            child.scopes[0][n] = fn.args[len(self.pointers) + k]
+        return child
