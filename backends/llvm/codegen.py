@@ -135,6 +135,9 @@ class KernelEmitter:
         self.bounds_check = bounds_checked()
         self.sizes = {p.name: p.size for p in kernel.params}
         self.kernel_number = 0  # set by the module builder; names the kernel in debug codes
+        # loops that run over part of their extent: {variable: (start, stop)} (a GEMM
+        # epilogue's columns, gemm_epilogue.py)
+        self.loop_ranges: dict[str, tuple[ir.Value, ir.Value]] = {}
 
     @property
     def extreme_ops(self) -> dict[str, str]:
@@ -151,8 +154,17 @@ class KernelEmitter:
     # ---- statements --------------------------------------------------------------------
 
     def block(self, stmts: Sequence[Stmt]) -> None:
-        for s in stmts:
+        from .gemm_epilogue import emit_gemm_with_epilogue, fuses_epilogue
+
+        i = 0
+        while i < len(stmts):
+            s, after = stmts[i], stmts[i + 1] if i + 1 < len(stmts) else None
+            if isinstance(s, Gemm) and isinstance(after, Loop) and fuses_epilogue(self, s, after):
+                emit_gemm_with_epilogue(self, s, after)
+                i += 2
+                continue
             self.stmt(s)
+            i += 1
 
     def push(self) -> None:
         self.scopes.append({})
@@ -213,6 +225,8 @@ class KernelEmitter:
             raise TypeError(f"unknown statement {s!r}")
 
     def loop(self, s: Loop, start: ir.Value | None = None, stop: ir.Value | None = None) -> None:
+        if start is None and s.var in self.loop_ranges:
+            start, stop = self.loop_ranges[s.var]
         lo = start if start is not None else ir.Constant(I64, 0)
         hi = stop if stop is not None else self.index(s.extent)
         pre = self.b.block

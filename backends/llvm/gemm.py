@@ -35,7 +35,7 @@ from ...ir.kernel import (
     strided,
 )
 from ...ir.symbolic import Dim, hint
-from .gemm_bf16 import bf16_gemm_declaration
+from .gemm_bf16 import bf16_fused_declaration, bf16_gemm_declaration
 from .gemm_packed import WORKSPACE_BYTES
 from .gemm_registers import (
     PACKED_MIN_ROWS,
@@ -336,13 +336,17 @@ def _emit_by_row_count(emitter, s: Gemm) -> None:
     b.position_at_end(merge)
 
 
-def _emit_packed_call(emitter, s: Gemm) -> None:
-    """The module's packed GEMM, once per batch entry (sizes passed at run time)."""
+def _emit_packed_call(emitter, s: Gemm, epilogue: tuple | None = None) -> ir.Value | None:
+    """The module's packed GEMM, once per batch entry (sizes passed at run time). With
+    ``epilogue`` (its function and table, gemm_epilogue.py; a single bf16 product), the
+    runtime's bf16 GEMM that runs it, and its result: whether it ran it."""
     from .codegen import reg_type
     from .gemm_packed import gemm_declaration
     from .parallel import CONTEXT_THREADS, CONTEXT_WORKSPACE, PTR, context_slot
 
-    if s.bf16:
+    if epilogue is not None:
+        fn = bf16_fused_declaration(emitter.module)
+    elif s.bf16:
         fn = bf16_gemm_declaration(emitter.module)
     else:
         fn = gemm_declaration(emitter.module, reg_type(s.dtype))
@@ -382,9 +386,10 @@ def _emit_packed_call(emitter, s: Gemm) -> None:
             int(s.accumulate),
         ]
         values = [emitter.index(const_index(v)) for v in sizes]
-        b.call(fn, ptrs + values + [workspace, threads])
+        return b.call(fn, ptrs + values + [workspace, threads, *(epilogue or ())])
 
     if s.batch == 1:
-        call(const_index(0))
-        return
+        return call(const_index(0))
+    assert epilogue is None, "an epilogue runs after a single product"
     emitter.loop_with_body(bt, s.batch, lambda: call(Var(bt, INDEX)))
+    return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from .amx import cpu_has_avx512bf16
+from .float_env import subnormals_flushed
 from .gemm_bf16_micro import VECTOR_ROWS, TileKernel, VectorKernel
 from .gemm_bf16_pack import BLOCK, Args, Emitter, KBlock, const, pack_a, pack_b
 from .gemm_packed import (
@@ -50,6 +51,13 @@ V16 = ir.VectorType(F32, 16)
 
 SYMBOL = "nc_rt_gemm_bf16"
 FUNCTION = "nc_gemm_bf16"
+# The same GEMM with an epilogue (gemm_epilogue.py): two more arguments, the epilogue's
+# function and its argument table, and an i64 result, 1 when the epilogue ran over all of C
+FUSED_SYMBOL = "nc_rt_gemm_bf16_fused"
+FUSED_FUNCTION = "nc_gemm_bf16_fused"
+FUSED_TYPE = ir.FunctionType(I64, [*GEMM_TYPE.args, PTR, PTR])
+# epilogue(table, first row, end row, first column, end column): a finished region of C
+EPILOGUE_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, I64, I64])
 FORMS = ("amx", "avx512bf16", "float32")
 # k of a packed block is padded (with zeros) to what the kernel steps by: AMX's tiles take
 # 32 k, vdpbf16ps a pair (k = 784: 512 + 272, not 512 + 288; 2 % faster on Zen 5)
@@ -64,7 +72,8 @@ PARALLEL_FLOPS = 1 << 22  # below this one thread does the whole product
 # and stored for a few pairs of k cost more than the products (Zen 5, vdpbf16ps, 2 threads:
 # 256x16x1024 with B transposed 180 GFLOP/s, float32 392; at k = 32 520 against 444)
 SHORT_K = 32
-ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR]  # the GEMM's arguments, then the workspace
+# the GEMM's arguments, the workspace, then the epilogue and its table (null: none)
+ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR] + [PTR, PTR]
 A_PACK_BYTES = BLOCK * KC_MAX * 2
 # Each thread of a team packs into its own share of the caller's workspace: apack, then B's
 # block in what is left (at most B_BYTES). A team is no larger than leaves every thread
@@ -84,6 +93,11 @@ def bf16_gemm_declaration(module: ir.Module) -> ir.Function:
     return declare(module, SYMBOL, GEMM_TYPE)
 
 
+def bf16_fused_declaration(module: ir.Module) -> ir.Function:
+    """The runtime's bf16 GEMM with an epilogue, declared in a program module."""
+    return declare(module, FUSED_SYMBOL, FUSED_TYPE)
+
+
 def _function(module: ir.Module, ftype: ir.FunctionType, name: str) -> ir.Function:
     fn = ir.Function(module, ftype, name)
     set_function_attributes(fn)  # (512-bit vectors for the packing and write-back loops)
@@ -100,16 +114,22 @@ class Bf16GemmBuilder:
         if form not in FORMS:
             raise ValueError(f"bf16 GEMM form must be one of {FORMS}, got {form!r}")
         self.module, self.form = module, form
-        fn = _function(module, GEMM_TYPE, FUNCTION)
-        for a, name in zip(fn.args, (*Args.names(), "workspace", "threads"), strict=True):
+        fused = _function(module, FUSED_TYPE, FUSED_FUNCTION)
+        names = (*Args.names(), "workspace", "threads", "epilogue", "table")
+        for a, name in zip(fused.args, names, strict=True):
             a.name = name
+        plain = _function(module, GEMM_TYPE, FUNCTION)
+        b = ir.IRBuilder(plain.append_basic_block("entry"))
+        b.call(fused, [*plain.args, ir.Constant(PTR, None), ir.Constant(PTR, None)])
+        b.ret_void()
+        self.plain = plain
         self.rounding_float32 = self._rounding_float32(tile)
         if form == "float32":
-            b = ir.IRBuilder(fn.append_basic_block("entry"))
-            b.call(self.rounding_float32, list(fn.args))
-            b.ret_void()
+            b = ir.IRBuilder(fused.append_basic_block("entry"))
+            b.call(self.rounding_float32, list(fused.args[:15]))
+            b.ret(const(0))
         else:
-            self._packed(fn)
+            self._packed(fused)
 
     # ---- "float32": the float32 GEMM, rounding while it packs ---------------------------
 
@@ -123,22 +143,28 @@ class Bf16GemmBuilder:
     # ---- "amx", "avx512bf16": packed blocks ---------------------------------------------
 
     def _packed(self, fn: ir.Function) -> None:
-        """Zero C for k = 0 (beta 0); else run the body on a team or on this thread."""
+        """Zero C for k = 0 (beta 0); else run the body on a team or on this thread. The
+        body runs the epilogue (when given) over each region of C it finishes; the k and
+        row splits and the short k leave it to the caller (the result says which)."""
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         e = Emitter(b, Loops(fn, b), self.module, Args(list(fn.args[:13])))
         g, L, threads = e.g, e.loops, fn.args[14]
         struct_t = ir.LiteralStructType(ARG_TYPES)
         slot = b.alloca(struct_t)
-        for i, v in enumerate(fn.args[:14]):
+        for i, v in enumerate([*fn.args[:14], *fn.args[15:]]):
             field = b.gep(slot, [ir.Constant(I32, 0), ir.Constant(I32, i)], source_etype=struct_t)
             store_untyped(b, v, field)
+        applied = b.alloca(I64)
+        b.store(const(0), applied)
+        has_epilogue = b.icmp_unsigned("!=", fn.args[15], ir.Constant(PTR, None))
         body = self._body(struct_t)
         region = self._region(body)
+        plain = [*fn.args[:15]]  # (the splits call the GEMM without the epilogue)
         by_k = split_k_region(
-            self.module, fn, F32, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
+            self.module, self.plain, F32, WORKSPACE_BYTES, PARTIAL_OFFSET, f"{FUNCTION}.split_k"
         )
         by_rows = split_range_region(
-            self.module, fn, F32, WORKSPACE_BYTES, BLOCK, True, f"{FUNCTION}.split_rows"
+            self.module, self.plain, F32, WORKSPACE_BYTES, BLOCK, True, f"{FUNCTION}.split_rows"
         )
 
         def zero_c():
@@ -157,7 +183,7 @@ class Bf16GemmBuilder:
                 self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
             )
             size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
-            args = list(fn.args)
+            args = plain
             split_k = b.and_(team, splits_k(b, args, elem_bytes=4))  # (C is float32)
             small_b = const(small_b_bytes(this_machine()))  # (in the text: cached per machine)
             split_rows = b.and_(team, splits_rows(b, args, BF16_ROWS, 4, small_b))
@@ -170,6 +196,8 @@ class Bf16GemmBuilder:
                 ],
                 lambda: b.call(body, [slot, const(0), const(1)]),
             )
+            # (the body ran: the epilogue, if any, too)
+            b.store(b.zext(b.and_(has_epilogue, b.not_(b.or_(split_k, split_rows))), I64), applied)
 
         empty = b.or_(b.icmp_signed("<=", g.m, const(0)), b.icmp_signed("<=", g.n, const(0)))
         no_k = b.icmp_signed("<=", g.k, const(0))
@@ -179,11 +207,11 @@ class Bf16GemmBuilder:
             [
                 (empty, lambda: None),
                 (no_k, zero_c),
-                (short_k, lambda: b.call(self.rounding_float32, list(fn.args))),
+                (short_k, lambda: b.call(self.rounding_float32, plain)),
             ],
             run,
         )
-        b.ret_void()
+        b.ret(b.load(applied))
 
     def _region(self, body: ir.Function) -> ir.Function:
         """A team's entry: this thread's number and the team's size, then the body."""
@@ -193,7 +221,10 @@ class Bf16GemmBuilder:
         i32_fn = ir.FunctionType(I32, [])
         tid = b.sext(b.call(declare(self.module, "omp_get_thread_num", i32_fn), []), I64)
         nth = b.sext(b.call(declare(self.module, "omp_get_num_threads", i32_fn), []), I64)
-        b.call(body, [fn.args[0], tid, nth])
+        # the pool's threads flush subnormals as the calling thread does (an epilogue's
+        # arithmetic runs here; the products are bf16, flushed by the instructions)
+        with subnormals_flushed(b, b.icmp_signed("!=", tid, const(0))):
+            b.call(body, [fn.args[0], tid, nth])
         b.ret_void()
         return fn
 
@@ -238,6 +269,8 @@ class Bf16GemmBuilder:
         apack = b.gep(field(13, PTR), [b.mul(tid, share)], source_etype=I8)
         bpack = b.gep(apack, [const(A_PACK_BYTES)], source_etype=I8)
         b_bytes = imin(b, const(b_block_bytes(this_machine())), b.sub(share, const(A_PACK_BYTES)))
+        # (a typed pointer: llvmlite calls through a pointer by its pointee's type)
+        epilogue, table = field(14, ir.PointerType(EPILOGUE_TYPE)), field(15, PTR)
         with b.goto_entry_block():
             scratch = b.alloca(ir.ArrayType(F32, BLOCK * BLOCK))
             scratch.align = 64
@@ -270,6 +303,14 @@ class Bf16GemmBuilder:
             back = write_back(ic, mh, kb.first)
             L.range(
                 0, kb.nwp, BLOCK, lambda jr: kernel.block(kb, ic, mh, jr, apack, bpack, back), "jr"
+            )
+            # the rows' last k block: this region of C is final, and in cache for the
+            # epilogue (C's rows [ic, ic + mh), columns [jc, jc + nw))
+            last = b.icmp_signed(">=", b.add(kb.pc, kb.kw), g.k)
+            region = [table, ic, b.add(ic, mh), kb.jc, b.add(kb.jc, kb.nw)]
+            L.when(
+                b.and_(last, b.icmp_unsigned("!=", epilogue, ir.Constant(epilogue.type, None))),
+                lambda: b.call(epilogue, region),
             )
 
         def k_block(jc, nw, nwp, pc, kc):

@@ -18,8 +18,8 @@ import llvmlite.ir as ir
 
 from .amx import bf16_form as current_bf16_form
 from .gemm_bf16 import FUNCTION as BF16_FUNCTION
+from .gemm_bf16 import FUSED_FUNCTION, FUSED_SYMBOL, Bf16GemmBuilder
 from .gemm_bf16 import SYMBOL as BF16_SYMBOL
-from .gemm_bf16 import Bf16GemmBuilder
 from .gemm_packed import runtime_functions
 from .gemm_tune import Tuning, compile_gemm, gemm_tuning, set_blocking
 from .jit import NativeCode, compile_ir
@@ -78,6 +78,7 @@ def bf16_runtime() -> NativeCode:
             set_blocking(native, tuning.params)  # (of the float32 GEMM inside)
             _bf16[form] = native
         llvm.add_symbol(BF16_SYMBOL, native.engine.get_function_address(BF16_FUNCTION))
+        llvm.add_symbol(FUSED_SYMBOL, native.engine.get_function_address(FUSED_FUNCTION))
         if form == "float32" and _bf16_form != form:  # one line, when the form changes to it
             warnings.warn(
                 "matmul_precision='bf16': no usable AMX here (or NNCOMPILE_AMX=0) and no "
