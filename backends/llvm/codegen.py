@@ -154,14 +154,15 @@ class KernelEmitter:
     # ---- statements --------------------------------------------------------------------
 
     def block(self, stmts: Sequence[Stmt]) -> None:
-        from .gemm_epilogue import emit_gemm_with_epilogue, fuses_epilogue
+        from .gemm import emit_gemm
+        from .gemm_epilogue import fuses_epilogue
 
         i = 0
         while i < len(stmts):
             s, after = stmts[i], stmts[i + 1] if i + 1 < len(stmts) else None
             if isinstance(s, Gemm) and isinstance(after, Loop) and fuses_epilogue(self, s, after):
-                emit_gemm_with_epilogue(self, s, after)
-                i += 2
+                # the product's form runs the loop after it as its epilogue, if it can
+                i += 2 if emit_gemm(self, s, epilogue=after) else 1
                 continue
             self.stmt(s)
             i += 1

@@ -262,31 +262,42 @@ def thin_loops(s: Gemm):
     return gemm_loops if s.b_strides[2] == 1 and s.m == 1 else None
 
 
-def emit_gemm(emitter, s: Gemm) -> None:
+def emit_gemm(emitter, s: Gemm, epilogue: Loop | None = None) -> bool:
     """Float GEMMs call the module's packed GEMM once per batch entry, except those whose
     output fits in registers (gemm_registers.py) and thin ones (``thin_loops``); integer
-    ones (rare) become plain loops."""
+    ones (rare) become plain loops. ``epilogue``: the loop over C that follows ``s`` in
+    its kernel, when gemm_epilogue.fuses_epilogue allows it; the form that can run it as
+    part of the product does (the runtime's bf16 GEMM), and the result says whether it
+    did (else the caller emits the loop after)."""
     dynamic = is_dynamic(s)
     if s.tile.get("registers") or (not dynamic and fits_in_registers(s)):
         # (a whole product, or a block of one: register_block_loops; rounds under bf16)
         emit_register_gemm(emitter, s)
-        return
+        return False
     if s.bf16:
         # the other forms compute float32 products: the runtime's bf16 GEMM serves them
+        if epilogue is not None:
+            from .gemm_epilogue import emit_runtime_gemm_with_epilogue
+
+            emit_runtime_gemm_with_epilogue(emitter, s, epilogue)
+            return True
         _emit_packed_call(emitter, s)
-        return
+        return False
     if not dynamic and few_columns(s):
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(dot_gemm_loops(s, prefix, parallel=not emitter.in_parallel))
-        return
+        return False
     # narrow and tall, or few rows and wide: register-tile blocks (a team's when the
-    # product is worth one)
+    # product is worth one). (Running an epilogue in each block of whole rows was tried: an
+    # Adam update's constants, hoisted out of the block loop, pushed the 6 x 4 register
+    # tile into spills, and the seed CNN's dense weight gradient + Adam went 0.33 -> 0.58
+    # ms on one Zen 5 core; an SGD update gained 4 %.)
     team = emitter.parallel.threads if _big(s) and not emitter.in_parallel else 1
     blocks = None if dynamic else register_blocks(s, team)
     if blocks is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(register_block_loops(s, *blocks, prefix, parallel=team > 1))
-        return
+        return False
     if dynamic:
         build = None if s.dtype.is_float else gemm_loops
     else:
@@ -294,11 +305,12 @@ def emit_gemm(emitter, s: Gemm) -> None:
     if build is not None:
         prefix = f"g{len(emitter.fn.blocks)}_"
         emitter.block(build(s, prefix, parallel=not emitter.in_parallel))
-        return
+        return False
     if dynamic and _few_rows_at_run_time(s):
         _emit_by_row_count(emitter, s)
-        return
+        return False
     _emit_packed_call(emitter, s)
+    return False
 
 
 def _few_rows_at_run_time(s: Gemm) -> bool:

@@ -1,14 +1,16 @@
-"""A bf16 product's elementwise epilogue, run by the runtime's bf16 GEMM on each region of
-C as the region is finished, while it is still in cache.
+"""A product's elementwise epilogue, run on each region of C as the region is finished,
+while it is still in cache.
 
 Fusion leaves a kernel such as ``C = A @ B`` followed by a loop over C's rows and columns
 (``relu(C + bias)`` and its mask, an optimizer's update of a weight from its gradient
-``C``). Run after the GEMM, that loop reads all of C back from memory; run by the GEMM on
-each 32-row panel of its column block (gemm_bf16.py), it reads C from L1/L2. The loop is
-outlined into an epilogue function over a rectangle of (row, column) positions, and the
-kernel calls the runtime's ``nc_rt_gemm_bf16_fused`` with it. Where the GEMM cannot run it
-(a team that splits k or rows, a short k), it says so and the kernel runs the loop as
-before, so every path computes the same numbers.
+``C``). Run after the product, that loop reads all of C back from memory. The runtime's
+bf16 GEMM runs it region by region instead (gemm.emit_gemm decides), on each 32-row panel
+of its column block (gemm_bf16.py): the loop is outlined into an epilogue function over a
+rectangle of (row, column) positions, and the kernel calls ``nc_rt_gemm_bf16_fused`` with
+it. Where the GEMM cannot run it (a team that splits k or rows, a short k), it says so and
+the kernel runs the loop as before. Every path computes the same numbers: the loop's
+arithmetic is unchanged, only where it runs. (The float32 GEMMs do not take epilogues:
+see gemm.emit_gemm and docs/architecture.md.)
 
 What may be fused: a loop nest ``for i < m: for j < n:`` of lets and stores, right after a
 single product, where
@@ -69,12 +71,13 @@ def _injective(place: tuple[int, int, int], m: int, n: int) -> bool:
 
 
 def fuses_epilogue(em, s: Gemm, loop: Loop) -> bool:
-    """Whether ``loop`` (right after ``s`` in a kernel) runs as the epilogue of the runtime's
-    bf16 GEMM (the module docstring's conditions)."""
-    if em.in_parallel or not s.bf16 or s.batch != 1 or is_dynamic(s):
+    """Whether ``loop`` (right after ``s`` in a kernel) may run as the product's epilogue
+    (the module docstring's conditions); gemm.emit_gemm runs it so where the product's
+    form can."""
+    if em.in_parallel or s.batch != 1 or is_dynamic(s) or not isinstance(s.c_offset, int):
         return False
-    if s.tile.get("registers") or fits_in_registers(s) or not isinstance(s.c_offset, int):
-        return False  # (computed in registers by the kernel: no runtime GEMM to call)
+    if s.tile.get("registers") or fits_in_registers(s):
+        return False  # (one register tile: nothing to run region by region)
     inner = _nest(s, loop)
     if inner is None:
         return False
@@ -109,7 +112,7 @@ def fuses_epilogue(em, s: Gemm, loop: Loop) -> bool:
     return True
 
 
-def emit_gemm_with_epilogue(em, s: Gemm, loop: Loop) -> None:
+def emit_runtime_gemm_with_epilogue(em, s: Gemm, loop: Loop) -> None:
     """``s`` by the runtime's bf16 GEMM with ``loop`` as its epilogue; ``loop`` after it,
     as usual, where the GEMM did not run it."""
     inner = loop.body[0]
