@@ -30,6 +30,11 @@ FIRST_PROBE = 3  # the first probe: the third call (the first is not timed: page
 MIN_GAP, MAX_GAP = 16, 4096  # calls between probes of the losing choice
 REPROBE_AFTER_SWITCH = 4  # calls before the choice just left behind is probed again
 PROBE_BUDGET = 0.03  # a losing probe's extra time, amortized over the gap
+# ... and the gap grows no longer than this many seconds of calls, where the budget allows:
+# a gap doubled to MAX_GAP while NumPy's BLAS threads spun between steps (a user's own
+# matmul each step: the team loses to one thread) kept a 1 ms step on one thread for ~4 s
+# after the NumPy work stopped (MLP B=256: 1.10 ms a step instead of 0.72)
+PROBE_INTERVAL = 0.5
 SWITCH_MARGIN = 0.85  # a probe must beat the current choice's median by this factor
 SUDDEN_SLOWDOWN = 4.0  # a call this many times its recent best: probe now
 CONFIRMATIONS = 2  # winning probes in a row that switch the choice
@@ -138,9 +143,12 @@ class ThreadChooser:
             self.gap = REPROBE_AFTER_SWITCH
             self.choice = threads
         else:
-            # Back off: at least twice the last gap, and long enough that this probe's
-            # extra time is a small share of the calls between probes.
+            # Back off: twice the last gap, up to PROBE_INTERVAL's worth of calls, and in
+            # any case long enough that this probe's extra time is a small share of the
+            # calls between probes.
             cost = seconds / max(typical, 1e-9) - 1.0
-            self.gap = min(MAX_GAP, max(2 * self.gap, int(cost / PROBE_BUDGET)))
+            interval = max(MIN_GAP, int(PROBE_INTERVAL / max(typical, 1e-9)))
+            grown = min(2 * self.gap, interval)
+            self.gap = min(MAX_GAP, max(grown, int(cost / PROBE_BUDGET)))
         self.wins = 0
         self.until_probe = self.gap

@@ -258,7 +258,8 @@ def _simulate(chooser: T.ThreadChooser, seconds_for, calls: int) -> list[int]:
 
 
 def test_chooser_stays_parallel_on_an_idle_machine():
-    used = _simulate(T.ThreadChooser(2), lambda n, i: 1.0 if n == 2 else 1.4, 5000)
+    # (times in seconds: the back-off is bounded by seconds of calls, T.PROBE_INTERVAL)
+    used = _simulate(T.ThreadChooser(2), lambda n, i: 1e-3 if n == 2 else 1.4e-3, 5000)
     probes = sum(n == 1 for n in used)
     assert used[-1] == 2 and probes < 0.01 * len(used)
 
@@ -267,16 +268,35 @@ def test_chooser_falls_back_to_one_thread_under_contention_and_returns():
     def seconds(n, i):
         contended = 1000 <= i < 6000
         if n == 1:
-            return 2.0 if contended else 1.4
-        return 100.0 if contended else 1.0
+            return 2e-3 if contended else 1.4e-3
+        return 100e-3 if contended else 1e-3
 
     chooser = T.ThreadChooser(2)
     used = _simulate(chooser, seconds, 12000)
     contended = used[1010:6000]
     assert sum(n == 1 for n in contended) > 0.99 * len(contended)
-    extra = sum(seconds(n, i) for i, n in enumerate(used[1010:6000], 1010)) / (2.0 * 4990)
+    extra = sum(seconds(n, i) for i, n in enumerate(used[1010:6000], 1010)) / (2e-3 * 4990)
     assert extra < 1.1  # probes on all threads cost under 10 % while contended
     assert used[-100:].count(2) > 95  # back to all threads once the cores are free
+
+
+def test_chooser_returns_to_the_team_soon_after_long_moderate_interference():
+    """Spinning threads of another library in the process (NumPy's BLAS after a matmul
+    between steps) make the team lose for thousands of calls, at a few times a call's
+    cost; once they stop, the team is probed again within about PROBE_INTERVAL seconds of
+    calls, not after a gap doubled to MAX_GAP (4096 calls)."""
+    stop = 20000
+
+    def seconds(n, i):
+        if n == 1:
+            return 1.1e-3
+        return 5e-3 if 100 <= i < stop else 0.7e-3
+
+    used = _simulate(T.ThreadChooser(2), seconds, stop + 2000)
+    assert used[1000:stop].count(1) > 0.99 * (stop - 1000)  # one thread while they spin
+    back = stop + used[stop:].index(2)
+    assert back - stop <= int(T.PROBE_INTERVAL / 1.1e-3) + 10
+    assert used[-200:].count(2) > 195
 
 
 def test_chooser_is_not_fooled_by_a_team_waking_up():
@@ -285,8 +305,8 @@ def test_chooser_is_not_fooled_by_a_team_waking_up():
 
     def seconds(n, i):
         if n == 1:
-            return 1.4
-        return 3.0 if i < 3 else 1.0
+            return 1.4e-3
+        return 3e-3 if i < 3 else 1e-3
 
     used = _simulate(T.ThreadChooser(2), seconds, 200)
     assert used.count(1) <= 5  # a few probes, no switch (switched, it runs ~40 calls on one)
@@ -304,8 +324,8 @@ def test_chooser_returns_to_the_team_soon_after_a_short_stall():
 
     def seconds(n, i):
         if n == 1:
-            return 1.4
-        return 80.0 if 20 <= i < 30 else 1.0
+            return 1.4e-3
+        return 80e-3 if 20 <= i < 30 else 1e-3
 
     used = _simulate(T.ThreadChooser(2), seconds, 200)
     assert 1 in used[20:40]  # it did switch during the stall
