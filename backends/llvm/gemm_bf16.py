@@ -4,9 +4,10 @@ gemm_packed.GEMM_TYPE, so a program calls either the same way). Compiled once pe
 in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
 
 - "amx" and "avx512bf16": the operands are rounded to bf16 while they are packed
-  (gemm_bf16_pack.py) and multiplied by 32 x 32 blocks (gemm_bf16_micro.py). Loops: this
-  thread's columns in blocks of NC, k in blocks of at most KC_MAX (B packed once per block),
-  rows in panels of 32 (A packed per panel), then the micro-kernel per 32 columns. Threads
+  (gemm_bf16_pack.py) and multiplied by 32 x 32 blocks (gemm_bf16_micro.py). Loops: k in
+  blocks of at most KC_MAX (all of this thread's rows of A packed once per block where they
+  fit, else panel by panel below), this thread's columns in blocks of NC (B packed once per
+  block), rows in panels of 32, then the micro-kernel per 32 columns. Threads
   split the longer of the row and column block counts; each packs into its own share of
   the caller's workspace; a long k with few rows and columns is split instead
   (gemm_team_split.py).
@@ -264,11 +265,10 @@ class Bf16GemmBuilder:
         r0, r1 = b.select(by_cols, const(0), lo), b.select(by_cols, g.m, hi)
         c0, c1 = b.select(by_cols, lo, const(0)), b.select(by_cols, hi, g.n)
 
-        # this thread's share of the workspace (64-byte aligned): apack, then bpack
+        # this thread's share of the workspace (64-byte aligned): A's packed panels, then
+        # B's block (sized in ``work``)
         share = b.mul(b.sdiv(b.sdiv(const(WORKSPACE_BYTES), nth), const(64)), const(64))
         apack = b.gep(field(13, PTR), [b.mul(tid, share)], source_etype=I8)
-        bpack = b.gep(apack, [const(A_PACK_BYTES)], source_etype=I8)
-        b_bytes = imin(b, const(b_block_bytes(this_machine())), b.sub(share, const(A_PACK_BYTES)))
         # (a typed pointer: llvmlite calls through a pointer by its pointee's type)
         epilogue, table = field(14, ir.PointerType(EPILOGUE_TYPE)), field(15, PTR)
         with b.goto_entry_block():
@@ -297,13 +297,15 @@ class Bf16GemmBuilder:
 
             return write
 
-        def row_panel(kb: KBlock, ic):
+        def row_panel(kb: KBlock, ic, apanel, a_once):
             mh = imin(b, const(BLOCK), b.sub(r1, ic))
-            pack_a(e, kb, ic, mh, apack)
+            L.when(b.not_(a_once), lambda: pack_a(e, kb, ic, mh, apanel))
             back = write_back(ic, mh, kb.first)
-            L.range(
-                0, kb.nwp, BLOCK, lambda jr: kernel.block(kb, ic, mh, jr, apack, bpack, back), "jr"
-            )
+
+            def block(jr):
+                kernel.block(kb, ic, mh, jr, apanel, bpack_of[0], back)
+
+            L.range(0, kb.nwp, BLOCK, block, "jr")
             # the rows' last k block: this region of C is final, and in cache for the
             # epilogue (C's rows [ic, ic + mh), columns [jc, jc + nw))
             last = b.icmp_signed(">=", b.add(kb.pc, kb.kw), g.k)
@@ -313,27 +315,56 @@ class Bf16GemmBuilder:
                 lambda: b.call(epilogue, region),
             )
 
-        def k_block(jc, nw, nwp, pc, kc):
+        bpack_of: list[ir.Value] = []  # (set in ``work``, used by the blocks)
+
+        def k_block(pc, kc, nc, a_once):
             kw = imin(b, kc, b.sub(g.k, pc))
             pad = const(K_PADDING[self.form])
             kwp = b.mul(b.sdiv(b.add(kw, b.sub(pad, const(1))), pad), pad)
             first = b.and_(b.icmp_signed("==", pc, const(0)), b.icmp_signed("==", g.beta, const(0)))
-            kb = KBlock(jc, nw, nwp, pc, kw, kwp, b.sdiv(kwp, const(2)), first)
-            pack_b(e, kb, bpack)
-            L.range(r0, r1, BLOCK, lambda ic: row_panel(kb, ic), "ic")
+            panel_bytes = b.mul(kwp, const(BLOCK * 2))
 
-        def column_block(jc, kc, nc):
-            nw = imin(b, nc, b.sub(c1, jc))
-            nwp = b.mul(blocks(nw), const(BLOCK))
-            L.range(0, g.k, kc, lambda pc: k_block(jc, nw, nwp, pc, kc), "pc")
+            def panel_at(ic):  # this row panel's packed A: its own place, or the one buffer
+                offset = b.mul(b.sdiv(b.sub(ic, r0), const(BLOCK)), panel_bytes)
+                at = b.gep(apack, [offset], source_etype=I8)
+                return b.select(a_once, at, apack)
+
+            def pack_all_rows():  # (pack_a reads the k range of its block, not the columns)
+                rows = KBlock(c0, const(0), const(0), pc, kw, kwp, b.sdiv(kwp, const(2)), first)
+
+                def panel(ic):
+                    pack_a(e, rows, ic, imin(b, const(BLOCK), b.sub(r1, ic)), panel_at(ic))
+
+                L.range(r0, r1, BLOCK, panel, "ia")
+
+            L.when(a_once, pack_all_rows)
+
+            def column_block(jc):
+                nw = imin(b, nc, b.sub(c1, jc))
+                nwp = b.mul(blocks(nw), const(BLOCK))
+                kb = KBlock(jc, nw, nwp, pc, kw, kwp, b.sdiv(kwp, const(2)), first)
+                pack_b(e, kb, bpack_of[0])
+                L.range(r0, r1, BLOCK, lambda ic: row_panel(kb, ic, panel_at(ic), a_once), "ic")
+
+            L.range(c0, c1, nc, column_block, "jc")
 
         def work():
-            # k per packed block up to KC_MAX; as many columns as keep B's block in b_bytes
+            # k per packed block up to KC_MAX. All of this thread's rows of A are packed once
+            # per k block where they fit in its share beside a whole B block (rather than
+            # once per column block: 1024^3 packed A four times on one thread); else one
+            # panel at a time. B's block takes what is left, up to half of L2: as many
+            # columns as fit.
             kc = imin(b, b.mul(blocks(g.k), const(BLOCK)), const(KC_MAX))
+            b_block = const(b_block_bytes(this_machine()))
+            a_all = b.mul(b.mul(blocks(b.sub(r1, r0)), const(BLOCK * 2)), kc)
+            a_once = b.icmp_signed("<=", b.add(a_all, b_block), share)
+            a_bytes = b.select(a_once, a_all, const(A_PACK_BYTES))
+            bpack_of.append(b.gep(apack, [a_bytes], source_etype=I8))
+            b_bytes = imin(b, b_block, b.sub(share, a_bytes))
             fit = b.mul(b.sdiv(b.sdiv(b_bytes, b.mul(kc, const(2))), const(BLOCK)), const(BLOCK))
             nc = imax(b, const(BLOCK), fit)
             kernel.begin()
-            L.range(c0, c1, nc, lambda jc: column_block(jc, kc, nc), "jc")
+            L.range(0, g.k, kc, lambda pc: k_block(pc, kc, nc, a_once), "pc")
             kernel.end()
 
         L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)

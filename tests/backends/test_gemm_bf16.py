@@ -134,6 +134,23 @@ def test_empty_and_zero_k(form):
     assert np.all(c == 2)
 
 
+@pytest.mark.parametrize("a_transposed", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_packed_panel_by_panel_when_its_rows_do_not_fit(form, a_transposed, threads):
+    # a thread packs all its rows of A once per k block where they fit in its share of
+    # the workspace beside a B block; 2400 rows x 1024 k (4.9 MB) do not, and go panel by
+    # panel (several k blocks too: k = 1100)
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((2400, 1100)).astype(np.float32)
+    if a_transposed:
+        a = np.asfortranarray(a)
+    b = rng.standard_normal((1100, 40)).astype(np.float32)
+    want, bound = reference(a, b)
+    c = np.full((2400, 40), np.nan, np.float32)
+    _call(a, b, c, 0, threads)
+    assert np.all(np.abs(c - want) <= bound)
+
+
 def test_rounding_ties_to_even_and_specials(form):
     """One-term products show the operands' rounding: ties to even, NaN and inf kept."""
     above = np.float32(1.0) + np.float32(2.0**-8)  # a tie between 1 and 1 + 2^-7: down
