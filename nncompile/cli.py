@@ -114,6 +114,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"AVX512-BF16 vdpbf16ps peak, one core: {dot:.0f} GFLOP/s")
     form = {
         "amx": "AMX tiles",
+        "amx-emulated": "the AMX form, its tile instructions emulated (NNCOMPILE_AMX_EMULATE)",
         "avx512bf16": "AVX512-BF16 vdpbf16ps",
         "float32": "float32 FMAs on bf16-rounded operands (no speed-up)",
     }[bf16_form()]

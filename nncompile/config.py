@@ -79,6 +79,13 @@ AMX = _declare(
     True,
     "bf16 matmuls use the CPU's AMX tiles where present (0: float32 on bf16-rounded operands)",
 )
+AMX_EMULATE = _declare(
+    "NNCOMPILE_AMX_EMULATE",
+    "bool",
+    False,
+    "where AMX is not usable, bf16 matmuls run the AMX form with its tile instructions "
+    "emulated in software (a test of that code path on any CPU; scalar speed)",
+)
 AVX512BF16 = _declare(
     "NNCOMPILE_AVX512BF16",
     "enum",

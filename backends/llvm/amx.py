@@ -53,7 +53,9 @@ def cpu_has_avx512bf16() -> bool:
 
 def bf16_form() -> str:
     """How this process computes bf16 products now: "amx", "avx512bf16" (vdpbf16ps) or
-    "float32" (the float32 GEMM rounding as it packs). Without usable AMX, AVX512-BF16 is
+    "float32" (the float32 GEMM rounding as it packs); "amx-emulated" (the AMX form with
+    its tile instructions in plain code, amx_emulation.py) where AMX is not usable and
+    NNCOMPILE_AMX_EMULATE asks for it. Without usable AMX, AVX512-BF16 is
     taken where the CPU has it and NNCOMPILE_AVX512BF16 is 1, or is auto and it measures
     at least DOT_SPEEDUP_NEEDED times the float32 FMA peak (fma_peak.bf16_dot_speedup):
     on Zen 5 it measures 1.9x and the bf16 GEMM runs 1.7x the float32 one; on the
@@ -62,6 +64,8 @@ def bf16_form() -> str:
     measured then)."""
     if amx_usable():
         return "amx"
+    if config.get_bool(config.AMX_EMULATE):
+        return "amx-emulated"
     choice = config.get_enum(config.AVX512BF16)
     if choice == "0" or not cpu_has_avx512bf16():
         return "float32"

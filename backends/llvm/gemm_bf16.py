@@ -11,6 +11,8 @@ in one of FORMS (runtime.bf16_runtime, amx.bf16_form):
   split the longer of the row and column block counts; each packs into its own share of
   the caller's workspace; a long k with few rows and columns is split instead
   (gemm_team_split.py).
+- "amx-emulated": the "amx" form with its tile instructions in plain code
+  (amx_emulation.py): its loops, layouts and edges tested on a CPU without AMX.
 - "float32": the float32 packed GEMM compiled to round both operands to bf16 as it packs
   them (gemm_packed.GemmBuilder's ``rounded``; the rounding is the whole difference: a
   bf16 x bf16 product is exact in float32). The other forms call it for a k shorter than
@@ -59,10 +61,10 @@ FUSED_FUNCTION = "nc_gemm_bf16_fused"
 FUSED_TYPE = ir.FunctionType(I64, [*GEMM_TYPE.args, PTR, PTR])
 # epilogue(table, first row, end row, first column, end column): a finished region of C
 EPILOGUE_TYPE = ir.FunctionType(VOID, [PTR, I64, I64, I64, I64])
-FORMS = ("amx", "avx512bf16", "float32")
+FORMS = ("amx", "avx512bf16", "float32", "amx-emulated")
 # k of a packed block is padded (with zeros) to what the kernel steps by: AMX's tiles take
 # 32 k, vdpbf16ps a pair (k = 784: 512 + 272, not 512 + 288; 2 % faster on Zen 5)
-K_PADDING = {"amx": BLOCK, "avx512bf16": 2}
+K_PADDING = {"amx": BLOCK, "amx-emulated": BLOCK, "avx512bf16": 2}
 # k per packed block at most (a multiple of 32). The kernel runs 8 rows of A's panel (16 KiB
 # at 1024) against a 32-column panel of B streamed from L2; a longer k block means fewer C
 # reloads and group starts (Zen 5, 2 threads, against 512: 256x784x1024 896 -> 943
@@ -277,9 +279,10 @@ class Bf16GemmBuilder:
             if self.form == "avx512bf16":
                 accumulators = b.alloca(ir.ArrayType(V16, 2 * VECTOR_ROWS))
                 accumulators.align = 64
-        kernel = (
-            TileKernel(e, scratch) if self.form == "amx" else VectorKernel(e, scratch, accumulators)
-        )
+        if self.form == "avx512bf16":
+            kernel = VectorKernel(e, scratch, accumulators)
+        else:
+            kernel = TileKernel(e, scratch, emulated=self.form == "amx-emulated")
 
         def write_back(ic, mh, first):
             def write(j0, nwj):  # C (+)= the block in scratch, element by element

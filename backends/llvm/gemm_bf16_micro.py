@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from .amx_emulation import FILE_BYTES, emulated_tile_ops
 from .gemm_bf16_pack import BLOCK, Emitter, KBlock, const
 from .llvm_builders import declare, imin
 from .parallel import store_untyped
@@ -65,20 +66,34 @@ def _tile(n: int) -> ir.Constant:
 
 
 class TileKernel:
-    def __init__(self, e: Emitter, scratch: ir.Value):
+    def __init__(self, e: Emitter, scratch: ir.Value, emulated: bool = False):
+        """``emulated``: the tile operations in plain IR on a tile file in this frame
+        (amx_emulation.py), for a CPU without AMX."""
         self.e, self.scratch = e, scratch
-        self.ops = tile_intrinsics(e.module)
+        self.file = None
+        if emulated:
+            with e.b.goto_entry_block():
+                self.file = e.b.alloca(ir.ArrayType(I8, FILE_BYTES))
+                self.file.align = 64
+            self.ops = emulated_tile_ops(e.module)
+        else:
+            self.ops = tile_intrinsics(e.module)
+
+    def _call(self, name: str, args: list[ir.Value]) -> None:
+        self.e.b.call(self.ops[name], args if self.file is None else [self.file, *args])
 
     def begin(self) -> None:
-        self.e.b.call(self.ops["ldtilecfg"], [tile_config(self.e.module)])
+        if self.file is None:
+            self.e.b.call(self.ops["ldtilecfg"], [tile_config(self.e.module)])
 
     def end(self) -> None:
-        self.e.b.call(self.ops["tilerelease"], [])
+        if self.file is None:
+            self.e.b.call(self.ops["tilerelease"], [])
 
     def block(self, kb: KBlock, ic, mh, jr, apack, bpack, write_back) -> None:
         """C[ic.., jc + jr..] (+)= the block's products; ``write_back(j0, nwj)`` adds a
         block left in ``scratch`` into C."""
-        e, b, ops, g = self.e, self.e.b, self.ops, self.e.g
+        e, b, g = self.e, self.e.b, self.e.g
         j0 = b.add(kb.jc, jr)
         nwj = imin(b, const(BLOCK), b.sub(kb.nw, jr))
         whole = _whole_in_row_major_c(b, g, mh, nwj)
@@ -89,11 +104,11 @@ class TileKernel:
 
         def start_from_c():
             for t, (dr, dc) in enumerate(QUARTERS):
-                b.call(ops["tileloadd64"], [_tile(t), c_tile(dr, dc), c_bytes])
+                self._call("tileloadd64", [_tile(t), c_tile(dr, dc), c_bytes])
 
         def start_from_zero():
             for t in range(4):
-                b.call(ops["tilezero"], [_tile(t)])
+                self._call("tilezero", [_tile(t)])
 
         e.loops.first_of("c0", [(b.and_(whole, b.not_(kb.first)), start_from_c)], start_from_zero)
         a_stride = b.mul(kb.kwp, const(2))  # bytes per packed A row
@@ -107,18 +122,18 @@ class TileKernel:
                 rows = b.add(b.mul(p, kb.half), b.mul(kt, const(16)))
                 return b.gep(bpack, [b.mul(rows, const(64))], source_etype=I8)
 
-            b.call(ops["tileloadd64"], [_tile(4), a0, a_stride])
-            b.call(ops["tileloadd64"], [_tile(5), a1, a_stride])
-            b.call(ops["tileloadd64"], [_tile(6), b_at(panel), const(64)])
-            b.call(ops["tileloadd64"], [_tile(7), b_at(b.add(panel, const(1))), const(64)])
+            self._call("tileloadd64", [_tile(4), a0, a_stride])
+            self._call("tileloadd64", [_tile(5), a1, a_stride])
+            self._call("tileloadd64", [_tile(6), b_at(panel), const(64)])
+            self._call("tileloadd64", [_tile(7), b_at(b.add(panel, const(1))), const(64)])
             for t, (a, bt) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
-                b.call(ops["tdpbf16ps"], [_tile(t), _tile(a), _tile(bt)])
+                self._call("tdpbf16ps", [_tile(t), _tile(a), _tile(bt)])
 
         e.loops.range(0, b.sdiv(kb.kwp, const(32)), 1, step, "kt")
 
         def store_to_c():
             for t, (dr, dc) in enumerate(QUARTERS):
-                b.call(ops["tilestored64"], [_tile(t), c_tile(dr, dc), c_bytes])
+                self._call("tilestored64", [_tile(t), c_tile(dr, dc), c_bytes])
 
         def through_scratch():
             for t, (dr, dc) in enumerate(QUARTERS):
@@ -127,7 +142,7 @@ class TileKernel:
                     [const(0), const(dr * BLOCK + dc)],
                     source_etype=self.scratch.allocated_type,
                 )
-                b.call(ops["tilestored64"], [_tile(t), at, const(BLOCK * 4)])
+                self._call("tilestored64", [_tile(t), at, const(BLOCK * 4)])
             write_back(j0, nwj)
 
         e.loops.first_of("c1", [(whole, store_to_c)], through_scratch)

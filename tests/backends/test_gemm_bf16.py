@@ -19,7 +19,9 @@ import nncompile as nc
 
 _I64, _P = ctypes.c_int64, ctypes.c_void_p
 _GEMM = ctypes.CFUNCTYPE(None, _P, _P, _P, *([_I64] * 10), _P, _I64)
-FORMS = ["amx", "avx512bf16", "float32"]
+# "amx-emulated": the AMX form's code with its tile instructions in plain code
+# (NNCOMPILE_AMX_EMULATE), so its loops, layouts and edges are tested on any CPU
+FORMS = ["amx", "avx512bf16", "float32", "amx-emulated"]
 
 
 def bf16(x: np.ndarray) -> np.ndarray:
@@ -44,7 +46,10 @@ def form(request, monkeypatch):
         pytest.skip("this CPU or kernel offers no AMX bf16")
     if request.param == "avx512bf16" and not amx.cpu_has_avx512bf16():
         pytest.skip("this CPU has no AVX512-BF16")
+    if request.param == "amx-emulated" and amx.amx_usable():
+        pytest.skip("this CPU runs AMX itself (the 'amx' form)")
     monkeypatch.setenv("NNCOMPILE_AMX", "1" if request.param == "amx" else "0")
+    monkeypatch.setenv("NNCOMPILE_AMX_EMULATE", "1" if request.param == "amx-emulated" else "0")
     monkeypatch.setenv("NNCOMPILE_AVX512BF16", "1" if request.param == "avx512bf16" else "0")
     runtime.bf16_runtime()
     assert runtime.bf16_form() == request.param

@@ -59,11 +59,15 @@ def _fused(fn, *args, threads=2) -> bool:
     return FUSED in source
 
 
-@pytest.fixture(autouse=True)
-def vector_form(monkeypatch):
-    # the form the runtime computes with here (the fusion is the same in each: the AMX
-    # and AVX512-BF16 forms share the driver that calls the epilogue)
+@pytest.fixture(autouse=True, params=["native", "amx-emulated"])
+def form(request, monkeypatch):
+    # the form the runtime computes with here, and the AMX form with emulated tiles (the
+    # real one where the CPU has AMX): they share the driver that calls the epilogue, but
+    # not the kernel that leaves C in place or in scratch
+    if request.param == "amx-emulated" and amx.amx_usable():
+        pytest.skip("this CPU runs AMX itself (the native form)")
     monkeypatch.setenv("NNCOMPILE_AMX", "1" if amx.amx_usable() else "0")
+    monkeypatch.setenv("NNCOMPILE_AMX_EMULATE", "1" if request.param == "amx-emulated" else "0")
 
 
 # (m, k, n): whole and partial 32-row panels and column blocks, one and several k blocks,
