@@ -16,11 +16,16 @@ from nncompile.init import glorot_uniform, zeros
 from .nn_support import blobs, small_cnn
 
 
-@pytest.fixture(params=["amx", "float32"])
+@pytest.fixture(params=["amx", "float32", "amx-emulated"])
 def bf16_form(request, monkeypatch):
+    # "float32": whatever this CPU has without AMX (AVX512-BF16, or the rounding float32
+    # GEMM); "amx-emulated": the AMX form's code with its tile instructions emulated
     if request.param == "amx" and not amx.amx_usable():
         pytest.skip("this CPU or kernel offers no AMX bf16")
+    if request.param == "amx-emulated" and amx.amx_usable():
+        pytest.skip("this CPU runs AMX itself")
     monkeypatch.setenv("NNCOMPILE_AMX", "1" if request.param == "amx" else "0")
+    monkeypatch.setenv("NNCOMPILE_AMX_EMULATE", "1" if request.param == "amx-emulated" else "0")
     return request.param
 
 
