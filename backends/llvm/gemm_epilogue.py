@@ -74,6 +74,8 @@ def fuses_epilogue(em, s: Gemm, loop: Loop) -> bool:
     """Whether ``loop`` (right after ``s`` in a kernel) may run as the product's epilogue
     (the module docstring's conditions); gemm.emit_gemm runs it so where the product's
     form can."""
+    if not s.bf16:
+        return False  # (only the runtime's bf16 GEMM runs epilogues, gemm.emit_gemm)
     if em.in_parallel or s.batch != 1 or is_dynamic(s) or not isinstance(s.c_offset, int):
         return False
     if s.tile.get("registers") or fits_in_registers(s):
