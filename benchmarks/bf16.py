@@ -2,7 +2,8 @@
 and against PyTorch's bfloat16, all timed in one run (ratios; absolute times vary by box).
 
   gemm1024   C = A @ B, 1024^3: ours bf16 vs torch.matmul on bf16 tensors, and our float32;
-             GFLOP/s and the share of the AMX peak (a tile loop, amx_peak.py) x threads
+             GFLOP/s and the share of the AMX peak (a tile loop, amx_peak.py) x threads, or
+             of the vdpbf16ps peak (fma_peak.py) where that is the form
   mlp1024    SGD step of an MLP 784-1024-1024-10, batch 256: ours bf16 vs ours float32 vs
              PyTorch eager under torch.autocast("cpu", dtype=torch.bfloat16)
   cnn64      the seed CNN's Adam step, batch 64: the same three
@@ -29,6 +30,7 @@ from cpu_targets import (  # noqa: E402
     torch_step,
 )
 from nncompile.backends.llvm.amx_peak import amx_peak  # noqa: E402
+from nncompile.backends.llvm.fma_peak import bf16_dot_peak  # noqa: E402
 from nncompile.backends.llvm.runtime import bf16_form  # noqa: E402
 
 import nncompile as nc  # noqa: E402
@@ -106,6 +108,11 @@ def main() -> None:
     if peak:
         row["amx_peak_gflops_per_core"] = peak
         row["share_of_amx_peak"] = row["bf16_gflops"] / (peak * args.threads)
+    elif row["bf16_form"] == "avx512bf16":
+        dot = bf16_dot_peak()  # (the instruction's own peak: what this form can reach)
+        if dot:
+            row["vdpbf16ps_peak_gflops_per_core"] = dot
+            row["share_of_vdpbf16ps_peak"] = row["bf16_gflops"] / (dot * args.threads)
     if torch is not None:
         ta, tb = torch.from_numpy(a).bfloat16(), torch.from_numpy(b).bfloat16()
         row["torch_bf16_ms"] = timed(lambda: ta @ tb, args.steps) * 1e3
