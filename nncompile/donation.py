@@ -63,12 +63,13 @@ def _safe_body(body: list[Stmt], src: str, dst: str, inside: bool = False) -> bo
                 _safe_body(s.then, src, dst, inside) and _safe_body(s.otherwise, src, dst, inside)
             ):
                 return False
-        for load in _stmt_loads(s, src):
+        loads = _stmt_loads(s, src)
+        for load in loads:
             if inside and all(load.index != i for i in store_index):
                 return False
             if id(load) not in evaluated and any(load.index == i for i in stored):
                 return False  # read where this block already stored the output
-        evaluated.update(id(load) for load in _stmt_loads(s, src))
+        evaluated.update(id(load) for load in loads)
         if isinstance(s, Store) and s.buffer == dst:
             stored.append(s.index)
     return True

@@ -48,6 +48,8 @@ from ...lowering.program import physical_params
 from . import mathlib
 from .bf16 import rounded_to_bf16
 from .fastmath import InlineMath
+from .gemm import emit_gemm
+from .gemm_epilogue import fuses_epilogue
 from .llvm_builders import declare, loop_hints, set_function_attributes
 from .machine import this_machine
 from .parallel import CONTEXT_BATCH, ParallelRuntime, context_slot
@@ -154,9 +156,6 @@ class KernelEmitter:
     # ---- statements --------------------------------------------------------------------
 
     def block(self, stmts: Sequence[Stmt]) -> None:
-        from .gemm import emit_gemm
-        from .gemm_epilogue import fuses_epilogue
-
         i = 0
         while i < len(stmts):
             s, after = stmts[i], stmts[i + 1] if i + 1 < len(stmts) else None
@@ -288,8 +287,6 @@ class KernelEmitter:
     def gemm(self, s: Gemm) -> None:
         """C (+)= A @ B as loops i, p, j with j innermost: unit-stride B and C rows
         vectorize, and strides are constants the optimizer sees."""
-        from .gemm import emit_gemm
-
         emit_gemm(self, s)
 
     # ---- expressions -------------------------------------------------------------------

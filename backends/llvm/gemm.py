@@ -281,7 +281,7 @@ def emit_gemm(emitter, s: Gemm, epilogue: Loop | None = None) -> bool:
 
             emit_runtime_gemm_with_epilogue(emitter, s, epilogue)
             return True
-        _emit_packed_call(emitter, s)
+        emit_packed_call(emitter, s)
         return False
     if not dynamic and few_columns(s):
         prefix = f"g{len(emitter.fn.blocks)}_"
@@ -309,7 +309,7 @@ def emit_gemm(emitter, s: Gemm, epilogue: Loop | None = None) -> bool:
     if dynamic and _few_rows_at_run_time(s):
         _emit_by_row_count(emitter, s)
         return False
-    _emit_packed_call(emitter, s)
+    emit_packed_call(emitter, s)
     return False
 
 
@@ -343,12 +343,12 @@ def _emit_by_row_count(emitter, s: Gemm) -> None:
         emit()
         b.branch(merge)
     b.position_at_end(packed)
-    _emit_packed_call(emitter, s)
+    emit_packed_call(emitter, s)
     b.branch(merge)
     b.position_at_end(merge)
 
 
-def _emit_packed_call(emitter, s: Gemm, epilogue: tuple | None = None) -> ir.Value | None:
+def emit_packed_call(emitter, s: Gemm, epilogue: tuple | None = None) -> ir.Value | None:
     """The module's packed GEMM, once per batch entry (sizes passed at run time). With
     ``epilogue`` (its function and table, gemm_epilogue.py; a single bf16 product), the
     runtime's bf16 GEMM that runs it, and its result: whether it ran it."""

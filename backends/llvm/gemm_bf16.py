@@ -78,9 +78,9 @@ SHORT_K = 32
 # the GEMM's arguments, the workspace, then the epilogue and its table (null: none)
 ARG_TYPES = [PTR] * 3 + [I64] * 10 + [PTR] + [PTR, PTR]
 A_PACK_BYTES = BLOCK * KC_MAX * 2
-# Each thread of a team packs into its own share of the caller's workspace: apack, then B's
-# block in what is left (at most B_BYTES). A team is no larger than leaves every thread
-# room for a B block of BLOCK columns.
+# Each thread of a team packs into its own share of the caller's workspace: A's panels, then
+# B's block in what is left (at most b_block_bytes). A team is no larger than leaves every
+# thread room for one A panel and a B block of BLOCK columns.
 MAX_TEAM = WORKSPACE_BYTES // (A_PACK_BYTES + BLOCK * KC_MAX * 2)
 
 
@@ -186,15 +186,14 @@ class Bf16GemmBuilder:
                 self.module, "GOMP_parallel", ir.FunctionType(VOID, [PTR, PTR, I32, I32])
             )
             size = b.trunc(imin(b, threads, const(MAX_TEAM)), I32)
-            args = plain
-            split_k = b.and_(team, splits_k(b, args, elem_bytes=4))  # (C is float32)
+            split_k = b.and_(team, splits_k(b, plain, elem_bytes=4))  # (C is float32)
             small_b = const(small_b_bytes(this_machine()))  # (in the text: cached per machine)
-            split_rows = b.and_(team, splits_rows(b, args, BF16_ROWS, 4, small_b))
+            split_rows = b.and_(team, splits_rows(b, plain, BF16_ROWS, 4, small_b))
             L.first_of(
                 "team",
                 [
-                    (split_k, lambda: launch(b, self.module, by_k, args)),
-                    (split_rows, lambda: launch(b, self.module, by_rows, args)),
+                    (split_k, lambda: launch(b, self.module, by_k, plain)),
+                    (split_rows, lambda: launch(b, self.module, by_rows, plain)),
                     (team, lambda: b.call(gomp, [region, slot, size, ir.Constant(I32, 0)])),
                 ],
                 lambda: b.call(body, [slot, const(0), const(1)]),
@@ -300,13 +299,13 @@ class Bf16GemmBuilder:
 
             return write
 
-        def row_panel(kb: KBlock, ic, apanel, a_once):
+        def row_panel(kb: KBlock, ic, apanel, a_once, bpack):
             mh = imin(b, const(BLOCK), b.sub(r1, ic))
             L.when(b.not_(a_once), lambda: pack_a(e, kb, ic, mh, apanel))
             back = write_back(ic, mh, kb.first)
 
             def block(jr):
-                kernel.block(kb, ic, mh, jr, apanel, bpack_of[0], back)
+                kernel.block(kb, ic, mh, jr, apanel, bpack, back)
 
             L.range(0, kb.nwp, BLOCK, block, "jr")
             # the rows' last k block: this region of C is final, and in cache for the
@@ -318,9 +317,7 @@ class Bf16GemmBuilder:
                 lambda: b.call(epilogue, region),
             )
 
-        bpack_of: list[ir.Value] = []  # (set in ``work``, used by the blocks)
-
-        def k_block(pc, kc, nc, a_once):
+        def k_block(pc, kc, nc, a_once, bpack):
             kw = imin(b, kc, b.sub(g.k, pc))
             pad = const(K_PADDING[self.form])
             kwp = b.mul(b.sdiv(b.add(kw, b.sub(pad, const(1))), pad), pad)
@@ -346,8 +343,12 @@ class Bf16GemmBuilder:
                 nw = imin(b, nc, b.sub(c1, jc))
                 nwp = b.mul(blocks(nw), const(BLOCK))
                 kb = KBlock(jc, nw, nwp, pc, kw, kwp, b.sdiv(kwp, const(2)), first)
-                pack_b(e, kb, bpack_of[0])
-                L.range(r0, r1, BLOCK, lambda ic: row_panel(kb, ic, panel_at(ic), a_once), "ic")
+                pack_b(e, kb, bpack)
+
+                def panel(ic):
+                    row_panel(kb, ic, panel_at(ic), a_once, bpack)
+
+                L.range(r0, r1, BLOCK, panel, "ic")
 
             L.range(c0, c1, nc, column_block, "jc")
 
@@ -362,12 +363,12 @@ class Bf16GemmBuilder:
             a_all = b.mul(b.mul(blocks(b.sub(r1, r0)), const(BLOCK * 2)), kc)
             a_once = b.icmp_signed("<=", b.add(a_all, b_block), share)
             a_bytes = b.select(a_once, a_all, const(A_PACK_BYTES))
-            bpack_of.append(b.gep(apack, [a_bytes], source_etype=I8))
+            bpack = b.gep(apack, [a_bytes], source_etype=I8)
             b_bytes = imin(b, b_block, b.sub(share, a_bytes))
             fit = b.mul(b.sdiv(b.sdiv(b_bytes, b.mul(kc, const(2))), const(BLOCK)), const(BLOCK))
             nc = imax(b, const(BLOCK), fit)
             kernel.begin()
-            L.range(0, g.k, kc, lambda pc: k_block(pc, kc, nc, a_once), "pc")
+            L.range(0, g.k, kc, lambda pc: k_block(pc, kc, nc, a_once, bpack), "pc")
             kernel.end()
 
         L.when(b.and_(b.icmp_signed("<", r0, r1), b.icmp_signed("<", c0, c1)), work)

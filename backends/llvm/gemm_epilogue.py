@@ -31,7 +31,7 @@ import llvmlite.ir as ir
 from ...ir.kernel import Gemm, Let, Load, Loop, Store, Var, postorder
 from ...ir.kernel_simplify import IndexSimplifier
 from ...ir.kernel_visit import own_expressions
-from .gemm import _emit_packed_call, is_dynamic
+from .gemm import emit_packed_call, is_dynamic
 from .gemm_bf16 import EPILOGUE_TYPE
 from .gemm_registers import fits_in_registers
 from .llvm_builders import set_function_attributes
@@ -134,6 +134,6 @@ def emit_runtime_gemm_with_epilogue(em, s: Gemm, loop: Loop) -> None:
     b.call(body.fn, unpack_table(b, epilogue.args[0], body.fields) + list(epilogue.args[1:]))
     b.ret_void()
 
-    applied = _emit_packed_call(em, s, (epilogue, body.table([])))
+    applied = emit_packed_call(em, s, (epilogue, body.table([])))
     with em.b.if_then(em.b.icmp_signed("==", applied, ir.Constant(I64, 0))):
         em.stmt(loop)
